@@ -1,0 +1,248 @@
+//! The one source of truth for what crosses the kernel/userspace boundary: map names and sizes,
+//! key and value layouts, and the decision event. `jump-ebpf` reads these layouts, the daemon's
+//! `datapath` writes them, and the compiler produces them. Everything is `#[repr(C)]`, padding is
+//! spelled out as named fields, and every type's size is asserted at compile time so a layout
+//! change on one side cannot go unnoticed on the other.
+#![no_std]
+
+/// Names of the maps in the eBPF object, so both sides agree on them.
+pub mod maps {
+    pub const ACTIVE: &str = "JUMP_ACTIVE";
+    pub const SLOTS: &str = "JUMP_SLOTS";
+    pub const USERS: &str = "JUMP_USERS";
+    pub const DESTS: &str = "JUMP_DESTS";
+    pub const PORTS: &str = "JUMP_PORTS";
+    pub const WINDOWS: &str = "JUMP_WINDOWS";
+    pub const EVENTS: &str = "JUMP_EVENTS";
+    pub const COUNTERS: &str = "JUMP_COUNTERS";
+}
+
+/// Capacities. The daemon refuses a policy whose compiled image does not fit, so a lookup never
+/// depends on a failed insert.
+pub const MAX_USERS: u32 = 65_536;
+pub const MAX_DESTS: u32 = 262_144;
+pub const MAX_PORTS: u32 = 262_144;
+pub const MAX_WINDOWS: u32 = 4_096;
+pub const EVENTS_BYTES: u32 = 1 << 22;
+
+/// Two complete policy images live side by side in every map, told apart by `slot`. A reload
+/// fills the inactive slot, then flips `JUMP_ACTIVE[0]` with one array write; a program reads the
+/// active slot once per decision, so no decision ever mixes two generations.
+pub const SLOT_COUNT: u32 = 2;
+
+/// Key of `JUMP_USERS` (hash): which compiled profile a uid uses in a slot. `uid ==
+/// ANY_UID` holds the profile of every uid not listed (the `users: ["*"]` rules alone).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserKey {
+    pub slot: u32,
+    pub uid: u32,
+}
+pub const ANY_UID: u32 = u32::MAX;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UserValue {
+    pub profile: u32,
+}
+
+/// Key data of `JUMP_DESTS` (LPM trie, behind aya's `Key { prefix_len, data }`): which
+/// destination class an address falls into for a profile.
+///
+/// Field order is match order: the slot and the profile are always matched in full (they are
+/// the first 64 bits of every prefix), then the address. IPv4 addresses are stored as
+/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`) so one trie serves both families and a mapped
+/// destination gets the IPv4 verdict by construction. All fields after `prefixlen` are
+/// big-endian, because the trie compares bytes in memory order. The prefix length is
+/// `DEST_FIXED_BITS` + the address prefix length.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DestKey {
+    pub slot_be: u32,
+    pub profile_be: u32,
+    pub addr: [u8; 16],
+}
+pub const DEST_FIXED_BITS: u32 = 64;
+
+/// The compiler splits overlapping networks so that the longest match alone holds the answer:
+/// `class` names the set of rule entries that apply to every address of that prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DestValue {
+    pub class: u32,
+}
+
+/// Key data of `JUMP_PORTS` (LPM trie): the candidates for a (class, protocol, port).
+///
+/// Field order is match order: slot, class and protocol always match in full, the port by
+/// prefix, so a port range compiles to the few aligned blocks that cover it. `_pad` sits inside
+/// the fixed part and is always zero, which keeps `port_be` naturally aligned. The prefix length
+/// is `PORT_FIXED_BITS` (slot, class, proto, pad) + the port prefix length (0..=16).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortKey {
+    pub slot_be: u32,
+    pub class_be: u32,
+    pub proto: u8,
+    pub _pad: u8,
+    pub port_be: u16,
+}
+pub const PORT_FIXED_BITS: u32 = 80;
+
+/// IP protocol numbers as the kernel programs see them.
+pub mod proto {
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const ICMP: u8 = 1;
+    pub const ICMPV6: u8 = 58;
+}
+
+/// What one candidate decides when it applies.
+pub mod action {
+    pub const DENY: u8 = 0;
+    pub const ALLOW: u8 = 1;
+    /// Allowed, but logged as "would deny": the connection passes only because an audit-mode
+    /// rule applies.
+    pub const AUDIT: u8 = 2;
+}
+
+/// How many candidates a port entry carries. Candidates are in precedence order and the first
+/// whose time window is open decides; the compiler stops a list at the first candidate without a
+/// window, so only time-limited rules make a list long, and it rejects a policy that overflows.
+pub const MAX_CANDIDATES: usize = 8;
+
+/// Window id meaning "always open".
+pub const WINDOW_ALWAYS: u32 = 0;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Candidate {
+    /// Index into the daemon's rule table (0 is the policy default).
+    pub rule_id: u32,
+    /// Index into `JUMP_WINDOWS`, or `WINDOW_ALWAYS`.
+    pub window: u32,
+    pub action: u8,
+    pub _pad: [u8; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortValue {
+    pub len: u32,
+    pub candidates: [Candidate; MAX_CANDIDATES],
+}
+
+/// How many open intervals a time window holds. Schedules are expanded by the daemon into their
+/// next intervals (and refreshed); past the last interval the window is closed, so a stopped
+/// daemon fails closed rather than open.
+pub const MAX_INTERVALS: usize = 32;
+
+/// Value of `JUMP_WINDOWS` (array, indexed by window id, per slot: `slot * MAX_WINDOWS + id`):
+/// half-open intervals `[start, end)` in nanoseconds of CLOCK_TAI, which the kernel reads with
+/// `bpf_ktime_get_tai_ns` so expiry holds while the daemon is down.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Window {
+    pub len: u32,
+    pub _pad: u32,
+    pub intervals: [[u64; 2]; MAX_INTERVALS],
+}
+
+/// Which decisions become events (`defaults.log`).
+pub mod log_mode {
+    pub const NONE: u8 = 0;
+    pub const DENY: u8 = 1;
+    pub const ALL: u8 = 2;
+}
+
+/// Value of `JUMP_SLOTS` (array of `SLOT_COUNT`): per-image settings.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SlotConfig {
+    pub generation: u64,
+    /// Action when no candidate applies (`defaults.egress`).
+    pub default_action: u8,
+    pub log_mode: u8,
+    pub _pad: [u8; 6],
+}
+
+/// Which hook made a decision.
+pub mod hook {
+    pub const CONNECT4: u8 = 1;
+    pub const CONNECT6: u8 = 2;
+    pub const SENDMSG4: u8 = 3;
+    pub const SENDMSG6: u8 = 4;
+
+    pub fn name(hook: u8) -> &'static str {
+        match hook {
+            CONNECT4 => "connect4",
+            CONNECT6 => "connect6",
+            SENDMSG4 => "sendmsg4",
+            SENDMSG6 => "sendmsg6",
+            _ => "unknown",
+        }
+    }
+}
+
+pub const COMM_LEN: usize = 16;
+
+/// One decision, as written to the `JUMP_EVENTS` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// CLOCK_TAI nanoseconds, the same clock windows use.
+    pub ts_ns: u64,
+    pub generation: u64,
+    pub uid: u32,
+    pub gid: u32,
+    /// Thread-group id (what userspace calls the pid).
+    pub pid: u32,
+    pub rule_id: u32,
+    /// Destination as IPv4-mapped IPv6 for IPv4.
+    pub dst_addr: [u8; 16],
+    pub dst_port: u16,
+    /// `AF_INET` or `AF_INET6`, as the socket was created.
+    pub family: u16,
+    pub proto: u8,
+    pub hook: u8,
+    pub action: u8,
+    pub _pad: u8,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Indexes of `JUMP_COUNTERS` (per-CPU array of u64).
+pub mod counter {
+    pub const DECISIONS: u32 = 0;
+    pub const EVENTS_DROPPED: u32 = 1;
+    pub const LEN: u32 = 2;
+}
+
+// Compile-time layout checks: both sides compile these, so a drifting layout fails the build.
+const _: () = {
+    assert!(core::mem::size_of::<UserKey>() == 8);
+    assert!(core::mem::size_of::<UserValue>() == 4);
+    assert!(core::mem::size_of::<DestKey>() == 24);
+    assert!(core::mem::size_of::<DestValue>() == 4);
+    assert!(core::mem::size_of::<PortKey>() == 12);
+    assert!(core::mem::size_of::<Candidate>() == 12);
+    assert!(core::mem::size_of::<PortValue>() == 4 + 12 * MAX_CANDIDATES);
+    assert!(core::mem::size_of::<Window>() == 8 + 16 * MAX_INTERVALS);
+    assert!(core::mem::size_of::<SlotConfig>() == 16);
+    assert!(core::mem::size_of::<Event>() == 72);
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: every type is `#[repr(C)]`, `Copy`, made only of integers and integer arrays, with
+    // all padding spelled out as fields (see the size asserts above), so any bit pattern is valid.
+    unsafe impl aya::Pod for UserKey {}
+    unsafe impl aya::Pod for UserValue {}
+    unsafe impl aya::Pod for DestKey {}
+    unsafe impl aya::Pod for DestValue {}
+    unsafe impl aya::Pod for PortKey {}
+    unsafe impl aya::Pod for PortValue {}
+    unsafe impl aya::Pod for Window {}
+    unsafe impl aya::Pod for SlotConfig {}
+    unsafe impl aya::Pod for Event {}
+}

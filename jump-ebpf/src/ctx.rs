@@ -1,0 +1,84 @@
+//! Raw reads from the program contexts, and nothing else: each returns plain values so the
+//! decision code above it stays safe.
+
+use aya_ebpf::programs::SockAddrContext;
+
+/// The destination of a `sock_addr` hook, normalised for lookup.
+pub struct Dest {
+    /// IPv4 as IPv4-mapped IPv6, network byte order.
+    pub addr: [u8; 16],
+    /// Host byte order.
+    pub port: u16,
+    pub proto: u8,
+    pub family: u16,
+}
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const IPPROTO_ICMPV6: u32 = 58;
+
+/// The IPv4-mapped form of an IPv4 address given in network byte order as the kernel stores it.
+fn mapped_v4(ip4_be: u32) -> [u8; 16] {
+    let b = ip4_be.to_ne_bytes();
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, b[0], b[1], b[2], b[3]]
+}
+
+fn proto_of(protocol: u32) -> u8 {
+    // Policy `icmp` covers both ICMP and ICMPv6 echo; one protocol number keeps one entry.
+    if protocol == IPPROTO_ICMPV6 {
+        jump_common::proto::ICMP
+    } else {
+        protocol as u8
+    }
+}
+
+fn port_of(user_port: u32) -> u16 {
+    // `user_port` holds the port in network byte order in its low 16 bits.
+    u16::from_be(user_port as u16)
+}
+
+pub fn dest4(ctx: &SockAddrContext) -> Dest {
+    let sa = ctx.sock_addr;
+    // SAFETY: `sa` is the context pointer the kernel handed this program; the verifier checks
+    // each field access against `struct bpf_sock_addr`.
+    let (ip4, port, protocol) = unsafe { ((*sa).user_ip4, (*sa).user_port, (*sa).protocol) };
+    Dest {
+        addr: mapped_v4(ip4),
+        port: port_of(port),
+        proto: proto_of(protocol),
+        family: AF_INET,
+    }
+}
+
+pub fn dest6(ctx: &SockAddrContext) -> Dest {
+    let sa = ctx.sock_addr;
+    // The verifier only allows `user_ip6` to be read one u32 at a time ("invalid bpf_context
+    // access" for a wider load), so each word is its own read.
+    // SAFETY: as in `dest4`.
+    let w = unsafe {
+        [
+            (*sa).user_ip6[0],
+            (*sa).user_ip6[1],
+            (*sa).user_ip6[2],
+            (*sa).user_ip6[3],
+        ]
+    };
+    // SAFETY: as in `dest4`.
+    let (port, protocol) = unsafe { ((*sa).user_port, (*sa).protocol) };
+    let mut addr = [0u8; 16];
+    let mut i = 0;
+    while i < 4 {
+        let b = w[i].to_ne_bytes();
+        addr[i * 4] = b[0];
+        addr[i * 4 + 1] = b[1];
+        addr[i * 4 + 2] = b[2];
+        addr[i * 4 + 3] = b[3];
+        i += 1;
+    }
+    Dest {
+        addr,
+        port: port_of(port),
+        proto: proto_of(protocol),
+        family: AF_INET6,
+    }
+}

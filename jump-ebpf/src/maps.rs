@@ -1,0 +1,45 @@
+//! The map definitions. Names, sizes and layouts come from `jump-common`, which the daemon reads
+//! too; this file only instantiates them.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+};
+use jump_common::{
+    counter, DestKey, DestValue, Event, PortKey, PortValue, SlotConfig, UserKey, UserValue,
+    Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
+};
+
+// Map names are the static names below; `jump_common::maps` spells the same strings for the
+// daemon.
+
+#[map]
+pub static JUMP_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static JUMP_SLOTS: Array<SlotConfig> = Array::with_max_entries(SLOT_COUNT, 0);
+
+#[map]
+pub static JUMP_USERS: HashMap<UserKey, UserValue> =
+    HashMap::with_max_entries(MAX_USERS * SLOT_COUNT, 0);
+
+#[map]
+pub static JUMP_DESTS: LpmTrie<DestKey, DestValue> =
+    LpmTrie::with_max_entries(MAX_DESTS * SLOT_COUNT, 0);
+
+#[map]
+pub static JUMP_PORTS: LpmTrie<PortKey, PortValue> =
+    LpmTrie::with_max_entries(MAX_PORTS * SLOT_COUNT, 0);
+
+#[map]
+pub static JUMP_WINDOWS: Array<Window> = Array::with_max_entries(MAX_WINDOWS * SLOT_COUNT, 0);
+
+#[map]
+pub static JUMP_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+#[map]
+pub static JUMP_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::LEN, 0);
+
+// Keeps `Event` referenced so its BTF is emitted for `bpftool` users.
+#[allow(dead_code)]
+pub static EVENT_LAYOUT: Option<Event> = None;

@@ -1,0 +1,139 @@
+//! The compiled map image: exactly the entries the kernel maps will hold for one policy
+//! generation, before a slot number is attached. The datapath writes it as is; `lookup` here
+//! emulates the kernel's lookups over it (the same precedence as `jump-ebpf/src/lookup.rs`), so
+//! the compiler can be checked against the reference evaluator without root.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use ipnet::IpNet;
+use jump_common::{action, Candidate, ANY_UID, MAX_CANDIDATES};
+
+/// What a rule id stands for, so an event can name `policies/20-access.yaml:14:5`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RuleInfo {
+    pub name: String,
+    /// `file:line:col` of the rule in its policy file, empty for the default.
+    pub location: String,
+}
+
+/// One `JUMP_DESTS` entry.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DestEntry {
+    pub profile: u32,
+    /// IPv4 networks are written as their IPv4-mapped IPv6 form by the datapath.
+    pub net: IpNet,
+    pub class: u32,
+}
+
+/// One `JUMP_PORTS` entry: the ports `port ..= port | (0xffff >> bits)` of (class, proto).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortEntry {
+    pub class: u32,
+    pub proto: u8,
+    pub port: u16,
+    /// Port prefix length, 0..=16.
+    pub bits: u8,
+    /// In precedence order, at most `MAX_CANDIDATES`.
+    pub candidates: Vec<Candidate>,
+}
+
+/// Half-open `[start, end)` intervals in Unix-time (UTC) nanoseconds; the datapath shifts them
+/// to CLOCK_TAI, the clock the kernel compares against.
+pub type Intervals = Vec<(u64, u64)>;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MapImage {
+    /// `jump_common::action` used when no candidate applies.
+    pub default_action: u8,
+    /// `jump_common::log_mode`.
+    pub log_mode: u8,
+    /// uid → profile; `ANY_UID` holds the profile of every uid not listed.
+    pub users: BTreeMap<u32, u32>,
+    pub dests: Vec<DestEntry>,
+    pub ports: Vec<PortEntry>,
+    /// Indexed by window id; index 0 (`WINDOW_ALWAYS`) is unused.
+    pub windows: Vec<Intervals>,
+    /// Indexed by rule id; index 0 is the policy default.
+    pub rules: Vec<RuleInfo>,
+}
+
+/// A verdict as the kernel would reach it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub action: u8,
+    pub rule_id: u32,
+}
+
+fn to_v6(addr: IpAddr) -> std::net::Ipv6Addr {
+    match addr {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    }
+}
+
+fn net_to_v6(net: &IpNet) -> (std::net::Ipv6Addr, u8) {
+    match net {
+        IpNet::V4(n) => (n.network().to_ipv6_mapped(), n.prefix_len() + 96),
+        IpNet::V6(n) => (n.network(), n.prefix_len()),
+    }
+}
+
+impl DestEntry {
+    /// The address and prefix length as the kernel trie stores them (IPv4 mapped into IPv6).
+    pub fn v6(&self) -> (std::net::Ipv6Addr, u8) {
+        net_to_v6(&self.net)
+    }
+}
+
+impl MapImage {
+    /// The kernel's decision, emulated over this image (see `jump-ebpf/src/lookup.rs` for the
+    /// numbered precedence this follows).
+    pub fn lookup(&self, uid: u32, addr: IpAddr, proto: u8, port: u16, now_ns: u64) -> Verdict {
+        let default = Verdict { action: self.default_action, rule_id: 0 };
+        // (2)
+        let Some(&profile) = self.users.get(&uid).or_else(|| self.users.get(&ANY_UID)) else {
+            return default;
+        };
+        // (3)
+        let addr = u128::from(to_v6(addr));
+        let class = self
+            .dests
+            .iter()
+            .filter(|d| d.profile == profile)
+            .filter_map(|d| {
+                let (net, len) = d.v6();
+                let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+                (u128::from(net) & mask == addr & mask).then_some((len, d.class))
+            })
+            .max_by_key(|&(len, _)| len);
+        let Some((_, class)) = class else { return default };
+        // (4)
+        let entry = self
+            .ports
+            .iter()
+            .filter(|p| p.class == class && p.proto == proto)
+            .filter(|p| {
+                let mask = if p.bits == 0 { 0 } else { u16::MAX << (16 - p.bits) };
+                p.port & mask == port & mask
+            })
+            .max_by_key(|p| p.bits);
+        let Some(entry) = entry else { return default };
+        // (5)
+        for c in entry.candidates.iter().take(MAX_CANDIDATES) {
+            let open = c.window == jump_common::WINDOW_ALWAYS
+                || self
+                    .windows
+                    .get(c.window as usize)
+                    .is_some_and(|iv| iv.iter().any(|&(s, e)| s <= now_ns && now_ns < e));
+            if open {
+                return Verdict { action: c.action, rule_id: c.rule_id };
+            }
+        }
+        // (6)
+        default
+    }
+
+    pub fn allows(v: Verdict) -> bool {
+        v.action != action::DENY
+    }
+}

@@ -1,0 +1,2 @@
+//! Model → compiled map image. Pure: no kernel, no aya.
+pub mod image;

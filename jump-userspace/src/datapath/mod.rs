@@ -1,0 +1,1 @@
+//! Compiled map image → kernel.

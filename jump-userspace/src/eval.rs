@@ -1,0 +1,1 @@
+//! The reference evaluator: a deliberately naive reading of the policy semantics.

@@ -1,0 +1,1 @@
+//! Ring buffer → decoded events → log sink.

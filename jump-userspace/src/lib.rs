@@ -1,0 +1,14 @@
+//! jump's userspace: the data flows through these modules in order.
+//!
+//! YAML files (`policy`) → validated model → compiled map image (`compile`) → kernel maps
+//! (`datapath`) → decision events (`events`) → journald / JSON / text. `eval` is the reference
+//! evaluator the compiler is tested against; `daemon` and `ctl` are `jumpd` and `jumpctl`.
+#![forbid(unsafe_code)]
+
+pub mod compile;
+pub mod ctl;
+pub mod daemon;
+pub mod datapath;
+pub mod eval;
+pub mod events;
+pub mod policy;

@@ -1,0 +1,1 @@
+//! YAML policy directory → validated model, with file:line:col for every error.
