@@ -1,1 +1,118 @@
-//! The reference evaluator: a deliberately naive reading of the policy semantics.
+//! The reference evaluator: a deliberately naive reading of the policy semantics, with no
+//! compilation, no tries and no windows. The compiler is tested against it (the differential
+//! property test), and `jumpctl check` uses it to explain the kernel's answer.
+//!
+//! The semantics, in order:
+//! 1. An entry *applies* to a connection when its rule names the uid (or everyone), the rule is
+//!    active at that time (`expires`, `schedule`), the destination is in one of its networks (an
+//!    IPv4-mapped IPv6 address is the IPv4 address; IPv6 networks never hold IPv4 addresses), the
+//!    protocol is one of its protocols, and the port is in its ranges (ICMP has no port).
+//! 2. An applying enforce-mode `deny` → denied.
+//! 3. An applying audit-mode `deny`, where the connection would otherwise be allowed (by an
+//!    applying allow of any mode, or by `defaults.egress: allow`) → audit (allowed, logged
+//!    "would deny").
+//! 4. An applying enforce-mode `allow` → allowed.
+//! 5. An applying audit-mode `allow`, when `defaults.egress` is `deny` → audit.
+//! 6. Otherwise `defaults.egress`, attributed to rule 0.
+//!
+//! Within one step the first rule in file order is reported (the synthetic `loopback` rule comes
+//! before every file rule).
+
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+use jump_common::action;
+
+use crate::{
+    compile::{time, EffRule, RuleSet},
+    policy::{Entry, Mode, Proto},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Allow,
+    Deny,
+}
+
+/// One applying entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Match {
+    pub rule_id: u32,
+    pub kind: Kind,
+    pub audit: bool,
+    /// Index into the rule's `allow` or `deny` list.
+    pub entry: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// `jump_common::action`.
+    pub action: u8,
+    /// 0 for the default.
+    pub rule_id: u32,
+    /// Every applying entry, in rule order.
+    pub matches: Vec<Match>,
+}
+
+/// The destination as the semantics sees it: IPv4-mapped IPv6 is IPv4.
+pub fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
+        a => a,
+    }
+}
+
+pub fn rule_active(rule: &EffRule, t: Timestamp) -> bool {
+    rule.expires.is_none_or(|e| t < e)
+        && rule.schedule.as_ref().is_none_or(|s| time::schedule_open(s, t))
+}
+
+pub fn entry_applies(e: &Entry, addr: IpAddr, proto: Proto, port: u16) -> bool {
+    let addr = canonical(addr);
+    e.nets.iter().any(|n| n.contains(&addr))
+        && e.protos.contains(&proto)
+        && (proto == Proto::Icmp || e.ports.iter().any(|&(lo, hi)| lo <= port && port <= hi))
+}
+
+pub fn evaluate(rules: &RuleSet, uid: u32, addr: IpAddr, proto: u8, port: u16, at: Timestamp) -> Decision {
+    let mut matches = Vec::new();
+    if let Some(proto) = Proto::from_number(proto) {
+        for r in &rules.rules {
+            if !r.applies_to(uid) || !rule_active(r, at) {
+                continue;
+            }
+            for (kind, entries) in [(Kind::Deny, &r.deny), (Kind::Allow, &r.allow)] {
+                for (i, e) in entries.iter().enumerate() {
+                    if entry_applies(e, addr, proto, port) {
+                        matches.push(Match { rule_id: r.id, kind, audit: r.mode == Mode::Audit, entry: i });
+                    }
+                }
+            }
+        }
+    }
+    let first = |kind: Kind, audit: bool| {
+        matches.iter().find(|m| m.kind == kind && m.audit == audit).map(|m| m.rule_id)
+    };
+    let default_allows = rules.default_action != action::DENY;
+    let decide = |action: u8, rule_id: u32| (action, rule_id);
+    let (action, rule_id) = if let Some(id) = first(Kind::Deny, false) {
+        // (2)
+        decide(action::DENY, id)
+    } else if let Some(id) = first(Kind::Deny, true).filter(|_| {
+        default_allows || matches.iter().any(|m| m.kind == Kind::Allow)
+    }) {
+        // (3)
+        decide(action::AUDIT, id)
+    } else if let Some(id) = first(Kind::Allow, false) {
+        // (4)
+        decide(action::ALLOW, id)
+    } else if let Some(id) = first(Kind::Allow, true).filter(|_| !default_allows) {
+        // (5)
+        decide(action::AUDIT, id)
+    } else {
+        // (6)
+        decide(rules.default_action, 0)
+    };
+    Decision { action, rule_id, matches }
+}
