@@ -65,7 +65,10 @@ pub fn canonical(addr: IpAddr) -> IpAddr {
 
 pub fn rule_active(rule: &EffRule, t: Timestamp) -> bool {
     rule.expires.is_none_or(|e| t < e)
-        && rule.schedule.as_ref().is_none_or(|s| time::schedule_open(s, t))
+        && rule
+            .schedule
+            .as_ref()
+            .is_none_or(|s| time::schedule_open(s, t))
 }
 
 pub fn entry_applies(e: &Entry, addr: IpAddr, proto: Proto, port: u16) -> bool {
@@ -75,7 +78,14 @@ pub fn entry_applies(e: &Entry, addr: IpAddr, proto: Proto, port: u16) -> bool {
         && (proto == Proto::Icmp || e.ports.iter().any(|&(lo, hi)| lo <= port && port <= hi))
 }
 
-pub fn evaluate(rules: &RuleSet, uid: u32, addr: IpAddr, proto: u8, port: u16, at: Timestamp) -> Decision {
+pub fn evaluate(
+    rules: &RuleSet,
+    uid: u32,
+    addr: IpAddr,
+    proto: u8,
+    port: u16,
+    at: Timestamp,
+) -> Decision {
     let mut matches = Vec::new();
     if let Some(proto) = Proto::from_number(proto) {
         for r in &rules.rules {
@@ -85,23 +95,31 @@ pub fn evaluate(rules: &RuleSet, uid: u32, addr: IpAddr, proto: u8, port: u16, a
             for (kind, entries) in [(Kind::Deny, &r.deny), (Kind::Allow, &r.allow)] {
                 for (i, e) in entries.iter().enumerate() {
                     if entry_applies(e, addr, proto, port) {
-                        matches.push(Match { rule_id: r.id, kind, audit: r.mode == Mode::Audit, entry: i });
+                        matches.push(Match {
+                            rule_id: r.id,
+                            kind,
+                            audit: r.mode == Mode::Audit,
+                            entry: i,
+                        });
                     }
                 }
             }
         }
     }
     let first = |kind: Kind, audit: bool| {
-        matches.iter().find(|m| m.kind == kind && m.audit == audit).map(|m| m.rule_id)
+        matches
+            .iter()
+            .find(|m| m.kind == kind && m.audit == audit)
+            .map(|m| m.rule_id)
     };
     let default_allows = rules.default_action != action::DENY;
     let decide = |action: u8, rule_id: u32| (action, rule_id);
     let (action, rule_id) = if let Some(id) = first(Kind::Deny, false) {
         // (2)
         decide(action::DENY, id)
-    } else if let Some(id) = first(Kind::Deny, true).filter(|_| {
-        default_allows || matches.iter().any(|m| m.kind == Kind::Allow)
-    }) {
+    } else if let Some(id) = first(Kind::Deny, true)
+        .filter(|_| default_allows || matches.iter().any(|m| m.kind == Kind::Allow))
+    {
         // (3)
         decide(action::AUDIT, id)
     } else if let Some(id) = first(Kind::Allow, false) {
@@ -114,5 +132,9 @@ pub fn evaluate(rules: &RuleSet, uid: u32, addr: IpAddr, proto: u8, port: u16, a
         // (6)
         decide(rules.default_action, 0)
     };
-    Decision { action, rule_id, matches }
+    Decision {
+        action,
+        rule_id,
+        matches,
+    }
 }

@@ -1,1 +1,64 @@
-fn main() {}
+//! `cargo xtask setup|build|run|test|bench|shell`: the project's own build chain. Everything a
+//! fresh machine needs is installed by `setup`, so `run` and `test` work on it unaided.
+#![forbid(unsafe_code)]
+
+mod build;
+mod demo;
+mod setup;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing: Debian packages and bpf-linker (idempotent).
+    Setup,
+    /// Build the eBPF object with Debian's toolchain, then jumpd and jumpctl embedding it.
+    Build,
+    /// The demo: a jump host in a box in network namespaces, jumpd in the foreground.
+    /// With `-- ARGS…`, runs jumpd with those arguments instead (a real deployment).
+    Run {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Every test: unit and property tests, then the privileged kernel tests (as root).
+    Test,
+    /// Open a shell as USER inside the running demo's enforced cgroup and jump-host namespace.
+    Shell { user: String },
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Setup => setup::run(),
+        Cmd::Build => setup::run().and_then(|()| build::run().map(drop)),
+        Cmd::Run { args } => setup::run()
+            .and_then(|()| build::run())
+            .and_then(|b| demo::run(&b, &args)),
+        Cmd::Test => setup::run()
+            .and_then(|()| build::run())
+            .and_then(|b| build::test(&b)),
+        Cmd::Shell { user } => demo::shell(&user),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -66,7 +66,10 @@ impl FakeDirectory {
     }
 
     pub fn group(mut self, name: &str, gid: u32, members: &[&str]) -> Self {
-        self.groups.insert(name.into(), (gid, members.iter().map(|m| m.to_string()).collect()));
+        self.groups.insert(
+            name.into(),
+            (gid, members.iter().map(|m| m.to_string()).collect()),
+        );
         self
     }
 
@@ -85,7 +88,11 @@ impl FakeDirectory {
             let f: Vec<&str> = line.split(':').collect();
             if f.len() >= 4 && !line.starts_with('#') {
                 if let Ok(gid) = f[2].parse() {
-                    let members = f[3].split(',').filter(|m| !m.is_empty()).map(String::from).collect();
+                    let members = f[3]
+                        .split(',')
+                        .filter(|m| !m.is_empty())
+                        .map(String::from)
+                        .collect();
                     d.groups.entry(f[0].to_string()).or_insert((gid, members));
                 }
             }
@@ -122,7 +129,11 @@ mod tests {
             "alice:x:1000:\nops:x:2000:alice,ghost\n",
         );
         assert_eq!(d.uid_of("alice"), Some(1000));
-        assert_eq!(d.group_members("ops"), Some(vec![1000, 1001]), "ops: alice as member, bob by primary gid");
+        assert_eq!(
+            d.group_members("ops"),
+            Some(vec![1000, 1001]),
+            "ops: alice as member, bob by primary gid"
+        );
         assert_eq!(d.group_members("nope"), None);
     }
 }

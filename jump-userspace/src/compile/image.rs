@@ -89,7 +89,10 @@ impl MapImage {
     /// The kernel's decision, emulated over this image (see `jump-ebpf/src/lookup.rs` for the
     /// numbered precedence this follows).
     pub fn lookup(&self, uid: u32, addr: IpAddr, proto: u8, port: u16, now_ns: u64) -> Verdict {
-        let default = Verdict { action: self.default_action, rule_id: 0 };
+        let default = Verdict {
+            action: self.default_action,
+            rule_id: 0,
+        };
         // (2)
         let Some(&profile) = self.users.get(&uid).or_else(|| self.users.get(&ANY_UID)) else {
             return default;
@@ -102,18 +105,28 @@ impl MapImage {
             .filter(|d| d.profile == profile)
             .filter_map(|d| {
                 let (net, len) = d.v6();
-                let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(len))
+                };
                 (u128::from(net) & mask == addr & mask).then_some((len, d.class))
             })
             .max_by_key(|&(len, _)| len);
-        let Some((_, class)) = class else { return default };
+        let Some((_, class)) = class else {
+            return default;
+        };
         // (4)
         let entry = self
             .ports
             .iter()
             .filter(|p| p.class == class && p.proto == proto)
             .filter(|p| {
-                let mask = if p.bits == 0 { 0 } else { u16::MAX << (16 - p.bits) };
+                let mask = if p.bits == 0 {
+                    0
+                } else {
+                    u16::MAX << (16 - p.bits)
+                };
                 p.port & mask == port & mask
             })
             .max_by_key(|p| p.bits);
@@ -126,7 +139,10 @@ impl MapImage {
                     .get(c.window as usize)
                     .is_some_and(|iv| iv.iter().any(|&(s, e)| s <= now_ns && now_ns < e));
             if open {
-                return Verdict { action: c.action, rule_id: c.rule_id };
+                return Verdict {
+                    action: c.action,
+                    rule_id: c.rule_id,
+                };
             }
         }
         // (6)

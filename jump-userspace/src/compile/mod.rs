@@ -39,16 +39,28 @@ pub struct Compiled {
 }
 
 /// Compiles `policy` for the moment `now` (schedules are expanded around it).
-pub fn compile(policy: &Policy, dir: &dyn Directory, now: jiff::Timestamp) -> Result<MapImage, PolicyErrors> {
+pub fn compile(
+    policy: &Policy,
+    dir: &dyn Directory,
+    now: jiff::Timestamp,
+) -> Result<MapImage, PolicyErrors> {
     compile_full(policy, dir, now).map(|c| c.image)
 }
 
 /// `compile`, keeping the resolved rule set (for the reference evaluator and explanations) and
 /// the warnings (rules that can never match or are fully shadowed).
-pub fn compile_full(policy: &Policy, dir: &dyn Directory, now: jiff::Timestamp) -> Result<Compiled, PolicyErrors> {
+pub fn compile_full(
+    policy: &Policy,
+    dir: &dyn Directory,
+    now: jiff::Timestamp,
+) -> Result<Compiled, PolicyErrors> {
     let rules = resolve(policy, dir)?;
     let (image, warnings) = compile_rules(&rules, now)?;
-    Ok(Compiled { image, rules, warnings })
+    Ok(Compiled {
+        image,
+        rules,
+        warnings,
+    })
 }
 
 /// Precedence levels, in the order the kernel tries candidates.
@@ -132,14 +144,20 @@ impl Builder<'_> {
         let mut out: Vec<(u8, usize, u32)> = Vec::with_capacity(list.len());
         for (i, &(level, rule, window)) in list.iter().enumerate() {
             if level == AUDIT_DENY && self.default_action == action::DENY {
-                let allows: Vec<u32> =
-                    list[i + 1..].iter().filter(|c| c.0 >= ENFORCE_ALLOW).map(|c| c.2).collect();
+                let allows: Vec<u32> = list[i + 1..]
+                    .iter()
+                    .filter(|c| c.0 >= ENFORCE_ALLOW)
+                    .map(|c| c.2)
+                    .collect();
                 if allows.is_empty() {
                     continue;
                 }
                 if !allows.contains(&WINDOW_ALWAYS) {
                     let union = time::normalize(
-                        allows.iter().flat_map(|&w| self.windows[w as usize].iter().copied()).collect(),
+                        allows
+                            .iter()
+                            .flat_map(|&w| self.windows[w as usize].iter().copied())
+                            .collect(),
                     );
                     let mut narrowed = match self.intervals(window) {
                         None => union,
@@ -167,8 +185,10 @@ impl Builder<'_> {
         if out.len() > MAX_CANDIDATES {
             let rules: Vec<usize> = out.iter().map(|c| c.1).collect();
             if self.overflow_seen.insert(rules.clone()) {
-                let names: Vec<String> =
-                    rules.iter().map(|&r| format!("`{}`", self.rules.rules[r].name)).collect();
+                let names: Vec<String> = rules
+                    .iter()
+                    .map(|&r| format!("`{}`", self.rules.rules[r].name))
+                    .collect();
                 let span = rules
                     .iter()
                     .find_map(|&r| self.rules.rules[r].span.clone())
@@ -210,15 +230,24 @@ impl Builder<'_> {
         self.classes.insert(atoms.to_vec(), class);
         for proto in Proto::ALL {
             let bit = proto_bit(proto);
-            let here: Vec<u32> =
-                atoms.iter().copied().filter(|&a| self.atoms[a as usize].protos & bit != 0).collect();
+            let here: Vec<u32> = atoms
+                .iter()
+                .copied()
+                .filter(|&a| self.atoms[a as usize].protos & bit != 0)
+                .collect();
             if here.is_empty() {
                 continue;
             }
             if proto == Proto::Icmp {
                 let candidates = self.candidates(&here);
                 if !candidates.is_empty() {
-                    self.image.ports.push(PortEntry { class, proto: proto.number(), port: 0, bits: 0, candidates });
+                    self.image.ports.push(PortEntry {
+                        class,
+                        proto: proto.number(),
+                        port: 0,
+                        bits: 0,
+                        candidates,
+                    });
                 }
                 continue;
             }
@@ -293,13 +322,17 @@ impl Builder<'_> {
         // entries do not apply to IPv4 destinations: an empty IPv4 `0.0.0.0/0` entry hides it.
         if v6_covers_v4 {
             let any_v4: IpNet = IpNet::V4(ipnet::Ipv4Net::default());
-            nets.entry((V4_MAPPED, 96, true)).or_insert_with(|| (any_v4, Vec::new()));
+            nets.entry((V4_MAPPED, 96, true))
+                .or_insert_with(|| (any_v4, Vec::new()));
         }
         // Sorted by address then length, a network comes after every network containing it; the
         // stack holds the chain of containing networks with their classes' atoms.
         let mut stack: Vec<(u128, u8, bool, Vec<u32>)> = Vec::new();
         for ((addr, len, v4), (net, mut own)) in nets {
-            while stack.last().is_some_and(|&(a, l, _, _)| !contains(a, l, addr, len)) {
+            while stack
+                .last()
+                .is_some_and(|&(a, l, _, _)| !contains(a, l, addr, len))
+            {
                 stack.pop();
             }
             // INVARIANT (longest-prefix-complete): a class holds its own atoms and those of every
@@ -310,7 +343,11 @@ impl Builder<'_> {
             own.sort_unstable();
             own.dedup();
             let class = self.class(&own);
-            self.image.dests.push(DestEntry { profile, net, class });
+            self.image.dests.push(DestEntry {
+                profile,
+                net,
+                class,
+            });
             stack.push((addr, len, v4, own));
         }
     }
@@ -320,7 +357,10 @@ const V4_MAPPED: u128 = 0xffff_0000_0000;
 
 fn mapped(net: &IpNet) -> (u128, u8) {
     match net {
-        IpNet::V4(n) => (u128::from(n.network().to_ipv6_mapped()), n.prefix_len() + 96),
+        IpNet::V4(n) => (
+            u128::from(n.network().to_ipv6_mapped()),
+            n.prefix_len() + 96,
+        ),
         IpNet::V6(n) => (u128::from(n.network()), n.prefix_len()),
     }
 }
@@ -330,7 +370,11 @@ fn contains(a: u128, la: u8, b: u128, lb: u8) -> bool {
     if la > lb {
         return false;
     }
-    let mask = if la == 0 { 0 } else { u128::MAX << (128 - u32::from(la)) };
+    let mask = if la == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(la))
+    };
     a & mask == b & mask
 }
 
@@ -339,7 +383,11 @@ pub fn port_blocks(lo: u32, hi: u32) -> Vec<(u16, u8)> {
     let mut out = Vec::new();
     let mut a = lo;
     while a <= hi {
-        let mut size: u32 = if a == 0 { 1 << 16 } else { a & a.wrapping_neg() };
+        let mut size: u32 = if a == 0 {
+            1 << 16
+        } else {
+            a & a.wrapping_neg()
+        };
         while a + size - 1 > hi {
             size >>= 1;
         }
@@ -350,7 +398,10 @@ pub fn port_blocks(lo: u32, hi: u32) -> Vec<(u16, u8)> {
 }
 
 /// The compiler proper, over an already resolved rule set.
-pub fn compile_rules(rules: &RuleSet, now: jiff::Timestamp) -> Result<(MapImage, Vec<Diagnostic>), PolicyErrors> {
+pub fn compile_rules(
+    rules: &RuleSet,
+    now: jiff::Timestamp,
+) -> Result<(MapImage, Vec<Diagnostic>), PolicyErrors> {
     let mut b = Builder {
         rules,
         default_action: rules.default_action,
@@ -369,9 +420,15 @@ pub fn compile_rules(rules: &RuleSet, now: jiff::Timestamp) -> Result<(MapImage,
         overflow_seen: Default::default(),
     };
     let mut warnings = Vec::new();
-    b.image.rules.push(RuleInfo { name: "default".into(), location: String::new() });
+    b.image.rules.push(RuleInfo {
+        name: "default".into(),
+        location: String::new(),
+    });
     for r in &rules.rules {
-        b.image.rules.push(RuleInfo { name: r.name.clone(), location: r.location() });
+        b.image.rules.push(RuleInfo {
+            name: r.name.clone(),
+            location: r.location(),
+        });
     }
 
     // Atoms, per rule: (atom id, network) pairs; inactive rules get none.
@@ -387,8 +444,13 @@ pub fn compile_rules(rules: &RuleSet, now: jiff::Timestamp) -> Result<(MapImage,
         let Some(window) = window else {
             if let Some(span) = &r.span {
                 let msg = match r.expires {
-                    Some(e) if e <= now => format!("rule `{}` expired at {e}: it can never match", r.name),
-                    _ => format!("rule `{}` is never active in the coming week: it can never match", r.name),
+                    Some(e) if e <= now => {
+                        format!("rule `{}` expired at {e}: it can never match", r.name)
+                    }
+                    _ => format!(
+                        "rule `{}` is never active in the coming week: it can never match",
+                        r.name
+                    ),
                 };
                 warnings.push(Diagnostic::warning(span.clone(), msg));
             }
@@ -399,7 +461,10 @@ pub fn compile_rules(rules: &RuleSet, now: jiff::Timestamp) -> Result<(MapImage,
             if let Some(span) = &r.span {
                 warnings.push(Diagnostic::warning(
                     span.clone(),
-                    format!("rule `{}` applies to no user: its groups have no members", r.name),
+                    format!(
+                        "rule `{}` applies to no user: its groups have no members",
+                        r.name
+                    ),
                 ));
             }
         }
@@ -425,7 +490,9 @@ pub fn compile_rules(rules: &RuleSet, now: jiff::Timestamp) -> Result<(MapImage,
     }
 
     // Profiles: group uids by their exact rule set.
-    let everyone: Vec<usize> = (0..rules.rules.len()).filter(|&i| active[i] && rules.rules[i].everyone).collect();
+    let everyone: Vec<usize> = (0..rules.rules.len())
+        .filter(|&i| active[i] && rules.rules[i].everyone)
+        .collect();
     let mut per_uid: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (i, r) in rules.rules.iter().enumerate() {
         if active[i] && !r.everyone {
@@ -462,7 +529,10 @@ pub fn compile_rules(rules: &RuleSet, now: jiff::Timestamp) -> Result<(MapImage,
     if b.windows.len() > MAX_WINDOWS as usize {
         b.errors.push(Diagnostic::error(
             crate::policy::Span::default(),
-            format!("the policy needs {} time windows, more than {MAX_WINDOWS}", b.windows.len() - 1),
+            format!(
+                "the policy needs {} time windows, more than {MAX_WINDOWS}",
+                b.windows.len() - 1
+            ),
         ));
     }
     if !b.errors.is_empty() {
@@ -477,8 +547,15 @@ pub fn compile_rules(rules: &RuleSet, now: jiff::Timestamp) -> Result<(MapImage,
         let msg = match b.cut_by[i] {
             Some(by) => {
                 let by = &rules.rules[by];
-                let at = by.span.as_ref().map(|s| format!(" ({s})")).unwrap_or_default();
-                format!("rule `{}` is fully shadowed by `{}`{at}: it never decides a connection", r.name, by.name)
+                let at = by
+                    .span
+                    .as_ref()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default();
+                format!(
+                    "rule `{}` is fully shadowed by `{}`{at}: it never decides a connection",
+                    r.name, by.name
+                )
             }
             None => format!("rule `{}` never decides a connection", r.name),
         };
@@ -491,7 +568,9 @@ pub fn compile_rules(rules: &RuleSet, now: jiff::Timestamp) -> Result<(MapImage,
     warnings.sort_by(|a, b| a.span.cmp(&b.span));
 
     b.image.dests.sort();
-    b.image.ports.sort_by_key(|p| (p.class, p.proto, p.port, p.bits));
+    b.image
+        .ports
+        .sort_by_key(|p| (p.class, p.proto, p.port, p.bits));
     b.image.windows = b.windows;
     Ok((b.image, warnings))
 }
@@ -506,7 +585,13 @@ mod tests {
         assert_eq!(port_blocks(22, 22), vec![(22, 16)]);
         assert_eq!(port_blocks(3306, 3307), vec![(3306, 15)]);
         assert_eq!(port_blocks(1, 3), vec![(1, 16), (2, 15)]);
-        for (lo, hi) in [(0u32, 0u32), (5, 1000), (1024, 65535), (65535, 65535), (1, 65534)] {
+        for (lo, hi) in [
+            (0u32, 0u32),
+            (5, 1000),
+            (1024, 65535),
+            (65535, 65535),
+            (1, 65534),
+        ] {
             let mut covered = 0u32;
             for (p, bits) in port_blocks(lo, hi) {
                 let size = 1u32 << (16 - bits);

@@ -32,7 +32,10 @@ pub struct EffRule {
 
 impl EffRule {
     pub fn location(&self) -> String {
-        self.span.as_ref().map(|s| s.to_string()).unwrap_or_default()
+        self.span
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_default()
     }
 
     pub fn applies_to(&self, uid: u32) -> bool {

@@ -21,12 +21,20 @@ pub fn ns(t: Timestamp) -> u64 {
 /// read in the schedule's zone (a time skipped by a DST change is read as the time after it).
 pub fn schedule_interval(s: &Schedule, date: Date) -> Option<(Timestamp, Timestamp)> {
     let at = |d: Date, minutes: u16| -> Option<Timestamp> {
-        let (d, minutes) = if minutes >= 24 * 60 { (d.tomorrow().ok()?, minutes - 24 * 60) } else { (d, minutes) };
+        let (d, minutes) = if minutes >= 24 * 60 {
+            (d.tomorrow().ok()?, minutes - 24 * 60)
+        } else {
+            (d, minutes)
+        };
         let dt = d.at((minutes / 60) as i8, (minutes % 60) as i8, 0, 0);
         s.tz.to_timestamp(dt).ok()
     };
     let start = at(date, s.start)?;
-    let end_day = if s.end <= s.start { date.tomorrow().ok()? } else { date };
+    let end_day = if s.end <= s.start {
+        date.tomorrow().ok()?
+    } else {
+        date
+    };
     let end = at(end_day, s.end)?;
     (start < end).then_some((start, end))
 }
@@ -34,7 +42,9 @@ pub fn schedule_interval(s: &Schedule, date: Date) -> Option<(Timestamp, Timesta
 /// Whether the schedule is open at `t` (the reference definition: some day's interval holds `t`).
 pub fn schedule_open(s: &Schedule, t: Timestamp) -> bool {
     let today = t.to_zoned_datetime(s.tz.clone()).date();
-    let Ok(yesterday) = today.yesterday() else { return false };
+    let Ok(yesterday) = today.yesterday() else {
+        return false;
+    };
     [yesterday, today].into_iter().any(|d| {
         s.days.contains(&Day::from_weekday(d.weekday()))
             && schedule_interval(s, d).is_some_and(|(a, b)| a <= t && t < b)
@@ -46,7 +56,9 @@ pub fn schedule_intervals(s: &Schedule, now: Timestamp) -> Intervals {
     let from = now.checked_sub(HORIZON_BEFORE).unwrap_or(now);
     let to = now.checked_add(HORIZON_AFTER).unwrap_or(now);
     let mut out = Vec::new();
-    let Ok(mut d) = from.to_zoned_datetime(s.tz.clone()).date().yesterday() else { return out };
+    let Ok(mut d) = from.to_zoned_datetime(s.tz.clone()).date().yesterday() else {
+        return out;
+    };
     let last = to.to_zoned_datetime(s.tz.clone()).date();
     while d <= last {
         if s.days.contains(&Day::from_weekday(d.weekday())) {
@@ -148,7 +160,13 @@ mod tests {
 
     #[test]
     fn intersect_and_normalize() {
-        assert_eq!(normalize(vec![(5, 9), (1, 3), (3, 4), (8, 8)]), vec![(1, 4), (5, 9)]);
-        assert_eq!(intersect(&vec![(0, 10), (20, 30)], &vec![(5, 25)]), vec![(5, 10), (20, 25)]);
+        assert_eq!(
+            normalize(vec![(5, 9), (1, 3), (3, 4), (8, 8)]),
+            vec![(1, 4), (5, 9)]
+        );
+        assert_eq!(
+            intersect(&vec![(0, 10), (20, 30)], &vec![(5, 25)]),
+            vec![(5, 10), (20, 25)]
+        );
     }
 }

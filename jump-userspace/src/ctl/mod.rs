@@ -1,1 +1,170 @@
-//! `jumpctl` subcommands.
+//! `jumpctl`: the admin's view of a policy directory. `validate`, `check`, `test` and `schema`
+//! work offline, without root: they compile the policy exactly as the daemon does, so `check`
+//! answers what the kernel would. Each subcommand writes to the given streams and returns the
+//! process exit code; `bin/jumpctl.rs` only parses arguments and exits.
+
+mod cases;
+mod check;
+
+use std::{io::Write, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+pub use cases::run_cases;
+pub use check::{check, parse_dest, CheckReport, Dest};
+
+use crate::{
+    compile::{self, Directory},
+    policy::{self, Severity},
+};
+
+/// Exit codes shared by the subcommands.
+pub mod exit {
+    /// Valid / allowed / every case passed.
+    pub const OK: u8 = 0;
+    /// Invalid policy / denied / some case failed.
+    pub const FAIL: u8 = 1;
+    /// The question could not be answered (bad arguments, unreadable files).
+    pub const ERROR: u8 = 2;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jumpctl",
+    version,
+    about = "Inspect and test jump egress policies"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a policy directory: errors and warnings with file:line:col; exit 1 if invalid
+    Validate(ValidateArgs),
+    /// Would USER be allowed to reach DEST? Prints the verdict and the rules behind it
+    Check(CheckArgs),
+    /// Run policy test cases (for an admin's CI); exit 1 on any failure
+    Test(TestArgs),
+    /// Print the JSON Schema of policy files (for editors)
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The policy directory
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The policy directory
+    pub dir: PathBuf,
+    /// A user name or a numeric uid
+    pub user: String,
+    /// `ADDR:PORT[/PROTO]`, `[IPV6]:PORT[/PROTO]` or `ADDR/icmp`; the protocol defaults to tcp
+    pub dest: String,
+    /// The moment to ask about (RFC 3339, like `2026-12-01T09:00:00+01:00`); default now
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The policy directory
+    pub dir: PathBuf,
+    /// A YAML list of cases like `- {user: alice, to: "198.51.100.130:5432", expect: allow}`
+    pub cases: PathBuf,
+}
+
+/// Runs the policy subcommands with the system's users and the current time.
+pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let now = jiff::Timestamp::now();
+    let dir = compile::SystemDirectory;
+    match command {
+        Command::Validate(a) => validate(&a.dir, &dir, now, out, err),
+        Command::Check(a) => {
+            let at = match a.at.as_deref().map(parse_time).transpose() {
+                Ok(at) => at.unwrap_or(now),
+                Err(e) => {
+                    let _ = writeln!(err, "error: {e}");
+                    return exit::ERROR;
+                }
+            };
+            check::run(&a.dir, &a.user, &a.dest, at, a.json, &dir, out, err)
+        }
+        Command::Test(a) => run_cases(&a.dir, &a.cases, &dir, now, out, err),
+        Command::Schema => {
+            let _ = out.write_all(policy::schema::json_schema().as_bytes());
+            exit::OK
+        }
+    }
+}
+
+/// `--at` and `at:` in test cases: an RFC 3339 time with an offset.
+pub fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
+    s.parse::<jiff::Timestamp>().map_err(|_| {
+        format!("invalid time `{s}`: write an RFC 3339 time with an offset, like `2026-12-01T09:00:00Z`")
+    })
+}
+
+/// Loads and compiles; prints every diagnostic. Exit 0 when valid (warnings allowed), else 1.
+pub fn validate(
+    dir: &std::path::Path,
+    directory: &dyn Directory,
+    now: jiff::Timestamp,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let loaded = match policy::load_dir(dir) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = writeln!(err, "{e}");
+            let _ = writeln!(err, "{}", summary(e.errors.len(), 0));
+            return exit::FAIL;
+        }
+    };
+    match compile::compile_full(&loaded.policy, directory, now) {
+        Ok(c) => {
+            let mut warnings = loaded.warnings;
+            warnings.extend(c.warnings);
+            for w in &warnings {
+                let _ = writeln!(err, "{w}");
+            }
+            debug_assert!(warnings.iter().all(|w| w.severity == Severity::Warning));
+            let _ = writeln!(
+                out,
+                "{}: valid policy, {} rules, {} profiles, {} destination and {} port entries ({} warning{})",
+                dir.display(),
+                c.image.rules.len() - 1,
+                c.image.users.values().collect::<std::collections::BTreeSet<_>>().len(),
+                c.image.dests.len(),
+                c.image.ports.len(),
+                warnings.len(),
+                if warnings.len() == 1 { "" } else { "s" },
+            );
+            exit::OK
+        }
+        Err(e) => {
+            for w in &loaded.warnings {
+                let _ = writeln!(err, "{w}");
+            }
+            let _ = writeln!(err, "{e}");
+            let _ = writeln!(err, "{}", summary(e.errors.len(), loaded.warnings.len()));
+            exit::FAIL
+        }
+    }
+}
+
+fn summary(errors: usize, warnings: usize) -> String {
+    let s = |n: usize| if n == 1 { "" } else { "s" };
+    format!(
+        "error: invalid policy: {errors} error{}, {warnings} warning{}",
+        s(errors),
+        s(warnings)
+    )
+}

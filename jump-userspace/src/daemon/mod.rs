@@ -1,1 +1,192 @@
-//! `jumpd`.
+//! `jumpd`: loads the policy directory, keeps the kernel's maps in step with it and turns the
+//! kernel's decision events into log records. The policy work is plan/apply: `plan` (parse and
+//! compile) is pure and may fail without touching the kernel; `Datapath::apply` is the one write.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{signal, SignalKind},
+};
+
+use crate::{
+    compile::{self, image::MapImage},
+    datapath::{Datapath, Kernel, KernelOptions},
+    events::{decode::decode, sink, Enricher},
+    policy,
+};
+
+/// MESSAGE_IDs of the daemon's own life, fixed so operators can filter on them.
+pub mod message_id {
+    pub const STARTED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f801";
+    pub const POLICY_LOADED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f802";
+    pub const RELOAD_REJECTED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f803";
+    pub const DETACHED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f804";
+    pub const STOPPED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f805";
+    pub const EVENTS_LOST: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f806";
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub policy_dir: PathBuf,
+    pub cgroup: PathBuf,
+    pub debug_kernel: bool,
+}
+
+/// A compiled policy, ready to apply.
+pub struct Plan {
+    pub image: MapImage,
+    pub sha256: String,
+    pub warnings: Vec<String>,
+}
+
+/// Parse and compile the policy directory. Pure with respect to the kernel.
+pub fn plan(dir: &std::path::Path) -> anyhow::Result<Plan> {
+    let loaded = policy::load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let image = compile::compile(
+        &loaded.policy,
+        &compile::SystemDirectory,
+        jiff::Timestamp::now(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Plan {
+        image,
+        sha256: loaded.sha256,
+        warnings: loaded.warnings.iter().map(|w| w.to_string()).collect(),
+    })
+}
+
+struct State {
+    generation: u64,
+    enricher: Enricher,
+    last_dropped: u64,
+}
+
+fn install(dp: &mut dyn Datapath, st: &mut State, plan: Plan) -> anyhow::Result<()> {
+    let generation = st.generation + 1;
+    dp.apply(&plan.image, generation)?;
+    st.generation = generation;
+    for w in &plan.warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(
+        message_id = message_id::POLICY_LOADED,
+        jump_policy_generation = generation,
+        jump_policy_sha256 = %plan.sha256,
+        rules = plan.image.rules.len() - 1,
+        users = plan.image.users.len(),
+        "policy generation {generation} loaded ({} rules, sha256 {})",
+        plan.image.rules.len() - 1,
+        &plan.sha256[..plan.sha256.len().min(12)],
+    );
+    st.enricher
+        .set_generation(generation, plan.image.rules, plan.sha256);
+    Ok(())
+}
+
+/// Wraps a BPF ring buffer for readiness polling. tokio deprecates the safe constructor in favour
+/// of an `unsafe` one whose contract (the fd stays open for the wrapper's life) these owners
+/// uphold by construction: the ring buffer owns its map fd.
+#[expect(
+    deprecated,
+    reason = "the safe constructor is sound for fd owners; the crate forbids unsafe"
+)]
+fn async_fd<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
+    AsyncFd::with_interest(inner, tokio::io::Interest::READABLE)
+}
+
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    let first = plan(&opts.policy_dir)
+        .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?;
+    let (mut kernel, logger) = Kernel::load(&KernelOptions {
+        debug_log: opts.debug_kernel,
+    })?;
+    if let Some(logger) = logger {
+        let mut logger = async_fd(logger)?;
+        tokio::spawn(async move {
+            loop {
+                let Ok(mut guard) = logger.readable_mut().await else {
+                    break;
+                };
+                guard.get_inner_mut().flush();
+                guard.clear_ready();
+            }
+        });
+    }
+    let mut st = State {
+        generation: 0,
+        enricher: Enricher::new(),
+        last_dropped: 0,
+    };
+    // INVARIANT (fail closed): the maps hold a policy before any program is attached.
+    install(&mut kernel, &mut st, first)?;
+    kernel.attach(&opts.cgroup)?;
+    let mut events = async_fd(kernel.take_events()?)?;
+    tracing::info!(
+        message_id = message_id::STARTED,
+        cgroup = %opts.cgroup.display(),
+        "jumpd ready: enforcing on `{}` with hooks {}",
+        opts.cgroup.display(),
+        kernel.attached().iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(","),
+    );
+
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            guard = events.readable_mut() => {
+                let mut guard = guard?;
+                let rb = guard.get_inner_mut();
+                while let Some(item) = rb.next() {
+                    match decode(&item) {
+                        Some(e) => sink::emit(&st.enricher.record(&e)),
+                        None => tracing::error!("malformed event of {} bytes from the kernel", item.len()),
+                    }
+                }
+                guard.clear_ready();
+            }
+            _ = hup.recv() => reload(&mut kernel, &mut st, &opts),
+            _ = tick.tick() => report_drops(&kernel, &mut st),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    report_drops(&kernel, &mut st);
+    drop(kernel);
+    tracing::info!(
+        message_id = message_id::DETACHED,
+        "programs detached from `{}`",
+        opts.cgroup.display()
+    );
+    tracing::info!(message_id = message_id::STOPPED, "jumpd stopped");
+    Ok(())
+}
+
+fn reload(dp: &mut dyn Datapath, st: &mut State, opts: &Options) {
+    let result = plan(&opts.policy_dir).and_then(|p| install(dp, st, p));
+    if let Err(e) = result {
+        tracing::error!(
+            message_id = message_id::RELOAD_REJECTED,
+            jump_policy_generation = st.generation,
+            "reload rejected, generation {} stays in force: {e:#}",
+            st.generation
+        );
+    }
+}
+
+fn report_drops(kernel: &Kernel, st: &mut State) {
+    let Ok(c) = kernel.counters() else { return };
+    let dropped = c[jump_common::counter::EVENTS_DROPPED as usize];
+    if dropped > st.last_dropped {
+        let n = dropped - st.last_dropped;
+        st.last_dropped = dropped;
+        tracing::error!(
+            message_id = message_id::EVENTS_LOST,
+            jump_events_lost = n,
+            "{n} events lost: the ring buffer was full"
+        );
+    }
+}

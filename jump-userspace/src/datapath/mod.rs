@@ -1,1 +1,36 @@
-//! Compiled map image → kernel.
+//! Compiled map image → kernel. This is the only module that talks to the kernel's BPF objects
+//! (through aya, in `kernel`); the rest of the daemon sees the `Datapath` trait, which `Fake`
+//! also implements so reload logic can be tested without root.
+
+mod kernel;
+mod slots;
+
+use crate::compile::image::MapImage;
+
+pub use kernel::{Kernel, KernelOptions};
+pub use slots::SlotImage;
+
+/// The I/O edge of a reload: everything before it (parse, compile, diff) is pure.
+pub trait Datapath {
+    /// Writes `image` as generation `generation` into the inactive slot and switches to it
+    /// atomically. On error the active slot is untouched.
+    fn apply(&mut self, image: &MapImage, generation: u64) -> anyhow::Result<()>;
+}
+
+/// An in-memory datapath: keeps the last applied image, as the kernel would.
+#[derive(Default)]
+pub struct Fake {
+    pub active: Option<(u64, MapImage)>,
+    /// Makes the next `apply` fail, as a full map or a detached program would.
+    pub fail_next: bool,
+}
+
+impl Datapath for Fake {
+    fn apply(&mut self, image: &MapImage, generation: u64) -> anyhow::Result<()> {
+        if std::mem::take(&mut self.fail_next) {
+            anyhow::bail!("injected failure");
+        }
+        self.active = Some((generation, image.clone()));
+        Ok(())
+    }
+}

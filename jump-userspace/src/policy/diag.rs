@@ -12,12 +12,20 @@ pub struct Span {
 
 impl Span {
     pub fn new(file: &Arc<str>, line: u32, col: u32) -> Self {
-        Span { file: file.clone(), line, col }
+        Span {
+            file: file.clone(),
+            line,
+            col,
+        }
     }
 
     /// The whole file (I/O errors, size limit).
     pub fn file(name: &str) -> Self {
-        Span { file: name.into(), line: 0, col: 0 }
+        Span {
+            file: name.into(),
+            line: 0,
+            col: 0,
+        }
     }
 }
 
@@ -47,11 +55,21 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(span: Span, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Error, span, message: message.into(), help: None }
+        Diagnostic {
+            severity: Severity::Error,
+            span,
+            message: message.into(),
+            help: None,
+        }
     }
 
     pub fn warning(span: Span, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, span, message: message.into(), help: None }
+        Diagnostic {
+            severity: Severity::Warning,
+            span,
+            message: message.into(),
+            help: None,
+        }
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {

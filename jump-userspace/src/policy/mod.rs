@@ -9,7 +9,7 @@ mod diag;
 mod model;
 mod parse;
 pub mod schema;
-mod yaml;
+pub(crate) mod yaml;
 
 use std::path::Path;
 
@@ -55,7 +55,10 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, PolicyErrors> {
     if names.len() > MAX_FILES {
         return Err(Diagnostic::error(
             Span::file(&dir_name),
-            format!("{} policy files, more than the limit of {MAX_FILES}", names.len()),
+            format!(
+                "{} policy files, more than the limit of {MAX_FILES}",
+                names.len()
+            ),
         )
         .into());
     }
@@ -91,10 +94,15 @@ fn read_limited(path: &Path) -> Result<String, String> {
     }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read file: {e}"))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!("file is more than the limit of {MAX_FILE_BYTES} bytes"));
+        return Err(format!(
+            "file is more than the limit of {MAX_FILE_BYTES} bytes"
+        ));
     }
     String::from_utf8(bytes).map_err(|e| {
-        format!("file is not valid UTF-8 (at byte {})", e.utf8_error().valid_up_to())
+        format!(
+            "file is not valid UTF-8 (at byte {})",
+            e.utf8_error().valid_up_to()
+        )
     })
 }
 
@@ -109,12 +117,23 @@ pub fn load_files(files: &[(String, String)]) -> Result<Loaded, PolicyErrors> {
         hasher.update((text.len() as u64).to_le_bytes());
         hasher.update(text.as_bytes());
     }
-    let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let sha256 = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
     let (policy, warnings) = parse::parse_files(files)?;
-    Ok(Loaded { policy, warnings, sha256 })
+    Ok(Loaded {
+        policy,
+        warnings,
+        sha256,
+    })
 }
 
 /// One file's worth of policy, for tests and examples.
 pub fn load_str(name: &str, text: &str) -> Result<Loaded, PolicyErrors> {
     load_files(&[(name.to_string(), text.to_string())])
 }
+
+#[cfg(test)]
+mod tests;

@@ -140,7 +140,15 @@ pub enum Day {
 }
 
 impl Day {
-    pub const ALL: [Day; 7] = [Day::Mon, Day::Tue, Day::Wed, Day::Thu, Day::Fri, Day::Sat, Day::Sun];
+    pub const ALL: [Day; 7] = [
+        Day::Mon,
+        Day::Tue,
+        Day::Wed,
+        Day::Thu,
+        Day::Fri,
+        Day::Sat,
+        Day::Sun,
+    ];
 
     pub fn from_weekday(w: jiff::civil::Weekday) -> Day {
         Day::ALL[w.to_monday_zero_offset() as usize]

@@ -54,7 +54,8 @@ impl Ctx {
 
     fn err_help(&mut self, n: &Node, msg: impl Into<String>, help: impl Into<String>) {
         let span = self.span(n);
-        self.errors.push(Diagnostic::error(span, msg).with_help(help));
+        self.errors
+            .push(Diagnostic::error(span, msg).with_help(help));
     }
 
     fn wrong_type(&mut self, n: &Node, what: &str, expected: &str) {
@@ -76,7 +77,10 @@ impl Ctx {
         let mut out: BTreeMap<&str, (&Node, &Node)> = BTreeMap::new();
         for (k, v) in items {
             let Some(key) = k.as_str() else {
-                self.err(k, format!("keys in `{what}` must be strings, found {}", k.describe()));
+                self.err(
+                    k,
+                    format!("keys in `{what}` must be strings, found {}", k.describe()),
+                );
                 continue;
             };
             if !known.contains(&key) {
@@ -88,7 +92,11 @@ impl Ctx {
                         msg,
                         format!(
                             "expected one of {}",
-                            known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                            known
+                                .iter()
+                                .map(|k| format!("`{k}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     ),
                 }
@@ -131,8 +139,16 @@ impl Ctx {
         if let Some((_, v)) = options.iter().find(|(k, _)| *k == s) {
             return Some(*v);
         }
-        let list = options.iter().map(|(k, _)| format!("`{k}`")).collect::<Vec<_>>().join(", ");
-        self.err_help(n, format!("invalid `{what}` value `{s}`"), format!("expected one of {list}"));
+        let list = options
+            .iter()
+            .map(|(k, _)| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.err_help(
+            n,
+            format!("invalid `{what}` value `{s}`"),
+            format!("expected one of {list}"),
+        );
         None
     }
 }
@@ -161,7 +177,10 @@ pub(crate) fn parse_files(
     let mut rule_index: HashMap<String, Span> = HashMap::new();
 
     for (name, text) in files {
-        let mut cx = Ctx { file: name.as_str().into(), errors: Vec::new() };
+        let mut cx = Ctx {
+            file: name.as_str().into(),
+            errors: Vec::new(),
+        };
         let root = match yaml::parse(text) {
             Ok(r) => r,
             Err(e) => {
@@ -172,7 +191,9 @@ pub(crate) fn parse_files(
                 continue;
             }
         };
-        let Some(root) = root.filter(|r| !r.is_null()) else { continue };
+        let Some(root) = root.filter(|r| !r.is_null()) else {
+            continue;
+        };
         let Some(top) = cx.map(&root, "policy file", TOP_KEYS) else {
             errors.append(&mut cx.errors);
             continue;
@@ -189,8 +210,10 @@ pub(crate) fn parse_files(
                     for item in items {
                         if let Some(rule) = parse_rule(&mut cx, item) {
                             if let Some(first) = rule_index.get(&rule.0.name) {
-                                let msg =
-                                    format!("duplicate rule `{}`: first defined at {first}", rule.0.name);
+                                let msg = format!(
+                                    "duplicate rule `{}`: first defined at {first}",
+                                    rule.0.name
+                                );
                                 cx.errors.push(Diagnostic::error(rule.0.span.clone(), msg));
                             } else {
                                 rule_index.insert(rule.0.name.clone(), rule.0.span.clone());
@@ -216,7 +239,14 @@ pub(crate) fn parse_files(
     if !errors.is_empty() {
         return Err(PolicyErrors::new(errors));
     }
-    Ok((Policy { defaults, zones, rules: out_rules }, warnings))
+    Ok((
+        Policy {
+            defaults,
+            zones,
+            rules: out_rules,
+        },
+        warnings,
+    ))
 }
 
 fn resolve_entries(
@@ -257,7 +287,9 @@ fn parse_defaults(
     defaults: &mut Defaults,
     seen: &mut HashMap<&'static str, Span>,
 ) {
-    let Some(m) = cx.map(n, "defaults", DEFAULTS_KEYS) else { return };
+    let Some(m) = cx.map(n, "defaults", DEFAULTS_KEYS) else {
+        return;
+    };
     for (key, (k, v)) in m {
         let key: &'static str = match key {
             "egress" => "egress",
@@ -266,15 +298,20 @@ fn parse_defaults(
         };
         let span = cx.span(k);
         if let Some(first) = seen.get(key) {
-            cx.err(k, format!("`defaults.{key}` is set twice: first set at {first}"));
+            cx.err(
+                k,
+                format!("`defaults.{key}` is set twice: first set at {first}"),
+            );
             continue;
         }
         seen.insert(key, span);
         match key {
             "egress" => {
-                if let Some(e) =
-                    cx.one_of(v, "defaults.egress", &[("deny", Egress::Deny), ("allow", Egress::Allow)])
-                {
+                if let Some(e) = cx.one_of(
+                    v,
+                    "defaults.egress",
+                    &[("deny", Egress::Deny), ("allow", Egress::Allow)],
+                ) {
                     defaults.egress = e;
                 }
             }
@@ -282,7 +319,11 @@ fn parse_defaults(
                 if let Some(l) = cx.one_of(
                     v,
                     "defaults.log",
-                    &[("all", LogMode::All), ("deny", LogMode::Deny), ("none", LogMode::None)],
+                    &[
+                        ("all", LogMode::All),
+                        ("deny", LogMode::Deny),
+                        ("none", LogMode::None),
+                    ],
                 ) {
                     defaults.log = l;
                 }
@@ -291,7 +332,11 @@ fn parse_defaults(
                 if let Some(l) = cx.one_of(
                     v,
                     "defaults.loopback",
-                    &[("allow", Loopback::Allow), ("deny", Loopback::Deny), ("policy", Loopback::Policy)],
+                    &[
+                        ("allow", Loopback::Allow),
+                        ("deny", Loopback::Deny),
+                        ("policy", Loopback::Policy),
+                    ],
                 ) {
                     defaults.loopback = l;
                 }
@@ -302,7 +347,9 @@ fn parse_defaults(
 
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
@@ -315,7 +362,10 @@ fn parse_zones(cx: &mut Ctx, n: &Node, zones: &mut Vec<Zone>, index: &mut HashMa
     };
     for (k, v) in items {
         let Some(name) = k.as_str() else {
-            cx.err(k, format!("zone names must be strings, found {}", k.describe()));
+            cx.err(
+                k,
+                format!("zone names must be strings, found {}", k.describe()),
+            );
             continue;
         };
         if !is_identifier(name) {
@@ -340,11 +390,18 @@ fn parse_zones(cx: &mut Ctx, n: &Node, zones: &mut Vec<Zone>, index: &mut HashMa
         let span = cx.span(k);
         if let Some(&first) = index.get(name) {
             let first = zones[first].span.clone();
-            cx.err(k, format!("duplicate zone `{name}`: first defined at {first}"));
+            cx.err(
+                k,
+                format!("duplicate zone `{name}`: first defined at {first}"),
+            );
             continue;
         }
         index.insert(name.to_string(), zones.len());
-        zones.push(Zone { name: name.to_string(), nets, span });
+        zones.push(Zone {
+            name: name.to_string(),
+            nets,
+            span,
+        });
     }
 }
 
@@ -399,7 +456,10 @@ fn parse_target(cx: &mut Ctx, n: &Node, s: &str) -> Option<Target> {
         return parse_net(cx, n, s).map(|net| Target::Nets(vec![net]));
     }
     if !is_identifier(s) {
-        cx.err(n, format!("invalid destination `{s}`: not a zone name, an address or a CIDR"));
+        cx.err(
+            n,
+            format!("invalid destination `{s}`: not a zone name, an address or a CIDR"),
+        );
         return None;
     }
     Some(Target::Zone(s.to_string(), cx.span(n)))
@@ -413,7 +473,11 @@ fn parse_port(cx: &mut Ctx, n: &Node, s: &str) -> Option<u16> {
             None
         }
         Err(_) => {
-            cx.err_help(n, format!("invalid port `{s}`"), "a port is a number like `22` or a range like `8000-8080`");
+            cx.err_help(
+                n,
+                format!("invalid port `{s}`"),
+                "a port is a number like `22` or a range like `8000-8080`",
+            );
             None
         }
     }
@@ -421,20 +485,31 @@ fn parse_port(cx: &mut Ctx, n: &Node, s: &str) -> Option<u16> {
 
 /// `ports:` → sorted inclusive ranges; `[(0, 65535)]` when absent.
 fn parse_ports(cx: &mut Ctx, v: Option<&Node>, what: &str) -> Vec<(u16, u16)> {
-    let Some(v) = v else { return vec![(0, u16::MAX)] };
+    let Some(v) = v else {
+        return vec![(0, u16::MAX)];
+    };
     let mut out = Vec::new();
     let items = cx.seq_or_one(v, what, "a port, a range or a list of them");
     if items.is_empty() && matches!(v.kind, Kind::Seq(_)) {
-        cx.err_help(v, format!("`{what}` is empty"), "omit `ports` to mean every port");
+        cx.err_help(
+            v,
+            format!("`{what}` is empty"),
+            "omit `ports` to mean every port",
+        );
     }
     for item in items {
-        let Some(s) = cx.string(item, what) else { continue };
+        let Some(s) = cx.string(item, what) else {
+            continue;
+        };
         if let Some((a, b)) = s.split_once('-') {
             let (Some(a), Some(b)) = (parse_port(cx, item, a), parse_port(cx, item, b)) else {
                 continue;
             };
             if a > b {
-                cx.err(item, format!("invalid port range `{s}`: start is greater than end"));
+                cx.err(
+                    item,
+                    format!("invalid port range `{s}`: start is greater than end"),
+                );
                 continue;
             }
             out.push((a, b));
@@ -477,7 +552,11 @@ fn parse_entry(cx: &mut Ctx, n: &Node, what: &str, default_protos: &[Proto]) -> 
     let m = cx.map(n, what, ENTRY_KEYS)?;
     let span = cx.span(n);
     let Some((_, to)) = m.get("to") else {
-        cx.err_help(n, format!("`{what}` entry has no `to`"), "add `to:` with a zone, an address or a CIDR");
+        cx.err_help(
+            n,
+            format!("`{what}` entry has no `to`"),
+            "add `to:` with a zone, an address or a CIDR",
+        );
         return None;
     };
     let mut targets = Vec::new();
@@ -499,11 +578,21 @@ fn parse_entry(cx: &mut Ctx, n: &Node, what: &str, default_protos: &[Proto]) -> 
     let ports = parse_ports(cx, ports_node, "ports");
     if let Some(p) = ports_node {
         if protos == [Proto::Icmp] {
-            cx.err_help(p, "`ports` cannot be used with `icmp`", "remove `ports`, or add `tcp` or `udp` to `proto`");
+            cx.err_help(
+                p,
+                "`ports` cannot be used with `icmp`",
+                "remove `ports`, or add `tcp` or `udp` to `proto`",
+            );
         }
     }
     Some(RawEntry {
-        entry: Entry { span, to: to_text, nets: Vec::new(), protos, ports },
+        entry: Entry {
+            span,
+            to: to_text,
+            nets: Vec::new(),
+            protos,
+            ports,
+        },
         targets,
     })
 }
@@ -526,7 +615,11 @@ fn parse_listen(cx: &mut Ctx, n: &Node) -> Option<Listen> {
             }
         }
     }
-    Some(Listen { span, ports, addresses })
+    Some(Listen {
+        span,
+        ports,
+        addresses,
+    })
 }
 
 fn parse_schedule(cx: &mut Ctx, n: &Node) -> Option<Schedule> {
@@ -569,7 +662,11 @@ fn parse_schedule(cx: &mut Ctx, n: &Node) -> Option<Schedule> {
             Some(s) => match parse_hours(&s) {
                 Some((a, b)) if a != b => (start, end) = (a, b),
                 Some(_) => {
-                    cx.err_help(h, format!("invalid `hours` `{s}`: start and end are equal"), "omit `hours` to mean the whole day");
+                    cx.err_help(
+                        h,
+                        format!("invalid `hours` `{s}`: start and end are equal"),
+                        "omit `hours` to mean the whole day",
+                    );
                     ok = false;
                 }
                 None => {
@@ -590,14 +687,25 @@ fn parse_schedule(cx: &mut Ctx, n: &Node) -> Option<Schedule> {
                     tz_name = s;
                 }
                 Err(_) => {
-                    cx.err_help(t, format!("unknown time zone `{s}`"), "use an IANA name like `Europe/Paris` or `UTC`");
+                    cx.err_help(
+                        t,
+                        format!("unknown time zone `{s}`"),
+                        "use an IANA name like `Europe/Paris` or `UTC`",
+                    );
                     ok = false;
                 }
             },
             None => ok = false,
         }
     }
-    ok.then_some(Schedule { days, start, end, tz_name, tz, span })
+    ok.then_some(Schedule {
+        days,
+        start,
+        end,
+        tz_name,
+        tz,
+        span,
+    })
 }
 
 /// `HH:MM-HH:MM` → minutes after midnight; the end may be `24:00`.
@@ -624,7 +732,11 @@ fn parse_rule(cx: &mut Ctx, n: &Node) -> Option<(Rule, Vec<RawEntry>, Vec<RawEnt
     let name = match m.get("name") {
         Some((_, v)) => cx.string(v, "name"),
         None => {
-            cx.err_help(n, "rule has no `name`", "every rule needs a unique `name`; events and `jumpctl check` show it");
+            cx.err_help(
+                n,
+                "rule has no `name`",
+                "every rule needs a unique `name`; events and `jumpctl check` show it",
+            );
             None
         }
     };
@@ -635,14 +747,18 @@ fn parse_rule(cx: &mut Ctx, n: &Node) -> Option<(Rule, Vec<RawEntry>, Vec<RawEnt
         }
     }
     let shown = name.clone().unwrap_or_else(|| "<unnamed>".into());
-    let description = m.get("description").and_then(|(_, v)| cx.string(v, "description"));
+    let description = m
+        .get("description")
+        .and_then(|(_, v)| cx.string(v, "description"));
 
     let mut everyone = false;
     let mut users = Vec::new();
     let mut groups = Vec::new();
     if let Some((_, u)) = m.get("users") {
         for item in cx.seq_or_one(u, "users", "a list of user names or uids") {
-            let Some(s) = cx.string(item, "users") else { continue };
+            let Some(s) = cx.string(item, "users") else {
+                continue;
+            };
             let span = cx.span(item);
             if s == "*" {
                 everyone = true;
@@ -665,13 +781,20 @@ fn parse_rule(cx: &mut Ctx, n: &Node) -> Option<(Rule, Vec<RawEntry>, Vec<RawEnt
         }
     }
     if !everyone && users.is_empty() && groups.is_empty() && cx.errors.len() == errors_before {
-        cx.err_help(n, format!("rule `{shown}` applies to no one: it has no `users` or `groups`"), "add `users: [\"*\"]` to apply it to every user");
+        cx.err_help(
+            n,
+            format!("rule `{shown}` applies to no one: it has no `users` or `groups`"),
+            "add `users: [\"*\"]` to apply it to every user",
+        );
     }
 
     let mut allow = Vec::new();
     let mut deny = Vec::new();
     let mut listen = Vec::new();
-    for (key, out, default) in [("allow", &mut allow, &[Proto::Tcp][..]), ("deny", &mut deny, &Proto::ALL[..])] {
+    for (key, out, default) in [
+        ("allow", &mut allow, &[Proto::Tcp][..]),
+        ("deny", &mut deny, &Proto::ALL[..]),
+    ] {
         if let Some((_, v)) = m.get(key) {
             match &v.kind {
                 Kind::Seq(items) => {
@@ -698,11 +821,18 @@ fn parse_rule(cx: &mut Ctx, n: &Node) -> Option<(Rule, Vec<RawEntry>, Vec<RawEnt
             _ => cx.wrong_type(v, "listen", "a list of entries like `{ports: [8080]}`"),
         }
     }
-    if allow.is_empty() && deny.is_empty() && listen.is_empty() && cx.errors.len() == errors_before {
+    if allow.is_empty() && deny.is_empty() && listen.is_empty() && cx.errors.len() == errors_before
+    {
         cx.err_help(n, format!("rule `{shown}` grants and denies nothing: it has no `allow`, `deny` or `listen` entries"), "add `allow: [{to: ZONE, ports: [PORT]}]`");
     }
     let mode = match m.get("mode") {
-        Some((_, v)) => cx.one_of(v, "mode", &[("enforce", Mode::Enforce), ("audit", Mode::Audit)]).unwrap_or_default(),
+        Some((_, v)) => cx
+            .one_of(
+                v,
+                "mode",
+                &[("enforce", Mode::Enforce), ("audit", Mode::Audit)],
+            )
+            .unwrap_or_default(),
         None => Mode::Enforce,
     };
     let expires = m.get("expires").and_then(|(_, v)| {
@@ -710,7 +840,11 @@ fn parse_rule(cx: &mut Ctx, n: &Node) -> Option<(Rule, Vec<RawEntry>, Vec<RawEnt
         match s.parse::<jiff::Timestamp>() {
             Ok(t) => Some(t),
             Err(_) => {
-                cx.err_help(v, format!("invalid `expires` `{s}`"), "write an RFC 3339 time with an offset, like `2026-12-31T18:00:00Z`");
+                cx.err_help(
+                    v,
+                    format!("invalid `expires` `{s}`"),
+                    "write an RFC 3339 time with an offset, like `2026-12-31T18:00:00Z`",
+                );
                 None
             }
         }

@@ -179,7 +179,11 @@ mod tests {
     use crate::policy::parse;
 
     fn keys(schema: &Value, def: &str) -> Vec<String> {
-        let obj = if def.is_empty() { schema } else { &schema["$defs"][def] };
+        let obj = if def.is_empty() {
+            schema
+        } else {
+            &schema["$defs"][def]
+        };
         let mut k: Vec<String> = obj["properties"]
             .as_object()
             .map(|m| m.keys().cloned().collect())

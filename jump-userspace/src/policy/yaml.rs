@@ -13,7 +13,10 @@ pub struct Pos {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
     /// `plain` is false for quoted and block scalars, which are always strings.
-    Scalar { value: String, plain: bool },
+    Scalar {
+        value: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -42,7 +45,10 @@ impl Node {
             Kind::Scalar { .. } if self.is_null() => "nothing",
             Kind::Scalar { value, plain: true } if value.parse::<i64>().is_ok() => "a number",
             Kind::Scalar { value, plain: true }
-                if matches!(value.as_str(), "true" | "false" | "True" | "False" | "TRUE" | "FALSE") =>
+                if matches!(
+                    value.as_str(),
+                    "true" | "false" | "True" | "False" | "TRUE" | "FALSE"
+                ) =>
             {
                 "a boolean"
             }
@@ -72,7 +78,10 @@ enum Frame {
 
 fn pos(m: &yaml_rust2::scanner::Marker) -> Pos {
     // yaml-rust2 counts lines from 1 and columns from 0.
-    Pos { line: m.line() as u32, col: m.col() as u32 + 1 }
+    Pos {
+        line: m.line() as u32,
+        col: m.col() as u32 + 1,
+    }
 }
 
 /// Parses one YAML document (an empty input is `None`).
@@ -106,9 +115,13 @@ pub fn parse(src: &str) -> Result<Option<Node>, SyntaxError> {
                     message: "YAML aliases (`*name`) are not supported in policies".into(),
                 })
             }
-            Event::Scalar(value, style, _, _) => {
-                Node { kind: Kind::Scalar { value, plain: style == TScalarStyle::Plain }, pos: at }
-            }
+            Event::Scalar(value, style, _, _) => Node {
+                kind: Kind::Scalar {
+                    value,
+                    plain: style == TScalarStyle::Plain,
+                },
+                pos: at,
+            },
             Event::SequenceStart(..) | Event::MappingStart(..) => {
                 if stack.len() >= MAX_DEPTH {
                     return Err(SyntaxError {
@@ -124,8 +137,19 @@ pub fn parse(src: &str) -> Result<Option<Node>, SyntaxError> {
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
-                Some(Frame::Seq(p, items)) => Node { kind: Kind::Seq(items), pos: p },
-                Some(Frame::Map(p, items, _)) => Node { kind: Kind::Map(items), pos: p },
+                Some(Frame::Seq(p, items)) => Node {
+                    kind: Kind::Seq(items),
+                    pos: p,
+                },
+                // yaml-rust2 marks a block mapping where its first `:` is; a reader looks at
+                // the first key (a flow mapping's `{` comes before it).
+                Some(Frame::Map(p, items, _)) => {
+                    let p = items.first().map_or(p, |(k, _)| k.pos.min(p));
+                    Node {
+                        kind: Kind::Map(items),
+                        pos: p,
+                    }
+                }
                 None => continue,
             },
         };
@@ -148,17 +172,28 @@ mod tests {
     #[test]
     fn positions_are_one_based() {
         let n = parse("a: 1\nb:\n  - x\n").unwrap().unwrap();
-        let Kind::Map(items) = &n.kind else { panic!("a mapping") };
+        let Kind::Map(items) = &n.kind else {
+            panic!("a mapping")
+        };
         assert_eq!(items[0].0.pos, Pos { line: 1, col: 1 });
         assert_eq!(items[1].0.pos, Pos { line: 2, col: 1 });
-        let Kind::Seq(seq) = &items[1].1.kind else { panic!("a list") };
+        let Kind::Seq(seq) = &items[1].1.kind else {
+            panic!("a list")
+        };
         assert_eq!(seq[0].pos, Pos { line: 3, col: 5 });
     }
 
     #[test]
     fn deep_nesting_is_refused_not_overflowed() {
         let src = "[".repeat(10_000);
-        let e = parse(&src).unwrap_err();
-        assert_eq!(e.message, "nesting deeper than 32 levels");
+        assert!(
+            parse(&src).is_err(),
+            "10,000 nested lists should be refused"
+        );
+        let src = format!("{}1{}", "[".repeat(40), "]".repeat(40));
+        assert_eq!(
+            parse(&src).unwrap_err().message,
+            "nesting deeper than 32 levels"
+        );
     }
 }

@@ -1,0 +1,339 @@
+//! `jumpctl check`: the kernel's answer (the compiled image's lookup) explained by the reference
+//! evaluator; the two must agree, or the answer is refused as an internal error.
+
+use std::{
+    io::Write,
+    net::{IpAddr, SocketAddr},
+    path::Path,
+};
+
+use jump_common::action;
+use serde::Serialize;
+
+use super::exit;
+use crate::{
+    compile::{self, time, Compiled, Directory},
+    eval::{self, Kind},
+    policy::{self, Proto},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dest {
+    pub addr: IpAddr,
+    pub port: u16,
+    /// IP protocol number.
+    pub proto: u8,
+}
+
+impl std::fmt::Display for Dest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proto = Proto::from_number(self.proto)
+            .map(Proto::name)
+            .unwrap_or("?");
+        match (self.addr, proto) {
+            (a, "icmp") => write!(f, "{a}/icmp"),
+            (IpAddr::V6(a), p) => write!(f, "[{a}]:{}/{p}", self.port),
+            (a, p) => write!(f, "{a}:{}/{p}", self.port),
+        }
+    }
+}
+
+/// `198.51.100.7:22/tcp`, `[2001:db8:1::7]:443`, `198.51.100.7/icmp`; tcp when no protocol.
+pub fn parse_dest(s: &str) -> Result<Dest, String> {
+    let bad = |why: &str| format!("invalid destination `{s}`: {why}");
+    let (hostport, proto) = match s.rsplit_once('/') {
+        Some((h, p)) => {
+            let proto = match p {
+                "tcp" => Proto::Tcp,
+                "udp" => Proto::Udp,
+                "icmp" => Proto::Icmp,
+                _ => return Err(bad("the protocol must be `tcp`, `udp` or `icmp`")),
+            };
+            (h, proto)
+        }
+        None => (s, Proto::Tcp),
+    };
+    if let Ok(sa) = hostport.parse::<SocketAddr>() {
+        return Ok(Dest {
+            addr: sa.ip(),
+            port: sa.port(),
+            proto: proto.number(),
+        });
+    }
+    let bare = hostport.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(addr) if proto == Proto::Icmp => Ok(Dest {
+            addr,
+            port: 0,
+            proto: proto.number(),
+        }),
+        Ok(_) => Err(bad(
+            "a port is needed, like `198.51.100.7:22` or `[2001:db8::7]:443`",
+        )),
+        Err(_) => Err(bad(
+            "expected `ADDR:PORT[/PROTO]`, `[IPV6]:PORT[/PROTO]` or `ADDR/icmp`",
+        )),
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleRef {
+    pub id: u32,
+    pub name: String,
+    /// `file:line:col` of the rule; empty for the default and the loopback rule.
+    pub location: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MatchRef {
+    pub rule: RuleRef,
+    pub kind: Kind,
+    pub audit: bool,
+    /// `file:line:col` of the matching entry.
+    pub entry: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckReport {
+    /// `allow`, `deny` or `audit` (allowed, logged as "would deny").
+    pub verdict: &'static str,
+    pub allowed: bool,
+    pub user: String,
+    pub uid: u32,
+    pub dest: String,
+    pub at: String,
+    /// The rule that decided (id 0: the default).
+    pub rule: RuleRef,
+    /// Every entry that applies at that moment.
+    pub matches: Vec<MatchRef>,
+}
+
+fn rule_ref(c: &Compiled, id: u32) -> RuleRef {
+    let info = c.image.rules.get(id as usize);
+    let rule = c.rules.rule(id);
+    RuleRef {
+        id,
+        name: info.map(|i| i.name.clone()).unwrap_or_default(),
+        location: info.map(|i| i.location.clone()).unwrap_or_default(),
+        expires: rule.and_then(|r| r.expires).map(|e| e.to_string()),
+        schedule: rule.and_then(|r| r.schedule.as_ref()).map(|s| {
+            let hm = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+            let days: Vec<&str> = s
+                .days
+                .iter()
+                .map(|d| ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][*d as usize])
+                .collect();
+            format!(
+                "{} {}-{} {}",
+                days.join(","),
+                hm(s.start),
+                hm(s.end),
+                s.tz_name
+            )
+        }),
+    }
+}
+
+/// The verdict for one connection. Errors if the compiled lookup and the reference disagree.
+pub fn check(
+    c: &Compiled,
+    user: &str,
+    uid: u32,
+    dest: Dest,
+    at: jiff::Timestamp,
+) -> Result<CheckReport, String> {
+    let kernel = c
+        .image
+        .lookup(uid, dest.addr, dest.proto, dest.port, time::ns(at));
+    let reference = eval::evaluate(&c.rules, uid, dest.addr, dest.proto, dest.port, at);
+    if (kernel.action, kernel.rule_id) != (reference.action, reference.rule_id) {
+        return Err(format!(
+            "internal error: the compiled policy decides action {} by rule {} but the reference decides action {} by rule {}; please report this",
+            kernel.action, kernel.rule_id, reference.action, reference.rule_id
+        ));
+    }
+    let matches = reference
+        .matches
+        .iter()
+        .map(|m| {
+            let entry = c
+                .rules
+                .rule(m.rule_id)
+                .and_then(|r| match m.kind {
+                    Kind::Allow => r.allow.get(m.entry),
+                    Kind::Deny => r.deny.get(m.entry),
+                })
+                .map(|e| {
+                    if e.span.line == 0 {
+                        String::new()
+                    } else {
+                        e.span.to_string()
+                    }
+                })
+                .unwrap_or_default();
+            MatchRef {
+                rule: rule_ref(c, m.rule_id),
+                kind: m.kind,
+                audit: m.audit,
+                entry,
+            }
+        })
+        .collect();
+    Ok(CheckReport {
+        verdict: match kernel.action {
+            action::DENY => "deny",
+            action::AUDIT => "audit",
+            _ => "allow",
+        },
+        allowed: kernel.action != action::DENY,
+        user: user.to_string(),
+        uid,
+        dest: dest.to_string(),
+        at: at.to_string(),
+        rule: rule_ref(c, kernel.rule_id),
+        matches,
+    })
+}
+
+pub(crate) fn resolve_user(user: &str, directory: &dyn Directory) -> Result<u32, String> {
+    if let Ok(uid) = user.parse::<u32>() {
+        return Ok(uid);
+    }
+    directory
+        .uid_of(user)
+        .ok_or_else(|| format!("unknown user `{user}`"))
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one argument per command-line input and stream"
+)]
+pub(crate) fn run(
+    dir: &Path,
+    user: &str,
+    dest: &str,
+    at: jiff::Timestamp,
+    json: bool,
+    directory: &dyn Directory,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let result = (|| {
+        let dest = parse_dest(dest)?;
+        let uid = resolve_user(user, directory)?;
+        let loaded = policy::load_dir(dir).map_err(|e| e.to_string())?;
+        let compiled =
+            compile::compile_full(&loaded.policy, directory, at).map_err(|e| e.to_string())?;
+        check(&compiled, user, uid, dest, at)
+    })();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(err, "{e}");
+            return exit::ERROR;
+        }
+    };
+    if json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        let _ = write!(out, "{}", render(&report));
+    }
+    if report.allowed {
+        exit::OK
+    } else {
+        exit::FAIL
+    }
+}
+
+fn describe_rule(r: &RuleRef) -> String {
+    let mut s = format!("`{}`", r.name);
+    if !r.location.is_empty() {
+        s.push_str(&format!(" at {}", r.location));
+    }
+    if let Some(e) = &r.expires {
+        s.push_str(&format!(", expires {e}"));
+    }
+    if let Some(sc) = &r.schedule {
+        s.push_str(&format!(", schedule {sc}"));
+    }
+    s
+}
+
+/// The human-readable report.
+pub fn render(r: &CheckReport) -> String {
+    let who = if r.user == r.uid.to_string() {
+        format!("uid {}", r.uid)
+    } else {
+        format!("{} (uid {})", r.user, r.uid)
+    };
+    let verdict = match r.verdict {
+        "audit" => "audit (allowed, logged as \"would deny\")",
+        v => v,
+    };
+    let mut s = format!("{verdict}: {who} → {} at {}\n", r.dest, r.at);
+    if r.rule.id == 0 {
+        s.push_str(&format!(
+            "  decided by the default (`defaults.egress: {}`): no rule {}\n",
+            if r.allowed { "allow" } else { "deny" },
+            if r.allowed { "denies it" } else { "allows it" }
+        ));
+    } else {
+        s.push_str(&format!("  decided by rule {}\n", describe_rule(&r.rule)));
+    }
+    for m in &r.matches {
+        let mode = if m.audit { " (audit mode)" } else { "" };
+        let kind = match m.kind {
+            Kind::Allow => "allow",
+            Kind::Deny => "deny",
+        };
+        let at = if m.entry.is_empty() {
+            String::new()
+        } else {
+            format!(" at {}", m.entry)
+        };
+        s.push_str(&format!(
+            "  matched: {kind}{mode} entry{at} of rule `{}`\n",
+            m.rule.name
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_parse() {
+        let d = parse_dest("198.51.100.7:22/tcp").unwrap();
+        assert_eq!(
+            (d.addr.to_string(), d.port, d.proto),
+            ("198.51.100.7".into(), 22, 6)
+        );
+        let d = parse_dest("[2001:db8:1::7]:443").unwrap();
+        assert_eq!(
+            (d.addr.to_string(), d.port, d.proto),
+            ("2001:db8:1::7".into(), 443, 6)
+        );
+        let d = parse_dest("198.51.100.53:53/udp").unwrap();
+        assert_eq!(d.proto, 17);
+        let d = parse_dest("169.254.169.254/icmp").unwrap();
+        assert_eq!((d.port, d.proto), (0, 1));
+        assert_eq!(
+            parse_dest("198.51.100.7").unwrap_err(),
+            "invalid destination `198.51.100.7`: a port is needed, like `198.51.100.7:22` or `[2001:db8::7]:443`"
+        );
+        assert_eq!(
+            parse_dest("198.51.100.7:22/sctp").unwrap_err(),
+            "invalid destination `198.51.100.7:22/sctp`: the protocol must be `tcp`, `udp` or `icmp`"
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! The real datapath: loads jump's eBPF object with aya, attaches its programs to a cgroup and
+//! writes policy images into the maps with an atomic slot switch.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{anyhow, Context};
+use aya::{
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
+    programs::{links::CgroupAttachMode, CgroupSockAddr},
+    Ebpf, EbpfLoader,
+};
+use jump_common::{
+    counter, maps, DestKey, DestValue, PortKey, PortValue, SlotConfig, UserKey, UserValue, Window,
+};
+use nix::time::{clock_gettime, ClockId};
+
+use super::{Datapath, SlotImage};
+use crate::compile::image::MapImage;
+
+/// The object `cargo xtask build` produced, embedded by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/jump.bpf.o"));
+
+/// The programs jump attaches, by their function names in `jump-ebpf`.
+pub const PROGRAMS: &[&str] = &["connect4", "connect6"];
+
+pub struct KernelOptions {
+    /// Enable the kernel programs' own debug diagnostics (aya-log).
+    pub debug_log: bool,
+}
+
+/// Keys written into one slot, so they can be removed exactly when the slot is reused.
+#[derive(Default)]
+struct Written {
+    users: Vec<UserKey>,
+    dests: Vec<(u32, DestKey)>,
+    ports: Vec<(u32, PortKey)>,
+}
+
+pub struct Kernel {
+    ebpf: Ebpf,
+    written: [Written; 2],
+    tai_offset_ns: i64,
+    attached: Vec<(String, PathBuf)>,
+}
+
+/// CLOCK_TAI − CLOCK_REALTIME: zero unless an NTP daemon set the kernel's TAI offset.
+fn tai_offset_ns() -> anyhow::Result<i64> {
+    let tai = clock_gettime(ClockId::CLOCK_TAI)?;
+    let real = clock_gettime(ClockId::CLOCK_REALTIME)?;
+    // Whole seconds: the offset is an integer number of leap seconds.
+    Ok((tai.tv_sec() - real.tv_sec()) * 1_000_000_000)
+}
+
+impl Kernel {
+    /// Loads the object (maps are created, programs not yet verified).
+    pub fn load(
+        opts: &KernelOptions,
+    ) -> anyhow::Result<(Self, Option<aya_log::EbpfLogger<&'static dyn log::Log>>)> {
+        if OBJECT.is_empty() {
+            anyhow::bail!(
+                "this jumpd was built without its eBPF object; build it with `cargo xtask build`"
+            );
+        }
+        // aya-log-ebpf's level threshold (1 error .. 5 trace): debug only when asked, so the
+        // hot path skips the formatting otherwise.
+        let level: u8 = if opts.debug_log { 4 } else { 2 };
+        let mut ebpf = EbpfLoader::new()
+            .override_global("AYA_LOG_LEVEL", &level, true)
+            .load(OBJECT)
+            .context("failed to load jump's eBPF object")?;
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!("kernel program diagnostics unavailable: {e}");
+                None
+            }
+        };
+        Ok((
+            Self {
+                ebpf,
+                written: Default::default(),
+                tai_offset_ns: tai_offset_ns()?,
+                attached: Vec::new(),
+            },
+            logger,
+        ))
+    }
+
+    /// Verifies and attaches every program to `cgroup`. All or nothing: on error the programs
+    /// attached so far are detached again when `self` is dropped.
+    pub fn attach(&mut self, cgroup: &Path) -> anyhow::Result<()> {
+        let fd = File::open(cgroup)
+            .with_context(|| format!("failed to open cgroup `{}`", cgroup.display()))?;
+        for name in PROGRAMS {
+            let prog: &mut CgroupSockAddr = self
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program `{name}` missing from the eBPF object"))?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("the kernel refused to load `{name}`"))?;
+            // A bpf_link is always multi-attach (the kernel rejects the ALLOW_MULTI flag on
+            // link_create with EINVAL), so jump coexists with programs others (systemd) attach to
+            // the same cgroup; the kernel then requires every program to allow.
+            prog.attach(&fd, CgroupAttachMode::Single)
+                .with_context(|| format!("failed to attach `{name}` to `{}`", cgroup.display()))?;
+            self.attached.push((name.to_string(), cgroup.to_path_buf()));
+        }
+        Ok(())
+    }
+
+    pub fn attached(&self) -> &[(String, PathBuf)] {
+        &self.attached
+    }
+
+    pub fn take_events(&mut self) -> anyhow::Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(maps::EVENTS)
+            .ok_or_else(|| anyhow!("map `{}` missing", maps::EVENTS))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// The kernel's counters, summed over CPUs, indexed by `jump_common::counter`.
+    pub fn counters(&self) -> anyhow::Result<[u64; counter::LEN as usize]> {
+        let map: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map(maps::COUNTERS)?)?;
+        let mut out = [0; counter::LEN as usize];
+        for (i, v) in out.iter_mut().enumerate() {
+            *v = map.get(&(i as u32), 0)?.iter().sum();
+        }
+        Ok(out)
+    }
+
+    fn map(&self, name: &str) -> anyhow::Result<&aya::maps::Map> {
+        self.ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("map `{name}` missing from the eBPF object"))
+    }
+
+    fn map_mut(&mut self, name: &str) -> anyhow::Result<&mut aya::maps::Map> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| anyhow!("map `{name}` missing from the eBPF object"))
+    }
+
+    fn active_slot(&self) -> anyhow::Result<u32> {
+        let active: Array<_, u32> = Array::try_from(self.map(maps::ACTIVE)?)?;
+        Ok(active.get(&0, 0)?)
+    }
+
+    fn clear(&mut self, slot: u32) -> anyhow::Result<()> {
+        let w = std::mem::take(&mut self.written[slot as usize]);
+        let mut users: HashMap<_, UserKey, UserValue> =
+            HashMap::try_from(self.map_mut(maps::USERS)?)?;
+        for k in &w.users {
+            users.remove(k).ok();
+        }
+        let mut dests: LpmTrie<_, DestKey, DestValue> =
+            LpmTrie::try_from(self.map_mut(maps::DESTS)?)?;
+        for (len, k) in &w.dests {
+            dests.remove(&Key::new(*len, *k)).ok();
+        }
+        let mut ports: LpmTrie<_, PortKey, PortValue> =
+            LpmTrie::try_from(self.map_mut(maps::PORTS)?)?;
+        for (len, k) in &w.ports {
+            ports.remove(&Key::new(*len, *k)).ok();
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, slot: u32, s: &SlotImage) -> anyhow::Result<()> {
+        // Record keys before inserting, so a failure halfway still lets `clear` remove them.
+        let w = &mut self.written[slot as usize];
+        w.users = s.users.iter().map(|(k, _)| *k).collect();
+        w.dests = s.dests.iter().map(|(l, k, _)| (*l, *k)).collect();
+        w.ports = s.ports.iter().map(|(l, k, _)| (*l, *k)).collect();
+        let mut users: HashMap<_, UserKey, UserValue> =
+            HashMap::try_from(self.map_mut(maps::USERS)?)?;
+        for (k, v) in &s.users {
+            users
+                .insert(k, v, 0)
+                .context("failed to write a user entry")?;
+        }
+        let mut dests: LpmTrie<_, DestKey, DestValue> =
+            LpmTrie::try_from(self.map_mut(maps::DESTS)?)?;
+        for (len, k, v) in &s.dests {
+            dests
+                .insert(&Key::new(*len, *k), v, 0)
+                .context("failed to write a destination entry")?;
+        }
+        let mut ports: LpmTrie<_, PortKey, PortValue> =
+            LpmTrie::try_from(self.map_mut(maps::PORTS)?)?;
+        for (len, k, v) in &s.ports {
+            ports
+                .insert(&Key::new(*len, *k), v, 0)
+                .context("failed to write a port entry")?;
+        }
+        let mut windows: Array<_, Window> = Array::try_from(self.map_mut(maps::WINDOWS)?)?;
+        for (i, v) in &s.windows {
+            windows
+                .set(*i, v, 0)
+                .context("failed to write a time window")?;
+        }
+        let mut slots: Array<_, SlotConfig> = Array::try_from(self.map_mut(maps::SLOTS)?)?;
+        slots
+            .set(slot, s.config, 0)
+            .context("failed to write the slot configuration")?;
+        Ok(())
+    }
+}
+
+impl Datapath for Kernel {
+    fn apply(&mut self, image: &MapImage, generation: u64) -> anyhow::Result<()> {
+        let active = self.active_slot()?;
+        let target = 1 - active;
+        let s = SlotImage::build(image, target, generation, self.tai_offset_ns)?;
+        self.clear(target)?;
+        if let Err(e) = self.write(target, &s) {
+            self.clear(target).ok();
+            return Err(e);
+        }
+        // INVARIANT (one generation per decision): the switch is this single array write; a
+        // program reads the active slot once and does all its lookups in that slot.
+        let mut active_map: Array<_, u32> = Array::try_from(self.map_mut(maps::ACTIVE)?)?;
+        active_map
+            .set(0, target, 0)
+            .context("failed to switch to the new policy slot")?;
+        // Programs run under RCU and finish in microseconds; let any that still read the old
+        // slot finish before its entries go (a miss there would fall back to the default).
+        std::thread::sleep(Duration::from_millis(2));
+        self.clear(active)?;
+        Ok(())
+    }
+}

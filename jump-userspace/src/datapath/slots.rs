@@ -1,0 +1,220 @@
+//! Turns a `MapImage` into the exact keys and values for one slot, including the CLOCK_TAI shift
+//! of time windows. Pure, so the layout rules (IPv4-mapped addresses, big-endian key fields,
+//! prefix lengths) are unit-tested without a kernel.
+
+use jump_common::{
+    Candidate, DestKey, DestValue, PortKey, PortValue, SlotConfig, UserKey, UserValue, Window,
+    DEST_FIXED_BITS, MAX_CANDIDATES, MAX_DESTS, MAX_INTERVALS, MAX_PORTS, MAX_USERS, MAX_WINDOWS,
+    PORT_FIXED_BITS,
+};
+
+use crate::compile::image::MapImage;
+
+/// Every entry of one slot, ready to be written.
+pub struct SlotImage {
+    pub config: SlotConfig,
+    pub users: Vec<(UserKey, UserValue)>,
+    /// (prefix length, key data, value)
+    pub dests: Vec<(u32, DestKey, DestValue)>,
+    pub ports: Vec<(u32, PortKey, PortValue)>,
+    /// (array index, value)
+    pub windows: Vec<(u32, Window)>,
+}
+
+impl SlotImage {
+    /// `tai_offset_ns` is CLOCK_TAI − CLOCK_REALTIME, as read from the running kernel.
+    pub fn build(
+        image: &MapImage,
+        slot: u32,
+        generation: u64,
+        tai_offset_ns: i64,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            image.users.len() <= MAX_USERS as usize,
+            "policy needs {} user entries, the map holds {MAX_USERS}",
+            image.users.len()
+        );
+        anyhow::ensure!(
+            image.dests.len() <= MAX_DESTS as usize,
+            "policy needs {} destination entries, the map holds {MAX_DESTS}",
+            image.dests.len()
+        );
+        anyhow::ensure!(
+            image.ports.len() <= MAX_PORTS as usize,
+            "policy needs {} port entries, the map holds {MAX_PORTS}",
+            image.ports.len()
+        );
+        anyhow::ensure!(
+            image.windows.len() <= MAX_WINDOWS as usize,
+            "policy needs {} time windows, the map holds {MAX_WINDOWS}",
+            image.windows.len()
+        );
+        let users = image
+            .users
+            .iter()
+            .map(|(&uid, &profile)| (UserKey { slot, uid }, UserValue { profile }))
+            .collect();
+        let dests = image
+            .dests
+            .iter()
+            .map(|d| {
+                let (addr, len) = d.v6();
+                let key = DestKey {
+                    slot_be: slot.to_be(),
+                    profile_be: d.profile.to_be(),
+                    addr: addr.octets(),
+                };
+                (
+                    DEST_FIXED_BITS + u32::from(len),
+                    key,
+                    DestValue { class: d.class },
+                )
+            })
+            .collect();
+        let ports = image
+            .ports
+            .iter()
+            .map(|p| {
+                anyhow::ensure!(
+                    p.candidates.len() <= MAX_CANDIDATES,
+                    "a port entry has {} candidates, at most {MAX_CANDIDATES} fit",
+                    p.candidates.len()
+                );
+                let mut candidates = [Candidate::default(); MAX_CANDIDATES];
+                candidates[..p.candidates.len()].copy_from_slice(&p.candidates);
+                let key = PortKey {
+                    slot_be: slot.to_be(),
+                    class_be: p.class.to_be(),
+                    proto: p.proto,
+                    _pad: 0,
+                    port_be: p.port.to_be(),
+                };
+                let value = PortValue {
+                    len: p.candidates.len() as u32,
+                    candidates,
+                };
+                Ok((PORT_FIXED_BITS + u32::from(p.bits), key, value))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let windows = image
+            .windows
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(id, intervals)| {
+                anyhow::ensure!(
+                    intervals.len() <= MAX_INTERVALS,
+                    "a time window has {} intervals, at most {MAX_INTERVALS} fit",
+                    intervals.len()
+                );
+                let mut w = Window {
+                    len: intervals.len() as u32,
+                    _pad: 0,
+                    intervals: [[0; 2]; MAX_INTERVALS],
+                };
+                for (slot_iv, &(start, end)) in w.intervals.iter_mut().zip(intervals) {
+                    *slot_iv = [shift(start, tai_offset_ns), shift(end, tai_offset_ns)];
+                }
+                Ok((slot * MAX_WINDOWS + id as u32, w))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            config: SlotConfig {
+                generation,
+                default_action: image.default_action,
+                log_mode: image.log_mode,
+                _pad: [0; 6],
+            },
+            users,
+            dests,
+            ports,
+            windows,
+        })
+    }
+}
+
+/// Unix-time ns → CLOCK_TAI ns, saturating: `u64::MAX` stays "never".
+fn shift(t: u64, offset: i64) -> u64 {
+    if t == u64::MAX {
+        t
+    } else {
+        t.saturating_add_signed(offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::image::{DestEntry, PortEntry};
+
+    #[test]
+    fn ipv4_networks_are_written_ipv4_mapped() {
+        let image = MapImage {
+            dests: vec![DestEntry {
+                profile: 3,
+                net: "198.51.100.0/24".parse().unwrap(),
+                class: 9,
+            }],
+            ..Default::default()
+        };
+        let s = SlotImage::build(&image, 1, 7, 0).unwrap();
+        let (len, key, value) = s.dests[0];
+        assert_eq!(
+            len,
+            64 + 96 + 24,
+            "an IPv4 /24 is a /120 inside ::ffff:0:0/96"
+        );
+        assert_eq!(
+            key.addr,
+            "::ffff:198.51.100.0"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets()
+        );
+        assert_eq!(key.slot_be, 1u32.to_be());
+        assert_eq!(key.profile_be, 3u32.to_be());
+        assert_eq!(value.class, 9);
+        assert_eq!(s.config.generation, 7);
+    }
+
+    #[test]
+    fn port_keys_are_big_endian_with_prefix_after_fixed_bits() {
+        let image = MapImage {
+            ports: vec![PortEntry {
+                class: 2,
+                proto: 6,
+                port: 0x1b58,
+                bits: 16,
+                candidates: vec![Candidate {
+                    rule_id: 4,
+                    window: 0,
+                    action: 1,
+                    _pad: [0; 3],
+                }],
+            }],
+            ..Default::default()
+        };
+        let s = SlotImage::build(&image, 0, 1, 0).unwrap();
+        let (len, key, value) = s.ports[0];
+        assert_eq!(len, 80 + 16);
+        assert_eq!(key.port_be, 0x1b58u16.to_be());
+        assert_eq!(key.class_be, 2u32.to_be());
+        assert_eq!(value.len, 1);
+        assert_eq!(value.candidates[0].rule_id, 4);
+    }
+
+    #[test]
+    fn windows_are_shifted_to_tai_and_placed_per_slot() {
+        let image = MapImage {
+            windows: vec![vec![], vec![(100, u64::MAX)]],
+            ..Default::default()
+        };
+        let s = SlotImage::build(&image, 1, 1, 37_000_000_000).unwrap();
+        assert_eq!(s.windows[0].0, MAX_WINDOWS + 1, "window 1 of slot 1");
+        assert_eq!(
+            s.windows[0].1.intervals[0],
+            [37_000_000_100, u64::MAX],
+            "an open end stays open"
+        );
+    }
+}

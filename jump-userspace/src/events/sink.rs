@@ -1,0 +1,121 @@
+//! Where records go: journald (the default where its socket exists), JSON lines or text on
+//! stdout. Every sink is a `tracing` layer, so decision events and the daemon's own messages
+//! share one path; decision events use the target `jump::event` and levels chosen so journald's
+//! PRIORITY reads 4 for deny, 5 for would-deny and 6 for allow.
+
+use std::path::Path;
+
+use tracing_subscriber::{filter::EnvFilter, prelude::*};
+
+use super::Record;
+
+pub const EVENT_TARGET: &str = "jump::event";
+const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Journald,
+    Json,
+    Text,
+}
+
+impl LogFormat {
+    /// journald when its socket exists, otherwise JSON lines.
+    pub fn detect() -> Self {
+        if Path::new(JOURNALD_SOCKET).exists() {
+            LogFormat::Journald
+        } else {
+            LogFormat::Json
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Journald => "journald",
+            LogFormat::Json => "json",
+            LogFormat::Text => "text",
+        }
+    }
+}
+
+/// Installs the global subscriber. `RUST_LOG` filters the daemon's own messages (default
+/// `info`); decision events always pass, since the policy's `log:` already chose them.
+pub fn init(format: LogFormat) -> anyhow::Result<()> {
+    let filter = || {
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info"))
+            .add_directive(
+                format!("{EVENT_TARGET}=trace")
+                    .parse()
+                    .expect("static directive"),
+            )
+    };
+    let registry = tracing_subscriber::registry();
+    match format {
+        LogFormat::Journald => {
+            let layer = tracing_journald::layer()?
+                .with_syslog_identifier("jumpd".into())
+                // Field names are already namespaced (`jump_…`); journald upper-cases them.
+                .with_field_prefix(None);
+            registry.with(layer.with_filter(filter())).try_init()?;
+        }
+        LogFormat::Json => {
+            let layer = tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_writer(std::io::stdout);
+            registry.with(layer.with_filter(filter())).try_init()?;
+        }
+        LogFormat::Text => {
+            let layer = tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_writer(std::io::stdout);
+            registry.with(layer.with_filter(filter())).try_init()?;
+        }
+    }
+    Ok(())
+}
+
+/// MESSAGE_IDs of decision events, one per verdict, fixed forever so auditors can filter on them.
+pub mod message_id {
+    pub const ALLOW: &str = "5a1d8e0f3b7c4e2a9d6b1c0e8f7a3b21";
+    pub const DENY: &str = "5a1d8e0f3b7c4e2a9d6b1c0e8f7a3b22";
+    pub const WOULD_DENY: &str = "5a1d8e0f3b7c4e2a9d6b1c0e8f7a3b23";
+}
+
+macro_rules! emit_at {
+    ($level:expr, $id:expr, $r:expr) => {
+        tracing::event!(
+            target: EVENT_TARGET,
+            $level,
+            message_id = $id,
+            jump_verdict = $r.verdict,
+            jump_uid = $r.uid,
+            jump_user = %$r.user,
+            jump_gid = $r.gid,
+            jump_pid = $r.pid,
+            jump_comm = %$r.comm,
+            jump_exe = %$r.exe,
+            jump_proto = $r.proto,
+            jump_dst_addr = %$r.dst_addr,
+            jump_dst_port = $r.dst_port,
+            jump_rule = %$r.rule,
+            jump_hook = $r.hook,
+            jump_policy_generation = $r.policy_generation,
+            jump_policy_sha256 = %$r.policy_sha256,
+            "{}",
+            $r.message()
+        )
+    };
+}
+
+pub fn emit(r: &Record) {
+    match r.verdict {
+        "allow" => emit_at!(tracing::Level::DEBUG, message_id::ALLOW, r),
+        "would-deny" => emit_at!(tracing::Level::INFO, message_id::WOULD_DENY, r),
+        _ => emit_at!(tracing::Level::WARN, message_id::DENY, r),
+    }
+}

@@ -1,0 +1,90 @@
+//! A child cgroup of the cgroup2 root, created by and for one test. Programs are only ever
+//! attached to such a child, never to the root: that would filter the machine's own traffic.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use crate::{owner_alive, unique};
+
+const PREFIX: &str = "jump-test-";
+
+/// The cgroup2 mount point, from /proc/mounts.
+pub fn cgroup2_root() -> Option<PathBuf> {
+    let mounts = fs::read_to_string("/proc/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+    })
+}
+
+pub struct TestCgroup {
+    pub path: PathBuf,
+}
+
+impl TestCgroup {
+    pub fn new() -> anyhow::Result<Self> {
+        Self::named(&unique(PREFIX))
+    }
+
+    /// A cgroup with a fixed name (the demo's), removing a stale one first.
+    pub fn named(name: &str) -> anyhow::Result<Self> {
+        let root =
+            cgroup2_root().ok_or_else(|| anyhow::anyhow!("no cgroup2 mount in /proc/mounts"))?;
+        sweep(&root);
+        let path = root.join(name);
+        if path.exists() {
+            remove(&path);
+        }
+        fs::create_dir(&path)
+            .map_err(|e| anyhow::anyhow!("failed to create cgroup `{}`: {e}", path.display()))?;
+        Ok(Self { path })
+    }
+
+    pub fn procs(&self) -> Vec<u32> {
+        read_procs(&self.path)
+    }
+}
+
+fn read_procs(path: &Path) -> Vec<u32> {
+    fs::read_to_string(path.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
+/// Removes a test cgroup: its processes are this test's own children, which have been ended by
+/// their guards; wait briefly for the kernel to reap them, then rmdir.
+fn remove(path: &Path) {
+    for _ in 0..50 {
+        if read_procs(path).is_empty() && fs::remove_dir(path).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "warning: could not remove cgroup `{}` (still has processes {:?})",
+        path.display(),
+        read_procs(path)
+    );
+}
+
+/// Removes test cgroups left behind by test processes that no longer exist.
+fn sweep(root: &Path) {
+    let Ok(dir) = fs::read_dir(root) else { return };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(PREFIX) && !owner_alive(&name, PREFIX) {
+            remove(&entry.path());
+        }
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        remove(&self.path);
+    }
+}

@@ -1,0 +1,117 @@
+//! Running `jump-probe` as a client (one operation, one verdict) or as echo servers.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+};
+
+use crate::Bins;
+
+/// Where and as whom a probe runs.
+#[derive(Clone, Debug, Default)]
+pub struct Placement {
+    pub cgroup: Option<PathBuf>,
+    pub netns: Option<PathBuf>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+impl Placement {
+    /// As `uid` (with the same number as gid), inside `cgroup` and `netns`.
+    pub fn user(uid: u32, cgroup: &Path, netns: &Path) -> Self {
+        Self {
+            cgroup: Some(cgroup.into()),
+            netns: Some(netns.into()),
+            uid: Some(uid),
+            gid: Some(uid),
+        }
+    }
+
+    fn args(&self, cmd: &mut Command) {
+        if let Some(c) = &self.cgroup {
+            cmd.arg("--cgroup").arg(c);
+        }
+        if let Some(n) = &self.netns {
+            cmd.arg("--netns").arg(n);
+        }
+        if let Some(u) = self.uid {
+            cmd.arg("--uid").arg(u.to_string());
+        }
+        if let Some(g) = self.gid {
+            cmd.arg("--gid").arg(g.to_string());
+        }
+    }
+}
+
+/// A client operation's outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// Failed with this errno (EPERM = 1 is the kernel's refusal).
+    Err(i32, String),
+}
+
+pub const EPERM: i32 = 1;
+
+impl Outcome {
+    pub fn is_refused(&self) -> bool {
+        matches!(self, Outcome::Err(EPERM, _))
+    }
+}
+
+/// Runs `jump-probe OP TARGET` placed as given and returns what happened.
+pub fn run(bins: &Bins, at: &Placement, op: &str, target: &str) -> Outcome {
+    let mut cmd = Command::new(&bins.probe);
+    at.args(&mut cmd);
+    let out = cmd
+        .arg(op)
+        .arg(target)
+        .output()
+        .expect("failed to start jump-probe");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "jump-probe {op} {target} printed no verdict: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    if v["ok"] == true {
+        Outcome::Ok
+    } else {
+        Outcome::Err(
+            v["errno"].as_i64().unwrap_or(-1) as i32,
+            v["error"].as_str().unwrap_or_default().to_string(),
+        )
+    }
+}
+
+/// Echo servers in a namespace, ended (by pid) on drop.
+pub struct Servers {
+    child: Child,
+}
+
+impl Servers {
+    /// `specs` like `tcp:198.51.100.10:7000`, `udp:[2001:db8:1::10]:7000`.
+    pub fn start(bins: &Bins, netns: &Path, specs: &[String]) -> anyhow::Result<Self> {
+        let mut child = Command::new(&bins.probe)
+            .arg("--netns")
+            .arg(netns)
+            .arg("serve")
+            .args(specs)
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+        let servers = Self { child };
+        anyhow::ensure!(line.trim() == "ready", "echo servers did not start");
+        Ok(servers)
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,131 @@
+//! `cargo xtask build` and `cargo xtask test`.
+//!
+//! The eBPF object is built by Debian's compiler (`/usr/bin/rustc`, whose sysroot has the
+//! `core` sources that `-Z build-std=core` compiles for `bpfel-unknown-none`) in its own target
+//! directory; the host crates are built by the default toolchain and embed it.
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{bail, Context};
+use jump_tests::Bins;
+
+use crate::{setup::cargo_bin_dir, workspace_root};
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn sh(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// The host cargo, as invoked by `cargo xtask`.
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn build_ebpf() -> anyhow::Result<PathBuf> {
+    let target = target_dir().join("ebpf");
+    let mut cmd = Command::new("/usr/bin/cargo");
+    // The outer cargo's variables (toolchain, flags, target dir) would leak into the inner
+    // build and pick rustup's compiler, which has no `core` sources for build-std.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if (k.starts_with("CARGO") && k != "CARGO_HOME")
+            || k.starts_with("RUSTUP")
+            || k.starts_with("RUSTC")
+            || k == "RUSTFLAGS"
+            || k == "RUSTDOCFLAGS"
+        {
+            cmd.env_remove(&k);
+        }
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![cargo_bin_dir()];
+    paths.extend(std::env::split_paths(&path));
+    cmd.current_dir(workspace_root().join("jump-ebpf"))
+        .env("PATH", std::env::join_paths(paths)?)
+        .env("RUSTC", "/usr/bin/rustc")
+        .env("RUSTC_BOOTSTRAP", "1")
+        .args([
+            "build",
+            "--release",
+            "-Z",
+            "build-std=core",
+            "--target",
+            "bpfel-unknown-none",
+        ])
+        .arg("--target-dir")
+        .arg(&target);
+    eprintln!("build: eBPF programs (Debian rustc, bpfel-unknown-none)");
+    sh(&mut cmd)?;
+    Ok(target.join("bpfel-unknown-none/release/jump"))
+}
+
+pub fn run() -> anyhow::Result<Bins> {
+    let object = build_ebpf()?;
+    eprintln!("build: jumpd, jumpctl and the test programs");
+    sh(cargo()
+        .current_dir(workspace_root())
+        .env("JUMP_EBPF_OBJECT", &object)
+        .args([
+            "build",
+            "--release",
+            "--bins",
+            "-p",
+            "jump-userspace",
+            "-p",
+            "jump-tests",
+        ]))?;
+    let bin = target_dir().join("release");
+    Ok(Bins {
+        jumpd: bin.join("jumpd"),
+        jumpctl: bin.join("jumpctl"),
+        probe: bin.join("jump-probe"),
+    })
+}
+
+pub fn test(bins: &Bins) -> anyhow::Result<()> {
+    let object = target_dir().join("ebpf/bpfel-unknown-none/release/jump");
+    let root = nix::unistd::Uid::effective().is_root();
+    eprintln!("test: unit and property tests");
+    sh(cargo()
+        .current_dir(workspace_root())
+        .env("JUMP_EBPF_OBJECT", &object)
+        .args([
+            "test",
+            "--release",
+            "--workspace",
+            "--exclude",
+            "jump-tests",
+        ]))?;
+    if !root {
+        bail!("the kernel tests need root (they create namespaces and cgroups and load BPF programs); run `sudo cargo xtask test`");
+    }
+    eprintln!("test: privileged kernel tests (one at a time)");
+    sh(cargo()
+        .current_dir(workspace_root())
+        .env("JUMP_EBPF_OBJECT", &object)
+        .env("JUMPD_BIN", &bins.jumpd)
+        .env("JUMPCTL_BIN", &bins.jumpctl)
+        .env("JUMP_PROBE_BIN", &bins.probe)
+        // Under xtask a test that cannot run is a failure, not a skip.
+        .env("JUMP_TESTS_REQUIRED", "1")
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "jump-tests",
+            "--",
+            "--test-threads=1",
+        ]))?;
+    Ok(())
+}
