@@ -602,3 +602,8 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod tests_examples;
+#[cfg(test)]
+mod tests_prop;

@@ -118,6 +118,9 @@ pub fn rule_window(
         (None, Some(s)) => schedule_intervals(s, now),
         (Some(e), Some(s)) => intersect(&schedule_intervals(s, now), &normalize(vec![(0, ns(e))])),
     };
+    // Intervals over before the horizon can never open again.
+    let from = ns(now.checked_sub(HORIZON_BEFORE).unwrap_or(now));
+    w.retain(|&(_, end)| end > from);
     w.truncate(MAX_INTERVALS);
     Some(w)
 }

@@ -174,19 +174,17 @@ pub fn run_cases(
     let (mut passed, mut failed) = (0, 0);
     for case in &cases {
         let at = case.at.unwrap_or(now);
-        if !compiled.contains_key(&at) {
-            match compile::compile_full(&loaded.policy, directory, at) {
-                Ok(c) => {
-                    compiled.insert(at, c);
-                }
-                Err(e) => {
-                    let _ = writeln!(err, "{e}");
-                    return exit::ERROR;
+        let c = match compiled.entry(at) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                match compile::compile_full(&loaded.policy, directory, at) {
+                    Ok(c) => v.insert(c),
+                    Err(e) => {
+                        let _ = writeln!(err, "{e}");
+                        return exit::ERROR;
+                    }
                 }
             }
-        }
-        let Some(c) = compiled.get(&at) else {
-            return exit::ERROR;
         };
         let result = check::parse_dest(&case.to)
             .and_then(|dest| Ok((dest, check::resolve_user(&case.user, directory)?)))

@@ -89,7 +89,10 @@ fn out_of_range_ports() {
 #[test]
 fn unknown_keys_suggest_the_intended_one() {
     let src = "rules:\n  - name: a\n    users: [\"*\"]\n    deny: [{to: 10.0.0.0/8}]\n    alow: [{to: 10.0.0.0/8}]\n";
-    assert_eq!(errors(src), "p.yaml:5:5: unknown key `alow` in `rule`\n  help: did you mean `allow`?");
+    assert_eq!(
+        errors(src),
+        "p.yaml:5:5: unknown key `alow` in `rule`\n  help: did you mean `allow`?"
+    );
     assert_eq!(
         errors("defaults:\n  egres: deny\n"),
         "p.yaml:2:3: unknown key `egres` in `defaults`\n  help: did you mean `egress`?"
