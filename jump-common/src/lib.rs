@@ -15,6 +15,7 @@ pub mod maps {
     pub const WINDOWS: &str = "JUMP_WINDOWS";
     pub const EVENTS: &str = "JUMP_EVENTS";
     pub const COUNTERS: &str = "JUMP_COUNTERS";
+    pub const RULE_HITS: &str = "JUMP_RULE_HITS";
 }
 
 /// Capacities. The daemon refuses a policy whose compiled image does not fit, so a lookup never
@@ -24,6 +25,8 @@ pub const MAX_DESTS: u32 = 262_144;
 pub const MAX_PORTS: u32 = 262_144;
 pub const MAX_WINDOWS: u32 = 4_096;
 pub const EVENTS_BYTES: u32 = 1 << 22;
+/// Rule ids per slot that `JUMP_RULE_HITS` counts; hits of higher ids are not counted.
+pub const MAX_RULES: u32 = 16_384;
 
 /// Two complete policy images live side by side in every map, told apart by `slot`. A reload
 /// fills the inactive slot, then flips `JUMP_ACTIVE[0]` with one array write; a program reads the
@@ -172,6 +175,10 @@ pub mod hook {
     pub const CONNECT6: u8 = 2;
     pub const SENDMSG4: u8 = 3;
     pub const SENDMSG6: u8 = 4;
+    pub const BIND4: u8 = 5;
+    pub const BIND6: u8 = 6;
+    pub const SOCK_CREATE: u8 = 7;
+    pub const EGRESS: u8 = 8;
 
     pub fn name(hook: u8) -> &'static str {
         match hook {
@@ -179,6 +186,10 @@ pub mod hook {
             CONNECT6 => "connect6",
             SENDMSG4 => "sendmsg4",
             SENDMSG6 => "sendmsg6",
+            BIND4 => "bind4",
+            BIND6 => "bind6",
+            SOCK_CREATE => "sock_create",
+            EGRESS => "egress",
             _ => "unknown",
         }
     }
@@ -193,28 +204,53 @@ pub struct Event {
     /// CLOCK_TAI nanoseconds, the same clock windows use.
     pub ts_ns: u64,
     pub generation: u64,
+    /// The socket's cookie (`bpf_get_socket_cookie`), 0 where unknown.
+    pub cookie: u64,
     pub uid: u32,
     pub gid: u32,
     /// Thread-group id (what userspace calls the pid).
     pub pid: u32,
     pub rule_id: u32,
-    /// Destination as IPv4-mapped IPv6 for IPv4.
+    /// The audit login uid of the task (`u32::MAX` = unset), and its audit session.
+    pub login_uid: u32,
+    pub session_id: u32,
+    /// Similar events the kernel suppressed (rate limit) since the last one it sent for the
+    /// same (uid, action, destination).
+    pub suppressed: u32,
+    pub _pad0: u32,
+    /// Destination (for bind: the local address) as IPv4-mapped IPv6 for IPv4.
     pub dst_addr: [u8; 16],
+    /// Source address where the hook knows it (egress), else zero.
+    pub src_addr: [u8; 16],
     pub dst_port: u16,
+    pub src_port: u16,
     /// `AF_INET` or `AF_INET6`, as the socket was created.
     pub family: u16,
     pub proto: u8,
     pub hook: u8,
     pub action: u8,
-    pub _pad: u8,
+    pub _pad1: [u8; 7],
     pub comm: [u8; COMM_LEN],
 }
 
 /// Indexes of `JUMP_COUNTERS` (per-CPU array of u64).
 pub mod counter {
+    /// Every decision made.
     pub const DECISIONS: u32 = 0;
+    /// Events lost because the ring buffer was full.
     pub const EVENTS_DROPPED: u32 = 1;
-    pub const LEN: u32 = 2;
+    /// Events not sent because of the rate limit (each is also counted in the next sent event's
+    /// `suppressed`).
+    pub const EVENTS_SUPPRESSED: u32 = 2;
+    /// Events written to the ring buffer.
+    pub const EVENTS_SENT: u32 = 3;
+    pub const LEN: u32 = 4;
+}
+
+/// Index of `JUMP_RULE_HITS` (per-CPU array of u64): hits of a rule with an action in a slot.
+/// The daemon zeroes a slot's hits before it fills the slot.
+pub const fn rule_hit_index(slot: u32, rule_id: u32, action: u8) -> u32 {
+    (slot * MAX_RULES + rule_id) * 3 + action as u32
 }
 
 // Compile-time layout checks: both sides compile these, so a drifting layout fails the build.
@@ -228,7 +264,7 @@ const _: () = {
     assert!(core::mem::size_of::<PortValue>() == 4 + 12 * MAX_CANDIDATES);
     assert!(core::mem::size_of::<Window>() == 8 + 16 * MAX_INTERVALS);
     assert!(core::mem::size_of::<SlotConfig>() == 16);
-    assert!(core::mem::size_of::<Event>() == 72);
+    assert!(core::mem::size_of::<Event>() == 120);
 };
 
 #[cfg(feature = "user")]

@@ -22,6 +22,7 @@ use crate::{
 };
 
 pub struct Decision {
+    pub slot: u32,
     pub action: u8,
     pub rule_id: u32,
     pub generation: u64,
@@ -31,18 +32,18 @@ pub struct Decision {
 pub fn decide(uid: u32, dest: &Dest) -> Decision {
     let slot = JUMP_ACTIVE.get(0).copied().unwrap_or(0);
     let Some(cfg) = JUMP_SLOTS.get(slot).copied() else {
-        return Decision { action: action::DENY, rule_id: 0, generation: 0, log_mode: jump_common::log_mode::ALL };
+        return Decision { slot, action: action::DENY, rule_id: 0, generation: 0, log_mode: jump_common::log_mode::ALL };
     };
     // (1)
     if cfg.generation == 0 {
-        return default(&cfg);
+        return default(slot, &cfg);
     }
     // (2)
     let profile = match JUMP_USERS.get_ptr(UserKey { slot, uid }) {
         Some(p) => p,
         None => match JUMP_USERS.get_ptr(UserKey { slot, uid: ANY_UID }) {
             Some(p) => p,
-            None => return default(&cfg),
+            None => return default(slot, &cfg),
         },
     };
     // SAFETY: a non-null pointer into a map value, valid for the rest of this program run.
@@ -53,7 +54,7 @@ pub fn decide(uid: u32, dest: &Dest) -> Decision {
         DestKey { slot_be: slot.to_be(), profile_be: profile.to_be(), addr: dest.addr },
     );
     let Some(class) = JUMP_DESTS.get(&dkey) else {
-        return default(&cfg);
+        return default(slot, &cfg);
     };
     // (4)
     let pkey = Key::new(
@@ -67,7 +68,7 @@ pub fn decide(uid: u32, dest: &Dest) -> Decision {
         },
     );
     let Some(value) = JUMP_PORTS.get(&pkey) else {
-        return default(&cfg);
+        return default(slot, &cfg);
     };
     // (5)
     let now = now_tai();
@@ -78,6 +79,7 @@ pub fn decide(uid: u32, dest: &Dest) -> Decision {
         let c = &value.candidates[i];
         if c.window == WINDOW_ALWAYS || window_open(slot, c.window, now) {
             return Decision {
+                slot,
                 action: c.action,
                 rule_id: c.rule_id,
                 generation: cfg.generation,
@@ -86,11 +88,12 @@ pub fn decide(uid: u32, dest: &Dest) -> Decision {
         }
     }
     // (6)
-    default(&cfg)
+    default(slot, &cfg)
 }
 
-fn default(cfg: &SlotConfig) -> Decision {
+fn default(slot: u32, cfg: &SlotConfig) -> Decision {
     Decision {
+        slot,
         action: cfg.default_action,
         rule_id: 0,
         generation: cfg.generation,

@@ -33,6 +33,7 @@ fn decide(ctx: &SockAddrContext, hook: u8, dest: &ctx::Dest) -> i32 {
     let uid_gid = bpf_get_current_uid_gid();
     let d = lookup::decide(uid_gid as u32, dest);
     emit::count(counter::DECISIONS);
+    emit::count_hit(&d);
     if emit::wanted(&d) {
         emit::emit(hook, uid_gid, dest, &d);
     }

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use jump_common::{
     counter, DestKey, DestValue, Event, PortKey, PortValue, SlotConfig, UserKey, UserValue,
-    Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
+    Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, MAX_RULES, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
 };
 
 // Map names are the static names below; `jump_common::maps` spells the same strings for the
@@ -39,6 +39,9 @@ pub static JUMP_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
 #[map]
 pub static JUMP_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::LEN, 0);
+
+#[map]
+pub static JUMP_RULE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SLOT_COUNT * MAX_RULES * 3, 0);
 
 // Keeps `Event` referenced so its BTF is emitted for `bpftool` users.
 #[allow(dead_code)]

@@ -9,12 +9,13 @@ use std::{
 
 use anyhow::{anyhow, Context};
 use aya::{
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues, RingBuf},
     programs::{links::CgroupAttachMode, CgroupSockAddr},
     Ebpf, EbpfLoader,
 };
 use jump_common::{
-    counter, maps, DestKey, DestValue, PortKey, PortValue, SlotConfig, UserKey, UserValue, Window,
+    counter, maps, rule_hit_index, DestKey, DestValue, PortKey, PortValue, SlotConfig, UserKey,
+    UserValue, Window, MAX_RULES,
 };
 use nix::time::{clock_gettime, ClockId};
 
@@ -135,6 +136,41 @@ impl Kernel {
         Ok(out)
     }
 
+    /// Hits per (rule id, action) of the active policy, summed over CPUs; only non-zero ones.
+    pub fn rule_hits(&self, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>> {
+        let slot = self.active_slot()?;
+        let map: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map(maps::RULE_HITS)?)?;
+        let mut out = Vec::new();
+        for rule in 0..(rules as u32).min(MAX_RULES) {
+            for action in 0..3u8 {
+                let n: u64 = map
+                    .get(&rule_hit_index(slot, rule, action), 0)?
+                    .iter()
+                    .sum();
+                if n > 0 {
+                    out.push((rule, action, n));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Zeroes a slot's rule hits up to `rules`, before the slot is filled with a new policy.
+    fn zero_hits(&mut self, slot: u32, rules: usize) -> anyhow::Result<()> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        let mut map: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map_mut(maps::RULE_HITS)?)?;
+        for rule in 0..(rules as u32).min(MAX_RULES) {
+            for action in 0..3u8 {
+                map.set(
+                    rule_hit_index(slot, rule, action),
+                    PerCpuValues::try_from(vec![0u64; cpus])?,
+                    0,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     fn map(&self, name: &str) -> anyhow::Result<&aya::maps::Map> {
         self.ebpf
             .map(name)
@@ -219,6 +255,7 @@ impl Datapath for Kernel {
         let target = 1 - active;
         let s = SlotImage::build(image, target, generation, self.tai_offset_ns)?;
         self.clear(target)?;
+        self.zero_hits(target, image.rules.len())?;
         if let Err(e) = self.write(target, &s) {
             self.clear(target).ok();
             return Err(e);
