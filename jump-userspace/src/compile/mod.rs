@@ -14,7 +14,9 @@
 //! 4. Candidates are ordered enforce-deny, audit-deny, enforce-allow, audit-allow (rule id order
 //!    within a level), and cut after the first that is always open.
 
+pub mod bench;
 pub mod directory;
+pub mod dump;
 pub mod image;
 pub mod resolve;
 pub mod time;
@@ -526,14 +528,28 @@ pub fn compile_rules(
         b.image.users.insert(uid, p);
     }
 
-    if b.windows.len() > MAX_WINDOWS as usize {
-        b.errors.push(Diagnostic::error(
-            crate::policy::Span::default(),
-            format!(
-                "the policy needs {} time windows, more than {MAX_WINDOWS}",
-                b.windows.len() - 1
-            ),
-        ));
+    // The kernel maps are sized per slot; an image that does not fit is refused here, where
+    // `jumpctl validate` reports it, rather than half-written by the daemon.
+    for (what, need, limit) in [
+        ("user", b.image.users.len(), jump_common::MAX_USERS as usize),
+        (
+            "destination",
+            b.image.dests.len(),
+            jump_common::MAX_DESTS as usize,
+        ),
+        ("port", b.image.ports.len(), jump_common::MAX_PORTS as usize),
+        ("time window", b.windows.len(), MAX_WINDOWS as usize),
+        ("rule", b.image.rules.len(), jump_common::MAX_RULES as usize),
+    ] {
+        if need > limit {
+            b.errors.push(
+                Diagnostic::error(
+                    crate::policy::Span::default(),
+                    format!("the compiled policy needs {need} {what} entries, more than the kernel map holds ({limit})"),
+                )
+                .with_help("users with identical rules share entries: grant to groups rather than to many individual users"),
+            );
+        }
     }
     if !b.errors.is_empty() {
         return Err(PolicyErrors::new(b.errors));

@@ -288,3 +288,80 @@ fn too_many_overlapping_time_limited_rules_is_an_error() {
         "p.yaml:3:5: 9 time-limited rules overlap on the same destinations and ports, more than 8: `r0`, `r1`, `r2`, `r3`, `r4`, `r5`, `r6`, `r7`, `r8`\n  help: merge rules that share a schedule, or narrow their destinations"
     );
 }
+
+/// Not a timed test: `cargo test --release -p jump-userspace scale_report -- --ignored --nocapture`
+/// prints how long the 10,000 users × 20 rules policy takes to compile.
+#[test]
+#[ignore = "a measurement, run by hand in release mode"]
+fn scale_report() {
+    let (p, dir) = bench::synthetic_policy(10_000, 20);
+    let start = std::time::Instant::now();
+    let c = compile_full(&p, &dir, at("2026-11-23T12:00:00Z")).unwrap();
+    eprintln!(
+        "10,000 users x 20 rules: {:?}, {} profiles, {} dests, {} ports, {} windows",
+        start.elapsed(),
+        c.image
+            .users
+            .values()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        c.image.dests.len(),
+        c.image.ports.len(),
+        c.image.windows.len()
+    );
+}
+
+/// Loads a directory with file names shown as `policies/...`, so dumps do not hold the
+/// checkout's absolute path.
+fn load_as(dir: &std::path::Path, shown: &str) -> policy::Loaded {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    names.sort();
+    let files: Vec<(String, String)> = names
+        .iter()
+        .map(|p| {
+            (
+                format!("{shown}/{}", p.file_name().unwrap().to_string_lossy()),
+                std::fs::read_to_string(p).unwrap(),
+            )
+        })
+        .collect();
+    policy::load_files(&files).unwrap()
+}
+
+/// Golden dumps of the example policies: a compiler change shows up as a readable diff.
+/// `UPDATE_GOLDEN=1 cargo test -p jump-userspace golden` rewrites them.
+#[test]
+fn golden_dumps() {
+    for (dir, shown, golden) in [
+        (policies(), "policies", "golden/example.txt"),
+        (
+            policies().join("tests/foundation"),
+            "policies/tests/foundation",
+            "golden/foundation.txt",
+        ),
+    ] {
+        let loaded = load_as(&dir, shown);
+        let c = compile_full(
+            &loaded.policy,
+            &demo_directory(),
+            at("2026-11-23T12:00:00Z"),
+        )
+        .unwrap();
+        let text = dump::dump(&c.image);
+        let path = policies().join(golden);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &text).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == text,
+            "{} is stale (UPDATE_GOLDEN=1 rewrites it); got:\n{text}",
+            path.display()
+        );
+    }
+}

@@ -247,3 +247,86 @@ fn oversized_files_are_refused() {
         )
     );
 }
+
+const TOKENS: &[&str] = &[
+    "rules:",
+    "zones:",
+    "defaults:",
+    "users:",
+    "groups:",
+    "allow:",
+    "deny:",
+    "listen:",
+    "to:",
+    "ports:",
+    "proto:",
+    "name:",
+    "schedule:",
+    "hours:",
+    "days:",
+    "expires:",
+    "mode:",
+    "egress:",
+    " ",
+    " ",
+    "\n",
+    "\n  ",
+    "\n    ",
+    "- ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "\"",
+    "'",
+    "*",
+    "&a",
+    "*a",
+    "!",
+    "|",
+    ">",
+    "#",
+    "10.0.0.0/8",
+    "::1",
+    "22",
+    "90-80",
+    "70000",
+    "tcp",
+    "any",
+    "mon",
+    "08:00-18:00",
+    "audit",
+    "2026-12-31T18:00:00Z",
+    "x",
+    "\u{0}",
+    "é",
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, failure_persistence: None, ..Default::default() })]
+
+    /// Whatever the input, loading returns (errors or a policy) and never panics. The input is
+    /// built from YAML punctuation and policy words, so it gets past the YAML parser often.
+    #[test]
+    fn arbitrary_text_never_panics(tokens in proptest::collection::vec(proptest::sample::select(TOKENS), 0..80)) {
+        let _ = load_str("p.yaml", &tokens.concat());
+    }
+
+    /// Policy-shaped text with random values: never a panic either.
+    #[test]
+    fn arbitrary_values_never_panic(
+        to in "[0-9a-f:./]{0,20}",
+        port in "[-0-9a-z]{0,12}",
+        hours in "[0-9:-]{0,12}",
+        tz in "[A-Za-z/_]{0,16}",
+        expires in "[0-9TZ:.+-]{0,25}",
+    ) {
+        let src = format!(
+            "rules:\n  - name: a\n    users: [\"*\"]\n    allow: [{{to: \"{to}\", ports: [\"{port}\"]}}]\n    expires: \"{expires}\"\n    schedule: {{hours: \"{hours}\", tz: \"{tz}\"}}\n"
+        );
+        if let Ok(l) = load_str("p.yaml", &src) {
+            let _ = crate::compile::compile(&l.policy, &crate::compile::FakeDirectory::default(), jiff::Timestamp::UNIX_EPOCH);
+        }
+    }
+}
