@@ -138,3 +138,40 @@ pub fn evaluate(
         matches,
     }
 }
+
+/// May `uid` bind and accept on (`proto`, `port`)? Listening needs a grant: an applying enforced
+/// `listen` entry → allowed; else an applying audit-mode one → audit; else refused (rule 0),
+/// whatever `defaults.egress` says. The first rule in file order is reported.
+pub fn evaluate_listen(rules: &RuleSet, uid: u32, proto: u8, port: u16, at: Timestamp) -> Decision {
+    let mut matches = Vec::new();
+    if let Some(proto) = Proto::from_number(proto).filter(|&p| p != Proto::Icmp) {
+        for r in &rules.rules {
+            if !r.applies_to(uid) || !rule_active(r, at) {
+                continue;
+            }
+            for (i, l) in r.listen.iter().enumerate() {
+                if l.protos.contains(&proto)
+                    && l.ports.iter().any(|&(lo, hi)| lo <= port && port <= hi)
+                {
+                    matches.push(Match {
+                        rule_id: r.id,
+                        kind: Kind::Allow,
+                        audit: r.mode == Mode::Audit,
+                        entry: i,
+                    });
+                }
+            }
+        }
+    }
+    let first = |audit: bool| matches.iter().find(|m| m.audit == audit).map(|m| m.rule_id);
+    let (action, rule_id) = match (first(false), first(true)) {
+        (Some(id), _) => (action::ALLOW, id),
+        (None, Some(id)) => (action::AUDIT, id),
+        (None, None) => (action::DENY, 0),
+    };
+    Decision {
+        action,
+        rule_id,
+        matches,
+    }
+}

@@ -365,3 +365,49 @@ fn golden_dumps() {
         );
     }
 }
+
+#[test]
+fn listening_needs_a_grant() {
+    let src = "defaults: {egress: allow}\nrules:\n  - name: web\n    users: [alice]\n    listen: [{ports: [8080, \"9000-9001\"]}]\n  - name: dns-server\n    users: [\"*\"]\n    listen: [{ports: [53], proto: [udp, tcp]}]\n  - name: trial\n    users: [bob]\n    listen: [{ports: [7000], proto: any}]\n    mode: audit\n";
+    let c = compile_src(src, &demo_directory()).unwrap();
+    let now = time::ns(at("2026-11-23T12:00:00Z"));
+    let l = |uid: u32, proto: u8, port: u16| {
+        let v = c.image.listen(uid, proto, port, now);
+        let r = eval::evaluate_listen(&c.rules, uid, proto, port, at("2026-11-23T12:00:00Z"));
+        assert_eq!(
+            (v.action, v.rule_id),
+            (r.action, r.rule_id),
+            "compiled and reference should agree"
+        );
+        (v.action, v.rule_id)
+    };
+    assert_eq!(l(1000, 6, 8080), (action::ALLOW, 2));
+    assert_eq!(l(1000, 6, 9001), (action::ALLOW, 2));
+    assert_eq!(
+        l(1000, 17, 8080),
+        (action::DENY, 0),
+        "listen without proto means tcp"
+    );
+    assert_eq!(
+        l(1001, 6, 8080),
+        (action::DENY, 0),
+        "refused without a grant, though egress is allow"
+    );
+    assert_eq!(l(1001, 17, 53), (action::ALLOW, 3), "everyone's grant");
+    assert_eq!(l(1001, 17, 7000), (action::AUDIT, 4));
+}
+
+#[test]
+fn listen_errors_and_warnings() {
+    let src = "rules:\n  - name: a\n    users: [alice]\n    listen: [{ports: [22], proto: icmp}]\n";
+    assert_eq!(
+        compile_src(src, &demo_directory()).unwrap_err(),
+        "p.yaml:4:35: `listen` takes `tcp` or `udp`, not `icmp`"
+    );
+    let src = "rules:\n  - name: a\n    users: [alice]\n    listen: [{ports: [22], addresses: [10.0.0.1]}]\n";
+    let c = compile_src(src, &demo_directory()).unwrap();
+    assert_eq!(
+        c.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+        vec!["p.yaml:4:14: warning: `addresses` is not enforced yet: this grant applies to every local address"]
+    );
+}

@@ -31,7 +31,7 @@ pub(crate) const RULE_KEYS: &[&str] = &[
     "schedule",
 ];
 pub(crate) const ENTRY_KEYS: &[&str] = &["to", "ports", "proto"];
-pub(crate) const LISTEN_KEYS: &[&str] = &["ports", "addresses"];
+pub(crate) const LISTEN_KEYS: &[&str] = &["ports", "proto", "addresses"];
 pub(crate) const SCHEDULE_KEYS: &[&str] = &["days", "hours", "tz"];
 
 /// Names the rule table uses for its synthetic entries.
@@ -615,8 +615,17 @@ fn parse_listen(cx: &mut Ctx, n: &Node) -> Option<Listen> {
             }
         }
     }
+    let protos = parse_protos(cx, m.get("proto").map(|e| e.1), &[Proto::Tcp]);
+    let protos: Vec<Proto> = protos.into_iter().filter(|&p| p != Proto::Icmp).collect();
+    if protos.is_empty() {
+        if let Some((_, p)) = m.get("proto") {
+            cx.err(p, "`listen` takes `tcp` or `udp`, not `icmp`");
+        }
+        return None;
+    }
     Some(Listen {
         span,
+        protos,
         ports,
         addresses,
     })
