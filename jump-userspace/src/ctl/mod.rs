@@ -168,3 +168,6 @@ fn summary(errors: usize, warnings: usize) -> String {
         s(warnings)
     )
 }
+
+#[cfg(test)]
+mod tests;
