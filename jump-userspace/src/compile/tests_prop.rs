@@ -117,7 +117,7 @@ fn gen_entry(rng: &mut Rng, out: &mut String) {
         let protos = ["tcp", "udp", "icmp", "any", "[tcp, udp]", "[udp, icmp]"];
         let p = *rng.pick(&protos);
         out.push_str(&format!("        proto: {p}\n"));
-        if p == "icmp" {
+        if p.contains("icmp") {
             return;
         }
     }

@@ -180,7 +180,7 @@ fn reserved_names_and_icmp_ports() {
     assert_eq!(
         errors(src),
         "p.yaml:2:11: rule name `default` is reserved\n\
-         p.yaml:4:50: `ports` cannot be used with `icmp`\n  help: remove `ports`, or add `tcp` or `udp` to `proto`"
+         p.yaml:4:50: `ports` cannot be used with `icmp`\n  help: give `icmp` an entry of its own, without `ports`"
     );
 }
 
@@ -228,6 +228,17 @@ fn the_model_reads_as_written() {
         "an IPv4-mapped address is the IPv4 address"
     );
     assert_eq!(r.mode, Mode::Audit);
+    let p = load_str(
+        "p.yaml",
+        "rules:\n  - name: a\n    users: [\"*\"]\n    deny: [{to: 10.0.0.0/8, ports: [22]}]\n",
+    )
+    .unwrap()
+    .policy;
+    assert_eq!(
+        p.rules[0].deny[0].protos,
+        vec![Proto::Tcp, Proto::Udp],
+        "a port-limited deny cannot match ICMP"
+    );
     assert_eq!(r.listen.len(), 1);
 }
 
@@ -329,4 +340,13 @@ proptest::proptest! {
             let _ = crate::compile::compile(&l.policy, &crate::compile::FakeDirectory::default(), jiff::Timestamp::UNIX_EPOCH);
         }
     }
+}
+
+#[test]
+fn unused_zones_are_warnings() {
+    let l = load_str("p.yaml", "zones:\n  dmz: [10.0.0.0/8]\n  lab: [10.1.0.0/16]\nrules:\n  - name: a\n    users: [\"*\"]\n    allow: [{to: dmz}]\n").unwrap();
+    assert_eq!(
+        l.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+        vec!["p.yaml:3:3: warning: zone `lab` is never used"]
+    );
 }
