@@ -411,3 +411,26 @@ fn listen_errors_and_warnings() {
         vec!["p.yaml:4:14: warning: `addresses` is not enforced yet: this grant applies to every local address"]
     );
 }
+
+#[test]
+fn sample_probes_cover_both_verdicts() {
+    let loaded = policy::load_dir(&policies().join("tests/foundation")).unwrap();
+    let t = at("2026-11-23T12:00:00Z");
+    let c = compile_full(&loaded.policy, &FakeDirectory::default(), t).unwrap();
+    let probes = eval::sample_probes(&c, t, 200, 7);
+    assert_eq!(probes.len(), 200);
+    assert!(
+        probes
+            .iter()
+            .any(|p| p.action == action::ALLOW && p.rule_id == 2),
+        "some probes hit a-internal"
+    );
+    assert!(
+        probes.iter().any(|p| p.action == action::DENY),
+        "some probes are denied"
+    );
+    for p in &probes {
+        let v = c.image.lookup(p.uid, p.addr, p.proto, p.port, time::ns(t));
+        assert_eq!((v.action, v.rule_id), (p.action, p.rule_id));
+    }
+}
