@@ -434,3 +434,17 @@ fn sample_probes_cover_both_verdicts() {
         assert_eq!((v.action, v.rule_id), (p.action, p.rule_id));
     }
 }
+
+#[test]
+fn schedules_ask_for_a_recompile_within_the_horizon() {
+    let loaded = policy::load_dir(&policies()).unwrap();
+    let t = at("2026-11-23T12:00:00Z");
+    let c = compile_full(&loaded.policy, &demo_directory(), t).unwrap();
+    assert_eq!(
+        time::recompile_by(&c.rules, t),
+        Some(at("2026-11-29T12:00:00Z"))
+    );
+    let loaded = policy::load_dir(&policies().join("tests/foundation")).unwrap();
+    let c = compile_full(&loaded.policy, &demo_directory(), t).unwrap();
+    assert_eq!(time::recompile_by(&c.rules, t), None);
+}
