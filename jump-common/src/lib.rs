@@ -18,6 +18,7 @@ pub mod maps {
     pub const RULE_HITS: &str = "JUMP_RULE_HITS";
     pub const LIMITS: &str = "JUMP_LIMITS";
     pub const RATE: &str = "JUMP_RATE";
+    pub const OWNERS: &str = "JUMP_OWNERS";
 }
 
 /// Capacities. The daemon refuses a policy whose compiled image does not fit, so a lookup never
@@ -217,6 +218,11 @@ pub struct RateState {
 }
 
 pub const RATE_KEYS: u32 = 16_384;
+
+/// Capacity of `JUMP_OWNERS` (LRU hash, socket cookie → uid): the uid that connected each
+/// socket. The egress backstop decides a socket's packets by that uid rather than the socket's
+/// creator, so a socket handed to another user (SCM_RIGHTS) is judged as its connector.
+pub const OWNER_SOCKETS: u32 = 65_536;
 
 /// Which hook made a decision.
 pub mod hook {

@@ -83,6 +83,27 @@ pub fn dest6(ctx: &SockAddrContext) -> Dest {
     }
 }
 
+/// Connecting to `0.0.0.0` or `::` reaches this host, as 127.0.0.1 or ::1 would (Linux
+/// rewrites the address): decide it as loopback.
+pub fn unspecified_as_loopback(mut d: Dest) -> Dest {
+    let mut zero = true;
+    for (i, b) in d.addr.iter().enumerate() {
+        // The IPv4-mapped prefix (bytes 10 and 11 are 0xff) does not count.
+        if *b != 0 && !((i == 10 || i == 11) && *b == 0xff) {
+            zero = false;
+        }
+    }
+    if zero {
+        if d.addr[10] == 0xff {
+            d.addr[12] = 127;
+            d.addr[15] = 1;
+        } else {
+            d.addr[15] = 1;
+        }
+    }
+    d
+}
+
 /// The local address of a `bind` call, in the same form as a destination.
 pub fn bind4(ctx: &SockAddrContext) -> Dest {
     dest4(ctx)

@@ -18,7 +18,10 @@ mod lookup;
 mod maps;
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        generated::bpf_get_socket_cookie,
+    },
     macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr},
     programs::{SkBuffContext, SockAddrContext, SockContext},
 };
@@ -39,22 +42,22 @@ const SOCK_RAW: u32 = 3;
 
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
-    egress_call(&ctx, hook::CONNECT4, &ctx::dest4(&ctx))
+    egress_call(&ctx, hook::CONNECT4, &ctx::unspecified_as_loopback(ctx::dest4(&ctx)))
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn connect6(ctx: SockAddrContext) -> i32 {
-    egress_call(&ctx, hook::CONNECT6, &ctx::dest6(&ctx))
+    egress_call(&ctx, hook::CONNECT6, &ctx::unspecified_as_loopback(ctx::dest6(&ctx)))
 }
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
-    egress_call(&ctx, hook::SENDMSG4, &ctx::dest4(&ctx))
+    egress_call(&ctx, hook::SENDMSG4, &ctx::unspecified_as_loopback(ctx::dest4(&ctx)))
 }
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
-    egress_call(&ctx, hook::SENDMSG6, &ctx::dest6(&ctx))
+    egress_call(&ctx, hook::SENDMSG6, &ctx::unspecified_as_loopback(ctx::dest6(&ctx)))
 }
 
 #[cgroup_sock_addr(bind4)]
@@ -100,7 +103,14 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
     if p.fragment {
         return PASS;
     }
-    let uid = ctx.get_socket_uid();
+    // SAFETY: the helper reads the skb this program was given.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+    // The uid that connected the socket, else the socket's own (accepted and unconnected ones).
+    // SAFETY: a pointer into this map's value, read at once.
+    let uid = match maps::JUMP_OWNERS.get_ptr(cookie) {
+        Some(p) => unsafe { *p },
+        None => ctx.get_socket_uid(),
+    };
     // Replies on connections this uid accepted leave from a port it may listen on: they are
     // decided by that grant, so a granted sshd keeps answering its clients.
     if (p.dst.proto == proto::TCP || p.dst.proto == proto::UDP) && p.src_port != 0 {
@@ -141,6 +151,12 @@ fn egress_call(ctx: &SockAddrContext, hook: u8, dest: &ctx::Dest) -> i32 {
     let who = current();
     let d = lookup::decide(who.uid, dest);
     record(hook, &who, dest, 0, &d);
+    if d.action != action::DENY && (hook == hook::CONNECT4 || hook == hook::CONNECT6) {
+        // SAFETY: the helper reads the socket of this program's context.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+        // Best effort: if the LRU evicts it, egress falls back to the socket's uid.
+        let _ = maps::JUMP_OWNERS.insert(&cookie, &who.uid, 0);
+    }
     verdict(ctx, &d, dest)
 }
 

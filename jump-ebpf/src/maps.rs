@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use jump_common::{
     counter, DestKey, DestValue, Event, Limits, PortKey, PortValue, RateKey, RateState,
-    SlotConfig, UserKey, UserValue, RATE_KEYS,
+    SlotConfig, UserKey, UserValue, OWNER_SOCKETS, RATE_KEYS,
     Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, MAX_RULES, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
 };
 
@@ -49,6 +49,9 @@ pub static JUMP_LIMITS: Array<Limits> = Array::with_max_entries(1, 0);
 
 #[map]
 pub static JUMP_RATE: LruHashMap<RateKey, RateState> = LruHashMap::with_max_entries(RATE_KEYS, 0);
+
+#[map]
+pub static JUMP_OWNERS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(OWNER_SOCKETS, 0);
 
 // Keeps `Event` referenced so its BTF is emitted for `bpftool` users.
 #[allow(dead_code)]

@@ -139,7 +139,7 @@ impl SlotImage {
     }
 }
 
-/// Per profile, what `sock_create` lets it open: a profile that may send ICMP anywhere (an
+/// Per profile, what `sock_create` lets it open: a profile that may send ICMP beyond loopback (an
 /// allow or audit candidate for `icmp`) may create ping and raw sockets.
 fn profile_flags(image: &MapImage) -> BTreeMap<u32, u32> {
     let icmp_classes: BTreeSet<u32> = image
@@ -150,7 +150,11 @@ fn profile_flags(image: &MapImage) -> BTreeMap<u32, u32> {
         .collect();
     let mut flags = BTreeMap::new();
     for d in &image.dests {
-        if icmp_classes.contains(&d.class) {
+        // Loopback ICMP is allowed to everyone by `defaults.loopback`; it is no reason to let a
+        // user open ping or raw sockets.
+        let (addr, _) = d.v6();
+        let loopback = addr.is_loopback() || addr.to_ipv4_mapped().is_some_and(|a| a.is_loopback());
+        if icmp_classes.contains(&d.class) && !loopback {
             *flags.entry(d.profile).or_insert(0) |= profile_flags::ICMP;
         }
     }
