@@ -1,6 +1,7 @@
 //! The privileged test harness: network namespaces joined by veth (`netns`), a child cgroup
-//! (`cgroup`), `jumpd` as a child process whose events are collected (`daemon`), and client and
-//! server programs run as a chosen uid inside a chosen cgroup and namespace (`probe`).
+//! (`cgroup`), `jumpd` as a child process whose events are collected (`daemon`), a standalone
+//! journald in a private mount namespace (`journal`), and client and server programs run as a
+//! chosen uid inside a chosen cgroup and namespace (`probe`).
 //!
 //! Every resource is an RAII guard, so it is removed on success, failure and panic; names carry
 //! the test process's pid, and each constructor first sweeps leftovers of dead test processes.
@@ -8,6 +9,7 @@
 
 pub mod cgroup;
 pub mod daemon;
+pub mod journal;
 pub mod netns;
 pub mod probe;
 

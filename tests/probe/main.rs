@@ -3,6 +3,11 @@
 //! created in), `--netns`, then `--uid/--gid` — and then performs one operation, printing one
 //! JSON line: `{"ok":true}` or `{"ok":false,"errno":1,"error":"…"}`.
 //!
+//! `--loginuid N` first sets the audit login uid (and so a new audit session), as `pam_loginuid`
+//! does at login, so a later `--uid` is a user acting for another (`su`, `sudo`). `--linger`
+//! keeps the process alive after its verdict until stdin closes, so the daemon can still read
+//! its `/proc` entry.
+//!
 //! Operations (ADDR is `ip:port` or `[ip6]:port`; ICMP ignores the port):
 //! - `tcp ADDR`: connect, echo 4 bytes. `tcp-presock ADDR`: the same, but the socket is created
 //!   before `--uid` takes effect (a socket handed over by another user).
@@ -17,6 +22,8 @@
 //! - `tfo ADDR` (`sendto` with `MSG_FASTOPEN`), `tfo-connect ADDR` (`TCP_FASTOPEN_CONNECT`).
 //! - `hold ADDR SECS`: connect, print `{"connected":true}`, then echo every 100 ms for SECS and
 //!   report how the connection ended (for revocation).
+//! - `storm N ADDR`: N TCP connects in a row, each on a new socket; prints
+//!   `{"refused":R,"other":O,"secs":S}` (for the event rate limit).
 //! - `serve tcp:ADDR|udp:ADDR…`: echo servers until killed; prints `ready` once listening.
 #![forbid(unsafe_code)]
 
@@ -44,7 +51,14 @@ struct Who {
     gid: Option<String>,
 }
 
+/// `--linger`: wait for stdin to close after reporting.
+static LINGER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn place(args: &mut Vec<String>) -> Result<Who, String> {
+    if let Some(i) = args.iter().position(|a| a == "--linger") {
+        args.remove(i);
+        LINGER.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let mut take = |flag: &str| -> Option<String> {
         let i = args.iter().position(|a| a == flag)?;
         let v = args.get(i + 1).cloned();
@@ -55,6 +69,7 @@ fn place(args: &mut Vec<String>) -> Result<Who, String> {
     let netns = take("--netns");
     let uid = take("--uid");
     let gid = take("--gid");
+    let loginuid = take("--loginuid");
     if let Some(cg) = cgroup {
         std::fs::write(format!("{cg}/cgroup.procs"), std::process::id().to_string())
             .map_err(|e| format!("join cgroup {cg}: {e}"))?;
@@ -62,6 +77,10 @@ fn place(args: &mut Vec<String>) -> Result<Who, String> {
     if let Some(ns) = netns {
         let f = File::open(&ns).map_err(|e| format!("open {ns}: {e}"))?;
         setns(f, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns {ns}: {e}"))?;
+    }
+    if let Some(l) = loginuid {
+        // Needs CAP_AUDIT_CONTROL, so before the uid changes.
+        std::fs::write("/proc/self/loginuid", &l).map_err(|e| format!("set loginuid {l}: {e}"))?;
     }
     Ok(Who { uid, gid })
 }
@@ -86,6 +105,9 @@ fn report(r: std::io::Result<()>) -> ! {
             "{}",
             serde_json::json!({"ok": false, "errno": e.raw_os_error(), "error": e.to_string()})
         ),
+    }
+    if LINGER.load(std::sync::atomic::Ordering::Relaxed) {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
     }
     std::process::exit(0)
 }
@@ -336,6 +358,32 @@ fn serve(specs: &[String]) -> std::io::Result<()> {
     Ok(())
 }
 
+fn storm(n: &str, target: &str) {
+    let (Ok(n), Ok(to)) = (n.parse::<u64>(), addr(target)) else {
+        report(Err(std::io::Error::other("usage: storm N ADDR")))
+    };
+    let dst = SockAddr::from(to);
+    let (mut refused, mut other) = (0u64, 0u64);
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        let refusal = Socket::new(domain(&to), Type::STREAM, Some(Protocol::TCP))
+            .and_then(|s| s.connect_timeout(&dst, TIMEOUT))
+            .err()
+            .and_then(|e| e.raw_os_error());
+        if refusal == Some(1) {
+            refused += 1;
+        } else {
+            other += 1;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"refused": refused, "other": other, "secs": secs})
+    );
+    std::process::exit(0)
+}
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let who = place(&mut args).unwrap_or_else(|e| {
@@ -381,6 +429,7 @@ fn main() {
         Some("tfo") => report(tfo(arg(1), false)),
         Some("tfo-connect") => report(tfo(arg(1), true)),
         Some("hold") => report(hold(arg(1), arg(2))),
+        Some("storm") => storm(arg(1), arg(2)),
         Some("serve") => {
             if let Err(e) = serve(&args[1..]) {
                 eprintln!("jump-probe: serve: {e}");

@@ -25,6 +25,7 @@ pub mod message_id {
     pub const DETACHED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f804";
     pub const STOPPED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f805";
     pub const EVENTS_LOST: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f806";
+    pub const EVENTS_SUPPRESSED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f807";
 }
 
 #[derive(Clone, Debug)]
@@ -61,6 +62,7 @@ struct State {
     generation: u64,
     enricher: Enricher,
     last_dropped: u64,
+    last_suppressed: u64,
 }
 
 fn install(dp: &mut dyn Datapath, st: &mut State, plan: Plan) -> anyhow::Result<()> {
@@ -119,6 +121,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         generation: 0,
         enricher: Enricher::new(),
         last_dropped: 0,
+        last_suppressed: 0,
     };
     // INVARIANT (fail closed): the maps hold a policy before any program is attached.
     install(&mut kernel, &mut st, first)?;
@@ -178,8 +181,22 @@ fn reload(dp: &mut dyn Datapath, st: &mut State, opts: &Options) {
     }
 }
 
+/// Reports what the kernel counted but did not send since the last report, each as its own
+/// entry with the count, so nothing is lost silently: events the rate limit suppressed (each
+/// also counted in the next sent event of its key, `JUMP_SUPPRESSED`) and events lost to a
+/// full ring buffer.
 fn report_drops(kernel: &Kernel, st: &mut State) {
     let Ok(c) = kernel.counters() else { return };
+    let suppressed = c[jump_common::counter::EVENTS_SUPPRESSED as usize];
+    if suppressed > st.last_suppressed {
+        let n = suppressed - st.last_suppressed;
+        st.last_suppressed = suppressed;
+        tracing::warn!(
+            message_id = message_id::EVENTS_SUPPRESSED,
+            jump_events_suppressed = n,
+            "{n} similar events suppressed by the rate limit"
+        );
+    }
     let dropped = c[jump_common::counter::EVENTS_DROPPED as usize];
     if dropped > st.last_dropped {
         let n = dropped - st.last_dropped;
