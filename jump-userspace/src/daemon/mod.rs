@@ -117,6 +117,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
         });
     }
+    // `KernelOptions::limits` alone does not reach the map: without this write the kernel's
+    // rate limit stays disabled (`window_ns == 0`).
+    kernel.set_limits(crate::datapath::DEFAULT_LIMITS)?;
     let mut st = State {
         generation: 0,
         enricher: Enricher::new(),
