@@ -114,7 +114,13 @@ fn gen_entry(rng: &mut Rng, out: &mut String) {
     let n = 1 + rng.below(2);
     // Zones (defined in another file) or literal networks.
     let to: Vec<String> = (0..n)
-        .map(|_| if rng.chance(30) { format!("z{}", rng.below(3)) } else { format!("\"{}\"", rng.pick(NETS)) })
+        .map(|_| {
+            if rng.chance(30) {
+                format!("z{}", rng.below(3))
+            } else {
+                format!("\"{}\"", rng.pick(NETS))
+            }
+        })
         .collect();
     out.push_str(&format!("      - to: [{}]\n", to.join(", ")));
     if rng.chance(60) {
