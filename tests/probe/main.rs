@@ -381,6 +381,33 @@ fn main() {
         Some("tfo") => report(tfo(arg(1), false)),
         Some("tfo-connect") => report(tfo(arg(1), true)),
         Some("hold") => report(hold(arg(1), arg(2))),
+        Some("storm") => {
+            // `storm COUNT ADDR…`: COUNT rounds of a TCP connect to each ADDR; prints the
+            // outcomes per address as {"ADDR": {"ok": n, "eperm": n, "other": n}}.
+            let rounds: usize = arg(1).parse().unwrap_or(1);
+            let targets: Vec<SocketAddr> = args[2..].iter().filter_map(|a| addr(a).ok()).collect();
+            let mut counts = vec![[0u64; 3]; targets.len()];
+            for _ in 0..rounds {
+                for (t, c) in targets.iter().zip(counts.iter_mut()) {
+                    match TcpStream::connect_timeout(t, TIMEOUT) {
+                        Ok(_) => c[0] += 1,
+                        Err(e) if e.raw_os_error() == Some(1) => c[1] += 1,
+                        Err(_) => c[2] += 1,
+                    }
+                }
+            }
+            let out: serde_json::Map<String, serde_json::Value> = targets
+                .iter()
+                .zip(&counts)
+                .map(|(t, c)| {
+                    (
+                        t.to_string(),
+                        serde_json::json!({"ok": c[0], "eperm": c[1], "other": c[2]}),
+                    )
+                })
+                .collect();
+            println!("{}", serde_json::Value::Object(out));
+        }
         Some("serve") => {
             if let Err(e) = serve(&args[1..]) {
                 eprintln!("jump-probe: serve: {e}");

@@ -12,7 +12,7 @@ use tokio::{
 
 use crate::{
     compile::{self, image::MapImage},
-    datapath::{Datapath, Kernel, KernelOptions},
+    datapath::{pins, Datapath, Kernel, KernelOptions},
     events::{decode::decode, sink, Enricher},
     policy,
 };
@@ -32,6 +32,8 @@ pub mod message_id {
 pub struct Options {
     pub policy_dir: PathBuf,
     pub cgroup: PathBuf,
+    /// Root of the pinned state (`/sys/fs/bpf/jump`); each cgroup gets a directory below.
+    pub pin_dir: PathBuf,
     pub debug_kernel: bool,
 }
 
@@ -147,11 +149,18 @@ fn async_fd<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
+    // Handlers first: a SIGHUP right after "ready" must reload, not kill.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let first = plan(&opts.policy_dir)
         .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?;
+    pins::ensure_bpffs(&opts.pin_dir)?;
+    let pin_dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
     let (mut kernel, logger) = Kernel::load(&KernelOptions {
         debug_log: opts.debug_kernel,
         limits: crate::datapath::DEFAULT_LIMITS,
+        pin_dir: pin_dir.clone(),
     })?;
     if let Some(logger) = logger {
         let mut logger = async_fd(logger)?;
@@ -172,6 +181,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         cgroup_rel: cgroup_relative(&opts.cgroup),
         recompile_by: None,
     };
+    // Adopting pinned state: continue its generation numbering.
+    st.generation = kernel.generation()?;
     // INVARIANT (fail closed): the maps hold a policy before any program is attached.
     install(&mut kernel, &mut st, first)?;
     kernel.attach(&opts.cgroup)?;
@@ -184,9 +195,6 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         kernel.attached().iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(","),
     );
 
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -215,12 +223,31 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     report_drops(&kernel, &mut st);
     drop(kernel);
+    // Stopping is not opening: the pinned programs keep enforcing the last generation.
+    tracing::info!(
+        message_id = message_id::STOPPED,
+        "jumpd stopped; generation {} stays enforced on `{}` (pinned at `{}`; `jumpd --detach` removes it)",
+        st.generation,
+        opts.cgroup.display(),
+        pin_dir.display()
+    );
+    Ok(())
+}
+
+/// `jumpd --detach`: removes the pinned enforcement of `opts.cgroup`.
+pub fn detach(opts: &Options) -> anyhow::Result<()> {
+    let dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
+    let detached = pins::detach(&dir)?;
+    let what = if detached.is_empty() {
+        "nothing (no pinned state)".to_string()
+    } else {
+        detached.join(",")
+    };
     tracing::info!(
         message_id = message_id::DETACHED,
-        "programs detached from `{}`",
+        "detached {what} from `{}`",
         opts.cgroup.display()
     );
-    tracing::info!(message_id = message_id::STOPPED, "jumpd stopped");
     Ok(())
 }
 
