@@ -104,11 +104,11 @@ fn instructions(ssh: &Path, policies: &Path, cg: &Path) -> String {
     format!(
         "\n\
 jump demo: a jump host in a box
-  workstation  namespace {NETNS}-ws        192.0.2.10     (where you type ssh)
-  jump host    namespace {NETNS}-host      {JUMP_V4}      sshd :22 in cgroup {cg}, enforced by jumpd
-  internal     namespace {NETNS}-int       {INTERNAL_V4} (sshd `target` :22; echo :53 :443 :3306 :5432),
-                                           198.51.100.130 (the `db` zone: echo :5432)
-  internet     namespace {NETNS}-inet      203.0.113.10   (echo :80 :443)
+  workstation  {NETNS}-ws    192.0.2.10      where you type ssh
+  jump host    {NETNS}-host  {JUMP_V4}       sshd :22 in cgroup {cg}, enforced by jumpd
+  internal     {NETNS}-int   {INTERNAL_V4}   sshd `target` :22; echo :53 :443 :3306 :5432
+                            198.51.100.130  the `db` zone: echo :5432
+  internet     {NETNS}-inet  203.0.113.10    echo :80 :443
   users alice (group ops), bob (no grant), carol (contractor hours); keys in {ssh}
 
 In another terminal, define this alias, then try the commands below:
@@ -116,7 +116,7 @@ In another terminal, define this alias, then try the commands below:
   alias jssh='sudo ip netns exec {NETNS}-ws ssh -F {cfg}'
 
   jssh -J alice@jump alice@target id          # allowed: rule ops-ssh (alice is in ops)
-  jssh -J bob@jump bob@target id              # refused: bob has no grant (Operation not permitted)
+  jssh -J bob@jump bob@target id              # refused: bob has no grant (see the deny line here)
   jssh alice@jump 'exec 3<>/dev/tcp/203.0.113.10/80'   # refused: the internet is closed
   jssh root@jump 'exec 3<>/dev/tcp/203.0.113.10/80'    # refused for root too
   jssh alice@jump 'exec 3<>/dev/tcp/198.51.100.130/5432 && echo db reachable'  # allowed: rule dba
