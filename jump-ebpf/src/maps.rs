@@ -3,10 +3,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use jump_common::{
-    counter, DestKey, DestValue, Event, PortKey, PortValue, SlotConfig, UserKey, UserValue,
+    counter, DestKey, DestValue, Event, Limits, PortKey, PortValue, RateKey, RateState,
+    SlotConfig, UserKey, UserValue, OWNER_SOCKETS, RATE_KEYS,
     Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, MAX_RULES, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
 };
 
@@ -42,6 +43,15 @@ pub static JUMP_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(count
 
 #[map]
 pub static JUMP_RULE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SLOT_COUNT * MAX_RULES * 3, 0);
+
+#[map]
+pub static JUMP_LIMITS: Array<Limits> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static JUMP_RATE: LruHashMap<RateKey, RateState> = LruHashMap::with_max_entries(RATE_KEYS, 0);
+
+#[map]
+pub static JUMP_OWNERS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(OWNER_SOCKETS, 0);
 
 // Keeps `Event` referenced so its BTF is emitted for `bpftool` users.
 #[allow(dead_code)]

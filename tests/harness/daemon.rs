@@ -27,7 +27,29 @@ impl Jumpd {
         cgroup: &Path,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
-        let mut child = Command::new(&bins.jumpd)
+        Self::start_in(bins, None, policy_dir, cgroup, extra)
+    }
+
+    /// As `start`, with jumpd in network namespace `netns`: revocation closes the sockets of
+    /// the namespace jumpd runs in.
+    pub fn start_in(
+        bins: &Bins,
+        netns: Option<&Path>,
+        policy_dir: &Path,
+        cgroup: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.display()))
+                    .arg("--")
+                    .arg(&bins.jumpd);
+                c
+            }
+            None => Command::new(&bins.jumpd),
+        };
+        let mut child = cmd
             .arg("--policy-dir")
             .arg(policy_dir)
             .arg("--cgroup")

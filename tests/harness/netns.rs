@@ -45,6 +45,21 @@ impl NetNs {
         PathBuf::from("/run/netns").join(&self.name)
     }
 
+    /// Sets a per-namespace sysctl, e.g. `net.ipv4.ping_group_range`.
+    pub fn sysctl(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.name,
+            "sysctl",
+            "-q",
+            "-w",
+            &format!("{key}={value}"),
+        ])
+        .map(drop)
+    }
+
     pub fn ip(&self, args: &[&str]) -> anyhow::Result<String> {
         let mut full = vec!["ip", "-n", &self.name];
         full.extend_from_slice(args);

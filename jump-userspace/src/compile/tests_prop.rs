@@ -117,7 +117,7 @@ fn gen_entry(rng: &mut Rng, out: &mut String) {
         let protos = ["tcp", "udp", "icmp", "any", "[tcp, udp]", "[udp, icmp]"];
         let p = *rng.pick(&protos);
         out.push_str(&format!("        proto: {p}\n"));
-        if p == "icmp" {
+        if p.contains("icmp") {
             return;
         }
     }
@@ -172,6 +172,15 @@ fn gen_policy(rng: &mut Rng, now: jiff::Timestamp) -> String {
                     gen_entry(rng, &mut s);
                 }
             }
+        }
+        if rng.chance(30) {
+            let (a, b) = (*rng.pick(PORTS), *rng.pick(PORTS));
+            let proto = rng.pick(&["", ", proto: udp", ", proto: any"]);
+            s.push_str(&format!(
+                "    listen: [{{ports: [\"{}-{}\"]{proto}}}]\n",
+                a.min(b),
+                a.max(b)
+            ));
         }
         if rng.chance(20) {
             s.push_str("    mode: audit\n");
@@ -236,6 +245,14 @@ fn compiled_lookup_agrees_with_the_reference() {
             let kernel = c.image.lookup(uid, addr, // The kernel normalises ICMPv6 to ICMP before the lookup.
                 if proto == 58 { 1 } else { proto }, port, time::ns(t));
             let reference = eval::evaluate(&c.rules, uid, addr, proto, port, t);
+            let listen = c.image.listen(uid, proto, port, time::ns(t));
+            let listen_ref = eval::evaluate_listen(&c.rules, uid, proto, port, t);
+            if (listen.action, listen.rule_id) != (listen_ref.action, listen_ref.rule_id) {
+                return Err(TestCaseError::fail(format!(
+                    "listen probe uid {uid} proto {proto} port {port} at {t} (now {now}): compiled says action {} rule {}, reference says action {} rule {}\n{src}",
+                    listen.action, listen.rule_id, listen_ref.action, listen_ref.rule_id
+                )));
+            }
             probes.set(probes.get() + 1);
             *outcomes.borrow_mut().entry((kernel.action, kernel.rule_id > 1)).or_default() += 1;
             if (kernel.action, kernel.rule_id) != (reference.action, reference.rule_id) {

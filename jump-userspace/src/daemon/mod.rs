@@ -101,6 +101,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?;
     let (mut kernel, logger) = Kernel::load(&KernelOptions {
         debug_log: opts.debug_kernel,
+        limits: crate::datapath::DEFAULT_LIMITS,
     })?;
     if let Some(logger) = logger {
         let mut logger = async_fd(logger)?;

@@ -7,15 +7,15 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use aya::{
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues, RingBuf},
-    programs::{links::CgroupAttachMode, CgroupSockAddr},
+    programs::{links::CgroupAttachMode, CgroupSkbAttachType, Program},
     Ebpf, EbpfLoader,
 };
 use jump_common::{
-    counter, maps, rule_hit_index, DestKey, DestValue, PortKey, PortValue, SlotConfig, UserKey,
-    UserValue, Window, MAX_RULES,
+    counter, maps, rule_hit_index, DestKey, DestValue, Limits, PortKey, PortValue, SlotConfig,
+    UserKey, UserValue, Window, MAX_RULES,
 };
 use nix::time::{clock_gettime, ClockId};
 
@@ -25,12 +25,31 @@ use crate::compile::image::MapImage;
 /// The object `cargo xtask build` produced, embedded by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/jump.bpf.o"));
 
-/// The programs jump attaches, by their function names in `jump-ebpf`.
-pub const PROGRAMS: &[&str] = &["connect4", "connect6"];
+/// The programs jump attaches, by their function names in `jump-ebpf`. The egress backstop
+/// comes last: once it is attached, nothing undecided leaves.
+pub const PROGRAMS: &[&str] = &[
+    "sock_create",
+    "connect4",
+    "connect6",
+    "sendmsg4",
+    "sendmsg6",
+    "bind4",
+    "bind6",
+    "egress",
+];
+
+/// The default event rate limit: per (uid, hook, verdict, destination), at most this many
+/// events per second; the rest are counted and summarised.
+pub const DEFAULT_LIMITS: Limits = Limits {
+    window_ns: 1_000_000_000,
+    burst: 5,
+    _pad: 0,
+};
 
 pub struct KernelOptions {
     /// Enable the kernel programs' own debug diagnostics (aya-log).
     pub debug_log: bool,
+    pub limits: Limits,
 }
 
 /// Keys written into one slot, so they can be removed exactly when the slot is reused.
@@ -96,21 +115,45 @@ impl Kernel {
     pub fn attach(&mut self, cgroup: &Path) -> anyhow::Result<()> {
         let fd = File::open(cgroup)
             .with_context(|| format!("failed to open cgroup `{}`", cgroup.display()))?;
+        // Verify every program before attaching any, so a verifier rejection leaves the
+        // cgroup as it was.
         for name in PROGRAMS {
-            let prog: &mut CgroupSockAddr = self
-                .ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("program `{name}` missing from the eBPF object"))?
-                .try_into()?;
-            prog.load()
-                .with_context(|| format!("the kernel refused to load `{name}`"))?;
-            // A bpf_link is always multi-attach (the kernel rejects the ALLOW_MULTI flag on
-            // link_create with EINVAL), so jump coexists with programs others (systemd) attach to
-            // the same cgroup; the kernel then requires every program to allow.
-            prog.attach(&fd, CgroupAttachMode::Single)
+            let loaded = match self.program(name)? {
+                Program::CgroupSockAddr(p) => p.load(),
+                Program::CgroupSock(p) => p.load(),
+                Program::CgroupSkb(p) => p.load(),
+                _ => bail!("program `{name}` has an unexpected type"),
+            };
+            loaded.with_context(|| format!("the kernel refused to load `{name}`"))?;
+        }
+        // A bpf_link is always multi-attach (the kernel rejects the ALLOW_MULTI flag on
+        // link_create with EINVAL), so jump coexists with programs others (systemd) attach to
+        // the same cgroup; the kernel then requires every program to allow.
+        let mode = CgroupAttachMode::Single;
+        for name in PROGRAMS {
+            let attached = match self.program(name)? {
+                Program::CgroupSockAddr(p) => p.attach(&fd, mode).map(drop),
+                Program::CgroupSock(p) => p.attach(&fd, mode).map(drop),
+                Program::CgroupSkb(p) => p.attach(&fd, CgroupSkbAttachType::Egress, mode).map(drop),
+                _ => bail!("program `{name}` has an unexpected type"),
+            };
+            attached
                 .with_context(|| format!("failed to attach `{name}` to `{}`", cgroup.display()))?;
             self.attached.push((name.to_string(), cgroup.to_path_buf()));
         }
+        Ok(())
+    }
+
+    fn program(&mut self, name: &str) -> anyhow::Result<&mut Program> {
+        self.ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program `{name}` missing from the eBPF object"))
+    }
+
+    pub fn set_limits(&mut self, limits: Limits) -> anyhow::Result<()> {
+        let mut map: Array<_, Limits> = Array::try_from(self.map_mut(maps::LIMITS)?)?;
+        map.set(0, limits, 0)
+            .context("failed to set the event rate limit")?;
         Ok(())
     }
 

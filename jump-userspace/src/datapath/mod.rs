@@ -7,7 +7,7 @@ mod slots;
 
 use crate::compile::image::MapImage;
 
-pub use kernel::{Kernel, KernelOptions};
+pub use kernel::{Kernel, KernelOptions, DEFAULT_LIMITS};
 pub use slots::SlotImage;
 
 /// The I/O edge of a reload: everything before it (parse, compile, diff) is pure.
