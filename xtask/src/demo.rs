@@ -242,7 +242,11 @@ pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
     )?;
     let policies = workspace_root().join("policies");
     println!("{}", instructions(&ssh.path, &policies, &cg.path));
-    let mut child = Command::new(&bins.jumpd)
+    // In the jump host's namespace, where the sockets it may have to revoke live.
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net={}", topo.host.path().display()))
+        .arg("--")
+        .arg(&bins.jumpd)
         .arg("--policy-dir")
         .arg(&policies)
         .arg("--cgroup")
