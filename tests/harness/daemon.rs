@@ -109,6 +109,20 @@ impl Jumpd {
             .collect()
     }
 
+    /// Waits up to 5 s for any log line matching `pred`.
+    pub fn wait_line(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(l) = self.lines().into_iter().find(&pred) {
+                return l;
+            }
+            if Instant::now() > deadline {
+                panic!("no log line for {what}; lines so far: {:#?}", self.lines());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits up to 5 s for an event matching `pred`.
     pub fn wait_event(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(5);

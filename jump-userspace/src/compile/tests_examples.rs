@@ -294,7 +294,12 @@ fn too_many_overlapping_time_limited_rules_is_an_error() {
 #[test]
 #[ignore = "a measurement, run by hand in release mode"]
 fn scale_report() {
+    let start = std::time::Instant::now();
     let (p, dir) = bench::synthetic_policy(10_000, 20);
+    eprintln!(
+        "generating and loading the policy text: {:?}",
+        start.elapsed()
+    );
     let start = std::time::Instant::now();
     let c = compile_full(&p, &dir, at("2026-11-23T12:00:00Z")).unwrap();
     eprintln!(
