@@ -550,7 +550,6 @@ fn wait_generation(jumpd: &Jumpd, generation: u64) {
 }
 
 #[test]
-#[ignore = "needs revocation of established connections (SOCK_DESTROY) from issue 4, not on main yet"]
 fn removing_a_grant_cuts_an_established_proxy_jump_session() {
     let Some(b) = Bastion::up("removing_a_grant_cuts_an_established_proxy_jump_session") else {
         return;
