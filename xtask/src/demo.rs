@@ -241,6 +241,8 @@ pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
         },
     )?;
     let policies = workspace_root().join("policies");
+    // The demo's own pin root, so its detach can never touch a real deployment's state.
+    let pins = std::path::PathBuf::from("/sys/fs/bpf/jump-demo");
     println!("{}", instructions(&ssh.path, &policies, &cg.path));
     // In the jump host's namespace, where the sockets it may have to revoke live.
     let mut child = Command::new("nsenter")
@@ -251,14 +253,26 @@ pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
         .arg(&policies)
         .arg("--cgroup")
         .arg(&cg.path)
+        .arg("--pin-dir")
+        .arg(&pins)
         .args(["--log-format", "text"])
         .spawn()
         .context("failed to start jumpd")?;
     println!("jumpd pid {}", child.id());
     let status = child.wait()?;
+    // jumpd leaves its programs pinned and enforcing when it stops; the demo removes them.
+    let detached = Command::new(&bins.jumpd)
+        .arg("--cgroup")
+        .arg(&cg.path)
+        .arg("--pin-dir")
+        .arg(&pins)
+        .args(["--log-format", "text", "--detach"])
+        .status();
+    let _ = std::fs::remove_dir_all(&pins);
     if !stop.load(Ordering::SeqCst) && !status.success() {
         anyhow::bail!("jumpd exited with {status}");
     }
+    anyhow::ensure!(detached?.success(), "jumpd --detach failed");
     println!("demo: cleaning up");
     Ok(())
 }
