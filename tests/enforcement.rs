@@ -344,3 +344,109 @@ fn a_socket_is_decided_by_the_uid_that_connects_it() {
     ok(&w, Some(A), "tcp-presock", &format!("{INTERNAL_V4}:7000"));
     refused(&w, Some(B), "tcp-presock", &format!("{INTERNAL_V4}:7000"));
 }
+
+/// A temporary copy of the enforcement policy that a test may edit, removed on drop.
+struct PolicyCopy {
+    dir: PathBuf,
+}
+
+impl PolicyCopy {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(jump_tests::unique("jump-policy-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(policy_dir().join("policy.yaml"), dir.join("policy.yaml")).unwrap();
+        Self { dir }
+    }
+
+    fn edit(&self, from: &str, to: &str) {
+        let p = self.dir.join("policy.yaml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains(from), "the policy should contain `{from}`");
+        std::fs::write(&p, text.replace(from, to)).unwrap();
+    }
+}
+
+impl Drop for PolicyCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn revoking_a_grant_cuts_established_connections_promptly() {
+    if !privileged("revoking_a_grant_cuts_established_connections_promptly") {
+        return;
+    }
+    let policy = PolicyCopy::new();
+    let mut w = World::new();
+    w.jumpd = Some(
+        Jumpd::start_in(
+            &w.bins,
+            Some(&w.topo.host.path()),
+            &policy.dir,
+            &w.cg.path,
+            &[],
+        )
+        .expect("jumpd"),
+    );
+    let hold = |uid: u32| {
+        let mut cmd = Command::new(&w.bins.probe);
+        for (flag, v) in [
+            ("--cgroup", w.cg.path.display().to_string()),
+            ("--netns", w.topo.host.path().display().to_string()),
+            ("--uid", uid.to_string()),
+            ("--gid", uid.to_string()),
+        ] {
+            cmd.arg(flag).arg(v);
+        }
+        let mut child = cmd
+            .args(["hold", &format!("{INTERNAL_V4}:7000"), "8"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("hold");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(
+            line.contains("connected"),
+            "uid {uid} should connect first, got `{line}`"
+        );
+        (child, out)
+    };
+    let (mut child, mut out) = hold(A);
+    // A keeps its echo session while nothing changes.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the session should still run"
+    );
+
+    policy.edit("ports: [7000]", "ports: [7001]");
+    let t0 = std::time::Instant::now();
+    w.jumpd().signal(nix::sys::signal::Signal::SIGHUP);
+    let status = child.wait().unwrap();
+    let elapsed = t0.elapsed();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert!(
+        status.success() && v["ok"] == false,
+        "the session should end in an error, got {v}"
+    );
+    assert!(
+        elapsed < std::time::Duration::from_millis(1200),
+        "the error should come within a second, took {elapsed:?}"
+    );
+    assert_ne!(
+        v["errno"], 11,
+        "a read timeout means a stall, not a revocation: {v}"
+    );
+    eprintln!("session ended after {elapsed:?}: {v}");
+    let revoked = w.jumpd().wait_line("the revocation", |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("revoked"))
+    });
+    assert_eq!(revoked["jump_uid"], A);
+    assert_eq!(revoked["jump_dst_port"], 7000);
+}

@@ -22,8 +22,6 @@
 //! - `tfo ADDR` (`sendto` with `MSG_FASTOPEN`), `tfo-connect ADDR` (`TCP_FASTOPEN_CONNECT`).
 //! - `hold ADDR SECS`: connect, print `{"connected":true}`, then echo every 100 ms for SECS and
 //!   report how the connection ended (for revocation).
-//! - `storm N ADDR`: N TCP connects in a row, each on a new socket; prints
-//!   `{"refused":R,"other":O,"secs":S}` (for the event rate limit).
 //! - `serve tcp:ADDR|udp:ADDR…`: echo servers until killed; prints `ready` once listening.
 #![forbid(unsafe_code)]
 
@@ -358,32 +356,6 @@ fn serve(specs: &[String]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn storm(n: &str, target: &str) {
-    let (Ok(n), Ok(to)) = (n.parse::<u64>(), addr(target)) else {
-        report(Err(std::io::Error::other("usage: storm N ADDR")))
-    };
-    let dst = SockAddr::from(to);
-    let (mut refused, mut other) = (0u64, 0u64);
-    let start = std::time::Instant::now();
-    for _ in 0..n {
-        let refusal = Socket::new(domain(&to), Type::STREAM, Some(Protocol::TCP))
-            .and_then(|s| s.connect_timeout(&dst, TIMEOUT))
-            .err()
-            .and_then(|e| e.raw_os_error());
-        if refusal == Some(1) {
-            refused += 1;
-        } else {
-            other += 1;
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "{}",
-        serde_json::json!({"refused": refused, "other": other, "secs": secs})
-    );
-    std::process::exit(0)
-}
-
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let who = place(&mut args).unwrap_or_else(|e| {
@@ -429,7 +401,33 @@ fn main() {
         Some("tfo") => report(tfo(arg(1), false)),
         Some("tfo-connect") => report(tfo(arg(1), true)),
         Some("hold") => report(hold(arg(1), arg(2))),
-        Some("storm") => storm(arg(1), arg(2)),
+        Some("storm") => {
+            // `storm COUNT ADDR…`: COUNT rounds of a TCP connect to each ADDR; prints the
+            // outcomes per address as {"ADDR": {"ok": n, "eperm": n, "other": n}}.
+            let rounds: usize = arg(1).parse().unwrap_or(1);
+            let targets: Vec<SocketAddr> = args[2..].iter().filter_map(|a| addr(a).ok()).collect();
+            let mut counts = vec![[0u64; 3]; targets.len()];
+            for _ in 0..rounds {
+                for (t, c) in targets.iter().zip(counts.iter_mut()) {
+                    match TcpStream::connect_timeout(t, TIMEOUT) {
+                        Ok(_) => c[0] += 1,
+                        Err(e) if e.raw_os_error() == Some(1) => c[1] += 1,
+                        Err(_) => c[2] += 1,
+                    }
+                }
+            }
+            let out: serde_json::Map<String, serde_json::Value> = targets
+                .iter()
+                .zip(&counts)
+                .map(|(t, c)| {
+                    (
+                        t.to_string(),
+                        serde_json::json!({"ok": c[0], "eperm": c[1], "other": c[2]}),
+                    )
+                })
+                .collect();
+            println!("{}", serde_json::Value::Object(out));
+        }
         Some("serve") => {
             if let Err(e) = serve(&args[1..]) {
                 eprintln!("jump-probe: serve: {e}");

@@ -13,6 +13,7 @@
 //! - At most 6 rules of at most 2 `allow` and 2 `deny` entries: with the loopback rule that is
 //!   at most 7 candidates per list, under `MAX_CANDIDATES`, so a generated policy never fails
 //!   to compile for a reason the reference does not model.
+//! - Three zones of pool networks, defined in a second file, so zones resolve across files.
 //! - Times: `expires` before, inside or after the probe window; schedules on random days and
 //!   hours (some past midnight) in UTC, Europe/Paris and America/New_York, with `now` drawn
 //!   around the 2026 DST changes too; probes in `[now - 1 day, now + 7 days)`, the compiled
@@ -111,7 +112,16 @@ fn directory() -> FakeDirectory {
 
 fn gen_entry(rng: &mut Rng, out: &mut String) {
     let n = 1 + rng.below(2);
-    let to: Vec<String> = (0..n).map(|_| format!("\"{}\"", rng.pick(NETS))).collect();
+    // Zones (defined in another file) or literal networks.
+    let to: Vec<String> = (0..n)
+        .map(|_| {
+            if rng.chance(30) {
+                format!("z{}", rng.below(3))
+            } else {
+                format!("\"{}\"", rng.pick(NETS))
+            }
+        })
+        .collect();
     out.push_str(&format!("      - to: [{}]\n", to.join(", ")));
     if rng.chance(60) {
         let protos = ["tcp", "udp", "icmp", "any", "[tcp, udp]", "[udp, icmp]"];
@@ -135,6 +145,17 @@ fn gen_entry(rng: &mut Rng, out: &mut String) {
             .collect();
         out.push_str(&format!("        ports: [{}]\n", ports.join(", ")));
     }
+}
+
+/// The zones file: three zones of one to three networks from the pool.
+fn gen_zones(rng: &mut Rng) -> String {
+    let mut s = String::from("zones:\n");
+    for z in 0..3 {
+        let k = 1 + rng.below(3);
+        let nets: Vec<String> = (0..k).map(|_| format!("\"{}\"", rng.pick(NETS))).collect();
+        s.push_str(&format!("  z{z}: [{}]\n", nets.join(", ")));
+    }
+    s
 }
 
 fn gen_policy(rng: &mut Rng, now: jiff::Timestamp) -> String {
@@ -229,8 +250,10 @@ fn compiled_lookup_agrees_with_the_reference() {
         let mut rng = Rng(seed);
         let now: jiff::Timestamp = rng.pick(NOWS).parse().unwrap();
         let now = now.checked_add(jiff::SignedDuration::from_mins(rng.below(3 * 24 * 60) as i64)).unwrap();
-        let src = gen_policy(&mut rng, now);
-        let loaded = policy::load_str("p.yaml", &src)
+        let zones = gen_zones(&mut rng);
+        let rules = gen_policy(&mut rng, now);
+        let src = format!("# zones.yaml\n{zones}# rules.yaml\n{rules}");
+        let loaded = policy::load_files(&[("rules.yaml".into(), rules), ("zones.yaml".into(), zones)])
             .map_err(|e| TestCaseError::fail(format!("generated policy is invalid:\n{e}\n{src}")))?;
         let c = compile_full(&loaded.policy, &dir, now)
             .map_err(|e| TestCaseError::fail(format!("generated policy does not compile:\n{e}\n{src}")))?;

@@ -10,7 +10,10 @@ use std::{
 use anyhow::{anyhow, bail, Context};
 use aya::{
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues, RingBuf},
-    programs::{links::CgroupAttachMode, CgroupSkbAttachType, Program},
+    programs::{
+        links::{CgroupAttachMode, FdLink},
+        CgroupSkbAttachType, Program,
+    },
     Ebpf, EbpfLoader,
 };
 use jump_common::{
@@ -50,19 +53,13 @@ pub struct KernelOptions {
     /// Enable the kernel programs' own debug diagnostics (aya-log).
     pub debug_log: bool,
     pub limits: Limits,
-}
-
-/// Keys written into one slot, so they can be removed exactly when the slot is reused.
-#[derive(Default)]
-struct Written {
-    users: Vec<UserKey>,
-    dests: Vec<(u32, DestKey)>,
-    ports: Vec<(u32, PortKey)>,
+    /// This cgroup's pin directory (`pins::dir_for`).
+    pub pin_dir: PathBuf,
 }
 
 pub struct Kernel {
     ebpf: Ebpf,
-    written: [Written; 2],
+    pin_dir: PathBuf,
     tai_offset_ns: i64,
     attached: Vec<(String, PathBuf)>,
 }
@@ -88,7 +85,14 @@ impl Kernel {
         // aya-log-ebpf's level threshold (1 error .. 5 trace): debug only when asked, so the
         // hot path skips the formatting otherwise.
         let level: u8 = if opts.debug_log { 4 } else { 2 };
+        let maps_dir = super::pins::maps_dir(&opts.pin_dir);
+        std::fs::create_dir_all(&maps_dir)
+            .with_context(|| format!("failed to create pin directory `{}`", maps_dir.display()))?;
+        std::fs::create_dir_all(opts.pin_dir.join("links"))?;
+        // Maps already pinned there (a previous jumpd) are reused: policy, counters and pending
+        // events carry over.
         let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&maps_dir)
             .override_global("AYA_LOG_LEVEL", &level, true)
             .load(OBJECT)
             .context("failed to load jump's eBPF object")?;
@@ -102,7 +106,7 @@ impl Kernel {
         Ok((
             Self {
                 ebpf,
-                written: Default::default(),
+                pin_dir: opts.pin_dir.clone(),
                 tai_offset_ns: tai_offset_ns()?,
                 attached: Vec::new(),
             },
@@ -131,14 +135,34 @@ impl Kernel {
         // the same cgroup; the kernel then requires every program to allow.
         let mode = CgroupAttachMode::Single;
         for name in PROGRAMS {
-            let attached = match self.program(name)? {
-                Program::CgroupSockAddr(p) => p.attach(&fd, mode).map(drop),
-                Program::CgroupSock(p) => p.attach(&fd, mode).map(drop),
-                Program::CgroupSkb(p) => p.attach(&fd, CgroupSkbAttachType::Egress, mode).map(drop),
+            let pin = super::pins::link_path(&self.pin_dir, name);
+            if pin.exists() {
+                // A previous jumpd's program is attached and reads these same maps: adopt it,
+                // so enforcement has no gap.
+                self.attached
+                    .push((format!("{name} (adopted)"), cgroup.to_path_buf()));
+                continue;
+            }
+            let link: Result<Result<FdLink, _>, _> = match self.program(name)? {
+                Program::CgroupSockAddr(p) => p
+                    .attach(&fd, mode)
+                    .and_then(|id| p.take_link(id))
+                    .map(FdLink::try_from),
+                Program::CgroupSock(p) => p
+                    .attach(&fd, mode)
+                    .and_then(|id| p.take_link(id))
+                    .map(FdLink::try_from),
+                Program::CgroupSkb(p) => p
+                    .attach(&fd, CgroupSkbAttachType::Egress, mode)
+                    .and_then(|id| p.take_link(id))
+                    .map(FdLink::try_from),
                 _ => bail!("program `{name}` has an unexpected type"),
             };
-            attached
-                .with_context(|| format!("failed to attach `{name}` to `{}`", cgroup.display()))?;
+            let link = link
+                .with_context(|| format!("failed to attach `{name}` to `{}`", cgroup.display()))?
+                .with_context(|| format!("`{name}` was not attached with a bpf_link"))?;
+            link.pin(&pin)
+                .with_context(|| format!("failed to pin `{name}` at `{}`", pin.display()))?;
             self.attached.push((name.to_string(), cgroup.to_path_buf()));
         }
         Ok(())
@@ -231,32 +255,50 @@ impl Kernel {
         Ok(active.get(&0, 0)?)
     }
 
+    /// The generation in force in the maps (0 when they are new), so a restarted jumpd
+    /// continues the numbering of the one whose pinned state it adopts.
+    pub fn generation(&self) -> anyhow::Result<u64> {
+        let slots: Array<_, SlotConfig> = Array::try_from(self.map(maps::SLOTS)?)?;
+        Ok(slots.get(&self.active_slot()?, 0)?.generation)
+    }
+
+    /// Removes every entry of `slot`. The keys are found by scanning, since a previous jumpd
+    /// may have written them.
     fn clear(&mut self, slot: u32) -> anyhow::Result<()> {
-        let w = std::mem::take(&mut self.written[slot as usize]);
         let mut users: HashMap<_, UserKey, UserValue> =
             HashMap::try_from(self.map_mut(maps::USERS)?)?;
-        for k in &w.users {
+        let stale: Vec<UserKey> = users
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.slot == slot)
+            .collect();
+        for k in &stale {
             users.remove(k).ok();
         }
         let mut dests: LpmTrie<_, DestKey, DestValue> =
             LpmTrie::try_from(self.map_mut(maps::DESTS)?)?;
-        for (len, k) in &w.dests {
-            dests.remove(&Key::new(*len, *k)).ok();
+        let stale: Vec<Key<DestKey>> = dests
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().slot_be == slot.to_be())
+            .collect();
+        for k in &stale {
+            dests.remove(k).ok();
         }
         let mut ports: LpmTrie<_, PortKey, PortValue> =
             LpmTrie::try_from(self.map_mut(maps::PORTS)?)?;
-        for (len, k) in &w.ports {
-            ports.remove(&Key::new(*len, *k)).ok();
+        let stale: Vec<Key<PortKey>> = ports
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().slot_be == slot.to_be())
+            .collect();
+        for k in &stale {
+            ports.remove(k).ok();
         }
         Ok(())
     }
 
     fn write(&mut self, slot: u32, s: &SlotImage) -> anyhow::Result<()> {
-        // Record keys before inserting, so a failure halfway still lets `clear` remove them.
-        let w = &mut self.written[slot as usize];
-        w.users = s.users.iter().map(|(k, _)| *k).collect();
-        w.dests = s.dests.iter().map(|(l, k, _)| (*l, *k)).collect();
-        w.ports = s.ports.iter().map(|(l, k, _)| (*l, *k)).collect();
         let mut users: HashMap<_, UserKey, UserValue> =
             HashMap::try_from(self.map_mut(maps::USERS)?)?;
         for (k, v) in &s.users {

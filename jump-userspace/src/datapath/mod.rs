@@ -3,6 +3,8 @@
 //! also implements so reload logic can be tested without root.
 
 mod kernel;
+pub mod pins;
+pub mod revoke;
 mod slots;
 
 use crate::compile::image::MapImage;
