@@ -101,6 +101,38 @@ impl Jumpd {
         }
     }
 
+    /// Waits up to `secs` for a log line (any, not only events) matching `pred`.
+    pub fn wait_line(&self, what: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(l) = self.lines().into_iter().find(&pred) {
+                return l;
+            }
+            if Instant::now() > deadline {
+                let msgs: Vec<String> = self
+                    .lines()
+                    .iter()
+                    .filter(|v| v.get("jump_verdict").is_none())
+                    .map(|v| v["message"].as_str().unwrap_or_default().to_string())
+                    .collect();
+                panic!("no log line for {what} within {secs} s; jumpd's messages: {msgs:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the exit of a jumpd that stops on its own (`jumpctl detach`).
+    pub fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     pub fn signal(&self, sig: Signal) {
         let _ = nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), sig);
     }

@@ -5,13 +5,14 @@
 
 mod cases;
 mod check;
+pub mod daemon;
 
 use std::{io::Write, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
 pub use cases::run_cases;
-pub use check::{check, parse_dest, CheckReport, Dest};
+pub use check::{check, parse_dest, render as render_check, CheckReport, Dest};
 
 use crate::{
     compile::{self, Directory},
@@ -26,13 +27,17 @@ pub mod exit {
     pub const FAIL: u8 = 1;
     /// The question could not be answered (bad arguments, unreadable files).
     pub const ERROR: u8 = 2;
+    /// jumpd is not running: no control socket, or nobody listening on it.
+    pub const UNREACHABLE: u8 = 3;
+    /// Permission denied: not root nor in jumpd's admin group.
+    pub const REFUSED: u8 = 4;
 }
 
 #[derive(Debug, Parser)]
 #[command(
     name = "jumpctl",
     version,
-    about = "Inspect and test jump egress policies"
+    about = "Inspect and test jump egress policies, and control the running jumpd"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -43,12 +48,24 @@ pub struct Cli {
 pub enum Command {
     /// Check a policy directory: errors and warnings with file:line:col; exit 1 if invalid
     Validate(ValidateArgs),
-    /// Would USER be allowed to reach DEST? Prints the verdict and the rules behind it
+    /// Would USER be allowed to reach DEST? Prints the verdict and the rules behind it.
+    /// `check USER DEST` asks the running jumpd (its live policy); `check DIR USER DEST`
+    /// compiles DIR offline
     Check(CheckArgs),
     /// Run policy test cases (for an admin's CI); exit 1 on any failure
     Test(TestArgs),
     /// Print the JSON Schema of policy files (for editors)
     Schema,
+    /// The running jumpd: generation, policy hash, counts, hooks, uptime, last reload, counters
+    Status(daemon::Conn),
+    /// Make jumpd reload its policy directory and users now; exit 1 if it was rejected
+    Reload(daemon::Conn),
+    /// Hits per rule and verdict since the active generation was loaded (kernel counters)
+    Stats(daemon::Conn),
+    /// Decision events: the most recent ones, or a live tail with --follow
+    Events(daemon::EventsArgs),
+    /// Stop enforcement: jumpd detaches its programs and exits
+    Detach(daemon::DetachArgs),
 }
 
 #[derive(Debug, Args)]
@@ -58,9 +75,10 @@ pub struct ValidateArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(allow_missing_positional = true)]
 pub struct CheckArgs {
-    /// The policy directory
-    pub dir: PathBuf,
+    /// The policy directory; without it, the running jumpd's live policy is asked
+    pub dir: Option<PathBuf>,
     /// A user name or a numeric uid
     pub user: String,
     /// `ADDR:PORT[/PROTO]`, `[IPV6]:PORT[/PROTO]` or `ADDR/icmp`; the protocol defaults to tcp
@@ -71,6 +89,9 @@ pub struct CheckArgs {
     /// Print JSON
     #[arg(long)]
     pub json: bool,
+    /// jumpd's control socket (for the live policy)
+    #[arg(long, env = "JUMP_SOCKET", default_value = crate::daemon::config::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -95,13 +116,27 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                     return exit::ERROR;
                 }
             };
-            check::run(&a.dir, &a.user, &a.dest, at, a.json, &dir, out, err)
+            match &a.dir {
+                Some(d) => check::run(d, &a.user, &a.dest, at, a.json, &dir, out, err),
+                None => {
+                    let conn = daemon::Conn {
+                        socket: a.socket.clone(),
+                        json: a.json,
+                    };
+                    daemon::check_live(&conn, &a.user, &a.dest, a.at.as_deref(), out, err)
+                }
+            }
         }
         Command::Test(a) => run_cases(&a.dir, &a.cases, &dir, now, out, err),
         Command::Schema => {
             let _ = out.write_all(policy::schema::json_schema().as_bytes());
             exit::OK
         }
+        Command::Status(c) => daemon::status(c, out, err),
+        Command::Reload(c) => daemon::reload(c, out, err),
+        Command::Stats(c) => daemon::stats(c, out, err),
+        Command::Events(a) => daemon::events(a, out, err),
+        Command::Detach(a) => daemon::detach(a, out, err),
     }
 }
 
