@@ -59,7 +59,10 @@ impl Fixture {
         let servers = Servers::start(
             &bins,
             &topo.internal.path(),
-            &["tcp:198.51.100.10:7000".into(), "tcp:198.51.100.10:7001".into()],
+            &[
+                "tcp:198.51.100.10:7000".into(),
+                "tcp:198.51.100.10:7001".into(),
+            ],
         )
         .expect("servers");
         let policy = tempfile::tempdir().expect("policy dir");
@@ -87,8 +90,9 @@ impl Fixture {
         let socket = self.socket.display().to_string();
         let mut args = vec!["--control-socket", &socket];
         args.extend_from_slice(extra);
-        self.jumpd =
-            Some(Jumpd::start(&self.bins, self.policy.path(), &self.cg.path, &args).expect("jumpd"));
+        self.jumpd = Some(
+            Jumpd::start(&self.bins, self.policy.path(), &self.cg.path, &args).expect("jumpd"),
+        );
         self.jumpd.as_ref().unwrap()
     }
 
@@ -190,8 +194,15 @@ fn reload_by_sighup_jumpctl_policy_edit_and_group_membership() {
 
     let r = f.ctl(&["reload"]);
     assert_eq!(r.code, 0, "jumpctl reload: {} {}", r.out, r.err);
-    assert!(r.out.starts_with("reloaded: generation 3 in force"), "{}", r.out);
-    assert_eq!(f.wait_generation(3, "jumpctl")["jump_reload_trigger"], "jumpctl");
+    assert!(
+        r.out.starts_with("reloaded: generation 3 in force"),
+        "{}",
+        r.out
+    );
+    assert_eq!(
+        f.wait_generation(3, "jumpctl")["jump_reload_trigger"],
+        "jumpctl"
+    );
 
     f.assert_reach(B, 7000, false, "before B's rule exists");
     f.write(
@@ -205,7 +216,10 @@ fn reload_by_sighup_jumpctl_policy_edit_and_group_membership() {
         "the trigger names the file: {trigger}"
     );
     assert!(
-        l["changes"].as_str().unwrap().contains("rules +b-internal; users +64002"),
+        l["changes"]
+            .as_str()
+            .unwrap()
+            .contains("rules +b-internal; users +64002"),
         "the reload says what changed: {l}"
     );
     f.assert_reach(B, 7000, true, "after the policy edit");
@@ -221,7 +235,12 @@ fn reload_by_sighup_jumpctl_policy_edit_and_group_membership() {
             .contains(&format!("users +64010({})", user.name)),
         "the new member is named: {l}"
     );
-    f.assert_reach(user.uid, 7001, true, "a new group member is granted without a manual reload");
+    f.assert_reach(
+        user.uid,
+        7001,
+        true,
+        "a new group member is granted without a manual reload",
+    );
 }
 
 #[test]
@@ -234,7 +253,10 @@ fn a_broken_policy_edit_is_rejected_and_the_old_policy_stays_enforced() {
     f.assert_reach(A, 7000, true, "granted");
     f.assert_reach(B, 7000, false, "not granted");
 
-    f.write("10-a.yaml", &POLICY.replace("ports: [7000]", "ports: [90-80]"));
+    f.write(
+        "10-a.yaml",
+        &POLICY.replace("ports: [7000]", "ports: [90-80]"),
+    );
     let l = f.jumpd().wait_line("the rejected reload", 10, |l| {
         l["message_id"] == "7c3f0a9e2d4b4f81a6e5c2d1b0a9f803"
     });
@@ -245,12 +267,20 @@ fn a_broken_policy_edit_is_rejected_and_the_old_policy_stays_enforced() {
     );
 
     f.assert_reach(A, 7000, true, "the old policy still allows what it allowed");
-    f.assert_reach(B, 7000, false, "the old policy still refuses what it refused");
+    f.assert_reach(
+        B,
+        7000,
+        false,
+        "the old policy still refuses what it refused",
+    );
     let s = f.ctl(&["status", "--json"]).json();
     assert_eq!(s["generation"], 1);
     assert_eq!(s["last_reload"]["ok"], false);
     assert!(
-        s["last_reload"]["error"].as_str().unwrap().contains("10-a.yaml:9:"),
+        s["last_reload"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("10-a.yaml:9:"),
         "status shows the rejected reload: {s:#}"
     );
     let human = f.ctl(&["status"]);
@@ -258,7 +288,12 @@ fn a_broken_policy_edit_is_rejected_and_the_old_policy_stays_enforced() {
 
     let r = f.ctl(&["reload"]);
     assert_eq!(r.code, 1, "a rejected reload exits 1: {} {}", r.out, r.err);
-    assert!(r.err.contains("reload rejected, the active policy stays in force"), "{}", r.err);
+    assert!(
+        r.err
+            .contains("reload rejected, the active policy stays in force"),
+        "{}",
+        r.err
+    );
 }
 
 #[test]
@@ -282,7 +317,11 @@ fn the_control_socket_refuses_users_outside_the_admin_group() {
     let uid = format!("--reuid={}", user.uid);
     let as_user = [uid.as_str(), "--regid=100", "--clear-groups"];
     let r = jumpctl(&f.bins, &f.socket, &as_user, &["status"]);
-    assert_eq!(r.code, 4, "the kernel refuses connect(): {} {}", r.out, r.err);
+    assert_eq!(
+        r.code, 4,
+        "the kernel refuses connect(): {} {}",
+        r.out, r.err
+    );
     assert!(r.err.contains("permission denied"), "{}", r.err);
 
     // A process holding the group that /etc/group does not list the user in (a session from
@@ -291,18 +330,28 @@ fn the_control_socket_refuses_users_outside_the_admin_group() {
     let stale = [uid.as_str(), "--regid=100", groups.as_str()];
     let r = jumpctl(&f.bins, &f.socket, &stale, &["status"]);
     assert_eq!(r.code, 4, "jumpd refuses: {} {}", r.out, r.err);
-    assert!(r.err.contains(&format!("uid {} is neither root nor in group", user.uid)), "{}", r.err);
+    assert!(
+        r.err
+            .contains(&format!("uid {} is neither root nor in group", user.uid)),
+        "{}",
+        r.err
+    );
     let l = f.jumpd().wait_line("the refusal", 5, |l| {
-        l["message"].as_str().is_some_and(|m| m.contains("refused")) && l["jump_peer_uid"] == user.uid
+        l["message"].as_str().is_some_and(|m| m.contains("refused"))
+            && l["jump_peer_uid"] == user.uid
     });
-    assert!(l["jump_peer_pid"].as_u64().is_some(), "the refusal names the caller's pid: {l}");
+    assert!(
+        l["jump_peer_pid"].as_u64().is_some(),
+        "the refusal names the caller's pid: {l}"
+    );
 
     admins.add(&user).expect("gpasswd -a");
     let r = jumpctl(&f.bins, &f.socket, &stale, &["status", "--json"]);
     assert_eq!(r.code, 0, "a member may ask: {} {}", r.out, r.err);
-    f.jumpd().wait_line("the request logged with its caller", 5, |l| {
-        l["jump_control_request"] == "status" && l["jump_peer_uid"] == user.uid
-    });
+    f.jumpd()
+        .wait_line("the request logged with its caller", 5, |l| {
+            l["jump_control_request"] == "status" && l["jump_peer_uid"] == user.uid
+        });
 }
 
 /// /proc/PID/task/*/status fields of every thread.
@@ -334,15 +383,33 @@ fn after_start_jumpd_keeps_only_cap_bpf_and_cap_sys_ptrace_and_still_reloads() {
     assert!(!threads.is_empty());
     for t in &threads {
         let get = |k: &str| t.get(k).map(String::as_str).unwrap_or("?");
-        assert_eq!(get("CapEff"), kept, "effective set of thread {}", get("Pid"));
-        assert_eq!(get("CapPrm"), kept, "permitted set of thread {}", get("Pid"));
+        assert_eq!(
+            get("CapEff"),
+            kept,
+            "effective set of thread {}",
+            get("Pid")
+        );
+        assert_eq!(
+            get("CapPrm"),
+            kept,
+            "permitted set of thread {}",
+            get("Pid")
+        );
         assert_eq!(get("CapBnd"), kept, "bounding set of thread {}", get("Pid"));
         assert_eq!(get("CapInh"), "0000000000000000");
         assert_eq!(get("CapAmb"), "0000000000000000");
-        assert_eq!(get("NoNewPrivs"), "1", "no-new-privileges on thread {}", get("Pid"));
+        assert_eq!(
+            get("NoNewPrivs"),
+            "1",
+            "no-new-privileges on thread {}",
+            get("Pid")
+        );
     }
     let s = f.ctl(&["status", "--json"]).json();
-    assert_eq!(s["capabilities"], serde_json::json!(["cap_bpf", "cap_sys_ptrace"]));
+    assert_eq!(
+        s["capabilities"],
+        serde_json::json!(["cap_bpf", "cap_sys_ptrace"])
+    );
 
     f.assert_reach(B, 7000, false, "before the reload");
     f.write(
@@ -350,7 +417,12 @@ fn after_start_jumpd_keeps_only_cap_bpf_and_cap_sys_ptrace_and_still_reloads() {
         &POLICY.replace("users: [64001]", "users: [64001, 64002]"),
     );
     f.wait_generation(2, "reload after the drop");
-    f.assert_reach(B, 7000, true, "the reload wrote the maps without the dropped capabilities");
+    f.assert_reach(
+        B,
+        7000,
+        true,
+        "the reload wrote the maps without the dropped capabilities",
+    );
 }
 
 #[test]
@@ -382,15 +454,31 @@ fn jumpctl_status_stats_events_check_and_detach_report_the_live_daemon() {
     let _ = follower.wait();
     let e: Value = serde_json::from_str(&line).expect("a JSON event line");
     assert_eq!(e["verdict"], "deny", "the follower's filter: {e}");
-    assert_eq!((e["uid"].clone(), e["dst_port"].clone()), (A.into(), 7001.into()), "{e}");
+    assert_eq!(
+        (e["uid"].clone(), e["dst_port"].clone()),
+        (A.into(), 7001.into()),
+        "{e}"
+    );
 
     let s = f.ctl(&["status", "--json"]).json();
     assert_eq!(s["generation"], 1);
     assert_eq!(s["mode"], "enforce");
     assert_eq!(s["policy_sha256"].as_str().unwrap().len(), 64);
-    assert_eq!((s["rules"].clone(), s["users"].clone()), (1.into(), 1.into()), "{s:#}");
-    let hooks: Vec<&str> = s["hooks"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert!(hooks.contains(&"connect4") && hooks.contains(&"connect6"), "{hooks:?}");
+    assert_eq!(
+        (s["rules"].clone(), s["users"].clone()),
+        (1.into(), 1.into()),
+        "{s:#}"
+    );
+    let hooks: Vec<&str> = s["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        hooks.contains(&"connect4") && hooks.contains(&"connect6"),
+        "{hooks:?}"
+    );
     assert!(s["counters"]["decisions"].as_u64().unwrap() >= 3, "{s:#}");
     assert!(s["counters"]["events_sent"].as_u64().unwrap() >= 3, "{s:#}");
     assert_eq!(s["counters"]["events_dropped"], 0);
@@ -415,13 +503,22 @@ fn jumpctl_status_stats_events_check_and_detach_report_the_live_daemon() {
     assert!(human.out.contains("a-internal"), "{}", human.out);
 
     let ev = f.ctl(&["events", "--json", "--user", &B.to_string()]);
-    let evs: Vec<Value> = ev.out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let evs: Vec<Value> = ev
+        .out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(!evs.is_empty(), "B's refusal is among the recent events");
-    assert!(evs.iter().all(|e| e["uid"] == B && e["verdict"] == "deny"), "{evs:#?}");
+    assert!(
+        evs.iter().all(|e| e["uid"] == B && e["verdict"] == "deny"),
+        "{evs:#?}"
+    );
     assert!(evs[0]["rule"] == "default" && evs[0]["policy_generation"] == 1);
     let human = f.ctl(&["events", "--verdict", "allow"]);
     assert!(
-        human.out.contains(&format!("allow {A}({A}) -> {INTERNAL_V4}:7000/tcp rule=a-internal")),
+        human.out.contains(&format!(
+            "allow {A}({A}) -> {INTERNAL_V4}:7000/tcp rule=a-internal"
+        )),
         "{}",
         human.out
     );
@@ -429,17 +526,30 @@ fn jumpctl_status_stats_events_check_and_detach_report_the_live_daemon() {
     let c = f.ctl(&["check", &A.to_string(), &format!("{INTERNAL_V4}:7000")]);
     assert_eq!(c.code, 0, "allowed: {} {}", c.out, c.err);
     assert!(c.out.starts_with("allow: uid 64001"), "{}", c.out);
-    let c = f.ctl(&["check", "--json", &B.to_string(), &format!("{INTERNET_V4}:443")]);
+    let c = f.ctl(&[
+        "check",
+        "--json",
+        &B.to_string(),
+        &format!("{INTERNET_V4}:443"),
+    ]);
     assert_eq!(c.code, 1, "denied: {} {}", c.out, c.err);
     assert_eq!(c.json()["report"]["verdict"], "deny");
     let c = f.ctl(&["check", "nosuchuser", &format!("{INTERNET_V4}:443")]);
-    assert_eq!((c.code, c.err.trim()), (2, "error: unknown user `nosuchuser`"));
+    assert_eq!(
+        (c.code, c.err.trim()),
+        (2, "error: unknown user `nosuchuser`")
+    );
 
     let d = f.ctl(&["detach"]);
     assert_eq!(d.code, 2, "detach wants confirmation");
     let d = f.ctl(&["detach", "--yes"]);
     assert_eq!(d.code, 0, "{} {}", d.out, d.err);
-    let status = f.jumpd.as_mut().unwrap().wait_exit(10).expect("jumpd exits after detach");
+    let status = f
+        .jumpd
+        .as_mut()
+        .unwrap()
+        .wait_exit(10)
+        .expect("jumpd exits after detach");
     assert!(status.success(), "{status}");
     f.assert_reach(B, 7000, true, "nothing is enforced after the detach");
     assert!(!f.socket.exists(), "the control socket is removed");

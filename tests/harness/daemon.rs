@@ -17,17 +17,37 @@ use crate::Bins;
 pub struct Jumpd {
     child: Child,
     lines: Arc<Mutex<Vec<Value>>>,
+    socket: std::path::PathBuf,
+    /// The socket's directory when the harness chose it (removed on drop).
+    socket_dir: Option<std::path::PathBuf>,
 }
 
 impl Jumpd {
     /// Starts `jumpd --log-format json ARGS…` and waits until it reports it is enforcing.
+    /// Without `--control-socket` in ARGS, the control socket goes into a fresh directory of
+    /// its own, so tests never meet a real jumpd's `/run/jump/jumpd.sock`.
     pub fn start(
         bins: &Bins,
         policy_dir: &Path,
         cgroup: &Path,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
-        let mut child = Command::new(&bins.jumpd)
+        let given = extra
+            .iter()
+            .position(|a| *a == "--control-socket")
+            .and_then(|i| extra.get(i + 1));
+        let (socket, socket_dir) = match given {
+            Some(s) => (std::path::PathBuf::from(s), None),
+            None => {
+                let dir = std::env::temp_dir().join(crate::unique("jump-test-sock"));
+                (dir.join("jumpd.sock"), Some(dir))
+            }
+        };
+        let mut cmd = Command::new(&bins.jumpd);
+        if given.is_none() {
+            cmd.arg("--control-socket").arg(&socket);
+        }
+        let mut child = cmd
             .arg("--policy-dir")
             .arg(policy_dir)
             .arg("--cgroup")
@@ -55,7 +75,12 @@ impl Jumpd {
                 sink.lock().unwrap().push(v);
             }
         });
-        let mut d = Self { child, lines };
+        let mut d = Self {
+            child,
+            lines,
+            socket,
+            socket_dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if ready_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
@@ -69,6 +94,11 @@ impl Jumpd {
             }
             anyhow::ensure!(Instant::now() < deadline, "jumpd not ready after 30 s");
         }
+    }
+
+    /// The control socket jumpctl should use.
+    pub fn socket(&self) -> &Path {
+        &self.socket
     }
 
     pub fn pid(&self) -> u32 {
@@ -156,6 +186,9 @@ impl Drop for Jumpd {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             self.stop();
+        }
+        if let Some(dir) = &self.socket_dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

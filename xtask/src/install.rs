@@ -59,7 +59,11 @@ pub fn unit_text(unit: &str, layout: &Layout) -> String {
 
 /// Installs from `root` (the workspace) and `bin` (the release binaries).
 pub fn install(root: &Path, bin: &Path, layout: &Layout) -> anyhow::Result<()> {
-    copy(&bin.join("jumpd"), &layout.at(&layout.sbin().join("jumpd")), 0o755)?;
+    copy(
+        &bin.join("jumpd"),
+        &layout.at(&layout.sbin().join("jumpd")),
+        0o755,
+    )?;
     copy(
         &bin.join("jumpctl"),
         &layout.at(&layout.prefix.join("bin/jumpctl")),
@@ -82,26 +86,36 @@ pub fn install(root: &Path, bin: &Path, layout: &Layout) -> anyhow::Result<()> {
     let policies = etc.join("policies");
     let has_files = fs::read_dir(&policies).is_ok_and(|mut d| d.next().is_some());
     if has_files {
-        eprintln!("install: keeping the existing policies in {}", policies.display());
+        eprintln!(
+            "install: keeping the existing policies in {}",
+            policies.display()
+        );
     } else {
         for entry in fs::read_dir(root.join("policies"))? {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "yaml") {
-                copy(&path, &policies.join(path.file_name().expect("a file")), 0o640)?;
+                copy(
+                    &path,
+                    &policies.join(path.file_name().expect("a file")),
+                    0o640,
+                )?;
             }
         }
     }
     let doc = layout.at(&layout.prefix.join("share/doc/jump"));
     copy(&root.join("README.md"), &doc.join("README.md"), 0o644)?;
-    copy(&root.join("policies/README.md"), &doc.join("policies.md"), 0o644)?;
+    copy(
+        &root.join("policies/README.md"),
+        &doc.join("policies.md"),
+        0o644,
+    )?;
     copy(
         &root.join("contrib/systemd/ssh-requires-jumpd.conf"),
         &doc.join("ssh-requires-jumpd.conf"),
         0o644,
     )?;
     eprintln!(
-        "install: done. Next: `groupadd --system jump-admin`, review {}, then `systemctl daemon-reload && systemctl enable --now jumpd`",
-        "/etc/jump/jumpd.yaml"
+        "install: done. Next: `groupadd --system jump-admin`, review /etc/jump/jumpd.yaml, then `systemctl daemon-reload && systemctl enable --now jumpd`"
     );
     Ok(())
 }
@@ -139,7 +153,10 @@ mod tests {
         ] {
             assert!(d.join(f).is_file(), "{f} is installed");
         }
-        let mode = fs::metadata(d.join("usr/local/sbin/jumpd")).unwrap().permissions().mode();
+        let mode = fs::metadata(d.join("usr/local/sbin/jumpd"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o755);
         assert!(
             !d.join("etc/jump/policies/README.md").exists(),
@@ -188,12 +205,20 @@ mod tests {
         ] {
             assert!(text.contains(key), "the unit has `{key}`");
         }
-        let Ok(out) = std::process::Command::new("systemd-analyze").arg("--version").output() else {
+        let Ok(out) = std::process::Command::new("systemd-analyze")
+            .arg("--version")
+            .output()
+        else {
             eprintln!("SKIPPED systemd-analyze verify: systemd-analyze is not installed");
             return;
         };
         assert!(out.status.success());
-        copy(&bin.path().join("jumpd"), &dest.path().join("sbin/jumpd"), 0o755).unwrap();
+        copy(
+            &bin.path().join("jumpd"),
+            &dest.path().join("sbin/jumpd"),
+            0o755,
+        )
+        .unwrap();
         let unit_path = dest.path().join("jumpd.service");
         fs::write(&unit_path, text).unwrap();
         let out = std::process::Command::new("systemd-analyze")
@@ -212,6 +237,9 @@ mod tests {
             out.status.success() || ours.is_empty(),
             "systemd-analyze verify: {stderr}"
         );
-        assert!(ours.is_empty(), "systemd-analyze verify complains: {ours:#?}");
+        assert!(
+            ours.is_empty(),
+            "systemd-analyze verify complains: {ours:#?}"
+        );
     }
 }

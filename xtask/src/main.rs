@@ -64,16 +64,16 @@ fn main() -> ExitCode {
             .and_then(|()| build::run())
             .and_then(|b| build::test(&b)),
         Cmd::Shell { user } => demo::shell(&user),
-        Cmd::Install { prefix, destdir } => setup::run()
-            .and_then(|()| build::run())
-            .and_then(|b| {
+        Cmd::Install { prefix, destdir } => {
+            setup::run().and_then(|()| build::run()).and_then(|b| {
                 let bin = b.jumpd.parent().expect("in a directory").to_path_buf();
                 install::install(
                     &workspace_root(),
                     &bin,
                     &install::Layout { prefix, destdir },
                 )
-            }),
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -202,12 +202,18 @@ pub fn reload(conn: &Conn, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         }
         Ok(exit::OK)
     })();
-    finish(result.map_err(|mut f| {
-        if f.code == exit::FAIL {
-            f.message = format!("reload rejected, the active policy stays in force:\n{}", f.message);
-        }
-        f
-    }), err)
+    finish(
+        result.map_err(|mut f| {
+            if f.code == exit::FAIL {
+                f.message = format!(
+                    "reload rejected, the active policy stays in force:\n{}",
+                    f.message
+                );
+            }
+            f
+        }),
+        err,
+    )
 }
 
 pub fn stats(conn: &Conn, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
@@ -258,10 +264,7 @@ pub fn events(a: &EventsArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         }
         false
     });
-    finish(
-        result.and_then(|()| failed.map_or(Ok(exit::OK), Err)),
-        err,
-    )
+    finish(result.and_then(|()| failed.map_or(Ok(exit::OK), Err)), err)
 }
 
 pub fn check_live(
@@ -349,7 +352,11 @@ pub fn render_status(s: &Status) -> String {
     o += &format!(
         "cgroup:      {} (hooks {})\n",
         s.cgroup,
-        if s.hooks.is_empty() { "none".into() } else { s.hooks.join(", ") }
+        if s.hooks.is_empty() {
+            "none".into()
+        } else {
+            s.hooks.join(", ")
+        }
     );
     o += &format!(
         "policy:      {}, generation {}, sha256 {sha}\n             {} rules, {} users, {} profiles\n",
@@ -357,7 +364,10 @@ pub fn render_status(s: &Status) -> String {
     );
     match &s.last_reload {
         Some(r) if r.ok => {
-            o += &format!("last reload: ok at {} ({}): {}\n", r.at, r.trigger, r.summary)
+            o += &format!(
+                "last reload: ok at {} ({}): {}\n",
+                r.at, r.trigger, r.summary
+            )
         }
         Some(r) => {
             o += &format!(
@@ -377,11 +387,19 @@ pub fn render_status(s: &Status) -> String {
     );
     o += &format!(
         "privileges:  {}; no-new-privileges\n",
-        if s.capabilities.is_empty() { "none".into() } else { s.capabilities.join(",") }
+        if s.capabilities.is_empty() {
+            "none".into()
+        } else {
+            s.capabilities.join(",")
+        }
     );
     o += &format!(
         "watching:    {}\n",
-        if s.watching.is_empty() { "nothing (reload by SIGHUP or jumpctl reload)".into() } else { s.watching.join(", ") }
+        if s.watching.is_empty() {
+            "nothing (reload by SIGHUP or jumpctl reload)".into()
+        } else {
+            s.watching.join(", ")
+        }
     );
     o
 }
@@ -444,7 +462,11 @@ pub fn render_stats(s: &Stats) -> String {
 /// `deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl`,
 /// the same line jumpd logs.
 pub fn render_event(v: &Value) -> String {
-    let s = |k: &str| v[k].as_str().map(str::to_string).unwrap_or_else(|| v[k].to_string());
+    let s = |k: &str| {
+        v[k].as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v[k].to_string())
+    };
     let addr = s("dst_addr");
     let dst = if addr.contains(':') {
         format!("[{addr}]:{}", v["dst_port"])
@@ -469,6 +491,36 @@ pub fn render_event(v: &Value) -> String {
 mod tests {
     use super::*;
     use crate::daemon::control::{Counters, ReloadOutcome, RuleStats};
+
+    #[test]
+    fn check_takes_an_optional_directory_before_user_and_destination() {
+        use clap::Parser;
+        let parts = |argv: &[&str]| match crate::ctl::Cli::try_parse_from(argv).unwrap().command {
+            crate::ctl::Command::Check(a) => {
+                let (d, u, t) = a.parts();
+                (
+                    d.map(|d| d.display().to_string()),
+                    u.to_string(),
+                    t.to_string(),
+                )
+            }
+            c => panic!("parsed as {c:?}"),
+        };
+        assert_eq!(
+            parts(&["jumpctl", "check", "alice", "198.51.100.7:22"]),
+            (None, "alice".into(), "198.51.100.7:22".into()),
+            "two arguments ask the live policy"
+        );
+        assert_eq!(
+            parts(&["jumpctl", "check", "policies", "alice", "198.51.100.7:22"]),
+            (
+                Some("policies".into()),
+                "alice".into(),
+                "198.51.100.7:22".into()
+            )
+        );
+        assert!(crate::ctl::Cli::try_parse_from(["jumpctl", "check", "alice"]).is_err());
+    }
 
     #[test]
     fn uptime_reads_like_a_human_wrote_it() {
@@ -540,7 +592,10 @@ mod tests {
             watching: vec![],
         };
         let text = render_status(&s);
-        assert!(text.contains("policy:      /etc/jump/policies, generation 2, sha256 0123456789ab\n"), "{text}");
+        assert!(
+            text.contains("policy:      /etc/jump/policies, generation 2, sha256 0123456789ab\n"),
+            "{text}"
+        );
         assert!(text.contains("last reload: REJECTED at 2026-01-01T00:01:00Z (sighup), generation 2 stays in force:\n             p.yaml:3:9: invalid port range `90-80`\n"), "{text}");
         assert!(text.contains("cgroup:      /sys/fs/cgroup (hooks connect4, connect6)\n"));
         assert!(text.contains("up 1m 1s, enforce mode"));

@@ -75,14 +75,12 @@ pub struct ValidateArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(allow_missing_positional = true)]
 pub struct CheckArgs {
-    /// The policy directory; without it, the running jumpd's live policy is asked
-    pub dir: Option<PathBuf>,
-    /// A user name or a numeric uid
-    pub user: String,
+    /// `[DIR] USER DEST`. DIR: the policy directory, compiled offline; without it the running
+    /// jumpd's live policy is asked. USER: a user name or a numeric uid. DEST:
     /// `ADDR:PORT[/PROTO]`, `[IPV6]:PORT[/PROTO]` or `ADDR/icmp`; the protocol defaults to tcp
-    pub dest: String,
+    #[arg(value_name = "[DIR] USER DEST", num_args = 2..=3, required = true)]
+    pub args: Vec<String>,
     /// The moment to ask about (RFC 3339, like `2026-12-01T09:00:00+01:00`); default now
     #[arg(long)]
     pub at: Option<String>,
@@ -102,6 +100,17 @@ pub struct TestArgs {
     pub cases: PathBuf,
 }
 
+impl CheckArgs {
+    /// (policy directory if given, user, destination).
+    pub fn parts(&self) -> (Option<PathBuf>, &str, &str) {
+        match self.args.as_slice() {
+            [dir, user, dest] => (Some(PathBuf::from(dir)), user, dest),
+            [user, dest] => (None, user, dest),
+            _ => unreachable!("clap takes 2 or 3 values"),
+        }
+    }
+}
+
 /// Runs the policy subcommands with the system's users and the current time.
 pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let now = jiff::Timestamp::now();
@@ -116,14 +125,14 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                     return exit::ERROR;
                 }
             };
-            match &a.dir {
-                Some(d) => check::run(d, &a.user, &a.dest, at, a.json, &dir, out, err),
-                None => {
+            match a.parts() {
+                (Some(d), user, dest) => check::run(&d, user, dest, at, a.json, &dir, out, err),
+                (None, user, dest) => {
                     let conn = daemon::Conn {
                         socket: a.socket.clone(),
                         json: a.json,
                     };
-                    daemon::check_live(&conn, &a.user, &a.dest, a.at.as_deref(), out, err)
+                    daemon::check_live(&conn, user, dest, a.at.as_deref(), out, err)
                 }
             }
         }

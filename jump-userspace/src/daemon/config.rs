@@ -178,7 +178,11 @@ pub fn load(path: &Path) -> Result<FileConfig, String> {
 }
 
 /// Flags over file over defaults. Errors when no cgroup is given anywhere.
-pub fn merge(file: &FileConfig, flags: &Flags, config: Option<PathBuf>) -> Result<Settings, String> {
+pub fn merge(
+    file: &FileConfig,
+    flags: &Flags,
+    config: Option<PathBuf>,
+) -> Result<Settings, String> {
     let control = file.control.clone().unwrap_or_default();
     let events = file.events.clone().unwrap_or_default();
     let default_rate = RateLimit::default();
@@ -281,7 +285,11 @@ watch: false
 
     #[test]
     fn a_flag_wins_over_the_file_and_the_file_over_the_default() {
-        let f = parse("jumpd.yaml", "cgroup: /a\nmode: audit\ncontrol: {group: wheel}\n").unwrap();
+        let f = parse(
+            "jumpd.yaml",
+            "cgroup: /a\nmode: audit\ncontrol: {group: wheel}\n",
+        )
+        .unwrap();
         let flags = Flags {
             cgroup: Some("/b".into()),
             control_socket: Some("/tmp/x.sock".into()),
@@ -317,7 +325,11 @@ watch: false
 
     #[test]
     fn unknown_keys_are_errors_with_their_location() {
-        let e = parse("/etc/jump/jumpd.yaml", "cgroup: /a\ncontrol:\n  sokcet: /x\n").unwrap_err();
+        let e = parse(
+            "/etc/jump/jumpd.yaml",
+            "cgroup: /a\ncontrol:\n  sokcet: /x\n",
+        )
+        .unwrap_err();
         assert_eq!(
             e,
             "/etc/jump/jumpd.yaml:3:3: control: unknown field `sokcet`, expected `socket` or `group`"
@@ -328,7 +340,10 @@ watch: false
             "{e}"
         );
         let e = parse("j.yaml", "mode: strict\n").unwrap_err();
-        assert!(e.starts_with("j.yaml:1:7: mode: unknown variant `strict`"), "{e}");
+        assert!(
+            e.starts_with("j.yaml:1:7: mode: unknown variant `strict`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -436,7 +436,10 @@ async fn connection(
         );
         let reply = Reply::err(
             ErrorKind::Refused,
-            format!("permission denied: uid {} is neither root nor in group `{group}`", peer.uid),
+            format!(
+                "permission denied: uid {} is neither root nor in group `{group}`",
+                peer.uid
+            ),
         );
         wr.write_all(reply.line().as_bytes()).await?;
         return Ok(());
@@ -500,7 +503,9 @@ async fn connection(
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         bus.followers_dropped
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        tracing::warn!("control socket: dropped a follower ({peer}): {n} events behind");
+                        tracing::warn!(
+                            "control socket: dropped a follower ({peer}): {n} events behind"
+                        );
                         let reply = Reply::err(
                             ErrorKind::Lagged,
                             format!("disconnected: {n} events behind, too slow to follow"),
@@ -580,7 +585,8 @@ mod tests {
             .line(),
             "{\"ok\":true,\"data\":{\"cgroup\":\"/sys/fs/cgroup\",\"hooks\":[\"connect4\"]}}\n"
         );
-        let back: Reply = serde_json::from_str(Reply::err(ErrorKind::Lagged, "x").line().trim()).unwrap();
+        let back: Reply =
+            serde_json::from_str(Reply::err(ErrorKind::Lagged, "x").line().trim()).unwrap();
         assert_eq!(back.kind, Some(ErrorKind::Lagged));
     }
 
@@ -590,13 +596,35 @@ mod tests {
             gid: 990,
             members: vec!["alice".into()],
         };
-        let peer = |uid, gid| Peer { uid, gid, pid: None };
-        assert!(authorized(&peer(0, 0), None, None), "root, even without the group");
-        assert!(authorized(&peer(1001, 1001), Some(("alice", 1001)), Some(&admin)), "a listed member");
-        assert!(authorized(&peer(1003, 990), None, Some(&admin)), "the group as the process's gid");
-        assert!(authorized(&peer(1004, 1004), Some(("dave", 990)), Some(&admin)), "the group as the account's primary group");
-        assert!(!authorized(&peer(1002, 1002), Some(("bob", 1002)), Some(&admin)), "anyone else");
-        assert!(!authorized(&peer(1001, 1001), Some(("alice", 1001)), None), "no group: root only");
+        let peer = |uid, gid| Peer {
+            uid,
+            gid,
+            pid: None,
+        };
+        assert!(
+            authorized(&peer(0, 0), None, None),
+            "root, even without the group"
+        );
+        assert!(
+            authorized(&peer(1001, 1001), Some(("alice", 1001)), Some(&admin)),
+            "a listed member"
+        );
+        assert!(
+            authorized(&peer(1003, 990), None, Some(&admin)),
+            "the group as the process's gid"
+        );
+        assert!(
+            authorized(&peer(1004, 1004), Some(("dave", 990)), Some(&admin)),
+            "the group as the account's primary group"
+        );
+        assert!(
+            !authorized(&peer(1002, 1002), Some(("bob", 1002)), Some(&admin)),
+            "anyone else"
+        );
+        assert!(
+            !authorized(&peer(1001, 1001), Some(("alice", 1001)), None),
+            "no group: root only"
+        );
     }
 
     fn record(user: &str, uid: u32, verdict: &'static str) -> Record {
@@ -639,7 +667,10 @@ mod tests {
         assert_eq!(bus.recent().len(), RECENT_EVENTS);
         assert_eq!(bus.recent()[0].uid, (EVENT_BACKLOG + 10) as u32);
         assert!(
-            matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Lagged(_))),
+            matches!(
+                rx.try_recv(),
+                Err(broadcast::error::TryRecvError::Lagged(_))
+            ),
             "a receiver that did not keep up is told it lagged"
         );
     }

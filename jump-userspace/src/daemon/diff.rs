@@ -22,11 +22,21 @@ pub struct Diff {
 
 fn rule_names(image: &MapImage) -> BTreeSet<&str> {
     // Rule 0 is the policy default, present in every image.
-    image.rules.iter().skip(1).map(|r| r.name.as_str()).collect()
+    image
+        .rules
+        .iter()
+        .skip(1)
+        .map(|r| r.name.as_str())
+        .collect()
 }
 
 fn uids(image: &MapImage) -> BTreeSet<u32> {
-    image.users.keys().copied().filter(|&u| u != ANY_UID).collect()
+    image
+        .users
+        .keys()
+        .copied()
+        .filter(|&u| u != ANY_UID)
+        .collect()
 }
 
 /// The change from `old` (none before the first load) to `new`.
@@ -100,7 +110,11 @@ mod tests {
         }));
         MapImage {
             rules: rs,
-            users: users.iter().map(|&u| (u, 1)).chain([(ANY_UID, 0)]).collect(),
+            users: users
+                .iter()
+                .map(|&u| (u, 1))
+                .chain([(ANY_UID, 0)])
+                .collect(),
             ..MapImage::default()
         }
     }

@@ -275,7 +275,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
     }
     let (calls_tx, mut calls) = mpsc::channel::<Call>(16);
-    control::serve(listener, opts.control_group.clone(), calls_tx, st.bus.clone());
+    control::serve(
+        listener,
+        opts.control_group.clone(),
+        calls_tx,
+        st.bus.clone(),
+    );
     let hooks = kernel.hooks().join(",");
     tracing::info!(
         message_id = message_id::STARTED,
@@ -373,7 +378,11 @@ fn status_line(st: &State, opts: &Options) -> String {
     let sha = st.active.as_ref().map(|a| a.sha256.as_str()).unwrap_or("");
     format!(
         "{} generation {} (sha256 {}){}",
-        if opts.mode == Mode::Audit { "auditing" } else { "enforcing" },
+        if opts.mode == Mode::Audit {
+            "auditing"
+        } else {
+            "enforcing"
+        },
         st.generation,
         &sha[..sha.len().min(12)],
         match &st.last_reload {
@@ -403,7 +412,10 @@ fn reload_with(
     // A file-system change that compiles to the very same policy is not worth a generation.
     if let (Ok(p), Some(a)) = (&planned, &st.active) {
         if trigger.starts_with("watch") && p.image == a.compiled.image && p.sha256 == a.sha256 {
-            tracing::debug!("{trigger}: policy unchanged, generation {} stays", st.generation);
+            tracing::debug!(
+                "{trigger}: policy unchanged, generation {} stays",
+                st.generation
+            );
             return;
         }
     }
@@ -447,18 +459,19 @@ fn handle(dp: &mut dyn LiveDatapath, st: &mut State, opts: &Options, call: Call)
         control::Request::Reload => {
             reload(dp.as_datapath(), st, opts, "jumpctl");
             match st.last_reload.clone() {
-                Some(r) if !r.ok => Reply::err_with(
-                    ErrorKind::Rejected,
-                    r.error.clone().unwrap_or_default(),
-                    r,
-                ),
+                Some(r) if !r.ok => {
+                    Reply::err_with(ErrorKind::Rejected, r.error.clone().unwrap_or_default(), r)
+                }
                 Some(r) => Reply::ok(r),
                 None => Reply::err(ErrorKind::Failed, "no reload ran"),
             }
         }
         control::Request::Stats => match stats(dp, st) {
             Ok(s) => Reply::ok(s),
-            Err(e) => Reply::err(ErrorKind::Failed, format!("failed to read the rule counters: {e:#}")),
+            Err(e) => Reply::err(
+                ErrorKind::Failed,
+                format!("failed to read the rule counters: {e:#}"),
+            ),
         },
         control::Request::Check { user, dest, at } => check(st, opts, user, dest, at.as_deref()),
         control::Request::Detach => {
@@ -493,8 +506,14 @@ pub fn status(dp: &dyn LiveDatapath, st: &State, opts: &Options) -> control::Sta
             let i = &a.compiled.image;
             (
                 i.rules.len().saturating_sub(1),
-                i.users.keys().filter(|&&u| u != jump_common::ANY_UID).count(),
-                i.users.values().collect::<std::collections::BTreeSet<_>>().len(),
+                i.users
+                    .keys()
+                    .filter(|&&u| u != jump_common::ANY_UID)
+                    .count(),
+                i.users
+                    .values()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len(),
             )
         })
         .unwrap_or_default();
@@ -505,7 +524,11 @@ pub fn status(dp: &dyn LiveDatapath, st: &State, opts: &Options) -> control::Sta
         cgroup: opts.cgroup.display().to_string(),
         policy_dir: opts.policy_dir.display().to_string(),
         generation: st.generation,
-        policy_sha256: st.active.as_ref().map(|a| a.sha256.clone()).unwrap_or_default(),
+        policy_sha256: st
+            .active
+            .as_ref()
+            .map(|a| a.sha256.clone())
+            .unwrap_or_default(),
         rules,
         users,
         profiles,

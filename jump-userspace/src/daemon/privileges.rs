@@ -40,8 +40,9 @@ pub fn drop_privileges() -> anyhow::Result<CapsHashSet> {
     // The bounding set first: dropping from it needs CAP_SETPCAP in the effective set.
     for cap in caps::read(None, CapSet::Bounding)? {
         if !keep.contains(&cap) {
-            caps::drop(None, CapSet::Bounding, cap)
-                .map_err(|e| anyhow::anyhow!("failed to drop `{cap}` from the bounding set: {e}"))?;
+            caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
+                anyhow::anyhow!("failed to drop `{cap}` from the bounding set: {e}")
+            })?;
         }
     }
     caps::clear(None, CapSet::Ambient)?;

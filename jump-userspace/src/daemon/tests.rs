@@ -74,18 +74,29 @@ fn a_rejected_reload_keeps_the_active_generation_and_says_where() {
 
     write(dir.path(), BROKEN);
     reload(&mut dp, &mut st, &o, "sighup");
-    assert_eq!(st.generation(), 1, "the failed reload does not bump the generation");
+    assert_eq!(
+        st.generation(),
+        1,
+        "the failed reload does not bump the generation"
+    );
     assert_eq!(dp.active, before, "the kernel still holds generation 1");
     let r = st.last_reload().unwrap();
     assert!(!r.ok);
     assert_eq!(r.trigger, "sighup");
     let e = r.error.as_deref().unwrap();
-    assert!(e.contains("p.yaml:7:"), "the error names the file and line: {e}");
+    assert!(
+        e.contains("p.yaml:7:"),
+        "the error names the file and line: {e}"
+    );
 
     write(dir.path(), MORE);
     dp.fail_next = true;
     reload(&mut dp, &mut st, &o, "jumpctl");
-    assert_eq!(st.generation(), 1, "a datapath failure keeps the generation too");
+    assert_eq!(
+        st.generation(),
+        1,
+        "a datapath failure keeps the generation too"
+    );
     assert_eq!(
         st.last_reload().unwrap().error.as_deref(),
         Some("injected failure")
@@ -119,7 +130,11 @@ fn a_watch_trigger_that_changes_nothing_keeps_the_generation_but_an_explicit_one
     write(dir.path(), GOOD);
     reload(&mut dp, &mut st, &o, "start");
     reload(&mut dp, &mut st, &o, "watch: /etc/passwd");
-    assert_eq!(st.generation(), 1, "an unrelated /etc/passwd change is not a generation");
+    assert_eq!(
+        st.generation(),
+        1,
+        "an unrelated /etc/passwd change is not a generation"
+    );
     reload(&mut dp, &mut st, &o, "sighup");
     assert_eq!(st.generation(), 2, "an operator's reload always installs");
     assert_eq!(st.last_reload().unwrap().summary, "no change");
@@ -133,13 +148,20 @@ fn audit_mode_installs_an_image_that_never_refuses_but_check_explains_the_policy
     write(dir.path(), GOOD);
     reload(&mut dp, &mut st, &o, "start");
     let (_, image) = dp.active.clone().unwrap();
-    assert_eq!(image.default_action, action::AUDIT, "the kernel gets the audited image");
+    assert_eq!(
+        image.default_action,
+        action::AUDIT,
+        "the kernel gets the audited image"
+    );
     let v = image.lookup(64002, "203.0.113.10".parse().unwrap(), 6, 7000, 0);
     assert_eq!(v.action, action::AUDIT);
 
     let reply = check(&st, &o, "64002", "203.0.113.10:7000", None);
     assert!(reply.ok, "{reply:?}");
-    assert_eq!(reply.data["allowed"], false, "check answers for the policy as written");
+    assert_eq!(
+        reply.data["allowed"], false,
+        "check answers for the policy as written"
+    );
     assert!(reply.data["text"]
         .as_str()
         .unwrap()
@@ -158,11 +180,12 @@ fn status_and_stats_describe_the_active_policy() {
     write(dir.path(), MORE);
     reload(&mut dp, &mut st, &o, "start");
     let s = status(&dp, &st, &o);
-    assert_eq!((s.generation, s.rules, s.users, s.profiles), (1, 2, 2, 3));
+    // The compiler adds its own loopback rule to the two written ones.
+    assert_eq!((s.generation, s.rules, s.users, s.profiles), (1, 3, 2, 3));
     assert_eq!(s.mode, "enforce");
     assert_eq!(s.policy_sha256.len(), 64);
     assert!(s.last_reload.unwrap().ok);
     let stats = stats(&dp, &st).unwrap();
     let names: Vec<&str> = stats.rules.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["default", "a-internal", "b-web"]);
+    assert_eq!(names, ["default", "loopback", "a-internal", "b-web"]);
 }

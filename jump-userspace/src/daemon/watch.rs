@@ -56,9 +56,9 @@ pub fn start(policy_dir: &Path, tx: mpsc::Sender<String>) -> anyhow::Result<Vec<
         | AddWatchFlags::IN_CREATE
         | AddWatchFlags::IN_DELETE
         | AddWatchFlags::IN_ATTRIB;
-    let policy_wd = ino.add_watch(policy_dir, flags).map_err(|e| {
-        anyhow::anyhow!("failed to watch `{}`: {e}", policy_dir.display())
-    })?;
+    let policy_wd = ino
+        .add_watch(policy_dir, flags)
+        .map_err(|e| anyhow::anyhow!("failed to watch `{}`: {e}", policy_dir.display()))?;
     let etc_wd = ino
         .add_watch(ETC, flags)
         .map_err(|e| anyhow::anyhow!("failed to watch `{ETC}`: {e}"))?;
@@ -68,7 +68,10 @@ pub fn start(policy_dir: &Path, tx: mpsc::Sender<String>) -> anyhow::Result<Vec<
         format!("{ETC}/group"),
     ];
     let fd = super::async_fd(Fd(ino))?;
-    let dirs = [(policy_wd, Dir::Policy, policy_dir.to_path_buf()), (etc_wd, Dir::Etc, PathBuf::from(ETC))];
+    let dirs = [
+        (policy_wd, Dir::Policy, policy_dir.to_path_buf()),
+        (etc_wd, Dir::Etc, PathBuf::from(ETC)),
+    ];
     tokio::spawn(run(fd, dirs, tx));
     Ok(watched)
 }
@@ -142,7 +145,10 @@ mod tests {
         assert!(r(Dir::Etc, "group"));
         assert!(r(Dir::Etc, "passwd"));
         assert!(!r(Dir::Etc, "group-"), "the backup useradd leaves");
-        assert!(!r(Dir::Etc, "group+"), "the temporary file before the rename");
+        assert!(
+            !r(Dir::Etc, "group+"),
+            "the temporary file before the rename"
+        );
         assert!(!r(Dir::Etc, "shadow"));
     }
 }
