@@ -107,13 +107,23 @@ fn exchange(
     let mut stream = connect(socket)?;
     let mut line = serde_json::to_string(request).expect("requests always encode");
     line.push('\n');
-    stream.write_all(line.as_bytes()).map_err(io)?;
+    // jumpd may have answered and closed already (a refusal is sent before the request is
+    // read): a failed write is not the answer, the reply line is.
+    let written = stream.write_all(line.as_bytes());
     let mut rd = BufReader::new(stream);
     let mut buf = String::new();
     loop {
         buf.clear();
-        if rd.read_line(&mut buf).map_err(io)? == 0 {
-            return Ok(());
+        let n = match (rd.read_line(&mut buf), &written) {
+            (Ok(n), _) => n,
+            (Err(_), Err(e)) => return Err(io(std::io::Error::new(e.kind(), e.to_string()))),
+            (Err(e), Ok(())) => return Err(io(e)),
+        };
+        if n == 0 {
+            return match written {
+                Err(e) => Err(io(e)),
+                Ok(()) => Ok(()),
+            };
         }
         let reply: Reply = serde_json::from_str(buf.trim()).map_err(|e| Failure {
             code: exit::ERROR,

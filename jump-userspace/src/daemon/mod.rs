@@ -267,6 +267,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         "capabilities dropped; kept {} and set no-new-privileges",
         st.capabilities.join(",")
     );
+    // Before anything says "ready": a SIGHUP right after READY=1 must reload, not kill.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let (watch_tx, mut watch_rx) = mpsc::channel::<String>(4);
     if opts.watch {
         match watch::start(&opts.policy_dir, watch_tx) {
@@ -293,9 +297,6 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     );
     systemd::ready(&status_line(&st, &opts));
 
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let tick_every = systemd::watchdog_interval()
         .map(|w| w.min(std::time::Duration::from_secs(1)))
         .unwrap_or(std::time::Duration::from_secs(1));
