@@ -132,7 +132,7 @@ impl Fixture {
     /// Waits for the log line of generation `g` and returns it.
     fn wait_generation(&self, g: u64, what: &str) -> Value {
         self.jumpd()
-            .wait_line(&format!("generation {g} ({what})"), 10, |l| {
+            .wait_line(&format!("generation {g} ({what})"), |l| {
                 l["message_id"] == "7c3f0a9e2d4b4f81a6e5c2d1b0a9f802"
                     && l["jump_policy_generation"] == g
             })
@@ -257,7 +257,7 @@ fn a_broken_policy_edit_is_rejected_and_the_old_policy_stays_enforced() {
         "10-a.yaml",
         &POLICY.replace("ports: [7000]", "ports: [90-80]"),
     );
-    let l = f.jumpd().wait_line("the rejected reload", 10, |l| {
+    let l = f.jumpd().wait_line("the rejected reload", |l| {
         l["message_id"] == "7c3f0a9e2d4b4f81a6e5c2d1b0a9f803"
     });
     let msg = l["message"].as_str().unwrap();
@@ -336,7 +336,7 @@ fn the_control_socket_refuses_users_outside_the_admin_group() {
         "{}",
         r.err
     );
-    let l = f.jumpd().wait_line("the refusal", 5, |l| {
+    let l = f.jumpd().wait_line("the refusal", |l| {
         l["message"].as_str().is_some_and(|m| m.contains("refused"))
             && l["jump_peer_uid"] == user.uid
     });
@@ -349,7 +349,7 @@ fn the_control_socket_refuses_users_outside_the_admin_group() {
     let r = jumpctl(&f.bins, &f.socket, &stale, &["status", "--json"]);
     assert_eq!(r.code, 0, "a member may ask: {} {}", r.out, r.err);
     f.jumpd()
-        .wait_line("the request logged with its caller", 5, |l| {
+        .wait_line("the request logged with its caller", |l| {
             l["jump_control_request"] == "status" && l["jump_peer_uid"] == user.uid
         });
 }
@@ -371,14 +371,14 @@ fn thread_status(pid: u32) -> Vec<std::collections::HashMap<String, String>> {
 }
 
 #[test]
-fn after_start_jumpd_keeps_only_cap_bpf_and_cap_sys_ptrace_and_still_reloads() {
-    if !privileged("after_start_jumpd_keeps_only_cap_bpf_and_cap_sys_ptrace_and_still_reloads") {
+fn after_start_jumpd_keeps_only_cap_bpf_net_admin_sys_ptrace_and_still_reloads() {
+    if !privileged("after_start_jumpd_keeps_only_cap_bpf_net_admin_sys_ptrace_and_still_reloads") {
         return;
     }
     let mut f = Fixture::new(&[("10-a.yaml", POLICY)]);
     f.start(&[]);
-    // CAP_SYS_PTRACE = 19, CAP_BPF = 39 (linux/capability.h).
-    let kept = format!("{:016x}", (1u64 << 19) | (1u64 << 39));
+    // CAP_NET_ADMIN = 12, CAP_SYS_PTRACE = 19, CAP_BPF = 39 (linux/capability.h).
+    let kept = format!("{:016x}", (1u64 << 12) | (1u64 << 19) | (1u64 << 39));
     let threads = thread_status(f.jumpd().pid());
     assert!(!threads.is_empty());
     for t in &threads {
@@ -408,7 +408,7 @@ fn after_start_jumpd_keeps_only_cap_bpf_and_cap_sys_ptrace_and_still_reloads() {
     let s = f.ctl(&["status", "--json"]).json();
     assert_eq!(
         s["capabilities"],
-        serde_json::json!(["cap_bpf", "cap_sys_ptrace"])
+        serde_json::json!(["cap_bpf", "cap_net_admin", "cap_sys_ptrace"])
     );
 
     f.assert_reach(B, 7000, false, "before the reload");

@@ -11,6 +11,9 @@ use jump_userspace::{
 struct Args {
     #[command(flatten)]
     flags: config::Flags,
+    /// Remove the pinned enforcement of --cgroup, then exit. A normal stop leaves it in force.
+    #[arg(long)]
+    detach: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +40,15 @@ fn main() -> std::process::ExitCode {
             .map(|c| format!(", config `{}`", c.display()))
             .unwrap_or_default()
     );
+    if args.detach {
+        return match daemon::detach(&opts) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jumpd: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     // INVARIANT (single thread at drop): one thread, so the capability drop covers the process.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -78,7 +78,8 @@ pub struct ValidateArgs {
 pub struct CheckArgs {
     /// `[DIR] USER DEST`. DIR: the policy directory, compiled offline; without it the running
     /// jumpd's live policy is asked. USER: a user name or a numeric uid. DEST:
-    /// `ADDR:PORT[/PROTO]`, `[IPV6]:PORT[/PROTO]` or `ADDR/icmp`; the protocol defaults to tcp
+    /// `ADDR:PORT[/PROTO]`, `[IPV6]:PORT[/PROTO]`, `ADDR/icmp`, or `listen:PORT[/PROTO]` to ask
+    /// about binding a local port; the protocol defaults to tcp
     #[arg(value_name = "[DIR] USER DEST", num_args = 2..=3, required = true)]
     pub args: Vec<String>,
     /// The moment to ask about (RFC 3339, like `2026-12-01T09:00:00+01:00`); default now
@@ -212,3 +213,6 @@ fn summary(errors: usize, warnings: usize) -> String {
         s(warnings)
     )
 }
+
+#[cfg(test)]
+mod tests;

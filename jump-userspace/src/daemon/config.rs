@@ -12,6 +12,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/jump/jumpd.yaml";
 pub const DEFAULT_POLICY_DIR: &str = "/etc/jump/policies";
 pub const DEFAULT_SOCKET: &str = "/run/jump/jumpd.sock";
 pub const DEFAULT_GROUP: &str = "jump-admin";
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/jump";
 
 /// Enforce refuses what the policy denies; audit decides and logs the same way but never
 /// refuses (every deny becomes a "would-deny"), for rolling out a new policy.
@@ -42,9 +43,21 @@ pub struct RateLimit {
 
 impl Default for RateLimit {
     fn default() -> Self {
+        let d = crate::datapath::DEFAULT_LIMITS;
         Self {
-            window_ms: 1000,
-            burst: 20,
+            window_ms: d.window_ns / 1_000_000,
+            burst: d.burst,
+        }
+    }
+}
+
+impl RateLimit {
+    /// As the kernel's `JUMP_LIMITS` holds it.
+    pub fn limits(self) -> jump_common::Limits {
+        jump_common::Limits {
+            window_ns: self.window_ms.saturating_mul(1_000_000),
+            burst: self.burst,
+            _pad: 0,
         }
     }
 }
@@ -94,7 +107,7 @@ pub struct Flags {
     #[arg(long)]
     pub cgroup: Option<PathBuf>,
     /// bpffs directory where programs, links and maps are pinned so enforcement survives a
-    /// restart of jumpd
+    /// restart of jumpd [default: /sys/fs/bpf/jump]
     #[arg(long)]
     pub pin_dir: Option<PathBuf>,
     /// Log sink; journald when its socket exists, otherwise JSON lines on stdout
@@ -112,7 +125,7 @@ pub struct Flags {
     /// Event rate limit window in milliseconds; 0 disables the limit [default: 1000]
     #[arg(long)]
     pub event_rate_window_ms: Option<u64>,
-    /// Similar events (same user, destination, hook, verdict) sent per window [default: 20]
+    /// Similar events (same user, destination, hook, verdict) sent per window [default: 5]
     #[arg(long)]
     pub event_rate_burst: Option<u32>,
     /// Do not reload on changes to the policy directory, /etc/passwd and /etc/group
@@ -130,7 +143,8 @@ pub struct Settings {
     pub config: Option<PathBuf>,
     pub policy_dir: PathBuf,
     pub cgroup: PathBuf,
-    pub pin_dir: Option<PathBuf>,
+    /// Root of the pinned state; each cgroup gets a directory below.
+    pub pin_dir: PathBuf,
     /// `None`: detect (journald when its socket exists).
     pub log_format: Option<LogFormat>,
     pub mode: Mode,
@@ -197,7 +211,11 @@ pub fn merge(
             .or_else(|| file.policy_dir.clone())
             .unwrap_or_else(|| DEFAULT_POLICY_DIR.into()),
         cgroup,
-        pin_dir: flags.pin_dir.clone().or_else(|| file.pin_dir.clone()),
+        pin_dir: flags
+            .pin_dir
+            .clone()
+            .or_else(|| file.pin_dir.clone())
+            .unwrap_or_else(|| DEFAULT_PIN_DIR.into()),
         log_format: flags.log_format.or(file.log_format),
         mode: flags.mode.or(file.mode).unwrap_or_default(),
         control_socket: flags
@@ -268,7 +286,7 @@ watch: false
                 config: None,
                 policy_dir: "/srv/policies".into(),
                 cgroup: "/sys/fs/cgroup".into(),
-                pin_dir: Some("/sys/fs/bpf/jump".into()),
+                pin_dir: "/sys/fs/bpf/jump".into(),
                 log_format: Some(LogFormat::Json),
                 mode: Mode::Audit,
                 control_socket: "/run/j/s.sock".into(),
@@ -307,6 +325,14 @@ watch: false
             RateLimit {
                 window_ms: 1000,
                 burst: 9
+            }
+        );
+        assert_eq!(
+            s.rate_limit.limits(),
+            jump_common::Limits {
+                window_ns: 1_000_000_000,
+                burst: 9,
+                _pad: 0
             }
         );
         assert!(s.watch);

@@ -24,7 +24,7 @@ use control::{Bus, Call, ErrorKind, ReloadOutcome, Reply};
 
 use crate::{
     compile::{self, image::MapImage, Compiled},
-    datapath::{Datapath, Fake, Kernel, KernelOptions},
+    datapath::{pins, Datapath, Fake, Kernel, KernelOptions},
     events::{decode::decode, sink, Enricher},
     policy,
 };
@@ -37,6 +37,7 @@ pub mod message_id {
     pub const DETACHED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f804";
     pub const STOPPED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f805";
     pub const EVENTS_LOST: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f806";
+    pub const REVOKED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f807";
 }
 
 /// A compiled policy, ready to apply.
@@ -47,17 +48,17 @@ pub struct Plan {
     pub rules: compile::RuleSet,
     pub sha256: String,
     pub warnings: Vec<String>,
+    /// Schedules are expanded a few days ahead: the policy must be compiled again before this.
+    pub recompile_by: Option<jiff::Timestamp>,
 }
 
 /// Parse and compile the policy directory. Pure with respect to the kernel.
 pub fn plan(dir: &std::path::Path) -> anyhow::Result<Plan> {
     let loaded = policy::load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let compiled = compile::compile_full(
-        &loaded.policy,
-        &compile::SystemDirectory,
-        jiff::Timestamp::now(),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let now = jiff::Timestamp::now();
+    let compiled = compile::compile_full(&loaded.policy, &compile::SystemDirectory, now)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let recompile_by = compile::time::recompile_by(&compiled.rules, now);
     let mut warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
     warnings.extend(compiled.warnings.iter().map(|w| w.to_string()));
     Ok(Plan {
@@ -65,6 +66,7 @@ pub fn plan(dir: &std::path::Path) -> anyhow::Result<Plan> {
         rules: compiled.rules,
         sha256: loaded.sha256,
         warnings,
+        recompile_by,
     })
 }
 
@@ -120,6 +122,9 @@ pub struct State {
     watching: Vec<String>,
     capabilities: Vec<String>,
     bus: Arc<Bus>,
+    /// The enforced cgroup relative to the cgroup2 mount, as `ss` names cgroups.
+    cgroup_rel: String,
+    recompile_by: Option<jiff::Timestamp>,
 }
 
 impl State {
@@ -135,6 +140,8 @@ impl State {
             watching: Vec::new(),
             capabilities: Vec::new(),
             bus: Arc::new(Bus::new()),
+            cgroup_rel: String::new(),
+            recompile_by: None,
         }
     }
 
@@ -150,6 +157,41 @@ impl State {
 impl Default for State {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// `path` relative to the cgroup2 mount (`/` for the root), from /proc/mounts.
+fn cgroup_relative(path: &std::path::Path) -> String {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let root = mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(2) == Some(&"cgroup2")).then(|| std::path::PathBuf::from(f[1]))
+    });
+    let rel = root
+        .and_then(|r| path.strip_prefix(r).ok().map(|p| p.display().to_string()))
+        .unwrap_or_default();
+    format!("/{rel}")
+}
+
+/// Closes the established connections the new image refuses (after a reload), logging each.
+fn revoke(st: &State, image: &MapImage) {
+    let now = jiff::Timestamp::now().as_nanosecond().max(0) as u64;
+    match crate::datapath::revoke::revoke(image, &st.cgroup_rel, now) {
+        Ok(closed) => {
+            for c in closed {
+                tracing::warn!(
+                    message_id = message_id::REVOKED,
+                    jump_uid = c.uid,
+                    jump_dst_addr = %c.peer.ip(),
+                    jump_dst_port = c.peer.port(),
+                    jump_src_addr = %c.local.ip(),
+                    jump_src_port = c.local.port(),
+                    "revoked {} -> {} of uid {}: the policy no longer allows it",
+                    c.local, c.peer, c.uid
+                );
+            }
+        }
+        Err(e) => tracing::error!("failed to revoke connections the new policy refuses: {e:#}"),
     }
 }
 
@@ -175,6 +217,7 @@ fn install(
     }
     dp.apply(&image, generation)?;
     st.generation = generation;
+    st.recompile_by = plan.recompile_by;
     for w in &plan.warnings {
         tracing::warn!("{w}");
     }
@@ -194,6 +237,11 @@ fn install(
         &plan.sha256[..plan.sha256.len().min(12)],
         trigger,
     );
+    // Only a live kernel has connections to revoke (the first load and the fake have none);
+    // audit mode revokes nothing, as its image refuses nothing.
+    if generation > 1 && !st.cgroup_rel.is_empty() {
+        revoke(st, &image);
+    }
     st.enricher
         .set_generation(generation, plan.image.rules.clone(), plan.sha256.clone());
     st.active = Some(Active {
@@ -228,10 +276,18 @@ enum Exit {
 /// Runs jumpd. INVARIANT (single thread at drop): call it on tokio's current-thread runtime;
 /// see `privileges`.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
+    // Handlers first: a SIGHUP right after "ready" (READY=1) must reload, not kill.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let first = plan(&opts.policy_dir)
         .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?;
+    pins::ensure_bpffs(&opts.pin_dir)?;
+    let pin_dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
     let (mut kernel, logger) = Kernel::load(&KernelOptions {
         debug_log: opts.debug_kernel,
+        limits: opts.rate_limit.limits(),
+        pin_dir: pin_dir.clone(),
     })?;
     if let Some(logger) = logger {
         let mut logger = async_fd(logger)?;
@@ -246,6 +302,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         });
     }
     let mut st = State::new();
+    st.cgroup_rel = cgroup_relative(&opts.cgroup);
+    // Adopting pinned state: continue its generation numbering.
+    st.generation = kernel.generation()?;
     // INVARIANT (fail closed): the maps hold a policy before any program is attached.
     reload_with(&mut kernel, &mut st, &opts, "start", Ok(first));
     if let Some(ReloadOutcome {
@@ -267,10 +326,6 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         "capabilities dropped; kept {} and set no-new-privileges",
         st.capabilities.join(",")
     );
-    // Before anything says "ready": a SIGHUP right after READY=1 must reload, not kill.
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let (watch_tx, mut watch_rx) = mpsc::channel::<String>(4);
     if opts.watch {
         match watch::start(&opts.policy_dir, watch_tx) {
@@ -328,6 +383,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
             _ = tick.tick() => {
                 report_drops(&kernel, &mut st);
+                // Expanded schedule windows are running out: compile them afresh.
+                if st.recompile_by.is_some_and(|by| jiff::Timestamp::now() >= by) {
+                    reload(&mut kernel, &mut st, &opts, "schedule");
+                }
                 if watchdog {
                     systemd::watchdog();
                 }
@@ -341,37 +400,55 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     match exit {
         Exit::Stop => {
             drop(kernel);
+            // Stopping is not opening: the pinned programs keep enforcing the last generation.
             tracing::info!(
-                message_id = message_id::DETACHED,
-                "programs detached from `{}`",
-                opts.cgroup.display()
+                message_id = message_id::STOPPED,
+                "jumpd stopped; generation {} stays enforced on `{}` (pinned at `{}`; `jumpd --detach` removes it)",
+                st.generation,
+                opts.cgroup.display(),
+                pin_dir.display()
             );
         }
         Exit::Detach(reply) => {
             let hooks = kernel.hooks();
-            detach(kernel, &opts);
-            let _ = reply.send(Reply::ok(control::Detached {
-                cgroup: opts.cgroup.display().to_string(),
-                hooks,
-            }));
+            // HOOK (jumpctl detach): the kernel object goes, then the pins, so nothing keeps
+            // the programs attached.
+            drop(kernel);
+            let result = detach(&opts);
+            let _ = reply.send(match &result {
+                Ok(()) => Reply::ok(control::Detached {
+                    cgroup: opts.cgroup.display().to_string(),
+                    hooks,
+                }),
+                Err(e) => Reply::err(ErrorKind::Failed, format!("detach failed: {e:#}")),
+            });
             // Let the connection task write the reply before the runtime goes.
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tracing::info!(
+                message_id = message_id::STOPPED,
+                "jumpd stopped after detaching"
+            );
+            result?;
         }
     }
-    tracing::info!(message_id = message_id::STOPPED, "jumpd stopped");
     Ok(())
 }
 
-/// `jumpctl detach`: stop enforcing on purpose. Today dropping the kernel object detaches the
-/// links; with pinning this is where the pinned programs, links and maps are removed, so a
-/// restarted jumpd does not adopt them.
-pub fn detach(kernel: Kernel, opts: &Options) {
-    drop(kernel);
-    tracing::warn!(
+/// `jumpd --detach` and `jumpctl detach`: removes the pinned enforcement of `opts.cgroup`.
+pub fn detach(opts: &Options) -> anyhow::Result<()> {
+    let dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
+    let detached = pins::detach(&dir)?;
+    let what = if detached.is_empty() {
+        "nothing (no pinned state)".to_string()
+    } else {
+        detached.join(",")
+    };
+    tracing::info!(
         message_id = message_id::DETACHED,
-        "detached on request: `{}` is no longer enforced",
+        "detached {what} from `{}`",
         opts.cgroup.display()
     );
+    Ok(())
 }
 
 /// One line for `systemctl status`.

@@ -16,6 +16,10 @@ pub const KEPT: &[(Capability, &str)] = &[
         "policy reloads write the BPF maps; kernels before 6.5 refuse every bpf() command, map updates included, without it while kernel.unprivileged_bpf_disabled is set",
     ),
     (
+        Capability::CAP_NET_ADMIN,
+        "a reload closes the established connections the new policy refuses, with netlink SOCK_DESTROY (`ss -K`, which inherits at most jumpd's permitted set), which needs it",
+    ),
+    (
         Capability::CAP_SYS_PTRACE,
         "each event names the executable by reading /proc/PID/exe, which the kernel's ptrace access check refuses for another user's process without it",
     ),
@@ -76,7 +80,10 @@ mod tests {
 
     #[test]
     fn the_kept_set_is_small_and_named_as_proc_names_it() {
-        assert_eq!(names(&kept()), ["cap_bpf", "cap_sys_ptrace"]);
+        assert_eq!(
+            names(&kept()),
+            ["cap_bpf", "cap_net_admin", "cap_sys_ptrace"]
+        );
         assert!(
             !kept().contains(&Capability::CAP_SYS_ADMIN),
             "nothing jumpd does after attaching needs CAP_SYS_ADMIN"

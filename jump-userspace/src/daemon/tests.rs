@@ -47,7 +47,7 @@ fn opts(dir: &Path, mode: Mode) -> Options {
         config: None,
         policy_dir: dir.to_path_buf(),
         cgroup: "/nonexistent".into(),
-        pin_dir: None,
+        pin_dir: "/nonexistent".into(),
         log_format: None,
         mode,
         control_socket: "/nonexistent/jumpd.sock".into(),
