@@ -8,6 +8,7 @@
 //! the test process's pid, and each constructor first sweeps leftovers of dead test processes.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod cgroup;
 pub mod daemon;
 pub mod journal;

@@ -17,7 +17,8 @@ use serde::Serialize;
 use crate::compile::image::RuleInfo;
 
 /// One decision, as every sink writes it. Field names are the journald fields without the
-/// `JUMP_` prefix, lower-case. `None` means "not known" and the field is left out.
+/// `JUMP_` prefix, lower-case. `None` means "not known" and the field is left out (here and
+/// in every sink).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Record {
     pub verdict: &'static str,
@@ -26,24 +27,31 @@ pub struct Record {
     pub gid: u32,
     pub pid: u32,
     pub comm: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
     /// The audit login uid (who logged in, whatever `su`/`sudo` did since) and its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub login_uid: Option<u32>,
     #[serde(skip)]
     pub login_user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<u32>,
     /// The SSH client address of the audit session, where it was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ssh_client: Option<IpAddr>,
     pub proto: &'static str,
     pub dst_addr: IpAddr,
     pub dst_port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub src_addr: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub src_port: Option<u16>,
     pub rule: String,
     pub hook: &'static str,
     pub policy_generation: u64,
     pub policy_sha256: String,
     /// Similar events the kernel suppressed before this one (0: none).
+    #[serde(skip_serializing_if = "is_zero")]
     pub suppressed: u32,
 }
 
@@ -73,6 +81,10 @@ impl Record {
         }
         m
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn socket_addr(a: IpAddr, port: u16) -> String {
