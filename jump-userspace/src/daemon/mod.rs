@@ -304,9 +304,6 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
         });
     }
-    // `KernelOptions::limits` alone does not reach the map: without this write the kernel's
-    // rate limit stays disabled (`window_ns == 0`).
-    kernel.set_limits(opts.rate_limit.limits())?;
     let mut st = State::new();
     st.cgroup_rel = cgroup_relative(&opts.cgroup);
     // Adopting pinned state: continue its generation numbering.

@@ -107,15 +107,14 @@ impl Kernel {
                 None
             }
         };
-        Ok((
-            Self {
-                ebpf,
-                pin_dir: opts.pin_dir.clone(),
-                tai_offset_ns: tai_offset_ns()?,
-                attached: Vec::new(),
-            },
-            logger,
-        ))
+        let mut kernel = Self {
+            ebpf,
+            pin_dir: opts.pin_dir.clone(),
+            tai_offset_ns: tai_offset_ns()?,
+            attached: Vec::new(),
+        };
+        kernel.set_limits(opts.limits)?;
+        Ok((kernel, logger))
     }
 
     /// Verifies and attaches every program to `cgroup`. All or nothing: on error the programs
