@@ -203,6 +203,20 @@ fn tcp_fast_open_is_refused_not_stalled() {
 }
 
 #[test]
+fn io_uring_connect_and_sendmsg_are_decided_like_the_system_calls() {
+    if !privileged("io_uring_connect_and_sendmsg_are_decided_like_the_system_calls") {
+        return;
+    }
+    let w = World::new().start();
+    ok(&w, Some(A), "uring-connect", &format!("{INTERNAL_V4}:7000"));
+    refused(&w, Some(A), "uring-connect", &format!("{INTERNAL_V4}:7001"));
+    refused(&w, Some(B), "uring-connect", &v6(INTERNET_V6, 7000));
+    ok(&w, Some(A), "uring-sendto", &format!("{INTERNAL_V4}:7000"));
+    refused(&w, Some(A), "uring-sendto", &format!("{INTERNET_V4}:7000"));
+    refused(&w, Some(B), "uring-sendto", &format!("{INTERNAL_V4}:7000"));
+}
+
+#[test]
 fn icmp_echo_needs_an_icmp_grant() {
     if !privileged("icmp_echo_needs_an_icmp_grant") {
         return;
