@@ -9,6 +9,7 @@
 pub mod cgroup;
 pub mod daemon;
 pub mod netns;
+pub mod place;
 pub mod probe;
 
 use std::{

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 
 /// Debian packages: Debian's Rust (its sysroot carries the `core` sources `-Z build-std`
 /// needs, which rustup here cannot download), LLVM 22 for bpf-linker, and the tools the tests
-/// drive.
+/// and the benchmark drive.
 pub const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -21,6 +21,10 @@ pub const PACKAGES: &[&str] = &[
     "iproute2",
     "util-linux",
     "systemd",
+    // What `cargo xtask bench` compares jump with, and its packet-path load generator.
+    "nftables",
+    "iptables",
+    "iperf3",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
