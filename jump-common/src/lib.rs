@@ -16,6 +16,9 @@ pub mod maps {
     pub const EVENTS: &str = "JUMP_EVENTS";
     pub const COUNTERS: &str = "JUMP_COUNTERS";
     pub const RULE_HITS: &str = "JUMP_RULE_HITS";
+    pub const LIMITS: &str = "JUMP_LIMITS";
+    pub const RATE: &str = "JUMP_RATE";
+    pub const OWNERS: &str = "JUMP_OWNERS";
 }
 
 /// Capacities. The daemon refuses a policy whose compiled image does not fit, so a lookup never
@@ -47,7 +50,21 @@ pub const ANY_UID: u32 = u32::MAX;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct UserValue {
     pub profile: u32,
+    /// `profile_flags` of the profile, so `sock_create` decides with one lookup.
+    pub flags: u32,
 }
+
+/// What a profile may create at `sock_create`, beyond TCP and UDP sockets (which every profile
+/// may create: their connects and sends are decided per destination).
+pub mod profile_flags {
+    /// The profile has an `icmp` grant somewhere: ping sockets and raw sockets may be created
+    /// (the egress backstop then decides each packet).
+    pub const ICMP: u32 = 1;
+}
+
+/// The class bit of listen grants in `JUMP_PORTS`: `LISTEN_CLASS | profile` holds the ports a
+/// profile may bind and accept on. Destination classes never set it.
+pub const LISTEN_CLASS: u32 = 1 << 31;
 
 /// Key data of `JUMP_DESTS` (LPM trie, behind aya's `Key { prefix_len, data }`): which
 /// destination class an address falls into for a profile.
@@ -169,6 +186,44 @@ pub struct SlotConfig {
     pub _pad: [u8; 6],
 }
 
+/// Value of `JUMP_LIMITS[0]`: the in-kernel event rate limit. Events with the same
+/// `RateKey` beyond `burst` within `window_ns` are counted, not sent. `window_ns == 0` disables it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Limits {
+    pub window_ns: u64,
+    pub burst: u32,
+    pub _pad: u32,
+}
+
+/// Key of `JUMP_RATE` (LRU hash): what makes two events "similar".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct RateKey {
+    pub uid: u32,
+    pub dst_port: u16,
+    pub hook: u8,
+    pub action: u8,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+    pub dst_addr: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct RateState {
+    pub window_start: u64,
+    pub sent: u32,
+    pub suppressed: u32,
+}
+
+pub const RATE_KEYS: u32 = 16_384;
+
+/// Capacity of `JUMP_OWNERS` (LRU hash, socket cookie → uid): the uid that connected each
+/// socket. The egress backstop decides a socket's packets by that uid rather than the socket's
+/// creator, so a socket handed to another user (SCM_RIGHTS) is judged as its connector.
+pub const OWNER_SOCKETS: u32 = 65_536;
+
 /// Which hook made a decision.
 pub mod hook {
     pub const CONNECT4: u8 = 1;
@@ -256,7 +311,10 @@ pub const fn rule_hit_index(slot: u32, rule_id: u32, action: u8) -> u32 {
 // Compile-time layout checks: both sides compile these, so a drifting layout fails the build.
 const _: () = {
     assert!(core::mem::size_of::<UserKey>() == 8);
-    assert!(core::mem::size_of::<UserValue>() == 4);
+    assert!(core::mem::size_of::<UserValue>() == 8);
+    assert!(core::mem::size_of::<Limits>() == 16);
+    assert!(core::mem::size_of::<RateKey>() == 28);
+    assert!(core::mem::size_of::<RateState>() == 16);
     assert!(core::mem::size_of::<DestKey>() == 24);
     assert!(core::mem::size_of::<DestValue>() == 4);
     assert!(core::mem::size_of::<PortKey>() == 12);
@@ -281,4 +339,7 @@ mod pod {
     unsafe impl aya::Pod for Window {}
     unsafe impl aya::Pod for SlotConfig {}
     unsafe impl aya::Pod for Event {}
+    unsafe impl aya::Pod for Limits {}
+    unsafe impl aya::Pod for RateKey {}
+    unsafe impl aya::Pod for RateState {}
 }

@@ -9,11 +9,15 @@
 //! 5. The first candidate whose time window is open decides; the compiler orders candidates
 //!    enforce-deny, audit-deny, enforce-allow, audit-allow, so an explicit deny wins.
 //! 6. Otherwise the image's default action, attributed to rule 0.
+//!
+//! Listening (`bind` with a port, and the replies of accepted connections in egress) is decided
+//! by the profile's listen class (`LISTEN_CLASS | profile`) through steps 4–5, with deny as the
+//! default: a listener needs a grant whatever `defaults.egress` says.
 
 use aya_ebpf::{helpers::generated::bpf_ktime_get_tai_ns, maps::lpm_trie::Key};
 use jump_common::{
-    action, DestKey, PortKey, SlotConfig, UserKey, Window, ANY_UID, DEST_FIXED_BITS,
-    MAX_CANDIDATES, MAX_INTERVALS, MAX_WINDOWS, PORT_FIXED_BITS, WINDOW_ALWAYS,
+    action, DestKey, PortKey, SlotConfig, UserKey, UserValue, Window, ANY_UID, DEST_FIXED_BITS,
+    LISTEN_CLASS, MAX_CANDIDATES, MAX_INTERVALS, MAX_WINDOWS, PORT_FIXED_BITS, WINDOW_ALWAYS,
 };
 
 use crate::{
@@ -29,76 +33,98 @@ pub struct Decision {
     pub log_mode: u8,
 }
 
-pub fn decide(uid: u32, dest: &Dest) -> Decision {
-    let slot = JUMP_ACTIVE.get(0).copied().unwrap_or(0);
-    let Some(cfg) = JUMP_SLOTS.get(slot).copied() else {
-        return Decision { slot, action: action::DENY, rule_id: 0, generation: 0, log_mode: jump_common::log_mode::ALL };
-    };
-    // (1)
-    if cfg.generation == 0 {
-        return default(slot, &cfg);
+/// The active slot and its settings, read once per decision.
+struct Active {
+    slot: u32,
+    cfg: SlotConfig,
+}
+
+impl Active {
+    fn get() -> Option<Self> {
+        let slot = JUMP_ACTIVE.get(0).copied().unwrap_or(0);
+        let cfg = JUMP_SLOTS.get(slot).copied()?;
+        // (1)
+        (cfg.generation != 0).then_some(Self { slot, cfg })
     }
+
+    fn decision(&self, action: u8, rule_id: u32) -> Decision {
+        Decision { slot: self.slot, action, rule_id, generation: self.cfg.generation, log_mode: self.cfg.log_mode }
+    }
+
+    fn default(&self) -> Decision {
+        self.decision(self.cfg.default_action, 0)
+    }
+
     // (2)
-    let profile = match JUMP_USERS.get_ptr(UserKey { slot, uid }) {
-        Some(p) => p,
-        None => match JUMP_USERS.get_ptr(UserKey { slot, uid: ANY_UID }) {
+    fn user(&self, uid: u32) -> Option<UserValue> {
+        let p = match JUMP_USERS.get_ptr(UserKey { slot: self.slot, uid }) {
             Some(p) => p,
-            None => return default(slot, &cfg),
-        },
-    };
-    // SAFETY: a non-null pointer into a map value, valid for the rest of this program run.
-    let profile = unsafe { (*profile).profile };
+            None => JUMP_USERS.get_ptr(UserKey { slot: self.slot, uid: ANY_UID })?,
+        };
+        // SAFETY: a non-null pointer into a map value, valid for the rest of this program run.
+        Some(unsafe { *p })
+    }
+
+    // (4) and (5)
+    fn ports(&self, class: u32, proto: u8, port: u16) -> Option<(u8, u32)> {
+        let key = Key::new(
+            PORT_FIXED_BITS + 16,
+            PortKey { slot_be: self.slot.to_be(), class_be: class.to_be(), proto, _pad: 0, port_be: port.to_be() },
+        );
+        let value = JUMP_PORTS.get(&key)?;
+        let now = now_tai();
+        for i in 0..MAX_CANDIDATES {
+            if i as u32 >= value.len {
+                break;
+            }
+            let c = &value.candidates[i];
+            if c.window == WINDOW_ALWAYS || window_open(self.slot, c.window, now) {
+                return Some((c.action, c.rule_id));
+            }
+        }
+        None
+    }
+}
+
+/// Fail closed when no policy is active.
+fn unloaded() -> Decision {
+    Decision { slot: 0, action: action::DENY, rule_id: 0, generation: 0, log_mode: jump_common::log_mode::ALL }
+}
+
+/// May `uid` send to `dest`?
+pub fn decide(uid: u32, dest: &Dest) -> Decision {
+    let Some(a) = Active::get() else { return unloaded() };
+    let Some(user) = a.user(uid) else { return a.default() };
     // (3)
     let dkey = Key::new(
         DEST_FIXED_BITS + 128,
-        DestKey { slot_be: slot.to_be(), profile_be: profile.to_be(), addr: dest.addr },
+        DestKey { slot_be: a.slot.to_be(), profile_be: user.profile.to_be(), addr: dest.addr },
     );
-    let Some(class) = JUMP_DESTS.get(&dkey) else {
-        return default(slot, &cfg);
-    };
-    // (4)
-    let pkey = Key::new(
-        PORT_FIXED_BITS + 16,
-        PortKey {
-            slot_be: slot.to_be(),
-            class_be: class.class.to_be(),
-            proto: dest.proto,
-            _pad: 0,
-            port_be: dest.port.to_be(),
-        },
-    );
-    let Some(value) = JUMP_PORTS.get(&pkey) else {
-        return default(slot, &cfg);
-    };
-    // (5)
-    let now = now_tai();
-    for i in 0..MAX_CANDIDATES {
-        if i as u32 >= value.len {
-            break;
-        }
-        let c = &value.candidates[i];
-        if c.window == WINDOW_ALWAYS || window_open(slot, c.window, now) {
-            return Decision {
-                slot,
-                action: c.action,
-                rule_id: c.rule_id,
-                generation: cfg.generation,
-                log_mode: cfg.log_mode,
-            };
-        }
+    let Some(class) = JUMP_DESTS.get(&dkey) else { return a.default() };
+    match a.ports(class.class, dest.proto, dest.port) {
+        Some((action, rule)) => a.decision(action, rule),
+        // (6)
+        None => a.default(),
     }
-    // (6)
-    default(slot, &cfg)
 }
 
-fn default(slot: u32, cfg: &SlotConfig) -> Decision {
-    Decision {
-        slot,
-        action: cfg.default_action,
-        rule_id: 0,
-        generation: cfg.generation,
-        log_mode: cfg.log_mode,
+/// May `uid` listen on (`proto`, `port`)?
+pub fn listen(uid: u32, proto: u8, port: u16) -> Decision {
+    let Some(a) = Active::get() else { return unloaded() };
+    let deny = a.decision(action::DENY, 0);
+    let Some(user) = a.user(uid) else { return deny };
+    match a.ports(LISTEN_CLASS | user.profile, proto, port) {
+        Some((action, rule)) => a.decision(action, rule),
+        None => deny,
     }
+}
+
+/// The profile flags of `uid` (`jump_common::profile_flags`), and the decision to report when
+/// they do not allow a socket.
+pub fn flags(uid: u32) -> (u32, Decision) {
+    let Some(a) = Active::get() else { return (0, unloaded()) };
+    let flags = a.user(uid).map_or(0, |u| u.flags);
+    (flags, a.decision(action::DENY, 0))
 }
 
 pub fn now_tai() -> u64 {

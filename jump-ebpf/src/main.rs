@@ -1,5 +1,14 @@
 //! jump's kernel programs: entry points only. Each hook reads its context (`ctx`), asks for a
 //! decision (`lookup`), records it (`emit`) and returns the verdict.
+//!
+//! | hook                     | decides                                                        |
+//! |--------------------------|----------------------------------------------------------------|
+//! | connect4/6               | TCP connects, UDP and ping-socket connects                     |
+//! | sendmsg4/6               | unconnected UDP sends (`sendto`, `sendmsg`, `sendmmsg`)        |
+//! | bind4/6                  | binding a port: needs a listen grant (port 0 is always fine)   |
+//! | sock_create              | socket kinds: raw and ping sockets need an icmp grant; others  |
+//! |                          | than TCP, UDP and ICMP (MPTCP, SCTP, …) are refused            |
+//! | egress (cgroup_skb)      | every packet: the backstop for what no hook above saw          |
 #![no_std]
 #![no_main]
 
@@ -8,37 +17,165 @@ mod emit;
 mod lookup;
 mod maps;
 
-use aya_ebpf::{helpers::bpf_get_current_uid_gid, macros::cgroup_sock_addr, programs::SockAddrContext};
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        generated::bpf_get_socket_cookie,
+    },
+    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr},
+    programs::{SkBuffContext, SockAddrContext, SockContext},
+};
 use aya_log_ebpf::debug;
-use jump_common::{action, counter, hook};
+use jump_common::{action, counter, hook, profile_flags, proto};
+use lookup::Decision;
 
-/// cgroup `sock_addr` return values: 1 lets the call proceed, 0 fails it with EPERM.
+/// Return values of every hook here: 1 lets the call (or packet) through; 0 fails the call
+/// with EPERM (or drops the packet).
 const PASS: i32 = 1;
 const REFUSE: i32 = 0;
 
+const AF_INET: u32 = 2;
+const AF_INET6: u32 = 10;
+const SOCK_STREAM: u32 = 1;
+const SOCK_DGRAM: u32 = 2;
+const SOCK_RAW: u32 = 3;
+
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
-    let dest = ctx::dest4(&ctx);
-    decide(&ctx, hook::CONNECT4, &dest)
+    egress_call(&ctx, hook::CONNECT4, &ctx::unspecified_as_loopback(ctx::dest4(&ctx)))
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn connect6(ctx: SockAddrContext) -> i32 {
-    let dest = ctx::dest6(&ctx);
-    decide(&ctx, hook::CONNECT6, &dest)
+    egress_call(&ctx, hook::CONNECT6, &ctx::unspecified_as_loopback(ctx::dest6(&ctx)))
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
+    egress_call(&ctx, hook::SENDMSG4, &ctx::unspecified_as_loopback(ctx::dest4(&ctx)))
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
+    egress_call(&ctx, hook::SENDMSG6, &ctx::unspecified_as_loopback(ctx::dest6(&ctx)))
+}
+
+#[cgroup_sock_addr(bind4)]
+pub fn bind4(ctx: SockAddrContext) -> i32 {
+    bind_call(&ctx, hook::BIND4, &ctx::bind4(&ctx))
+}
+
+#[cgroup_sock_addr(bind6)]
+pub fn bind6(ctx: SockAddrContext) -> i32 {
+    bind_call(&ctx, hook::BIND6, &ctx::bind6(&ctx))
+}
+
+#[cgroup_sock(sock_create)]
+pub fn sock_create(ctx: SockContext) -> i32 {
+    let s = ctx::new_socket(&ctx);
+    if s.family != AF_INET && s.family != AF_INET6 {
+        return PASS;
+    }
+    let needs_icmp = match (s.kind, s.protocol) {
+        (SOCK_STREAM, 0 | 6) | (SOCK_DGRAM, 0 | 17) => return PASS,
+        (SOCK_DGRAM, 1 | 58) | (SOCK_RAW, _) => true,
+        _ => false,
+    };
+    let who = current();
+    let (flags, deny) = lookup::flags(who.uid);
+    if needs_icmp && flags & profile_flags::ICMP != 0 {
+        return PASS;
+    }
+    let dest = ctx::Dest {
+        addr: [0; 16],
+        port: 0,
+        proto: if s.protocol > 255 { 255 } else { s.protocol as u8 },
+        family: s.family as u16,
+    };
+    record(hook::SOCK_CREATE, &who, &dest, 0, &deny);
+    REFUSE
+}
+
+#[cgroup_skb(egress)]
+pub fn egress(ctx: SkBuffContext) -> i32 {
+    let Some(p) = ctx::packet(&ctx) else { return PASS };
+    // Non-first fragments carry no ports; the first fragment was decided.
+    if p.fragment {
+        return PASS;
+    }
+    // SAFETY: the helper reads the skb this program was given.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+    // The uid that connected the socket, else the socket's own (accepted and unconnected ones).
+    // SAFETY: a pointer into this map's value, read at once.
+    let uid = match maps::JUMP_OWNERS.get_ptr(cookie) {
+        Some(p) => unsafe { *p },
+        None => ctx.get_socket_uid(),
+    };
+    // Replies on connections this uid accepted leave from a port it may listen on: they are
+    // decided by that grant, so a granted sshd keeps answering its clients.
+    if (p.dst.proto == proto::TCP || p.dst.proto == proto::UDP) && p.src_port != 0 {
+        if lookup::listen(uid, p.dst.proto, p.src_port).action != action::DENY {
+            return PASS;
+        }
+    }
+    let d = lookup::decide(uid, &p.dst);
+    if d.action != action::DENY {
+        return PASS;
+    }
+    // Softirq context: no meaningful current task, so only the socket's uid is known.
+    let who = emit::Origin { uid, gid: 0, pid: 0, comm: [0; 16] };
+    record(hook::EGRESS, &who, &p.dst, p.src_port, &d);
+    REFUSE
+}
+
+fn current() -> emit::Origin {
+    let uid_gid = bpf_get_current_uid_gid();
+    emit::Origin {
+        uid: uid_gid as u32,
+        gid: (uid_gid >> 32) as u32,
+        pid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    }
+}
+
+fn record(hook: u8, who: &emit::Origin, dest: &ctx::Dest, src_port: u16, d: &Decision) {
+    emit::count(counter::DECISIONS);
+    emit::count_hit(d);
+    if emit::wanted(d) {
+        emit::emit(hook, who, dest, src_port, d);
+    }
 }
 
 #[inline(always)]
-fn decide(ctx: &SockAddrContext, hook: u8, dest: &ctx::Dest) -> i32 {
-    let uid_gid = bpf_get_current_uid_gid();
-    let d = lookup::decide(uid_gid as u32, dest);
-    emit::count(counter::DECISIONS);
-    emit::count_hit(&d);
-    if emit::wanted(&d) {
-        emit::emit(hook, uid_gid, dest, &d);
+fn egress_call(ctx: &SockAddrContext, hook: u8, dest: &ctx::Dest) -> i32 {
+    let who = current();
+    let d = lookup::decide(who.uid, dest);
+    record(hook, &who, dest, 0, &d);
+    if d.action != action::DENY && (hook == hook::CONNECT4 || hook == hook::CONNECT6) {
+        // SAFETY: the helper reads the socket of this program's context.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+        // Best effort: if the LRU evicts it, egress falls back to the socket's uid.
+        let _ = maps::JUMP_OWNERS.insert(&cookie, &who.uid, 0);
     }
+    verdict(ctx, &d, dest)
+}
+
+#[inline(always)]
+fn bind_call(ctx: &SockAddrContext, hook: u8, local: &ctx::Dest) -> i32 {
+    // Port 0 asks the kernel for an ephemeral port: what every client socket that binds does.
+    if local.port == 0 {
+        return PASS;
+    }
+    let who = current();
+    let d = lookup::listen(who.uid, local.proto, local.port);
+    record(hook, &who, local, 0, &d);
+    verdict(ctx, &d, local)
+}
+
+#[inline(always)]
+fn verdict(ctx: &SockAddrContext, d: &Decision, dest: &ctx::Dest) -> i32 {
     if d.action == action::DENY {
-        debug!(ctx, "refused uid {} port {} rule {}", uid_gid as u32, dest.port, d.rule_id);
+        debug!(ctx, "refused port {} proto {} rule {}", dest.port, dest.proto, d.rule_id);
         REFUSE
     } else {
         PASS

@@ -3,45 +3,56 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use jump_common::{
-    counter, DestKey, DestValue, Event, PortKey, PortValue, SlotConfig, UserKey, UserValue,
+    counter, DestKey, DestValue, Event, Limits, PortKey, PortValue, RateKey, RateState,
+    SlotConfig, UserKey, UserValue, OWNER_SOCKETS, RATE_KEYS,
     Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, MAX_RULES, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
 };
 
-// Map names are the static names below; `jump_common::maps` spells the same strings for the
+// Every map is pinned by name (under the daemon's pin directory) so that enforcement, policy and
+// pending events outlive the daemon, and a restarted daemon adopts them. Map names are the static names below; `jump_common::maps` spells the same strings for the
 // daemon.
 
 #[map]
-pub static JUMP_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+pub static JUMP_ACTIVE: Array<u32> = Array::pinned(1, 0);
 
 #[map]
-pub static JUMP_SLOTS: Array<SlotConfig> = Array::with_max_entries(SLOT_COUNT, 0);
+pub static JUMP_SLOTS: Array<SlotConfig> = Array::pinned(SLOT_COUNT, 0);
 
 #[map]
 pub static JUMP_USERS: HashMap<UserKey, UserValue> =
-    HashMap::with_max_entries(MAX_USERS * SLOT_COUNT, 0);
+    HashMap::pinned(MAX_USERS * SLOT_COUNT, 0);
 
 #[map]
 pub static JUMP_DESTS: LpmTrie<DestKey, DestValue> =
-    LpmTrie::with_max_entries(MAX_DESTS * SLOT_COUNT, 0);
+    LpmTrie::pinned(MAX_DESTS * SLOT_COUNT, 0);
 
 #[map]
 pub static JUMP_PORTS: LpmTrie<PortKey, PortValue> =
-    LpmTrie::with_max_entries(MAX_PORTS * SLOT_COUNT, 0);
+    LpmTrie::pinned(MAX_PORTS * SLOT_COUNT, 0);
 
 #[map]
-pub static JUMP_WINDOWS: Array<Window> = Array::with_max_entries(MAX_WINDOWS * SLOT_COUNT, 0);
+pub static JUMP_WINDOWS: Array<Window> = Array::pinned(MAX_WINDOWS * SLOT_COUNT, 0);
 
 #[map]
-pub static JUMP_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+pub static JUMP_EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
 
 #[map]
-pub static JUMP_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::LEN, 0);
+pub static JUMP_COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(counter::LEN, 0);
 
 #[map]
-pub static JUMP_RULE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SLOT_COUNT * MAX_RULES * 3, 0);
+pub static JUMP_RULE_HITS: PerCpuArray<u64> = PerCpuArray::pinned(SLOT_COUNT * MAX_RULES * 3, 0);
+
+#[map]
+pub static JUMP_LIMITS: Array<Limits> = Array::pinned(1, 0);
+
+#[map]
+pub static JUMP_RATE: LruHashMap<RateKey, RateState> = LruHashMap::pinned(RATE_KEYS, 0);
+
+#[map]
+pub static JUMP_OWNERS: LruHashMap<u64, u32> = LruHashMap::pinned(OWNER_SOCKETS, 0);
 
 // Keeps `Event` referenced so its BTF is emitted for `bpftool` users.
 #[allow(dead_code)]

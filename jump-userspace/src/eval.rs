@@ -138,3 +138,144 @@ pub fn evaluate(
         matches,
     }
 }
+
+/// May `uid` bind and accept on (`proto`, `port`)? Listening needs a grant: an applying enforced
+/// `listen` entry → allowed; else an applying audit-mode one → audit; else refused (rule 0),
+/// whatever `defaults.egress` says. The first rule in file order is reported.
+pub fn evaluate_listen(rules: &RuleSet, uid: u32, proto: u8, port: u16, at: Timestamp) -> Decision {
+    let mut matches = Vec::new();
+    if let Some(proto) = Proto::from_number(proto).filter(|&p| p != Proto::Icmp) {
+        for r in &rules.rules {
+            if !r.applies_to(uid) || !rule_active(r, at) {
+                continue;
+            }
+            for (i, l) in r.listen.iter().enumerate() {
+                if l.protos.contains(&proto)
+                    && l.ports.iter().any(|&(lo, hi)| lo <= port && port <= hi)
+                {
+                    matches.push(Match {
+                        rule_id: r.id,
+                        kind: Kind::Allow,
+                        audit: r.mode == Mode::Audit,
+                        entry: i,
+                    });
+                }
+            }
+        }
+    }
+    let first = |audit: bool| matches.iter().find(|m| m.audit == audit).map(|m| m.rule_id);
+    let (action, rule_id) = match (first(false), first(true)) {
+        (Some(id), _) => (action::ALLOW, id),
+        (None, Some(id)) => (action::AUDIT, id),
+        (None, None) => (action::DENY, 0),
+    };
+    Decision {
+        action,
+        rule_id,
+        matches,
+    }
+}
+
+/// One connection to try against the kernel, with the reference's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub uid: u32,
+    pub addr: IpAddr,
+    /// IP protocol number (`jump_common::proto`).
+    pub proto: u8,
+    pub port: u16,
+    /// `jump_common::action` the reference (and the compiled image) decide.
+    pub action: u8,
+    pub rule_id: u32,
+}
+
+/// Up to `count` probes chosen deterministically (by `seed`) from the edges of a compiled policy:
+/// every listed uid plus one unlisted, the first and last address of every destination network
+/// and the address just past it, the first and last port of every port block and the ports just
+/// outside it, over tcp, udp and icmp. For checking the kernel's own verdicts against the
+/// reference in privileged tests; each probe's verdict is computed by the reference and checked
+/// against the compiled image here.
+pub fn sample_probes(
+    c: &crate::compile::Compiled,
+    at: Timestamp,
+    count: usize,
+    seed: u64,
+) -> Vec<Probe> {
+    use std::collections::BTreeSet;
+    let mut uids: BTreeSet<u32> = c
+        .image
+        .users
+        .keys()
+        .copied()
+        .filter(|&u| u != jump_common::ANY_UID)
+        .collect();
+    uids.insert(3_999_999_999);
+    let mut addrs: BTreeSet<IpAddr> = BTreeSet::new();
+    for d in &c.image.dests {
+        let (first, last) = (d.net.network(), d.net.broadcast());
+        addrs.insert(first);
+        addrs.insert(last);
+        let next = match last {
+            IpAddr::V4(a) => u32::from(a).checked_add(1).map(|n| IpAddr::V4(n.into())),
+            IpAddr::V6(a) => u128::from(a).checked_add(1).map(|n| IpAddr::V6(n.into())),
+        };
+        addrs.extend(next);
+    }
+    let mut ports: BTreeSet<u16> = BTreeSet::new();
+    for p in &c.image.ports {
+        let last = p.port | (u16::MAX.checked_shr(u32::from(p.bits)).unwrap_or(0));
+        ports.extend([
+            p.port.max(1),
+            last,
+            last.saturating_add(1),
+            p.port.saturating_sub(1).max(1),
+        ]);
+    }
+    let (uids, addrs, ports): (Vec<u32>, Vec<IpAddr>, Vec<u16>) = (
+        uids.into_iter().collect(),
+        addrs.into_iter().collect(),
+        ports.into_iter().collect(),
+    );
+    if addrs.is_empty() || ports.is_empty() {
+        return Vec::new();
+    }
+    let mut state = seed;
+    let mut next = |n: usize| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 33) % n as u64) as usize
+    };
+    let mut out = Vec::with_capacity(count);
+    let now_ns = crate::compile::time::ns(at);
+    for _ in 0..count {
+        let uid = uids[next(uids.len())];
+        let addr = addrs[next(addrs.len())];
+        let proto = [
+            jump_common::proto::TCP,
+            jump_common::proto::UDP,
+            jump_common::proto::ICMP,
+        ][next(3)];
+        let port = if proto == jump_common::proto::ICMP {
+            0
+        } else {
+            ports[next(ports.len())]
+        };
+        let r = evaluate(&c.rules, uid, addr, proto, port, at);
+        let k = c.image.lookup(uid, addr, proto, port, now_ns);
+        debug_assert_eq!(
+            (k.action, k.rule_id),
+            (r.action, r.rule_id),
+            "compiled and reference disagree"
+        );
+        out.push(Probe {
+            uid,
+            addr,
+            proto,
+            port,
+            action: r.action,
+            rule_id: r.rule_id,
+        });
+    }
+    out
+}

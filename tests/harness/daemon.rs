@@ -3,7 +3,7 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{mpsc, Arc, Mutex},
     time::{Duration, Instant},
@@ -17,6 +17,27 @@ use crate::Bins;
 pub struct Jumpd {
     child: Child,
     lines: Arc<Mutex<Vec<Value>>>,
+    /// The command line, to restart jumpd on the same pinned state.
+    program: Vec<std::ffi::OsString>,
+    cgroup: PathBuf,
+    /// This instance's own bpffs pin root, removed on drop.
+    pub pin_root: PathBuf,
+}
+
+const PIN_PREFIX: &str = "jt";
+
+/// Removes pin roots left by test processes that no longer exist. Unlinking a pinned link
+/// releases it, which detaches its program.
+fn sweep_pins() {
+    let Ok(dir) = std::fs::read_dir("/sys/fs/bpf") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(PIN_PREFIX) && !crate::owner_alive(&name, PIN_PREFIX) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 impl Jumpd {
@@ -27,48 +48,80 @@ impl Jumpd {
         cgroup: &Path,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
-        let mut child = Command::new(&bins.jumpd)
-            .arg("--policy-dir")
-            .arg(policy_dir)
-            .arg("--cgroup")
-            .arg(cgroup)
-            .args(["--log-format", "json"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped");
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                    eprintln!("jumpd (not JSON): {line}");
-                    continue;
-                };
-                if v["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("jumpd ready"))
-                {
-                    let _ = ready_tx.send(());
-                }
-                sink.lock().unwrap().push(v);
-            }
-        });
-        let mut d = Self { child, lines };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if ready_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
-                return Ok(d);
-            }
-            if let Some(status) = d.child.try_wait()? {
-                anyhow::bail!(
-                    "jumpd exited with {status} before it was ready; its log: {:?}",
-                    d.lines()
-                );
-            }
-            anyhow::ensure!(Instant::now() < deadline, "jumpd not ready after 30 s");
+        Self::start_in(bins, None, policy_dir, cgroup, extra)
+    }
+
+    /// As `start`, with jumpd in network namespace `netns`: revocation closes the sockets of
+    /// the namespace jumpd runs in.
+    pub fn start_in(
+        bins: &Bins,
+        netns: Option<&Path>,
+        policy_dir: &Path,
+        cgroup: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        sweep_pins();
+        let pin_root = PathBuf::from("/sys/fs/bpf").join(crate::unique(PIN_PREFIX));
+        let mut program: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(ns) = netns {
+            program.extend([
+                "nsenter".into(),
+                format!("--net={}", ns.display()).into(),
+                "--".into(),
+            ]);
         }
+        program.push(bins.jumpd.clone().into());
+        for a in [
+            "--policy-dir".as_ref(),
+            policy_dir.as_os_str(),
+            "--cgroup".as_ref(),
+            cgroup.as_os_str(),
+            "--pin-dir".as_ref(),
+            pin_root.as_os_str(),
+            "--log-format".as_ref(),
+            "json".as_ref(),
+        ] {
+            program.push(a.into());
+        }
+        program.extend(extra.iter().map(|a| a.into()));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let child = spawn(&program, &lines)?;
+        Ok(Self {
+            child,
+            lines,
+            program,
+            cgroup: cgroup.to_path_buf(),
+            pin_root,
+        })
+    }
+
+    /// Starts jumpd again with the same arguments (after `kill`), on the same pinned state.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.child = spawn(&self.program, &self.lines)?;
+        Ok(())
+    }
+
+    /// SIGKILL, as a crash would: no cleanup runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `jumpd --detach` for this instance's cgroup and pins; returns its log line.
+    pub fn detach(&self, bins: &Bins) -> anyhow::Result<String> {
+        let out = Command::new(&bins.jumpd)
+            .arg("--cgroup")
+            .arg(&self.cgroup)
+            .arg("--pin-dir")
+            .arg(&self.pin_root)
+            .args(["--log-format", "json", "--detach"])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "jumpd --detach failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     pub fn pid(&self) -> u32 {
@@ -85,6 +138,47 @@ impl Jumpd {
             .into_iter()
             .filter(|v| v.get("jump_verdict").is_some())
             .collect()
+    }
+
+    /// Waits up to 10 s until jumpd logged `policy generation N loaded` for `generation`.
+    pub fn wait_generation(&self, generation: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let want = format!("policy generation {generation} loaded");
+        loop {
+            let found = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .take(64)
+                .any(|l| l["message"].as_str().is_some_and(|m| m.starts_with(&want)));
+            if found {
+                return;
+            }
+            if Instant::now() > deadline {
+                let lines = self.lines();
+                panic!(
+                    "jumpd did not load generation {generation}; its last lines: {:#?}",
+                    &lines[lines.len().saturating_sub(8)..]
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits up to 5 s for any log line matching `pred`.
+    pub fn wait_line(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(l) = self.lines().into_iter().find(&pred) {
+                return l;
+            }
+            if Instant::now() > deadline {
+                panic!("no log line for {what}; lines so far: {:#?}", self.lines());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits up to 5 s for an event matching `pred`.
@@ -124,6 +218,54 @@ impl Drop for Jumpd {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             self.stop();
+        }
+        // A stopped jumpd leaves its programs pinned and enforcing: remove them.
+        if let Err(e) = self.detach(&crate::Bins::from_env()) {
+            eprintln!("warning: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&self.pin_root);
+    }
+}
+
+/// Spawns jumpd and waits for its `jumpd ready` line, collecting every JSON line into `lines`.
+fn spawn(program: &[std::ffi::OsString], lines: &Arc<Mutex<Vec<Value>>>) -> anyhow::Result<Child> {
+    let mut child = Command::new(&program[0])
+        .args(&program[1..])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let stdout = child.stdout.take().expect("piped");
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                eprintln!("jumpd (not JSON): {line}");
+                continue;
+            };
+            if v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("jumpd ready"))
+            {
+                let _ = ready_tx.send(());
+            }
+            sink.lock().unwrap().push(v);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if ready_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+            return Ok(child);
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!(
+                "jumpd exited with {status} before it was ready; its log: {:?}",
+                lines.lock().unwrap()
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("jumpd not ready after 30 s");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The privileged test harness: network namespaces joined by veth (`netns`), a child cgroup
 //! (`cgroup`), `jumpd` as a child process whose events are collected (`daemon`), and client and
-//! server programs run as a chosen uid inside a chosen cgroup and namespace (`probe`).
+//! server programs run as a chosen uid inside a chosen cgroup and namespace (`probe`), Unix
+//! accounts made for one test (`users`), and real OpenSSH servers and clients (`ssh`).
 //!
 //! Every resource is an RAII guard, so it is removed on success, failure and panic; names carry
 //! the test process's pid, and each constructor first sweeps leftovers of dead test processes.
@@ -11,6 +12,8 @@ pub mod daemon;
 pub mod netns;
 pub mod place;
 pub mod probe;
+pub mod ssh;
+pub mod users;
 
 use std::{
     path::PathBuf,

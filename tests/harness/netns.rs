@@ -3,6 +3,9 @@
 //! leaves these namespaces.
 //!
 //! ```text
+//!                      workstation (192.0.2.10, 2001:db8:2::10; optional)
+//!                              | ws0
+//!                              | host-ws (192.0.2.1, 2001:db8:2::1)
 //!   internal (198.51.100.10, 2001:db8:1::10)      internet (203.0.113.10, 2001:db8:ff::10)
 //!        | int0                                          | inet0
 //!        | host-int (198.51.100.1, 2001:db8:1::1)        | host-inet (203.0.113.1, 2001:db8:ff::1)
@@ -19,6 +22,10 @@ pub const INTERNAL_V4: &str = "198.51.100.10";
 pub const INTERNAL_V6: &str = "2001:db8:1::10";
 pub const INTERNET_V4: &str = "203.0.113.10";
 pub const INTERNET_V6: &str = "2001:db8:ff::10";
+/// The jump host's address as the admin workstation sees it.
+pub const JUMP_V4: &str = "192.0.2.1";
+pub const JUMP_V6: &str = "2001:db8:2::1";
+pub const WORKSTATION_V4: &str = "192.0.2.10";
 
 /// One named network namespace, deleted on drop.
 pub struct NetNs {
@@ -36,6 +43,21 @@ impl NetNs {
     /// The file `setns(2)` takes.
     pub fn path(&self) -> PathBuf {
         PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// Sets a per-namespace sysctl, e.g. `net.ipv4.ping_group_range`.
+    pub fn sysctl(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.name,
+            "sysctl",
+            "-q",
+            "-w",
+            &format!("{key}={value}"),
+        ])
+        .map(drop)
     }
 
     pub fn ip(&self, args: &[&str]) -> anyhow::Result<String> {
@@ -57,6 +79,9 @@ pub struct Topology {
     pub host: NetNs,
     pub internal: NetNs,
     pub internet: NetNs,
+    /// An admin workstation that reaches only the jump host (the jump host does not forward:
+    /// a new namespace starts with forwarding off). Built by [`Topology::with_workstation`].
+    pub workstation: Option<NetNs>,
 }
 
 /// Joins `a` and `b` with a veth pair and addresses both ends (`nodad`: usable at once).
@@ -90,10 +115,38 @@ impl Topology {
         Self::named(&unique(PREFIX))
     }
 
+    /// The topology plus an admin workstation namespace `<base>-ws`.
+    pub fn with_workstation() -> anyhow::Result<Self> {
+        Self::named_with_workstation(&unique(PREFIX))
+    }
+
+    /// [`Topology::named`] plus the workstation `<base>-ws`.
+    pub fn named_with_workstation(base: &str) -> anyhow::Result<Self> {
+        let mut topo = Self::named(base)?;
+        let ws = NetNs::new(format!("{base}-ws"))?;
+        link(
+            &topo.host,
+            "host-ws",
+            &[&format!("{JUMP_V4}/24"), &format!("{JUMP_V6}/64")],
+            &ws,
+            "ws0",
+            &[&format!("{WORKSTATION_V4}/24"), "2001:db8:2::10/64"],
+        )?;
+        topo.workstation = Some(ws);
+        Ok(topo)
+    }
+
+    /// The workstation namespace; panics when the topology was built without one.
+    pub fn ws(&self) -> &NetNs {
+        self.workstation
+            .as_ref()
+            .expect("topology built with_workstation")
+    }
+
     /// Builds the topology with namespaces `<base>-host`, `<base>-int`, `<base>-inet`.
     pub fn named(base: &str) -> anyhow::Result<Self> {
         sweep();
-        for suffix in ["host", "int", "inet"] {
+        for suffix in ["host", "int", "inet", "ws"] {
             // A stale demo topology of the same name.
             let _ = sh(&["ip", "netns", "del", &format!("{base}-{suffix}")]);
         }
@@ -120,6 +173,7 @@ impl Topology {
             host,
             internal,
             internet,
+            workstation: None,
         })
     }
 }
@@ -139,4 +193,21 @@ fn sweep() {
             let _ = sh(&["ip", "netns", "del", name]);
         }
     }
+}
+
+/// Runs `f` on a thread of its own inside the namespace `netns` (`setns(2)` with
+/// `CLONE_NEWNET` moves only the calling thread), so a test can be a client anywhere without a
+/// helper process.
+pub fn in_netns<T: Send>(netns: &std::path::Path, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(netns)
+                .unwrap_or_else(|e| panic!("open `{}`: {e}", netns.display()));
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .unwrap_or_else(|e| panic!("setns `{}`: {e}", netns.display()));
+            f()
+        })
+        .join()
+        .expect("thread in namespace panicked")
+    })
 }

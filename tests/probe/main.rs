@@ -3,8 +3,21 @@
 //! created in), `--netns`, then `--uid/--gid` — and then performs one operation, printing one
 //! JSON line: `{"ok":true}` or `{"ok":false,"errno":1,"error":"…"}`.
 //!
-//! Operations: `tcp ADDR` (connect, echo a line), `udp ADDR` (connect + send, wait for echo),
-//! `serve tcp:ADDR|udp:ADDR…` (echo servers until killed; prints `ready` once listening).
+//! Operations (ADDR is `ip:port` or `[ip6]:port`; ICMP ignores the port):
+//! - `tcp ADDR`: connect, echo 4 bytes. `tcp-presock ADDR`: the same, but the socket is created
+//!   before `--uid` takes effect (a socket handed over by another user).
+//! - `udp ADDR` (connect + send), `udp-sendto ADDR`, `udp-sendmsg ADDR`, `udp-sendmmsg ADDR`:
+//!   send and wait for the echo.
+//! - `ping ADDR` / `ping-connect ADDR`: an echo request from an unprivileged ping socket,
+//!   unconnected or connected; `raw-ping ADDR`: the same from a raw socket.
+//! - `socket KIND`: only create a socket (`raw`, `mptcp`, `sctp`, `ping4`, `ping6`).
+//! - `listen PORT`: bind a TCP listener on every address. `accept PORT SECS`: bind and listen on
+//!   PORT, print `{"port":N}`, then wait SECS for one connection; `autolisten SECS`: the same
+//!   without bind (the kernel picks the port). `connect ADDR`: a TCP connect alone.
+//! - `tfo ADDR` (`sendto` with `MSG_FASTOPEN`), `tfo-connect ADDR` (`TCP_FASTOPEN_CONNECT`).
+//! - `hold ADDR SECS`: connect, print `{"connected":true}`, then echo every 100 ms for SECS and
+//!   report how the connection ended (for revocation).
+//! - `serve tcp:ADDR|udp:ADDR…`: echo servers until killed; prints `ready` once listening.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -14,6 +27,10 @@ use std::{
     time::Duration,
 };
 
+use std::{io::IoSlice, mem::MaybeUninit, os::fd::AsRawFd};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
 use nix::{
     sched::{setns, CloneFlags},
     unistd::{setgid, setgroups, setuid, Gid, Uid},
@@ -21,7 +38,13 @@ use nix::{
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
-fn place(args: &mut Vec<String>) -> Result<(), String> {
+/// Placement, split in two so a socket can be created between joining and dropping privileges.
+struct Who {
+    uid: Option<String>,
+    gid: Option<String>,
+}
+
+fn place(args: &mut Vec<String>) -> Result<Who, String> {
     let mut take = |flag: &str| -> Option<String> {
         let i = args.iter().position(|a| a == flag)?;
         let v = args.get(i + 1).cloned();
@@ -40,12 +63,16 @@ fn place(args: &mut Vec<String>) -> Result<(), String> {
         let f = File::open(&ns).map_err(|e| format!("open {ns}: {e}"))?;
         setns(f, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns {ns}: {e}"))?;
     }
-    if let Some(gid) = gid {
+    Ok(Who { uid, gid })
+}
+
+fn become_user(who: Who) -> Result<(), String> {
+    if let Some(gid) = who.gid {
         let gid = Gid::from_raw(gid.parse().map_err(|_| "bad --gid")?);
         setgroups(&[gid]).map_err(|e| format!("setgroups: {e}"))?;
         setgid(gid).map_err(|e| format!("setgid: {e}"))?;
     }
-    if let Some(uid) = uid {
+    if let Some(uid) = who.uid {
         setuid(Uid::from_raw(uid.parse().map_err(|_| "bad --uid")?))
             .map_err(|e| format!("setuid: {e}"))?;
     }
@@ -97,6 +124,175 @@ fn udp(target: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+fn domain(a: &SocketAddr) -> Domain {
+    if a.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    }
+}
+
+fn udp_socket(to: &SocketAddr) -> std::io::Result<Socket> {
+    let s = Socket::new(domain(to), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_read_timeout(Some(TIMEOUT))?;
+    Ok(s)
+}
+
+fn recv_some(s: &Socket) -> std::io::Result<()> {
+    let mut buf = [MaybeUninit::<u8>::uninit(); 256];
+    s.recv(&mut buf)?;
+    Ok(())
+}
+
+fn udp_send(target: &str, how: &str) -> std::io::Result<()> {
+    let to = addr(target)?;
+    let s = udp_socket(&to)?;
+    let dst = SockAddr::from(to);
+    match how {
+        "sendto" => {
+            s.send_to(b"ping", &dst)?;
+        }
+        "sendmsg" => {
+            let bufs = [IoSlice::new(b"pi"), IoSlice::new(b"ng")];
+            s.sendmsg(
+                &socket2::MsgHdr::new().with_addr(&dst).with_buffers(&bufs),
+                0,
+            )?;
+        }
+        _ => {
+            let std_sock: UdpSocket = s.try_clone()?.into();
+            let ss = nix::sys::socket::SockaddrStorage::from(to);
+            let iov = [IoSlice::new(b"ping")];
+            let mut data =
+                nix::sys::socket::MultiHeaders::<nix::sys::socket::SockaddrStorage>::preallocate(
+                    1, None,
+                );
+            let addrs = [Some(ss)];
+            let msgs = [&iov[..]];
+            let sent = nix::sys::socket::sendmmsg(
+                std_sock.as_raw_fd(),
+                &mut data,
+                msgs.iter(),
+                addrs,
+                [],
+                nix::sys::socket::MsgFlags::empty(),
+            )?;
+            sent.count();
+        }
+    }
+    recv_some(&s)
+}
+
+/// An ICMP echo request (type 8, or 128 for IPv6); ping sockets fill in id and checksum.
+fn echo_request(v4: bool) -> [u8; 8] {
+    [if v4 { 8 } else { 128 }, 0, 0, 0, 0, 0, 0, 1]
+}
+
+fn ping(target: &str, kind: Type, connect: bool) -> std::io::Result<()> {
+    let to = addr(target)?;
+    let proto = if to.is_ipv4() {
+        Protocol::ICMPV4
+    } else {
+        Protocol::ICMPV6
+    };
+    let s = Socket::new(domain(&to), kind, Some(proto))?;
+    s.set_read_timeout(Some(TIMEOUT))?;
+    let mut req = echo_request(to.is_ipv4());
+    if kind == Type::RAW && to.is_ipv4() {
+        // Raw ICMPv4 needs its own checksum (the kernel computes ICMPv6's).
+        let sum = !(u16::from_be_bytes([req[0], req[1]]).wrapping_add(1));
+        req[2..4].copy_from_slice(&sum.to_be_bytes());
+    }
+    let dst = SockAddr::from(SocketAddr::new(to.ip(), 0));
+    if connect {
+        s.connect(&dst)?;
+        s.send(&req)?;
+    } else {
+        s.send_to(&req, &dst)?;
+    }
+    recv_some(&s)
+}
+
+fn socket_only(kind: &str) -> std::io::Result<()> {
+    let (d, t, p) = match kind {
+        "raw" => (Domain::IPV4, Type::RAW, Protocol::ICMPV4),
+        "mptcp" => (Domain::IPV4, Type::STREAM, Protocol::from(262)),
+        "sctp" => (Domain::IPV4, Type::STREAM, Protocol::from(132)),
+        "ping4" => (Domain::IPV4, Type::DGRAM, Protocol::ICMPV4),
+        "ping6" => (Domain::IPV6, Type::DGRAM, Protocol::ICMPV6),
+        _ => {
+            return Err(std::io::Error::other(format!(
+                "unknown socket kind `{kind}`"
+            )))
+        }
+    };
+    Socket::new(d, t, Some(p)).map(drop)
+}
+
+fn listen(port: &str) -> std::io::Result<()> {
+    let port: u16 = port
+        .parse()
+        .map_err(|_| std::io::Error::other("bad port"))?;
+    TcpListener::bind(SocketAddr::from(([0u16; 8], port))).map(drop)
+}
+
+/// Listens (on `port`, or without bind when `None`), prints the port, waits for one connection.
+fn accept(port: Option<&str>, secs: &str) -> std::io::Result<()> {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    if let Some(port) = port {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| std::io::Error::other("bad port"))?;
+        s.bind(&SockAddr::from(SocketAddr::from(([0, 0, 0, 0], port))))?;
+    }
+    s.listen(1)?;
+    let port = s.local_addr()?.as_socket().map_or(0, |a| a.port());
+    println!("{}", serde_json::json!({ "port": port }));
+    std::io::stdout().flush()?;
+    let l: TcpListener = s.into();
+    l.set_nonblocking(true)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs.parse().unwrap_or(3));
+    while std::time::Instant::now() < deadline {
+        if l.accept().is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
+}
+
+fn tfo(target: &str, sockopt: bool) -> std::io::Result<()> {
+    let to = addr(target)?;
+    let s = Socket::new(domain(&to), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_read_timeout(Some(TIMEOUT))?;
+    s.set_write_timeout(Some(TIMEOUT))?;
+    if sockopt {
+        nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::TcpFastOpenConnect, &true)?;
+        s.connect_timeout(&SockAddr::from(to), TIMEOUT)?;
+        s.send(b"ping")?;
+    } else {
+        const MSG_FASTOPEN: i32 = 0x2000_0000;
+        s.send_to_with_flags(b"ping", &SockAddr::from(to), MSG_FASTOPEN)?;
+    }
+    recv_some(&s)
+}
+
+/// Holds a connection open, echoing every 100 ms: reports how (and how fast) it ended.
+fn hold(target: &str, secs: &str) -> std::io::Result<()> {
+    let mut s = TcpStream::connect_timeout(&addr(target)?, TIMEOUT)?;
+    s.set_read_timeout(Some(Duration::from_millis(1500)))?;
+    println!("{}", serde_json::json!({ "connected": true }));
+    std::io::stdout().flush()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs.parse().unwrap_or(5));
+    let mut buf = [0; 4];
+    while std::time::Instant::now() < deadline {
+        s.write_all(b"ping")?;
+        s.read_exact(&mut buf)?;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 fn serve(specs: &[String]) -> std::io::Result<()> {
     let mut threads = Vec::new();
     for spec in specs {
@@ -142,13 +338,76 @@ fn serve(specs: &[String]) -> std::io::Result<()> {
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    if let Err(e) = place(&mut args) {
+    let who = place(&mut args).unwrap_or_else(|e| {
+        eprintln!("jump-probe: {e}");
+        std::process::exit(2);
+    });
+    // A socket made before the uid changes, for `tcp-presock`.
+    let presock = (args.first().map(String::as_str) == Some("tcp-presock")).then(|| {
+        let to = args.get(1).and_then(|a| addr(a).ok());
+        to.map(|to| Socket::new(domain(&to), Type::STREAM, Some(Protocol::TCP)))
+    });
+    if let Err(e) = become_user(who) {
         eprintln!("jump-probe: {e}");
         std::process::exit(2);
     }
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
     match args.first().map(String::as_str) {
-        Some("tcp") if args.len() == 2 => report(tcp(&args[1])),
-        Some("udp") if args.len() == 2 => report(udp(&args[1])),
+        Some("tcp") => report(tcp(arg(1))),
+        Some("tcp-presock") => report((|| {
+            let s = presock
+                .flatten()
+                .ok_or_else(|| std::io::Error::other("bad address"))??;
+            s.connect_timeout(&SockAddr::from(addr(arg(1))?), TIMEOUT)
+        })()),
+        Some("udp") => report(udp(arg(1))),
+        Some(op @ ("udp-sendto" | "udp-sendmsg" | "udp-sendmmsg")) => {
+            report(udp_send(arg(1), &op[4..]))
+        }
+        Some("ping") => report(ping(arg(1), Type::DGRAM, false)),
+        Some("ping-connect") => report(ping(arg(1), Type::DGRAM, true)),
+        Some("raw-ping") => report(ping(arg(1), Type::RAW, false)),
+        Some("socket") => report(socket_only(arg(1))),
+        Some("listen") => report(listen(arg(1))),
+        Some("autolisten") => report(accept(None, arg(1))),
+        Some("accept") => report(accept(Some(arg(1)), arg(2))),
+        Some("connect") => report(
+            TcpStream::connect_timeout(
+                &addr(arg(1)).unwrap_or_else(|_| ([0, 0, 0, 0], 0).into()),
+                TIMEOUT,
+            )
+            .map(drop),
+        ),
+        Some("tfo") => report(tfo(arg(1), false)),
+        Some("tfo-connect") => report(tfo(arg(1), true)),
+        Some("hold") => report(hold(arg(1), arg(2))),
+        Some("storm") => {
+            // `storm COUNT ADDR…`: COUNT rounds of a TCP connect to each ADDR; prints the
+            // outcomes per address as {"ADDR": {"ok": n, "eperm": n, "other": n}}.
+            let rounds: usize = arg(1).parse().unwrap_or(1);
+            let targets: Vec<SocketAddr> = args[2..].iter().filter_map(|a| addr(a).ok()).collect();
+            let mut counts = vec![[0u64; 3]; targets.len()];
+            for _ in 0..rounds {
+                for (t, c) in targets.iter().zip(counts.iter_mut()) {
+                    match TcpStream::connect_timeout(t, TIMEOUT) {
+                        Ok(_) => c[0] += 1,
+                        Err(e) if e.raw_os_error() == Some(1) => c[1] += 1,
+                        Err(_) => c[2] += 1,
+                    }
+                }
+            }
+            let out: serde_json::Map<String, serde_json::Value> = targets
+                .iter()
+                .zip(&counts)
+                .map(|(t, c)| {
+                    (
+                        t.to_string(),
+                        serde_json::json!({"ok": c[0], "eperm": c[1], "other": c[2]}),
+                    )
+                })
+                .collect();
+            println!("{}", serde_json::Value::Object(out));
+        }
         Some("serve") => {
             if let Err(e) = serve(&args[1..]) {
                 eprintln!("jump-probe: serve: {e}");
@@ -156,7 +415,7 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("usage: jump-probe [--cgroup DIR] [--netns FILE] [--uid U] [--gid G] (tcp ADDR | udp ADDR | serve SPEC…)");
+            eprintln!("usage: jump-probe [--cgroup DIR] [--netns FILE] [--uid U] [--gid G] OP ARGS… (see the source's docs)");
             std::process::exit(2);
         }
     }

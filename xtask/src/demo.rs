@@ -1,9 +1,12 @@
 //! `cargo xtask run`: a jump host in a box. Builds the test topology under fixed names
-//! (`jdemo-*` namespaces, the `jump-demo` cgroup), creates the example users, starts echo
-//! services standing in for internal servers and the internet, and runs jumpd in the foreground
-//! on the demo cgroup with `policies/`. Ctrl-C stops jumpd and removes everything it created.
+//! (`jdemo-*` namespaces, among them an admin workstation `jdemo-ws`; the `jump-demo` cgroup),
+//! creates the example users with SSH keys, starts a real sshd on the jump host inside the
+//! enforced cgroup and a target sshd plus echo services on the internal network, and runs jumpd
+//! in the foreground on that cgroup with `policies/`. Ctrl-C stops jumpd and removes everything
+//! it created: processes, namespaces, cgroups, users, keys.
 
 use std::{
+    path::Path,
     process::Command,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -12,13 +15,25 @@ use std::{
 };
 
 use anyhow::Context;
-use jump_tests::{cgroup::TestCgroup, netns::Topology, probe::Servers, sh, Bins};
+use jump_tests::{
+    cgroup::TestCgroup,
+    netns::{Topology, INTERNAL_V4, INTERNAL_V6, JUMP_V4},
+    probe::Servers,
+    sh,
+    ssh::{SshDir, Sshd, SshdSpec},
+    Bins,
+};
 
 use crate::workspace_root;
 
 const NETNS: &str = "jdemo";
 const CGROUP: &str = "jump-demo";
-/// The example policy's principals: alice and bob in group `ops`, carol a contractor.
+/// Where the target sshd runs: a cgroup of its own, not enforced (it is another machine).
+const TARGET_CGROUP: &str = "jump-demo-target";
+/// Keys, sshd configurations and the client's `ssh_config`.
+const SSH_DIR: &str = "/tmp/jump-demo";
+/// The example policy's principals: alice in group `ops`, bob with no grant, carol a
+/// contractor.
 const USERS: &[(&str, &[&str])] = &[("alice", &["ops"]), ("bob", &[]), ("carol", &[])];
 
 /// Users and groups the demo created (and so removes), in creation order.
@@ -45,12 +60,20 @@ impl Accounts {
         }
         for (user, groups) in USERS {
             if !exists("passwd", user) {
+                // Password `*`: no password matches it, and unlike useradd's `!` it does not
+                // lock the account (sshd without PAM refuses locked accounts even with a key).
                 let mut args = vec![
                     "useradd",
                     "--no-create-home",
+                    "--home-dir",
+                    "/",
                     "--shell",
                     "/bin/bash",
                     "--user-group",
+                    "--comment",
+                    "jump demo",
+                    "--password",
+                    "*",
                 ];
                 let list = groups.join(",");
                 if !groups.is_empty() {
@@ -68,12 +91,48 @@ impl Accounts {
 impl Drop for Accounts {
     fn drop(&mut self) {
         for u in self.users.iter().rev() {
-            let _ = sh(&["userdel", u]);
+            let _ = sh(&["userdel", "-f", u]);
         }
         for g in self.groups.iter().rev() {
             let _ = sh(&["groupdel", g]);
         }
     }
+}
+
+fn instructions(ssh: &Path, policies: &Path, cg: &Path) -> String {
+    let cfg = ssh.join("ssh_config");
+    format!(
+        "\n\
+jump demo: a jump host in a box
+  workstation  {NETNS}-ws    192.0.2.10      where you type ssh
+  jump host    {NETNS}-host  {JUMP_V4}       sshd :22 in cgroup {cg}, enforced by jumpd
+  internal     {NETNS}-int   {INTERNAL_V4}   sshd `target` :22; echo :53 :443 :3306 :5432
+                            198.51.100.130  the `db` zone: echo :5432
+  internet     {NETNS}-inet  203.0.113.10    echo :80 :443
+  users alice (group ops), bob (no grant), carol (contractor hours); keys in {ssh}
+
+In another terminal, define this alias, then try the commands below:
+
+  alias jssh='sudo ip netns exec {NETNS}-ws ssh -F {cfg}'
+
+  jssh -J alice@jump alice@target id          # allowed: rule ops-ssh (alice is in ops)
+  jssh -J bob@jump bob@target id              # refused: bob has no grant (see the deny line here)
+  jssh alice@jump 'exec 3<>/dev/tcp/203.0.113.10/80'   # refused: the internet is closed
+  jssh root@jump 'exec 3<>/dev/tcp/203.0.113.10/80'    # refused for root too
+  jssh alice@jump 'exec 3<>/dev/tcp/198.51.100.130/5432 && echo db reachable'  # allowed: rule dba
+  jssh -N -L 15432:198.51.100.130:5432 alice@jump      # a local forward; bob's would be refused
+
+Each decision appears below as one line: verdict, user(uid) -> destination, the deciding rule
+and its file:line:col. Change the policy: edit {policies}/20-access.yaml (e.g. add `users: [bob]`
+to rule ops-ssh), then `sudo kill -HUP <jumpd pid>` and retry bob. A shell on the jump host
+without ssh: `sudo cargo xtask shell alice`.
+Ctrl-C here stops everything and removes the namespaces, cgroups, users and keys.
+",
+        cg = cg.display(),
+        cfg = cfg.display(),
+        ssh = ssh.display(),
+        policies = policies.display(),
+    )
 }
 
 pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
@@ -87,6 +146,10 @@ pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
         nix::unistd::Uid::effective().is_root(),
         "the demo needs root (namespaces, cgroups, BPF): run `sudo cargo xtask run`"
     );
+    anyhow::ensure!(
+        jump_tests::ssh::available(),
+        "OpenSSH is missing: `cargo xtask setup` installs openssh-server and openssh-client"
+    );
     let stop = Arc::new(AtomicBool::new(false));
     {
         // Ctrl-C reaches jumpd too (same process group); we only note it and clean up after.
@@ -94,7 +157,21 @@ pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .context("failed to handle Ctrl-C")?;
     }
-    let topo = Topology::named(NETNS)?;
+    // Locals drop in reverse order: sshds and their sessions, services, cgroups, users, keys,
+    // namespaces.
+    let topo = Topology::named_with_workstation(NETNS)?;
+    let ssh = SshDir::at(Path::new(SSH_DIR))?;
+    let _accounts = Accounts::ensure()?;
+    for user in USERS.iter().map(|u| u.0).chain(["root"]) {
+        ssh.authorize(user)?;
+    }
+    ssh.write_client_config(&[
+        ("jump", JUMP_V4),
+        ("target", INTERNAL_V4),
+        ("db", "198.51.100.130"),
+    ])?;
+    let cg = TestCgroup::named(CGROUP)?;
+    let target_cg = TestCgroup::named(TARGET_CGROUP)?;
     let services = |ports: &[u16], a4: &str, a6: &str| -> Vec<String> {
         ports
             .iter()
@@ -110,11 +187,7 @@ pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
     let _internal = Servers::start(
         bins,
         &topo.internal.path(),
-        &services(
-            &[22, 53, 443, 3306, 5432],
-            "198.51.100.10",
-            "2001:db8:1::10",
-        ),
+        &services(&[53, 443, 3306, 5432], INTERNAL_V4, INTERNAL_V6),
     )?;
     // The database of the example policy's `db` zone (198.51.100.128/25).
     topo.internal
@@ -138,38 +211,68 @@ pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
         &topo.internet.path(),
         &services(&[80, 443], "203.0.113.10", "2001:db8:ff::10"),
     )?;
-    let _accounts = Accounts::ensure()?;
-    let cg = TestCgroup::named(CGROUP)?;
+    let users: Vec<&str> = USERS.iter().map(|u| u.0).collect();
+    let _target_sshd = Sshd::start(
+        &ssh,
+        &SshdSpec {
+            label: "target",
+            netns: &topo.internal.path(),
+            cgroup: &target_cg.path,
+            listen: &[INTERNAL_V4],
+            port: 22,
+            users: &users,
+            log_level: "VERBOSE",
+        },
+    )?;
+    let mut jump_users = users.clone();
+    jump_users.push("root");
+    // Started before jumpd attaches: its listening socket predates enforcement, while every
+    // session it forks (running as the user) creates its sockets under jumpd's programs.
+    let _jump_sshd = Sshd::start(
+        &ssh,
+        &SshdSpec {
+            label: "jump",
+            netns: &topo.host.path(),
+            cgroup: &cg.path,
+            listen: &[JUMP_V4],
+            port: 22,
+            users: &jump_users,
+            log_level: "VERBOSE",
+        },
+    )?;
     let policies = workspace_root().join("policies");
-    println!(
-        "\njump demo: a jump host in network namespace `{NETNS}-host`, enforced on cgroup `{}`.\n\
-         internal servers: 198.51.100.10 and 198.51.100.130 (ports 22 53 443 3306 5432), the \"internet\": 203.0.113.10 (80 443)\n\n\
-         In another terminal, open a shell on the jump host as a user:\n\
-         \x20   sudo cargo xtask shell alice     (group ops: ssh to the DMZ, the database)\n\
-         \x20   sudo cargo xtask shell bob       (no grants)\n\
-         and try, for example:\n\
-         \x20   probe 198.51.100.10 22           (alice: allowed; bob: Operation not permitted)\n\
-         \x20   probe 198.51.100.130 5432        (alice: allowed by rule dba)\n\
-         \x20   probe 203.0.113.10 80            (everyone: refused, the internet is closed)\n\
-         \x20   probe 203.0.113.10 443           (alice: passes, logged \"would-deny\" by the audit rule rollout)\n\
-         Edit a file in {} and send SIGHUP to jumpd (pid below) to reload.\n\
-         Ctrl-C here stops jumpd and removes the namespaces, the cgroup and the demo users.\n",
-        cg.path.display(),
-        policies.display(),
-    );
-    let mut child = Command::new(&bins.jumpd)
+    // The demo's own pin root, so its detach can never touch a real deployment's state.
+    let pins = std::path::PathBuf::from("/sys/fs/bpf/jump-demo");
+    println!("{}", instructions(&ssh.path, &policies, &cg.path));
+    // In the jump host's namespace, where the sockets it may have to revoke live.
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net={}", topo.host.path().display()))
+        .arg("--")
+        .arg(&bins.jumpd)
         .arg("--policy-dir")
         .arg(&policies)
         .arg("--cgroup")
         .arg(&cg.path)
+        .arg("--pin-dir")
+        .arg(&pins)
         .args(["--log-format", "text"])
         .spawn()
         .context("failed to start jumpd")?;
     println!("jumpd pid {}", child.id());
     let status = child.wait()?;
+    // jumpd leaves its programs pinned and enforcing when it stops; the demo removes them.
+    let detached = Command::new(&bins.jumpd)
+        .arg("--cgroup")
+        .arg(&cg.path)
+        .arg("--pin-dir")
+        .arg(&pins)
+        .args(["--log-format", "text", "--detach"])
+        .status();
+    let _ = std::fs::remove_dir_all(&pins);
     if !stop.load(Ordering::SeqCst) && !status.success() {
         anyhow::bail!("jumpd exited with {status}");
     }
+    anyhow::ensure!(detached?.success(), "jumpd --detach failed");
     println!("demo: cleaning up");
     Ok(())
 }

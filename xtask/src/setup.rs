@@ -8,7 +8,8 @@ use anyhow::{bail, Context};
 
 /// Debian packages: Debian's Rust (its sysroot carries the `core` sources `-Z build-std`
 /// needs, which rustup here cannot download), LLVM 22 for bpf-linker, and the tools the tests
-/// and the benchmark drive.
+/// the demo and the benchmark drive (OpenSSH: the end-to-end test and the demo start their own
+/// sshd with their own configuration and never use the machine's).
 pub const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -21,6 +22,8 @@ pub const PACKAGES: &[&str] = &[
     "iproute2",
     "util-linux",
     "systemd",
+    "openssh-server",
+    "openssh-client",
     // What `cargo xtask bench` compares jump with, and its packet-path load generator.
     "nftables",
     "iptables",

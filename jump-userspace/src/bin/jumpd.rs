@@ -24,6 +24,12 @@ struct Args {
     /// Forward the kernel programs' own debug diagnostics (aya-log) at debug level.
     #[arg(long)]
     debug_kernel: bool,
+    /// bpffs directory for the pinned programs and maps that outlive jumpd.
+    #[arg(long, default_value = "/sys/fs/bpf/jump")]
+    pin_dir: PathBuf,
+    /// Remove the pinned enforcement of --cgroup, then exit. A normal stop leaves it in force.
+    #[arg(long)]
+    detach: bool,
 }
 
 #[tokio::main]
@@ -43,9 +49,15 @@ async fn main() -> std::process::ExitCode {
     let opts = daemon::Options {
         policy_dir: args.policy_dir,
         cgroup: args.cgroup,
+        pin_dir: args.pin_dir,
         debug_kernel: args.debug_kernel,
     };
-    match daemon::run(opts).await {
+    let result = if args.detach {
+        daemon::detach(&opts)
+    } else {
+        daemon::run(opts).await
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("jumpd: {e:#}");

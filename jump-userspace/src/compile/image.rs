@@ -149,6 +149,49 @@ impl MapImage {
         default
     }
 
+    /// May `uid` bind and accept on (`proto`, `port`)? Emulates `lookup::listen` in
+    /// `jump-ebpf/src/lookup.rs`: the uid's profile (else `ANY_UID`'s), then the longest port
+    /// prefix under class `LISTEN_CLASS | profile`, then the first open candidate; refused (rule
+    /// 0) when nothing applies, whatever the default egress action.
+    pub fn listen(&self, uid: u32, proto: u8, port: u16, now_ns: u64) -> Verdict {
+        let deny = Verdict {
+            action: action::DENY,
+            rule_id: 0,
+        };
+        let Some(&profile) = self.users.get(&uid).or_else(|| self.users.get(&ANY_UID)) else {
+            return deny;
+        };
+        let class = jump_common::LISTEN_CLASS | profile;
+        let entry = self
+            .ports
+            .iter()
+            .filter(|p| p.class == class && p.proto == proto)
+            .filter(|p| {
+                let mask = if p.bits == 0 {
+                    0
+                } else {
+                    u16::MAX << (16 - p.bits)
+                };
+                p.port & mask == port & mask
+            })
+            .max_by_key(|p| p.bits);
+        let Some(entry) = entry else { return deny };
+        for c in entry.candidates.iter().take(MAX_CANDIDATES) {
+            let open = c.window == jump_common::WINDOW_ALWAYS
+                || self
+                    .windows
+                    .get(c.window as usize)
+                    .is_some_and(|iv| iv.iter().any(|&(s, e)| s <= now_ns && now_ns < e));
+            if open {
+                return Verdict {
+                    action: c.action,
+                    rule_id: c.rule_id,
+                };
+            }
+        }
+        deny
+    }
+
     pub fn allows(v: Verdict) -> bool {
         v.action != action::DENY
     }

@@ -14,7 +14,9 @@
 //! 4. Candidates are ordered enforce-deny, audit-deny, enforce-allow, audit-allow (rule id order
 //!    within a level), and cut after the first that is always open.
 
+pub mod bench;
 pub mod directory;
+pub mod dump;
 pub mod image;
 pub mod resolve;
 pub mod time;
@@ -22,7 +24,9 @@ pub mod time;
 use std::collections::{BTreeMap, HashMap};
 
 use ipnet::IpNet;
-use jump_common::{action, Candidate, ANY_UID, MAX_CANDIDATES, MAX_WINDOWS, WINDOW_ALWAYS};
+use jump_common::{
+    action, Candidate, ANY_UID, LISTEN_CLASS, MAX_CANDIDATES, MAX_WINDOWS, WINDOW_ALWAYS,
+};
 
 pub use directory::{Directory, FakeDirectory, SystemDirectory};
 use image::{DestEntry, Intervals, MapImage, PortEntry, RuleInfo};
@@ -128,14 +132,14 @@ impl Builder<'_> {
     }
 
     /// The candidate list for a set of atoms (sorted ids) that apply together.
-    fn candidates(&mut self, atoms: &[u32]) -> Vec<Candidate> {
+    fn candidates(&mut self, atoms: &[u32], default_action: u8) -> Vec<Candidate> {
         let mut list: Vec<(u8, usize, u32)> = atoms
             .iter()
             .map(|&a| {
                 let a = &self.atoms[a as usize];
                 (a.level, a.rule, a.window)
             })
-            .filter(|&(level, _, _)| !(level == AUDIT_ALLOW && self.default_action != action::DENY))
+            .filter(|&(level, _, _)| !(level == AUDIT_ALLOW && default_action != action::DENY))
             .collect();
         list.sort();
         list.dedup_by_key(|&mut (level, rule, _)| (level, rule));
@@ -143,7 +147,7 @@ impl Builder<'_> {
         // its window to the times some later allow is open (unless the default allows).
         let mut out: Vec<(u8, usize, u32)> = Vec::with_capacity(list.len());
         for (i, &(level, rule, window)) in list.iter().enumerate() {
-            if level == AUDIT_DENY && self.default_action == action::DENY {
+            if level == AUDIT_DENY && default_action == action::DENY {
                 let allows: Vec<u32> = list[i + 1..]
                     .iter()
                     .filter(|c| c.0 >= ENFORCE_ALLOW)
@@ -228,6 +232,13 @@ impl Builder<'_> {
         }
         let class = self.classes.len() as u32;
         self.classes.insert(atoms.to_vec(), class);
+        self.port_entries(class, atoms, self.default_action);
+        class
+    }
+
+    /// The `JUMP_PORTS` entries of `class` for these atoms, every protocol; `default_action` is
+    /// what the kernel does when no entry applies.
+    fn port_entries(&mut self, class: u32, atoms: &[u32], default_action: u8) {
         for proto in Proto::ALL {
             let bit = proto_bit(proto);
             let here: Vec<u32> = atoms
@@ -239,7 +250,7 @@ impl Builder<'_> {
                 continue;
             }
             if proto == Proto::Icmp {
-                let candidates = self.candidates(&here);
+                let candidates = self.candidates(&here, default_action);
                 if !candidates.is_empty() {
                     self.image.ports.push(PortEntry {
                         class,
@@ -283,7 +294,7 @@ impl Builder<'_> {
                 if covering.is_empty() {
                     continue;
                 }
-                let candidates = self.candidates(&covering);
+                let candidates = self.candidates(&covering, default_action);
                 if candidates.is_empty() {
                     continue;
                 }
@@ -298,11 +309,15 @@ impl Builder<'_> {
                 }
             }
         }
-        class
     }
 
-    /// Destination entries of one profile, from the atoms of its rules.
-    fn profile(&mut self, profile: u32, rule_atoms: &[&[(u32, IpNet)]]) {
+    /// Destination entries of one profile, from the atoms of its rules, and its listen grants
+    /// under class `LISTEN_CLASS | profile`.
+    fn profile(&mut self, profile: u32, rule_atoms: &[&[(u32, IpNet)]], listen_atoms: &[u32]) {
+        if !listen_atoms.is_empty() {
+            // A bind with no applying grant is refused, whatever `defaults.egress` says.
+            self.port_entries(LISTEN_CLASS | profile, listen_atoms, action::DENY);
+        }
         // (mapped address, mapped prefix length, is IPv4) → atoms naming exactly that network.
         let mut nets: BTreeMap<(u128, u8, bool), (IpNet, Vec<u32>)> = BTreeMap::new();
         let mut v6_covers_v4 = false;
@@ -433,6 +448,7 @@ pub fn compile_rules(
 
     // Atoms, per rule: (atom id, network) pairs; inactive rules get none.
     let mut rule_atoms: Vec<Vec<(u32, IpNet)>> = Vec::with_capacity(rules.rules.len());
+    let mut listen_atoms: Vec<Vec<u32>> = vec![Vec::new(); rules.rules.len()];
     let mut active = vec![false; rules.rules.len()];
     for (i, r) in rules.rules.iter().enumerate() {
         let mut list = Vec::new();
@@ -486,6 +502,22 @@ pub fn compile_rules(
                 list.extend(e.nets.iter().map(|&n| (id, n)));
             }
         }
+        for l in &r.listen {
+            listen_atoms[i].push(b.atoms.len() as u32);
+            b.atoms.push(Atom {
+                rule: i,
+                level: if audit { AUDIT_ALLOW } else { ENFORCE_ALLOW },
+                protos: l.protos.iter().fold(0, |m, &p| m | proto_bit(p)),
+                ports: l.ports.clone(),
+                window,
+            });
+            if !l.addresses.is_empty() {
+                warnings.push(Diagnostic::warning(
+                    l.span.clone(),
+                    "`addresses` is not enforced yet: this grant applies to every local address",
+                ));
+            }
+        }
         rule_atoms.push(list);
     }
 
@@ -511,7 +543,11 @@ pub fn compile_rules(
         next_profile += 1;
         profiles.insert(set.to_vec(), p);
         let lists: Vec<&[(u32, IpNet)]> = set.iter().map(|&i| rule_atoms[i].as_slice()).collect();
-        b.profile(p, &lists);
+        let listen: Vec<u32> = set
+            .iter()
+            .flat_map(|&i| listen_atoms[i].iter().copied())
+            .collect();
+        b.profile(p, &lists, &listen);
         p
     };
     if !everyone.is_empty() {
@@ -526,14 +562,28 @@ pub fn compile_rules(
         b.image.users.insert(uid, p);
     }
 
-    if b.windows.len() > MAX_WINDOWS as usize {
-        b.errors.push(Diagnostic::error(
-            crate::policy::Span::default(),
-            format!(
-                "the policy needs {} time windows, more than {MAX_WINDOWS}",
-                b.windows.len() - 1
-            ),
-        ));
+    // The kernel maps are sized per slot; an image that does not fit is refused here, where
+    // `jumpctl validate` reports it, rather than half-written by the daemon.
+    for (what, need, limit) in [
+        ("user", b.image.users.len(), jump_common::MAX_USERS as usize),
+        (
+            "destination",
+            b.image.dests.len(),
+            jump_common::MAX_DESTS as usize,
+        ),
+        ("port", b.image.ports.len(), jump_common::MAX_PORTS as usize),
+        ("time window", b.windows.len(), MAX_WINDOWS as usize),
+        ("rule", b.image.rules.len(), jump_common::MAX_RULES as usize),
+    ] {
+        if need > limit {
+            b.errors.push(
+                Diagnostic::error(
+                    crate::policy::Span::default(),
+                    format!("the compiled policy needs {need} {what} entries, more than the kernel map holds ({limit})"),
+                )
+                .with_help("users with identical rules share entries: grant to groups rather than to many individual users"),
+            );
+        }
     }
     if !b.errors.is_empty() {
         return Err(PolicyErrors::new(b.errors));

@@ -9,8 +9,8 @@ use jump_common::{action, log_mode};
 
 use super::Directory;
 use crate::policy::{
-    Diagnostic, Egress, Entry, LogMode, Loopback, Mode, Policy, PolicyErrors, Proto, Schedule,
-    Span, UserRef,
+    Diagnostic, Egress, Entry, Listen, LogMode, Loopback, Mode, Policy, PolicyErrors, Proto,
+    Schedule, Span, UserRef,
 };
 
 /// A rule with its principals resolved. Rule ids: 0 is the policy default, then `rules[i]` has
@@ -28,6 +28,7 @@ pub struct EffRule {
     pub schedule: Option<Schedule>,
     pub allow: Vec<Entry>,
     pub deny: Vec<Entry>,
+    pub listen: Vec<Listen>,
 }
 
 impl EffRule {
@@ -99,6 +100,7 @@ pub fn resolve(policy: &Policy, dir: &dyn Directory) -> Result<RuleSet, PolicyEr
             schedule: None,
             allow,
             deny,
+            listen: Vec::new(),
         });
         next_id += 1;
     }
@@ -140,6 +142,7 @@ pub fn resolve(policy: &Policy, dir: &dyn Directory) -> Result<RuleSet, PolicyEr
             schedule: r.schedule.clone(),
             allow: r.allow.clone(),
             deny: r.deny.clone(),
+            listen: r.listen.clone(),
         });
         next_id += 1;
     }

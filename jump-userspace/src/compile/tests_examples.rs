@@ -288,3 +288,168 @@ fn too_many_overlapping_time_limited_rules_is_an_error() {
         "p.yaml:3:5: 9 time-limited rules overlap on the same destinations and ports, more than 8: `r0`, `r1`, `r2`, `r3`, `r4`, `r5`, `r6`, `r7`, `r8`\n  help: merge rules that share a schedule, or narrow their destinations"
     );
 }
+
+/// Not a timed test: `cargo test --release -p jump-userspace scale_report -- --ignored --nocapture`
+/// prints how long the 10,000 users × 20 rules policy takes to compile.
+#[test]
+#[ignore = "a measurement, run by hand in release mode"]
+fn scale_report() {
+    let start = std::time::Instant::now();
+    let (p, dir) = bench::synthetic_policy(10_000, 20);
+    eprintln!(
+        "generating and loading the policy text: {:?}",
+        start.elapsed()
+    );
+    let start = std::time::Instant::now();
+    let c = compile_full(&p, &dir, at("2026-11-23T12:00:00Z")).unwrap();
+    eprintln!(
+        "10,000 users x 20 rules: {:?}, {} profiles, {} dests, {} ports, {} windows",
+        start.elapsed(),
+        c.image
+            .users
+            .values()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        c.image.dests.len(),
+        c.image.ports.len(),
+        c.image.windows.len()
+    );
+}
+
+/// Loads a directory with file names shown as `policies/...`, so dumps do not hold the
+/// checkout's absolute path.
+fn load_as(dir: &std::path::Path, shown: &str) -> policy::Loaded {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    names.sort();
+    let files: Vec<(String, String)> = names
+        .iter()
+        .map(|p| {
+            (
+                format!("{shown}/{}", p.file_name().unwrap().to_string_lossy()),
+                std::fs::read_to_string(p).unwrap(),
+            )
+        })
+        .collect();
+    policy::load_files(&files).unwrap()
+}
+
+/// Golden dumps of the example policies: a compiler change shows up as a readable diff.
+/// `UPDATE_GOLDEN=1 cargo test -p jump-userspace golden` rewrites them.
+#[test]
+fn golden_dumps() {
+    for (dir, shown, golden) in [
+        (policies(), "policies", "golden/example.txt"),
+        (
+            policies().join("tests/foundation"),
+            "policies/tests/foundation",
+            "golden/foundation.txt",
+        ),
+    ] {
+        let loaded = load_as(&dir, shown);
+        let c = compile_full(
+            &loaded.policy,
+            &demo_directory(),
+            at("2026-11-23T12:00:00Z"),
+        )
+        .unwrap();
+        let text = dump::dump(&c.image);
+        let path = policies().join(golden);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &text).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == text,
+            "{} is stale (UPDATE_GOLDEN=1 rewrites it); got:\n{text}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn listening_needs_a_grant() {
+    let src = "defaults: {egress: allow}\nrules:\n  - name: web\n    users: [alice]\n    listen: [{ports: [8080, \"9000-9001\"]}]\n  - name: dns-server\n    users: [\"*\"]\n    listen: [{ports: [53], proto: [udp, tcp]}]\n  - name: trial\n    users: [bob]\n    listen: [{ports: [7000], proto: any}]\n    mode: audit\n";
+    let c = compile_src(src, &demo_directory()).unwrap();
+    let now = time::ns(at("2026-11-23T12:00:00Z"));
+    let l = |uid: u32, proto: u8, port: u16| {
+        let v = c.image.listen(uid, proto, port, now);
+        let r = eval::evaluate_listen(&c.rules, uid, proto, port, at("2026-11-23T12:00:00Z"));
+        assert_eq!(
+            (v.action, v.rule_id),
+            (r.action, r.rule_id),
+            "compiled and reference should agree"
+        );
+        (v.action, v.rule_id)
+    };
+    assert_eq!(l(1000, 6, 8080), (action::ALLOW, 2));
+    assert_eq!(l(1000, 6, 9001), (action::ALLOW, 2));
+    assert_eq!(
+        l(1000, 17, 8080),
+        (action::DENY, 0),
+        "listen without proto means tcp"
+    );
+    assert_eq!(
+        l(1001, 6, 8080),
+        (action::DENY, 0),
+        "refused without a grant, though egress is allow"
+    );
+    assert_eq!(l(1001, 17, 53), (action::ALLOW, 3), "everyone's grant");
+    assert_eq!(l(1001, 17, 7000), (action::AUDIT, 4));
+}
+
+#[test]
+fn listen_errors_and_warnings() {
+    let src = "rules:\n  - name: a\n    users: [alice]\n    listen: [{ports: [22], proto: icmp}]\n";
+    assert_eq!(
+        compile_src(src, &demo_directory()).unwrap_err(),
+        "p.yaml:4:35: `listen` takes `tcp` or `udp`, not `icmp`"
+    );
+    let src = "rules:\n  - name: a\n    users: [alice]\n    listen: [{ports: [22], addresses: [10.0.0.1]}]\n";
+    let c = compile_src(src, &demo_directory()).unwrap();
+    assert_eq!(
+        c.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+        vec!["p.yaml:4:14: warning: `addresses` is not enforced yet: this grant applies to every local address"]
+    );
+}
+
+#[test]
+fn sample_probes_cover_both_verdicts() {
+    let loaded = policy::load_dir(&policies().join("tests/foundation")).unwrap();
+    let t = at("2026-11-23T12:00:00Z");
+    let c = compile_full(&loaded.policy, &FakeDirectory::default(), t).unwrap();
+    let probes = eval::sample_probes(&c, t, 200, 7);
+    assert_eq!(probes.len(), 200);
+    assert!(
+        probes
+            .iter()
+            .any(|p| p.action == action::ALLOW && p.rule_id == 2),
+        "some probes hit a-internal"
+    );
+    assert!(
+        probes.iter().any(|p| p.action == action::DENY),
+        "some probes are denied"
+    );
+    for p in &probes {
+        let v = c.image.lookup(p.uid, p.addr, p.proto, p.port, time::ns(t));
+        assert_eq!((v.action, v.rule_id), (p.action, p.rule_id));
+    }
+}
+
+#[test]
+fn schedules_ask_for_a_recompile_within_the_horizon() {
+    let loaded = policy::load_dir(&policies()).unwrap();
+    let t = at("2026-11-23T12:00:00Z");
+    let c = compile_full(&loaded.policy, &demo_directory(), t).unwrap();
+    assert_eq!(
+        time::recompile_by(&c.rules, t),
+        Some(at("2026-11-29T12:00:00Z"))
+    );
+    let loaded = policy::load_dir(&policies().join("tests/foundation")).unwrap();
+    let c = compile_full(&loaded.policy, &demo_directory(), t).unwrap();
+    assert_eq!(time::recompile_by(&c.rules, t), None);
+}

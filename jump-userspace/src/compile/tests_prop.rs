@@ -13,6 +13,7 @@
 //! - At most 6 rules of at most 2 `allow` and 2 `deny` entries: with the loopback rule that is
 //!   at most 7 candidates per list, under `MAX_CANDIDATES`, so a generated policy never fails
 //!   to compile for a reason the reference does not model.
+//! - Three zones of pool networks, defined in a second file, so zones resolve across files.
 //! - Times: `expires` before, inside or after the probe window; schedules on random days and
 //!   hours (some past midnight) in UTC, Europe/Paris and America/New_York, with `now` drawn
 //!   around the 2026 DST changes too; probes in `[now - 1 day, now + 7 days)`, the compiled
@@ -111,13 +112,22 @@ fn directory() -> FakeDirectory {
 
 fn gen_entry(rng: &mut Rng, out: &mut String) {
     let n = 1 + rng.below(2);
-    let to: Vec<String> = (0..n).map(|_| format!("\"{}\"", rng.pick(NETS))).collect();
+    // Zones (defined in another file) or literal networks.
+    let to: Vec<String> = (0..n)
+        .map(|_| {
+            if rng.chance(30) {
+                format!("z{}", rng.below(3))
+            } else {
+                format!("\"{}\"", rng.pick(NETS))
+            }
+        })
+        .collect();
     out.push_str(&format!("      - to: [{}]\n", to.join(", ")));
     if rng.chance(60) {
         let protos = ["tcp", "udp", "icmp", "any", "[tcp, udp]", "[udp, icmp]"];
         let p = *rng.pick(&protos);
         out.push_str(&format!("        proto: {p}\n"));
-        if p == "icmp" {
+        if p.contains("icmp") {
             return;
         }
     }
@@ -135,6 +145,17 @@ fn gen_entry(rng: &mut Rng, out: &mut String) {
             .collect();
         out.push_str(&format!("        ports: [{}]\n", ports.join(", ")));
     }
+}
+
+/// The zones file: three zones of one to three networks from the pool.
+fn gen_zones(rng: &mut Rng) -> String {
+    let mut s = String::from("zones:\n");
+    for z in 0..3 {
+        let k = 1 + rng.below(3);
+        let nets: Vec<String> = (0..k).map(|_| format!("\"{}\"", rng.pick(NETS))).collect();
+        s.push_str(&format!("  z{z}: [{}]\n", nets.join(", ")));
+    }
+    s
 }
 
 fn gen_policy(rng: &mut Rng, now: jiff::Timestamp) -> String {
@@ -172,6 +193,15 @@ fn gen_policy(rng: &mut Rng, now: jiff::Timestamp) -> String {
                     gen_entry(rng, &mut s);
                 }
             }
+        }
+        if rng.chance(30) {
+            let (a, b) = (*rng.pick(PORTS), *rng.pick(PORTS));
+            let proto = rng.pick(&["", ", proto: udp", ", proto: any"]);
+            s.push_str(&format!(
+                "    listen: [{{ports: [\"{}-{}\"]{proto}}}]\n",
+                a.min(b),
+                a.max(b)
+            ));
         }
         if rng.chance(20) {
             s.push_str("    mode: audit\n");
@@ -220,8 +250,10 @@ fn compiled_lookup_agrees_with_the_reference() {
         let mut rng = Rng(seed);
         let now: jiff::Timestamp = rng.pick(NOWS).parse().unwrap();
         let now = now.checked_add(jiff::SignedDuration::from_mins(rng.below(3 * 24 * 60) as i64)).unwrap();
-        let src = gen_policy(&mut rng, now);
-        let loaded = policy::load_str("p.yaml", &src)
+        let zones = gen_zones(&mut rng);
+        let rules = gen_policy(&mut rng, now);
+        let src = format!("# zones.yaml\n{zones}# rules.yaml\n{rules}");
+        let loaded = policy::load_files(&[("rules.yaml".into(), rules), ("zones.yaml".into(), zones)])
             .map_err(|e| TestCaseError::fail(format!("generated policy is invalid:\n{e}\n{src}")))?;
         let c = compile_full(&loaded.policy, &dir, now)
             .map_err(|e| TestCaseError::fail(format!("generated policy does not compile:\n{e}\n{src}")))?;
@@ -236,6 +268,14 @@ fn compiled_lookup_agrees_with_the_reference() {
             let kernel = c.image.lookup(uid, addr, // The kernel normalises ICMPv6 to ICMP before the lookup.
                 if proto == 58 { 1 } else { proto }, port, time::ns(t));
             let reference = eval::evaluate(&c.rules, uid, addr, proto, port, t);
+            let listen = c.image.listen(uid, proto, port, time::ns(t));
+            let listen_ref = eval::evaluate_listen(&c.rules, uid, proto, port, t);
+            if (listen.action, listen.rule_id) != (listen_ref.action, listen_ref.rule_id) {
+                return Err(TestCaseError::fail(format!(
+                    "listen probe uid {uid} proto {proto} port {port} at {t} (now {now}): compiled says action {} rule {}, reference says action {} rule {}\n{src}",
+                    listen.action, listen.rule_id, listen_ref.action, listen_ref.rule_id
+                )));
+            }
             probes.set(probes.get() + 1);
             *outcomes.borrow_mut().entry((kernel.action, kernel.rule_id > 1)).or_default() += 1;
             if (kernel.action, kernel.rule_id) != (reference.action, reference.rule_id) {

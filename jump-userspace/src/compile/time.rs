@@ -125,6 +125,29 @@ pub fn rule_window(
     Some(w)
 }
 
+/// When the daemon must recompile at the latest for the kernel to keep following the schedules:
+/// a day before the compiled horizon ends, or before a window cut at `MAX_INTERVALS` runs out.
+/// `None` when no rule has a schedule (expiry needs no recompiling: the kernel closes it).
+pub fn recompile_by(rules: &super::RuleSet, now: Timestamp) -> Option<Timestamp> {
+    let mut by: Option<Timestamp> = None;
+    for r in rules.rules.iter().filter(|r| r.schedule.is_some()) {
+        let mut t = now
+            .checked_add(HORIZON_AFTER)
+            .and_then(|t| t.checked_sub(SignedDuration::from_hours(24)))
+            .unwrap_or(now);
+        if let Some(w) = rule_window(r.expires, r.schedule.as_ref(), now) {
+            if w.len() == MAX_INTERVALS {
+                if let Some(&(start, _)) = w.last() {
+                    let last = Timestamp::from_nanosecond(i128::from(start)).unwrap_or(now);
+                    t = t.min(last);
+                }
+            }
+        }
+        by = Some(by.map_or(t, |b| b.min(t)));
+    }
+    by
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

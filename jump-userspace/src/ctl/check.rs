@@ -23,6 +23,8 @@ pub struct Dest {
     pub port: u16,
     /// IP protocol number.
     pub proto: u8,
+    /// `listen:PORT[/PROTO]`: may the user bind and accept on this local port (`addr` unused)?
+    pub listen: bool,
 }
 
 impl std::fmt::Display for Dest {
@@ -30,6 +32,9 @@ impl std::fmt::Display for Dest {
         let proto = Proto::from_number(self.proto)
             .map(Proto::name)
             .unwrap_or("?");
+        if self.listen {
+            return write!(f, "listen:{}/{proto}", self.port);
+        }
         match (self.addr, proto) {
             (a, "icmp") => write!(f, "{a}/icmp"),
             (IpAddr::V6(a), p) => write!(f, "[{a}]:{}/{p}", self.port),
@@ -41,6 +46,24 @@ impl std::fmt::Display for Dest {
 /// `198.51.100.7:22/tcp`, `[2001:db8:1::7]:443`, `198.51.100.7/icmp`; tcp when no protocol.
 pub fn parse_dest(s: &str) -> Result<Dest, String> {
     let bad = |why: &str| format!("invalid destination `{s}`: {why}");
+    if let Some(rest) = s.strip_prefix("listen:") {
+        let (port, proto) = match rest.split_once('/') {
+            Some((p, "tcp")) => (p, Proto::Tcp),
+            Some((p, "udp")) => (p, Proto::Udp),
+            Some(_) => return Err(bad("a listen check takes `/tcp` or `/udp`")),
+            None => (rest, Proto::Tcp),
+        };
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| bad("expected `listen:PORT[/tcp|/udp]`"))?;
+        let addr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+        return Ok(Dest {
+            addr,
+            port,
+            proto: proto.number(),
+            listen: true,
+        });
+    }
     let (hostport, proto) = match s.rsplit_once('/') {
         Some((h, p)) => {
             let proto = match p {
@@ -58,6 +81,7 @@ pub fn parse_dest(s: &str) -> Result<Dest, String> {
             addr: sa.ip(),
             port: sa.port(),
             proto: proto.number(),
+            listen: false,
         });
     }
     let bare = hostport.trim_start_matches('[').trim_end_matches(']');
@@ -66,6 +90,7 @@ pub fn parse_dest(s: &str) -> Result<Dest, String> {
             addr,
             port: 0,
             proto: proto.number(),
+            listen: false,
         }),
         Ok(_) => Err(bad(
             "a port is needed, like `198.51.100.7:22` or `[2001:db8::7]:443`",
@@ -146,10 +171,18 @@ pub fn check(
     dest: Dest,
     at: jiff::Timestamp,
 ) -> Result<CheckReport, String> {
-    let kernel = c
-        .image
-        .lookup(uid, dest.addr, dest.proto, dest.port, time::ns(at));
-    let reference = eval::evaluate(&c.rules, uid, dest.addr, dest.proto, dest.port, at);
+    let (kernel, reference) = if dest.listen {
+        (
+            c.image.listen(uid, dest.proto, dest.port, time::ns(at)),
+            eval::evaluate_listen(&c.rules, uid, dest.proto, dest.port, at),
+        )
+    } else {
+        (
+            c.image
+                .lookup(uid, dest.addr, dest.proto, dest.port, time::ns(at)),
+            eval::evaluate(&c.rules, uid, dest.addr, dest.proto, dest.port, at),
+        )
+    };
     if (kernel.action, kernel.rule_id) != (reference.action, reference.rule_id) {
         return Err(format!(
             "internal error: the compiled policy decides action {} by rule {} but the reference decides action {} by rule {}; please report this",
@@ -164,14 +197,15 @@ pub fn check(
                 .rules
                 .rule(m.rule_id)
                 .and_then(|r| match m.kind {
-                    Kind::Allow => r.allow.get(m.entry),
-                    Kind::Deny => r.deny.get(m.entry),
+                    _ if dest.listen => r.listen.get(m.entry).map(|l| &l.span),
+                    Kind::Allow => r.allow.get(m.entry).map(|e| &e.span),
+                    Kind::Deny => r.deny.get(m.entry).map(|e| &e.span),
                 })
-                .map(|e| {
-                    if e.span.line == 0 {
+                .map(|span| {
+                    if span.line == 0 {
                         String::new()
                     } else {
-                        e.span.to_string()
+                        span.to_string()
                     }
                 })
                 .unwrap_or_default();
@@ -279,7 +313,9 @@ pub fn render(r: &CheckReport) -> String {
         v => v,
     };
     let mut s = format!("{verdict}: {who} → {} at {}\n", r.dest, r.at);
-    if r.rule.id == 0 {
+    if r.rule.id == 0 && r.dest.starts_with("listen:") {
+        s.push_str("  no `listen` grant applies: binding is refused without one\n");
+    } else if r.rule.id == 0 {
         s.push_str(&format!(
             "  decided by the default (`defaults.egress: {}`): no rule {}\n",
             if r.allowed { "allow" } else { "deny" },
@@ -291,6 +327,7 @@ pub fn render(r: &CheckReport) -> String {
     for m in &r.matches {
         let mode = if m.audit { " (audit mode)" } else { "" };
         let kind = match m.kind {
+            _ if r.dest.starts_with("listen:") => "listen",
             Kind::Allow => "allow",
             Kind::Deny => "deny",
         };
@@ -334,6 +371,23 @@ mod tests {
         assert_eq!(
             parse_dest("198.51.100.7:22/sctp").unwrap_err(),
             "invalid destination `198.51.100.7:22/sctp`: the protocol must be `tcp`, `udp` or `icmp`"
+        );
+    }
+}
+
+#[cfg(test)]
+mod listen_tests {
+    use super::*;
+
+    #[test]
+    fn listen_checks_parse() {
+        let d = parse_dest("listen:8080").unwrap();
+        assert_eq!((d.port, d.proto, d.listen), (8080, 6, true));
+        assert_eq!(d.to_string(), "listen:8080/tcp");
+        assert_eq!(parse_dest("listen:53/udp").unwrap().proto, 17);
+        assert_eq!(
+            parse_dest("listen:53/icmp").unwrap_err(),
+            "invalid destination `listen:53/icmp`: a listen check takes `/tcp` or `/udp`"
         );
     }
 }

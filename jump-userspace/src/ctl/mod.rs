@@ -63,7 +63,8 @@ pub struct CheckArgs {
     pub dir: PathBuf,
     /// A user name or a numeric uid
     pub user: String,
-    /// `ADDR:PORT[/PROTO]`, `[IPV6]:PORT[/PROTO]` or `ADDR/icmp`; the protocol defaults to tcp
+    /// `ADDR:PORT[/PROTO]`, `[IPV6]:PORT[/PROTO]`, `ADDR/icmp`, or `listen:PORT[/PROTO]` to ask about
+    /// binding a local port; the protocol defaults to tcp
     pub dest: String,
     /// The moment to ask about (RFC 3339, like `2026-12-01T09:00:00+01:00`); default now
     #[arg(long)]
@@ -168,3 +169,6 @@ fn summary(errors: usize, warnings: usize) -> String {
         s(warnings)
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,15 +7,18 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use aya::{
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues, RingBuf},
-    programs::{links::CgroupAttachMode, CgroupSockAddr},
+    programs::{
+        links::{CgroupAttachMode, FdLink},
+        CgroupSkbAttachType, Program,
+    },
     Ebpf, EbpfLoader,
 };
 use jump_common::{
-    counter, maps, rule_hit_index, DestKey, DestValue, PortKey, PortValue, SlotConfig, UserKey,
-    UserValue, Window, MAX_RULES,
+    counter, maps, rule_hit_index, DestKey, DestValue, Limits, PortKey, PortValue, SlotConfig,
+    UserKey, UserValue, Window, MAX_RULES,
 };
 use nix::time::{clock_gettime, ClockId};
 
@@ -25,25 +28,38 @@ use crate::compile::image::MapImage;
 /// The object `cargo xtask build` produced, embedded by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/jump.bpf.o"));
 
-/// The programs jump attaches, by their function names in `jump-ebpf`.
-pub const PROGRAMS: &[&str] = &["connect4", "connect6"];
+/// The programs jump attaches, by their function names in `jump-ebpf`. The egress backstop
+/// comes last: once it is attached, nothing undecided leaves.
+pub const PROGRAMS: &[&str] = &[
+    "sock_create",
+    "connect4",
+    "connect6",
+    "sendmsg4",
+    "sendmsg6",
+    "bind4",
+    "bind6",
+    "egress",
+];
+
+/// The default event rate limit: per (uid, hook, verdict, destination), at most this many
+/// events per second; the rest are counted and summarised.
+pub const DEFAULT_LIMITS: Limits = Limits {
+    window_ns: 1_000_000_000,
+    burst: 5,
+    _pad: 0,
+};
 
 pub struct KernelOptions {
     /// Enable the kernel programs' own debug diagnostics (aya-log).
     pub debug_log: bool,
-}
-
-/// Keys written into one slot, so they can be removed exactly when the slot is reused.
-#[derive(Default)]
-struct Written {
-    users: Vec<UserKey>,
-    dests: Vec<(u32, DestKey)>,
-    ports: Vec<(u32, PortKey)>,
+    pub limits: Limits,
+    /// This cgroup's pin directory (`pins::dir_for`).
+    pub pin_dir: PathBuf,
 }
 
 pub struct Kernel {
     ebpf: Ebpf,
-    written: [Written; 2],
+    pin_dir: PathBuf,
     tai_offset_ns: i64,
     attached: Vec<(String, PathBuf)>,
 }
@@ -69,7 +85,14 @@ impl Kernel {
         // aya-log-ebpf's level threshold (1 error .. 5 trace): debug only when asked, so the
         // hot path skips the formatting otherwise.
         let level: u8 = if opts.debug_log { 4 } else { 2 };
+        let maps_dir = super::pins::maps_dir(&opts.pin_dir);
+        std::fs::create_dir_all(&maps_dir)
+            .with_context(|| format!("failed to create pin directory `{}`", maps_dir.display()))?;
+        std::fs::create_dir_all(opts.pin_dir.join("links"))?;
+        // Maps already pinned there (a previous jumpd) are reused: policy, counters and pending
+        // events carry over.
         let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&maps_dir)
             .override_global("AYA_LOG_LEVEL", &level, true)
             .load(OBJECT)
             .context("failed to load jump's eBPF object")?;
@@ -83,7 +106,7 @@ impl Kernel {
         Ok((
             Self {
                 ebpf,
-                written: Default::default(),
+                pin_dir: opts.pin_dir.clone(),
                 tai_offset_ns: tai_offset_ns()?,
                 attached: Vec::new(),
             },
@@ -96,21 +119,65 @@ impl Kernel {
     pub fn attach(&mut self, cgroup: &Path) -> anyhow::Result<()> {
         let fd = File::open(cgroup)
             .with_context(|| format!("failed to open cgroup `{}`", cgroup.display()))?;
+        // Verify every program before attaching any, so a verifier rejection leaves the
+        // cgroup as it was.
         for name in PROGRAMS {
-            let prog: &mut CgroupSockAddr = self
-                .ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("program `{name}` missing from the eBPF object"))?
-                .try_into()?;
-            prog.load()
-                .with_context(|| format!("the kernel refused to load `{name}`"))?;
-            // A bpf_link is always multi-attach (the kernel rejects the ALLOW_MULTI flag on
-            // link_create with EINVAL), so jump coexists with programs others (systemd) attach to
-            // the same cgroup; the kernel then requires every program to allow.
-            prog.attach(&fd, CgroupAttachMode::Single)
-                .with_context(|| format!("failed to attach `{name}` to `{}`", cgroup.display()))?;
+            let loaded = match self.program(name)? {
+                Program::CgroupSockAddr(p) => p.load(),
+                Program::CgroupSock(p) => p.load(),
+                Program::CgroupSkb(p) => p.load(),
+                _ => bail!("program `{name}` has an unexpected type"),
+            };
+            loaded.with_context(|| format!("the kernel refused to load `{name}`"))?;
+        }
+        // A bpf_link is always multi-attach (the kernel rejects the ALLOW_MULTI flag on
+        // link_create with EINVAL), so jump coexists with programs others (systemd) attach to
+        // the same cgroup; the kernel then requires every program to allow.
+        let mode = CgroupAttachMode::Single;
+        for name in PROGRAMS {
+            let pin = super::pins::link_path(&self.pin_dir, name);
+            if pin.exists() {
+                // A previous jumpd's program is attached and reads these same maps: adopt it,
+                // so enforcement has no gap.
+                self.attached
+                    .push((format!("{name} (adopted)"), cgroup.to_path_buf()));
+                continue;
+            }
+            let link: Result<Result<FdLink, _>, _> = match self.program(name)? {
+                Program::CgroupSockAddr(p) => p
+                    .attach(&fd, mode)
+                    .and_then(|id| p.take_link(id))
+                    .map(FdLink::try_from),
+                Program::CgroupSock(p) => p
+                    .attach(&fd, mode)
+                    .and_then(|id| p.take_link(id))
+                    .map(FdLink::try_from),
+                Program::CgroupSkb(p) => p
+                    .attach(&fd, CgroupSkbAttachType::Egress, mode)
+                    .and_then(|id| p.take_link(id))
+                    .map(FdLink::try_from),
+                _ => bail!("program `{name}` has an unexpected type"),
+            };
+            let link = link
+                .with_context(|| format!("failed to attach `{name}` to `{}`", cgroup.display()))?
+                .with_context(|| format!("`{name}` was not attached with a bpf_link"))?;
+            link.pin(&pin)
+                .with_context(|| format!("failed to pin `{name}` at `{}`", pin.display()))?;
             self.attached.push((name.to_string(), cgroup.to_path_buf()));
         }
+        Ok(())
+    }
+
+    fn program(&mut self, name: &str) -> anyhow::Result<&mut Program> {
+        self.ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program `{name}` missing from the eBPF object"))
+    }
+
+    pub fn set_limits(&mut self, limits: Limits) -> anyhow::Result<()> {
+        let mut map: Array<_, Limits> = Array::try_from(self.map_mut(maps::LIMITS)?)?;
+        map.set(0, limits, 0)
+            .context("failed to set the event rate limit")?;
         Ok(())
     }
 
@@ -188,32 +255,50 @@ impl Kernel {
         Ok(active.get(&0, 0)?)
     }
 
+    /// The generation in force in the maps (0 when they are new), so a restarted jumpd
+    /// continues the numbering of the one whose pinned state it adopts.
+    pub fn generation(&self) -> anyhow::Result<u64> {
+        let slots: Array<_, SlotConfig> = Array::try_from(self.map(maps::SLOTS)?)?;
+        Ok(slots.get(&self.active_slot()?, 0)?.generation)
+    }
+
+    /// Removes every entry of `slot`. The keys are found by scanning, since a previous jumpd
+    /// may have written them.
     fn clear(&mut self, slot: u32) -> anyhow::Result<()> {
-        let w = std::mem::take(&mut self.written[slot as usize]);
         let mut users: HashMap<_, UserKey, UserValue> =
             HashMap::try_from(self.map_mut(maps::USERS)?)?;
-        for k in &w.users {
+        let stale: Vec<UserKey> = users
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.slot == slot)
+            .collect();
+        for k in &stale {
             users.remove(k).ok();
         }
         let mut dests: LpmTrie<_, DestKey, DestValue> =
             LpmTrie::try_from(self.map_mut(maps::DESTS)?)?;
-        for (len, k) in &w.dests {
-            dests.remove(&Key::new(*len, *k)).ok();
+        let stale: Vec<Key<DestKey>> = dests
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().slot_be == slot.to_be())
+            .collect();
+        for k in &stale {
+            dests.remove(k).ok();
         }
         let mut ports: LpmTrie<_, PortKey, PortValue> =
             LpmTrie::try_from(self.map_mut(maps::PORTS)?)?;
-        for (len, k) in &w.ports {
-            ports.remove(&Key::new(*len, *k)).ok();
+        let stale: Vec<Key<PortKey>> = ports
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().slot_be == slot.to_be())
+            .collect();
+        for k in &stale {
+            ports.remove(k).ok();
         }
         Ok(())
     }
 
     fn write(&mut self, slot: u32, s: &SlotImage) -> anyhow::Result<()> {
-        // Record keys before inserting, so a failure halfway still lets `clear` remove them.
-        let w = &mut self.written[slot as usize];
-        w.users = s.users.iter().map(|(k, _)| *k).collect();
-        w.dests = s.dests.iter().map(|(l, k, _)| (*l, *k)).collect();
-        w.ports = s.ports.iter().map(|(l, k, _)| (*l, *k)).collect();
         let mut users: HashMap<_, UserKey, UserValue> =
             HashMap::try_from(self.map_mut(maps::USERS)?)?;
         for (k, v) in &s.users {

@@ -3,11 +3,13 @@
 //! also implements so reload logic can be tested without root.
 
 mod kernel;
+pub mod pins;
+pub mod revoke;
 mod slots;
 
 use crate::compile::image::MapImage;
 
-pub use kernel::{Kernel, KernelOptions};
+pub use kernel::{Kernel, KernelOptions, DEFAULT_LIMITS};
 pub use slots::SlotImage;
 
 /// The I/O edge of a reload: everything before it (parse, compile, diff) is pure.

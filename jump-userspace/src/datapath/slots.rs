@@ -2,10 +2,12 @@
 //! of time windows. Pure, so the layout rules (IPv4-mapped addresses, big-endian key fields,
 //! prefix lengths) are unit-tested without a kernel.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use jump_common::{
-    Candidate, DestKey, DestValue, PortKey, PortValue, SlotConfig, UserKey, UserValue, Window,
-    DEST_FIXED_BITS, MAX_CANDIDATES, MAX_DESTS, MAX_INTERVALS, MAX_PORTS, MAX_USERS, MAX_WINDOWS,
-    PORT_FIXED_BITS,
+    action, profile_flags, proto, Candidate, DestKey, DestValue, PortKey, PortValue, SlotConfig,
+    UserKey, UserValue, Window, DEST_FIXED_BITS, MAX_CANDIDATES, MAX_DESTS, MAX_INTERVALS,
+    MAX_PORTS, MAX_USERS, MAX_WINDOWS, PORT_FIXED_BITS,
 };
 
 use crate::compile::image::MapImage;
@@ -49,10 +51,14 @@ impl SlotImage {
             "policy needs {} time windows, the map holds {MAX_WINDOWS}",
             image.windows.len()
         );
+        let flags = profile_flags(image);
         let users = image
             .users
             .iter()
-            .map(|(&uid, &profile)| (UserKey { slot, uid }, UserValue { profile }))
+            .map(|(&uid, &profile)| {
+                let flags = flags.get(&profile).copied().unwrap_or(0);
+                (UserKey { slot, uid }, UserValue { profile, flags })
+            })
             .collect();
         let dests = image
             .dests
@@ -133,6 +139,28 @@ impl SlotImage {
     }
 }
 
+/// Per profile, what `sock_create` lets it open: a profile that may send ICMP beyond loopback (an
+/// allow or audit candidate for `icmp`) may create ping and raw sockets.
+fn profile_flags(image: &MapImage) -> BTreeMap<u32, u32> {
+    let icmp_classes: BTreeSet<u32> = image
+        .ports
+        .iter()
+        .filter(|p| p.proto == proto::ICMP && p.candidates.iter().any(|c| c.action != action::DENY))
+        .map(|p| p.class)
+        .collect();
+    let mut flags = BTreeMap::new();
+    for d in &image.dests {
+        // Loopback ICMP is allowed to everyone by `defaults.loopback`; it is no reason to let a
+        // user open ping or raw sockets.
+        let (addr, _) = d.v6();
+        let loopback = addr.is_loopback() || addr.to_ipv4_mapped().is_some_and(|a| a.is_loopback());
+        if icmp_classes.contains(&d.class) && !loopback {
+            *flags.entry(d.profile).or_insert(0) |= profile_flags::ICMP;
+        }
+    }
+    flags
+}
+
 /// Unix-time ns → CLOCK_TAI ns, saturating: `u64::MAX` stays "never".
 fn shift(t: u64, offset: i64) -> u64 {
     if t == u64::MAX {
@@ -201,6 +229,59 @@ mod tests {
         assert_eq!(key.class_be, 2u32.to_be());
         assert_eq!(value.len, 1);
         assert_eq!(value.candidates[0].rule_id, 4);
+    }
+
+    #[test]
+    fn only_profiles_with_an_icmp_grant_may_open_ping_sockets() {
+        let allow = Candidate {
+            rule_id: 1,
+            window: 0,
+            action: action::ALLOW,
+            _pad: [0; 3],
+        };
+        let deny = Candidate {
+            action: action::DENY,
+            ..allow
+        };
+        let image = MapImage {
+            users: [(1000, 0), (1001, 1)].into_iter().collect(),
+            dests: vec![
+                DestEntry {
+                    profile: 0,
+                    net: "198.51.100.0/24".parse().unwrap(),
+                    class: 5,
+                },
+                DestEntry {
+                    profile: 1,
+                    net: "198.51.100.0/24".parse().unwrap(),
+                    class: 6,
+                },
+            ],
+            ports: vec![
+                PortEntry {
+                    class: 5,
+                    proto: proto::ICMP,
+                    port: 0,
+                    bits: 0,
+                    candidates: vec![allow],
+                },
+                PortEntry {
+                    class: 6,
+                    proto: proto::ICMP,
+                    port: 0,
+                    bits: 0,
+                    candidates: vec![deny],
+                },
+            ],
+            ..Default::default()
+        };
+        let s = SlotImage::build(&image, 0, 1, 0).unwrap();
+        let flags: Vec<(u32, u32)> = s.users.iter().map(|(k, v)| (k.uid, v.flags)).collect();
+        assert_eq!(
+            flags,
+            [(1000, profile_flags::ICMP), (1001, 0)],
+            "a deny-only icmp entry grants nothing"
+        );
     }
 
     #[test]

@@ -86,7 +86,12 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "",
             Severity::Warning => "warning: ",
         };
-        write!(f, "{}: {kind}{}", self.span, self.message)?;
+        if self.span.file.is_empty() {
+            // About the policy as a whole (capacity limits).
+            write!(f, "{kind}{}", self.message)?;
+        } else {
+            write!(f, "{}: {kind}{}", self.span, self.message)?;
+        }
         if let Some(help) = &self.help {
             write!(f, "\n  help: {help}")?;
         }

@@ -119,10 +119,12 @@ pub struct Entry {
     pub ports: Vec<(u16, u16)>,
 }
 
-/// One `listen` entry: kept and validated now, enforced by a later hook.
+/// One `listen` entry: ports the rule's users may bind and accept on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listen {
     pub span: Span,
+    /// `tcp` and/or `udp`; `tcp` when omitted.
+    pub protos: Vec<Proto>,
     pub ports: Vec<(u16, u16)>,
     /// Empty means every local address.
     pub addresses: Vec<IpNet>,

@@ -31,7 +31,7 @@ pub(crate) const RULE_KEYS: &[&str] = &[
     "schedule",
 ];
 pub(crate) const ENTRY_KEYS: &[&str] = &["to", "ports", "proto"];
-pub(crate) const LISTEN_KEYS: &[&str] = &["ports", "addresses"];
+pub(crate) const LISTEN_KEYS: &[&str] = &["ports", "proto", "addresses"];
 pub(crate) const SCHEDULE_KEYS: &[&str] = &["days", "hours", "tz"];
 
 /// Names the rule table uses for its synthetic entries.
@@ -168,7 +168,7 @@ pub(crate) fn parse_files(
     files: &[(String, String)],
 ) -> Result<(Policy, Vec<Diagnostic>), PolicyErrors> {
     let mut errors = Vec::new();
-    let warnings = Vec::new();
+    let mut warnings = Vec::new();
     let mut defaults = Defaults::default();
     let mut defaults_seen: HashMap<&'static str, Span> = HashMap::new();
     let mut zones: Vec<Zone> = Vec::new();
@@ -231,14 +231,24 @@ pub(crate) fn parse_files(
 
     // Zones are visible across files, so references are resolved once all files are read.
     let mut out_rules = Vec::new();
+    let mut used = vec![false; zones.len()];
     for (mut rule, allow, deny) in rules {
-        rule.allow = resolve_entries(allow, &zones, &zone_index, &mut errors);
-        rule.deny = resolve_entries(deny, &zones, &zone_index, &mut errors);
+        rule.allow = resolve_entries(allow, &zones, &zone_index, &mut used, &mut errors);
+        rule.deny = resolve_entries(deny, &zones, &zone_index, &mut used, &mut errors);
         out_rules.push(rule);
+    }
+    for (z, used) in zones.iter().zip(used) {
+        if !used {
+            warnings.push(Diagnostic::warning(
+                z.span.clone(),
+                format!("zone `{}` is never used", z.name),
+            ));
+        }
     }
     if !errors.is_empty() {
         return Err(PolicyErrors::new(errors));
     }
+    warnings.sort_by(|a, b| a.span.cmp(&b.span));
     Ok((
         Policy {
             defaults,
@@ -253,6 +263,7 @@ fn resolve_entries(
     raw: Vec<RawEntry>,
     zones: &[Zone],
     zone_index: &HashMap<String, usize>,
+    used: &mut [bool],
     errors: &mut Vec<Diagnostic>,
 ) -> Vec<Entry> {
     raw.into_iter()
@@ -261,7 +272,10 @@ fn resolve_entries(
                 match t {
                     Target::Nets(n) => entry.nets.extend(n),
                     Target::Zone(name, span) => match zone_index.get(&name) {
-                        Some(&i) => entry.nets.extend(zones[i].nets.iter().copied()),
+                        Some(&i) => {
+                            used[i] = true;
+                            entry.nets.extend(zones[i].nets.iter().copied());
+                        }
                         None => {
                             let mut d = Diagnostic::error(span, format!("unknown zone `{name}`"));
                             if let Some(s) = suggest(&name, zones.iter().map(|z| z.name.as_str())) {
@@ -548,6 +562,14 @@ fn parse_protos(cx: &mut Ctx, v: Option<&Node>, default: &[Proto]) -> Vec<Proto>
     out
 }
 
+/// Whether a `proto` value names `icmp` itself (not through `any`).
+fn names_icmp(n: &Node) -> bool {
+    match &n.kind {
+        Kind::Seq(items) => items.iter().any(|i| i.as_str() == Some("icmp")),
+        _ => n.as_str() == Some("icmp"),
+    }
+}
+
 fn parse_entry(cx: &mut Ctx, n: &Node, what: &str, default_protos: &[Proto]) -> Option<RawEntry> {
     let m = cx.map(n, what, ENTRY_KEYS)?;
     let span = cx.span(n);
@@ -573,17 +595,21 @@ fn parse_entry(cx: &mut Ctx, n: &Node, what: &str, default_protos: &[Proto]) -> 
             }
         }
     }
-    let protos = parse_protos(cx, m.get("proto").map(|e| e.1), default_protos);
+    let proto_node = m.get("proto").map(|e| e.1);
+    let mut protos = parse_protos(cx, proto_node, default_protos);
     let ports_node = m.get("ports").map(|e| e.1);
     let ports = parse_ports(cx, ports_node, "ports");
     if let Some(p) = ports_node {
-        if protos == [Proto::Icmp] {
+        // ICMP has no ports, so an entry with ports cannot match it: `icmp` named outright is a
+        // contradiction; `any` (written or implied) then means tcp and udp.
+        if proto_node.is_some_and(names_icmp) {
             cx.err_help(
                 p,
                 "`ports` cannot be used with `icmp`",
-                "remove `ports`, or add `tcp` or `udp` to `proto`",
+                "give `icmp` an entry of its own, without `ports`",
             );
         }
+        protos.retain(|&p| p != Proto::Icmp);
     }
     Some(RawEntry {
         entry: Entry {
@@ -615,8 +641,17 @@ fn parse_listen(cx: &mut Ctx, n: &Node) -> Option<Listen> {
             }
         }
     }
+    let protos = parse_protos(cx, m.get("proto").map(|e| e.1), &[Proto::Tcp]);
+    let protos: Vec<Proto> = protos.into_iter().filter(|&p| p != Proto::Icmp).collect();
+    if protos.is_empty() {
+        if let Some((_, p)) = m.get("proto") {
+            cx.err(p, "`listen` takes `tcp` or `udp`, not `icmp`");
+        }
+        return None;
+    }
     Some(Listen {
         span,
+        protos,
         ports,
         addresses,
     })

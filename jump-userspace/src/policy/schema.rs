@@ -123,7 +123,7 @@ pub struct Rule {
     allow: Option<Vec<Entry>>,
     /// An explicit deny wins over every allow.
     deny: Option<Vec<Entry>>,
-    /// Ports these users may listen on (validated; enforced by a later release).
+    /// Ports these users may bind and accept connections on.
     listen: Option<Vec<Listen>>,
     mode: Option<Mode>,
     /// RFC 3339 time with an offset; the rule is inactive from then on.
@@ -147,6 +147,8 @@ pub struct Entry {
 #[schemars(deny_unknown_fields)]
 pub struct Listen {
     ports: OneOrMany<Port>,
+    /// `tcp`, `udp` or both (`any`); omitted: `tcp`.
+    proto: Option<OneOrMany<Protocol>>,
     /// Local addresses or CIDRs; omitted: every local address.
     addresses: Option<OneOrMany<String>>,
 }

@@ -180,7 +180,7 @@ fn reserved_names_and_icmp_ports() {
     assert_eq!(
         errors(src),
         "p.yaml:2:11: rule name `default` is reserved\n\
-         p.yaml:4:50: `ports` cannot be used with `icmp`\n  help: remove `ports`, or add `tcp` or `udp` to `proto`"
+         p.yaml:4:50: `ports` cannot be used with `icmp`\n  help: give `icmp` an entry of its own, without `ports`"
     );
 }
 
@@ -228,6 +228,17 @@ fn the_model_reads_as_written() {
         "an IPv4-mapped address is the IPv4 address"
     );
     assert_eq!(r.mode, Mode::Audit);
+    let p = load_str(
+        "p.yaml",
+        "rules:\n  - name: a\n    users: [\"*\"]\n    deny: [{to: 10.0.0.0/8, ports: [22]}]\n",
+    )
+    .unwrap()
+    .policy;
+    assert_eq!(
+        p.rules[0].deny[0].protos,
+        vec![Proto::Tcp, Proto::Udp],
+        "a port-limited deny cannot match ICMP"
+    );
     assert_eq!(r.listen.len(), 1);
 }
 
@@ -245,5 +256,97 @@ fn oversized_files_are_refused() {
             "{}: file is 1048577 bytes, more than the limit of 1048576 bytes",
             big.display()
         )
+    );
+}
+
+const TOKENS: &[&str] = &[
+    "rules:",
+    "zones:",
+    "defaults:",
+    "users:",
+    "groups:",
+    "allow:",
+    "deny:",
+    "listen:",
+    "to:",
+    "ports:",
+    "proto:",
+    "name:",
+    "schedule:",
+    "hours:",
+    "days:",
+    "expires:",
+    "mode:",
+    "egress:",
+    " ",
+    " ",
+    "\n",
+    "\n  ",
+    "\n    ",
+    "- ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "\"",
+    "'",
+    "*",
+    "&a",
+    "*a",
+    "!",
+    "|",
+    ">",
+    "#",
+    "10.0.0.0/8",
+    "::1",
+    "22",
+    "90-80",
+    "70000",
+    "tcp",
+    "any",
+    "mon",
+    "08:00-18:00",
+    "audit",
+    "2026-12-31T18:00:00Z",
+    "x",
+    "\u{0}",
+    "é",
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, failure_persistence: None, ..Default::default() })]
+
+    /// Whatever the input, loading returns (errors or a policy) and never panics. The input is
+    /// built from YAML punctuation and policy words, so it gets past the YAML parser often.
+    #[test]
+    fn arbitrary_text_never_panics(tokens in proptest::collection::vec(proptest::sample::select(TOKENS), 0..80)) {
+        let _ = load_str("p.yaml", &tokens.concat());
+    }
+
+    /// Policy-shaped text with random values: never a panic either.
+    #[test]
+    fn arbitrary_values_never_panic(
+        to in "[0-9a-f:./]{0,20}",
+        port in "[-0-9a-z]{0,12}",
+        hours in "[0-9:-]{0,12}",
+        tz in "[A-Za-z/_]{0,16}",
+        expires in "[0-9TZ:.+-]{0,25}",
+    ) {
+        let src = format!(
+            "rules:\n  - name: a\n    users: [\"*\"]\n    allow: [{{to: \"{to}\", ports: [\"{port}\"]}}]\n    expires: \"{expires}\"\n    schedule: {{hours: \"{hours}\", tz: \"{tz}\"}}\n"
+        );
+        if let Ok(l) = load_str("p.yaml", &src) {
+            let _ = crate::compile::compile(&l.policy, &crate::compile::FakeDirectory::default(), jiff::Timestamp::UNIX_EPOCH);
+        }
+    }
+}
+
+#[test]
+fn unused_zones_are_warnings() {
+    let l = load_str("p.yaml", "zones:\n  dmz: [10.0.0.0/8]\n  lab: [10.1.0.0/16]\nrules:\n  - name: a\n    users: [\"*\"]\n    allow: [{to: dmz}]\n").unwrap();
+    assert_eq!(
+        l.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+        vec!["p.yaml:3:3: warning: zone `lab` is never used"]
     );
 }

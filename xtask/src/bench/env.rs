@@ -62,8 +62,9 @@ impl Proc {
     }
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
+impl Proc {
+    /// SIGTERM and wait; SIGKILL after 5 s. Idempotent.
+    pub fn stop(&mut self) {
         if !matches!(self.child.try_wait(), Ok(None)) {
             return;
         }
@@ -78,6 +79,12 @@ impl Drop for Proc {
         eprintln!("bench: {} ignored SIGTERM; killing it", self.what);
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -102,9 +109,15 @@ pub fn servers(bins: &Bins, netns: &Path, specs: &[String]) -> anyhow::Result<Pr
 }
 
 /// jumpd with JSON lines to a file: the fastest sink there is, so the events measurement is of
-/// jump, and a connect storm's hundred thousand lines cost no memory here.
+/// jump, and a connect storm's hundred thousand lines cost no memory here. jumpd pins its
+/// programs so that enforcement outlives it; each instance gets its own pin root (named like
+/// the harness's, so `jump_tests::daemon` sweeps those of a bench that was killed), and drop
+/// runs `jumpd --detach` on it and removes it.
 pub struct Jumpd {
     proc: Proc,
+    jumpd: PathBuf,
+    cgroup: PathBuf,
+    pin_root: PathBuf,
     log: PathBuf,
     /// Bytes of the log already looked at by `wait_line`.
     seen: u64,
@@ -119,6 +132,7 @@ impl Jumpd {
     pub fn start(bins: &Bins, policy: &Path, cgroup: &Path, log: PathBuf) -> anyhow::Result<Self> {
         let out = fs::File::create(&log)
             .with_context(|| format!("failed to create `{}`", log.display()))?;
+        let pin_root = PathBuf::from("/sys/fs/bpf").join(jump_tests::unique("jt"));
         let t = Instant::now();
         let proc = Proc::spawn(
             Command::new(&bins.jumpd)
@@ -126,12 +140,17 @@ impl Jumpd {
                 .arg(policy)
                 .arg("--cgroup")
                 .arg(cgroup)
+                .arg("--pin-dir")
+                .arg(&pin_root)
                 .args(["--log-format", "json"])
                 .stdout(out),
             "jumpd",
         )?;
         let mut d = Self {
             proc,
+            jumpd: bins.jumpd.clone(),
+            cgroup: cgroup.to_path_buf(),
+            pin_root,
             log,
             seen: 0,
             generation: 0,
@@ -235,6 +254,26 @@ impl Jumpd {
 
     pub fn log_len(&self) -> u64 {
         fs::metadata(&self.log).map_or(0, |m| m.len())
+    }
+}
+
+impl Drop for Jumpd {
+    fn drop(&mut self) {
+        self.proc.stop();
+        let detach = Command::new(&self.jumpd)
+            .arg("--cgroup")
+            .arg(&self.cgroup)
+            .arg("--pin-dir")
+            .arg(&self.pin_root)
+            .args(["--log-format", "json", "--detach"])
+            .output();
+        if !detach.as_ref().is_ok_and(|o| o.status.success()) {
+            eprintln!(
+                "warning: `jumpd --detach` of `{}` failed: {detach:?}",
+                self.cgroup.display()
+            );
+        }
+        let _ = fs::remove_dir_all(&self.pin_root);
     }
 }
 

@@ -1,0 +1,227 @@
+//! `jumpctl` subcommands end to end: whole outputs and exit codes.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::compile::FakeDirectory;
+
+fn directory() -> FakeDirectory {
+    FakeDirectory::default()
+        .user("root", 0, 0)
+        .user("alice", 1000, 1000)
+        .user("bob", 1001, 1001)
+        .user("carol", 1002, 1002)
+        .group("ops", 2000, &["bob"])
+}
+
+fn policies() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies"))
+}
+
+fn now() -> jiff::Timestamp {
+    "2026-11-23T08:00:00Z".parse().unwrap()
+}
+
+/// A scratch policy directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str, files: &[(&str, &str)]) -> Self {
+        let dir = std::env::temp_dir().join(format!("jumpctl-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (f, text) in files {
+            std::fs::write(dir.join(f), text).unwrap();
+        }
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run_validate(dir: &Path) -> (u8, String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = validate(dir, &directory(), now(), &mut out, &mut err);
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+fn run_check(dir: &Path, user: &str, dest: &str, json: bool) -> (u8, String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = check::run(
+        dir,
+        user,
+        dest,
+        now(),
+        json,
+        &directory(),
+        &mut out,
+        &mut err,
+    );
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+#[test]
+fn validate_accepts_the_examples() {
+    let (code, out, err) = run_validate(&policies());
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert!(
+        out.ends_with(
+            "valid policy, 8 rules, 5 profiles, 26 destination and 20 port entries (0 warnings)\n"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn validate_reports_every_error_and_exits_1() {
+    let t = TempDir::new(
+        "broken",
+        &[
+            ("10-zones.yaml", "zones:\n  dmz: [198.51.100.0/24]\n"),
+            ("20-access.yaml", "rules:\n  - name: a\n    users: [alice, mallory]\n    allow: [{to: dnz, ports: [\"90-80\"]}]\n"),
+        ],
+    );
+    let (code, out, err) = run_validate(&t.0);
+    let f = t.0.join("20-access.yaml").display().to_string();
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        format!(
+            "{f}:4:18: unknown zone `dnz`\n  help: did you mean `dmz`?\n{f}:4:31: invalid port range `90-80`: start is greater than end\nerror: invalid policy: 2 errors, 0 warnings\n"
+        )
+    );
+    // Users are resolved once the files are valid.
+    std::fs::write(
+        t.0.join("20-access.yaml"),
+        "rules:\n  - name: a\n    users: [alice, mallory]\n    allow: [{to: dmz}]\n",
+    )
+    .unwrap();
+    let (code, _, err) = run_validate(&t.0);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!("{f}:3:20: unknown user `mallory`\n  help: users come from /etc/passwd; give users known only to a directory service (LDAP) by numeric uid\nerror: invalid policy: 1 error, 0 warnings\n")
+    );
+}
+
+#[test]
+fn validate_prints_warnings_but_passes() {
+    let t = TempDir::new(
+        "warn",
+        &[("p.yaml", "rules:\n  - name: old\n    users: [alice]\n    allow: [{to: 10.0.0.0/8}]\n    expires: 2025-01-01T00:00:00Z\n")],
+    );
+    let (code, out, err) = run_validate(&t.0);
+    let f = t.0.join("p.yaml").display().to_string();
+    assert_eq!(code, 0);
+    assert_eq!(
+        err,
+        format!(
+            "{f}:2:5: warning: rule `old` expired at 2025-01-01T00:00:00Z: it can never match\n"
+        )
+    );
+    assert!(out.ends_with("(1 warning)\n"), "{out}");
+}
+
+#[test]
+fn check_explains_and_sets_the_exit_code() {
+    let (code, out, _) = run_check(&policies(), "alice", "198.51.100.130:5432", false);
+    let p = policies().display().to_string();
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        format!(
+            "allow: alice (uid 1000) → 198.51.100.130:5432/tcp at 2026-11-23T08:00:00Z\n  decided by rule `dba` at {p}/20-access.yaml:10:5, expires 2026-12-31T18:00:00Z\n  matched: allow entry at {p}/20-access.yaml:12:13 of rule `dba`\n"
+        )
+    );
+    let (code, out, _) = run_check(&policies(), "bob", "169.254.169.254:80", false);
+    assert_eq!(code, 1);
+    assert!(
+        out.starts_with("deny: bob (uid 1001) → 169.254.169.254:80/tcp"),
+        "{out}"
+    );
+    let (code, out, _) = run_check(&policies(), "1001", "8.8.8.8:443", false);
+    assert_eq!(code, 1);
+    assert_eq!(
+        out,
+        "deny: uid 1001 → 8.8.8.8:443/tcp at 2026-11-23T08:00:00Z\n  decided by the default (`defaults.egress: deny`): no rule allows it\n"
+    );
+    let (code, out, _) = run_check(&policies(), "bob", "203.0.113.1:443", false);
+    assert_eq!(code, 0, "audit lets the connection through");
+    assert!(
+        out.starts_with("audit (allowed, logged as \"would deny\"): bob"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_json_is_machine_readable() {
+    let (code, out, _) = run_check(&policies(), "carol", "[2001:db8:1::7]:22", true);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verdict"], "allow");
+    assert_eq!(v["uid"], 1002);
+    assert_eq!(v["rule"]["name"], "contractor-window");
+    assert_eq!(
+        v["rule"]["schedule"],
+        "mon,tue,wed,thu,fri 08:00-18:00 Europe/Paris"
+    );
+    assert_eq!(v["matches"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn check_errors_exit_2() {
+    let (code, _, err) = run_check(&policies(), "mallory", "198.51.100.7:22", false);
+    assert_eq!((code, err.as_str()), (2, "unknown user `mallory`\n"));
+    let (code, _, err) = run_check(&policies(), "alice", "nowhere:22", false);
+    assert_eq!(code, 2);
+    assert_eq!(err, "invalid destination `nowhere:22`: expected `ADDR:PORT[/PROTO]`, `[IPV6]:PORT[/PROTO]` or `ADDR/icmp`\n");
+    let (code, _, _) = run_check(
+        Path::new("/nonexistent/policy"),
+        "alice",
+        "198.51.100.7:22",
+        false,
+    );
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn test_cases_report_failures_with_their_line() {
+    let t = TempDir::new(
+        "cases",
+        &[("cases.yaml", "- {user: alice, to: \"198.51.100.130:5432\", expect: allow}\n- {user: alice, to: \"198.51.100.7:22\", expect: allow}\n- {user: bob, to: \"169.254.169.254:80\", expect: deny, rule: dns}\n")],
+    );
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let cases = t.0.join("cases.yaml");
+    let code = run_cases(&policies(), &cases, &directory(), now(), &mut out, &mut err);
+    let c = cases.display().to_string();
+    assert_eq!(code, 1);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!(
+            "{c}:2:3: alice → 198.51.100.7:22/tcp: expected allow, got deny by rule `default`\n{c}:3:3: bob → 169.254.169.254:80/tcp: expected deny by rule `dns`, got deny by rule `no-metadata`\n1 passed, 2 failed\n"
+        )
+    );
+}
+
+#[test]
+fn schema_subcommand_prints_the_schema() {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    assert_eq!(run(&Command::Schema, &mut out, &mut err), 0);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        policy::schema::json_schema()
+    );
+}
