@@ -319,8 +319,9 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<String> {
         .with_context(|| format!("failed to start {cmd:?}"))?;
     if !out.status.success() {
         bail!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())

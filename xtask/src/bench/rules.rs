@@ -1,5 +1,5 @@
 //! The one rule set every system is measured with, and its expression in each system's own
-//! language: jump policy files, an nftables ruleset with a concatenated set, an
+//! language: jump policy files (a rule per user, an entry per grant), an nftables ruleset with a concatenated set, an
 //! iptables-restore file with one owner-match rule per grant. Pure.
 //!
 //! A grant is (uid, IPv4 host, port, protocol). For N rules there are N grants: N − 4 generated
@@ -106,18 +106,35 @@ fn defaults(log: &str) -> String {
     format!("defaults:\n  egress: deny\n  log: {log}\n  loopback: allow\n")
 }
 
-/// jump: one rule per grant. `log` is `deny` (filtering only, like the netfilter systems) or
-/// `all` (every decision an event: jump's audit use).
+/// jump: one rule per user, one `allow` entry per grant (in grant order). One rule per grant
+/// would not fit: jump's rule table holds 16,384 rules (`jump_common::MAX_RULES`). `log` is
+/// `deny` (filtering only, like the netfilter systems) or `all` (every decision an event:
+/// jump's audit use).
 pub fn jump_policy(grants: &[Grant], log: &str) -> Vec<(String, String)> {
+    let mut users: Vec<(u32, Vec<&Grant>)> = Vec::new();
+    for g in grants {
+        match users.last_mut() {
+            Some((uid, v)) if *uid == g.uid => v.push(g),
+            _ => users.push((g.uid, vec![g])),
+        }
+    }
     policy_files(
         &defaults(log),
-        grants.iter().enumerate().map(|(i, g)| {
+        users.into_iter().map(|(uid, gs)| {
+            let allow: Vec<String> = gs
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{{to: [{}], ports: [{}], proto: [{}]}}",
+                        g.addr,
+                        g.port,
+                        g.proto.name()
+                    )
+                })
+                .collect();
             format!(
-                "  - {{name: g{i}, users: [{}], allow: [{{to: [{}], ports: [{}], proto: [{}]}}]}}\n",
-                g.uid,
-                g.addr,
-                g.port,
-                g.proto.name()
+                "  - {{name: u{uid}, users: [{uid}], allow: [{}]}}\n",
+                allow.join(", ")
             )
         }),
     )
@@ -228,8 +245,8 @@ mod tests {
     }
 
     #[test]
-    fn jump_policy_is_one_rule_per_grant() {
-        let files = jump_policy(&grants(5), "deny");
+    fn jump_policy_is_one_rule_per_user_and_one_entry_per_grant() {
+        let files = jump_policy(&grants(6), "deny");
         assert_eq!(
             files,
             vec![
@@ -240,11 +257,8 @@ mod tests {
                 (
                     "01-rules.yaml".to_string(),
                     "rules:\n\
-                     \x20 - {name: g0, users: [100000], allow: [{to: [10.0.0.0], ports: [1024], proto: [tcp]}]}\n\
-                     \x20 - {name: g1, users: [60000], allow: [{to: [198.51.100.10], ports: [7000], proto: [tcp]}]}\n\
-                     \x20 - {name: g2, users: [60000], allow: [{to: [198.51.100.10], ports: [7001], proto: [udp]}]}\n\
-                     \x20 - {name: g3, users: [60000], allow: [{to: [198.51.100.10], ports: [5201], proto: [tcp]}]}\n\
-                     \x20 - {name: g4, users: [60000], allow: [{to: [198.51.100.10], ports: [5201], proto: [udp]}]}\n"
+                     \x20 - {name: u100000, users: [100000], allow: [{to: [10.0.0.0], ports: [1024], proto: [tcp]}, {to: [10.0.0.1], ports: [1025], proto: [tcp]}]}\n\
+                     \x20 - {name: u60000, users: [60000], allow: [{to: [198.51.100.10], ports: [7000], proto: [tcp]}, {to: [198.51.100.10], ports: [7001], proto: [udp]}, {to: [198.51.100.10], ports: [5201], proto: [tcp]}, {to: [198.51.100.10], ports: [5201], proto: [udp]}]}\n"
                         .to_string()
                 ),
             ]
@@ -261,11 +275,14 @@ mod tests {
                 "{name} is too large"
             );
         }
-        let rules: usize = files
-            .iter()
-            .map(|(_, t)| t.matches("name: g").count())
-            .sum();
-        assert_eq!(rules, 100_000, "no rule lost at a file boundary");
+        let count =
+            |what: &str| -> usize { files.iter().map(|(_, t)| t.matches(what).count()).sum() };
+        assert_eq!(
+            count("name: u"),
+            10_001,
+            "one rule per generated uid, and the client's"
+        );
+        assert_eq!(count("{to: "), 100_000, "no grant lost at a file boundary");
     }
 
     #[test]
