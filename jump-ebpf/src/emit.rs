@@ -41,6 +41,8 @@ pub struct Origin {
     pub uid: u32,
     pub gid: u32,
     pub pid: u32,
+    pub login_uid: u32,
+    pub session_id: u32,
     pub comm: [u8; 16],
 }
 
@@ -100,8 +102,8 @@ pub fn emit(hook: u8, who: &Origin, dest: &Dest, src_port: u16, d: &Decision) {
         gid: who.gid,
         pid: who.pid,
         rule_id: d.rule_id,
-        login_uid: u32::MAX,
-        session_id: u32::MAX,
+        login_uid: who.login_uid,
+        session_id: who.session_id,
         suppressed,
         _pad0: 0,
         dst_addr: dest.addr,

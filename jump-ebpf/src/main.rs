@@ -20,10 +20,12 @@ mod maps;
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        generated::bpf_get_socket_cookie,
+        bpf_probe_read_kernel,
+        generated::{bpf_get_current_task, bpf_get_socket_cookie},
     },
     macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr},
     programs::{SkBuffContext, SockAddrContext, SockContext},
+    Global,
 };
 use aya_log_ebpf::debug;
 use jump_common::{action, counter, hook, profile_flags, proto};
@@ -123,17 +125,42 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
         return PASS;
     }
     // Softirq context: no meaningful current task, so only the socket's uid is known.
-    let who = emit::Origin { uid, gid: 0, pid: 0, comm: [0; 16] };
+    let who = emit::Origin { uid, gid: 0, pid: 0, login_uid: u32::MAX, session_id: u32::MAX, comm: [0; 16] };
     record(hook::EGRESS, &who, &p.dst, p.src_port, &d);
     REFUSE
 }
 
+/// Byte offsets of `task_struct.loginuid` and `.sessionid` in the running kernel, set by the
+/// daemon from the kernel's BTF before load (`datapath::btf`); 0 = unknown, fields left unset.
+#[unsafe(no_mangle)]
+static LOGINUID_OFFSET: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static SESSIONID_OFFSET: Global<u32> = Global::new(0);
+
+/// The audit login uid and session of the current task: the person behind `sudo`/`su`.
+fn audit_ids() -> (u32, u32) {
+    let (lo, so) = (LOGINUID_OFFSET.load(), SESSIONID_OFFSET.load());
+    if lo == 0 || so == 0 {
+        return (u32::MAX, u32::MAX);
+    }
+    // SAFETY: a helper call; the pointer is only ever passed to bpf_probe_read_kernel.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    // SAFETY: bpf_probe_read_kernel checks the address; a fault yields an error, not a crash.
+    let login = unsafe { bpf_probe_read_kernel(task.wrapping_add(lo as usize) as *const u32) };
+    // SAFETY: as above.
+    let session = unsafe { bpf_probe_read_kernel(task.wrapping_add(so as usize) as *const u32) };
+    (login.unwrap_or(u32::MAX), session.unwrap_or(u32::MAX))
+}
+
 fn current() -> emit::Origin {
     let uid_gid = bpf_get_current_uid_gid();
+    let (login_uid, session_id) = audit_ids();
     emit::Origin {
         uid: uid_gid as u32,
         gid: (uid_gid >> 32) as u32,
         pid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        login_uid,
+        session_id,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     }
 }

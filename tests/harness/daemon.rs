@@ -22,6 +22,10 @@ pub struct Jumpd {
     cgroup: PathBuf,
     /// This instance's own bpffs pin root, removed on drop.
     pub pin_root: PathBuf,
+    /// The control socket jumpctl should use.
+    socket: PathBuf,
+    /// The socket's directory when the harness chose it (removed on drop).
+    socket_dir: Option<PathBuf>,
 }
 
 const PIN_PREFIX: &str = "jt";
@@ -83,6 +87,21 @@ impl Jumpd {
         ] {
             program.push(a.into());
         }
+        // Without `--control-socket` in ARGS, the control socket goes into a fresh directory of
+        // its own, so tests never meet a real jumpd's `/run/jump/jumpd.sock`.
+        let given = extra
+            .iter()
+            .position(|a| *a == "--control-socket")
+            .and_then(|i| extra.get(i + 1));
+        let (socket, socket_dir) = match given {
+            Some(s) => (PathBuf::from(s), None),
+            None => {
+                let dir = std::env::temp_dir().join(crate::unique("jump-test-sock"));
+                program.push("--control-socket".into());
+                program.push(dir.join("jumpd.sock").into());
+                (dir.join("jumpd.sock"), Some(dir))
+            }
+        };
         program.extend(extra.iter().map(|a| a.into()));
         let lines = Arc::new(Mutex::new(Vec::new()));
         let child = spawn(&program, &lines)?;
@@ -92,6 +111,8 @@ impl Jumpd {
             program,
             cgroup: cgroup.to_path_buf(),
             pin_root,
+            socket,
+            socket_dir,
         })
     }
 
@@ -122,6 +143,23 @@ impl Jumpd {
             String::from_utf8_lossy(&out.stderr)
         );
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The control socket jumpctl should use.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Waits for the exit of a jumpd that stops on its own (`jumpctl detach`).
+    pub fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     pub fn pid(&self) -> u32 {
@@ -224,6 +262,9 @@ impl Drop for Jumpd {
             eprintln!("warning: {e}");
         }
         let _ = std::fs::remove_dir_all(&self.pin_root);
+        if let Some(dir) = &self.socket_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

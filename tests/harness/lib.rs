@@ -1,14 +1,17 @@
 //! The privileged test harness: network namespaces joined by veth (`netns`), a child cgroup
 //! (`cgroup`), `jumpd` as a child process whose events are collected (`daemon`), and client and
 //! server programs run as a chosen uid inside a chosen cgroup and namespace (`probe`), Unix
-//! accounts made for one test (`users`), and real OpenSSH servers and clients (`ssh`).
+//! accounts made for one test (`users`), real OpenSSH servers and clients (`ssh`), and a
+//! standalone journald in a private mount namespace (`journal`).
 //!
 //! Every resource is an RAII guard, so it is removed on success, failure and panic; names carry
 //! the test process's pid, and each constructor first sweeps leftovers of dead test processes.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod cgroup;
 pub mod daemon;
+pub mod journal;
 pub mod netns;
 pub mod place;
 pub mod probe;

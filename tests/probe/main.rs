@@ -3,6 +3,11 @@
 //! created in), `--netns`, then `--uid/--gid` — and then performs one operation, printing one
 //! JSON line: `{"ok":true}` or `{"ok":false,"errno":1,"error":"…"}`.
 //!
+//! `--loginuid N` first sets the audit login uid (and so a new audit session), as `pam_loginuid`
+//! does at login, so a later `--uid` is a user acting for another (`su`, `sudo`). `--linger`
+//! keeps the process alive after its verdict until stdin closes, so the daemon can still read
+//! its `/proc` entry.
+//!
 //! Operations (ADDR is `ip:port` or `[ip6]:port`; ICMP ignores the port):
 //! - `tcp ADDR`: connect, echo 4 bytes. `tcp-presock ADDR`: the same, but the socket is created
 //!   before `--uid` takes effect (a socket handed over by another user).
@@ -44,7 +49,14 @@ struct Who {
     gid: Option<String>,
 }
 
+/// `--linger`: wait for stdin to close after reporting.
+static LINGER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn place(args: &mut Vec<String>) -> Result<Who, String> {
+    if let Some(i) = args.iter().position(|a| a == "--linger") {
+        args.remove(i);
+        LINGER.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let mut take = |flag: &str| -> Option<String> {
         let i = args.iter().position(|a| a == flag)?;
         let v = args.get(i + 1).cloned();
@@ -55,6 +67,7 @@ fn place(args: &mut Vec<String>) -> Result<Who, String> {
     let netns = take("--netns");
     let uid = take("--uid");
     let gid = take("--gid");
+    let loginuid = take("--loginuid");
     if let Some(cg) = cgroup {
         std::fs::write(format!("{cg}/cgroup.procs"), std::process::id().to_string())
             .map_err(|e| format!("join cgroup {cg}: {e}"))?;
@@ -62,6 +75,10 @@ fn place(args: &mut Vec<String>) -> Result<Who, String> {
     if let Some(ns) = netns {
         let f = File::open(&ns).map_err(|e| format!("open {ns}: {e}"))?;
         setns(f, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns {ns}: {e}"))?;
+    }
+    if let Some(l) = loginuid {
+        // Needs CAP_AUDIT_CONTROL, so before the uid changes.
+        std::fs::write("/proc/self/loginuid", &l).map_err(|e| format!("set loginuid {l}: {e}"))?;
     }
     Ok(Who { uid, gid })
 }
@@ -86,6 +103,9 @@ fn report(r: std::io::Result<()>) -> ! {
             "{}",
             serde_json::json!({"ok": false, "errno": e.raw_os_error(), "error": e.to_string()})
         ),
+    }
+    if LINGER.load(std::sync::atomic::Ordering::Relaxed) {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
     }
     std::process::exit(0)
 }

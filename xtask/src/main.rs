@@ -5,6 +5,7 @@
 mod bench;
 mod build;
 mod demo;
+mod install;
 mod setup;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -46,6 +47,16 @@ enum Cmd {
     },
     /// Open a shell as USER inside the running demo's enforced cgroup and jump-host namespace.
     Shell { user: String },
+    /// Build, then install binaries, the systemd unit, the example config and policies (an
+    /// existing config or policy directory is kept). Enables nothing.
+    Install {
+        /// Where binaries go (`PREFIX/sbin/jumpd`, `PREFIX/bin/jumpctl`)
+        #[arg(long, default_value = "/usr/local")]
+        prefix: PathBuf,
+        /// Staging root for packaging; everything lands under it
+        #[arg(long, default_value = "/")]
+        destdir: PathBuf,
+    },
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -70,6 +81,16 @@ fn main() -> ExitCode {
             .and_then(|()| build::run())
             .and_then(|b| bench::run(&b, &bench::Options { quick, json, out })),
         Cmd::Shell { user } => demo::shell(&user),
+        Cmd::Install { prefix, destdir } => {
+            setup::run().and_then(|()| build::run()).and_then(|b| {
+                let bin = b.jumpd.parent().expect("in a directory").to_path_buf();
+                install::install(
+                    &workspace_root(),
+                    &bin,
+                    &install::Layout { prefix, destdir },
+                )
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,13 +5,14 @@
 
 mod cases;
 mod check;
+pub mod daemon;
 
 use std::{io::Write, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
 pub use cases::run_cases;
-pub use check::{check, parse_dest, CheckReport, Dest};
+pub use check::{check, parse_dest, render as render_check, CheckReport, Dest};
 
 use crate::{
     compile::{self, Directory},
@@ -26,13 +27,17 @@ pub mod exit {
     pub const FAIL: u8 = 1;
     /// The question could not be answered (bad arguments, unreadable files).
     pub const ERROR: u8 = 2;
+    /// jumpd is not running: no control socket, or nobody listening on it.
+    pub const UNREACHABLE: u8 = 3;
+    /// Permission denied: not root nor in jumpd's admin group.
+    pub const REFUSED: u8 = 4;
 }
 
 #[derive(Debug, Parser)]
 #[command(
     name = "jumpctl",
     version,
-    about = "Inspect and test jump egress policies"
+    about = "Inspect and test jump egress policies, and control the running jumpd"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -43,12 +48,24 @@ pub struct Cli {
 pub enum Command {
     /// Check a policy directory: errors and warnings with file:line:col; exit 1 if invalid
     Validate(ValidateArgs),
-    /// Would USER be allowed to reach DEST? Prints the verdict and the rules behind it
+    /// Would USER be allowed to reach DEST? Prints the verdict and the rules behind it.
+    /// `check USER DEST` asks the running jumpd (its live policy); `check DIR USER DEST`
+    /// compiles DIR offline
     Check(CheckArgs),
     /// Run policy test cases (for an admin's CI); exit 1 on any failure
     Test(TestArgs),
     /// Print the JSON Schema of policy files (for editors)
     Schema,
+    /// The running jumpd: generation, policy hash, counts, hooks, uptime, last reload, counters
+    Status(daemon::Conn),
+    /// Make jumpd reload its policy directory and users now; exit 1 if it was rejected
+    Reload(daemon::Conn),
+    /// Hits per rule and verdict since the active generation was loaded (kernel counters)
+    Stats(daemon::Conn),
+    /// Decision events: the most recent ones, or a live tail with --follow
+    Events(daemon::EventsArgs),
+    /// Stop enforcement: jumpd detaches its programs and exits
+    Detach(daemon::DetachArgs),
 }
 
 #[derive(Debug, Args)]
@@ -59,19 +76,21 @@ pub struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The policy directory
-    pub dir: PathBuf,
-    /// A user name or a numeric uid
-    pub user: String,
-    /// `ADDR:PORT[/PROTO]`, `[IPV6]:PORT[/PROTO]`, `ADDR/icmp`, or `listen:PORT[/PROTO]` to ask about
-    /// binding a local port; the protocol defaults to tcp
-    pub dest: String,
+    /// `[DIR] USER DEST`. DIR: the policy directory, compiled offline; without it the running
+    /// jumpd's live policy is asked. USER: a user name or a numeric uid. DEST:
+    /// `ADDR:PORT[/PROTO]`, `[IPV6]:PORT[/PROTO]`, `ADDR/icmp`, or `listen:PORT[/PROTO]` to ask
+    /// about binding a local port; the protocol defaults to tcp
+    #[arg(value_name = "[DIR] USER DEST", num_args = 2..=3, required = true)]
+    pub args: Vec<String>,
     /// The moment to ask about (RFC 3339, like `2026-12-01T09:00:00+01:00`); default now
     #[arg(long)]
     pub at: Option<String>,
     /// Print JSON
     #[arg(long)]
     pub json: bool,
+    /// jumpd's control socket (for the live policy)
+    #[arg(long, env = "JUMP_SOCKET", default_value = crate::daemon::config::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +99,17 @@ pub struct TestArgs {
     pub dir: PathBuf,
     /// A YAML list of cases like `- {user: alice, to: "198.51.100.130:5432", expect: allow}`
     pub cases: PathBuf,
+}
+
+impl CheckArgs {
+    /// (policy directory if given, user, destination).
+    pub fn parts(&self) -> (Option<PathBuf>, &str, &str) {
+        match self.args.as_slice() {
+            [dir, user, dest] => (Some(PathBuf::from(dir)), user, dest),
+            [user, dest] => (None, user, dest),
+            _ => unreachable!("clap takes 2 or 3 values"),
+        }
+    }
 }
 
 /// Runs the policy subcommands with the system's users and the current time.
@@ -96,13 +126,27 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                     return exit::ERROR;
                 }
             };
-            check::run(&a.dir, &a.user, &a.dest, at, a.json, &dir, out, err)
+            match a.parts() {
+                (Some(d), user, dest) => check::run(&d, user, dest, at, a.json, &dir, out, err),
+                (None, user, dest) => {
+                    let conn = daemon::Conn {
+                        socket: a.socket.clone(),
+                        json: a.json,
+                    };
+                    daemon::check_live(&conn, user, dest, a.at.as_deref(), out, err)
+                }
+            }
         }
         Command::Test(a) => run_cases(&a.dir, &a.cases, &dir, now, out, err),
         Command::Schema => {
             let _ = out.write_all(policy::schema::json_schema().as_bytes());
             exit::OK
         }
+        Command::Status(c) => daemon::status(c, out, err),
+        Command::Reload(c) => daemon::reload(c, out, err),
+        Command::Stats(c) => daemon::stats(c, out, err),
+        Command::Events(a) => daemon::events(a, out, err),
+        Command::Detach(a) => daemon::detach(a, out, err),
     }
 }
 

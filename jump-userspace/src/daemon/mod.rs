@@ -2,17 +2,29 @@
 //! kernel's decision events into log records. The policy work is plan/apply: `plan` (parse and
 //! compile) is pure and may fail without touching the kernel; `Datapath::apply` is the one write.
 
-use std::path::PathBuf;
+pub mod audit;
+pub mod config;
+pub mod control;
+pub mod diff;
+pub mod privileges;
+pub mod systemd;
+pub mod watch;
+
+use std::{sync::Arc, time::Instant};
 
 use anyhow::Context;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, SignalKind},
+    sync::mpsc,
 };
 
+pub use config::{Mode, Settings as Options};
+use control::{Bus, Call, ErrorKind, ReloadOutcome, Reply};
+
 use crate::{
-    compile::{self, image::MapImage},
-    datapath::{pins, Datapath, Kernel, KernelOptions},
+    compile::{self, image::MapImage, Compiled},
+    datapath::{pins, Datapath, Fake, Kernel, KernelOptions},
     events::{decode::decode, sink, Enricher},
     policy,
 };
@@ -26,20 +38,15 @@ pub mod message_id {
     pub const STOPPED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f805";
     pub const EVENTS_LOST: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f806";
     pub const REVOKED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f807";
-}
-
-#[derive(Clone, Debug)]
-pub struct Options {
-    pub policy_dir: PathBuf,
-    pub cgroup: PathBuf,
-    /// Root of the pinned state (`/sys/fs/bpf/jump`); each cgroup gets a directory below.
-    pub pin_dir: PathBuf,
-    pub debug_kernel: bool,
+    pub const EVENTS_SUPPRESSED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f808";
 }
 
 /// A compiled policy, ready to apply.
 pub struct Plan {
+    /// The policy as written; audit mode is applied at install time (`audit::audit_only`).
     pub image: MapImage,
+    /// The resolved rules, for `jumpctl check` against the live policy.
+    pub rules: compile::RuleSet,
     pub sha256: String,
     pub warnings: Vec<String>,
     /// Schedules are expanded a few days ahead: the policy must be compiled again before this.
@@ -53,27 +60,107 @@ pub fn plan(dir: &std::path::Path) -> anyhow::Result<Plan> {
     let compiled = compile::compile_full(&loaded.policy, &compile::SystemDirectory, now)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let recompile_by = compile::time::recompile_by(&compiled.rules, now);
-    let warnings = loaded
-        .warnings
-        .iter()
-        .chain(&compiled.warnings)
-        .map(|w| w.to_string())
-        .collect();
+    let mut warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+    warnings.extend(compiled.warnings.iter().map(|w| w.to_string()));
     Ok(Plan {
         image: compiled.image,
+        rules: compiled.rules,
         sha256: loaded.sha256,
         warnings,
         recompile_by,
     })
 }
 
-struct State {
+/// What the kernel reports besides accepting images; `Kernel` and `Fake` both have it, so the
+/// control requests are served the same way in tests without root.
+pub trait Live: Datapath {
+    /// Indexed by `jump_common::counter`.
+    fn counters(&self) -> anyhow::Result<[u64; jump_common::counter::LEN as usize]>;
+    /// (rule id, action, hits) of the active generation.
+    fn rule_hits(&self, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>>;
+    fn hooks(&self) -> Vec<String>;
+}
+
+impl Live for Kernel {
+    fn counters(&self) -> anyhow::Result<[u64; jump_common::counter::LEN as usize]> {
+        Kernel::counters(self)
+    }
+    fn rule_hits(&self, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>> {
+        Kernel::rule_hits(self, rules)
+    }
+    fn hooks(&self) -> Vec<String> {
+        self.attached().iter().map(|(n, _)| n.clone()).collect()
+    }
+}
+
+impl Live for Fake {
+    fn counters(&self) -> anyhow::Result<[u64; jump_common::counter::LEN as usize]> {
+        Ok(Default::default())
+    }
+    fn rule_hits(&self, _rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>> {
+        Ok(Vec::new())
+    }
+    fn hooks(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The policy in force.
+struct Active {
+    /// As written (before audit mode), with its rules: what `check` explains.
+    compiled: Compiled,
+    sha256: String,
+}
+
+pub struct State {
     generation: u64,
     enricher: Enricher,
     last_dropped: u64,
+    last_suppressed: u64,
+    active: Option<Active>,
+    last_reload: Option<ReloadOutcome>,
+    started: Instant,
+    started_at: jiff::Timestamp,
+    watching: Vec<String>,
+    capabilities: Vec<String>,
+    bus: Arc<Bus>,
     /// The enforced cgroup relative to the cgroup2 mount, as `ss` names cgroups.
     cgroup_rel: String,
     recompile_by: Option<jiff::Timestamp>,
+}
+
+impl State {
+    pub fn new() -> Self {
+        Self {
+            generation: 0,
+            enricher: Enricher::new(),
+            last_dropped: 0,
+            last_suppressed: 0,
+            active: None,
+            last_reload: None,
+            started: Instant::now(),
+            started_at: jiff::Timestamp::now(),
+            watching: Vec::new(),
+            capabilities: Vec::new(),
+            bus: Arc::new(Bus::new()),
+            cgroup_rel: String::new(),
+            recompile_by: None,
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn last_reload(&self) -> Option<&ReloadOutcome> {
+        self.last_reload.as_ref()
+    }
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// `path` relative to the cgroup2 mount (`/` for the root), from /proc/mounts.
@@ -111,30 +198,64 @@ fn revoke(st: &State, image: &MapImage) {
     }
 }
 
-fn install(dp: &mut dyn Datapath, st: &mut State, plan: Plan) -> anyhow::Result<()> {
+fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
+/// Applies a plan as the next generation; returns what changed.
+fn install(
+    dp: &mut dyn Datapath,
+    st: &mut State,
+    plan: Plan,
+    mode: Mode,
+    trigger: &str,
+) -> anyhow::Result<diff::Diff> {
     let generation = st.generation + 1;
-    dp.apply(&plan.image, generation)?;
+    let mut image = plan.image.clone();
+    if mode == Mode::Audit {
+        audit::audit_only(&mut image);
+    }
+    dp.apply(&image, generation)?;
     st.generation = generation;
     st.recompile_by = plan.recompile_by;
     for w in &plan.warnings {
         tracing::warn!("{w}");
     }
+    let changes = diff::diff(st.active.as_ref().map(|a| &a.compiled.image), &plan.image);
+    let summary = changes.summary(user_name);
     tracing::info!(
         message_id = message_id::POLICY_LOADED,
         jump_policy_generation = generation,
         jump_policy_sha256 = %plan.sha256,
+        jump_reload_trigger = trigger,
+        jump_mode = mode.name(),
         rules = plan.image.rules.len() - 1,
         users = plan.image.users.len(),
-        "policy generation {generation} loaded ({} rules, sha256 {})",
+        changes = %summary,
+        "policy generation {generation} loaded ({} rules, sha256 {}, {}): {summary}",
         plan.image.rules.len() - 1,
         &plan.sha256[..plan.sha256.len().min(12)],
+        trigger,
     );
-    if generation > 1 {
-        revoke(st, &plan.image);
+    // Only a live kernel has connections to revoke (the first load and the fake have none);
+    // audit mode revokes nothing, as its image refuses nothing.
+    if generation > 1 && !st.cgroup_rel.is_empty() {
+        revoke(st, &image);
     }
     st.enricher
-        .set_generation(generation, plan.image.rules, plan.sha256);
-    Ok(())
+        .set_generation(generation, plan.image.rules.clone(), plan.sha256.clone());
+    st.active = Some(Active {
+        compiled: Compiled {
+            image: plan.image,
+            rules: plan.rules,
+            warnings: Vec::new(),
+        },
+        sha256: plan.sha256,
+    });
+    Ok(changes)
 }
 
 /// Wraps a BPF ring buffer for readiness polling. tokio deprecates the safe constructor in favour
@@ -148,8 +269,17 @@ fn async_fd<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
     AsyncFd::with_interest(inner, tokio::io::Interest::READABLE)
 }
 
+/// How the main loop ended.
+enum Exit {
+    Stop,
+    /// `jumpctl detach`, answered once the programs are gone.
+    Detach(tokio::sync::oneshot::Sender<Reply>),
+}
+
+/// Runs jumpd. INVARIANT (single thread at drop): call it on tokio's current-thread runtime;
+/// see `privileges`.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    // Handlers first: a SIGHUP right after "ready" must reload, not kill.
+    // Handlers first: a SIGHUP right after "ready" (READY=1) must reload, not kill.
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -159,7 +289,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let pin_dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
     let (mut kernel, logger) = Kernel::load(&KernelOptions {
         debug_log: opts.debug_kernel,
-        limits: crate::datapath::DEFAULT_LIMITS,
+        limits: opts.rate_limit.limits(),
         pin_dir: pin_dir.clone(),
     })?;
     if let Some(logger) = logger {
@@ -174,67 +304,145 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
         });
     }
-    let mut st = State {
-        generation: 0,
-        enricher: Enricher::new(),
-        last_dropped: 0,
-        cgroup_rel: cgroup_relative(&opts.cgroup),
-        recompile_by: None,
-    };
+    let mut st = State::new();
+    st.cgroup_rel = cgroup_relative(&opts.cgroup);
     // Adopting pinned state: continue its generation numbering.
     st.generation = kernel.generation()?;
+    // Pinned counters outlive a daemon, which reported them up to its exit: report from here.
+    if let Ok(c) = kernel.counters() {
+        st.last_dropped = c[jump_common::counter::EVENTS_DROPPED as usize];
+        st.last_suppressed = c[jump_common::counter::EVENTS_SUPPRESSED as usize];
+    }
     // INVARIANT (fail closed): the maps hold a policy before any program is attached.
-    install(&mut kernel, &mut st, first)?;
+    reload_with(&mut kernel, &mut st, &opts, "start", Ok(first));
+    if let Some(ReloadOutcome {
+        ok: false,
+        error: Some(e),
+        ..
+    }) = &st.last_reload
+    {
+        anyhow::bail!("failed to install the first policy: {e}");
+    }
     kernel.attach(&opts.cgroup)?;
     let mut events = async_fd(kernel.take_events()?)?;
+    // Bound before the capability drop: giving the socket to the admin group needs CAP_CHOWN.
+    let listener = control::bind(&opts.control_socket, &opts.control_group)?;
+    let _socket = control::SocketFile(opts.control_socket.clone());
+    let kept = privileges::drop_privileges().context("failed to drop capabilities")?;
+    st.capabilities = privileges::names(&kept);
+    tracing::info!(
+        "capabilities dropped; kept {} and set no-new-privileges",
+        st.capabilities.join(",")
+    );
+    let (watch_tx, mut watch_rx) = mpsc::channel::<String>(4);
+    if opts.watch {
+        match watch::start(&opts.policy_dir, watch_tx) {
+            Ok(w) => st.watching = w,
+            Err(e) => tracing::error!("automatic reload disabled: {e:#}"),
+        }
+    }
+    let (calls_tx, mut calls) = mpsc::channel::<Call>(16);
+    control::serve(
+        listener,
+        opts.control_group.clone(),
+        calls_tx,
+        st.bus.clone(),
+    );
+    let hooks = kernel.hooks().join(",");
     tracing::info!(
         message_id = message_id::STARTED,
         cgroup = %opts.cgroup.display(),
-        "jumpd ready: enforcing on `{}` with hooks {}",
+        jump_mode = opts.mode.name(),
+        "jumpd ready: enforcing on `{}` with hooks {hooks}{}; control socket `{}`",
         opts.cgroup.display(),
-        kernel.attached().iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(","),
+        if opts.mode == Mode::Audit { " in audit mode (nothing refused)" } else { "" },
+        opts.control_socket.display(),
     );
+    systemd::ready(&status_line(&st, &opts));
 
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    loop {
+    let tick_every = systemd::watchdog_interval()
+        .map(|w| w.min(std::time::Duration::from_secs(1)))
+        .unwrap_or(std::time::Duration::from_secs(1));
+    let watchdog = systemd::watchdog_interval().is_some();
+    let mut tick = tokio::time::interval(tick_every);
+    let exit = loop {
         tokio::select! {
             guard = events.readable_mut() => {
                 let mut guard = guard?;
                 let rb = guard.get_inner_mut();
                 while let Some(item) = rb.next() {
                     match decode(&item) {
-                        Some(e) => sink::emit(&st.enricher.record(&e)),
+                        Some(e) => {
+                            let record = st.enricher.record(&e);
+                            sink::emit(&record);
+                            st.bus.publish(record);
+                        }
                         None => tracing::error!("malformed event of {} bytes from the kernel", item.len()),
                     }
                 }
                 guard.clear_ready();
             }
-            _ = hup.recv() => reload(&mut kernel, &mut st, &opts),
+            _ = hup.recv() => reload(&mut kernel, &mut st, &opts, "sighup"),
+            Some(trigger) = watch_rx.recv() => reload(&mut kernel, &mut st, &opts, &trigger),
+            Some(call) = calls.recv() => {
+                if let Some(exit) = handle(&mut kernel, &mut st, &opts, call) {
+                    break exit;
+                }
+            }
             _ = tick.tick() => {
                 report_drops(&kernel, &mut st);
                 // Expanded schedule windows are running out: compile them afresh.
                 if st.recompile_by.is_some_and(|by| jiff::Timestamp::now() >= by) {
-                    reload(&mut kernel, &mut st, &opts);
+                    reload(&mut kernel, &mut st, &opts, "schedule");
+                }
+                if watchdog {
+                    systemd::watchdog();
                 }
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = term.recv() => break Exit::Stop,
+            _ = int.recv() => break Exit::Stop,
+        }
+    };
+    systemd::stopping();
+    report_drops(&kernel, &mut st);
+    match exit {
+        Exit::Stop => {
+            drop(kernel);
+            // Stopping is not opening: the pinned programs keep enforcing the last generation.
+            tracing::info!(
+                message_id = message_id::STOPPED,
+                "jumpd stopped; generation {} stays enforced on `{}` (pinned at `{}`; `jumpd --detach` removes it)",
+                st.generation,
+                opts.cgroup.display(),
+                pin_dir.display()
+            );
+        }
+        Exit::Detach(reply) => {
+            let hooks = kernel.hooks();
+            // HOOK (jumpctl detach): the kernel object goes, then the pins, so nothing keeps
+            // the programs attached.
+            drop(kernel);
+            let result = detach(&opts);
+            let _ = reply.send(match &result {
+                Ok(()) => Reply::ok(control::Detached {
+                    cgroup: opts.cgroup.display().to_string(),
+                    hooks,
+                }),
+                Err(e) => Reply::err(ErrorKind::Failed, format!("detach failed: {e:#}")),
+            });
+            // Let the connection task write the reply before the runtime goes.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tracing::info!(
+                message_id = message_id::STOPPED,
+                "jumpd stopped after detaching"
+            );
+            result?;
         }
     }
-    report_drops(&kernel, &mut st);
-    drop(kernel);
-    // Stopping is not opening: the pinned programs keep enforcing the last generation.
-    tracing::info!(
-        message_id = message_id::STOPPED,
-        "jumpd stopped; generation {} stays enforced on `{}` (pinned at `{}`; `jumpd --detach` removes it)",
-        st.generation,
-        opts.cgroup.display(),
-        pin_dir.display()
-    );
     Ok(())
 }
 
-/// `jumpd --detach`: removes the pinned enforcement of `opts.cgroup`.
+/// `jumpd --detach` and `jumpctl detach`: removes the pinned enforcement of `opts.cgroup`.
 pub fn detach(opts: &Options) -> anyhow::Result<()> {
     let dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
     let detached = pins::detach(&dir)?;
@@ -251,20 +459,275 @@ pub fn detach(opts: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn reload(dp: &mut dyn Datapath, st: &mut State, opts: &Options) {
-    let result = plan(&opts.policy_dir).and_then(|p| install(dp, st, p));
-    if let Err(e) = result {
-        tracing::error!(
-            message_id = message_id::RELOAD_REJECTED,
-            jump_policy_generation = st.generation,
-            "reload rejected, generation {} stays in force: {e:#}",
-            st.generation
-        );
+/// One line for `systemctl status`.
+fn status_line(st: &State, opts: &Options) -> String {
+    let sha = st.active.as_ref().map(|a| a.sha256.as_str()).unwrap_or("");
+    format!(
+        "{} generation {} (sha256 {}){}",
+        if opts.mode == Mode::Audit {
+            "auditing"
+        } else {
+            "enforcing"
+        },
+        st.generation,
+        &sha[..sha.len().min(12)],
+        match &st.last_reload {
+            Some(r) if !r.ok => "; last reload rejected",
+            _ => "",
+        }
+    )
+}
+
+/// Re-reads the policy directory and the user database and applies the result. A policy that
+/// does not compile, or that the kernel refuses, leaves the active generation in force.
+pub fn reload(dp: &mut dyn Datapath, st: &mut State, opts: &Options, trigger: &str) {
+    systemd::reloading();
+    let planned = plan(&opts.policy_dir);
+    reload_with(dp, st, opts, trigger, planned);
+    systemd::ready(&status_line(st, opts));
+}
+
+fn reload_with(
+    dp: &mut dyn Datapath,
+    st: &mut State,
+    opts: &Options,
+    trigger: &str,
+    planned: anyhow::Result<Plan>,
+) {
+    let at = jiff::Timestamp::now().to_string();
+    // A file-system change that compiles to the very same policy is not worth a generation.
+    if let (Ok(p), Some(a)) = (&planned, &st.active) {
+        if trigger.starts_with("watch") && p.image == a.compiled.image && p.sha256 == a.sha256 {
+            tracing::debug!(
+                "{trigger}: policy unchanged, generation {} stays",
+                st.generation
+            );
+            return;
+        }
+    }
+    let result = planned.and_then(|p| install(dp, st, p, opts.mode, trigger));
+    let outcome = match result {
+        Ok(changes) => ReloadOutcome {
+            ok: true,
+            trigger: trigger.to_string(),
+            at,
+            generation: st.generation,
+            error: None,
+            summary: changes.summary(user_name),
+            changes: Some(changes),
+        },
+        Err(e) => {
+            tracing::error!(
+                message_id = message_id::RELOAD_REJECTED,
+                jump_policy_generation = st.generation,
+                jump_reload_trigger = trigger,
+                "reload ({trigger}) rejected, generation {} stays in force: {e:#}",
+                st.generation
+            );
+            ReloadOutcome {
+                ok: false,
+                trigger: trigger.to_string(),
+                at,
+                generation: st.generation,
+                error: Some(format!("{e:#}")),
+                changes: None,
+                summary: String::new(),
+            }
+        }
+    };
+    st.last_reload = Some(outcome);
+}
+
+/// Serves one control request; `Some` ends the main loop.
+fn handle(dp: &mut dyn LiveDatapath, st: &mut State, opts: &Options, call: Call) -> Option<Exit> {
+    let reply = match &call.request {
+        control::Request::Status => Reply::ok(status(dp, st, opts)),
+        control::Request::Reload => {
+            reload(dp.as_datapath(), st, opts, "jumpctl");
+            match st.last_reload.clone() {
+                Some(r) if !r.ok => {
+                    Reply::err_with(ErrorKind::Rejected, r.error.clone().unwrap_or_default(), r)
+                }
+                Some(r) => Reply::ok(r),
+                None => Reply::err(ErrorKind::Failed, "no reload ran"),
+            }
+        }
+        control::Request::Stats => match stats(dp, st) {
+            Ok(s) => Reply::ok(s),
+            Err(e) => Reply::err(
+                ErrorKind::Failed,
+                format!("failed to read the rule counters: {e:#}"),
+            ),
+        },
+        control::Request::Check { user, dest, at } => check(st, opts, user, dest, at.as_deref()),
+        control::Request::Detach => {
+            tracing::warn!("detach requested by {}", call.peer);
+            return Some(Exit::Detach(call.reply));
+        }
+        // Served by the connection itself (control::connection).
+        control::Request::Events { .. } => Reply::err(ErrorKind::Invalid, "events are not a call"),
+    };
+    let _ = call.reply.send(reply);
+    None
+}
+
+/// `Live` as a trait object that can also be used as a plain `Datapath`.
+pub trait LiveDatapath: Live {
+    fn as_datapath(&mut self) -> &mut dyn Datapath;
+}
+
+impl<T: Live> LiveDatapath for T {
+    fn as_datapath(&mut self) -> &mut dyn Datapath {
+        self
     }
 }
 
-fn report_drops(kernel: &Kernel, st: &mut State) {
+pub fn status(dp: &dyn LiveDatapath, st: &State, opts: &Options) -> control::Status {
+    use jump_common::counter;
+    let c = dp.counters().unwrap_or_default();
+    let (rules, users, profiles) = st
+        .active
+        .as_ref()
+        .map(|a| {
+            let i = &a.compiled.image;
+            (
+                i.rules.len().saturating_sub(1),
+                i.users
+                    .keys()
+                    .filter(|&&u| u != jump_common::ANY_UID)
+                    .count(),
+                i.users
+                    .values()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len(),
+            )
+        })
+        .unwrap_or_default();
+    control::Status {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        mode: opts.mode.name().to_string(),
+        cgroup: opts.cgroup.display().to_string(),
+        policy_dir: opts.policy_dir.display().to_string(),
+        generation: st.generation,
+        policy_sha256: st
+            .active
+            .as_ref()
+            .map(|a| a.sha256.clone())
+            .unwrap_or_default(),
+        rules,
+        users,
+        profiles,
+        hooks: dp.hooks(),
+        started_at: st.started_at.to_string(),
+        uptime_secs: st.started.elapsed().as_secs(),
+        last_reload: st.last_reload.clone(),
+        counters: control::Counters {
+            decisions: c[counter::DECISIONS as usize],
+            events_sent: c[counter::EVENTS_SENT as usize],
+            events_suppressed: c[counter::EVENTS_SUPPRESSED as usize],
+            events_dropped: c[counter::EVENTS_DROPPED as usize],
+            followers_dropped: st
+                .bus
+                .followers_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+        },
+        capabilities: st.capabilities.clone(),
+        watching: st.watching.clone(),
+    }
+}
+
+pub fn stats(dp: &dyn LiveDatapath, st: &State) -> anyhow::Result<control::Stats> {
+    use jump_common::action;
+    let Some(active) = &st.active else {
+        return Ok(control::Stats {
+            generation: st.generation,
+            rules: Vec::new(),
+        });
+    };
+    let infos = &active.compiled.image.rules;
+    let mut rules: Vec<control::RuleStats> = infos
+        .iter()
+        .enumerate()
+        .map(|(id, r)| control::RuleStats {
+            id: id as u32,
+            name: r.name.clone(),
+            location: r.location.clone(),
+            allow: 0,
+            deny: 0,
+            audit: 0,
+        })
+        .collect();
+    for (rule, act, n) in dp.rule_hits(infos.len())? {
+        if let Some(r) = rules.get_mut(rule as usize) {
+            match act {
+                action::ALLOW => r.allow += n,
+                action::AUDIT => r.audit += n,
+                _ => r.deny += n,
+            }
+        }
+    }
+    Ok(control::Stats {
+        generation: st.generation,
+        rules,
+    })
+}
+
+/// `jumpctl check USER DEST` against the policy in force.
+fn check(st: &State, opts: &Options, user: &str, dest: &str, at: Option<&str>) -> Reply {
+    let Some(active) = &st.active else {
+        return Reply::err(ErrorKind::Failed, "no policy loaded");
+    };
+    let result = (|| {
+        let dest = crate::ctl::parse_dest(dest)?;
+        let at = match at {
+            Some(a) => crate::ctl::parse_time(a)?,
+            None => jiff::Timestamp::now(),
+        };
+        let uid = match user.parse::<u32>() {
+            Ok(u) => u,
+            Err(_) => nix::unistd::User::from_name(user)
+                .ok()
+                .flatten()
+                .map(|u| u.uid.as_raw())
+                .ok_or_else(|| format!("unknown user `{user}`"))?,
+        };
+        crate::ctl::check(&active.compiled, user, uid, dest, at)
+    })();
+    match result {
+        Ok(report) => {
+            let mut text = crate::ctl::render_check(&report);
+            if opts.mode == Mode::Audit && !report.allowed {
+                text.push_str("  jumpd runs in audit mode: this connection is allowed and logged as \"would deny\"\n");
+            }
+            Reply::ok(serde_json::json!({
+                "generation": st.generation,
+                "mode": opts.mode.name(),
+                "allowed": report.allowed,
+                "report": report,
+                "text": text,
+            }))
+        }
+        Err(e) => Reply::err(ErrorKind::Invalid, e),
+    }
+}
+
+/// Reports what the kernel counted but did not send since the last report, each as its own
+/// entry with the count, so nothing is lost silently: events the rate limit suppressed (each
+/// also counted in the next sent event of its key, `JUMP_SUPPRESSED`) and events lost to a
+/// full ring buffer.
+fn report_drops(kernel: &dyn Live, st: &mut State) {
     let Ok(c) = kernel.counters() else { return };
+    let suppressed = c[jump_common::counter::EVENTS_SUPPRESSED as usize];
+    if suppressed > st.last_suppressed {
+        let n = suppressed - st.last_suppressed;
+        st.last_suppressed = suppressed;
+        tracing::warn!(
+            message_id = message_id::EVENTS_SUPPRESSED,
+            jump_events_suppressed = n,
+            "{n} similar events suppressed by the rate limit"
+        );
+    }
     let dropped = c[jump_common::counter::EVENTS_DROPPED as usize];
     if dropped > st.last_dropped {
         let n = dropped - st.last_dropped;
@@ -276,3 +739,6 @@ fn report_drops(kernel: &Kernel, st: &mut State) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

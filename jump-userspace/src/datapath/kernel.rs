@@ -85,6 +85,7 @@ impl Kernel {
         // aya-log-ebpf's level threshold (1 error .. 5 trace): debug only when asked, so the
         // hot path skips the formatting otherwise.
         let level: u8 = if opts.debug_log { 4 } else { 2 };
+        let (loginuid_off, sessionid_off) = super::btf::audit_offsets();
         let maps_dir = super::pins::maps_dir(&opts.pin_dir);
         std::fs::create_dir_all(&maps_dir)
             .with_context(|| format!("failed to create pin directory `{}`", maps_dir.display()))?;
@@ -94,6 +95,9 @@ impl Kernel {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&maps_dir)
             .override_global("AYA_LOG_LEVEL", &level, true)
+            // Not every kernel has these (CONFIG_AUDIT); 0 leaves the event fields unset.
+            .override_global("LOGINUID_OFFSET", &loginuid_off, false)
+            .override_global("SESSIONID_OFFSET", &sessionid_off, false)
             .load(OBJECT)
             .context("failed to load jump's eBPF object")?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -103,15 +107,14 @@ impl Kernel {
                 None
             }
         };
-        Ok((
-            Self {
-                ebpf,
-                pin_dir: opts.pin_dir.clone(),
-                tai_offset_ns: tai_offset_ns()?,
-                attached: Vec::new(),
-            },
-            logger,
-        ))
+        let mut kernel = Self {
+            ebpf,
+            pin_dir: opts.pin_dir.clone(),
+            tai_offset_ns: tai_offset_ns()?,
+            attached: Vec::new(),
+        };
+        kernel.set_limits(opts.limits)?;
+        Ok((kernel, logger))
     }
 
     /// Verifies and attaches every program to `cgroup`. All or nothing: on error the programs

@@ -2,6 +2,7 @@
 //! (through aya, in `kernel`); the rest of the daemon sees the `Datapath` trait, which `Fake`
 //! also implements so reload logic can be tested without root.
 
+pub mod btf;
 mod kernel;
 pub mod pins;
 pub mod revoke;

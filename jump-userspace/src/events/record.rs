@@ -1,11 +1,15 @@
 //! A decoded event made readable: user and rule names, addresses in their family's notation.
-//! What the kernel could not know (names, the executable) is looked up here through caches with
-//! a fixed capacity, so a flood of distinct uids or pids cannot grow the daemon's memory.
+//! What the kernel could not know (names, the executable, the session's SSH client, and the
+//! audit login uid and session where the kernel did not capture them) is looked up here, in
+//! `/proc` (see `proc`) and through caches with a fixed capacity, so a flood of distinct uids,
+//! pids or sessions cannot grow the daemon's memory.
 
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv6Addr},
 };
+
+use super::proc::{Proc, UNSET};
 
 use jump_common::{action, hook, proto, Event};
 use serde::Serialize;
@@ -13,7 +17,8 @@ use serde::Serialize;
 use crate::compile::image::RuleInfo;
 
 /// One decision, as every sink writes it. Field names are the journald fields without the
-/// `JUMP_` prefix, lower-case.
+/// `JUMP_` prefix, lower-case. `None` means "not known" and the field is left out (here and
+/// in every sink).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Record {
     pub verdict: &'static str,
@@ -22,35 +27,79 @@ pub struct Record {
     pub gid: u32,
     pub pid: u32,
     pub comm: String,
-    pub exe: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    /// The audit login uid (who logged in, whatever `su`/`sudo` did since) and its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_uid: Option<u32>,
+    #[serde(skip)]
+    pub login_user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<u32>,
+    /// The SSH client address of the audit session, where it was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_client: Option<IpAddr>,
     pub proto: &'static str,
     pub dst_addr: IpAddr,
     pub dst_port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_addr: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_port: Option<u16>,
     pub rule: String,
     pub hook: &'static str,
     pub policy_generation: u64,
     pub policy_sha256: String,
+    /// Similar events the kernel suppressed before this one (0: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub suppressed: u32,
 }
 
 impl Record {
-    /// `deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl`
+    /// `deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl`,
+    /// followed by ` login=bob(1000)` when someone else logged in, and ` suppressed=N` when the
+    /// kernel held back similar events before this one.
     pub fn message(&self) -> String {
-        let dst = match self.dst_addr {
-            IpAddr::V4(a) => format!("{a}:{}", self.dst_port),
-            IpAddr::V6(a) => format!("[{a}]:{}", self.dst_port),
-        };
-        format!(
-            "{} {}({}) -> {dst}/{} rule={} hook={} pid={} comm={}",
+        let mut m = format!(
+            "{} {}({}) -> {}/{} rule={} hook={} pid={} comm={}",
             self.verdict,
             self.user,
             self.uid,
+            socket_addr(self.dst_addr, self.dst_port),
             self.proto,
             self.rule,
             self.hook,
             self.pid,
             self.comm
-        )
+        );
+        if let Some(login) = self.login_uid.filter(|l| *l != self.uid) {
+            let name = self.login_user.as_deref().unwrap_or("?");
+            m.push_str(&format!(" login={name}({login})"));
+        }
+        if self.suppressed > 0 {
+            m.push_str(&format!(" suppressed={}", self.suppressed));
+        }
+        m
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn socket_addr(a: IpAddr, port: u16) -> String {
+    match a {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// An IPv4-mapped IPv6 address (how events carry IPv4) as IPv4, others as they are.
+fn unmap(addr: [u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(addr);
+    v6.to_ipv4_mapped()
+        .map(IpAddr::V4)
+        .unwrap_or(IpAddr::V6(v6))
 }
 
 pub fn verdict_name(a: u8) -> &'static str {
@@ -70,37 +119,68 @@ pub fn proto_name(p: u8) -> &'static str {
     }
 }
 
-/// A map that forgets everything when it is full: cheap, bounded, and right for names that
-/// rarely change.
-struct BoundedCache<V> {
-    map: HashMap<u32, V>,
+/// A map that forgets everything when it is full: cheap, bounded, and right for facts that
+/// rarely change (user names, a session's SSH client).
+// INVARIANT (bounded): `map.len() <= cap` after every call.
+pub(crate) struct BoundedCache<K, V> {
+    map: HashMap<K, V>,
     cap: usize,
 }
 
-impl<V: Clone> BoundedCache<V> {
-    fn new(cap: usize) -> Self {
+impl<K: std::hash::Hash + Eq, V: Clone> BoundedCache<K, V> {
+    pub(crate) fn new(cap: usize) -> Self {
+        assert!(cap > 0, "a cache holds at least one entry");
         Self {
             map: HashMap::new(),
             cap,
         }
     }
 
-    fn get_or(&mut self, k: u32, f: impl FnOnce() -> V) -> V {
+    pub(crate) fn get(&self, k: &K) -> Option<V> {
+        self.map.get(k).cloned()
+    }
+
+    pub(crate) fn insert(&mut self, k: K, v: V) {
+        if self.map.len() >= self.cap && !self.map.contains_key(&k) {
+            self.map.clear();
+        }
+        self.map.insert(k, v);
+    }
+
+    pub(crate) fn get_or(&mut self, k: K, f: impl FnOnce() -> V) -> V {
         if let Some(v) = self.map.get(&k) {
             return v.clone();
         }
-        if self.map.len() >= self.cap {
-            self.map.clear();
-        }
         let v = f();
-        self.map.insert(k, v.clone());
+        self.insert(k, v.clone());
         v
     }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// How many user names and sessions the enricher remembers. A host has far fewer active users
+/// and sessions; a flood of distinct ones only costs lookups, never memory.
+pub const USER_CACHE: usize = 4096;
+pub const SESSION_CACHE: usize = 4096;
+
+fn system_user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
 }
 
 /// Turns kernel events into records for the policy generation that is active.
 pub struct Enricher {
-    users: BoundedCache<String>,
+    proc: Proc,
+    user_name: fn(u32) -> Option<String>,
+    users: BoundedCache<u32, String>,
+    /// SSH client by audit session id. Only final answers are kept (see `SshSearch::complete`).
+    ssh: BoundedCache<u32, Option<IpAddr>>,
     /// Rule table and hash of each generation still in use; the kernel may report the previous
     /// generation for a decision made just before a switch.
     generations: Vec<(u64, Vec<RuleInfo>, String)>,
@@ -114,8 +194,16 @@ impl Default for Enricher {
 
 impl Enricher {
     pub fn new() -> Self {
+        Self::with(Proc::default(), system_user_name)
+    }
+
+    /// An enricher reading `proc` and naming users with `user_name` (tests pass fakes).
+    pub fn with(proc: Proc, user_name: fn(u32) -> Option<String>) -> Self {
         Self {
-            users: BoundedCache::new(4096),
+            proc,
+            user_name,
+            users: BoundedCache::new(USER_CACHE),
+            ssh: BoundedCache::new(SESSION_CACHE),
             generations: Vec::new(),
         }
     }
@@ -128,15 +216,28 @@ impl Enricher {
         }
     }
 
+    fn user(&mut self, uid: u32) -> String {
+        let name = self.user_name;
+        self.users
+            .get_or(uid, || name(uid).unwrap_or_else(|| uid.to_string()))
+    }
+
+    fn ssh_client(&mut self, pid: u32, session: u32) -> Option<IpAddr> {
+        if session != UNSET {
+            if let Some(c) = self.ssh.get(&session) {
+                return c;
+            }
+        }
+        let found = self.proc.ssh_client(pid, session);
+        if session != UNSET && found.complete {
+            self.ssh.insert(session, found.client);
+        }
+        found.client
+    }
+
     pub fn record(&mut self, e: &Event) -> Record {
         let uid = e.uid;
-        let user = self.users.get_or(uid, || {
-            nix::unistd::User::from_uid(uid.into())
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-                .unwrap_or_else(|| uid.to_string())
-        });
+        let user = self.user(uid);
         let (rule, sha) = match self.generations.iter().find(|(g, ..)| *g == e.generation) {
             Some((_, rules, sha)) => {
                 let rule = match rules.get(e.rule_id as usize) {
@@ -148,11 +249,16 @@ impl Enricher {
             }
             None => (format!("#{}", e.rule_id), String::new()),
         };
-        let v6 = Ipv6Addr::from(e.dst_addr);
-        let dst_addr = v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6));
+        // The kernel's values when it captured them (they are right even if the process has
+        // exited since), else what /proc says now.
+        let (login_uid, session_id) = if e.login_uid != UNSET || e.session_id != UNSET {
+            (e.login_uid, e.session_id)
+        } else {
+            self.proc.audit(e.pid)
+        };
+        let login_uid = (login_uid != UNSET).then_some(login_uid);
+        let login_user = login_uid.map(|l| self.user(l));
+        let ssh_client = self.ssh_client(e.pid, session_id);
         let comm_len = e.comm.iter().position(|&c| c == 0).unwrap_or(e.comm.len());
         Record {
             verdict: verdict_name(e.action),
@@ -161,17 +267,21 @@ impl Enricher {
             gid: e.gid,
             pid: e.pid,
             comm: String::from_utf8_lossy(&e.comm[..comm_len]).into_owned(),
-            // The process may be gone already; an empty field says "not readable".
-            exe: std::fs::read_link(format!("/proc/{}/exe", e.pid))
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
+            exe: self.proc.exe(e.pid),
+            login_uid,
+            login_user,
+            session_id: (session_id != UNSET).then_some(session_id),
+            ssh_client,
             proto: proto_name(e.proto),
-            dst_addr,
+            dst_addr: unmap(e.dst_addr),
             dst_port: e.dst_port,
+            src_addr: (e.src_addr != [0; 16]).then(|| unmap(e.src_addr)),
+            src_port: (e.src_port != 0).then_some(e.src_port),
             rule,
             hook: hook::name(e.hook),
             policy_generation: e.generation,
             policy_sha256: sha,
+            suppressed: e.suppressed,
         }
     }
 }
@@ -179,25 +289,90 @@ impl Enricher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::proc::FakeProc;
 
-    #[test]
-    fn message_names_user_destination_rule_and_hook() {
-        let r = Record {
+    fn record() -> Record {
+        Record {
             verdict: "deny",
             uid: 1001,
             user: "alice".into(),
             gid: 1001,
             pid: 4711,
             comm: "curl".into(),
-            exe: String::new(),
+            exe: None,
+            login_uid: Some(1001),
+            login_user: Some("alice".into()),
+            session_id: Some(3),
+            ssh_client: None,
             proto: "tcp",
             dst_addr: "203.0.113.7".parse().unwrap(),
             dst_port: 443,
+            src_addr: None,
+            src_port: None,
             rule: "default".into(),
             hook: "connect4",
             policy_generation: 1,
             policy_sha256: String::new(),
-        };
+            suppressed: 0,
+        }
+    }
+
+    fn event() -> Event {
+        Event {
+            ts_ns: 0,
+            generation: 1,
+            cookie: 0,
+            uid: 1001,
+            gid: 100,
+            pid: 4711,
+            rule_id: 0,
+            login_uid: UNSET,
+            session_id: UNSET,
+            suppressed: 0,
+            _pad0: 0,
+            dst_addr: "::ffff:198.51.100.10".parse::<Ipv6Addr>().unwrap().octets(),
+            src_addr: [0; 16],
+            dst_port: 22,
+            src_port: 0,
+            family: 10,
+            proto: 6,
+            hook: hook::CONNECT6,
+            action: action::DENY,
+            _pad1: [0; 7],
+            comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
+        }
+    }
+
+    fn names(uid: u32) -> Option<String> {
+        match uid {
+            1000 => Some("bob".into()),
+            1001 => Some("alice".into()),
+            _ => None,
+        }
+    }
+
+    fn enricher(fake: &FakeProc) -> Enricher {
+        let mut en = Enricher::with(fake.proc(), names);
+        en.set_generation(
+            1,
+            vec![
+                RuleInfo {
+                    name: "default".into(),
+                    location: String::new(),
+                },
+                RuleInfo {
+                    name: "ops-ssh".into(),
+                    location: "policies/20-access.yaml:7:5".into(),
+                },
+            ],
+            "ab".into(),
+        );
+        en
+    }
+
+    #[test]
+    fn message_names_user_destination_rule_and_hook() {
+        let r = record();
         assert_eq!(
             r.message(),
             "deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl"
@@ -210,43 +385,161 @@ mod tests {
     }
 
     #[test]
-    fn ipv4_mapped_destinations_are_shown_as_ipv4() {
-        let mut en = Enricher::new();
-        en.set_generation(
-            1,
-            vec![RuleInfo {
-                name: "default".into(),
-                location: String::new(),
-            }],
-            "ab".into(),
-        );
-        let e = Event {
-            ts_ns: 0,
-            generation: 1,
-            cookie: 0,
-            uid: 0,
-            gid: 0,
-            pid: 0,
-            rule_id: 0,
-            login_uid: u32::MAX,
-            session_id: u32::MAX,
-            suppressed: 0,
-            _pad0: 0,
-            dst_addr: "::ffff:198.51.100.10".parse::<Ipv6Addr>().unwrap().octets(),
-            src_addr: [0; 16],
-            dst_port: 22,
-            src_port: 0,
-            family: 10,
-            proto: 6,
-            hook: hook::CONNECT6,
-            action: action::DENY,
-            _pad1: [0; 7],
-            comm: [0; 16],
+    fn message_names_the_login_user_behind_su_and_the_suppressed_count() {
+        let r = Record {
+            login_uid: Some(1000),
+            login_user: Some("bob".into()),
+            suppressed: 41,
+            ..record()
         };
-        let r = en.record(&e);
+        assert_eq!(
+            r.message(),
+            "deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl login=bob(1000) suppressed=41"
+        );
+        let no_login = Record {
+            login_uid: None,
+            ..record()
+        };
+        assert_eq!(
+            no_login.message(),
+            record().message(),
+            "an unknown login uid adds nothing"
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_destinations_are_shown_as_ipv4() {
+        let fake = FakeProc::new("mapped");
+        let r = enricher(&fake).record(&event());
         assert_eq!(r.dst_addr, "198.51.100.10".parse::<IpAddr>().unwrap());
         assert_eq!(r.rule, "default");
         assert_eq!(r.policy_sha256, "ab");
         assert_eq!(r.hook, "connect6");
+        assert_eq!(r.comm, "curl");
+        assert_eq!(r.user, "alice");
+    }
+
+    #[test]
+    fn rules_are_named_with_their_location_and_unknown_ones_by_id() {
+        let fake = FakeProc::new("rules");
+        let mut en = enricher(&fake);
+        let r = en.record(&Event {
+            rule_id: 1,
+            ..event()
+        });
+        assert_eq!(r.rule, "ops-ssh (policies/20-access.yaml:7:5)");
+        let r = en.record(&Event {
+            rule_id: 9,
+            ..event()
+        });
+        assert_eq!(r.rule, "#9", "a rule id outside the table");
+        let r = en.record(&Event {
+            generation: 7,
+            ..event()
+        });
+        assert_eq!(
+            (r.rule.as_str(), r.policy_sha256.as_str()),
+            ("#0", ""),
+            "a generation no longer known"
+        );
+    }
+
+    #[test]
+    fn an_exited_process_leaves_the_proc_fields_out() {
+        let fake = FakeProc::new("exited");
+        let r = enricher(&fake).record(&event());
+        assert_eq!(
+            (r.exe, r.login_uid, r.session_id, r.ssh_client),
+            (None, None, None, None)
+        );
+        assert_eq!((r.src_addr, r.src_port, r.suppressed), (None, None, 0));
+    }
+
+    #[test]
+    fn login_uid_session_and_ssh_client_come_from_proc_when_the_kernel_did_not_capture_them() {
+        let fake = FakeProc::new("enrich");
+        fake.add(4700, 1, 1000, 7, &["SSH_CLIENT=192.0.2.5 50022 22"]);
+        fake.add(4711, 4700, 1000, 7, &[]);
+        let r = enricher(&fake).record(&event());
+        assert_eq!(r.login_uid, Some(1000));
+        assert_eq!(r.login_user.as_deref(), Some("bob"));
+        assert_eq!(r.session_id, Some(7));
+        assert_eq!(r.ssh_client, Some("192.0.2.5".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_kernels_login_uid_and_session_are_preferred() {
+        let fake = FakeProc::new("kernel");
+        fake.add(4711, 1, 1000, 7, &[]);
+        let r = enricher(&fake).record(&Event {
+            login_uid: 1002,
+            session_id: 9,
+            ..event()
+        });
+        assert_eq!((r.login_uid, r.session_id), (Some(1002), Some(9)));
+        assert_eq!(
+            r.login_user.as_deref(),
+            Some("1002"),
+            "no account: the number"
+        );
+    }
+
+    #[test]
+    fn source_and_suppressed_count_are_kept_where_known() {
+        let fake = FakeProc::new("source");
+        let r = enricher(&fake).record(&Event {
+            src_addr: "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets(),
+            src_port: 40000,
+            suppressed: 3,
+            ..event()
+        });
+        assert_eq!(r.src_addr, Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(r.src_port, Some(40000));
+        assert_eq!(r.suppressed, 3);
+    }
+
+    #[test]
+    fn a_sessions_ssh_client_is_cached_only_once_known_for_sure() {
+        let fake = FakeProc::new("sshcache");
+        let mut en = enricher(&fake);
+        // The process is gone: no answer, and nothing cached for its session.
+        assert_eq!(en.ssh_client(4711, 7), None);
+        assert_eq!(en.ssh.len(), 0);
+        fake.add(4711, 1, 1000, 7, &["SSH_CLIENT=192.0.2.5 50022 22"]);
+        assert_eq!(en.ssh_client(4711, 7), Some("192.0.2.5".parse().unwrap()));
+        assert_eq!(en.ssh.len(), 1);
+        // Cached: another process of the session gets the answer without any /proc entry.
+        assert_eq!(en.ssh_client(4999, 7), Some("192.0.2.5".parse().unwrap()));
+        // Without an audit session there is no key to cache under.
+        assert_eq!(
+            en.ssh_client(4711, UNSET),
+            Some("192.0.2.5".parse().unwrap())
+        );
+        assert_eq!(en.ssh.len(), 1);
+    }
+
+    #[test]
+    fn caches_stay_within_their_capacity() {
+        let mut c = BoundedCache::new(3);
+        for k in 0..100u32 {
+            assert_eq!(c.get_or(k, || k * 2), k * 2);
+            assert!(c.len() <= 3, "the cache holds {} entries", c.len());
+        }
+        c.insert(99, 1);
+        assert_eq!(c.get(&99), Some(1), "replacing a present key keeps it");
+        // A flood of distinct uids through the enricher: bounded by USER_CACHE.
+        let fake = FakeProc::new("flood");
+        let mut en = enricher(&fake);
+        for uid in 0..(USER_CACHE as u32 * 2 + 10) {
+            en.record(&Event { uid, ..event() });
+            assert!(en.users.len() <= USER_CACHE);
+        }
+        fake.add(4711, 1, 1000, 0, &[]);
+        let sessionid = fake.dir.join("4711/sessionid");
+        for session in 0..(SESSION_CACHE as u32 * 2 + 10) {
+            std::fs::write(&sessionid, session.to_string()).unwrap();
+            en.ssh_client(4711, session);
+            assert!(en.ssh.len() <= SESSION_CACHE);
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! share one path; decision events use the target `jump::event` and levels chosen so journald's
 //! PRIORITY reads 4 for deny, 5 for would-deny and 6 for allow.
 
-use std::path::Path;
+use std::{io::IsTerminal, path::Path};
 
 use tracing_subscriber::{filter::EnvFilter, prelude::*};
 
@@ -70,8 +70,19 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
             registry.with(layer.with_filter(filter())).try_init()?;
         }
         LogFormat::Text => {
+            // One line per record: time, level and the message, which already says everything
+            // a reader needs; the structured fields are for journald and JSON.
+            let message_only = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+                if field.name() == "message" {
+                    write!(w, "{value:?}")
+                } else {
+                    Ok(())
+                }
+            });
             let layer = tracing_subscriber::fmt::layer()
                 .with_target(false)
+                .fmt_fields(message_only)
+                .with_ansi(std::io::stdout().is_terminal())
                 .with_writer(std::io::stdout);
             registry.with(layer.with_filter(filter())).try_init()?;
         }
@@ -98,20 +109,29 @@ macro_rules! emit_at {
             jump_gid = $r.gid,
             jump_pid = $r.pid,
             jump_comm = %$r.comm,
-            jump_exe = %$r.exe,
+            jump_exe = $r.exe.as_deref(),
+            jump_login_uid = $r.login_uid,
+            jump_session_id = $r.session_id,
+            jump_ssh_client = $r.ssh_client.map(display),
             jump_proto = $r.proto,
             jump_dst_addr = %$r.dst_addr,
             jump_dst_port = $r.dst_port,
+            jump_src_addr = $r.src_addr.map(display),
+            jump_src_port = $r.src_port,
             jump_rule = %$r.rule,
             jump_hook = $r.hook,
             jump_policy_generation = $r.policy_generation,
             jump_policy_sha256 = %$r.policy_sha256,
+            jump_suppressed = ($r.suppressed > 0).then_some($r.suppressed),
             "{}",
             $r.message()
         )
     };
 }
 
+/// Writes one decision. Fields that are not known (`None`) are left out of the entry rather
+/// than written empty, so `journalctl JUMP_EXE=…` never matches a blank. (`display` in the
+/// fields is the one `tracing::event!` brings into scope.)
 pub fn emit(r: &Record) {
     match r.verdict {
         "allow" => emit_at!(tracing::Level::DEBUG, message_id::ALLOW, r),

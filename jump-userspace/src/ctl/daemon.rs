@@ -1,0 +1,626 @@
+//! `jumpctl status | reload | stats | events | check USER DEST | detach`: the running jumpd,
+//! asked over its control socket (protocol in `daemon::control`). Human tables by default,
+//! `--json` for scripts (the reply's `data`, as jumpd sent it).
+//!
+//! Exit codes (`ctl::exit`): 0 done (check: allowed); 1 the answer is no (reload rejected and
+//! the old policy kept, check denied, follower disconnected); 2 the question could not be
+//! answered (bad arguments, a failure inside jumpd); 3 jumpd is not running (no socket, or
+//! nobody listening); 4 permission denied (not root nor in the admin group).
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+};
+
+use clap::Args;
+use serde_json::Value;
+
+use super::exit;
+use crate::daemon::{
+    config::DEFAULT_SOCKET,
+    control::{ErrorKind, Reply, Request, Stats, Status},
+};
+
+#[derive(Debug, Clone, Args)]
+pub struct Conn {
+    /// jumpd's control socket
+    #[arg(long, env = "JUMP_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Print JSON (the `data` of jumpd's reply)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    /// Keep printing new events as they come (without it: the most recent ones jumpd keeps)
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only this user (name or uid)
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only this verdict: allow, deny or would-deny (audit)
+    #[arg(long)]
+    pub verdict: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    /// Confirm: after this nothing is enforced until jumpd starts again
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// Why a request did not get an answer.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+fn connect(socket: &Path) -> Result<UnixStream, Failure> {
+    UnixStream::connect(socket).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => Failure {
+            code: exit::UNREACHABLE,
+            message: format!(
+                "jumpd is not running: cannot connect to `{}`: {e}",
+                socket.display()
+            ),
+        },
+        std::io::ErrorKind::PermissionDenied => Failure {
+            code: exit::REFUSED,
+            message: format!(
+                "permission denied on `{}`: run jumpctl as root or as a member of jumpd's admin group",
+                socket.display()
+            ),
+        },
+        _ => Failure {
+            code: exit::ERROR,
+            message: format!("cannot connect to `{}`: {e}", socket.display()),
+        },
+    })
+}
+
+fn code_of(kind: Option<ErrorKind>) -> u8 {
+    match kind {
+        Some(ErrorKind::Refused) => exit::REFUSED,
+        Some(ErrorKind::Rejected) | Some(ErrorKind::Lagged) => exit::FAIL,
+        _ => exit::ERROR,
+    }
+}
+
+/// Sends one request; calls `each` with every reply line until `each` returns false or jumpd
+/// closes the connection.
+fn exchange(
+    socket: &Path,
+    request: &Request,
+    mut each: impl FnMut(Reply) -> bool,
+) -> Result<(), Failure> {
+    let io = |e: std::io::Error| Failure {
+        code: exit::ERROR,
+        message: format!("lost the connection to jumpd: {e}"),
+    };
+    let mut stream = connect(socket)?;
+    let mut line = serde_json::to_string(request).expect("requests always encode");
+    line.push('\n');
+    // jumpd may have answered and closed already (a refusal is sent before the request is
+    // read): a failed write is not the answer, the reply line is.
+    let written = stream.write_all(line.as_bytes());
+    let mut rd = BufReader::new(stream);
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        let n = match (rd.read_line(&mut buf), &written) {
+            (Ok(n), _) => n,
+            (Err(_), Err(e)) => return Err(io(std::io::Error::new(e.kind(), e.to_string()))),
+            (Err(e), Ok(())) => return Err(io(e)),
+        };
+        if n == 0 {
+            return match written {
+                Err(e) => Err(io(e)),
+                Ok(()) => Ok(()),
+            };
+        }
+        let reply: Reply = serde_json::from_str(buf.trim()).map_err(|e| Failure {
+            code: exit::ERROR,
+            message: format!("unreadable reply from jumpd: {e}"),
+        })?;
+        if !each(reply) {
+            return Ok(());
+        }
+    }
+}
+
+/// One request, one reply; a failed reply is a `Failure` unless `keep_failed`.
+fn call(socket: &Path, request: &Request) -> Result<Reply, Failure> {
+    let mut got = None;
+    exchange(socket, request, |r| {
+        got = Some(r);
+        false
+    })?;
+    got.ok_or_else(|| Failure {
+        code: exit::ERROR,
+        message: "jumpd closed the connection without a reply".into(),
+    })
+}
+
+fn fail(reply: &Reply) -> Failure {
+    Failure {
+        code: code_of(reply.kind),
+        message: reply.error.clone().unwrap_or_else(|| "failed".into()),
+    }
+}
+
+fn print_json(out: &mut dyn Write, v: &Value) {
+    let _ = writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    );
+}
+
+fn finish(result: Result<u8, Failure>, err: &mut dyn Write) -> u8 {
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            let _ = writeln!(err, "error: {}", f.message);
+            f.code
+        }
+    }
+}
+
+pub fn status(conn: &Conn, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let result = (|| {
+        let reply = call(&conn.socket, &Request::Status)?;
+        if !reply.ok {
+            return Err(fail(&reply));
+        }
+        if conn.json {
+            print_json(out, &reply.data);
+        } else {
+            let s: Status = serde_json::from_value(reply.data).map_err(|e| Failure {
+                code: exit::ERROR,
+                message: format!("unreadable status from jumpd: {e}"),
+            })?;
+            let _ = write!(out, "{}", render_status(&s));
+        }
+        Ok(exit::OK)
+    })();
+    finish(result, err)
+}
+
+pub fn reload(conn: &Conn, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let result = (|| {
+        let reply = call(&conn.socket, &Request::Reload)?;
+        if conn.json {
+            print_json(out, &reply.data);
+        }
+        if !reply.ok {
+            return Err(fail(&reply));
+        }
+        if !conn.json {
+            let _ = writeln!(
+                out,
+                "reloaded: generation {} in force ({})",
+                reply.data["generation"],
+                reply.data["summary"].as_str().unwrap_or("")
+            );
+        }
+        Ok(exit::OK)
+    })();
+    finish(
+        result.map_err(|mut f| {
+            if f.code == exit::FAIL {
+                f.message = format!(
+                    "reload rejected, the active policy stays in force:\n{}",
+                    f.message
+                );
+            }
+            f
+        }),
+        err,
+    )
+}
+
+pub fn stats(conn: &Conn, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let result = (|| {
+        let reply = call(&conn.socket, &Request::Stats)?;
+        if !reply.ok {
+            return Err(fail(&reply));
+        }
+        if conn.json {
+            print_json(out, &reply.data);
+        } else {
+            let s: Stats = serde_json::from_value(reply.data).map_err(|e| Failure {
+                code: exit::ERROR,
+                message: format!("unreadable stats from jumpd: {e}"),
+            })?;
+            let _ = write!(out, "{}", render_stats(&s));
+        }
+        Ok(exit::OK)
+    })();
+    finish(result, err)
+}
+
+pub fn events(a: &EventsArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let request = Request::Events {
+        follow: a.follow,
+        user: a.user.clone(),
+        verdict: a.verdict.clone(),
+    };
+    let mut failed = None;
+    let print = |out: &mut dyn Write, v: &Value| {
+        if a.conn.json {
+            let _ = writeln!(out, "{}", serde_json::to_string(v).unwrap_or_default());
+        } else {
+            let _ = writeln!(out, "{}", render_event(v));
+        }
+        out.flush().is_ok()
+    };
+    let result = exchange(&a.conn.socket, &request, |reply| {
+        if !reply.ok {
+            failed = Some(fail(&reply));
+            return false;
+        }
+        if a.follow {
+            return print(out, &reply.data);
+        }
+        for v in reply.data.as_array().into_iter().flatten() {
+            print(out, v);
+        }
+        false
+    });
+    finish(result.and_then(|()| failed.map_or(Ok(exit::OK), Err)), err)
+}
+
+pub fn check_live(
+    conn: &Conn,
+    user: &str,
+    dest: &str,
+    at: Option<&str>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let result = (|| {
+        let reply = call(
+            &conn.socket,
+            &Request::Check {
+                user: user.into(),
+                dest: dest.into(),
+                at: at.map(str::to_string),
+            },
+        )?;
+        if !reply.ok {
+            return Err(fail(&reply));
+        }
+        if conn.json {
+            print_json(out, &reply.data);
+        } else {
+            let _ = write!(out, "{}", reply.data["text"].as_str().unwrap_or(""));
+        }
+        Ok(if reply.data["allowed"] == true {
+            exit::OK
+        } else {
+            exit::FAIL
+        })
+    })();
+    finish(result, err)
+}
+
+pub fn detach(a: &DetachArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    if !a.yes {
+        let _ = writeln!(
+            err,
+            "error: `jumpctl detach` stops enforcement: nothing is filtered until jumpd starts again; confirm with `--yes`"
+        );
+        return exit::ERROR;
+    }
+    let result = (|| {
+        let reply = call(&a.conn.socket, &Request::Detach)?;
+        if !reply.ok {
+            return Err(fail(&reply));
+        }
+        if a.conn.json {
+            print_json(out, &reply.data);
+        } else {
+            let _ = writeln!(
+                out,
+                "detached: `{}` is no longer enforced; jumpd stopped",
+                reply.data["cgroup"].as_str().unwrap_or("")
+            );
+        }
+        Ok(exit::OK)
+    })();
+    finish(result, err)
+}
+
+/// `3d 4h`, `2h 5m`, `7m 3s`, `42s`.
+pub fn uptime(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+pub fn render_status(s: &Status) -> String {
+    let mut o = String::new();
+    let sha = &s.policy_sha256[..s.policy_sha256.len().min(12)];
+    o += &format!(
+        "jumpd {} (pid {}), up {}, {} mode\n",
+        s.version,
+        s.pid,
+        uptime(s.uptime_secs),
+        s.mode
+    );
+    o += &format!(
+        "cgroup:      {} (hooks {})\n",
+        s.cgroup,
+        if s.hooks.is_empty() {
+            "none".into()
+        } else {
+            s.hooks.join(", ")
+        }
+    );
+    o += &format!(
+        "policy:      {}, generation {}, sha256 {sha}\n             {} rules, {} users, {} profiles\n",
+        s.policy_dir, s.generation, s.rules, s.users, s.profiles
+    );
+    match &s.last_reload {
+        Some(r) if r.ok => {
+            o += &format!(
+                "last reload: ok at {} ({}): {}\n",
+                r.at, r.trigger, r.summary
+            )
+        }
+        Some(r) => {
+            o += &format!(
+                "last reload: REJECTED at {} ({}), generation {} stays in force:\n",
+                r.at, r.trigger, r.generation
+            );
+            for l in r.error.as_deref().unwrap_or("").lines() {
+                o += &format!("             {l}\n");
+            }
+        }
+        None => o += "last reload: none\n",
+    }
+    let c = &s.counters;
+    o += &format!(
+        "events:      {} decisions, {} sent, {} suppressed, {} dropped (ring buffer full), {} followers dropped\n",
+        c.decisions, c.events_sent, c.events_suppressed, c.events_dropped, c.followers_dropped
+    );
+    o += &format!(
+        "privileges:  {}; no-new-privileges\n",
+        if s.capabilities.is_empty() {
+            "none".into()
+        } else {
+            s.capabilities.join(",")
+        }
+    );
+    o += &format!(
+        "watching:    {}\n",
+        if s.watching.is_empty() {
+            "nothing (reload by SIGHUP or jumpctl reload)".into()
+        } else {
+            s.watching.join(", ")
+        }
+    );
+    o
+}
+
+/// A table with a header; columns padded to the widest cell, numbers right-aligned.
+fn table(header: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if right[i] {
+                    format!("{c:>width$}", width = w[i])
+                } else {
+                    format!("{c:<width$}", width = w[i])
+                }
+            })
+            .collect();
+        s.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut o = line(header.to_vec());
+    for r in rows {
+        o += &line(r.iter().map(String::as_str).collect());
+    }
+    o
+}
+
+pub fn render_stats(s: &Stats) -> String {
+    let rows: Vec<Vec<String>> = s
+        .rules
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.name.clone(),
+                r.location.clone(),
+                r.allow.to_string(),
+                r.deny.to_string(),
+                r.audit.to_string(),
+            ]
+        })
+        .collect();
+    format!(
+        "generation {}\n{}",
+        s.generation,
+        table(
+            &["ID", "RULE", "LOCATION", "ALLOW", "DENY", "WOULD-DENY"],
+            &rows,
+            &[true, false, false, true, true, true]
+        )
+    )
+}
+
+/// `deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl`,
+/// the same line jumpd logs.
+pub fn render_event(v: &Value) -> String {
+    let s = |k: &str| {
+        v[k].as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v[k].to_string())
+    };
+    let addr = s("dst_addr");
+    let dst = if addr.contains(':') {
+        format!("[{addr}]:{}", v["dst_port"])
+    } else {
+        format!("{addr}:{}", v["dst_port"])
+    };
+    format!(
+        "{} {}({}) -> {dst}/{} rule={} hook={} pid={} comm={} generation={}",
+        s("verdict"),
+        s("user"),
+        v["uid"],
+        s("proto"),
+        s("rule"),
+        s("hook"),
+        v["pid"],
+        s("comm"),
+        v["policy_generation"],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::control::{Counters, ReloadOutcome, RuleStats};
+
+    #[test]
+    fn check_takes_an_optional_directory_before_user_and_destination() {
+        use clap::Parser;
+        let parts = |argv: &[&str]| match crate::ctl::Cli::try_parse_from(argv).unwrap().command {
+            crate::ctl::Command::Check(a) => {
+                let (d, u, t) = a.parts();
+                (
+                    d.map(|d| d.display().to_string()),
+                    u.to_string(),
+                    t.to_string(),
+                )
+            }
+            c => panic!("parsed as {c:?}"),
+        };
+        assert_eq!(
+            parts(&["jumpctl", "check", "alice", "198.51.100.7:22"]),
+            (None, "alice".into(), "198.51.100.7:22".into()),
+            "two arguments ask the live policy"
+        );
+        assert_eq!(
+            parts(&["jumpctl", "check", "policies", "alice", "198.51.100.7:22"]),
+            (
+                Some("policies".into()),
+                "alice".into(),
+                "198.51.100.7:22".into()
+            )
+        );
+        assert!(crate::ctl::Cli::try_parse_from(["jumpctl", "check", "alice"]).is_err());
+    }
+
+    #[test]
+    fn uptime_reads_like_a_human_wrote_it() {
+        assert_eq!(uptime(42), "42s");
+        assert_eq!(uptime(7 * 60 + 3), "7m 3s");
+        assert_eq!(uptime(2 * 3600 + 5 * 60 + 9), "2h 5m");
+        assert_eq!(uptime(3 * 86400 + 4 * 3600), "3d 4h");
+    }
+
+    #[test]
+    fn the_stats_table_aligns_its_columns() {
+        let s = Stats {
+            generation: 3,
+            rules: vec![
+                RuleStats {
+                    id: 0,
+                    name: "default".into(),
+                    location: String::new(),
+                    allow: 0,
+                    deny: 12,
+                    audit: 0,
+                },
+                RuleStats {
+                    id: 1,
+                    name: "ops-ssh".into(),
+                    location: "policies/20-access.yaml:4:5".into(),
+                    allow: 1234,
+                    deny: 0,
+                    audit: 2,
+                },
+            ],
+        };
+        assert_eq!(
+            render_stats(&s),
+            "generation 3\n\
+             ID  RULE     LOCATION                     ALLOW  DENY  WOULD-DENY\n\
+             \x200  default                                   0    12           0\n\
+             \x201  ops-ssh  policies/20-access.yaml:4:5   1234     0           2\n"
+        );
+    }
+
+    #[test]
+    fn status_shows_a_rejected_reload_with_its_error() {
+        let s = Status {
+            version: "0.1.0".into(),
+            pid: 7,
+            mode: "enforce".into(),
+            cgroup: "/sys/fs/cgroup".into(),
+            policy_dir: "/etc/jump/policies".into(),
+            generation: 2,
+            policy_sha256: "0123456789abcdef".into(),
+            rules: 3,
+            users: 2,
+            profiles: 2,
+            hooks: vec!["connect4".into(), "connect6".into()],
+            started_at: "2026-01-01T00:00:00Z".into(),
+            uptime_secs: 61,
+            last_reload: Some(ReloadOutcome {
+                ok: false,
+                trigger: "sighup".into(),
+                at: "2026-01-01T00:01:00Z".into(),
+                generation: 2,
+                error: Some("p.yaml:3:9: invalid port range `90-80`".into()),
+                changes: None,
+                summary: String::new(),
+            }),
+            counters: Counters::default(),
+            capabilities: vec!["cap_bpf".into()],
+            watching: vec![],
+        };
+        let text = render_status(&s);
+        assert!(
+            text.contains("policy:      /etc/jump/policies, generation 2, sha256 0123456789ab\n"),
+            "{text}"
+        );
+        assert!(text.contains("last reload: REJECTED at 2026-01-01T00:01:00Z (sighup), generation 2 stays in force:\n             p.yaml:3:9: invalid port range `90-80`\n"), "{text}");
+        assert!(text.contains("cgroup:      /sys/fs/cgroup (hooks connect4, connect6)\n"));
+        assert!(text.contains("up 1m 1s, enforce mode"));
+    }
+
+    #[test]
+    fn an_event_renders_as_the_log_line() {
+        let v = serde_json::json!({
+            "verdict": "deny", "uid": 1001, "user": "alice", "proto": "tcp",
+            "dst_addr": "2001:db8::7", "dst_port": 443, "rule": "default", "hook": "connect6",
+            "pid": 4711, "comm": "curl", "policy_generation": 2
+        });
+        assert_eq!(
+            render_event(&v),
+            "deny alice(1001) -> [2001:db8::7]:443/tcp rule=default hook=connect6 pid=4711 comm=curl generation=2"
+        );
+    }
+}

@@ -1,0 +1,383 @@
+//! jumpd's settings: the YAML config file (`--config`), the command-line flags, and their merge.
+//! Every setting exists in both; a flag wins over the file, the file over the default. Pure
+//! except for `load`, which reads the file; unknown keys are errors with `file:line:col`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::events::sink::LogFormat;
+
+pub const DEFAULT_CONFIG: &str = "/etc/jump/jumpd.yaml";
+pub const DEFAULT_POLICY_DIR: &str = "/etc/jump/policies";
+pub const DEFAULT_SOCKET: &str = "/run/jump/jumpd.sock";
+pub const DEFAULT_GROUP: &str = "jump-admin";
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/jump";
+
+/// Enforce refuses what the policy denies; audit decides and logs the same way but never
+/// refuses (every deny becomes a "would-deny"), for rolling out a new policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Audit,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        }
+    }
+}
+
+/// The in-kernel event rate limit (`jump_common::Limits`): events with the same user,
+/// destination, hook and verdict beyond `burst` within `window_ms` are counted, not sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub window_ms: u64,
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        let d = crate::datapath::DEFAULT_LIMITS;
+        Self {
+            window_ms: d.window_ns / 1_000_000,
+            burst: d.burst,
+        }
+    }
+}
+
+impl RateLimit {
+    /// As the kernel's `JUMP_LIMITS` holds it.
+    pub fn limits(self) -> jump_common::Limits {
+        jump_common::Limits {
+            window_ns: self.window_ms.saturating_mul(1_000_000),
+            burst: self.burst,
+            _pad: 0,
+        }
+    }
+}
+
+/// The config file, as written. Every field optional: what is missing falls to the flag or
+/// the default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub policy_dir: Option<PathBuf>,
+    pub cgroup: Option<PathBuf>,
+    pub pin_dir: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+    pub mode: Option<Mode>,
+    pub control: Option<ControlConfig>,
+    pub events: Option<EventsConfig>,
+    /// Reload on changes in the policy directory and in /etc/passwd and /etc/group.
+    pub watch: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    pub socket: Option<PathBuf>,
+    pub group: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    pub rate_window_ms: Option<u64>,
+    pub rate_burst: Option<u32>,
+}
+
+/// jumpd's command line. Each flag overrides the config file's setting of the same name.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct Flags {
+    /// YAML config file; default `/etc/jump/jumpd.yaml` when it exists
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Directory of policy YAML files [default: /etc/jump/policies]
+    #[arg(long)]
+    pub policy_dir: Option<PathBuf>,
+    /// cgroup v2 directory to enforce on. On a jump host: the cgroup v2 root (the whole host).
+    /// Required (here or in the config): attaching to the root of a machine that is not a jump
+    /// host cuts its traffic
+    #[arg(long)]
+    pub cgroup: Option<PathBuf>,
+    /// bpffs directory where programs, links and maps are pinned so enforcement survives a
+    /// restart of jumpd [default: /sys/fs/bpf/jump]
+    #[arg(long)]
+    pub pin_dir: Option<PathBuf>,
+    /// Log sink; journald when its socket exists, otherwise JSON lines on stdout
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// `enforce` refuses what the policy denies; `audit` only logs it ("would-deny")
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Control socket for jumpctl [default: /run/jump/jumpd.sock]
+    #[arg(long)]
+    pub control_socket: Option<PathBuf>,
+    /// Group (besides root) allowed to use the control socket [default: jump-admin]
+    #[arg(long)]
+    pub control_group: Option<String>,
+    /// Event rate limit window in milliseconds; 0 disables the limit [default: 1000]
+    #[arg(long)]
+    pub event_rate_window_ms: Option<u64>,
+    /// Similar events (same user, destination, hook, verdict) sent per window [default: 5]
+    #[arg(long)]
+    pub event_rate_burst: Option<u32>,
+    /// Do not reload on changes to the policy directory, /etc/passwd and /etc/group
+    #[arg(long)]
+    pub no_watch: bool,
+    /// Forward the kernel programs' own debug diagnostics (aya-log) at debug level
+    #[arg(long)]
+    pub debug_kernel: bool,
+}
+
+/// The settings jumpd runs with: flags over file over defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// The config file read, if any.
+    pub config: Option<PathBuf>,
+    pub policy_dir: PathBuf,
+    pub cgroup: PathBuf,
+    /// Root of the pinned state; each cgroup gets a directory below.
+    pub pin_dir: PathBuf,
+    /// `None`: detect (journald when its socket exists).
+    pub log_format: Option<LogFormat>,
+    pub mode: Mode,
+    pub control_socket: PathBuf,
+    pub control_group: String,
+    pub rate_limit: RateLimit,
+    pub watch: bool,
+    pub debug_kernel: bool,
+}
+
+/// `msg at line L column C` → (`msg`, L, C), as serde_yaml words its errors.
+fn split_location(e: &serde_yaml::Error) -> (String, usize, usize) {
+    let text = e.to_string();
+    let msg = match text.rfind(" at line ") {
+        Some(i) if e.location().is_some() => text[..i].to_string(),
+        _ => text,
+    };
+    let (line, col) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
+    (msg, line, col)
+}
+
+/// Parses a config file's text; `name` is how errors name the file.
+pub fn parse(name: &str, text: &str) -> Result<FileConfig, String> {
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    serde_yaml::from_str(text).map_err(|e| {
+        let (msg, line, col) = split_location(&e);
+        if line == 0 {
+            format!("{name}: {msg}")
+        } else {
+            format!("{name}:{line}:{col}: {msg}")
+        }
+    })
+}
+
+/// Reads and parses a config file.
+pub fn load(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file `{}`: {e}", path.display()))?;
+    parse(&path.display().to_string(), &text)
+}
+
+/// Flags over file over defaults. Errors when no cgroup is given anywhere.
+pub fn merge(
+    file: &FileConfig,
+    flags: &Flags,
+    config: Option<PathBuf>,
+) -> Result<Settings, String> {
+    let control = file.control.clone().unwrap_or_default();
+    let events = file.events.clone().unwrap_or_default();
+    let default_rate = RateLimit::default();
+    let cgroup = flags.cgroup.clone().or_else(|| file.cgroup.clone()).ok_or_else(|| {
+        "no cgroup to enforce on: set `cgroup:` in the config file or pass `--cgroup` (on a jump host, the cgroup v2 root `/sys/fs/cgroup`)".to_string()
+    })?;
+    Ok(Settings {
+        config,
+        policy_dir: flags
+            .policy_dir
+            .clone()
+            .or_else(|| file.policy_dir.clone())
+            .unwrap_or_else(|| DEFAULT_POLICY_DIR.into()),
+        cgroup,
+        pin_dir: flags
+            .pin_dir
+            .clone()
+            .or_else(|| file.pin_dir.clone())
+            .unwrap_or_else(|| DEFAULT_PIN_DIR.into()),
+        log_format: flags.log_format.or(file.log_format),
+        mode: flags.mode.or(file.mode).unwrap_or_default(),
+        control_socket: flags
+            .control_socket
+            .clone()
+            .or(control.socket)
+            .unwrap_or_else(|| DEFAULT_SOCKET.into()),
+        control_group: flags
+            .control_group
+            .clone()
+            .or(control.group)
+            .unwrap_or_else(|| DEFAULT_GROUP.into()),
+        rate_limit: RateLimit {
+            window_ms: flags
+                .event_rate_window_ms
+                .or(events.rate_window_ms)
+                .unwrap_or(default_rate.window_ms),
+            burst: flags
+                .event_rate_burst
+                .or(events.rate_burst)
+                .unwrap_or(default_rate.burst),
+        },
+        watch: !flags.no_watch && file.watch.unwrap_or(true),
+        debug_kernel: flags.debug_kernel,
+    })
+}
+
+/// The config file named by `--config`, else `/etc/jump/jumpd.yaml` if it exists, merged with
+/// the flags.
+pub fn resolve(flags: &Flags) -> Result<Settings, String> {
+    let path = match &flags.config {
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()),
+    };
+    let file = match &path {
+        Some(p) => load(p)?,
+        None => FileConfig::default(),
+    };
+    merge(&file, flags, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = "\
+policy_dir: /srv/policies
+cgroup: /sys/fs/cgroup
+pin_dir: /sys/fs/bpf/jump
+log_format: json
+mode: audit
+control:
+  socket: /run/j/s.sock
+  group: wheel
+events:
+  rate_window_ms: 500
+  rate_burst: 3
+watch: false
+";
+
+    #[test]
+    fn every_key_of_the_file_is_read() {
+        let f = parse("jumpd.yaml", FULL).unwrap();
+        let s = merge(&f, &Flags::default(), None).unwrap();
+        assert_eq!(
+            s,
+            Settings {
+                config: None,
+                policy_dir: "/srv/policies".into(),
+                cgroup: "/sys/fs/cgroup".into(),
+                pin_dir: "/sys/fs/bpf/jump".into(),
+                log_format: Some(LogFormat::Json),
+                mode: Mode::Audit,
+                control_socket: "/run/j/s.sock".into(),
+                control_group: "wheel".into(),
+                rate_limit: RateLimit {
+                    window_ms: 500,
+                    burst: 3
+                },
+                watch: false,
+                debug_kernel: false,
+            }
+        );
+    }
+
+    #[test]
+    fn a_flag_wins_over_the_file_and_the_file_over_the_default() {
+        let f = parse(
+            "jumpd.yaml",
+            "cgroup: /a\nmode: audit\ncontrol: {group: wheel}\n",
+        )
+        .unwrap();
+        let flags = Flags {
+            cgroup: Some("/b".into()),
+            control_socket: Some("/tmp/x.sock".into()),
+            event_rate_burst: Some(9),
+            ..Flags::default()
+        };
+        let s = merge(&f, &flags, None).unwrap();
+        assert_eq!(s.cgroup, PathBuf::from("/b"), "the flag wins");
+        assert_eq!(s.mode, Mode::Audit, "the file wins over the default");
+        assert_eq!(s.control_group, "wheel");
+        assert_eq!(s.control_socket, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(s.policy_dir, PathBuf::from(DEFAULT_POLICY_DIR));
+        assert_eq!(
+            s.rate_limit,
+            RateLimit {
+                window_ms: 1000,
+                burst: 9
+            }
+        );
+        assert_eq!(
+            s.rate_limit.limits(),
+            jump_common::Limits {
+                window_ns: 1_000_000_000,
+                burst: 9,
+                _pad: 0
+            }
+        );
+        assert!(s.watch);
+        let s = merge(
+            &f,
+            &Flags {
+                no_watch: true,
+                mode: Some(Mode::Enforce),
+                ..Flags::default()
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!((s.watch, s.mode), (false, Mode::Enforce));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_location() {
+        let e = parse(
+            "/etc/jump/jumpd.yaml",
+            "cgroup: /a\ncontrol:\n  sokcet: /x\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "/etc/jump/jumpd.yaml:3:3: control: unknown field `sokcet`, expected `socket` or `group`"
+        );
+        let e = parse("j.yaml", "cgroups: /a\n").unwrap_err();
+        assert!(
+            e.starts_with("j.yaml:1:1: unknown field `cgroups`, expected one of"),
+            "{e}"
+        );
+        let e = parse("j.yaml", "mode: strict\n").unwrap_err();
+        assert!(
+            e.starts_with("j.yaml:1:7: mode: unknown variant `strict`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_cgroup_is_an_error_and_an_empty_file_is_all_defaults() {
+        let f = parse("j.yaml", "").unwrap();
+        assert_eq!(f, FileConfig::default());
+        assert!(merge(&f, &Flags::default(), None)
+            .unwrap_err()
+            .starts_with("no cgroup to enforce on"));
+    }
+}

@@ -1,0 +1,191 @@
+//! Reload and control logic against the fake datapath: what a rejected reload keeps, what a
+//! successful one reports, what audit mode writes, and what the control requests answer.
+
+use std::path::Path;
+
+use jump_common::action;
+
+use super::*;
+use crate::datapath::Fake;
+
+const GOOD: &str = "\
+defaults:
+  egress: deny
+rules:
+  - name: a-internal
+    users: [64001]
+    allow:
+      - {to: [198.51.100.10], ports: [7000], proto: [tcp]}
+";
+
+const MORE: &str = "\
+defaults:
+  egress: deny
+rules:
+  - name: a-internal
+    users: [64001]
+    allow:
+      - {to: [198.51.100.10], ports: [7000], proto: [tcp]}
+  - name: b-web
+    users: [64002]
+    allow:
+      - {to: [198.51.100.10], ports: [443], proto: [tcp]}
+";
+
+const BROKEN: &str = "\
+defaults:
+  egress: deny
+rules:
+  - name: a-internal
+    users: [64001]
+    allow:
+      - {to: [198.51.100.10], ports: [90-80], proto: [tcp]}
+";
+
+fn opts(dir: &Path, mode: Mode) -> Options {
+    Options {
+        config: None,
+        policy_dir: dir.to_path_buf(),
+        cgroup: "/nonexistent".into(),
+        pin_dir: "/nonexistent".into(),
+        log_format: None,
+        mode,
+        control_socket: "/nonexistent/jumpd.sock".into(),
+        control_group: "root".into(),
+        rate_limit: config::RateLimit::default(),
+        watch: false,
+        debug_kernel: false,
+    }
+}
+
+fn write(dir: &Path, text: &str) {
+    std::fs::write(dir.join("p.yaml"), text).unwrap();
+}
+
+#[test]
+fn a_rejected_reload_keeps_the_active_generation_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(dir.path(), Mode::Enforce);
+    let (mut dp, mut st) = (Fake::default(), State::new());
+    write(dir.path(), GOOD);
+    reload(&mut dp, &mut st, &o, "start");
+    assert_eq!(st.generation(), 1);
+    let before = dp.active.clone();
+
+    write(dir.path(), BROKEN);
+    reload(&mut dp, &mut st, &o, "sighup");
+    assert_eq!(
+        st.generation(),
+        1,
+        "the failed reload does not bump the generation"
+    );
+    assert_eq!(dp.active, before, "the kernel still holds generation 1");
+    let r = st.last_reload().unwrap();
+    assert!(!r.ok);
+    assert_eq!(r.trigger, "sighup");
+    let e = r.error.as_deref().unwrap();
+    assert!(
+        e.contains("p.yaml:7:"),
+        "the error names the file and line: {e}"
+    );
+
+    write(dir.path(), MORE);
+    dp.fail_next = true;
+    reload(&mut dp, &mut st, &o, "jumpctl");
+    assert_eq!(
+        st.generation(),
+        1,
+        "a datapath failure keeps the generation too"
+    );
+    assert_eq!(
+        st.last_reload().unwrap().error.as_deref(),
+        Some("injected failure")
+    );
+}
+
+#[test]
+fn a_successful_reload_reports_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(dir.path(), Mode::Enforce);
+    let (mut dp, mut st) = (Fake::default(), State::new());
+    write(dir.path(), GOOD);
+    reload(&mut dp, &mut st, &o, "start");
+    write(dir.path(), MORE);
+    reload(&mut dp, &mut st, &o, "jumpctl");
+    let r = st.last_reload().unwrap();
+    assert!(r.ok);
+    assert_eq!(r.generation, 2);
+    let c = r.changes.as_ref().unwrap();
+    assert_eq!(c.rules_added, ["b-web"]);
+    assert_eq!(c.users_added, [64002]);
+    assert!(c.rules_removed.is_empty() && c.users_removed.is_empty());
+    assert_eq!(dp.active.as_ref().unwrap().0, 2);
+}
+
+#[test]
+fn a_watch_trigger_that_changes_nothing_keeps_the_generation_but_an_explicit_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(dir.path(), Mode::Enforce);
+    let (mut dp, mut st) = (Fake::default(), State::new());
+    write(dir.path(), GOOD);
+    reload(&mut dp, &mut st, &o, "start");
+    reload(&mut dp, &mut st, &o, "watch: /etc/passwd");
+    assert_eq!(
+        st.generation(),
+        1,
+        "an unrelated /etc/passwd change is not a generation"
+    );
+    reload(&mut dp, &mut st, &o, "sighup");
+    assert_eq!(st.generation(), 2, "an operator's reload always installs");
+    assert_eq!(st.last_reload().unwrap().summary, "no change");
+}
+
+#[test]
+fn audit_mode_installs_an_image_that_never_refuses_but_check_explains_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(dir.path(), Mode::Audit);
+    let (mut dp, mut st) = (Fake::default(), State::new());
+    write(dir.path(), GOOD);
+    reload(&mut dp, &mut st, &o, "start");
+    let (_, image) = dp.active.clone().unwrap();
+    assert_eq!(
+        image.default_action,
+        action::AUDIT,
+        "the kernel gets the audited image"
+    );
+    let v = image.lookup(64002, "203.0.113.10".parse().unwrap(), 6, 7000, 0);
+    assert_eq!(v.action, action::AUDIT);
+
+    let reply = check(&st, &o, "64002", "203.0.113.10:7000", None);
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(
+        reply.data["allowed"], false,
+        "check answers for the policy as written"
+    );
+    assert!(reply.data["text"]
+        .as_str()
+        .unwrap()
+        .contains("audit mode: this connection is allowed"));
+    let reply = check(&st, &o, "64001", "198.51.100.10:7000", None);
+    assert_eq!(reply.data["allowed"], true);
+    let reply = check(&st, &o, "64001", "198.51.100.10", None);
+    assert_eq!(reply.kind, Some(ErrorKind::Invalid));
+}
+
+#[test]
+fn status_and_stats_describe_the_active_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(dir.path(), Mode::Enforce);
+    let (mut dp, mut st) = (Fake::default(), State::new());
+    write(dir.path(), MORE);
+    reload(&mut dp, &mut st, &o, "start");
+    let s = status(&dp, &st, &o);
+    // The compiler adds its own loopback rule to the two written ones.
+    assert_eq!((s.generation, s.rules, s.users, s.profiles), (1, 3, 2, 3));
+    assert_eq!(s.mode, "enforce");
+    assert_eq!(s.policy_sha256.len(), 64);
+    assert!(s.last_reload.unwrap().ok);
+    let stats = stats(&dp, &st).unwrap();
+    let names: Vec<&str> = stats.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["default", "loopback", "a-internal", "b-web"]);
+}

@@ -1,0 +1,142 @@
+//! Byte offsets of `struct task_struct` members in the running kernel, read from its BTF
+//! (`/sys/kernel/btf/vmlinux`), so the kernel programs can read the audit login uid and session
+//! of the task that made a decision. aya keeps its BTF type accessors private, hence this small
+//! reader of the documented format (linux/Documentation/bpf/btf.rst): a header, a type section
+//! of variable-length records, and a string section.
+
+const MAGIC: u16 = 0xeb9f;
+
+// Kinds (btf_type.info bits 24..28) and the size of the data each appends to its record.
+const KIND_INT: u32 = 1;
+const KIND_ARRAY: u32 = 3;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
+const KIND_FUNC_PROTO: u32 = 13;
+const KIND_VAR: u32 = 14;
+const KIND_DATASEC: u32 = 15;
+const KIND_DECL_TAG: u32 = 17;
+const KIND_ENUM64: u32 = 19;
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn str_at(strings: &[u8], off: u32) -> &[u8] {
+    let s = strings.get(off as usize..).unwrap_or_default();
+    &s[..s.iter().position(|&c| c == 0).unwrap_or(s.len())]
+}
+
+/// Byte offsets of `members` of struct `name`, in the order asked; `None` for a member (or the
+/// struct) that is not there. Little-endian BTF only (what x86-64 and arm64 have).
+pub fn member_offsets(btf: &[u8], name: &str, members: &[&str]) -> Option<Vec<Option<u32>>> {
+    if u16::from_le_bytes(btf.get(0..2)?.try_into().ok()?) != MAGIC {
+        return None;
+    }
+    let hdr_len = u32_at(btf, 4)? as usize;
+    let (type_off, type_len) = (u32_at(btf, 8)? as usize, u32_at(btf, 12)? as usize);
+    let (str_off, str_len) = (u32_at(btf, 16)? as usize, u32_at(btf, 20)? as usize);
+    let types = btf.get(hdr_len + type_off..hdr_len + type_off + type_len)?;
+    let strings = btf.get(hdr_len + str_off..hdr_len + str_off + str_len)?;
+    let mut at = 0;
+    while at + 12 <= types.len() {
+        let (name_off, info) = (u32_at(types, at)?, u32_at(types, at + 4)?);
+        let kind = (info >> 24) & 0x1f;
+        let vlen = (info & 0xffff) as usize;
+        let extra = match kind {
+            KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
+            KIND_ARRAY => 12,
+            KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => 12 * vlen,
+            KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen,
+            _ => 0,
+        };
+        if kind == KIND_STRUCT && str_at(strings, name_off) == name.as_bytes() {
+            let kind_flag = info >> 31 == 1;
+            let found = members
+                .iter()
+                .map(|m| {
+                    (0..vlen).find_map(|i| {
+                        let rec = at + 12 + 12 * i;
+                        (str_at(strings, u32_at(types, rec)?) == m.as_bytes()).then(|| {
+                            // With kind_flag the low 24 bits are the bit offset.
+                            let bits = u32_at(types, rec + 8)?;
+                            Some(if kind_flag { bits & 0xff_ffff } else { bits } / 8)
+                        })?
+                    })
+                })
+                .collect();
+            return Some(found);
+        }
+        at += 12 + extra;
+    }
+    None
+}
+
+/// The offsets of `task_struct.loginuid` and `task_struct.sessionid` in the running kernel, or
+/// zero where they cannot be found (kernels without CONFIG_AUDIT): the programs then leave the
+/// fields unset and userspace falls back to /proc.
+pub fn audit_offsets() -> (u32, u32) {
+    let Ok(btf) = std::fs::read("/sys/kernel/btf/vmlinux") else {
+        return (0, 0);
+    };
+    match member_offsets(&btf, "task_struct", &["loginuid", "sessionid"]).as_deref() {
+        Some([Some(l), Some(s)]) => (*l, *s),
+        _ => (0, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A BTF blob with one int type and `struct t { int a; int b; }` (b at byte 4).
+    fn blob() -> Vec<u8> {
+        let strings = b"\0int\0t\0a\0b\0";
+        let mut types = Vec::new();
+        // [1] int: name "int", kind INT, size 4, encoding
+        for v in [1u32, KIND_INT << 24, 4, 32] {
+            types.extend(v.to_le_bytes());
+        }
+        // [2] struct t, 2 members, size 8
+        for v in [5u32, (KIND_STRUCT << 24) | 2, 8, 7, 1, 0, 9, 1, 32] {
+            types.extend(v.to_le_bytes());
+        }
+        let mut b = Vec::new();
+        b.extend(MAGIC.to_le_bytes());
+        b.extend([1u8, 0]);
+        for v in [
+            24u32,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
+            b.extend(v.to_le_bytes());
+        }
+        b.extend(types);
+        b.extend(strings);
+        b
+    }
+
+    #[test]
+    fn finds_member_offsets_after_skipping_other_records() {
+        assert_eq!(
+            member_offsets(&blob(), "t", &["b", "a", "c"]),
+            Some(vec![Some(4), Some(0), None])
+        );
+        assert_eq!(member_offsets(&blob(), "missing", &["a"]), None);
+        assert_eq!(member_offsets(b"not btf", "t", &["a"]), None);
+    }
+
+    #[test]
+    fn the_running_kernel_has_audit_fields_in_task_struct() {
+        // This machine's kernel has BTF and CONFIG_AUDIT; elsewhere the offsets are zero.
+        if std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+            let (l, s) = audit_offsets();
+            assert!(
+                l > 0 && s > 0 && l != s,
+                "loginuid at {l}, sessionid at {s}"
+            );
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! A real `systemd-journald` for one test, standalone (no systemd as PID 1), in a private mount
+//! namespace so it never meets the machine's own journal.
+//!
+//! journald (and every journald client, `tracing-journald` in jumpd included) uses the fixed
+//! paths `/run/systemd/journal/{socket,stdout,dev-log}`; so instead of pointing them elsewhere,
+//! the test gets its own `/run`: `unshare --mount` (private propagation) mounts a tmpfs over
+//! `/run` and over `/var/log/journal`, bind-mounts a test `journald.conf` over
+//! `/etc/systemd/journald.conf`, and execs journald. Processes that must log to it (jumpd) are
+//! started in that namespace with `nsenter --mount`; the journal is read from outside through
+//! `/proc/<pid>/root`. Nothing is created on the host: when journald (ended by its pid) and
+//! every process in the namespace are gone, the namespace, its mounts and their contents go
+//! with it.
+
+use std::{
+    ffi::OsStr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{sys::signal::Signal, unistd::Pid};
+use serde_json::Value;
+
+const JOURNALD: &str = "/lib/systemd/systemd-journald";
+
+/// The test configuration: kept in memory (the tmpfs), nothing from the kernel log, no rate
+/// limit (the storm must reach the journal whole), no forwarding anywhere.
+const CONFIG: &str = "[Journal]\nStorage=volatile\nReadKMsg=no\nRateLimitIntervalSec=0\n\
+RateLimitBurst=0\nForwardToSyslog=no\nForwardToKMsg=no\nForwardToConsole=no\nForwardToWall=no\n";
+
+fn script() -> String {
+    format!(
+        "set -e
+mount -t tmpfs -o mode=0755 jump-test-run /run
+mkdir -p /run/systemd/journal /run/jump-test
+printf '%s' '{CONFIG}' > /run/jump-test/journald.conf
+if [ -e /etc/systemd/journald.conf ]; then
+  mount --bind /run/jump-test/journald.conf /etc/systemd/journald.conf
+fi
+if [ -d /var/log/journal ]; then mount -t tmpfs jump-test-journal /var/log/journal; fi
+exec {JOURNALD}
+"
+    )
+}
+
+/// Why a journald test cannot run here, if it cannot.
+pub fn unavailable() -> Option<String> {
+    let missing: Vec<&str> = [
+        JOURNALD,
+        "/usr/bin/journalctl",
+        "/usr/bin/unshare",
+        "/usr/bin/nsenter",
+    ]
+    .into_iter()
+    .filter(|p| !Path::new(p).exists())
+    .collect();
+    (!missing.is_empty()).then(|| format!("missing {}", missing.join(", ")))
+}
+
+pub struct Journald {
+    child: Child,
+}
+
+impl Journald {
+    /// Starts journald in a new mount namespace and waits for its socket.
+    pub fn start() -> anyhow::Result<Self> {
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(script())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()?;
+        let mut j = Self { child };
+        let socket = j.root().join("run/systemd/journal/socket");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            if let Some(status) = j.child.try_wait()? {
+                anyhow::bail!("journald exited with {status} before its socket appeared");
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "journald's socket did not appear"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(j)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The namespace's root as seen from outside it.
+    fn root(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.pid()))
+    }
+
+    /// A command that runs `program` in journald's mount namespace (and so logs to it).
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--mount=/proc/{}/ns/mnt", self.pid()))
+            .arg("--")
+            .arg(program);
+        c
+    }
+
+    /// Every entry of the journal, as `journalctl -o json` prints them.
+    pub fn entries(&self) -> anyhow::Result<Vec<Value>> {
+        let out = Command::new("journalctl")
+            .arg("--directory")
+            .arg(self.root().join("run/log/journal"))
+            .args(["-o", "json", "--no-pager", "-q"])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "journalctl failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    }
+
+    /// jumpd's entries (`SYSLOG_IDENTIFIER=jumpd`).
+    pub fn jumpd_entries(&self) -> Vec<Value> {
+        self.entries()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e["SYSLOG_IDENTIFIER"] == "jumpd")
+            .collect()
+    }
+
+    /// Waits up to 10 s for a jumpd entry matching `pred`.
+    pub fn wait_entry(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let entries = self.jumpd_entries();
+            if let Some(e) = entries.iter().find(|e| pred(e)) {
+                return e.clone();
+            }
+            if Instant::now() > deadline {
+                let messages: Vec<&Value> = entries.iter().map(|e| &e["MESSAGE"]).collect();
+                panic!("no journal entry for {what}; jumpd's entries so far: {messages:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Journald {
+    fn drop(&mut self) {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child process (jumpd in the journal's namespace, a lingering probe) that is stopped by its
+/// pid when the guard goes: SIGTERM, then SIGKILL after 10 s.
+pub struct Guarded {
+    pub child: Child,
+}
+
+impl Guarded {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), sig);
+    }
+
+    /// SIGTERM, then wait; SIGKILL after 10 s.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(s)) = self.child.try_wait() {
+            return Some(s);
+        }
+        self.signal(Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,551 @@
+//! Connection events in a real journal: a standalone `systemd-journald` in its own mount
+//! namespace (see `harness/journal.rs`), jumpd logging to it with `--log-format journald`, and
+//! allowed, denied and audited ("would deny") connections by two users — one of them acting for
+//! another login uid, as after `su` in an SSH session — read back with `journalctl -o json`.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use jump_tests::{
+    cgroup::TestCgroup,
+    journal::{self, Guarded, Journald},
+    netns::{Topology, INTERNAL_V4, INTERNET_V4},
+    privileged,
+    probe::Servers,
+    Bins,
+};
+use serde_json::Value;
+
+/// Granted tcp/7000 on the internal host by `policies/tests/journald`.
+const A: u32 = 64011;
+/// Granted tcp/7000 on the internet host in audit mode: let through, logged as "would deny".
+const B: u32 = 64012;
+/// The login uid B acts for: the person who logged in and then became B.
+const B_LOGIN: u32 = 64010;
+/// The SSH client B's session came from.
+const SSH_CLIENT: &str = "192.0.2.5";
+
+mod message_id {
+    pub const ALLOW: &str = "5a1d8e0f3b7c4e2a9d6b1c0e8f7a3b21";
+    pub const DENY: &str = "5a1d8e0f3b7c4e2a9d6b1c0e8f7a3b22";
+    pub const WOULD_DENY: &str = "5a1d8e0f3b7c4e2a9d6b1c0e8f7a3b23";
+    pub const STARTED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f801";
+    pub const POLICY_LOADED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f802";
+    pub const RELOAD_REJECTED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f803";
+    pub const DETACHED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f804";
+    pub const STOPPED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f805";
+}
+
+const UNSET: &str = "4294967295";
+
+fn policy_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies/tests/journald/policy.yaml")
+}
+
+/// A copy of the test policy in a directory of its own, so the test can break it for a reload;
+/// removed on drop.
+struct PolicyDir(PathBuf);
+
+impl PolicyDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(jump_tests::unique("jump-journald-policy-"));
+        std::fs::create_dir_all(&dir).expect("policy dir");
+        std::fs::copy(policy_file(), dir.join("policy.yaml")).expect("copy policy");
+        Self(dir)
+    }
+}
+
+impl Drop for PolicyDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The name jumpd gives a uid: the account's, else the number.
+fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
+
+fn field<'a>(e: &'a Value, name: &str) -> Option<&'a str> {
+    e.get(name).and_then(Value::as_str)
+}
+
+/// A connection the test makes, and what its journal entry must say.
+struct Case {
+    uid: u32,
+    login: Option<u32>,
+    ssh: bool,
+    dst: String,
+    verdict: &'static str,
+    rule: &'static str,
+}
+
+/// What a lingering probe was: its pid and the audit ids /proc showed while it ran.
+struct Ran {
+    pid: u32,
+    login_uid: String,
+    session_id: String,
+    outcome: Value,
+}
+
+/// Runs `jump-probe tcp DST` placed as `c` says, kept alive (`--linger`) until its entry is in
+/// the journal, so jumpd finds its /proc entry whatever the scheduling.
+fn run_probe(bins: &Bins, cg: &Path, netns: &Path, c: &Case, journal: &Journald) -> (Ran, Value) {
+    let mut cmd = Command::new(&bins.probe);
+    cmd.arg("--cgroup")
+        .arg(cg)
+        .arg("--netns")
+        .arg(netns)
+        .args(["--uid", &c.uid.to_string(), "--gid", &c.uid.to_string()])
+        .arg("--linger")
+        .env_remove("SSH_CLIENT")
+        .env_remove("SSH_CONNECTION");
+    if let Some(l) = c.login {
+        cmd.args(["--loginuid", &l.to_string()]);
+    }
+    if c.ssh {
+        cmd.env("SSH_CONNECTION", format!("{SSH_CLIENT} 50022 192.0.2.1 22"));
+    }
+    let mut p = Guarded {
+        child: cmd
+            .args(["tcp", &c.dst])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start jump-probe"),
+    };
+    let pid = p.pid();
+    let mut line = String::new();
+    BufReader::new(p.child.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .expect("probe verdict");
+    let outcome: Value = serde_json::from_str(line.trim())
+        .unwrap_or_else(|_| panic!("jump-probe printed no verdict: {line:?}"));
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/{f}"))
+            .expect("the lingering probe's /proc entry")
+            .trim()
+            .to_string()
+    };
+    let ran = Ran {
+        pid,
+        login_uid: read("loginuid"),
+        session_id: read("sessionid"),
+        outcome,
+    };
+    let entry = journal.wait_entry(&format!("pid {pid} -> {}", c.dst), |e| {
+        field(e, "JUMP_PID") == Some(&pid.to_string()) && field(e, "JUMP_VERDICT").is_some()
+    });
+    drop(p.child.stdin.take()); // ends the linger
+    p.stop();
+    (ran, entry)
+}
+
+/// jumpd in the journal's namespace with `--log-format journald` and its own bpffs pin root.
+/// Dropping it stops jumpd (by pid) and removes the pinned enforcement it leaves behind.
+struct JournaldJumpd {
+    proc: Guarded,
+    cgroup: PathBuf,
+    pin_root: PathBuf,
+}
+
+impl JournaldJumpd {
+    /// Starts jumpd and waits for its "ready" entry.
+    fn start(bins: &Bins, journal: &Journald, policy: &Path, cgroup: &Path) -> Self {
+        // The `jt<pid>x<n>` name the harness sweeps when its test process is gone.
+        let pin_root = PathBuf::from("/sys/fs/bpf").join(jump_tests::unique("jt"));
+        let jumpd = Self {
+            proc: Guarded {
+                child: journal
+                    .command(&bins.jumpd)
+                    .arg("--policy-dir")
+                    .arg(policy)
+                    .arg("--cgroup")
+                    .arg(cgroup)
+                    .arg("--pin-dir")
+                    .arg(&pin_root)
+                    .args(["--log-format", "journald"])
+                    .spawn()
+                    .expect("start jumpd"),
+            },
+            cgroup: cgroup.to_path_buf(),
+            pin_root,
+        };
+        let ready = journal.wait_entry("jumpd ready", |e| {
+            field(e, "MESSAGE").is_some_and(|m| m.starts_with("jumpd ready"))
+        });
+        assert_eq!(field(&ready, "MESSAGE_ID"), Some(message_id::STARTED));
+        assert_eq!(field(&ready, "_PID"), Some(&*jumpd.pid().to_string()));
+        jumpd
+    }
+
+    fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// `jumpd --detach` for this instance, logging to `journal` when given.
+    fn detach(&self, bins: &Bins, journal: Option<&Journald>) -> std::process::ExitStatus {
+        let mut cmd = match journal {
+            Some(j) => j.command(&bins.jumpd),
+            None => Command::new(&bins.jumpd),
+        };
+        let format = if journal.is_some() {
+            "journald"
+        } else {
+            "json"
+        };
+        cmd.arg("--cgroup")
+            .arg(&self.cgroup)
+            .arg("--pin-dir")
+            .arg(&self.pin_root)
+            .args(["--log-format", format, "--detach"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run jumpd --detach")
+    }
+}
+
+impl Drop for JournaldJumpd {
+    fn drop(&mut self) {
+        self.proc.stop();
+        let status = self.detach(&Bins::from_env(), None);
+        if !status.success() {
+            eprintln!("warning: jumpd --detach failed with {status}");
+        }
+        let _ = std::fs::remove_dir_all(&self.pin_root);
+    }
+}
+
+/// Skips (or fails, under `cargo xtask test`) when journald tests cannot run here.
+fn can_run(name: &str) -> bool {
+    if !privileged(name) {
+        return false;
+    }
+    if let Some(why) = journal::unavailable() {
+        let msg = format!("SKIPPED {name}: {why}");
+        if std::env::var_os("JUMP_TESTS_REQUIRED").is_some() {
+            panic!("{msg}");
+        }
+        eprintln!("{msg}");
+        return false;
+    }
+    true
+}
+
+fn check_entry(bins: &Bins, c: &Case, ran: &Ran, e: &Value, sha: &str) {
+    let ctx = format!("entry for uid {} -> {}: {e:#}", c.uid, c.dst);
+    let want = |name: &str, value: &str| {
+        assert_eq!(field(e, name), Some(value), "{name} in the {ctx}");
+    };
+    let (priority, id) = match c.verdict {
+        "allow" => ("6", message_id::ALLOW),
+        "would-deny" => ("5", message_id::WOULD_DENY),
+        _ => ("4", message_id::DENY),
+    };
+    let (addr, port) = c.dst.rsplit_once(':').unwrap();
+    let uid = c.uid.to_string();
+    let user = user_name(c.uid);
+    want("SYSLOG_IDENTIFIER", "jumpd");
+    want("PRIORITY", priority);
+    want("MESSAGE_ID", id);
+    want("JUMP_VERDICT", c.verdict);
+    want("JUMP_UID", &uid);
+    want("JUMP_USER", &user);
+    want("JUMP_GID", &uid);
+    want("JUMP_PID", &ran.pid.to_string());
+    want("JUMP_COMM", "jump-probe");
+    let exe = std::fs::canonicalize(&bins.probe).unwrap();
+    want("JUMP_EXE", &exe.display().to_string());
+    want("JUMP_PROTO", "tcp");
+    want("JUMP_DST_ADDR", addr);
+    want("JUMP_DST_PORT", port);
+    want("JUMP_HOOK", "connect4");
+    want("JUMP_POLICY_GENERATION", "1");
+    want("JUMP_POLICY_SHA256", sha);
+    let rule = field(e, "JUMP_RULE").unwrap_or_default();
+    if c.rule == "default" {
+        assert_eq!(rule, "default", "JUMP_RULE in the {ctx}");
+    } else {
+        assert!(
+            rule.starts_with(&format!("{} (", c.rule)) && rule.contains("policy.yaml:"),
+            "JUMP_RULE names the rule and its file:line in the {ctx}"
+        );
+    }
+    // The audit ids: what the kernel gave the process, left out where unset.
+    for (name, value) in [
+        ("JUMP_LOGIN_UID", &ran.login_uid),
+        ("JUMP_SESSION_ID", &ran.session_id),
+    ] {
+        if value == UNSET {
+            assert_eq!(field(e, name), None, "{name} is left out when unset: {ctx}");
+        } else {
+            want(name, value);
+        }
+    }
+    let mut message = format!(
+        "{} {user}({uid}) -> {}/tcp rule={rule} hook=connect4 pid={} comm=jump-probe",
+        c.verdict, c.dst, ran.pid
+    );
+    if let Some(l) = c.login {
+        assert_eq!(ran.login_uid, l.to_string(), "the probe set its login uid");
+        assert_ne!(ran.session_id, UNSET, "a login uid comes with a session");
+        message.push_str(&format!(" login={}({l})", user_name(l)));
+    }
+    want("MESSAGE", &message);
+    if c.ssh {
+        want("JUMP_SSH_CLIENT", SSH_CLIENT);
+    }
+    if let Some(p) = field(e, "JUMP_SRC_PORT") {
+        assert_ne!(p, "0", "a source port is only written when known: {ctx}");
+    }
+    assert_eq!(
+        field(e, "JUMP_SUPPRESSED"),
+        None,
+        "nothing was suppressed: {ctx}"
+    );
+}
+
+#[test]
+fn decisions_and_the_daemons_life_are_journal_entries_with_every_field() {
+    if !can_run("decisions_and_the_daemons_life_are_journal_entries_with_every_field") {
+        return;
+    }
+    let bins = Bins::from_env();
+    let topo = Topology::new().expect("topology");
+    let _internal = Servers::start(
+        &bins,
+        &topo.internal.path(),
+        &[format!("tcp:{INTERNAL_V4}:7000")],
+    )
+    .expect("internal servers");
+    let _internet = Servers::start(
+        &bins,
+        &topo.internet.path(),
+        &[format!("tcp:{INTERNET_V4}:7000")],
+    )
+    .expect("internet servers");
+    let cg = TestCgroup::new().expect("cgroup");
+    let policy = PolicyDir::new();
+    let journal = Journald::start().expect("journald");
+
+    let mut jumpd = JournaldJumpd::start(&bins, &journal, &policy.0, &cg.path);
+    let starting = journal.wait_entry("the startup line", |e| {
+        field(e, "MESSAGE").is_some_and(|m| m.starts_with("jumpd ") && m.contains("starting"))
+    });
+    assert!(
+        field(&starting, "MESSAGE").is_some_and(|m| m.ends_with("logging to journald")),
+        "the startup line says where jumpd logs: {starting:#}"
+    );
+    let loaded = journal.wait_entry("policy loaded", |e| {
+        field(e, "MESSAGE_ID") == Some(message_id::POLICY_LOADED)
+    });
+    assert_eq!(field(&loaded, "JUMP_POLICY_GENERATION"), Some("1"));
+    let sha = field(&loaded, "JUMP_POLICY_SHA256")
+        .expect("the loaded policy's hash")
+        .to_string();
+    assert_eq!(sha.len(), 64, "a sha256 in hex: {sha}");
+
+    let internal = format!("{INTERNAL_V4}:7000");
+    let internet = format!("{INTERNET_V4}:7000");
+    let cases = [
+        Case {
+            uid: A,
+            login: None,
+            ssh: false,
+            dst: internal.clone(),
+            verdict: "allow",
+            rule: "a-internal",
+        },
+        Case {
+            uid: A,
+            login: None,
+            ssh: false,
+            dst: internet.clone(),
+            verdict: "deny",
+            rule: "default",
+        },
+        Case {
+            uid: B,
+            login: Some(B_LOGIN),
+            ssh: true,
+            dst: internet.clone(),
+            verdict: "would-deny",
+            rule: "b-trial",
+        },
+        Case {
+            uid: B,
+            login: Some(B_LOGIN),
+            ssh: true,
+            dst: internal.clone(),
+            verdict: "deny",
+            rule: "default",
+        },
+    ];
+    let host = topo.host.path();
+    for c in &cases {
+        let (ran, entry) = run_probe(&bins, &cg.path, &host, c, &journal);
+        let refused = ran.outcome["errno"] == 1;
+        assert_eq!(
+            refused,
+            c.verdict == "deny",
+            "uid {} -> {}: only a deny refuses (an audit rule lets through): {}",
+            c.uid,
+            c.dst,
+            ran.outcome
+        );
+        check_entry(&bins, c, &ran, &entry, &sha);
+    }
+
+    // A reload of a broken policy is rejected, and says why.
+    std::fs::write(
+        policy.0.join("policy.yaml"),
+        "defaults: {egress: sideways}\n",
+    )
+    .unwrap();
+    jumpd.proc.signal(nix::sys::signal::Signal::SIGHUP);
+    let rejected = journal.wait_entry("reload rejected", |e| {
+        field(e, "MESSAGE_ID") == Some(message_id::RELOAD_REJECTED)
+    });
+    assert_eq!(field(&rejected, "PRIORITY"), Some("3"));
+    assert!(
+        field(&rejected, "MESSAGE").is_some_and(|m| m.contains("policy.yaml")),
+        "the rejection names the file: {rejected:#}"
+    );
+
+    let status = jumpd.proc.stop().expect("jumpd exit status");
+    assert!(status.success(), "jumpd stops cleanly on SIGTERM: {status}");
+    journal.wait_entry("jumpd stopped", |e| {
+        field(e, "MESSAGE_ID") == Some(message_id::STOPPED)
+    });
+    assert!(
+        jumpd.detach(&bins, Some(&journal)).success(),
+        "jumpd --detach succeeds"
+    );
+    journal.wait_entry("programs detached", |e| {
+        field(e, "MESSAGE_ID") == Some(message_id::DETACHED)
+    });
+}
+
+fn number(e: &Value, name: &str) -> u64 {
+    field(e, name).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// How many connects the storm makes: the "50,000 denied connects in a few seconds".
+const STORM: u64 = 50_000;
+
+#[test]
+fn a_connect_storm_is_rate_limited_and_every_event_is_accounted_for() {
+    if !can_run("a_connect_storm_is_rate_limited_and_every_event_is_accounted_for") {
+        return;
+    }
+    let bins = Bins::from_env();
+    let topo = Topology::new().expect("topology");
+    let cg = TestCgroup::new().expect("cgroup");
+    let policy = PolicyDir::new();
+    let journal = Journald::start().expect("journald");
+    let mut jumpd = JournaldJumpd::start(&bins, &journal, &policy.0, &cg.path);
+    let host = topo.host.path();
+    let internet = format!("{INTERNET_V4}:7000");
+    let internal = format!("{INTERNAL_V4}:7001");
+    let probe = |uid: u32, args: &[&str]| {
+        Command::new(&bins.probe)
+            .arg("--cgroup")
+            .arg(&cg.path)
+            .arg("--netns")
+            .arg(&host)
+            .args(["--uid", &uid.to_string(), "--gid", &uid.to_string()])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start jump-probe")
+    };
+
+    // A's storm, and meanwhile one connect by B: B's event must not be starved by A's.
+    let start = std::time::Instant::now();
+    let storm = probe(A, &["storm", &STORM.to_string(), &internet]);
+    let b = probe(B, &["tcp", &internal]).wait_with_output().unwrap();
+    let out = storm.wait_with_output().expect("storm");
+    let secs = start.elapsed().as_secs_f64();
+    let result: Value = serde_json::from_slice(&out.stdout).expect("storm result");
+    assert_eq!(
+        result[&internet]["eperm"], STORM,
+        "every connect of the storm is refused: {result}"
+    );
+    eprintln!("storm: {STORM} refused connects in {secs:.2} s");
+    assert!(
+        String::from_utf8_lossy(&b.stdout).contains("\"errno\":1"),
+        "B's connect is refused"
+    );
+    journal.wait_entry("B's connect during the storm", |e| {
+        field(e, "JUMP_UID") == Some(&*B.to_string()) && field(e, "JUMP_VERDICT") == Some("deny")
+    });
+    // One more connect of the same key after the rate window (1 s): it is sent, carrying the
+    // count suppressed since the last sent one.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let last = probe(A, &["tcp", &internet]).wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&last.stdout).contains("\"errno\":1"));
+    let wanted = STORM + 1;
+
+    // Wait until the counts add up (jumpd reports suppressed and lost events every second).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (logged, suppressed, lost, carried) = loop {
+        let entries = journal.jumpd_entries();
+        let storm_entries: Vec<&Value> = entries
+            .iter()
+            .filter(|e| {
+                field(e, "JUMP_UID") == Some(&*A.to_string())
+                    && field(e, "JUMP_DST_ADDR") == Some(INTERNET_V4)
+            })
+            .collect();
+        let logged = storm_entries.len() as u64;
+        let carried: u64 = storm_entries
+            .iter()
+            .map(|e| number(e, "JUMP_SUPPRESSED"))
+            .sum();
+        let suppressed: u64 = entries
+            .iter()
+            .map(|e| number(e, "JUMP_EVENTS_SUPPRESSED"))
+            .sum();
+        let lost: u64 = entries.iter().map(|e| number(e, "JUMP_EVENTS_LOST")).sum();
+        if logged + suppressed + lost >= wanted || std::time::Instant::now() > deadline {
+            break (logged, suppressed, lost, carried);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    eprintln!("storm: {logged} logged, {suppressed} suppressed, {lost} lost");
+    assert_eq!(
+        logged + suppressed + lost,
+        wanted,
+        "every decision is logged, or counted as suppressed or lost: {logged} + {suppressed} + {lost}"
+    );
+    assert!(
+        logged < 100,
+        "the rate limit holds the storm to a few entries, got {logged}"
+    );
+    if lost == 0 {
+        assert_eq!(
+            carried, suppressed,
+            "the sent events' JUMP_SUPPRESSED add up to the suppressed summaries"
+        );
+    }
+    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", jumpd.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    eprintln!("storm: jumpd peak RSS {rss_kib} KiB");
+    assert!(
+        rss_kib < 64 * 1024,
+        "jumpd's memory stays small under the storm: {rss_kib} KiB"
+    );
+    let status = jumpd.proc.stop().expect("jumpd exit status");
+    assert!(status.success(), "jumpd survives the storm: {status}");
+}
