@@ -129,7 +129,15 @@ pub struct Jumpd {
 }
 
 impl Jumpd {
-    pub fn start(bins: &Bins, policy: &Path, cgroup: &Path, log: PathBuf) -> anyhow::Result<Self> {
+    /// `extra`: further jumpd flags. Always: the bench's own pin root and control socket (never
+    /// a real jumpd's), and no file watching, so every generation is one the bench asked for.
+    pub fn start(
+        bins: &Bins,
+        policy: &Path,
+        cgroup: &Path,
+        log: PathBuf,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let out = fs::File::create(&log)
             .with_context(|| format!("failed to create `{}`", log.display()))?;
         let pin_root = PathBuf::from("/sys/fs/bpf").join(jump_tests::unique("jt"));
@@ -142,7 +150,10 @@ impl Jumpd {
                 .arg(cgroup)
                 .arg("--pin-dir")
                 .arg(&pin_root)
-                .args(["--log-format", "json"])
+                .arg("--control-socket")
+                .arg(log.with_extension("sock"))
+                .args(["--log-format", "json", "--no-watch"])
+                .args(extra)
                 .stdout(out),
             "jumpd",
         )?;

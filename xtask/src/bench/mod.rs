@@ -251,7 +251,7 @@ fn jumpd_policy(
     reloads: usize,
     p: &mut Policy,
 ) -> anyhow::Result<Jumpd> {
-    let mut d = Jumpd::start(bins, dir, cgroup, log)?;
+    let mut d = Jumpd::start(bins, dir, cgroup, log, &[])?;
     p.start_ms = ms(d.start_time);
     let mut times = Vec::new();
     for _ in 0..reloads {
@@ -485,7 +485,15 @@ fn events(bins: &Bins, plan: &Plan, work: &WorkDir, places: &Places) -> anyhow::
     write_files(&dir, &rules::jump_policy(&rules::grants(10), "all"))?;
     let place = places.of(System::JumpAudit);
     let log = work.0.join("storm.log");
-    let d = Jumpd::start(bins, &dir, &place.0, log.clone())?;
+    // Without the rate limit (by default 5 similar events a second): this measures how many
+    // events the pipeline carries, not how well it suppresses a repetitive storm.
+    let d = Jumpd::start(
+        bins,
+        &dir,
+        &place.0,
+        log.clone(),
+        &["--event-rate-window-ms", "0"],
+    )?;
     let cpu0 = d.cpu_time();
     let t0 = Instant::now();
     let r = client(bins, place, "tcp", plan.storm, 60_000, DENIED_PORT)?;
@@ -688,6 +696,7 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
             &dir_a,
             &cg_audit.path,
             work.0.join(format!("{n}/audit.log")),
+            &[],
         )?;
         report.jump_hooks = jump.hooks.clone();
         report.policy.push(p);
