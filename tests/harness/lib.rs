@@ -13,6 +13,7 @@ pub mod cgroup;
 pub mod daemon;
 pub mod journal;
 pub mod netns;
+pub mod place;
 pub mod probe;
 pub mod ssh;
 pub mod users;

@@ -85,6 +85,18 @@ pub fn run() -> anyhow::Result<Bins> {
             "-p",
             "jump-tests",
         ]))?;
+    // The benchmark's timer of the policy pipeline, built like jumpd.
+    sh(cargo()
+        .current_dir(workspace_root())
+        .env("JUMP_EBPF_OBJECT", &object)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "jump-userspace",
+            "--example",
+            "policy-compile-time",
+        ]))?;
     let bin = target_dir().join("release");
     Ok(Bins {
         jumpd: bin.join("jumpd"),
@@ -127,5 +139,16 @@ pub fn test(bins: &Bins) -> anyhow::Result<()> {
             "--",
             "--test-threads=1",
         ]))?;
+    // Proves the benchmark harness works end to end; its numbers pass or fail nothing.
+    eprintln!("test: the benchmark harness (`bench --quick`, numbers not judged)");
+    crate::bench::run(
+        bins,
+        &crate::bench::Options {
+            quick: true,
+            json: false,
+            out: None,
+        },
+    )
+    .context("`cargo xtask bench --quick` failed")?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! fresh machine needs is installed by `setup`, so `run` and `test` work on it unaided.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod build;
 mod demo;
 mod install;
@@ -31,6 +32,19 @@ enum Cmd {
     },
     /// Every test: unit and property tests, then the privileged kernel tests (as root).
     Test,
+    /// Benchmarks: jump's cost per connection next to no filter, nftables sets and linear
+    /// iptables rules, at 10 to 100,000 rules; policy compile/apply; events/s (as root).
+    Bench {
+        /// A short run (under two minutes): fewer sizes, repetitions and iterations.
+        #[arg(long)]
+        quick: bool,
+        /// Print the results as JSON instead of markdown tables.
+        #[arg(long)]
+        json: bool,
+        /// Also write the markdown report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Open a shell as USER inside the running demo's enforced cgroup and jump-host namespace.
     Shell { user: String },
     /// Build, then install binaries, the systemd unit, the example config and policies (an
@@ -63,6 +77,9 @@ fn main() -> ExitCode {
         Cmd::Test => setup::run()
             .and_then(|()| build::run())
             .and_then(|b| build::test(&b)),
+        Cmd::Bench { quick, json, out } => setup::run()
+            .and_then(|()| build::run())
+            .and_then(|b| bench::run(&b, &bench::Options { quick, json, out })),
         Cmd::Shell { user } => demo::shell(&user),
         Cmd::Install { prefix, destdir } => {
             setup::run().and_then(|()| build::run()).and_then(|b| {

@@ -8,8 +8,8 @@ use anyhow::{bail, Context};
 
 /// Debian packages: Debian's Rust (its sysroot carries the `core` sources `-Z build-std`
 /// needs, which rustup here cannot download), LLVM 22 for bpf-linker, and the tools the tests
-/// and the demo drive (OpenSSH: the end-to-end test and the demo start their own sshd with
-/// their own configuration and never use the machine's).
+/// the demo and the benchmark drive (OpenSSH: the end-to-end test and the demo start their own
+/// sshd with their own configuration and never use the machine's).
 pub const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -24,6 +24,10 @@ pub const PACKAGES: &[&str] = &[
     "systemd",
     "openssh-server",
     "openssh-client",
+    // What `cargo xtask bench` compares jump with, and its packet-path load generator.
+    "nftables",
+    "iptables",
+    "iperf3",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -1,0 +1,767 @@
+//! `cargo xtask bench [--quick] [--json] [--out FILE]`: what jump costs per connection, measured
+//! side by side with what an admin would use instead (nftables sets, linear iptables owner
+//! rules) and with no filter at all, in one run, so the ratios hold on a noisy machine.
+//!
+//! Layout of a run (all of it the bench's own, removed on exit and on Ctrl-C):
+//! - three topologies (`jump_tests::netns`): one for the baseline and jump, one whose jump-host
+//!   namespace carries the nftables ruleset, one with the iptables rules. Netfilter rules are
+//!   only ever loaded inside those namespaces, and every system stays installed for a whole rule
+//!   count, so alternating systems is just running the client elsewhere;
+//! - three child cgroups: unfiltered, jump with `log: deny` (filtering only, like the netfilter
+//!   systems), jump with `log: all` (every decision an event, jump's audit use);
+//! - the client (`jump-bench tcp|udp`) joins a cgroup, then the namespace, then becomes the
+//!   granted uid, and only then creates its sockets.
+//!
+//! Modules: `rules` (the rule set, in each system's language), `stats`, `report` (tables, JSON,
+//! targets), `env` (guards for processes, jumpd, bpf_stats). All but `env` and this file are pure.
+
+pub mod env;
+pub mod report;
+pub mod rules;
+pub mod stats;
+
+use std::{
+    collections::HashMap,
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, ensure, Context};
+use jump_tests::{cgroup::TestCgroup, netns::Topology, Bins};
+use serde_json::Value;
+
+use env::{Jumpd, Proc};
+use report::{Events, Latency, Op, Policy, ProgTime, Report, System, Teams, Throughput};
+use rules::{CLIENT_UID, DENIED_PORT, IPERF_PORT, SERVER, TCP_PORT, UDP_PORT};
+use stats::{Batch, Spread};
+
+pub struct Options {
+    pub quick: bool,
+    pub json: bool,
+    pub out: Option<PathBuf>,
+}
+
+/// How much of everything to do.
+#[derive(Clone, Debug)]
+struct Plan {
+    sizes: Vec<usize>,
+    warmup: usize,
+    reps: usize,
+    tcp_iters: usize,
+    udp_iters: usize,
+    /// Time cap of one client batch: linear iptables at 100,000 rules takes milliseconds per
+    /// connect, and would otherwise take minutes.
+    batch_ms: u64,
+    reloads: usize,
+    compile_reps: usize,
+    storm: usize,
+    iperf_secs: u32,
+    iperf_reps: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Plan {
+                sizes: vec![10, 10_000],
+                warmup: 1,
+                reps: 2,
+                tcp_iters: 2_000,
+                udp_iters: 5_000,
+                batch_ms: 700,
+                reloads: 2,
+                compile_reps: 1,
+                storm: 100_000,
+                iperf_secs: 1,
+                iperf_reps: 1,
+            }
+        } else {
+            Plan {
+                sizes: vec![10, 1_000, 10_000, 100_000],
+                warmup: 1,
+                reps: 5,
+                tcp_iters: 20_000,
+                udp_iters: 50_000,
+                batch_ms: 3_000,
+                reloads: 5,
+                compile_reps: 3,
+                storm: 300_000,
+                iperf_secs: 5,
+                iperf_reps: 3,
+            }
+        }
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Fails once Ctrl-C was pressed, so the guards unwind and remove everything.
+fn check() -> anyhow::Result<()> {
+    if STOP.load(Ordering::SeqCst) {
+        bail!("interrupted; everything the bench created has been removed");
+    }
+    Ok(())
+}
+
+fn progress(msg: impl AsRef<str>) {
+    eprintln!("bench: {}", msg.as_ref());
+}
+
+/// The bench's scratch directory (policies, rulesets, jumpd logs), removed on drop.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn new() -> anyhow::Result<Self> {
+        let p = std::env::temp_dir().join(format!("jump-bench-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).with_context(|| format!("failed to create `{}`", p.display()))?;
+        Ok(Self(p))
+    }
+
+    fn dir(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let p = self.0.join(name);
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p)?;
+        Ok(p)
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn write_files(dir: &Path, files: &[(String, String)]) -> anyhow::Result<()> {
+    for (name, text) in files {
+        fs::write(dir.join(name), text)?;
+    }
+    Ok(())
+}
+
+/// Where a system's client runs: (cgroup, network namespace).
+struct Places {
+    at: HashMap<&'static str, (PathBuf, PathBuf)>,
+}
+
+impl Places {
+    fn of(&self, s: System) -> &(PathBuf, PathBuf) {
+        &self.at[s.key()]
+    }
+}
+
+/// One client batch's result.
+struct ClientRun {
+    ns: Vec<u64>,
+    errors: u64,
+    errno: Option<i64>,
+    error: String,
+    elapsed: Duration,
+}
+
+fn client(
+    bins: &Bins,
+    place: &(PathBuf, PathBuf),
+    op: &str,
+    n: usize,
+    max_ms: u64,
+    port: u16,
+) -> anyhow::Result<ClientRun> {
+    let out = Command::new(env::bench_bin(bins))
+        .arg("--cgroup")
+        .arg(&place.0)
+        .arg("--netns")
+        .arg(&place.1)
+        .args([
+            "--uid",
+            &CLIENT_UID.to_string(),
+            "--gid",
+            &CLIENT_UID.to_string(),
+        ])
+        .args([
+            op,
+            &n.to_string(),
+            &max_ms.to_string(),
+            &format!("{SERVER}:{port}"),
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("failed to start jump-bench")?;
+    let v: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "jump-bench {op} printed no result: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })?;
+    ensure!(v["ok"] == true, "jump-bench {op}: {}", v["error"]);
+    Ok(ClientRun {
+        ns: v["ns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_u64)
+            .collect(),
+        errors: v["errors"].as_u64().unwrap_or(0),
+        errno: v["errno"].as_i64(),
+        error: v["error"].as_str().unwrap_or_default().to_string(),
+        elapsed: Duration::from_nanos(v["elapsed_ns"].as_u64().unwrap_or(0)),
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median_ms(v: &Value) -> f64 {
+    let ns: Vec<f64> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_f64)
+        .collect();
+    Spread::of(&ns).map_or(f64::NAN, |s| s.median / 1e6)
+}
+
+/// Policy load and compile times in-process (the library jumpd uses, in a release build).
+fn compile_times(bins: &Bins, dir: &Path, reps: usize) -> anyhow::Result<Policy> {
+    let out = env::run(
+        Command::new(env::compile_time_bin(bins))
+            .arg(dir)
+            .arg(reps.to_string()),
+    )?;
+    let v: Value = serde_json::from_str(&out).context("policy-compile-time")?;
+    ensure!(v["ok"] == true, "policy-compile-time: {}", v["error"]);
+    Ok(Policy {
+        image: v["image"].clone(),
+        load_ms: median_ms(&v["load_ns"]),
+        compile_ms: median_ms(&v["compile_ns"]),
+        ..Policy::default()
+    })
+}
+
+/// Starts jumpd on a policy and measures start, reloads, memory.
+fn jumpd_policy(
+    bins: &Bins,
+    dir: &Path,
+    cgroup: &Path,
+    log: PathBuf,
+    reloads: usize,
+    p: &mut Policy,
+) -> anyhow::Result<Jumpd> {
+    let mut d = Jumpd::start(bins, dir, cgroup, log, &[])?;
+    p.start_ms = ms(d.start_time);
+    let mut times = Vec::new();
+    for _ in 0..reloads {
+        check()?;
+        times.push(ms(d.reload()?));
+    }
+    p.reload_ms = Spread::of(&times);
+    p.rss_kib = d.memory_kib().0;
+    let progs = env::cgroup_progs(cgroup)?;
+    p.maps_bytes = env::map_memory(&progs)?.iter().map(|(_, b)| b).sum();
+    Ok(d)
+}
+
+/// Per-call run time of the programs on `system`'s cgroup: one client batch per repetition with
+/// `kernel.bpf_stats_enabled` on, the kernel's totals differenced around each.
+fn prog_times(
+    bins: &Bins,
+    plan: &Plan,
+    places: &Places,
+    system: System,
+    rules: usize,
+) -> anyhow::Result<Vec<ProgTime>> {
+    let place = places.of(system);
+    let _stats = env::BpfStats::enable()?;
+    let mut per: Vec<(String, Vec<f64>, u64)> = Vec::new();
+    for _ in 0..plan.reps {
+        check()?;
+        let before = env::cgroup_progs(&place.0)?;
+        let r = client(bins, place, "tcp", plan.tcp_iters, plan.batch_ms, TCP_PORT)?;
+        ensure!(r.errors == 0, "granted connects failed: {}", r.error);
+        for a in env::cgroup_progs(&place.0)? {
+            let Some(b) = before.iter().find(|b| b.id == a.id) else {
+                continue;
+            };
+            let calls = a.run_cnt.saturating_sub(b.run_cnt);
+            if calls == 0 {
+                continue;
+            }
+            let ns = a.run_time_ns.saturating_sub(b.run_time_ns) as f64 / calls as f64;
+            match per.iter_mut().find(|(n, ..)| *n == a.name) {
+                Some((_, v, c)) => {
+                    v.push(ns);
+                    *c += calls;
+                }
+                None => per.push((a.name.clone(), vec![ns], calls)),
+            }
+        }
+    }
+    Ok(per
+        .into_iter()
+        .filter_map(|(prog, v, calls)| {
+            Some(ProgTime {
+                rules,
+                system,
+                prog,
+                ns_per_call: Spread::of(&v)?,
+                calls,
+            })
+        })
+        .collect())
+}
+
+const SYSTEMS: [System; 5] = [
+    System::Baseline,
+    System::Jump,
+    System::JumpAudit,
+    System::Nft,
+    System::Iptables,
+];
+
+/// Connect and sendto latency of every system at one rule count, systems alternating.
+fn latencies(
+    bins: &Bins,
+    plan: &Plan,
+    places: &Places,
+    rules: usize,
+) -> anyhow::Result<Vec<Latency>> {
+    let mut batches: HashMap<(&str, &str), Vec<Batch>> = HashMap::new();
+    for rep in 0..plan.warmup + plan.reps {
+        for sys in stats::rotation(&SYSTEMS, rep) {
+            for (op, cmd, iters, port) in [
+                (Op::Connect, "tcp", plan.tcp_iters, TCP_PORT),
+                (Op::SendTo, "udp", plan.udp_iters, UDP_PORT),
+            ] {
+                check()?;
+                let r = client(bins, places.of(sys), cmd, iters, plan.batch_ms, port)?;
+                ensure!(
+                    r.errors == 0,
+                    "{} refused the granted client's {cmd} to {SERVER}:{port} ({} of {}): {}",
+                    sys.label(),
+                    r.errors,
+                    r.ns.len(),
+                    r.error
+                );
+                if rep >= plan.warmup {
+                    batches
+                        .entry((op.key(), sys.key()))
+                        .or_default()
+                        .push(Batch::of(&r.ns));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for op in [Op::Connect, Op::SendTo] {
+        let base = batches[&(op.key(), System::Baseline.key())].clone();
+        for sys in SYSTEMS {
+            let b = &batches[&(op.key(), sys.key())];
+            let med: Vec<f64> = b.iter().map(|x| x.median).collect();
+            let p99: Vec<f64> = b.iter().map(|x| x.p99).collect();
+            let ratio: Vec<f64> = b
+                .iter()
+                .zip(&base)
+                .map(|(x, y)| x.median / y.median)
+                .collect();
+            out.push(Latency {
+                rules,
+                op,
+                system: sys,
+                median: Spread::of(&med).context("no repetitions")?,
+                p99: Spread::of(&p99).context("no repetitions")?,
+                ratio: (sys != System::Baseline)
+                    .then(|| Spread::of(&ratio))
+                    .flatten(),
+                samples: b.iter().map(|x| x.n).min().unwrap_or(0),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// iperf3 as the granted client, placed like the latency client.
+fn iperf(bins: &Bins, place: &(PathBuf, PathBuf), secs: u32, udp: bool) -> anyhow::Result<f64> {
+    let mut cmd = Command::new(env::bench_bin(bins));
+    cmd.arg("--cgroup")
+        .arg(&place.0)
+        .arg("--netns")
+        .arg(&place.1)
+        .args([
+            "--uid",
+            &CLIENT_UID.to_string(),
+            "--gid",
+            &CLIENT_UID.to_string(),
+        ])
+        .args(["exec", "iperf3", "-J", "-c", &SERVER.to_string()])
+        .args(["-p", &IPERF_PORT.to_string(), "-t", &secs.to_string()]);
+    if udp {
+        cmd.args(["-u", "-b", "0", "-l", "64"]);
+    }
+    let out = cmd.output().context("failed to start iperf3")?;
+    let v: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "iperf3 printed no JSON: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    if let Some(e) = v["error"].as_str() {
+        bail!("iperf3: {e}");
+    }
+    if udp {
+        let s = &v["end"]["sum"];
+        let pkts = s["packets"].as_f64().context("iperf3: no packet count")?;
+        let secs = s["seconds"].as_f64().context("iperf3: no duration")?;
+        Ok(pkts / secs / 1000.0)
+    } else {
+        let bps = v["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .context("iperf3: no throughput")?;
+        Ok(bps / 1e9)
+    }
+}
+
+fn throughput(
+    bins: &Bins,
+    plan: &Plan,
+    places: &Places,
+    rules: usize,
+) -> anyhow::Result<Vec<Throughput>> {
+    let systems = [
+        System::Baseline,
+        System::Jump,
+        System::Nft,
+        System::Iptables,
+    ];
+    let mut tcp: HashMap<&str, Vec<f64>> = HashMap::new();
+    let mut udp: HashMap<&str, Vec<f64>> = HashMap::new();
+    for rep in 0..plan.iperf_reps {
+        for sys in stats::rotation(&systems, rep) {
+            check()?;
+            tcp.entry(sys.key()).or_default().push(iperf(
+                bins,
+                places.of(sys),
+                plan.iperf_secs,
+                false,
+            )?);
+            udp.entry(sys.key()).or_default().push(iperf(
+                bins,
+                places.of(sys),
+                plan.iperf_secs,
+                true,
+            )?);
+        }
+    }
+    let base = tcp[System::Baseline.key()].clone();
+    Ok(systems
+        .iter()
+        .map(|&sys| {
+            let t = &tcp[sys.key()];
+            let ratio: Vec<f64> = t.iter().zip(&base).map(|(a, b)| a / b).collect();
+            Throughput {
+                rules,
+                system: sys,
+                tcp_gbps: Spread::of(t).unwrap_or(Spread {
+                    median: f64::NAN,
+                    min: f64::NAN,
+                    max: f64::NAN,
+                }),
+                tcp_ratio: (sys != System::Baseline)
+                    .then(|| Spread::of(&ratio))
+                    .flatten(),
+                udp_kpps: Spread::of(&udp[sys.key()]),
+            }
+        })
+        .collect())
+}
+
+/// A storm of denied connects from the audit cgroup: events logged vs attempts, jumpd's CPU.
+fn events(bins: &Bins, plan: &Plan, work: &WorkDir, places: &Places) -> anyhow::Result<Events> {
+    let dir = work.dir("storm")?;
+    write_files(&dir, &rules::jump_policy(&rules::grants(10), "all"))?;
+    let place = places.of(System::JumpAudit);
+    let log = work.0.join("storm.log");
+    // Without the rate limit (by default 5 similar events a second): this measures how many
+    // events the pipeline carries, not how well it suppresses a repetitive storm.
+    let d = Jumpd::start(
+        bins,
+        &dir,
+        &place.0,
+        log.clone(),
+        &["--event-rate-window-ms", "0"],
+    )?;
+    let cpu0 = d.cpu_time();
+    let t0 = Instant::now();
+    let r = client(bins, place, "tcp", plan.storm, 60_000, DENIED_PORT)?;
+    ensure!(
+        r.errno == Some(1) && r.errors as usize == r.ns.len(),
+        "the storm's connects should all be refused with EPERM, got {} errors of {} ({})",
+        r.errors,
+        r.ns.len(),
+        r.error
+    );
+    // The sink is done when the log stops growing.
+    let mut last = (d.log_len(), Instant::now());
+    while last.1.elapsed() < Duration::from_millis(300) {
+        check()?;
+        std::thread::sleep(Duration::from_millis(5));
+        let len = d.log_len();
+        if len != last.0 {
+            last = (len, Instant::now());
+        }
+    }
+    let seconds = (last.1 - t0).as_secs_f64().max(r.elapsed.as_secs_f64());
+    let cpu = d.cpu_time().saturating_sub(cpu0);
+    let (rss, peak) = d.memory_kib();
+    // Stopping jumpd makes it report the kernel's drop counter one last time.
+    drop(d);
+    let (events, lost) = env::event_counts(&log)?;
+    Ok(Events {
+        attempts: r.ns.len() as u64,
+        attempts_per_second: r.ns.len() as f64 / r.elapsed.as_secs_f64(),
+        events,
+        lost,
+        seconds,
+        per_second: events as f64 / seconds,
+        cpu_percent: cpu.as_secs_f64() / seconds * 100.0,
+        rss_kib: rss,
+        peak_rss_kib: peak,
+    })
+}
+
+fn first_line(cmd: &mut Command) -> String {
+    cmd.output()
+        .map(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem_kib: u64 = fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cores} cores ({model}), {:.0} GiB RAM, Linux {}",
+        mem_kib as f64 / (1024.0 * 1024.0),
+        kernel.trim()
+    )
+}
+
+pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
+    ensure!(
+        nix::unistd::Uid::effective().is_root(),
+        "the bench needs root (namespaces, cgroups, BPF, netfilter): run `sudo cargo xtask bench`"
+    );
+    ensure!(
+        jump_tests::cgroup::cgroup2_root().is_some(),
+        "no cgroup2 mount in /proc/mounts"
+    );
+    ensure!(
+        env::bench_bin(bins).exists(),
+        "`{}` not built",
+        env::bench_bin(bins).display()
+    );
+    // Ctrl-C reaches the children too (same process group); here it only stops the loop, and
+    // the guards below undo everything on the way out.
+    ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)).context("failed to handle Ctrl-C")?;
+    let plan = Plan::new(opts.quick);
+    let started = Instant::now();
+    let work = WorkDir::new()?;
+
+    progress("namespaces, cgroups, servers");
+    let topo_a = Topology::new()?;
+    let topo_n = Topology::new()?;
+    let topo_i = Topology::new()?;
+    let specs = vec![
+        format!("tcp:{SERVER}:{TCP_PORT}"),
+        format!("udp:{SERVER}:{UDP_PORT}"),
+    ];
+    let mut servers: Vec<Proc> = Vec::new();
+    for t in [&topo_a, &topo_n, &topo_i] {
+        servers.push(env::servers(bins, &t.internal.path(), &specs)?);
+        servers.push(Proc::spawn(
+            Command::new(env::bench_bin(bins))
+                .arg("--netns")
+                .arg(t.internal.path())
+                .args(["exec", "iperf3", "-s", "-B", &SERVER.to_string()])
+                .args(["-p", &IPERF_PORT.to_string()])
+                .stdout(Stdio::null()),
+            "iperf3 -s",
+        )?);
+    }
+    let cg_plain = TestCgroup::new()?;
+    let cg_jump = TestCgroup::new()?;
+    let cg_audit = TestCgroup::new()?;
+    let places = Places {
+        at: HashMap::from([
+            (
+                System::Baseline.key(),
+                (cg_plain.path.clone(), topo_a.host.path()),
+            ),
+            (
+                System::Jump.key(),
+                (cg_jump.path.clone(), topo_a.host.path()),
+            ),
+            (
+                System::JumpAudit.key(),
+                (cg_audit.path.clone(), topo_a.host.path()),
+            ),
+            (
+                System::Nft.key(),
+                (cg_plain.path.clone(), topo_n.host.path()),
+            ),
+            (
+                System::Iptables.key(),
+                (cg_plain.path.clone(), topo_i.host.path()),
+            ),
+        ]),
+    };
+    let mut report = Report {
+        quick: opts.quick,
+        machine: machine(),
+        versions: vec![
+            ("nftables".into(), first_line(Command::new("nft").arg("-v"))),
+            (
+                "iptables".into(),
+                first_line(Command::new("iptables").arg("-V")),
+            ),
+            (
+                "iperf3".into(),
+                first_line(Command::new("iperf3").arg("--version")),
+            ),
+        ],
+        ..Report::default()
+    };
+
+    for (k, &n) in plan.sizes.iter().enumerate() {
+        check()?;
+        progress(format!("{n} rules: generating and loading"));
+        let grants = rules::grants(n);
+        let dir_j = work.dir(&format!("{n}/jump"))?;
+        let dir_a = work.dir(&format!("{n}/audit"))?;
+        write_files(&dir_j, &rules::jump_policy(&grants, "deny"))?;
+        write_files(&dir_a, &rules::jump_policy(&grants, "all"))?;
+        let nft = work.0.join(format!("{n}/nft.conf"));
+        fs::write(&nft, rules::nft_script(&grants))?;
+        let ipt = work.0.join(format!("{n}/iptables.rules"));
+        fs::write(&ipt, rules::iptables_script(&grants))?;
+
+        let mut p = compile_times(bins, &dir_j, plan.compile_reps)?;
+        p.rules = n;
+        let t = Instant::now();
+        env::run(
+            env::in_netns(&topo_n.host.path(), "nft")
+                .arg("-f")
+                .arg(&nft),
+        )?;
+        p.nft_load_ms = ms(t.elapsed());
+        let t = Instant::now();
+        env::run(env::in_netns(&topo_i.host.path(), "iptables-restore").arg(&ipt))?;
+        p.iptables_load_ms = ms(t.elapsed());
+        let jump = jumpd_policy(
+            bins,
+            &dir_j,
+            &cg_jump.path,
+            work.0.join(format!("{n}/jumpd.log")),
+            plan.reloads,
+            &mut p,
+        )?;
+        let audit = Jumpd::start(
+            bins,
+            &dir_a,
+            &cg_audit.path,
+            work.0.join(format!("{n}/audit.log")),
+            &[],
+        )?;
+        report.jump_hooks = jump.hooks.clone();
+        report.policy.push(p);
+
+        // jump really filters here: an ungranted port is refused.
+        let r = client(bins, places.of(System::Jump), "tcp", 1, 1000, DENIED_PORT)?;
+        ensure!(
+            r.errno == Some(1),
+            "jump should refuse the client's connect to port {DENIED_PORT}, got `{}`",
+            r.error
+        );
+
+        progress(format!("{n} rules: connect and sendto latency"));
+        report.latency.extend(latencies(bins, &plan, &places, n)?);
+        progress(format!("{n} rules: programs' run time"));
+        for sys in [System::Jump, System::JumpAudit] {
+            report
+                .progs
+                .extend(prog_times(bins, &plan, &places, sys, n)?);
+        }
+        if k + 1 == plan.sizes.len() {
+            progress(format!("{n} rules: throughput"));
+            report.throughput = throughput(bins, &plan, &places, n)?;
+        }
+        drop((jump, audit));
+    }
+
+    check()?;
+    progress("10,000 users × 20 rules: compile and apply");
+    let dir = work.dir("teams")?;
+    write_files(&dir, &rules::teams_policy(10_000, 20, 20))?;
+    let mut p = compile_times(bins, &dir, plan.compile_reps)?;
+    p.rules = 10_000;
+    let d = jumpd_policy(
+        bins,
+        &dir,
+        &cg_jump.path,
+        work.0.join("teams.log"),
+        plan.reloads,
+        &mut p,
+    )?;
+    drop(d);
+    report.teams = Some(Teams {
+        users: 10_000,
+        rules_per_user: 20,
+        policy: p,
+    });
+
+    check()?;
+    progress(format!("events: a storm of {} denied connects", plan.storm));
+    report.events = Some(events(bins, &plan, &work, &places)?);
+
+    report.seconds = started.elapsed().as_secs_f64();
+    let md = report.markdown();
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&report.json())?);
+    } else {
+        println!("{md}");
+    }
+    if let Some(out) = &opts.out {
+        fs::write(out, &md).with_context(|| format!("failed to write `{}`", out.display()))?;
+    }
+    progress(format!(
+        "done in {:.0} s; namespaces, cgroups and processes removed",
+        report.seconds
+    ));
+    Ok(())
+}

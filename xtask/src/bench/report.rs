@@ -1,0 +1,795 @@
+//! The benchmark's results, the targets of issue 8 judged against them, and their two
+//! renderings: markdown tables and JSON. Pure.
+
+use std::fmt::Write;
+
+use serde_json::{json, Value};
+
+use super::stats::Spread;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum System {
+    Baseline,
+    Jump,
+    JumpAudit,
+    Nft,
+    Iptables,
+}
+
+impl System {
+    pub fn key(self) -> &'static str {
+        match self {
+            System::Baseline => "baseline",
+            System::Jump => "jump",
+            System::JumpAudit => "jump-audit",
+            System::Nft => "nftables",
+            System::Iptables => "iptables",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            System::Baseline => "no filter (baseline)",
+            System::Jump => "jump (log: deny)",
+            System::JumpAudit => "jump (log: all)",
+            System::Nft => "nftables set",
+            System::Iptables => "iptables linear",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// socket + connect + close (RST) over TCP.
+    Connect,
+    /// One `sendto` on an unconnected UDP socket.
+    SendTo,
+}
+
+impl Op {
+    pub fn key(self) -> &'static str {
+        match self {
+            Op::Connect => "tcp_connect_close",
+            Op::SendTo => "udp_sendto",
+        }
+    }
+}
+
+/// One system's latency for one operation at one rule count, over the repetitions.
+#[derive(Clone, Debug)]
+pub struct Latency {
+    pub rules: usize,
+    pub op: Op,
+    pub system: System,
+    /// Per-repetition medians, ns.
+    pub median: Spread,
+    /// Per-repetition 99th percentiles, ns.
+    pub p99: Spread,
+    /// Per-repetition median ÷ the same repetition's baseline median.
+    pub ratio: Option<Spread>,
+    /// Samples per repetition (the smallest; slow systems stop at the time cap).
+    pub samples: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    pub rules: usize,
+    /// The compiled image's entry counts.
+    pub image: Value,
+    pub load_ms: f64,
+    pub compile_ms: f64,
+    /// jumpd from spawn to "ready" (load, compile, maps, attach).
+    pub start_ms: f64,
+    /// SIGHUP to "policy generation N loaded".
+    pub reload_ms: Option<Spread>,
+    pub rss_kib: u64,
+    pub maps_bytes: u64,
+    pub nft_load_ms: f64,
+    pub iptables_load_ms: f64,
+}
+
+/// A program's own run time per call, from `kernel.bpf_stats_enabled`.
+#[derive(Clone, Debug)]
+pub struct ProgTime {
+    pub rules: usize,
+    pub system: System,
+    pub prog: String,
+    /// Over the repetitions.
+    pub ns_per_call: Spread,
+    pub calls: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Events {
+    pub attempts: u64,
+    /// The client's rate of refused connects: an upper bound of the events/s it can show.
+    pub attempts_per_second: f64,
+    pub events: u64,
+    /// Reported lost by jumpd (the kernel's drop counter).
+    pub lost: u64,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub cpu_percent: f64,
+    pub rss_kib: u64,
+    pub peak_rss_kib: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Throughput {
+    pub rules: usize,
+    pub system: System,
+    pub tcp_gbps: Spread,
+    pub tcp_ratio: Option<Spread>,
+    pub udp_kpps: Option<Spread>,
+}
+
+/// The compile-and-apply target's policy.
+#[derive(Clone, Debug)]
+pub struct Teams {
+    pub users: usize,
+    pub rules_per_user: usize,
+    pub policy: Policy,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub quick: bool,
+    pub machine: String,
+    pub versions: Vec<(String, String)>,
+    pub jump_hooks: String,
+    pub seconds: f64,
+    pub latency: Vec<Latency>,
+    pub policy: Vec<Policy>,
+    pub progs: Vec<ProgTime>,
+    pub events: Option<Events>,
+    pub throughput: Vec<Throughput>,
+    pub teams: Option<Teams>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Met,
+    Missed,
+    NotMeasured,
+}
+
+impl Status {
+    fn label(self) -> &'static str {
+        match self {
+            Status::Met => "met",
+            Status::Missed => "**missed**",
+            Status::NotMeasured => "not measured",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub goal: &'static str,
+    pub status: Status,
+    pub detail: String,
+}
+
+fn us(ns: f64) -> String {
+    format!("{:.1}", ns / 1000.0)
+}
+
+/// `12.3 (11.9–13.0)`.
+fn spread(s: Spread, f: impl Fn(f64) -> String) -> String {
+    format!("{} ({}–{})", f(s.median), f(s.min), f(s.max))
+}
+
+fn pct(ratio: f64) -> String {
+    format!("{:+.1} %", (ratio - 1.0) * 100.0)
+}
+
+/// A markdown table.
+pub fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut s = format!("| {} |\n", head.join(" | "));
+    let _ = writeln!(
+        s,
+        "|{}",
+        head.iter()
+            .enumerate()
+            .map(|(i, _)| if i == 0 { " --- |" } else { " ---: |" })
+            .collect::<String>()
+    );
+    for r in rows {
+        let _ = writeln!(s, "| {} |", r.join(" | "));
+    }
+    s
+}
+
+impl Report {
+    fn latency_of(&self, rules: usize, op: Op, system: System) -> Option<&Latency> {
+        self.latency
+            .iter()
+            .find(|l| l.rules == rules && l.op == op && l.system == system)
+    }
+
+    /// Overhead over the baseline of the same repetitions, in ns: (ratio − 1) × baseline median.
+    fn overhead_ns(&self, rules: usize, system: System) -> Option<f64> {
+        let base = self.latency_of(rules, Op::Connect, System::Baseline)?;
+        let l = self.latency_of(rules, Op::Connect, system)?;
+        Some((l.ratio?.median - 1.0) * base.median.median)
+    }
+
+    fn sizes(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.latency.iter().map(|l| l.rules).collect();
+        v.dedup();
+        v
+    }
+
+    /// Issue 8's targets, judged on this run.
+    pub fn targets(&self) -> Vec<Target> {
+        let mut t = Vec::new();
+        let jump100k = self
+            .latency_of(100_000, Op::Connect, System::Jump)
+            .and_then(|l| l.ratio);
+        t.push(Target {
+            goal: "jump's connect overhead at 100,000 rules ≤ 3 % over the baseline",
+            status: match jump100k {
+                None => Status::NotMeasured,
+                Some(r) if r.median <= 1.03 => Status::Met,
+                Some(_) => Status::Missed,
+            },
+            detail: jump100k.map_or("100,000 rules not in this run".into(), |r| {
+                format!(
+                    "{} (repetitions {} to {})",
+                    pct(r.median),
+                    pct(r.min),
+                    pct(r.max)
+                )
+            }),
+        });
+        let mut worse = Vec::new();
+        let mut compared = Vec::new();
+        for n in self.sizes() {
+            if let (Some(j), Some(f)) = (
+                self.overhead_ns(n, System::Jump),
+                self.overhead_ns(n, System::Nft),
+            ) {
+                compared.push(format!("{n}: {j:.0} vs {f:.0} ns"));
+                if j > f {
+                    worse.push(n);
+                }
+            }
+        }
+        t.push(Target {
+            goal: "jump no worse than nftables sets at any size",
+            status: if compared.is_empty() {
+                Status::NotMeasured
+            } else if worse.is_empty() {
+                Status::Met
+            } else {
+                Status::Missed
+            },
+            detail: format!(
+                "connect overhead jump vs nftables at {}",
+                compared.join("; ")
+            ),
+        });
+        let at10k = (
+            self.overhead_ns(10_000, System::Jump),
+            self.overhead_ns(10_000, System::Iptables),
+        );
+        t.push(match at10k {
+            (Some(j), Some(i)) => Target {
+                goal: "≥ 10× less connect overhead than linear iptables at 10,000 rules",
+                status: if i >= 10.0 * j.max(0.0) {
+                    Status::Met
+                } else {
+                    Status::Missed
+                },
+                detail: format!(
+                    "overhead jump {j:.0} ns, iptables {i:.0} ns ({})",
+                    if j <= 0.0 {
+                        "jump within noise of the baseline".to_string()
+                    } else {
+                        format!("{:.0}×", i / j)
+                    }
+                ),
+            },
+            _ => Target {
+                goal: "≥ 10× less connect overhead than linear iptables at 10,000 rules",
+                status: Status::NotMeasured,
+                detail: "10,000 rules not in this run".into(),
+            },
+        });
+        let backstop = self
+            .throughput
+            .iter()
+            .find(|x| x.system == System::Jump)
+            .and_then(|x| x.tcp_ratio);
+        let goal = "packet backstop ≥ 98 % of baseline bulk throughput";
+        t.push(match backstop {
+            Some(r) if self.jump_hooks.contains("egress") => Target {
+                goal,
+                status: if r.median >= 0.98 { Status::Met } else { Status::Missed },
+                detail: format!(
+                    "jump with its `egress` backstop at {:.1} % of the baseline (repetitions {:.1}–{:.1} %)",
+                    r.median * 100.0,
+                    r.min * 100.0,
+                    r.max * 100.0
+                ),
+            },
+            _ => Target {
+                goal,
+                status: Status::NotMeasured,
+                detail: format!(
+                    "jump has no packet backstop (hooks: {}); the throughput table shows its socket-time hooks only",
+                    self.jump_hooks
+                ),
+            },
+        });
+        t.push(match &self.teams {
+            Some(tm) => {
+                let total = tm.policy.reload_ms.map(|r| r.median);
+                Target {
+                    goal: "10,000 users × 20 rules compiled and applied atomically in < 1 s",
+                    status: match total {
+                        Some(ms) if ms < 1000.0 => Status::Met,
+                        Some(_) => Status::Missed,
+                        None => Status::NotMeasured,
+                    },
+                    detail: format!(
+                        "SIGHUP to generation loaded {} ms (load {:.0} ms, compile {:.0} ms)",
+                        total.map_or("?".into(), |t| format!("{t:.0}")),
+                        tm.policy.load_ms,
+                        tm.policy.compile_ms
+                    ),
+                }
+            }
+            None => Target {
+                goal: "10,000 users × 20 rules compiled and applied atomically in < 1 s",
+                status: Status::NotMeasured,
+                detail: "not in this run".into(),
+            },
+        });
+        t.push(match &self.events {
+            Some(e) => {
+                let accounted = e.events + e.lost == e.attempts;
+                Target {
+                    goal: "≥ 100,000 events/s through the ring buffer, every drop counted",
+                    status: if e.per_second >= 100_000.0 && accounted {
+                        Status::Met
+                    } else {
+                        Status::Missed
+                    },
+                    detail: format!(
+                        "{:.0} events/s; {} attempts = {} logged + {} counted lost{}",
+                        e.per_second,
+                        e.attempts,
+                        e.events,
+                        e.lost,
+                        if accounted { "" } else { " (does not add up)" }
+                    ),
+                }
+            }
+            None => Target {
+                goal: "≥ 100,000 events/s through the ring buffer, every drop counted",
+                status: Status::NotMeasured,
+                detail: "not in this run".into(),
+            },
+        });
+        t
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "Machine: {}. Mode: {}. Took {:.0} s. jump hooks: {}.",
+            self.machine,
+            if self.quick { "--quick" } else { "full" },
+            self.seconds,
+            self.jump_hooks
+        );
+        let _ = writeln!(
+            s,
+            "Versions: {}.\n",
+            self.versions
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for (op, title) in [
+            (
+                Op::Connect,
+                "connect() path: TCP socket + connect + close, µs",
+            ),
+            (Op::SendTo, "UDP sendto, µs"),
+        ] {
+            let rows: Vec<Vec<String>> = self
+                .latency
+                .iter()
+                .filter(|l| l.op == op)
+                .map(|l| {
+                    vec![
+                        l.rules.to_string(),
+                        l.system.label().to_string(),
+                        spread(l.median, us),
+                        spread(l.p99, us),
+                        l.ratio
+                            .map_or("—".into(), |r| spread(r, |x| format!("{x:.3}"))),
+                        l.samples.to_string(),
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let _ = writeln!(s, "### {title}\n\nMedian over repetitions (min–max).\n");
+            s.push_str(&table(
+                &[
+                    "rules",
+                    "system",
+                    "median",
+                    "p99",
+                    "÷ baseline",
+                    "samples/rep",
+                ],
+                &rows,
+            ));
+            s.push('\n');
+        }
+        if !self.progs.is_empty() {
+            s.push_str("### Programs' own run time (kernel.bpf_stats_enabled)\n\n");
+            let rows: Vec<Vec<String>> = self
+                .progs
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.rules.to_string(),
+                        p.system.label().to_string(),
+                        p.prog.clone(),
+                        spread(p.ns_per_call, |x| format!("{x:.0}")),
+                        p.calls.to_string(),
+                    ]
+                })
+                .collect();
+            s.push_str(&table(
+                &["rules", "system", "program", "ns/call", "calls"],
+                &rows,
+            ));
+            s.push('\n');
+        }
+        let policy_row = |label: String, p: &Policy| {
+            vec![
+                label,
+                p.image["users"].to_string(),
+                p.image["dests"].to_string(),
+                p.image["ports"].to_string(),
+                format!("{:.1}", p.load_ms),
+                format!("{:.1}", p.compile_ms),
+                format!("{:.0}", p.start_ms),
+                p.reload_ms
+                    .map_or("—".into(), |r| spread(r, |x| format!("{x:.0}"))),
+                format!("{:.1}", p.rss_kib as f64 / 1024.0),
+                format!("{:.1}", p.maps_bytes as f64 / (1024.0 * 1024.0)),
+            ]
+        };
+        if !self.policy.is_empty() || self.teams.is_some() {
+            s.push_str("### Policy: compile, apply, memory\n\n");
+            s.push_str(
+                "load = read + parse + validate; compile = model → map image (both in-process, \
+                 the library jumpd uses); start = jumpd spawn to enforcing; reload = SIGHUP to \
+                 `policy generation N loaded` (load + compile + fill the inactive slot + switch).\n\n",
+            );
+            let mut rows: Vec<Vec<String>> = self
+                .policy
+                .iter()
+                .map(|p| policy_row(format!("{} rules", p.rules), p))
+                .collect();
+            if let Some(t) = &self.teams {
+                rows.push(policy_row(
+                    format!(
+                        "{} users × {} rules ({} rules of teams)",
+                        t.users, t.rules_per_user, t.policy.rules
+                    ),
+                    &t.policy,
+                ));
+            }
+            s.push_str(&table(
+                &[
+                    "policy",
+                    "users",
+                    "dest entries",
+                    "port entries",
+                    "load ms",
+                    "compile ms",
+                    "start ms",
+                    "reload ms",
+                    "jumpd RSS MiB",
+                    "maps MiB",
+                ],
+                &rows,
+            ));
+            s.push('\n');
+            let rows: Vec<Vec<String>> = self
+                .policy
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.rules.to_string(),
+                        format!("{:.0}", p.reload_ms.map_or(f64::NAN, |r| r.median)),
+                        format!("{:.0}", p.nft_load_ms),
+                        format!("{:.0}", p.iptables_load_ms),
+                    ]
+                })
+                .collect();
+            s.push_str("Applying the same rule set, ms (jump: reload; others: `nft -f`, `iptables-restore`):\n\n");
+            s.push_str(&table(&["rules", "jump", "nftables", "iptables"], &rows));
+            s.push('\n');
+        }
+        if let Some(e) = &self.events {
+            s.push_str("### Events: denied-connect storm, kernel → ring buffer → jumpd → JSON lines in a file\n\n");
+            s.push_str(&table(
+                &[
+                    "attempts",
+                    "attempts/s",
+                    "events logged",
+                    "counted lost",
+                    "seconds",
+                    "events/s",
+                    "jumpd CPU",
+                    "jumpd RSS MiB (peak)",
+                ],
+                &[vec![
+                    e.attempts.to_string(),
+                    format!("{:.0}", e.attempts_per_second),
+                    e.events.to_string(),
+                    e.lost.to_string(),
+                    format!("{:.2}", e.seconds),
+                    format!("{:.0}", e.per_second),
+                    format!("{:.0} %", e.cpu_percent),
+                    format!(
+                        "{:.1} ({:.1})",
+                        e.rss_kib as f64 / 1024.0,
+                        e.peak_rss_kib as f64 / 1024.0
+                    ),
+                ]],
+            ));
+            s.push('\n');
+        }
+        if !self.throughput.is_empty() {
+            s.push_str("### Packet path: iperf3 between namespaces\n\n");
+            let rows: Vec<Vec<String>> = self
+                .throughput
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.rules.to_string(),
+                        t.system.label().to_string(),
+                        spread(t.tcp_gbps, |x| format!("{x:.2}")),
+                        t.tcp_ratio
+                            .map_or("—".into(), |r| spread(r, |x| format!("{x:.3}"))),
+                        t.udp_kpps
+                            .map_or("—".into(), |r| spread(r, |x| format!("{x:.0}"))),
+                    ]
+                })
+                .collect();
+            s.push_str(&table(
+                &[
+                    "rules",
+                    "system",
+                    "TCP Gbit/s",
+                    "÷ baseline",
+                    "UDP 64 B kpps sent",
+                ],
+                &rows,
+            ));
+            s.push('\n');
+        }
+        s.push_str("### Targets\n\n");
+        let rows: Vec<Vec<String>> = self
+            .targets()
+            .into_iter()
+            .map(|t| vec![t.goal.to_string(), t.status.label().to_string(), t.detail])
+            .collect();
+        s.push_str(&table(&["target", "status", "this run"], &rows));
+        s
+    }
+
+    pub fn json(&self) -> Value {
+        let sp = |s: Spread| json!({"median": s.median, "min": s.min, "max": s.max});
+        let spo = |s: Option<Spread>| s.map(sp);
+        json!({
+            "quick": self.quick,
+            "machine": self.machine,
+            "versions": self.versions.iter().map(|(k, v)| json!({"name": k, "version": v})).collect::<Vec<_>>(),
+            "jump_hooks": self.jump_hooks,
+            "seconds": self.seconds,
+            "latency": self.latency.iter().map(|l| json!({
+                "rules": l.rules, "op": l.op.key(), "system": l.system.key(),
+                "median_ns": sp(l.median), "p99_ns": sp(l.p99), "ratio": spo(l.ratio),
+                "samples_per_rep": l.samples,
+            })).collect::<Vec<_>>(),
+            "policy": self.policy.iter().map(|p| self.policy_json(p)).collect::<Vec<_>>(),
+            "bpf_run_time": self.progs.iter().map(|p| json!({
+                "rules": p.rules, "system": p.system.key(), "prog": p.prog,
+                "ns_per_call": sp(p.ns_per_call), "calls": p.calls,
+            })).collect::<Vec<_>>(),
+            "events": self.events.as_ref().map(|e| json!({
+                "attempts": e.attempts, "attempts_per_second": e.attempts_per_second, "events": e.events, "lost": e.lost, "seconds": e.seconds,
+                "per_second": e.per_second, "jumpd_cpu_percent": e.cpu_percent,
+                "jumpd_rss_kib": e.rss_kib, "jumpd_peak_rss_kib": e.peak_rss_kib,
+            })),
+            "throughput": self.throughput.iter().map(|t| json!({
+                "rules": t.rules, "system": t.system.key(), "tcp_gbps": sp(t.tcp_gbps),
+                "tcp_ratio": spo(t.tcp_ratio), "udp_64b_kpps": spo(t.udp_kpps),
+            })).collect::<Vec<_>>(),
+            "teams": self.teams.as_ref().map(|t| json!({
+                "users": t.users, "rules_per_user": t.rules_per_user, "policy": self.policy_json(&t.policy),
+            })),
+            "targets": self.targets().iter().map(|t| json!({
+                "goal": t.goal,
+                "status": match t.status { Status::Met => "met", Status::Missed => "missed", Status::NotMeasured => "not measured" },
+                "detail": t.detail,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    fn policy_json(&self, p: &Policy) -> Value {
+        json!({
+            "rules": p.rules, "image": p.image, "load_ms": p.load_ms, "compile_ms": p.compile_ms,
+            "start_ms": p.start_ms,
+            "reload_ms": p.reload_ms.map(|s| json!({"median": s.median, "min": s.min, "max": s.max})),
+            "jumpd_rss_kib": p.rss_kib, "maps_bytes": p.maps_bytes,
+            "nft_load_ms": p.nft_load_ms, "iptables_load_ms": p.iptables_load_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(m: f64) -> Spread {
+        Spread {
+            median: m,
+            min: m,
+            max: m,
+        }
+    }
+
+    fn lat(rules: usize, system: System, median: f64, ratio: Option<f64>) -> Latency {
+        Latency {
+            rules,
+            op: Op::Connect,
+            system,
+            median: s(median),
+            p99: s(median * 2.0),
+            ratio: ratio.map(s),
+            samples: 100,
+        }
+    }
+
+    #[test]
+    fn markdown_tables_have_a_separator_row() {
+        let t = table(&["a", "b"], &[vec!["1".into(), "2".into()]]);
+        assert_eq!(t, "| a | b |\n| --- | ---: |\n| 1 | 2 |\n");
+    }
+
+    #[test]
+    fn spreads_render_median_then_range() {
+        let x = Spread {
+            median: 12_345.0,
+            min: 11_900.0,
+            max: 13_000.0,
+        };
+        assert_eq!(spread(x, us), "12.3 (11.9–13.0)");
+        assert_eq!(pct(1.025), "+2.5 %");
+        assert_eq!(pct(0.99), "-1.0 %");
+    }
+
+    fn report() -> Report {
+        Report {
+            jump_hooks: "connect4,connect6".into(),
+            latency: vec![
+                lat(10_000, System::Baseline, 20_000.0, None),
+                lat(10_000, System::Jump, 20_200.0, Some(1.01)),
+                lat(10_000, System::Nft, 21_000.0, Some(1.05)),
+                lat(10_000, System::Iptables, 60_000.0, Some(3.0)),
+                lat(100_000, System::Baseline, 20_000.0, None),
+                lat(100_000, System::Jump, 21_000.0, Some(1.05)),
+                lat(100_000, System::Nft, 20_500.0, Some(1.025)),
+            ],
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn targets_are_judged_on_overheads_over_the_baseline() {
+        let t = report().targets();
+        assert_eq!(
+            t[0].status,
+            Status::Missed,
+            "+5 % at 100,000 rules is over 3 %"
+        );
+        assert_eq!(t[0].detail, "+5.0 % (repetitions +5.0 % to +5.0 %)");
+        assert_eq!(
+            t[1].status,
+            Status::Missed,
+            "jump is worse than nftables at 100,000"
+        );
+        assert_eq!(
+            t[1].detail,
+            "connect overhead jump vs nftables at 10000: 200 vs 1000 ns; 100000: 1000 vs 500 ns"
+        );
+        assert_eq!(t[2].status, Status::Met, "40,000 ns over 200 ns is 200×");
+        assert_eq!(
+            t[2].detail,
+            "overhead jump 200 ns, iptables 40000 ns (200×)"
+        );
+        assert_eq!(t[3].status, Status::NotMeasured, "no backstop hook");
+        assert_eq!(t[4].status, Status::NotMeasured);
+        assert_eq!(t[5].status, Status::NotMeasured);
+    }
+
+    #[test]
+    fn the_backstop_is_judged_only_when_jump_has_one() {
+        let mut r = report();
+        r.throughput = vec![Throughput {
+            rules: 10,
+            system: System::Jump,
+            tcp_gbps: s(9.0),
+            tcp_ratio: Some(s(0.99)),
+            udp_kpps: None,
+        }];
+        assert_eq!(
+            r.targets()[3].status,
+            Status::NotMeasured,
+            "connect hooks only"
+        );
+        r.jump_hooks = "connect4,egress".into();
+        let t = &r.targets()[3];
+        assert_eq!(t.status, Status::Met, "99 % of the baseline");
+        assert_eq!(
+            t.detail,
+            "jump with its `egress` backstop at 99.0 % of the baseline (repetitions 99.0–99.0 %)"
+        );
+    }
+
+    #[test]
+    fn events_must_add_up() {
+        let mut r = report();
+        r.events = Some(Events {
+            attempts: 1000,
+            attempts_per_second: 1e6,
+            events: 990,
+            lost: 5,
+            seconds: 0.001,
+            per_second: 990_000.0,
+            cpu_percent: 50.0,
+            rss_kib: 1,
+            peak_rss_kib: 1,
+        });
+        let t = &r.targets()[5];
+        assert_eq!(
+            t.status,
+            Status::Missed,
+            "5 events neither logged nor counted lost"
+        );
+        assert_eq!(
+            t.detail,
+            "990000 events/s; 1000 attempts = 990 logged + 5 counted lost (does not add up)"
+        );
+    }
+
+    #[test]
+    fn markdown_and_json_carry_every_row() {
+        let r = report();
+        let md = r.markdown();
+        assert!(md.contains("| 10000 | jump (log: deny) | 20.2 (20.2–20.2) | 40.4 (40.4–40.4) | 1.010 (1.010–1.010) | 100 |"));
+        assert!(md.contains(
+            "| 10000 | no filter (baseline) | 20.0 (20.0–20.0) | 40.0 (40.0–40.0) | — | 100 |"
+        ));
+        assert!(md.contains("### Targets"));
+        let j = r.json();
+        assert_eq!(j["latency"].as_array().unwrap().len(), 7);
+        assert_eq!(j["latency"][1]["system"], "jump");
+        assert_eq!(j["targets"][0]["status"], "missed");
+    }
+}
