@@ -9,6 +9,7 @@
 //! | sock_create              | socket kinds: raw and ping sockets need an icmp grant; others  |
 //! |                          | than TCP, UDP and ICMP (MPTCP, SCTP, …) are refused            |
 //! | egress (cgroup_skb)      | every packet: the backstop for what no hook above saw          |
+//! | sock_release             | bookkeeping only: forgets the socket's connecting uid          |
 #![no_std]
 #![no_main]
 
@@ -96,6 +97,16 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     };
     record(hook::SOCK_CREATE, &who, &dest, 0, &deny);
     REFUSE
+}
+
+/// Forgets a closing socket's owner, so `JUMP_OWNERS` holds live sockets only and its inserts
+/// never have to evict.
+#[cgroup_sock(sock_release)]
+pub fn sock_release(ctx: SockContext) -> i32 {
+    // SAFETY: the helper reads the socket of this program's context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
+    let _ = maps::JUMP_OWNERS.remove(&cookie);
+    PASS
 }
 
 #[cgroup_skb(egress)]

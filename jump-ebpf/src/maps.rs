@@ -1,6 +1,10 @@
 //! The map definitions. Names, sizes and layouts come from `jump-common`, which the daemon reads
 //! too; this file only instantiates them.
 
+// Per-CPU LRU lists: an insert into a full map evicts from its own CPU's list instead of
+// scanning a shared one under a lock (measured: microseconds per connect with the common LRU).
+const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
+
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
@@ -49,10 +53,12 @@ pub static JUMP_RULE_HITS: PerCpuArray<u64> = PerCpuArray::pinned(SLOT_COUNT * M
 pub static JUMP_LIMITS: Array<Limits> = Array::pinned(1, 0);
 
 #[map]
-pub static JUMP_RATE: LruHashMap<RateKey, RateState> = LruHashMap::pinned(RATE_KEYS, 0);
+pub static JUMP_RATE: LruHashMap<RateKey, RateState> =
+    LruHashMap::pinned(RATE_KEYS, BPF_F_NO_COMMON_LRU);
 
 #[map]
-pub static JUMP_OWNERS: LruHashMap<u64, u32> = LruHashMap::pinned(OWNER_SOCKETS, 0);
+pub static JUMP_OWNERS: LruHashMap<u64, u32> =
+    LruHashMap::pinned(OWNER_SOCKETS, BPF_F_NO_COMMON_LRU);
 
 // Keeps `Event` referenced so its BTF is emitted for `bpftool` users.
 #[allow(dead_code)]

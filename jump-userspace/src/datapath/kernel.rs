@@ -38,6 +38,7 @@ pub const PROGRAMS: &[&str] = &[
     "sendmsg6",
     "bind4",
     "bind6",
+    "sock_release",
     "egress",
 ];
 
