@@ -203,6 +203,20 @@ fn tcp_fast_open_is_refused_not_stalled() {
 }
 
 #[test]
+fn io_uring_connect_and_sendmsg_are_decided_like_the_system_calls() {
+    if !privileged("io_uring_connect_and_sendmsg_are_decided_like_the_system_calls") {
+        return;
+    }
+    let w = World::new().start();
+    ok(&w, Some(A), "uring-connect", &format!("{INTERNAL_V4}:7000"));
+    refused(&w, Some(A), "uring-connect", &format!("{INTERNAL_V4}:7001"));
+    refused(&w, Some(B), "uring-connect", &v6(INTERNET_V6, 7000));
+    ok(&w, Some(A), "uring-sendto", &format!("{INTERNAL_V4}:7000"));
+    refused(&w, Some(A), "uring-sendto", &format!("{INTERNET_V4}:7000"));
+    refused(&w, Some(B), "uring-sendto", &format!("{INTERNAL_V4}:7000"));
+}
+
+#[test]
 fn icmp_echo_needs_an_icmp_grant() {
     if !privileged("icmp_echo_needs_an_icmp_grant") {
         return;
@@ -259,32 +273,52 @@ fn socket_kinds_without_a_grant_are_refused_at_creation() {
     w.logged(0, "egress", "deny");
 }
 
-/// Runs `jump-probe accept|autolisten` as `uid`, and returns its port and the process.
-fn listener(w: &World, uid: u32, args: &[&str]) -> (u16, std::process::Child) {
+/// Starts a long-running `jump-probe ARGS…` as `uid` in the cgroup and the jump host, and
+/// returns it with its stdout and the first line it printed.
+fn spawn_probe(
+    w: &World,
+    uid: u32,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStdout>,
+    String,
+) {
     let mut cmd = Command::new(&w.bins.probe);
-    for (flag, v) in [
-        ("--cgroup", w.cg.path.display().to_string()),
-        ("--netns", w.topo.host.path().display().to_string()),
-        ("--uid", uid.to_string()),
-        ("--gid", uid.to_string()),
-    ] {
-        cmd.arg(flag).arg(v);
-    }
+    cmd.arg("--cgroup")
+        .arg(&w.cg.path)
+        .arg("--netns")
+        .arg(w.topo.host.path());
+    cmd.args(["--uid", &uid.to_string(), "--gid", &uid.to_string()]);
     let mut child = cmd
         .args(args)
         .stdout(Stdio::piped())
         .spawn()
-        .expect("listener");
+        .expect("jump-probe");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    out.read_line(&mut line).unwrap();
+    (child, out, line)
+}
+
+/// Runs `jump-probe accept|autolisten` as `uid`, and returns its port, the process and its
+/// stdout (kept open: the probe reports there when it ends).
+fn listener(
+    w: &World,
+    uid: u32,
+    args: &[&str],
+) -> (
+    u16,
+    std::process::Child,
+    BufReader<std::process::ChildStdout>,
+) {
+    let (child, out, line) = spawn_probe(w, uid, args);
     let v: serde_json::Value =
         serde_json::from_str(line.trim()).unwrap_or_else(|_| panic!("listener printed `{line}`"));
     let port = v["port"]
         .as_u64()
         .unwrap_or_else(|| panic!("listener failed: {v}")) as u16;
-    (port, child)
+    (port, child, out)
 }
 
 #[test]
@@ -305,7 +339,7 @@ fn listening_needs_a_listen_grant() {
         netns: Some(w.topo.internal.path()),
         ..Default::default()
     };
-    let (port, mut child) = listener(&w, A, &["accept", "8000", "5"]);
+    let (port, mut child, _out) = listener(&w, A, &["accept", "8000", "5"]);
     assert_eq!(
         probe::run(
             &w.bins,
@@ -319,7 +353,7 @@ fn listening_needs_a_listen_grant() {
     assert!(child.wait().unwrap().success());
 
     // An autobound listener (listen without bind) fires no bind hook; its SYN-ACK is dropped.
-    let (port, mut child) = listener(&w, A, &["autolisten", "3"]);
+    let (port, mut child, _out) = listener(&w, A, &["autolisten", "3"]);
     let got = probe::run(
         &w.bins,
         &from_internal,
@@ -389,31 +423,12 @@ fn revoking_a_grant_cuts_established_connections_promptly() {
         )
         .expect("jumpd"),
     );
-    let hold = |uid: u32| {
-        let mut cmd = Command::new(&w.bins.probe);
-        for (flag, v) in [
-            ("--cgroup", w.cg.path.display().to_string()),
-            ("--netns", w.topo.host.path().display().to_string()),
-            ("--uid", uid.to_string()),
-            ("--gid", uid.to_string()),
-        ] {
-            cmd.arg(flag).arg(v);
-        }
-        let mut child = cmd
-            .args(["hold", &format!("{INTERNAL_V4}:7000"), "8"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("hold");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert!(
-            line.contains("connected"),
-            "uid {uid} should connect first, got `{line}`"
-        );
-        (child, out)
-    };
-    let (mut child, mut out) = hold(A);
+    let (mut child, mut out, line) =
+        spawn_probe(&w, A, &["hold", &format!("{INTERNAL_V4}:7000"), "8"]);
+    assert!(
+        line.contains("connected"),
+        "A should connect first, got `{line}`"
+    );
     // A keeps its echo session while nothing changes.
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(

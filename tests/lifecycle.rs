@@ -123,7 +123,15 @@ fn a_thousand_reloads_never_mix_generations_or_open_a_gap() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("policy.yaml");
     std::fs::write(&file, P_ODD).unwrap();
-    let jumpd = Jumpd::start(&bins, &dir, &cg.path, &[]).expect("jumpd");
+    // Every decision logged (no rate limit) and only SIGHUP reloads, so generation parity
+    // tells which policy decided.
+    let jumpd = Jumpd::start(
+        &bins,
+        &dir,
+        &cg.path,
+        &["--event-rate-window-ms", "0", "--no-watch"],
+    )
+    .expect("jumpd");
 
     // Clients connect in a loop to 7000 (odd generations), 7001 (even) and 7002 (never).
     let a = Placement::user(A, &cg.path, &topo.host.path());
@@ -147,7 +155,7 @@ fn a_thousand_reloads_never_mix_generations_or_open_a_gap() {
                 "--gid",
                 &A.to_string(),
                 "storm",
-                "600",
+                "8000",
             ])
             .args(&targets);
             let out = cmd.output().expect("storm");
@@ -167,12 +175,12 @@ fn a_thousand_reloads_never_mix_generations_or_open_a_gap() {
         never["ok"], 0,
         "port 7002 is granted by neither policy: {counts}"
     );
-    for t in &targets {
-        assert_eq!(
-            counts[t]["other"], 0,
-            "every attempt is either allowed or refused with EPERM: {counts}"
-        );
-    }
+    // Both policies decided part of the storm: it overlapped the reloads.
+    assert!(
+        counts[&targets[0]]["ok"].as_u64() > Some(0)
+            && counts[&targets[1]]["ok"].as_u64() > Some(0),
+        "the storm should span both policies: {counts}"
+    );
     // Every logged decision matches the policy of the generation that made it.
     let mut checked = 0;
     for e in jumpd.events().iter().filter(|e| e["jump_uid"] == A) {

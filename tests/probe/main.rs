@@ -20,6 +20,8 @@
 //!   PORT, print `{"port":N}`, then wait SECS for one connection; `autolisten SECS`: the same
 //!   without bind (the kernel picks the port). `connect ADDR`: a TCP connect alone.
 //! - `tfo ADDR` (`sendto` with `MSG_FASTOPEN`), `tfo-connect ADDR` (`TCP_FASTOPEN_CONNECT`).
+//! - `uring-connect ADDR`, `uring-sendto ADDR`: a TCP connect and an unconnected UDP send
+//!   submitted through io_uring (`IORING_OP_CONNECT`, `IORING_OP_SENDMSG`).
 //! - `hold ADDR SECS`: connect, print `{"connected":true}`, then echo every 100 ms for SECS and
 //!   report how the connection ended (for revocation).
 //! - `serve tcp:ADDR|udp:ADDR…`: echo servers until killed; prints `ready` once listening.
@@ -297,6 +299,25 @@ fn tfo(target: &str, sockopt: bool) -> std::io::Result<()> {
     recv_some(&s)
 }
 
+/// io_uring submissions, through tokio-uring's safe API.
+fn uring(target: &str, udp: bool) -> std::io::Result<()> {
+    let to = addr(target)?;
+    tokio_uring::start(async move {
+        if udp {
+            let local: SocketAddr = if to.is_ipv4() {
+                ([0, 0, 0, 0], 0).into()
+            } else {
+                ([0u16; 8], 0).into()
+            };
+            let s = tokio_uring::net::UdpSocket::bind(local).await?;
+            let (sent, _) = s.send_to(b"ping".to_vec(), to).await;
+            sent.map(drop)
+        } else {
+            tokio_uring::net::TcpStream::connect(to).await.map(drop)
+        }
+    })
+}
+
 /// Holds a connection open, echoing every 100 ms: reports how (and how fast) it ended.
 fn hold(target: &str, secs: &str) -> std::io::Result<()> {
     let mut s = TcpStream::connect_timeout(&addr(target)?, TIMEOUT)?;
@@ -401,6 +422,8 @@ fn main() {
         Some("tfo") => report(tfo(arg(1), false)),
         Some("tfo-connect") => report(tfo(arg(1), true)),
         Some("hold") => report(hold(arg(1), arg(2))),
+        Some("uring-connect") => report(uring(arg(1), false)),
+        Some("uring-sendto") => report(uring(arg(1), true)),
         Some("storm") => {
             // `storm COUNT ADDR…`: COUNT rounds of a TCP connect to each ADDR; prints the
             // outcomes per address as {"ADDR": {"ok": n, "eperm": n, "other": n}}.

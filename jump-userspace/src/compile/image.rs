@@ -116,34 +116,9 @@ impl MapImage {
         let Some((_, class)) = class else {
             return default;
         };
-        // (4)
-        let entry = self
-            .ports
-            .iter()
-            .filter(|p| p.class == class && p.proto == proto)
-            .filter(|p| {
-                let mask = if p.bits == 0 {
-                    0
-                } else {
-                    u16::MAX << (16 - p.bits)
-                };
-                p.port & mask == port & mask
-            })
-            .max_by_key(|p| p.bits);
-        let Some(entry) = entry else { return default };
-        // (5)
-        for c in entry.candidates.iter().take(MAX_CANDIDATES) {
-            let open = c.window == jump_common::WINDOW_ALWAYS
-                || self
-                    .windows
-                    .get(c.window as usize)
-                    .is_some_and(|iv| iv.iter().any(|&(s, e)| s <= now_ns && now_ns < e));
-            if open {
-                return Verdict {
-                    action: c.action,
-                    rule_id: c.rule_id,
-                };
-            }
+        // (4) and (5)
+        if let Some(v) = self.ports_decision(class, proto, port, now_ns) {
+            return v;
         }
         // (6)
         default
@@ -161,7 +136,13 @@ impl MapImage {
         let Some(&profile) = self.users.get(&uid).or_else(|| self.users.get(&ANY_UID)) else {
             return deny;
         };
-        let class = jump_common::LISTEN_CLASS | profile;
+        self.ports_decision(jump_common::LISTEN_CLASS | profile, proto, port, now_ns)
+            .unwrap_or(deny)
+    }
+
+    /// Steps (4) and (5): the longest port prefix of (class, proto), then its first candidate
+    /// whose window is open at `now_ns`.
+    fn ports_decision(&self, class: u32, proto: u8, port: u16, now_ns: u64) -> Option<Verdict> {
         let entry = self
             .ports
             .iter()
@@ -174,22 +155,18 @@ impl MapImage {
                 };
                 p.port & mask == port & mask
             })
-            .max_by_key(|p| p.bits);
-        let Some(entry) = entry else { return deny };
-        for c in entry.candidates.iter().take(MAX_CANDIDATES) {
+            .max_by_key(|p| p.bits)?;
+        entry.candidates.iter().take(MAX_CANDIDATES).find_map(|c| {
             let open = c.window == jump_common::WINDOW_ALWAYS
                 || self
                     .windows
                     .get(c.window as usize)
                     .is_some_and(|iv| iv.iter().any(|&(s, e)| s <= now_ns && now_ns < e));
-            if open {
-                return Verdict {
-                    action: c.action,
-                    rule_id: c.rule_id,
-                };
-            }
-        }
-        deny
+            open.then_some(Verdict {
+                action: c.action,
+                rule_id: c.rule_id,
+            })
+        })
     }
 
     pub fn allows(v: Verdict) -> bool {

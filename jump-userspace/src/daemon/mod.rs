@@ -30,6 +30,9 @@ use crate::{
 };
 
 /// MESSAGE_IDs of the daemon's own life, fixed so operators can filter on them.
+/// Events handled per ring-buffer wake-up before the loop looks at its other sources.
+const EVENT_BATCH: usize = 512;
+
 pub mod message_id {
     pub const STARTED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f801";
     pub const POLICY_LOADED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f802";
@@ -370,7 +373,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             guard = events.readable_mut() => {
                 let mut guard = guard?;
                 let rb = guard.get_inner_mut();
-                while let Some(item) = rb.next() {
+                // A bounded batch per wake-up: under an event flood, reloads, signals and the
+                // control socket still get their turn (readiness stays set while items remain).
+                let mut handled = 0;
+                while handled < EVENT_BATCH {
+                    let Some(item) = rb.next() else { break };
+                    handled += 1;
                     match decode(&item) {
                         Some(e) => {
                             let record = st.enricher.record(&e);
@@ -380,7 +388,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                         None => tracing::error!("malformed event of {} bytes from the kernel", item.len()),
                     }
                 }
-                guard.clear_ready();
+                if handled < EVENT_BATCH {
+                    guard.clear_ready();
+                } else {
+                    guard.retain_ready();
+                    tokio::task::yield_now().await;
+                }
             }
             _ = hup.recv() => reload(&mut kernel, &mut st, &opts, "sighup"),
             Some(trigger) = watch_rx.recv() => reload(&mut kernel, &mut st, &opts, &trigger),
