@@ -171,9 +171,10 @@ impl Jumpd {
         let ready = d.wait_line(Duration::from_secs(120), |m| m.starts_with("jumpd ready"))?;
         d.start_time = t.elapsed();
         d.generation = 1;
+        // "jumpd ready: enforcing on `…` with hooks a,b,c; control socket `…`"
         d.hooks = ready
             .rsplit_once("with hooks ")
-            .map(|(_, h)| h.to_string())
+            .map(|(_, h)| h.split(';').next().unwrap_or(h).trim().to_string())
             .unwrap_or_default();
         Ok(d)
     }
