@@ -28,7 +28,6 @@
 #![forbid(unsafe_code)]
 
 use std::{
-    fs::File,
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     time::Duration,
@@ -38,10 +37,7 @@ use std::{io::IoSlice, mem::MaybeUninit, os::fd::AsRawFd};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use nix::{
-    sched::{setns, CloneFlags},
-    unistd::{setgid, setgroups, setuid, Gid, Uid},
-};
+use jump_tests::place::{join, take_flag};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -59,25 +55,12 @@ fn place(args: &mut Vec<String>) -> Result<Who, String> {
         args.remove(i);
         LINGER.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    let mut take = |flag: &str| -> Option<String> {
-        let i = args.iter().position(|a| a == flag)?;
-        let v = args.get(i + 1).cloned();
-        args.drain(i..(i + 2).min(args.len()));
-        v
-    };
-    let cgroup = take("--cgroup");
-    let netns = take("--netns");
-    let uid = take("--uid");
-    let gid = take("--gid");
-    let loginuid = take("--loginuid");
-    if let Some(cg) = cgroup {
-        std::fs::write(format!("{cg}/cgroup.procs"), std::process::id().to_string())
-            .map_err(|e| format!("join cgroup {cg}: {e}"))?;
-    }
-    if let Some(ns) = netns {
-        let f = File::open(&ns).map_err(|e| format!("open {ns}: {e}"))?;
-        setns(f, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns {ns}: {e}"))?;
-    }
+    let cgroup = take_flag(args, "--cgroup");
+    let netns = take_flag(args, "--netns");
+    let uid = take_flag(args, "--uid");
+    let gid = take_flag(args, "--gid");
+    let loginuid = take_flag(args, "--loginuid");
+    join(cgroup.as_deref(), netns.as_deref())?;
     if let Some(l) = loginuid {
         // Needs CAP_AUDIT_CONTROL, so before the uid changes.
         std::fs::write("/proc/self/loginuid", &l).map_err(|e| format!("set loginuid {l}: {e}"))?;
@@ -86,16 +69,7 @@ fn place(args: &mut Vec<String>) -> Result<Who, String> {
 }
 
 fn become_user(who: Who) -> Result<(), String> {
-    if let Some(gid) = who.gid {
-        let gid = Gid::from_raw(gid.parse().map_err(|_| "bad --gid")?);
-        setgroups(&[gid]).map_err(|e| format!("setgroups: {e}"))?;
-        setgid(gid).map_err(|e| format!("setgid: {e}"))?;
-    }
-    if let Some(uid) = who.uid {
-        setuid(Uid::from_raw(uid.parse().map_err(|_| "bad --uid")?))
-            .map_err(|e| format!("setuid: {e}"))?;
-    }
-    Ok(())
+    jump_tests::place::become_user(who.uid.as_deref(), who.gid.as_deref())
 }
 
 fn report(r: std::io::Result<()>) -> ! {
