@@ -66,8 +66,47 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// bpffs at /sys/fs/bpf as this xtask found it. jumpd mounts it when missing (its pins live
+/// there); if the xtask's tests or demo caused that and left no pins behind, it is unmounted
+/// again so the machine is as it was.
+struct BpffsAsFound {
+    was_mounted: bool,
+}
+
+const BPFFS: &str = "/sys/fs/bpf";
+
+fn bpffs_mounted() -> bool {
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            l.split_whitespace().nth(1) == Some(BPFFS) && l.split_whitespace().nth(2) == Some("bpf")
+        })
+}
+
+impl Drop for BpffsAsFound {
+    fn drop(&mut self) {
+        if self.was_mounted || !bpffs_mounted() {
+            return;
+        }
+        // Only the kernel's own iterator files (`maps.debug`, `progs.debug`): no pins of anyone's.
+        let only_kernel_files = std::fs::read_dir(BPFFS)
+            .map(|d| {
+                d.flatten()
+                    .all(|e| e.file_name().to_string_lossy().ends_with(".debug"))
+            })
+            .unwrap_or(false);
+        if only_kernel_files {
+            let _ = std::process::Command::new("umount").arg(BPFFS).status();
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _bpffs = BpffsAsFound {
+        was_mounted: bpffs_mounted(),
+    };
     let result = match cli.cmd {
         Cmd::Setup => setup::run(),
         Cmd::Build => setup::run().and_then(|()| build::run().map(drop)),
