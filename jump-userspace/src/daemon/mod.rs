@@ -313,6 +313,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?;
     pins::ensure_bpffs(&opts.pin_dir)?;
     let pin_dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
+    // INVARIANT (one daemon per cgroup): locked before any map is touched; held until exit.
+    let _lock = pins::lock(&pin_dir, &opts.cgroup)?;
     let (mut kernel, logger) = Kernel::load(&KernelOptions {
         debug_log: opts.debug_kernel,
         limits: opts.rate_limit.limits(),
@@ -478,7 +480,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `jumpd --detach` and `jumpctl detach`: removes the pinned enforcement of `opts.cgroup`.
+/// `jumpd --detach`: refused while a jumpd enforces on the cgroup (it holds the lock; use
+/// `jumpctl detach`, which asks that jumpd).
+pub fn detach_standalone(opts: &Options) -> anyhow::Result<()> {
+    let dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
+    if !dir.exists() {
+        return detach(opts);
+    }
+    let _lock = pins::lock(&dir, &opts.cgroup)?;
+    detach(opts)
+}
+
+/// `jumpctl detach` (by the running jumpd, which holds the lock) and `detach_standalone`:
+/// removes the pinned enforcement of `opts.cgroup`.
 pub fn detach(opts: &Options) -> anyhow::Result<()> {
     let dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
     let detached = pins::detach(&dir)?;
