@@ -58,7 +58,7 @@ const MAX_REQUEST: usize = 64 * 1024;
 /// jumpd needs descriptors of its own to reload (the unit's `LimitNOFILE` is well above this).
 pub const MAX_CONNECTIONS: usize = 64;
 /// A connection that sends no complete request for this long is closed (idle or half-open).
-pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// A reply (or followed event) the peer does not take within this long closes the connection:
 /// a client that stopped reading must not hold a slot.
 pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -107,13 +107,15 @@ pub fn start(policy_dir: &Path, tx: mpsc::Sender<String>) -> anyhow::Result<Vec<
         format!("{ETC}/passwd"),
         format!("{ETC}/group"),
     ];
-    let fd = super::async_fd(Fd(ino))?;
-    let w = Watches {
+    let mut w = Watches {
         policy: (policy_wd, policy_dir.to_path_buf()),
         parent: (parent_wd, parent),
+        target: None,
         etc: (etc_wd, PathBuf::from(ETC)),
         policy_name,
     };
+    w.watch_target(&ino);
+    let fd = super::async_fd(Fd(ino))?;
     tokio::spawn(run(fd, w, tx));
     Ok(watched)
 }
@@ -121,6 +123,9 @@ pub fn start(policy_dir: &Path, tx: mpsc::Sender<String>) -> anyhow::Result<Vec<
 struct Watches {
     policy: (WatchDescriptor, PathBuf),
     parent: (WatchDescriptor, PathBuf),
+    /// When the policy path is a symlink: the directory holding its target, and the target's
+    /// name there (a target renamed away and replaced is a replacement too).
+    target: Option<(WatchDescriptor, PathBuf, OsString)>,
     etc: (WatchDescriptor, PathBuf),
     policy_name: OsString,
 }
@@ -131,6 +136,8 @@ impl Watches {
             Some((Dir::Policy, &self.policy.1))
         } else if wd == self.parent.0 {
             Some((Dir::Parent, &self.parent.1))
+        } else if let Some((_, path, _)) = self.target.as_ref().filter(|t| t.0 == wd) {
+            Some((Dir::Parent, path))
         } else if wd == self.etc.0 {
             Some((Dir::Etc, &self.etc.1))
         } else {
@@ -138,9 +145,47 @@ impl Watches {
         }
     }
 
+    /// Whether `name` in directory `wd` is the policy directory (by its path or its target).
+    fn names_policy(&self, wd: WatchDescriptor, name: &OsStr) -> bool {
+        (wd == self.parent.0 && name == self.policy_name)
+            || self
+                .target
+                .as_ref()
+                .is_some_and(|(t, _, n)| *t == wd && name == n)
+    }
+
+    /// Watches the directory holding the policy path's symlink target, when it is elsewhere.
+    fn watch_target(&mut self, ino: &Inotify) {
+        let Ok(real) = std::fs::canonicalize(&self.policy.1) else {
+            return;
+        };
+        let (Some(dir), Some(name)) = (real.parent(), real.file_name()) else {
+            return;
+        };
+        if dir == self.parent.1 && name == self.policy_name {
+            return;
+        }
+        if self
+            .target
+            .as_ref()
+            .is_some_and(|(_, d, n)| d == dir && n == name)
+        {
+            return;
+        }
+        if let Ok(wd) = ino.add_watch(dir, dir_flags()) {
+            if let Some((old, ..)) = self.target.take() {
+                if old != wd && old != self.parent.0 && old != self.etc.0 {
+                    let _ = ino.rm_watch(old);
+                }
+            }
+            self.target = Some((wd, dir.to_path_buf(), name.to_os_string()));
+        }
+    }
+
     /// Watches whatever the policy path names now (a new directory after a replacement). If it
     /// is missing, the parent's watch sees it come back.
     fn rearm(&mut self, ino: &Inotify) {
+        self.watch_target(ino);
         match ino.add_watch(&self.policy.1, policy_flags()) {
             Ok(wd) if wd != self.policy.0 => {
                 // The old directory may live on elsewhere (renamed away): stop hearing it.
@@ -193,7 +238,8 @@ async fn run(mut fd: AsyncFd<Fd>, mut w: Watches, tx: mpsc::Sender<String>) {
                                 continue;
                             }
                             let Some(name) = &e.name else { continue };
-                            if relevant(dir, name, &w.policy_name) {
+                            let is_policy = dir == Dir::Parent && w.names_policy(e.wd, name);
+                            if is_policy || (dir != Dir::Parent && relevant(dir, name, &w.policy_name)) {
                                 if dir == Dir::Parent {
                                     rearm = true;
                                     pending.insert(format!("{} (replaced)", path.join(name).display()));
