@@ -392,8 +392,8 @@ pub fn render_status(s: &Status) -> String {
     }
     let c = &s.counters;
     o += &format!(
-        "events:      {} decisions, {} sent, {} suppressed, {} dropped (ring buffer full), {} followers dropped\n",
-        c.decisions, c.events_sent, c.events_suppressed, c.events_dropped, c.followers_dropped
+        "events:      {} decisions, {} sent, {} suppressed, {} over a user's budget, {} dropped (ring buffer full), {} followers dropped\n",
+        c.decisions, c.events_sent, c.events_suppressed, c.events_over_budget, c.events_dropped, c.followers_dropped
     );
     o += &format!(
         "privileges:  {}; no-new-privileges\n",
