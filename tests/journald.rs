@@ -802,3 +802,173 @@ impl WaitOutput for std::process::Child {
         out
     }
 }
+
+/// A command name that, printed raw, ends the line, erases it (`\e[2K`) and starts a forged
+/// `allow` line. 11 bytes: it fits the kernel's 15.
+const FORGING_COMM: &str = "\n\x1b[2Kallow";
+
+/// jumpd with `--log-format text` into a file, in the journal's mount namespace (like the
+/// others here), with its own control socket; stopped and detached on drop.
+struct TextJumpd {
+    proc: Guarded,
+    cgroup: PathBuf,
+    pin_root: PathBuf,
+    log: PathBuf,
+    socket_dir: PathBuf,
+}
+
+impl TextJumpd {
+    fn start(bins: &Bins, journal: &Journald, policy: &Path, cgroup: &Path) -> Self {
+        let pin_root = PathBuf::from("/sys/fs/bpf").join(jump_tests::unique("jt"));
+        let socket_dir = std::env::temp_dir().join(jump_tests::unique("jump-text-"));
+        std::fs::create_dir_all(&socket_dir).unwrap();
+        let log = socket_dir.join("jumpd.log");
+        let child = journal
+            .command(&bins.jumpd)
+            .arg("--policy-dir")
+            .arg(policy)
+            .arg("--cgroup")
+            .arg(cgroup)
+            .arg("--pin-dir")
+            .arg(&pin_root)
+            .arg("--control-socket")
+            .arg(socket_dir.join("jumpd.sock"))
+            .args(["--log-format", "text", "--no-watch"])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start jumpd");
+        let j = Self {
+            proc: Guarded { child },
+            cgroup: cgroup.to_path_buf(),
+            pin_root,
+            log,
+            socket_dir,
+        };
+        j.wait_text("jumpd ready", |t| t.contains("jumpd ready"));
+        j
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.socket_dir.join("jumpd.sock")
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    fn wait_text(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let t = self.text();
+            if pred(&t) {
+                return t;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {what} in jumpd's text output: {t}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for TextJumpd {
+    fn drop(&mut self) {
+        self.proc.stop();
+        let status = Command::new(&Bins::from_env().jumpd)
+            .arg("--cgroup")
+            .arg(&self.cgroup)
+            .arg("--pin-dir")
+            .arg(&self.pin_root)
+            .args(["--log-format", "json", "--detach"])
+            .stdout(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.pin_root);
+        let _ = std::fs::remove_dir_all(&self.socket_dir);
+        if !matches!(status, Ok(s) if s.success()) && !std::thread::panicking() {
+            panic!("jumpd --detach failed: {status:?}");
+        }
+    }
+}
+
+/// Every line of human output is a whole record: no raw control character anywhere, and each
+/// line starts the way `starts` says.
+fn assert_unforged(output: &str, what: &str, starts: impl Fn(&str) -> bool) {
+    assert!(
+        !output.contains(|c: char| c.is_control() && c != '\n'),
+        "no raw control character in {what}: {output:?}"
+    );
+    for line in output.lines() {
+        assert!(
+            starts(line),
+            "every line of {what} is a record of its own: {line:?} in {output:?}"
+        );
+    }
+}
+
+#[test]
+fn a_command_name_cannot_forge_or_erase_a_line_of_human_output() {
+    if !can_run("a_command_name_cannot_forge_or_erase_a_line_of_human_output") {
+        return;
+    }
+    let bins = Bins::from_env();
+    let topo = Topology::new().expect("topology");
+    let cg = TestCgroup::new().expect("cgroup");
+    let policy = PolicyDir::new();
+    let journal = Journald::start().expect("journald");
+    let jumpd = TextJumpd::start(&bins, &journal, &policy.0, &cg.path);
+    let internet = format!("{INTERNET_V4}:7000");
+    let out = Command::new(&bins.probe)
+        .arg("--cgroup")
+        .arg(&cg.path)
+        .arg("--netns")
+        .arg(topo.host.path())
+        .args(["--uid", &A.to_string(), "--gid", &A.to_string()])
+        .args(["--comm", FORGING_COMM, "tcp", &internet])
+        .output()
+        .expect("jump-probe");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"errno\":1"),
+        "the connect is refused: {out:?}"
+    );
+    let escaped = "comm=\\n\\e[2Kallow";
+    let text = jumpd.wait_text("the refused connect", |t| t.contains(escaped));
+    // tracing's text lines start with the time: `2026-…Z  WARN deny …`.
+    assert_unforged(&text, "the text sink", |l| l.starts_with("20"));
+    assert!(
+        text.lines().any(
+            |l| l.contains(&format!("deny {A}({A}) -> {internet}/tcp")) && l.ends_with(escaped)
+        ),
+        "the refused connect is one escaped line: {text}"
+    );
+
+    let jumpctl = |json: bool| {
+        let mut c = Command::new(&bins.jumpctl);
+        c.args(["events", "--socket"]).arg(jumpd.socket());
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().expect("jumpctl events");
+        assert!(out.status.success(), "jumpctl events: {out:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let human = jumpctl(false);
+    assert_unforged(&human, "jumpctl events", |l| {
+        ["allow ", "deny ", "would-deny "]
+            .iter()
+            .any(|v| l.contains(v))
+    });
+    assert!(
+        human.contains(escaped),
+        "jumpctl events shows the escaped name: {human}"
+    );
+    let json = jumpctl(true);
+    let exact = json
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .any(|v| v["comm"] == FORGING_COMM);
+    assert!(
+        exact,
+        "jumpctl events --json keeps the exact command name: {json}"
+    );
+}

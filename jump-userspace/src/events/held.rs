@@ -86,8 +86,9 @@ pub fn estimate(sketch: &UidSketch) -> u64 {
     e.round() as u64
 }
 
-/// `users`' message: `held back 3 events of alice(1001) …`.
+/// The summary's message: `held back 3 events of alice(1001) …` (the name escaped).
 pub fn message(s: &Summary, user: &str) -> String {
+    let user = crate::escape::escape_word(user);
     let when = match (s.first, s.last) {
         (Some(f), Some(l)) => format!(" from {f} to {l}"),
         _ => String::new(),
