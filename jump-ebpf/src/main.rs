@@ -12,6 +12,9 @@
 //! | sock_release             | bookkeeping only: forgets the socket's connecting uid          |
 #![no_std]
 #![no_main]
+// `atomic_xadd` for exact per-uid counts (emit.rs); the eBPF build runs with RUSTC_BOOTSTRAP.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod ctx;
 mod emit;

@@ -42,6 +42,7 @@ pub mod message_id {
     pub const EVENTS_LOST: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f806";
     pub const REVOKED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f807";
     pub const EVENTS_SUPPRESSED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f808";
+    pub const EVENTS_HELD: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f809";
 }
 
 /// A compiled policy, ready to apply.
@@ -82,6 +83,10 @@ pub trait Live: Datapath {
     /// (rule id, action, hits) of the active generation.
     fn rule_hits(&self, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>>;
     fn hooks(&self) -> Vec<String>;
+    /// Every uid's held-back events (`Kernel::take_held`).
+    fn take_held(&mut self) -> anyhow::Result<Vec<crate::datapath::HeldSnapshot>>;
+    fn mark_reported(&mut self, uid: u32, counts: jump_common::UidHeld) -> anyhow::Result<()>;
+    fn tai_offset_ns(&self) -> i64;
 }
 
 impl Live for Kernel {
@@ -93,6 +98,15 @@ impl Live for Kernel {
     }
     fn hooks(&self) -> Vec<String> {
         self.attached().iter().map(|(n, _)| n.clone()).collect()
+    }
+    fn take_held(&mut self) -> anyhow::Result<Vec<crate::datapath::HeldSnapshot>> {
+        Kernel::take_held(self)
+    }
+    fn mark_reported(&mut self, uid: u32, counts: jump_common::UidHeld) -> anyhow::Result<()> {
+        Kernel::mark_reported(self, uid, counts)
+    }
+    fn tai_offset_ns(&self) -> i64 {
+        Kernel::tai_offset_ns(self)
     }
 }
 
@@ -106,6 +120,15 @@ impl Live for Fake {
     fn hooks(&self) -> Vec<String> {
         Vec::new()
     }
+    fn take_held(&mut self) -> anyhow::Result<Vec<crate::datapath::HeldSnapshot>> {
+        Ok(Vec::new())
+    }
+    fn mark_reported(&mut self, _uid: u32, _counts: jump_common::UidHeld) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn tai_offset_ns(&self) -> i64 {
+        0
+    }
 }
 
 /// The policy in force.
@@ -118,8 +141,8 @@ struct Active {
 pub struct State {
     generation: u64,
     enricher: Enricher,
-    last_dropped: u64,
-    last_suppressed: u64,
+    /// `counter::EVENTS_UNTRACKED` as last reported.
+    last_untracked: u64,
     active: Option<Active>,
     last_reload: Option<ReloadOutcome>,
     started: Instant,
@@ -137,8 +160,7 @@ impl State {
         Self {
             generation: 0,
             enricher: Enricher::new(),
-            last_dropped: 0,
-            last_suppressed: 0,
+            last_untracked: 0,
             active: None,
             last_reload: None,
             started: Instant::now(),
@@ -312,9 +334,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Adopting pinned state: continue its generation numbering.
     st.generation = kernel.generation()?;
     // Pinned counters outlive a daemon, which reported them up to its exit: report from here.
+    // (Per-uid held counts need no such care: what was reported is pinned too.)
     if let Ok(c) = kernel.counters() {
-        st.last_dropped = c[jump_common::counter::EVENTS_DROPPED as usize];
-        st.last_suppressed = c[jump_common::counter::EVENTS_SUPPRESSED as usize];
+        st.last_untracked = c[jump_common::counter::EVENTS_UNTRACKED as usize];
     }
     // INVARIANT (fail closed): the maps hold a policy before any program is attached.
     reload_with(&mut kernel, &mut st, &opts, "start", Ok(first));
@@ -403,7 +425,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 }
             }
             _ = tick.tick() => {
-                report_drops(&kernel, &mut st);
+                report_held(&mut kernel, &mut st);
                 // Expanded schedule windows are running out: compile them afresh.
                 if st.recompile_by.is_some_and(|by| jiff::Timestamp::now() >= by) {
                     reload(&mut kernel, &mut st, &opts, "schedule");
@@ -417,7 +439,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
     };
     systemd::stopping();
-    report_drops(&kernel, &mut st);
+    report_held(&mut kernel, &mut st);
     match exit {
         Exit::Stop => {
             drop(kernel);
@@ -639,6 +661,7 @@ pub fn status(dp: &dyn LiveDatapath, st: &State, opts: &Options) -> control::Sta
             decisions: c[counter::DECISIONS as usize],
             events_sent: c[counter::EVENTS_SENT as usize],
             events_suppressed: c[counter::EVENTS_SUPPRESSED as usize],
+            events_over_budget: c[counter::EVENTS_OVER_BUDGET as usize],
             events_dropped: c[counter::EVENTS_DROPPED as usize],
             followers_dropped: st
                 .bus
@@ -725,30 +748,55 @@ fn check(st: &State, opts: &Options, user: &str, dest: &str, at: Option<&str>) -
     }
 }
 
-/// Reports what the kernel counted but did not send since the last report, each as its own
-/// entry with the count, so nothing is lost silently: events the rate limit suppressed (each
-/// also counted in the next sent event of its key, `JUMP_SUPPRESSED`) and events lost to a
-/// full ring buffer.
-fn report_drops(kernel: &dyn Live, st: &mut State) {
-    let Ok(c) = kernel.counters() else { return };
-    let suppressed = c[jump_common::counter::EVENTS_SUPPRESSED as usize];
-    if suppressed > st.last_suppressed {
-        let n = suppressed - st.last_suppressed;
-        st.last_suppressed = suppressed;
-        tracing::warn!(
-            message_id = message_id::EVENTS_SUPPRESSED,
-            jump_events_suppressed = n,
-            "{n} similar events suppressed by the rate limit"
-        );
+/// Reports what the kernel held back instead of sending since the last report: one entry per
+/// uid, naming it, with the counts by reason and verdict, the destinations estimate and the
+/// time span — nothing anonymous, and nothing counted twice (what was reported is recorded in
+/// a pinned map, so a restarted jumpd continues exactly there). Only events of uids beyond the
+/// kernel's table (`UID_HELD_ENTRIES` uids) that were lost cannot be attributed; they get an
+/// entry of their own.
+fn report_held(kernel: &mut dyn Live, st: &mut State) {
+    match kernel.take_held() {
+        Ok(snaps) => {
+            let offset = kernel.tai_offset_ns();
+            for snap in &snaps {
+                let Some(s) = crate::events::held::summarize(snap, offset) else {
+                    continue;
+                };
+                let user = user_name(s.uid).unwrap_or_else(|| s.uid.to_string());
+                tracing::warn!(
+                    message_id = message_id::EVENTS_HELD,
+                    jump_uid = s.uid,
+                    jump_user = %user,
+                    jump_events_held = s.total(),
+                    jump_events_over_budget = s.over_budget,
+                    jump_events_suppressed = s.similar,
+                    jump_events_lost = s.lost,
+                    jump_held_allow = s.allow,
+                    jump_held_deny = s.deny,
+                    jump_held_would_deny = s.would_deny,
+                    jump_held_destinations = s.destinations,
+                    jump_held_first = s.first.map(tracing::field::display),
+                    jump_held_last = s.last.map(tracing::field::display),
+                    "{}",
+                    crate::events::held::message(&s, &user)
+                );
+                if let Err(e) = kernel.mark_reported(s.uid, s.counts) {
+                    tracing::error!("uid {}: {e:#}", s.uid);
+                }
+            }
+        }
+        Err(e) => tracing::error!("failed to read the held-back event counts: {e:#}"),
     }
-    let dropped = c[jump_common::counter::EVENTS_DROPPED as usize];
-    if dropped > st.last_dropped {
-        let n = dropped - st.last_dropped;
-        st.last_dropped = dropped;
+    let Ok(c) = kernel.counters() else { return };
+    let untracked = c[jump_common::counter::EVENTS_UNTRACKED as usize];
+    if untracked > st.last_untracked {
+        let n = untracked - st.last_untracked;
+        st.last_untracked = untracked;
         tracing::error!(
             message_id = message_id::EVENTS_LOST,
             jump_events_lost = n,
-            "{n} events lost: the ring buffer was full"
+            "{n} events not logged of users beyond the kernel's table of {} users",
+            jump_common::UID_HELD_ENTRIES
         );
     }
 }
