@@ -223,6 +223,8 @@ pub fn parse(name: &str, text: &str) -> Result<FileConfig, String> {
 
 /// Reads and parses a config file.
 pub fn load(path: &Path) -> Result<FileConfig, String> {
+    // It names the policy directory: whoever may write it decides the policy.
+    crate::policy::check_config_file(path)?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file `{}`: {e}", path.display()))?;
     parse(&path.display().to_string(), &text)

@@ -57,12 +57,35 @@ pub struct Plan {
     pub recompile_by: Option<jiff::Timestamp>,
 }
 
-/// Parse and compile the policy directory. Pure with respect to the kernel.
-pub fn plan(dir: &std::path::Path) -> anyhow::Result<Plan> {
-    let loaded = policy::load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// How jumpd reads its policy: only root may write it, a file being written is not applied,
+/// and nothing from a file an admin could not read reaches the log or `jumpctl status`.
+pub const READ: policy::ReadOptions = policy::ReadOptions {
+    ownership: policy::Ownership::Refuse,
+    until_stable: true,
+    redact_private: true,
+};
+
+/// Parse and compile the policy directory. Pure with respect to the kernel. `known`: the
+/// principals the active policy resolved, which may have been deleted since (their grants go,
+/// with a warning).
+pub fn plan(
+    dir: &std::path::Path,
+    known: &std::collections::BTreeSet<String>,
+) -> anyhow::Result<Plan> {
+    let loaded = policy::load_dir_with(dir, READ).map_err(|e| anyhow::anyhow!("{e}"))?;
     let now = jiff::Timestamp::now();
-    let compiled = compile::compile_full(&loaded.policy, &compile::SystemDirectory, now)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let compiled = compile::compile_with(
+        &loaded.policy,
+        &compile::SystemDirectory,
+        now,
+        compile::Vanished::Warn(known),
+    )
+    .map_err(|mut e| {
+        policy::redact(&mut e.errors, &loaded.private);
+        anyhow::anyhow!("{e}")
+    })?;
+    let mut compiled = compiled;
+    policy::redact(&mut compiled.warnings, &loaded.private);
     let recompile_by = compile::time::recompile_by(&compiled.rules, now);
     let mut warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
     warnings.extend(compiled.warnings.iter().map(|w| w.to_string()));
@@ -308,7 +331,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let first = plan(&opts.policy_dir)
+    let first = plan(&opts.policy_dir, &Default::default())
         .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?;
     pins::ensure_bpffs(&opts.pin_dir)?;
     let pin_dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
@@ -517,7 +540,12 @@ fn status_line(st: &State, opts: &Options) -> String {
 /// does not compile, or that the kernel refuses, leaves the active generation in force.
 pub fn reload(dp: &mut dyn Datapath, st: &mut State, opts: &Options, trigger: &str) {
     systemd::reloading();
-    let planned = plan(&opts.policy_dir);
+    let known = st
+        .active
+        .as_ref()
+        .map(|a| a.compiled.rules.principals.clone())
+        .unwrap_or_default();
+    let planned = plan(&opts.policy_dir, &known);
     reload_with(dp, st, opts, trigger, planned);
     systemd::ready(&status_line(st, opts));
 }
@@ -537,6 +565,20 @@ fn reload_with(
                 "{trigger}: policy unchanged, generation {} stays",
                 st.generation
             );
+            // Still an attempt: `status` shows its state, not an older rejection, and says the
+            // directory is what is enforced again.
+            st.last_reload = Some(ReloadOutcome {
+                ok: true,
+                trigger: trigger.to_string(),
+                at,
+                generation: st.generation,
+                error: None,
+                changes: None,
+                summary: format!(
+                    "no change: the policy directory matches generation {}",
+                    st.generation
+                ),
+            });
             return;
         }
     }
@@ -714,6 +756,7 @@ fn check(st: &State, opts: &Options, user: &str, dest: &str, at: Option<&str>) -
     let Some(active) = &st.active else {
         return Reply::err(ErrorKind::Failed, "no policy loaded");
     };
+    let at_given = at;
     let result = (|| {
         let dest = crate::ctl::parse_dest(dest)?;
         let at = match at {
@@ -728,7 +771,22 @@ fn check(st: &State, opts: &Options, user: &str, dest: &str, at: Option<&str>) -
                 .map(|u| u.uid.as_raw())
                 .ok_or_else(|| format!("unknown user `{user}`"))?,
         };
-        crate::ctl::check(&active.compiled, user, uid, dest, at)
+        // The active image holds its schedules expanded around the moment it was compiled; any
+        // other moment is answered by the image jumpd would compile then from the same rules,
+        // which is what the kernel would enforce at that moment.
+        match at_given {
+            None => crate::ctl::check(&active.compiled, user, uid, dest, at),
+            Some(_) => {
+                let (image, _) = compile::compile_rules(&active.compiled.rules, at)
+                    .map_err(|e| e.to_string())?;
+                let then = Compiled {
+                    image,
+                    rules: active.compiled.rules.clone(),
+                    warnings: Vec::new(),
+                };
+                crate::ctl::check(&then, user, uid, dest, at)
+            }
+        }
     })();
     match result {
         Ok(report) => {
