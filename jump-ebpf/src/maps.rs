@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use jump_common::{
     counter, DestKey, DestValue, Event, Limits, PortKey, PortValue, RateKey, RateState,
-    SlotConfig, UserKey, UserValue, OWNER_SOCKETS, RATE_KEYS,
+    SlotConfig, SubuidKey, SubuidValue, UserKey, UserValue, MAX_SUBUID_BLOCKS, OWNER_SOCKETS, RATE_KEYS,
     Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, MAX_RULES, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
 };
 
@@ -59,6 +59,10 @@ pub static JUMP_RATE: LruHashMap<RateKey, RateState> =
 #[map]
 pub static JUMP_OWNERS: LruHashMap<u64, u32> =
     LruHashMap::pinned(OWNER_SOCKETS, BPF_F_NO_COMMON_LRU);
+
+#[map]
+pub static JUMP_SUBUIDS: LpmTrie<SubuidKey, SubuidValue> =
+    LpmTrie::pinned(MAX_SUBUID_BLOCKS * SLOT_COUNT, 0);
 
 // Keeps `Event` referenced so its BTF is emitted for `bpftool` users.
 #[allow(dead_code)]

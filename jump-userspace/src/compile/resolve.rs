@@ -44,11 +44,23 @@ impl EffRule {
     }
 }
 
+/// A subordinate uid range with its owner resolved: `first..=last` belong to `owner`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subordinate {
+    pub owner: u32,
+    pub first: u32,
+    pub last: u32,
+}
+
 #[derive(Clone, Debug)]
 pub struct RuleSet {
     pub default_action: u8,
     pub log_mode: u8,
     pub rules: Vec<EffRule>,
+    /// `/etc/subuid`, owners resolved (lines naming an unknown user are left out).
+    pub subordinates: Vec<Subordinate>,
+    /// Every uid with an account: never taken for a subordinate uid.
+    pub accounts: BTreeSet<u32>,
 }
 
 impl RuleSet {
@@ -149,7 +161,23 @@ pub fn resolve(policy: &Policy, dir: &dyn Directory) -> Result<RuleSet, PolicyEr
     if !errors.is_empty() {
         return Err(PolicyErrors::new(errors));
     }
+    let subordinates = dir
+        .subuid_ranges()
+        .into_iter()
+        .filter(|r| r.count > 0)
+        .filter_map(|r| {
+            let owner = r.owner.parse().ok().or_else(|| dir.uid_of(&r.owner))?;
+            let last = u64::from(r.first) + u64::from(r.count) - 1;
+            Some(Subordinate {
+                owner,
+                first: r.first,
+                last: u32::try_from(last).unwrap_or(u32::MAX),
+            })
+        })
+        .collect();
     Ok(RuleSet {
+        subordinates,
+        accounts: dir.account_uids(),
         default_action: match policy.defaults.egress {
             Egress::Deny => action::DENY,
             Egress::Allow => action::ALLOW,

@@ -76,6 +76,8 @@ pub struct FileConfig {
     pub events: Option<EventsConfig>,
     /// Reload on changes in the policy directory and in /etc/passwd and /etc/group.
     pub watch: Option<bool>,
+    /// Subordinate uid ranges (subuid(5)).
+    pub subuid_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -134,6 +136,10 @@ pub struct Flags {
     /// Forward the kernel programs' own debug diagnostics (aya-log) at debug level
     #[arg(long)]
     pub debug_kernel: bool,
+    /// Subordinate uid ranges: a uid a user namespace maps to is decided and logged as the user
+    /// who owns it [default: /etc/subuid]
+    #[arg(long)]
+    pub subuid_file: Option<PathBuf>,
 }
 
 /// The settings jumpd runs with: flags over file over defaults.
@@ -153,6 +159,7 @@ pub struct Settings {
     pub rate_limit: RateLimit,
     pub watch: bool,
     pub debug_kernel: bool,
+    pub subuid_file: PathBuf,
 }
 
 /// `msg at line L column C` → (`msg`, L, C), as serde_yaml words its errors.
@@ -240,6 +247,11 @@ pub fn merge(
         },
         watch: !flags.no_watch && file.watch.unwrap_or(true),
         debug_kernel: flags.debug_kernel,
+        subuid_file: flags
+            .subuid_file
+            .clone()
+            .or_else(|| file.subuid_file.clone())
+            .unwrap_or_else(|| crate::compile::directory::SUBUID_FILE.into()),
     })
 }
 
@@ -274,6 +286,7 @@ events:
   rate_window_ms: 500
   rate_burst: 3
 watch: false
+subuid_file: /srv/subuid
 ";
 
     #[test]
@@ -297,6 +310,7 @@ watch: false
                 },
                 watch: false,
                 debug_kernel: false,
+                subuid_file: "/srv/subuid".into(),
             }
         );
     }

@@ -632,6 +632,7 @@ mod tests {
             verdict,
             uid,
             user: user.into(),
+            ns_uid: None,
             gid: uid,
             pid: 1,
             comm: String::new(),

@@ -56,11 +56,15 @@ pub struct Plan {
     pub recompile_by: Option<jiff::Timestamp>,
 }
 
-/// Parse and compile the policy directory. Pure with respect to the kernel.
-pub fn plan(dir: &std::path::Path) -> anyhow::Result<Plan> {
+/// Parse and compile the policy directory against the host's accounts and `subuid` file. Pure
+/// with respect to the kernel.
+pub fn plan(dir: &std::path::Path, subuid: &std::path::Path) -> anyhow::Result<Plan> {
     let loaded = policy::load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let now = jiff::Timestamp::now();
-    let compiled = compile::compile_full(&loaded.policy, &compile::SystemDirectory, now)
+    let directory = compile::SystemDirectory {
+        subuid: subuid.to_path_buf(),
+    };
+    let compiled = compile::compile_full(&loaded.policy, &directory, now)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let recompile_by = compile::time::recompile_by(&compiled.rules, now);
     let mut warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
@@ -286,7 +290,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let first = plan(&opts.policy_dir)
+    let first = plan(&opts.policy_dir, &opts.subuid_file)
         .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?;
     pins::ensure_bpffs(&opts.pin_dir)?;
     let pin_dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
@@ -339,7 +343,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     );
     let (watch_tx, mut watch_rx) = mpsc::channel::<String>(4);
     if opts.watch {
-        match watch::start(&opts.policy_dir, watch_tx) {
+        match watch::start(&opts.policy_dir, &opts.subuid_file, watch_tx) {
             Ok(w) => st.watching = w,
             Err(e) => tracing::error!("automatic reload disabled: {e:#}"),
         }
@@ -495,7 +499,7 @@ fn status_line(st: &State, opts: &Options) -> String {
 /// does not compile, or that the kernel refuses, leaves the active generation in force.
 pub fn reload(dp: &mut dyn Datapath, st: &mut State, opts: &Options, trigger: &str) {
     systemd::reloading();
-    let planned = plan(&opts.policy_dir);
+    let planned = plan(&opts.policy_dir, &opts.subuid_file);
     reload_with(dp, st, opts, trigger, planned);
     systemd::ready(&status_line(st, opts));
 }

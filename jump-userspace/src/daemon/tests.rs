@@ -55,6 +55,7 @@ fn opts(dir: &Path, mode: Mode) -> Options {
         rate_limit: config::RateLimit::default(),
         watch: false,
         debug_kernel: false,
+        subuid_file: "/etc/subuid".into(),
     }
 }
 

@@ -18,7 +18,7 @@ use aya::{
 };
 use jump_common::{
     counter, maps, rule_hit_index, DestKey, DestValue, Limits, PortKey, PortValue, SlotConfig,
-    UserKey, UserValue, Window, MAX_RULES,
+    SubuidKey, SubuidValue, UserKey, UserValue, Window, MAX_RULES,
 };
 use nix::time::{clock_gettime, ClockId};
 
@@ -299,6 +299,16 @@ impl Kernel {
         for k in &stale {
             ports.remove(k).ok();
         }
+        let mut subuids: LpmTrie<_, SubuidKey, SubuidValue> =
+            LpmTrie::try_from(self.map_mut(maps::SUBUIDS)?)?;
+        let stale: Vec<Key<SubuidKey>> = subuids
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().slot_be == slot.to_be())
+            .collect();
+        for k in &stale {
+            subuids.remove(k).ok();
+        }
         Ok(())
     }
 
@@ -323,6 +333,13 @@ impl Kernel {
             ports
                 .insert(&Key::new(*len, *k), v, 0)
                 .context("failed to write a port entry")?;
+        }
+        let mut subuids: LpmTrie<_, SubuidKey, SubuidValue> =
+            LpmTrie::try_from(self.map_mut(maps::SUBUIDS)?)?;
+        for (len, k, v) in &s.subuids {
+            subuids
+                .insert(&Key::new(*len, *k), v, 0)
+                .context("failed to write a subordinate uid entry")?;
         }
         let mut windows: Array<_, Window> = Array::try_from(self.map_mut(maps::WINDOWS)?)?;
         for (i, v) in &s.windows {

@@ -106,6 +106,7 @@ macro_rules! emit_at {
             jump_verdict = $r.verdict,
             jump_uid = $r.uid,
             jump_user = %$r.user,
+            jump_ns_uid = $r.ns_uid,
             jump_gid = $r.gid,
             jump_pid = $r.pid,
             jump_comm = %$r.comm,
