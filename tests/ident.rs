@@ -8,7 +8,7 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
 };
 
@@ -250,4 +250,236 @@ fn a_subordinate_uid_is_decided_and_logged_as_its_owner() {
     // The range's edges: the uid after it is nobody's again.
     w.ok(FIRST + 65_535, "tcp", &format!("{INTERNAL_V4}:7000"));
     w.refused(FIRST + 65_536, "tcp", &format!("{INTERNAL_V4}:7000"));
+}
+
+/// `bpftool ARGS…`, failing with its output.
+fn bpftool(args: &[&str]) -> String {
+    let out = Command::new("bpftool")
+        .args(args)
+        .output()
+        .expect("bpftool (installed by `cargo xtask setup`)");
+    assert!(
+        out.status.success(),
+        "bpftool {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value bytes of `key` in a pinned map, as `bpftool -j map lookup` prints them.
+fn map_value(map: &Path, key: &[u8]) -> Vec<u8> {
+    let mut args = vec![
+        "-j",
+        "map",
+        "lookup",
+        "pinned",
+        map.to_str().expect("utf-8"),
+        "key",
+    ];
+    let key: Vec<String> = key.iter().map(|b| b.to_string()).collect();
+    args.extend(key.iter().map(String::as_str));
+    let v: serde_json::Value = serde_json::from_str(&bpftool(&args)).expect("bpftool JSON");
+    v["value"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no raw value in {v}"))
+        .iter()
+        .map(|b| {
+            u8::from_str_radix(b.as_str().unwrap_or("").trim_start_matches("0x"), 16)
+                .expect("hex byte")
+        })
+        .collect()
+}
+
+/// `bpftool map update pinned MAP key … value …`, as root on the host would.
+fn map_update(map: &Path, key: &[u8], value: &[u8]) {
+    let mut args: Vec<String> = [
+        "map",
+        "update",
+        "pinned",
+        map.to_str().expect("utf-8"),
+        "key",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(key.iter().map(|b| b.to_string()));
+    args.push("value".into());
+    args.extend(value.iter().map(|b| b.to_string()));
+    bpftool(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+fn jumpctl_status(w: &World) -> serde_json::Value {
+    let out = Command::new(&w.bins.jumpctl)
+        .args(["status", "--json"])
+        .env("JUMP_SOCKET", w.jumpd.socket())
+        .output()
+        .expect("jumpctl");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "jumpctl status printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Item 6: root rewrites pinned map values while jumpd runs — the active slot's default action
+/// and log mode (open everything, log nothing), then a user's entry. jumpd notices within its
+/// check period, says so at once as a crit alarm with its own MESSAGE_ID, shows it in
+/// `jumpctl status`, and writes its image back, after which the refusals hold again.
+#[test]
+fn rewritten_maps_are_detected_reported_and_restored() {
+    if !privileged("rewritten_maps_are_detected_reported_and_restored") {
+        return;
+    }
+    const B: u32 = 64002;
+    const TAMPERED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f809";
+    let w = World::new(&[]);
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&w.cg.path).expect("cgroup"));
+    let maps = w.jumpd.pin_root.join(format!("v1/cgroup-{ino}/maps"));
+    w.refused(B, "tcp", &format!("{INTERNET_V4}:7000"));
+    w.ok(A, "tcp", &format!("{INTERNAL_V4}:7000"));
+
+    // 1. The slot settings: default allow, log nothing.
+    let slot = map_value(&maps.join("JUMP_ACTIVE"), &[0, 0, 0, 0]);
+    assert_eq!(slot.len(), 4);
+    let mut config = map_value(&maps.join("JUMP_SLOTS"), &slot);
+    assert_eq!(
+        (config.len(), config[8], config[9]),
+        (16, 0, 2),
+        "generation, then default action deny and log mode all"
+    );
+    config[8] = 1;
+    config[9] = 0;
+    map_update(&maps.join("JUMP_SLOTS"), &slot, &config);
+    let alarm = w.jumpd.wait_line("the tampering alarm", |l| {
+        l["message_id"] == TAMPERED
+            && l["jump_tampered"]
+                .as_str()
+                .is_some_and(|t| t.contains("JUMP_SLOTS"))
+    });
+    assert_eq!(
+        alarm["level"], "ERROR",
+        "journald PRIORITY 2 under journald: {alarm}"
+    );
+    assert_eq!(alarm["jump_restored"], true, "{alarm}");
+    assert!(
+        alarm["message"].as_str().is_some_and(|m| m.contains(
+            "default action 1, log mode 0; jumpd wrote generation 1, default action 0, log mode 2"
+        )),
+        "the alarm says what was rewritten: {alarm}"
+    );
+    let status = jumpctl_status(&w);
+    assert_eq!(status["counters"]["maps_tampered"], 1, "{status}");
+    assert_eq!(
+        status["integrity"]["last_tampering"]["restored"], true,
+        "{status}"
+    );
+
+    // Restored: the default refuses and logs again; nothing reaches the far side.
+    assert_eq!(map_value(&maps.join("JUMP_SLOTS"), &slot)[8..10], [0, 2]);
+    let far = w.far_side(7002);
+    w.refused(B, "tcp", &format!("{INTERNAL_V4}:7002"));
+    w.refused(B, "tcp", &format!("{INTERNET_V4}:7000"));
+    far.nothing_arrived("a refusal after the restore");
+    w.jumpd.wait_event("the refusal, logged again", |e| {
+        e["jump_uid"] == B && e["jump_verdict"] == "deny" && e["jump_dst_port"] == 7002
+    });
+    w.ok(A, "tcp", &format!("{INTERNAL_V4}:7000"));
+
+    // 2. A user's entry: B takes A's profile (A's grants).
+    let key_of = |uid: u32| [&slot[..], &uid.to_ne_bytes()[..]].concat();
+    let a_profile = map_value(&maps.join("JUMP_USERS"), &key_of(A));
+    map_update(&maps.join("JUMP_USERS"), &key_of(B), &a_profile);
+    w.jumpd.wait_line("the second alarm", |l| {
+        l["message_id"] == TAMPERED
+            && l["jump_tampered"]
+                .as_str()
+                .is_some_and(|t| t.contains("JUMP_USERS: 0 changed, 0 removed, 1 added"))
+    });
+    assert_eq!(jumpctl_status(&w)["counters"]["maps_tampered"], 2);
+    w.refused(B, "tcp", &format!("{INTERNAL_V4}:7000"));
+    w.ok(A, "tcp", &format!("{INTERNAL_V4}:7000"));
+}
+
+/// Item 6 under a real journald: the tampering alarm is an entry of PRIORITY 2 (crit) with its
+/// own MESSAGE_ID, while jumpd's other errors keep PRIORITY 3.
+#[test]
+fn the_tampering_alarm_is_a_crit_journal_entry() {
+    use jump_tests::journal::{self, Guarded, Journald};
+    if !privileged("the_tampering_alarm_is_a_crit_journal_entry") {
+        return;
+    }
+    if let Some(why) = journal::unavailable() {
+        panic!("the_tampering_alarm_is_a_crit_journal_entry cannot run: {why}");
+    }
+    let bins = Bins::from_env();
+    let journal = Journald::start().expect("journald");
+    let cg = TestCgroup::new().expect("cgroup");
+    let scratch = Scratch::new();
+    // The harness sweeps `jt<pid>x<n>` pin roots of dead test processes.
+    let pin_root = PathBuf::from("/sys/fs/bpf").join(jump_tests::unique("jt"));
+    struct Pins<'a>(&'a Path, &'a Path, &'a Bins);
+    impl Drop for Pins<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new(&self.2.jumpd)
+                .arg("--cgroup")
+                .arg(self.1)
+                .arg("--pin-dir")
+                .arg(self.0)
+                .args(["--log-format", "json", "--detach"])
+                .stdout(Stdio::null())
+                .status();
+            let _ = std::fs::remove_dir_all(self.0);
+        }
+    }
+    let _pins = Pins(&pin_root, &cg.path, &bins);
+    let mut jumpd = Guarded {
+        child: journal
+            .command(&bins.jumpd)
+            .arg("--policy-dir")
+            .arg(policy_dir())
+            .arg("--cgroup")
+            .arg(&cg.path)
+            .arg("--pin-dir")
+            .arg(&pin_root)
+            .arg("--control-socket")
+            .arg(scratch.0.join("jumpd.sock"))
+            .args(["--log-format", "journald"])
+            .spawn()
+            .expect("start jumpd"),
+    };
+    let text = |e: &serde_json::Value, k: &str| e[k].as_str().map(String::from);
+    journal.wait_entry("jumpd ready", |e| {
+        text(e, "MESSAGE").is_some_and(|m| m.starts_with("jumpd ready"))
+    });
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cg.path).expect("cgroup"));
+    let maps = pin_root.join(format!("v1/cgroup-{ino}/maps"));
+    let slot = map_value(&maps.join("JUMP_ACTIVE"), &[0, 0, 0, 0]);
+    let mut config = map_value(&maps.join("JUMP_SLOTS"), &slot);
+    config[8] = 1;
+    map_update(&maps.join("JUMP_SLOTS"), &slot, &config);
+    let alarm = journal.wait_entry("the tampering alarm", |e| {
+        text(e, "MESSAGE_ID").as_deref() == Some("7c3f0a9e2d4b4f81a6e5c2d1b0a9f809")
+    });
+    assert_eq!(
+        text(&alarm, "PRIORITY").as_deref(),
+        Some("2"),
+        "crit: {alarm}"
+    );
+    assert_eq!(
+        text(&alarm, "JUMP_RESTORED").as_deref(),
+        Some("true"),
+        "{alarm}"
+    );
+    let alarms = journal
+        .jumpd_entries()
+        .into_iter()
+        .filter(|e| text(e, "MESSAGE_ID") == text(&alarm, "MESSAGE_ID"))
+        .count();
+    assert_eq!(
+        alarms, 1,
+        "the alarm is written once, by the crit layer only"
+    );
+    jumpd.stop();
 }

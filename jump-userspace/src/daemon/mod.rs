@@ -42,7 +42,12 @@ pub mod message_id {
     pub const EVENTS_LOST: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f806";
     pub const REVOKED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f807";
     pub const EVENTS_SUPPRESSED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f808";
+    /// The kernel maps were rewritten behind jumpd's back (journald PRIORITY 2).
+    pub const MAPS_TAMPERED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f809";
 }
+
+/// How often jumpd reads its maps back to find rewrites (`check_integrity`), at the least.
+pub const VERIFY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A compiled policy, ready to apply.
 pub struct Plan {
@@ -86,9 +91,19 @@ pub trait Live: Datapath {
     /// (rule id, action, hits) of the active generation.
     fn rule_hits(&self, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>>;
     fn hooks(&self) -> Vec<String>;
+    /// How the maps differ from what jumpd wrote, one line per map (`datapath::integrity`).
+    fn verify(&self) -> anyhow::Result<Vec<String>>;
+    /// Writes back what jumpd wrote.
+    fn restore(&mut self) -> anyhow::Result<()>;
 }
 
 impl Live for Kernel {
+    fn verify(&self) -> anyhow::Result<Vec<String>> {
+        Kernel::verify(self)
+    }
+    fn restore(&mut self) -> anyhow::Result<()> {
+        Kernel::restore(self)
+    }
     fn counters(&self) -> anyhow::Result<[u64; jump_common::counter::LEN as usize]> {
         Kernel::counters(self)
     }
@@ -101,6 +116,13 @@ impl Live for Kernel {
 }
 
 impl Live for Fake {
+    fn verify(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self.tampered.clone())
+    }
+    fn restore(&mut self) -> anyhow::Result<()> {
+        self.tampered.clear();
+        Ok(())
+    }
     fn counters(&self) -> anyhow::Result<[u64; jump_common::counter::LEN as usize]> {
         Ok(Default::default())
     }
@@ -134,6 +156,9 @@ pub struct State {
     /// The enforced cgroup relative to the cgroup2 mount, as `ss` names cgroups.
     cgroup_rel: String,
     recompile_by: Option<jiff::Timestamp>,
+    integrity: control::Integrity,
+    maps_tampered: u64,
+    next_verify: Instant,
 }
 
 impl State {
@@ -152,6 +177,9 @@ impl State {
             bus: Arc::new(Bus::new()),
             cgroup_rel: String::new(),
             recompile_by: None,
+            integrity: control::Integrity::default(),
+            maps_tampered: 0,
+            next_verify: Instant::now() + VERIFY_EVERY,
         }
     }
 
@@ -408,6 +436,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
             _ = tick.tick() => {
                 report_drops(&kernel, &mut st);
+                if Instant::now() >= st.next_verify {
+                    let started = Instant::now();
+                    check_integrity(&mut kernel, &mut st);
+                    // A huge image takes a while to read back: keep the check under 5% of a CPU.
+                    st.next_verify = Instant::now() + VERIFY_EVERY.max(started.elapsed() * 20);
+                }
                 // Expanded schedule windows are running out: compile them afresh.
                 if st.recompile_by.is_some_and(|by| jiff::Timestamp::now() >= by) {
                     reload(&mut kernel, &mut st, &opts, "schedule");
@@ -648,9 +682,11 @@ pub fn status(dp: &dyn LiveDatapath, st: &State, opts: &Options) -> control::Sta
                 .bus
                 .followers_dropped
                 .load(std::sync::atomic::Ordering::Relaxed),
+            maps_tampered: st.maps_tampered,
         },
         capabilities: st.capabilities.clone(),
         watching: st.watching.clone(),
+        integrity: st.integrity.clone(),
     }
 }
 
@@ -727,6 +763,50 @@ fn check(st: &State, opts: &Options, user: &str, dest: &str, at: Option<&str>) -
         }
         Err(e) => Reply::err(ErrorKind::Invalid, e),
     }
+}
+
+/// Reads the maps back; if they differ from what jumpd wrote (root rewrote a pinned map), says
+/// so at once as a crit alarm with what differed, and restores them.
+pub fn check_integrity(dp: &mut dyn LiveDatapath, st: &mut State) {
+    let found = match dp.verify() {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!("failed to read the kernel maps back: {e:#}");
+            return;
+        }
+    };
+    let at = jiff::Timestamp::now().to_string();
+    st.integrity.checks += 1;
+    st.integrity.last_check_at = Some(at.clone());
+    if found.is_empty() {
+        return;
+    }
+    st.maps_tampered += 1;
+    let restored = match dp.restore().and_then(|()| dp.verify()) {
+        Ok(left) if left.is_empty() => Ok(()),
+        Ok(left) => Err(anyhow::anyhow!("still differs: {}", left.join("; "))),
+        Err(e) => Err(e),
+    };
+    let what = found.join("; ");
+    let outcome = match &restored {
+        Ok(()) => "restored".to_string(),
+        Err(e) => format!("restoring failed: {e:#}"),
+    };
+    tracing::error!(
+        target: crate::events::sink::ALARM_TARGET,
+        message_id = message_id::MAPS_TAMPERED,
+        jump_policy_generation = st.generation,
+        jump_tampered = %what,
+        jump_restored = restored.is_ok(),
+        "the kernel maps of generation {} were rewritten behind jumpd's back: {what}; {outcome}",
+        st.generation
+    );
+    st.integrity.last_tampering = Some(control::Tampering {
+        at,
+        generation: st.generation,
+        what: found,
+        restored: restored.is_ok(),
+    });
 }
 
 /// Reports what the kernel counted but did not send since the last report, each as its own

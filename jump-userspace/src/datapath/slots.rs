@@ -14,6 +14,7 @@ use jump_common::{
 use crate::compile::image::MapImage;
 
 /// Every entry of one slot, ready to be written.
+#[derive(Clone)]
 pub struct SlotImage {
     pub config: SlotConfig,
     pub users: Vec<(UserKey, UserValue)>,
