@@ -19,6 +19,7 @@ pub mod directory;
 pub mod dump;
 pub mod image;
 pub mod resolve;
+pub mod subuid;
 pub mod time;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,7 +31,7 @@ use jump_common::{
 
 pub use directory::{Directory, FakeDirectory, SystemDirectory};
 use image::{DestEntry, Intervals, MapImage, PortEntry, RuleInfo};
-pub use resolve::{resolve, EffRule, RuleSet, Vanished};
+pub use resolve::{resolve, EffRule, RuleSet, Subordinate, Vanished};
 
 use crate::policy::{Diagnostic, Mode, Policy, PolicyErrors, Proto};
 
@@ -602,6 +603,8 @@ pub fn compile_rules(
         note(&b, &mut overflow_at, first_own);
     }
 
+    b.image.subuids = subuid::blocks(rules);
+
     // The kernel maps are sized per slot; an image that does not fit is refused here, where
     // `jumpctl validate` reports it, rather than half-written by the daemon.
     for (what, need, limit) in [
@@ -614,6 +617,11 @@ pub fn compile_rules(
         ("port", b.image.ports.len(), jump_common::MAX_PORTS as usize),
         ("time window", b.windows.len(), MAX_WINDOWS as usize),
         ("rule", b.image.rules.len(), jump_common::MAX_RULES as usize),
+        (
+            "subordinate uid",
+            b.image.subuids.len(),
+            jump_common::MAX_SUBUID_BLOCKS as usize,
+        ),
     ] {
         if need > limit {
             // The rule at which the map overflowed (or the first with a position after it:
