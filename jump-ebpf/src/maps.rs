@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use jump_common::{
     counter, DestKey, DestValue, Event, Limits, PortKey, PortValue, RateKey, RateState,
-    SlotConfig, UserKey, UserValue, OWNER_SOCKETS, RATE_KEYS,
+    SlotConfig, UserKey, UserValue, MAX_LOCAL_ADDRS, OWNER_SOCKETS, RATE_KEYS,
     Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, MAX_RULES, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
 };
 
@@ -59,6 +59,14 @@ pub static JUMP_RATE: LruHashMap<RateKey, RateState> =
 #[map]
 pub static JUMP_OWNERS: LruHashMap<u64, u32> =
     LruHashMap::pinned(OWNER_SOCKETS, BPF_F_NO_COMMON_LRU);
+
+#[map]
+pub static JUMP_LOCAL_ADDRS: HashMap<[u8; 16], u32> = HashMap::pinned(MAX_LOCAL_ADDRS, 0);
+
+/// `[0]`: the cookie of the network namespace jumpd runs in and whose addresses
+/// `JUMP_LOCAL_ADDRS` holds; 0 until jumpd measured it.
+#[map]
+pub static JUMP_HOST_NETNS: Array<u64> = Array::pinned(1, 0);
 
 // Keeps `Event` referenced so its BTF is emitted for `bpftool` users.
 #[allow(dead_code)]
