@@ -93,6 +93,11 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     let who = current();
     let (flags, deny) = lookup::flags(who.uid);
     if needs_icmp && flags & profile_flags::ICMP != 0 {
+        // Raw and ping sockets are judged as their creator, not as whoever the socket is later
+        // `fchown`ed to (which moves `sk_uid`); a connect records its connector instead.
+        // SAFETY: the helper reads the socket of this program's context.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
+        let _ = maps::JUMP_OWNERS.insert(&cookie, &who.uid, 0);
         return PASS;
     }
     let dest = ctx::Dest {
