@@ -202,7 +202,8 @@ mod tests {
         let l = Limits {
             window_ns: 1_000_000_000,
             burst: 5,
-            _pad: 0,
+            uid_burst: 1024,
+            uid_interval_ns: 10_000_000,
         };
         let mut r = read_back(&w, l);
         r.active = 0;
