@@ -11,7 +11,9 @@
 //! 3. Ports: per class and protocol, the port line is cut into the intervals on which the set of
 //!    applying entries is constant; each interval becomes aligned prefix blocks, which never
 //!    overlap, so the longest match is the only match.
-//! 4. Candidates are ordered enforce-deny, audit-deny, enforce-allow, audit-allow (rule id order
+//! 4. Multicast joins: every class with udp entries gets an IGMP (`proto::IGMP`) entry for
+//!    port 0 whose candidates are those udp entries regardless of their ports.
+//! 5. Candidates are ordered enforce-deny, audit-deny, enforce-allow, audit-allow (rule id order
 //!    within a level), and cut after the first that is always open.
 
 pub mod bench;
@@ -19,6 +21,7 @@ pub mod directory;
 pub mod dump;
 pub mod image;
 pub mod resolve;
+pub mod subuid;
 pub mod time;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,7 +33,7 @@ use jump_common::{
 
 pub use directory::{Directory, FakeDirectory, SystemDirectory};
 use image::{DestEntry, Intervals, MapImage, PortEntry, RuleInfo};
-pub use resolve::{resolve, EffRule, RuleSet, Vanished};
+pub use resolve::{resolve, EffRule, RuleSet, Subordinate, Vanished};
 
 use crate::policy::{Diagnostic, Mode, Policy, PolicyErrors, Proto};
 
@@ -259,6 +262,20 @@ impl Builder<'_> {
                 .collect();
             if here.is_empty() {
                 continue;
+            }
+            // A multicast join is decided as IGMP to the group: the udp entries of the class,
+            // whatever their ports (INVARIANT join-is-udp, `eval::JOIN`).
+            if proto == Proto::Udp && class & LISTEN_CLASS == 0 {
+                let candidates = self.candidates(&here, default_action);
+                if !candidates.is_empty() {
+                    self.image.ports.push(PortEntry {
+                        class,
+                        proto: jump_common::proto::IGMP,
+                        port: 0,
+                        bits: 0,
+                        candidates,
+                    });
+                }
             }
             if proto == Proto::Icmp {
                 let candidates = self.candidates(&here, default_action);
@@ -602,6 +619,8 @@ pub fn compile_rules(
         note(&b, &mut overflow_at, first_own);
     }
 
+    b.image.subuids = subuid::blocks(rules);
+
     // The kernel maps are sized per slot; an image that does not fit is refused here, where
     // `jumpctl validate` reports it, rather than half-written by the daemon.
     for (what, need, limit) in [
@@ -614,6 +633,11 @@ pub fn compile_rules(
         ("port", b.image.ports.len(), jump_common::MAX_PORTS as usize),
         ("time window", b.windows.len(), MAX_WINDOWS as usize),
         ("rule", b.image.rules.len(), jump_common::MAX_RULES as usize),
+        (
+            "subordinate uid",
+            b.image.subuids.len(),
+            jump_common::MAX_SUBUID_BLOCKS as usize,
+        ),
     ] {
         if need > limit {
             // The rule at which the map overflowed (or the first with a position after it:

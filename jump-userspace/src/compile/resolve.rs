@@ -44,6 +44,14 @@ impl EffRule {
     }
 }
 
+/// A subordinate uid range with its owner resolved: `first..=last` belong to `owner`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subordinate {
+    pub owner: u32,
+    pub first: u32,
+    pub last: u32,
+}
+
 #[derive(Clone, Debug)]
 pub struct RuleSet {
     pub default_action: u8,
@@ -52,6 +60,10 @@ pub struct RuleSet {
     /// The names that resolved (`user alice`, `group ops`): a later compile may let exactly
     /// these vanish (`Vanished::Warn`).
     pub principals: BTreeSet<String>,
+    /// `/etc/subuid`, owners resolved (lines naming an unknown user are left out).
+    pub subordinates: Vec<Subordinate>,
+    /// Every uid with an account: never taken for a subordinate uid.
+    pub accounts: BTreeSet<u32>,
 }
 
 /// What resolving does with a user or group name the system no longer has.
@@ -223,7 +235,23 @@ pub fn resolve_with(
     if !errors.is_empty() {
         return Err(PolicyErrors::new(errors));
     }
+    let subordinates = dir
+        .subuid_ranges()
+        .into_iter()
+        .filter(|r| r.count > 0)
+        .filter_map(|r| {
+            let owner = r.owner.parse().ok().or_else(|| dir.uid_of(&r.owner))?;
+            let last = u64::from(r.first) + u64::from(r.count) - 1;
+            Some(Subordinate {
+                owner,
+                first: r.first,
+                last: u32::try_from(last).unwrap_or(u32::MAX),
+            })
+        })
+        .collect();
     let set = RuleSet {
+        subordinates,
+        accounts: dir.account_uids(),
         default_action: match policy.defaults.egress {
             Egress::Deny => action::DENY,
             Egress::Allow => action::ALLOW,

@@ -115,7 +115,7 @@ impl CheckArgs {
 /// Runs the policy subcommands with the system's users and the current time.
 pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let now = jiff::Timestamp::now();
-    let dir = compile::SystemDirectory;
+    let dir = compile::SystemDirectory::default();
     match command {
         Command::Validate(a) => validate(&a.dir, &dir, now, out, err),
         Command::Check(a) => {

@@ -55,6 +55,7 @@ fn opts(dir: &Path, mode: Mode) -> Options {
         rate_limit: config::RateLimit::default(),
         watch: false,
         debug_kernel: false,
+        subuid_file: "/etc/subuid".into(),
     }
 }
 
@@ -241,4 +242,43 @@ fn a_live_check_at_any_moment_answers_without_internal_error() {
     );
     assert_eq!(r.kind, Some(ErrorKind::Invalid));
     assert!(!r.error.unwrap().contains("internal error"));
+}
+
+#[test]
+fn rewritten_maps_are_reported_in_status_and_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(dir.path(), Mode::Enforce);
+    let (mut dp, mut st) = (Fake::default(), State::new());
+    write(dir.path(), GOOD);
+    reload(&mut dp, &mut st, &o, "start");
+    check_integrity(&mut dp, &mut st);
+    let s = status(&dp, &st, &o);
+    assert_eq!((s.integrity.checks, s.counters.maps_tampered), (1, 0));
+    assert!(s.integrity.last_tampering.is_none());
+
+    dp.tampered = vec!["JUMP_SLOTS[1]: default action 1".into()];
+    check_integrity(&mut dp, &mut st);
+    assert!(dp.tampered.is_empty(), "the maps were restored");
+    let s = status(&dp, &st, &o);
+    assert_eq!(s.counters.maps_tampered, 1);
+    let t = s.integrity.last_tampering.as_ref().unwrap();
+    assert_eq!(
+        (t.generation, t.what.as_slice(), t.restored),
+        (
+            1,
+            &["JUMP_SLOTS[1]: default action 1".to_string()][..],
+            true
+        )
+    );
+    let text = crate::ctl::daemon::render_status(&s);
+    assert!(
+        text.contains("integrity:   MAPS REWRITTEN 1 time(s) behind jumpd's back; last at "),
+        "{text}"
+    );
+    check_integrity(&mut dp, &mut st);
+    assert_eq!(
+        status(&dp, &st, &o).counters.maps_tampered,
+        1,
+        "a restored image is not counted again"
+    );
 }

@@ -1,7 +1,8 @@
 //! Reload triggers from the file system: inotify on the policy directory, on its parent (so a
 //! directory replaced by rename, symlink swap or rm and recreate is watched again) and on /etc
 //! (for `passwd` and `group`, which tools such as `useradd` and `gpasswd` replace by rename, so
-//! the directory is watched, not the files). Bursts are debounced: the reload runs `DEBOUNCE`
+//! the directory is watched, not the files), and on the directory of the subordinate uid file
+//! (`/etc/subuid`, which `usermod --add-subuids` replaces the same way). Bursts are debounced: the reload runs `DEBOUNCE`
 //! after the last relevant change, but never later than `MAX_DELAY` after the first, so a
 //! stream of changes (an unprivileged `chfn` in a loop rewrites /etc/passwd) cannot postpone a
 //! reload, and with it a revocation, forever.
@@ -33,22 +34,29 @@ impl AsRawFd for Fd {
 }
 
 /// Which watched directory an event came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Dir {
     Policy,
     /// The policy directory's parent: only entries named like the policy directory matter.
     Parent,
-    Etc,
+    /// /etc, and the subordinate uid file's name when it lives there.
+    Etc(Option<String>),
+    /// The subordinate uid file's directory, and the file's name, when it is not /etc.
+    Subuid(String),
 }
 
 /// Whether a change to `name` in `dir` can change the compiled policy. Editors' swap and backup
 /// files and hidden files are ignored, exactly as the loader ignores them
 /// (`policy::is_policy_name`); a rename into place reports the final name.
-fn relevant(dir: Dir, name: &OsStr, policy_name: &OsStr) -> bool {
+fn relevant(dir: &Dir, name: &OsStr, policy_name: &OsStr) -> bool {
+    let text = name.to_string_lossy();
     match dir {
         Dir::Policy => crate::policy::is_policy_name(name),
         Dir::Parent => name == policy_name,
-        Dir::Etc => ETC_FILES.contains(&name.to_string_lossy().as_ref()),
+        Dir::Etc(subuid) => {
+            ETC_FILES.contains(&text.as_ref()) || subuid.as_deref() == Some(text.as_ref())
+        }
+        Dir::Subuid(file) => *file == text,
     }
 }
 
@@ -83,7 +91,11 @@ fn dir_flags() -> AddWatchFlags {
 
 /// Starts watching; returns the paths watched. Changes arrive on `tx` as the trigger text
 /// (`watch: /etc/group`).
-pub fn start(policy_dir: &Path, tx: mpsc::Sender<String>) -> anyhow::Result<Vec<String>> {
+pub fn start(
+    policy_dir: &Path,
+    subuid: &Path,
+    tx: mpsc::Sender<String>,
+) -> anyhow::Result<Vec<String>> {
     let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
     let policy_wd = ino
         .add_watch(policy_dir, policy_flags())
@@ -97,7 +109,7 @@ pub fn start(policy_dir: &Path, tx: mpsc::Sender<String>) -> anyhow::Result<Vec<
     let etc_wd = ino
         .add_watch(ETC, dir_flags())
         .map_err(|e| anyhow::anyhow!("failed to watch `{ETC}`: {e}"))?;
-    let watched = vec![
+    let mut watched = vec![
         policy_dir.display().to_string(),
         format!(
             "{} (for `{}` replaced)",
@@ -106,12 +118,38 @@ pub fn start(policy_dir: &Path, tx: mpsc::Sender<String>) -> anyhow::Result<Vec<
         ),
         format!("{ETC}/passwd"),
         format!("{ETC}/group"),
+        subuid.display().to_string(),
     ];
+    let subuid_dir = subuid
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let subuid_name = subuid
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (etc_dir, subuid_watch) = if subuid_dir == Path::new(ETC) {
+        (Dir::Etc(Some(subuid_name)), None)
+    } else {
+        match ino.add_watch(subuid_dir, dir_flags()) {
+            Ok(wd) => (
+                Dir::Etc(None),
+                Some((wd, Dir::Subuid(subuid_name), subuid_dir.to_path_buf())),
+            ),
+            // No directory, no subordinate uids: nothing to follow until jumpd restarts.
+            Err(e) => {
+                tracing::warn!("not watching `{}`: {e}", subuid_dir.display());
+                watched.pop();
+                (Dir::Etc(None), None)
+            }
+        }
+    };
     let mut w = Watches {
         policy: (policy_wd, policy_dir.to_path_buf()),
         parent: (parent_wd, parent),
         target: None,
-        etc: (etc_wd, PathBuf::from(ETC)),
+        etc: (etc_wd, etc_dir, PathBuf::from(ETC)),
+        subuid: subuid_watch,
         policy_name,
     };
     w.watch_target(&ino);
@@ -126,7 +164,8 @@ struct Watches {
     /// When the policy path is a symlink: the directory holding its target, and the target's
     /// name there (a target renamed away and replaced is a replacement too).
     target: Option<(WatchDescriptor, PathBuf, OsString)>,
-    etc: (WatchDescriptor, PathBuf),
+    etc: (WatchDescriptor, Dir, PathBuf),
+    subuid: Option<(WatchDescriptor, Dir, PathBuf)>,
     policy_name: OsString,
 }
 
@@ -139,7 +178,9 @@ impl Watches {
         } else if let Some((_, path, _)) = self.target.as_ref().filter(|t| t.0 == wd) {
             Some((Dir::Parent, path))
         } else if wd == self.etc.0 {
-            Some((Dir::Etc, &self.etc.1))
+            Some((self.etc.1.clone(), &self.etc.2))
+        } else if let Some((_, d, path)) = self.subuid.as_ref().filter(|s| s.0 == wd) {
+            Some((d.clone(), path))
         } else {
             None
         }
@@ -239,7 +280,7 @@ async fn run(mut fd: AsyncFd<Fd>, mut w: Watches, tx: mpsc::Sender<String>) {
                             }
                             let Some(name) = &e.name else { continue };
                             let is_policy = dir == Dir::Parent && w.names_policy(e.wd, name);
-                            if is_policy || (dir != Dir::Parent && relevant(dir, name, &w.policy_name)) {
+                            if is_policy || (dir != Dir::Parent && relevant(&dir, name, &w.policy_name)) {
                                 if dir == Dir::Parent {
                                     rearm = true;
                                     pending.insert(format!("{} (replaced)", path.join(name).display()));
@@ -279,9 +320,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_policy_files_the_directory_itself_and_passwd_group_are_relevant() {
+    fn only_policy_files_the_directory_itself_and_passwd_group_subuid_are_relevant() {
         let p = OsStr::new("policies");
-        let r = |d, n: &str| relevant(d, OsStr::new(n), p);
+        let r = |d: Dir, n: &str| relevant(&d, OsStr::new(n), p);
+        let etc = || Dir::Etc(Some("subuid".into()));
         assert!(r(Dir::Policy, "20-access.yaml"));
         assert!(r(Dir::Policy, "x.yml"));
         assert!(
@@ -297,14 +339,19 @@ mod tests {
         assert!(!r(Dir::Policy, "README.md"));
         assert!(r(Dir::Parent, "policies"));
         assert!(!r(Dir::Parent, "policies.new"));
-        assert!(r(Dir::Etc, "group"));
-        assert!(r(Dir::Etc, "passwd"));
-        assert!(!r(Dir::Etc, "group-"), "the backup useradd leaves");
+        assert!(r(etc(), "group"));
+        assert!(r(etc(), "passwd"));
+        assert!(r(etc(), "subuid"));
         assert!(
-            !r(Dir::Etc, "group+"),
-            "the temporary file before the rename"
+            !r(Dir::Etc(None), "subuid"),
+            "a subuid file elsewhere is watched there"
         );
-        assert!(!r(Dir::Etc, "shadow"));
+        assert!(!r(etc(), "subuid-"), "the backup usermod leaves");
+        assert!(!r(etc(), "group-"), "the backup useradd leaves");
+        assert!(!r(etc(), "group+"), "the temporary file before the rename");
+        assert!(!r(etc(), "shadow"));
+        assert!(r(Dir::Subuid("ids".into()), "ids"));
+        assert!(!r(Dir::Subuid("ids".into()), "ids.tmp"));
     }
 
     #[test]
