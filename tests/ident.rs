@@ -483,3 +483,121 @@ fn the_tampering_alarm_is_a_crit_journal_entry() {
     );
     jumpd.stop();
 }
+
+/// A process placed like `World::run` but kept alive until `finish` (its session's opener must
+/// still be there when jumpd looks), returning its pid and verdict line.
+struct Lingering {
+    child: Child,
+    verdict: serde_json::Value,
+}
+
+impl Lingering {
+    fn start(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("verdict line");
+        let verdict = serde_json::from_str(line.trim())
+            .unwrap_or_else(|_| panic!("no verdict from the probe: {line:?}"));
+        Self { child, verdict }
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        if !matches!(self.child.wait(), Ok(s) if s.success()) {
+            let _ = self.child.kill();
+        }
+    }
+}
+
+/// Item 7: a login uid names the person only when a privileged process opened its audit
+/// session (as `pam_loginuid` in sshd, login and cron). A process of A whose login uid is unset
+/// sets it to B — the kernel lets any process do that once — and its decisions are logged with
+/// `login=?B (untrusted)` and `JUMP_LOGIN_TRUSTED=0`; the same login uid set by a root process
+/// that stays root (the opener) while A works below it is reported as B.
+#[test]
+fn a_forged_login_uid_is_reported_as_untrusted() {
+    if !privileged("a_forged_login_uid_is_reported_as_untrusted") {
+        return;
+    }
+    const B: u32 = 64002;
+    let w = World::new(&[]);
+    let probe = |args: &[&str]| {
+        let mut cmd = Command::new(&w.bins.probe);
+        cmd.arg("--cgroup")
+            .arg(&w.cg.path)
+            .arg("--netns")
+            .arg(w.topo.host.path())
+            .args(["--uid", &A.to_string(), "--gid", &A.to_string()])
+            .args(["--forge-loginuid", &B.to_string(), "--linger"])
+            .args(args);
+        Lingering::start(cmd)
+    };
+    let event = |pid: u32, verdict: &str| {
+        w.jumpd.wait_event(&format!("pid {pid}'s {verdict}"), |e| {
+            e["jump_pid"] == pid && e["jump_verdict"] == verdict
+        })
+    };
+
+    // Forged: granted and refused connects alike carry the claim, marked untrusted.
+    let granted = probe(&["tcp", &format!("{INTERNAL_V4}:7000")]);
+    assert_eq!(
+        granted.verdict["ok"], true,
+        "A's grant still works: {}",
+        granted.verdict
+    );
+    let e = event(granted.child.id(), "allow");
+    assert_eq!(
+        (&e["jump_login_uid"], &e["jump_login_trusted"]),
+        (&B.into(), &0.into()),
+        "{e}"
+    );
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with(&format!(" login=?{B}({B}) (untrusted)"))),
+        "the message marks the claim: {e}"
+    );
+    let far = w.far_side(7002);
+    let refused = probe(&["tcp", &format!("{INTERNAL_V4}:7002")]);
+    assert_eq!(refused.verdict["errno"], 1, "{}", refused.verdict);
+    far.nothing_arrived("A's refused connect under a forged login uid");
+    let e = event(refused.child.id(), "deny");
+    assert_eq!(
+        (&e["jump_login_uid"], &e["jump_login_trusted"]),
+        (&B.into(), &0.into()),
+        "{e}"
+    );
+    drop((granted, refused));
+
+    // Trusted twin: a root shell sets the login uid and stays, as sshd's privileged child does;
+    // A's connect below it names B as the person.
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!(
+            "echo {B} > /proc/self/loginuid && \"$0\" --cgroup \"$1\" --netns \"$2\" --uid {A} --gid {A} tcp {INTERNAL_V4}:7000 && read _"
+        ))
+        .arg(&w.bins.probe)
+        .arg(&w.cg.path)
+        .arg(w.topo.host.path());
+    let opened = Lingering::start(sh);
+    assert_eq!(opened.verdict["ok"], true, "{}", opened.verdict);
+    let e = w
+        .jumpd
+        .wait_event("A's connect in a session root opened", |e| {
+            e["jump_uid"] == A && e["jump_login_uid"] == B && e["jump_login_trusted"] == 1
+        });
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with(&format!(" login={B}({B})"))),
+        "a trusted login uid is shown as is: {e}"
+    );
+}

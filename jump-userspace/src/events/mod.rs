@@ -4,6 +4,7 @@
 //! journald, JSON lines or text.
 
 pub mod decode;
+pub mod login;
 pub mod proc;
 pub mod record;
 pub mod sink;
