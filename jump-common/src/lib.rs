@@ -19,6 +19,9 @@ pub mod maps {
     pub const LIMITS: &str = "JUMP_LIMITS";
     pub const RATE: &str = "JUMP_RATE";
     pub const OWNERS: &str = "JUMP_OWNERS";
+    pub const UID_HELD: &str = "JUMP_UID_HELD";
+    pub const UID_SKETCH: &str = "JUMP_UID_SKETCH";
+    pub const UID_REPORTED: &str = "JUMP_UID_REPORTED";
     pub const SUBUIDS: &str = "JUMP_SUBUIDS";
 }
 
@@ -187,14 +190,17 @@ pub struct SlotConfig {
     pub _pad: [u8; 6],
 }
 
-/// Value of `JUMP_LIMITS[0]`: the in-kernel event rate limit. Events with the same
-/// `RateKey` beyond `burst` within `window_ns` are counted, not sent. `window_ns == 0` disables it.
+/// Value of `JUMP_LIMITS[0]`: the in-kernel event limits. Events with the same
+/// `RateKey` beyond `burst` within `window_ns` are counted, not sent (`window_ns == 0` disables
+/// this). Then each uid has its own budget (`UidHeld`): a token bucket of `uid_burst` events
+/// refilled one per `uid_interval_ns` (`uid_interval_ns == 0` disables it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Limits {
     pub window_ns: u64,
     pub burst: u32,
-    pub _pad: u32,
+    pub uid_burst: u32,
+    pub uid_interval_ns: u64,
 }
 
 /// Key of `JUMP_RATE` (LRU hash): what makes two events "similar".
@@ -302,7 +308,12 @@ pub mod counter {
     pub const EVENTS_SUPPRESSED: u32 = 2;
     /// Events written to the ring buffer.
     pub const EVENTS_SENT: u32 = 3;
-    pub const LEN: u32 = 4;
+    /// Events held back by their uid's budget (each also counted in the uid's `UidHeld`).
+    pub const EVENTS_OVER_BUDGET: u32 = 4;
+    /// Events held back of uids `JUMP_UID_HELD` had no room for (more than `UID_HELD_ENTRIES`
+    /// uids with held events): the only count that cannot name its uid.
+    pub const EVENTS_UNTRACKED: u32 = 5;
+    pub const LEN: u32 = 6;
 }
 
 /// Index of `JUMP_RULE_HITS` (per-CPU array of u64): hits of a rule with an action in a slot.
@@ -344,7 +355,7 @@ pub struct SubuidValue {
 const _: () = {
     assert!(core::mem::size_of::<UserKey>() == 8);
     assert!(core::mem::size_of::<UserValue>() == 8);
-    assert!(core::mem::size_of::<Limits>() == 16);
+    assert!(core::mem::size_of::<Limits>() == 24);
     assert!(core::mem::size_of::<RateKey>() == 28);
     assert!(core::mem::size_of::<RateState>() == 16);
     assert!(core::mem::size_of::<DestKey>() == 24);
@@ -378,6 +389,113 @@ mod pod {
     unsafe impl aya::Pod for Limits {}
     unsafe impl aya::Pod for RateKey {}
     unsafe impl aya::Pod for RateState {}
+    unsafe impl aya::Pod for UidHeld {}
+    unsafe impl aya::Pod for UidSketch {}
     unsafe impl aya::Pod for SubuidKey {}
     unsafe impl aya::Pod for SubuidValue {}
 }
+
+/// How many uids `JUMP_UID_HELD` and `JUMP_UID_SKETCH` track (hash maps, never evicting: an
+/// evicted entry would lose counts). A host has far fewer users with events.
+pub const UID_HELD_ENTRIES: u32 = 65_536;
+
+/// Value of `JUMP_UID_HELD` (hash, uid → this): a uid's event budget and what the kernel held
+/// back of its events instead of sending them. Every wanted decision is exactly one of: sent,
+/// or counted here once (`over_budget`, `similar` or `lost`) with its verdict. The counts only
+/// grow (the kernel adds with atomic instructions; the daemon never writes them), so the daemon
+/// reports differences and nothing is counted twice or lost between reads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct UidHeld {
+    /// The budget's theoretical arrival time (GCRA): the bucket is full when `tat_ns <= now`,
+    /// empty when `tat_ns >= now + uid_burst * uid_interval_ns`.
+    pub tat_ns: u64,
+    /// Held back by the uid's budget.
+    pub over_budget: u64,
+    /// Held back by the per-destination limit (`RateKey`): repeats of an event just sent.
+    pub similar: u64,
+    /// Lost to a full ring buffer.
+    pub lost: u64,
+    /// The verdicts of everything held back (`over_budget + similar + lost`).
+    pub allow: u64,
+    pub deny: u64,
+    pub audit: u64,
+}
+
+/// HyperLogLog registers per uid for the distinct-destination estimate: 64 registers give a
+/// standard error of about 13%, in 64 bytes.
+pub const SKETCH_REGISTERS: usize = 64;
+
+/// Value of `JUMP_UID_SKETCH` (hash, uid → this): when and where to the uid's held events went
+/// since the daemon last reported them (the daemon zeroes it after each report; a race with the
+/// kernel only blurs an estimate, never a count).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UidSketch {
+    /// CLOCK_TAI of the first and the last held event (0: none yet).
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// HyperLogLog registers over (address, port, protocol).
+    pub registers: [u8; SKETCH_REGISTERS],
+}
+
+impl Default for UidSketch {
+    fn default() -> Self {
+        Self {
+            first_ns: 0,
+            last_ns: 0,
+            registers: [0; SKETCH_REGISTERS],
+        }
+    }
+}
+
+/// The destination hash both sides use: the kernel to fill `UidSketch`, tests to predict it.
+/// A 64-bit finaliser (MurmurHash3's fmix64) over the address, port and protocol.
+pub fn dest_hash(addr: &[u8; 16], port: u16, proto: u8) -> u64 {
+    let a = u64::from_le_bytes([
+        addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
+    ]);
+    let b = u64::from_le_bytes([
+        addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15],
+    ]);
+    fmix64(a ^ fmix64(b ^ ((port as u64) << 8 | proto as u64)))
+}
+
+const fn fmix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^= x >> 33;
+    x
+}
+
+/// The register a hash updates and the value it offers (1 + the trailing zeros of the rest,
+/// at most 59). Branch-free and without `trailing_zeros` (BPF has no such instruction): every
+/// branch here would double the paths the verifier walks in each hook.
+pub fn sketch_slot(h: u64) -> (usize, u8) {
+    let index = (h & (SKETCH_REGISTERS as u64 - 1)) as usize;
+    let v = (h >> 6) | 1 << 58;
+    // The bits below the lowest set bit, counted (SWAR popcount).
+    let mut x = (v & v.wrapping_neg()) - 1;
+    x -= (x >> 1) & 0x5555_5555_5555_5555;
+    x = (x & 0x3333_3333_3333_3333) + ((x >> 2) & 0x3333_3333_3333_3333);
+    x = (x + (x >> 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+    let zeros = x.wrapping_mul(0x0101_0101_0101_0101) >> 56;
+    (index, zeros as u8 + 1)
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<UidHeld>() == 56);
+    assert!(core::mem::size_of::<UidSketch>() == 16 + SKETCH_REGISTERS);
+    assert!(core::mem::offset_of!(UidHeld, tat_ns) == 0);
+    assert!(core::mem::offset_of!(UidHeld, over_budget) == 8);
+    assert!(core::mem::offset_of!(UidHeld, similar) == 16);
+    assert!(core::mem::offset_of!(UidHeld, lost) == 24);
+    assert!(core::mem::offset_of!(UidHeld, allow) == 32);
+    assert!(core::mem::offset_of!(UidHeld, deny) == 40);
+    assert!(core::mem::offset_of!(UidHeld, audit) == 48);
+    assert!(core::mem::offset_of!(UidSketch, registers) == 16);
+    assert!(core::mem::offset_of!(Limits, uid_burst) == 12);
+    assert!(core::mem::offset_of!(Limits, uid_interval_ns) == 16);
+};

@@ -169,6 +169,14 @@ pub fn evaluate(
 pub fn evaluate_listen(rules: &RuleSet, uid: u32, proto: u8, port: u16, at: Timestamp) -> Decision {
     let uid = decided_as(rules, uid);
     let mut matches = Vec::new();
+    // "Port 0 (an ephemeral port) always works" (policies/README.md, `listen`).
+    if port == 0 {
+        return Decision {
+            action: action::ALLOW,
+            rule_id: 0,
+            matches,
+        };
+    }
     if let Some(proto) = Proto::from_number(proto).filter(|&p| p != Proto::Icmp) {
         for r in &rules.rules {
             if !r.applies_to(uid) || !rule_active(r, at) {

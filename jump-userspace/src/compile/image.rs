@@ -164,6 +164,13 @@ impl MapImage {
     /// prefix under class `LISTEN_CLASS | profile`, then the first open candidate; refused (rule
     /// 0) when nothing applies, whatever the default egress action.
     pub fn listen(&self, uid: u32, proto: u8, port: u16, now_ns: u64) -> Verdict {
+        // As the bind hook: port 0 asks for an ephemeral port and passes before any lookup.
+        if port == 0 {
+            return Verdict {
+                action: action::ALLOW,
+                rule_id: 0,
+            };
+        }
         let deny = Verdict {
             action: action::DENY,
             rule_id: 0,

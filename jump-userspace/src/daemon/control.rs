@@ -174,6 +174,9 @@ pub struct Counters {
     pub decisions: u64,
     pub events_sent: u64,
     pub events_suppressed: u64,
+    /// Held back by their uid's event budget (summarised per uid).
+    #[serde(default)]
+    pub events_over_budget: u64,
     /// Lost in the kernel: the ring buffer was full.
     pub events_dropped: u64,
     /// Followers disconnected for being too slow.

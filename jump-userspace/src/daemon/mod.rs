@@ -42,8 +42,9 @@ pub mod message_id {
     pub const EVENTS_LOST: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f806";
     pub const REVOKED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f807";
     pub const EVENTS_SUPPRESSED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f808";
+    pub const EVENTS_HELD: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f809";
     /// The kernel maps were rewritten behind jumpd's back (journald PRIORITY 2).
-    pub const MAPS_TAMPERED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f809";
+    pub const MAPS_TAMPERED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80a";
 }
 
 /// How often jumpd reads its maps back to find rewrites (`check_integrity`), at the least.
@@ -61,16 +62,39 @@ pub struct Plan {
     pub recompile_by: Option<jiff::Timestamp>,
 }
 
+/// How jumpd reads its policy: only root may write it, a file being written is not applied,
+/// and nothing from a file an admin could not read reaches the log or `jumpctl status`.
+pub const READ: policy::ReadOptions = policy::ReadOptions {
+    ownership: policy::Ownership::Refuse,
+    until_stable: true,
+    redact_private: true,
+};
+
 /// Parse and compile the policy directory against the host's accounts and `subuid` file. Pure
-/// with respect to the kernel.
-pub fn plan(dir: &std::path::Path, subuid: &std::path::Path) -> anyhow::Result<Plan> {
-    let loaded = policy::load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// with respect to the kernel. `known`: the principals the active policy resolved, which may
+/// have been deleted since (their grants go, with a warning).
+pub fn plan(
+    dir: &std::path::Path,
+    known: &std::collections::BTreeSet<String>,
+    subuid: &std::path::Path,
+) -> anyhow::Result<Plan> {
+    let loaded = policy::load_dir_with(dir, READ).map_err(|e| anyhow::anyhow!("{e}"))?;
     let now = jiff::Timestamp::now();
     let directory = compile::SystemDirectory {
         subuid: subuid.to_path_buf(),
     };
-    let compiled = compile::compile_full(&loaded.policy, &directory, now)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let compiled = compile::compile_with(
+        &loaded.policy,
+        &directory,
+        now,
+        compile::Vanished::Warn(known),
+    )
+    .map_err(|mut e| {
+        policy::redact(&mut e.errors, &loaded.private);
+        anyhow::anyhow!("{e}")
+    })?;
+    let mut compiled = compiled;
+    policy::redact(&mut compiled.warnings, &loaded.private);
     let recompile_by = compile::time::recompile_by(&compiled.rules, now);
     let mut warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
     warnings.extend(compiled.warnings.iter().map(|w| w.to_string()));
@@ -91,6 +115,10 @@ pub trait Live: Datapath {
     /// (rule id, action, hits) of the active generation.
     fn rule_hits(&self, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>>;
     fn hooks(&self) -> Vec<String>;
+    /// Every uid's held-back events (`Kernel::take_held`).
+    fn take_held(&mut self) -> anyhow::Result<Vec<crate::datapath::HeldSnapshot>>;
+    fn mark_reported(&mut self, uid: u32, counts: jump_common::UidHeld) -> anyhow::Result<()>;
+    fn tai_offset_ns(&self) -> i64;
     /// How the maps differ from what jumpd wrote, one line per map (`datapath::integrity`).
     fn verify(&self) -> anyhow::Result<Vec<String>>;
     /// Writes back what jumpd wrote.
@@ -113,6 +141,15 @@ impl Live for Kernel {
     fn hooks(&self) -> Vec<String> {
         self.attached().iter().map(|(n, _)| n.clone()).collect()
     }
+    fn take_held(&mut self) -> anyhow::Result<Vec<crate::datapath::HeldSnapshot>> {
+        Kernel::take_held(self)
+    }
+    fn mark_reported(&mut self, uid: u32, counts: jump_common::UidHeld) -> anyhow::Result<()> {
+        Kernel::mark_reported(self, uid, counts)
+    }
+    fn tai_offset_ns(&self) -> i64 {
+        Kernel::tai_offset_ns(self)
+    }
 }
 
 impl Live for Fake {
@@ -132,6 +169,15 @@ impl Live for Fake {
     fn hooks(&self) -> Vec<String> {
         Vec::new()
     }
+    fn take_held(&mut self) -> anyhow::Result<Vec<crate::datapath::HeldSnapshot>> {
+        Ok(Vec::new())
+    }
+    fn mark_reported(&mut self, _uid: u32, _counts: jump_common::UidHeld) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn tai_offset_ns(&self) -> i64 {
+        0
+    }
 }
 
 /// The policy in force.
@@ -144,8 +190,8 @@ struct Active {
 pub struct State {
     generation: u64,
     enricher: Enricher,
-    last_dropped: u64,
-    last_suppressed: u64,
+    /// `counter::EVENTS_UNTRACKED` as last reported.
+    last_untracked: u64,
     active: Option<Active>,
     last_reload: Option<ReloadOutcome>,
     started: Instant,
@@ -166,8 +212,7 @@ impl State {
         Self {
             generation: 0,
             enricher: Enricher::new(),
-            last_dropped: 0,
-            last_suppressed: 0,
+            last_untracked: 0,
             active: None,
             last_reload: None,
             started: Instant::now(),
@@ -318,7 +363,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let first = plan(&opts.policy_dir, &opts.subuid_file)
+    let first = plan(&opts.policy_dir, &Default::default(), &opts.subuid_file)
         .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?;
     pins::ensure_bpffs(&opts.pin_dir)?;
     let pin_dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
@@ -344,9 +389,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Adopting pinned state: continue its generation numbering.
     st.generation = kernel.generation()?;
     // Pinned counters outlive a daemon, which reported them up to its exit: report from here.
+    // (Per-uid held counts need no such care: what was reported is pinned too.)
     if let Ok(c) = kernel.counters() {
-        st.last_dropped = c[jump_common::counter::EVENTS_DROPPED as usize];
-        st.last_suppressed = c[jump_common::counter::EVENTS_SUPPRESSED as usize];
+        st.last_untracked = c[jump_common::counter::EVENTS_UNTRACKED as usize];
     }
     // INVARIANT (fail closed): the maps hold a policy before any program is attached.
     reload_with(&mut kernel, &mut st, &opts, "start", Ok(first));
@@ -435,7 +480,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 }
             }
             _ = tick.tick() => {
-                report_drops(&kernel, &mut st);
+                report_held(&mut kernel, &mut st);
                 if Instant::now() >= st.next_verify {
                     let started = Instant::now();
                     check_integrity(&mut kernel, &mut st);
@@ -455,7 +500,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
     };
     systemd::stopping();
-    report_drops(&kernel, &mut st);
+    report_held(&mut kernel, &mut st);
     match exit {
         Exit::Stop => {
             drop(kernel);
@@ -533,7 +578,12 @@ fn status_line(st: &State, opts: &Options) -> String {
 /// does not compile, or that the kernel refuses, leaves the active generation in force.
 pub fn reload(dp: &mut dyn Datapath, st: &mut State, opts: &Options, trigger: &str) {
     systemd::reloading();
-    let planned = plan(&opts.policy_dir, &opts.subuid_file);
+    let known = st
+        .active
+        .as_ref()
+        .map(|a| a.compiled.rules.principals.clone())
+        .unwrap_or_default();
+    let planned = plan(&opts.policy_dir, &known, &opts.subuid_file);
     reload_with(dp, st, opts, trigger, planned);
     systemd::ready(&status_line(st, opts));
 }
@@ -553,6 +603,20 @@ fn reload_with(
                 "{trigger}: policy unchanged, generation {} stays",
                 st.generation
             );
+            // Still an attempt: `status` shows its state, not an older rejection, and says the
+            // directory is what is enforced again.
+            st.last_reload = Some(ReloadOutcome {
+                ok: true,
+                trigger: trigger.to_string(),
+                at,
+                generation: st.generation,
+                error: None,
+                changes: None,
+                summary: format!(
+                    "no change: the policy directory matches generation {}",
+                    st.generation
+                ),
+            });
             return;
         }
     }
@@ -677,6 +741,7 @@ pub fn status(dp: &dyn LiveDatapath, st: &State, opts: &Options) -> control::Sta
             decisions: c[counter::DECISIONS as usize],
             events_sent: c[counter::EVENTS_SENT as usize],
             events_suppressed: c[counter::EVENTS_SUPPRESSED as usize],
+            events_over_budget: c[counter::EVENTS_OVER_BUDGET as usize],
             events_dropped: c[counter::EVENTS_DROPPED as usize],
             followers_dropped: st
                 .bus
@@ -731,6 +796,7 @@ fn check(st: &State, opts: &Options, user: &str, dest: &str, at: Option<&str>) -
     let Some(active) = &st.active else {
         return Reply::err(ErrorKind::Failed, "no policy loaded");
     };
+    let at_given = at;
     let result = (|| {
         let dest = crate::ctl::parse_dest(dest)?;
         let at = match at {
@@ -745,7 +811,22 @@ fn check(st: &State, opts: &Options, user: &str, dest: &str, at: Option<&str>) -
                 .map(|u| u.uid.as_raw())
                 .ok_or_else(|| format!("unknown user `{user}`"))?,
         };
-        crate::ctl::check(&active.compiled, user, uid, dest, at)
+        // The active image holds its schedules expanded around the moment it was compiled; any
+        // other moment is answered by the image jumpd would compile then from the same rules,
+        // which is what the kernel would enforce at that moment.
+        match at_given {
+            None => crate::ctl::check(&active.compiled, user, uid, dest, at),
+            Some(_) => {
+                let (image, _) = compile::compile_rules(&active.compiled.rules, at)
+                    .map_err(|e| e.to_string())?;
+                let then = Compiled {
+                    image,
+                    rules: active.compiled.rules.clone(),
+                    warnings: Vec::new(),
+                };
+                crate::ctl::check(&then, user, uid, dest, at)
+            }
+        }
     })();
     match result {
         Ok(report) => {
@@ -809,30 +890,55 @@ pub fn check_integrity(dp: &mut dyn LiveDatapath, st: &mut State) {
     });
 }
 
-/// Reports what the kernel counted but did not send since the last report, each as its own
-/// entry with the count, so nothing is lost silently: events the rate limit suppressed (each
-/// also counted in the next sent event of its key, `JUMP_SUPPRESSED`) and events lost to a
-/// full ring buffer.
-fn report_drops(kernel: &dyn Live, st: &mut State) {
-    let Ok(c) = kernel.counters() else { return };
-    let suppressed = c[jump_common::counter::EVENTS_SUPPRESSED as usize];
-    if suppressed > st.last_suppressed {
-        let n = suppressed - st.last_suppressed;
-        st.last_suppressed = suppressed;
-        tracing::warn!(
-            message_id = message_id::EVENTS_SUPPRESSED,
-            jump_events_suppressed = n,
-            "{n} similar events suppressed by the rate limit"
-        );
+/// Reports what the kernel held back instead of sending since the last report: one entry per
+/// uid, naming it, with the counts by reason and verdict, the destinations estimate and the
+/// time span — nothing anonymous, and nothing counted twice (what was reported is recorded in
+/// a pinned map, so a restarted jumpd continues exactly there). Only events of uids beyond the
+/// kernel's table (`UID_HELD_ENTRIES` uids) that were lost cannot be attributed; they get an
+/// entry of their own.
+fn report_held(kernel: &mut dyn Live, st: &mut State) {
+    match kernel.take_held() {
+        Ok(snaps) => {
+            let offset = kernel.tai_offset_ns();
+            for snap in &snaps {
+                let Some(s) = crate::events::held::summarize(snap, offset) else {
+                    continue;
+                };
+                let user = user_name(s.uid).unwrap_or_else(|| s.uid.to_string());
+                tracing::warn!(
+                    message_id = message_id::EVENTS_HELD,
+                    jump_uid = s.uid,
+                    jump_user = %user,
+                    jump_events_held = s.total(),
+                    jump_events_over_budget = s.over_budget,
+                    jump_events_suppressed = s.similar,
+                    jump_events_lost = s.lost,
+                    jump_held_allow = s.allow,
+                    jump_held_deny = s.deny,
+                    jump_held_would_deny = s.would_deny,
+                    jump_held_destinations = s.destinations,
+                    jump_held_first = s.first.map(tracing::field::display),
+                    jump_held_last = s.last.map(tracing::field::display),
+                    "{}",
+                    crate::events::held::message(&s, &user)
+                );
+                if let Err(e) = kernel.mark_reported(s.uid, s.counts) {
+                    tracing::error!("uid {}: {e:#}", s.uid);
+                }
+            }
+        }
+        Err(e) => tracing::error!("failed to read the held-back event counts: {e:#}"),
     }
-    let dropped = c[jump_common::counter::EVENTS_DROPPED as usize];
-    if dropped > st.last_dropped {
-        let n = dropped - st.last_dropped;
-        st.last_dropped = dropped;
+    let Ok(c) = kernel.counters() else { return };
+    let untracked = c[jump_common::counter::EVENTS_UNTRACKED as usize];
+    if untracked > st.last_untracked {
+        let n = untracked - st.last_untracked;
+        st.last_untracked = untracked;
         tracing::error!(
             message_id = message_id::EVENTS_LOST,
             jump_events_lost = n,
-            "{n} events lost: the ring buffer was full"
+            "{n} events not logged of users beyond the kernel's table of {} users",
+            jump_common::UID_HELD_ENTRIES
         );
     }
 }

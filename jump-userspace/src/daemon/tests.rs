@@ -192,6 +192,59 @@ fn status_and_stats_describe_the_active_policy() {
 }
 
 #[test]
+fn status_shows_the_last_attempt_and_when_the_directory_matches_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(dir.path(), Mode::Enforce);
+    let (mut dp, mut st) = (Fake::default(), State::new());
+    write(dir.path(), GOOD);
+    reload(&mut dp, &mut st, &o, "start");
+    write(dir.path(), BROKEN);
+    reload(&mut dp, &mut st, &o, "watch: p.yaml");
+    assert!(!st.last_reload().unwrap().ok);
+    write(dir.path(), GOOD);
+    reload(&mut dp, &mut st, &o, "watch: p.yaml");
+    let last = st.last_reload().unwrap();
+    assert!(last.ok, "the revert is the last attempt, and it succeeded");
+    assert_eq!(
+        last.summary,
+        "no change: the policy directory matches generation 1"
+    );
+    assert_eq!(st.generation(), 1);
+}
+
+#[test]
+fn a_live_check_at_any_moment_answers_without_internal_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(dir.path(), Mode::Enforce);
+    let (mut dp, mut st) = (Fake::default(), State::new());
+    write(
+        dir.path(),
+        "rules:\n  - name: office\n    users: [64001]\n    allow: [{to: 198.51.100.10, ports: [22]}]\n    schedule: {days: [mon], hours: \"08:00-18:00\"}\n",
+    );
+    reload(&mut dp, &mut st, &o, "start");
+    for at in [
+        "2099-06-01T09:00:00Z",
+        "2099-06-02T09:00:00Z",
+        "1971-01-04T09:00:00Z",
+        "2554-07-21T23:34:33Z",
+    ] {
+        let r = check(&st, &o, "64001", "198.51.100.10:22", Some(at));
+        assert!(r.ok, "{at}: {:?}", r.error);
+        let monday = at.starts_with("2099-06-01") || at.starts_with("1971-01-04");
+        assert_eq!(r.data["allowed"], monday, "{at}");
+    }
+    let r = check(
+        &st,
+        &o,
+        "64001",
+        "198.51.100.10:22",
+        Some("2555-01-01T00:00:00Z"),
+    );
+    assert_eq!(r.kind, Some(ErrorKind::Invalid));
+    assert!(!r.error.unwrap().contains("internal error"));
+}
+
+#[test]
 fn rewritten_maps_are_reported_in_status_and_restored() {
     let dir = tempfile::tempdir().unwrap();
     let o = opts(dir.path(), Mode::Enforce);

@@ -18,13 +18,13 @@ use aya::{
 };
 use jump_common::{
     counter, maps, rule_hit_index, DestKey, DestValue, Limits, PortKey, PortValue, SlotConfig,
-    SubuidKey, SubuidValue, UserKey, UserValue, Window, MAX_RULES,
+    SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, Window, MAX_RULES,
 };
 use nix::time::{clock_gettime, ClockId};
 
 use super::{
     integrity::{self, ReadBack, Written},
-    Datapath, SlotImage,
+    Datapath, HeldSnapshot, SlotImage,
 };
 use crate::compile::image::MapImage;
 
@@ -45,12 +45,15 @@ pub const PROGRAMS: &[&str] = &[
     "egress",
 ];
 
-/// The default event rate limit: per (uid, hook, verdict, destination), at most this many
-/// events per second; the rest are counted and summarised.
+/// The default event limits: per (uid, hook, verdict, destination), at most 5 events per
+/// second; per uid, bursts of 1024 and 100 a second. The rest are counted per uid and
+/// summarised. 1024 is 1/32 of the ring buffer's 32,768 events: fewer than 32 uids bursting at
+/// once while jumpd does not read lose nothing.
 pub const DEFAULT_LIMITS: Limits = Limits {
     window_ns: 1_000_000_000,
     burst: 5,
-    _pad: 0,
+    uid_burst: 1024,
+    uid_interval_ns: 10_000_000,
 };
 
 pub struct KernelOptions {
@@ -214,6 +217,52 @@ impl Kernel {
             *v = map.get(&(i as u32), 0)?.iter().sum();
         }
         Ok(out)
+    }
+
+    /// What the kernel held back per uid and has not been reported yet: for each uid with an
+    /// entry, (uid, counts held so far, counts already reported, sketch since the last report).
+    /// Reading a sketch zeroes it.
+    pub fn take_held(&mut self) -> anyhow::Result<Vec<HeldSnapshot>> {
+        let held: HashMap<_, u32, UidHeld> = HashMap::try_from(self.map(maps::UID_HELD)?)?;
+        let entries: Vec<(u32, UidHeld)> = held.iter().filter_map(Result::ok).collect();
+        let reported: HashMap<_, u32, UidHeld> = HashMap::try_from(self.map(maps::UID_REPORTED)?)?;
+        let mut out = Vec::new();
+        for (uid, counts) in entries {
+            let done = reported.get(&uid, 0).unwrap_or_default();
+            out.push(HeldSnapshot {
+                uid,
+                counts,
+                reported: done,
+                sketch: UidSketch::default(),
+            });
+        }
+        let mut sketches: HashMap<_, u32, UidSketch> =
+            HashMap::try_from(self.map_mut(maps::UID_SKETCH)?)?;
+        for s in &mut out {
+            if !s.pending() {
+                continue;
+            }
+            s.sketch = sketches.get(&s.uid, 0).unwrap_or_default();
+            // BPF_EXIST: only reset what is there. An update the kernel makes between the read
+            // and this write is lost to the estimate and the times, never to a count.
+            sketches.insert(s.uid, UidSketch::default(), 2).ok();
+        }
+        Ok(out)
+    }
+
+    /// Records that `counts` of `uid` have been reported.
+    pub fn mark_reported(&mut self, uid: u32, counts: UidHeld) -> anyhow::Result<()> {
+        let mut reported: HashMap<_, u32, UidHeld> =
+            HashMap::try_from(self.map_mut(maps::UID_REPORTED)?)?;
+        reported
+            .insert(uid, counts, 0)
+            .context("failed to record the reported held events")?;
+        Ok(())
+    }
+
+    /// CLOCK_TAI − CLOCK_REALTIME in ns, to turn the kernel's timestamps into wall time.
+    pub fn tai_offset_ns(&self) -> i64 {
+        self.tai_offset_ns
     }
 
     /// Hits per (rule id, action) of the active policy, summed over CPUs; only non-zero ones.

@@ -14,7 +14,10 @@ use super::proc::{Proc, UNSET};
 use jump_common::{action, hook, proto, Event};
 use serde::Serialize;
 
-use crate::compile::image::RuleInfo;
+use crate::{
+    compile::image::RuleInfo,
+    escape::{escape, escape_word},
+};
 
 /// One decision, as every sink writes it. Field names are the journald fields without the
 /// `JUMP_` prefix, lower-case. `None` means "not known" and the field is left out (here and
@@ -65,24 +68,28 @@ pub struct Record {
 impl Record {
     /// `deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl`,
     /// with ` as 165536` after the user when the task ran as one of the user's subordinate
-    /// uids, followed by ` login=bob(1000)` when someone else logged in, and ` suppressed=N`
+    /// uids, followed by ` login=bob(1000)` when someone else logged in (` login=?bob(1000)
+    /// (untrusted)` when no privileged process opened that login session), and ` suppressed=N`
     /// when the kernel held back similar events before this one.
+    ///
+    /// User-controlled text (names, the command, the rule) is escaped (`crate::escape`): this
+    /// line is what people read, in the journal, the text sink and `jumpctl events`.
     pub fn message(&self) -> String {
         let ns = self.ns_uid.map(|u| format!(" as {u}")).unwrap_or_default();
         let mut m = format!(
             "{} {}({}){ns} -> {}/{} rule={} hook={} pid={} comm={}",
             self.verdict,
-            self.user,
+            escape_word(&self.user),
             self.uid,
             socket_addr(self.dst_addr, self.dst_port),
             self.proto,
-            self.rule,
+            escape(&self.rule),
             self.hook,
             self.pid,
-            self.comm
+            escape_word(&self.comm)
         );
         if let Some(login) = self.login_uid.filter(|l| *l != self.uid) {
-            let name = self.login_user.as_deref().unwrap_or("?");
+            let name = escape_word(self.login_user.as_deref().unwrap_or("?"));
             if self.login_trusted == Some(false) {
                 m.push_str(&format!(" login=?{name}({login}) (untrusted)"));
             } else {
@@ -435,6 +442,31 @@ mod tests {
             record().message(),
             "an unknown login uid adds nothing"
         );
+    }
+
+    #[test]
+    fn a_command_name_cannot_forge_or_erase_a_line_but_the_field_keeps_it() {
+        let comm = "x\n\x1b[2Kdeny";
+        let r = Record {
+            comm: comm.into(),
+            user: "ev il".into(),
+            rule: "r\x1b[1A".into(),
+            ..record()
+        };
+        let m = r.message();
+        assert_eq!(
+            m,
+            "deny ev\\x20il(1001) -> 203.0.113.7:443/tcp rule=r\\e[1A hook=connect4 pid=4711 comm=x\\n\\e[2Kdeny"
+        );
+        assert!(
+            !m.contains(['\n', '\x1b']),
+            "one line, no escape sequence: {m:?}"
+        );
+        assert_eq!(r.comm, comm, "the structured field keeps the exact text");
+        let fake = FakeProc::new("comm");
+        let mut e = event();
+        e.comm[..14].copy_from_slice(b"x\n\x1b[2Kdeny\0\0\0\0");
+        assert_eq!(enricher(&fake).record(&e).comm, comm);
     }
 
     #[test]
