@@ -142,9 +142,13 @@ impl World {
     /// A TCP listener on `port` of the internal host, as root: the far side of a refused
     /// attempt. `FarSide::nothing_arrived` proves the attempt never reached it.
     fn far_side(&self, port: u16) -> FarSide {
-        let mut child = Command::new(&self.bins.probe)
+        Self::far_side_in(&self.bins, &self.topo, port)
+    }
+
+    fn far_side_in(bins: &Bins, topo: &Topology, port: u16) -> FarSide {
+        let mut child = Command::new(&bins.probe)
             .arg("--netns")
-            .arg(self.topo.internal.path())
+            .arg(topo.internal.path())
             .args(["accept", &port.to_string(), "3"])
             .stdout(Stdio::piped())
             .spawn()
@@ -600,4 +604,95 @@ fn a_forged_login_uid_is_reported_as_untrusted() {
             .is_some_and(|m| m.ends_with(&format!(" login={B}({B})"))),
         "a trusted login uid is shown as is: {e}"
     );
+}
+
+/// Item 4 as an attacker does it: a real account, whose subordinate range `useradd` put in
+/// /etc/subuid, enters a user namespace through `newuidmap` (`unshare --map-users`) and
+/// connects as the namespace's root — the kernel sees the first subordinate uid. jumpd reads the
+/// real /etc/subuid and decides and logs that connection as the account.
+#[test]
+fn a_user_namespace_of_a_real_account_is_decided_as_that_account() {
+    use jump_tests::users::Accounts;
+    if !privileged("a_user_namespace_of_a_real_account_is_decided_as_that_account") {
+        return;
+    }
+    let mut accounts = Accounts::new().expect("accounts");
+    let alice = accounts.user("alice", &[]).expect("useradd");
+    let subuid = std::fs::read_to_string("/etc/subuid").expect("/etc/subuid");
+    let Some(first) = subuid.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&alice.name.as_str())).then(|| f[1].parse::<u32>().ok())?
+    }) else {
+        panic!("useradd gave {} no subordinate uids: {subuid}", alice.name);
+    };
+    let scratch = Scratch::new();
+    let policies = scratch.0.join("policies");
+    std::fs::create_dir(&policies).expect("policy directory");
+    std::fs::write(
+        policies.join("policy.yaml"),
+        format!(
+            "defaults: {{egress: deny, log: all, loopback: allow}}\nrules:\n  - name: alice-internal\n    users: [{}]\n    allow:\n      - {{to: [{INTERNAL_V4}], ports: [7000], proto: [tcp]}}\n",
+            alice.name
+        ),
+    )
+    .expect("policy");
+    let bins = Bins::from_env();
+    let topo = Topology::new().expect("topology");
+    let _servers = Servers::start(
+        &bins,
+        &topo.internal.path(),
+        &[format!("tcp:{INTERNAL_V4}:7000")],
+    )
+    .expect("servers");
+    let cg = TestCgroup::new().expect("cgroup");
+    let jumpd =
+        Jumpd::start_in(&bins, Some(&topo.host.path()), &policies, &cg.path, &[]).expect("jumpd");
+    // Joins the cgroup and the jump host's namespace as root, then becomes alice, who maps
+    // her subordinate range with newuidmap and runs the probe as the namespace's root.
+    let as_namespace_root = |target: &str| -> serde_json::Value {
+        let uid = alice.uid.to_string();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(
+                "echo $$ > \"$1/cgroup.procs\" && exec nsenter --net=\"$2\" -- \
+                 setpriv --reuid \"$3\" --regid \"$3\" --init-groups -- \
+                 unshare --user --map-users=\"$4,0,65536\" --setuid 0 -- \"$0\" tcp \"$5\"",
+            )
+            .arg(&bins.probe)
+            .arg(&cg.path)
+            .arg(topo.host.path())
+            .arg(&uid)
+            .arg(first.to_string())
+            .arg(target)
+            .output()
+            .expect("sh");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "no verdict from the namespaced probe: {} {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    };
+    let granted = as_namespace_root(&format!("{INTERNAL_V4}:7000"));
+    assert_eq!(
+        granted["ok"], true,
+        "alice's grant holds in her namespace: {granted}"
+    );
+    jumpd.wait_event("the namespaced connect, as alice", |e| {
+        e["jump_uid"] == alice.uid
+            && e["jump_ns_uid"] == first
+            && e["jump_user"] == alice.name.as_str()
+            && e["jump_verdict"] == "allow"
+    });
+    let far = World::far_side_in(&bins, &topo, 7002);
+    let refused = as_namespace_root(&format!("{INTERNAL_V4}:7002"));
+    assert_eq!(
+        refused["errno"], 1,
+        "what alice may not, her namespace may not: {refused}"
+    );
+    far.nothing_arrived("a connect from alice's user namespace");
+    jumpd.wait_event("the namespaced refusal, as alice", |e| {
+        e["jump_uid"] == alice.uid && e["jump_ns_uid"] == first && e["jump_verdict"] == "deny"
+    });
 }
