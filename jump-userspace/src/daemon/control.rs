@@ -701,6 +701,7 @@ mod tests {
             exe: None,
             login_uid: None,
             login_user: None,
+            login_trusted: None,
             session_id: None,
             ssh_client: None,
             proto: "tcp",

@@ -40,6 +40,10 @@ pub struct Record {
     pub login_uid: Option<u32>,
     #[serde(skip)]
     pub login_user: Option<String>,
+    /// Whether the login uid's session was opened by a privileged process (`login`): only
+    /// then does it name the person. `None` without a login uid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_trusted: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<u32>,
     /// The SSH client address of the audit session, where it was found.
@@ -67,7 +71,8 @@ pub struct Record {
 impl Record {
     /// `deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl`,
     /// with ` as 165536` after the user when the task ran as one of the user's subordinate
-    /// uids, followed by ` login=bob(1000)` when someone else logged in, and ` suppressed=N`
+    /// uids, followed by ` login=bob(1000)` when someone else logged in (` login=?bob(1000)
+    /// (untrusted)` when no privileged process opened that login session), and ` suppressed=N`
     /// when the kernel held back similar events before this one.
     ///
     /// User-controlled text (names, the command, the rule) is escaped (`crate::escape`): this
@@ -91,7 +96,11 @@ impl Record {
         }
         if let Some(login) = self.login_uid.filter(|l| *l != self.uid) {
             let name = escape_word(self.login_user.as_deref().unwrap_or("?"));
-            m.push_str(&format!(" login={name}({login})"));
+            if self.login_trusted == Some(false) {
+                m.push_str(&format!(" login=?{name}({login}) (untrusted)"));
+            } else {
+                m.push_str(&format!(" login={name}({login})"));
+            }
         }
         if self.suppressed > 0 {
             m.push_str(&format!(" suppressed={}", self.suppressed));
@@ -194,6 +203,7 @@ fn system_user_name(uid: u32) -> Option<String> {
 /// Turns kernel events into records for the policy generation that is active.
 pub struct Enricher {
     proc: Proc,
+    logins: super::login::LoginTrust,
     user_name: fn(u32) -> Option<String>,
     users: BoundedCache<u32, String>,
     /// SSH client by audit session id. Only final answers are kept (see `SshSearch::complete`).
@@ -217,6 +227,7 @@ impl Enricher {
     /// An enricher reading `proc` and naming users with `user_name` (tests pass fakes).
     pub fn with(proc: Proc, user_name: fn(u32) -> Option<String>) -> Self {
         Self {
+            logins: super::login::LoginTrust::new(proc.root()),
             proc,
             user_name,
             users: BoundedCache::new(USER_CACHE),
@@ -275,6 +286,7 @@ impl Enricher {
         };
         let login_uid = (login_uid != UNSET).then_some(login_uid);
         let login_user = login_uid.map(|l| self.user(l));
+        let login_trusted = login_uid.map(|_| self.logins.trusted(session_id));
         let ssh_client = self.ssh_client(e.pid, session_id);
         let comm_len = e.comm.iter().position(|&c| c == 0).unwrap_or(e.comm.len());
         Record {
@@ -288,6 +300,7 @@ impl Enricher {
             exe: self.proc.exe(e.pid),
             login_uid,
             login_user,
+            login_trusted,
             session_id: (session_id != UNSET).then_some(session_id),
             ssh_client,
             proto: proto_name(e.proto),
@@ -324,6 +337,7 @@ mod tests {
             exe: None,
             login_uid: Some(1001),
             login_user: Some("alice".into()),
+            login_trusted: Some(true),
             session_id: Some(3),
             ssh_client: None,
             proto: "tcp",
@@ -418,6 +432,16 @@ mod tests {
         assert_eq!(
             r.message(),
             "deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl login=bob(1000) suppressed=41"
+        );
+        let forged = Record {
+            login_uid: Some(1000),
+            login_user: Some("bob".into()),
+            login_trusted: Some(false),
+            ..record()
+        };
+        assert_eq!(
+            forged.message(),
+            "deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl login=?bob(1000) (untrusted)"
         );
         let no_login = Record {
             login_uid: None,

@@ -132,6 +132,7 @@ macro_rules! emit_at {
             jump_comm = %$r.comm,
             jump_exe = $r.exe.as_deref(),
             jump_login_uid = $r.login_uid,
+            jump_login_trusted = $r.login_trusted.map(u8::from),
             jump_session_id = $r.session_id,
             jump_ssh_client = $r.ssh_client.map(display),
             jump_proto = $r.proto,
