@@ -216,7 +216,7 @@ fn reload_by_sighup_jumpctl_policy_edit_and_group_membership() {
         "the trigger names the file: {trigger}"
     );
     assert!(
-        l["changes"]
+        l["jump_changes"]
             .as_str()
             .unwrap()
             .contains("rules +b-internal; users +64002"),
@@ -229,7 +229,7 @@ fn reload_by_sighup_jumpctl_policy_edit_and_group_membership() {
     let l = f.wait_generation(5, "/etc/group change");
     assert_eq!(l["jump_reload_trigger"], "watch: /etc/group");
     assert!(
-        l["changes"]
+        l["jump_changes"]
             .as_str()
             .unwrap()
             .contains(&format!("users +64010({})", user.name)),

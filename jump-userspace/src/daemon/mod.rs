@@ -257,9 +257,9 @@ fn install(
         jump_policy_sha256 = %plan.sha256,
         jump_reload_trigger = trigger,
         jump_mode = mode.name(),
-        rules = plan.image.rules.len() - 1,
-        users = plan.image.users.len(),
-        changes = %summary,
+        jump_rules = plan.image.rules.len() - 1,
+        jump_users = plan.image.users.len(),
+        jump_changes = %summary,
         "policy generation {generation} loaded ({} rules, sha256 {}, {}): {summary}",
         plan.image.rules.len() - 1,
         &plan.sha256[..plan.sha256.len().min(12)],
@@ -330,6 +330,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         });
     }
     let mut st = State::new();
+    st.enricher.set_tai_offset(kernel.tai_offset_ns());
     st.cgroup_rel = cgroup_relative(&opts.cgroup);
     // Adopting pinned state: continue its generation numbering.
     st.generation = kernel.generation()?;
@@ -376,7 +377,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let hooks = kernel.hooks().join(",");
     tracing::info!(
         message_id = message_id::STARTED,
-        cgroup = %opts.cgroup.display(),
+        jump_cgroup = %opts.cgroup.display(),
         jump_mode = opts.mode.name(),
         "jumpd ready: enforcing on `{}` with hooks {hooks}{}; control socket `{}`",
         opts.cgroup.display(),

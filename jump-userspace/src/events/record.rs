@@ -24,6 +24,9 @@ use crate::{
 /// in every sink).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Record {
+    /// When the kernel decided (RFC 3339, UTC): the journal's own timestamp is when jumpd
+    /// logged it, which is later for events decided while jumpd was not reading.
+    pub time: String,
     pub verdict: &'static str,
     pub uid: u32,
     pub user: String,
@@ -49,7 +52,15 @@ pub struct Record {
     pub src_addr: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub src_port: Option<u16>,
+    /// The deciding rule as people read it: `ops-ssh (policies/20-access.yaml:7:5)`.
     pub rule: String,
+    /// The same, field by field: the rule's name, and where it is written (left out for the
+    /// policy default and the compiler's own rules).
+    pub rule_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_line: Option<u32>,
     pub hook: &'static str,
     pub policy_generation: u64,
     pub policy_sha256: String,
@@ -87,6 +98,13 @@ impl Record {
         }
         m
     }
+}
+
+/// `policies/20-access.yaml:7:5` → (`policies/20-access.yaml`, 7).
+fn split_location(loc: &str) -> Option<(String, u32)> {
+    let (rest, _col) = loc.rsplit_once(':')?;
+    let (file, line) = rest.rsplit_once(':')?;
+    Some((file.to_string(), line.parse().ok()?))
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -190,6 +208,8 @@ pub struct Enricher {
     /// Rule table and hash of each generation still in use; the kernel may report the previous
     /// generation for a decision made just before a switch.
     generations: Vec<(u64, Vec<RuleInfo>, String)>,
+    /// CLOCK_TAI − CLOCK_REALTIME in ns: events carry CLOCK_TAI.
+    tai_offset_ns: i64,
 }
 
 impl Default for Enricher {
@@ -211,7 +231,12 @@ impl Enricher {
             users: BoundedCache::new(USER_CACHE),
             ssh: BoundedCache::new(SESSION_CACHE),
             generations: Vec::new(),
+            tai_offset_ns: 0,
         }
+    }
+
+    pub fn set_tai_offset(&mut self, ns: i64) {
+        self.tai_offset_ns = ns;
     }
 
     /// Remembers a generation's rule table; keeps the last two.
@@ -244,16 +269,26 @@ impl Enricher {
     pub fn record(&mut self, e: &Event) -> Record {
         let uid = e.uid;
         let user = self.user(uid);
-        let (rule, sha) = match self.generations.iter().find(|(g, ..)| *g == e.generation) {
-            Some((_, rules, sha)) => {
-                let rule = match rules.get(e.rule_id as usize) {
-                    Some(r) if r.location.is_empty() => r.name.clone(),
-                    Some(r) => format!("{} ({})", r.name, r.location),
-                    None => format!("#{}", e.rule_id),
-                };
-                (rule, sha.clone())
-            }
-            None => (format!("#{}", e.rule_id), String::new()),
+        let unknown = || (format!("#{}", e.rule_id), None);
+        let ((rule_name, at), sha) =
+            match self.generations.iter().find(|(g, ..)| *g == e.generation) {
+                Some((_, rules, sha)) => {
+                    let named = match rules.get(e.rule_id as usize) {
+                        Some(r) if r.location.is_empty() => (r.name.clone(), None),
+                        Some(r) => (r.name.clone(), Some(r.location.clone())),
+                        None => unknown(),
+                    };
+                    (named, sha.clone())
+                }
+                None => (unknown(), String::new()),
+            };
+        let rule = match &at {
+            Some(loc) => format!("{rule_name} ({loc})"),
+            None => rule_name.clone(),
+        };
+        let (rule_file, rule_line) = match at.as_deref().and_then(split_location) {
+            Some((f, l)) => (Some(f), Some(l)),
+            None => (at, None),
         };
         // The kernel's values when it captured them (they are right even if the process has
         // exited since), else what /proc says now.
@@ -266,7 +301,11 @@ impl Enricher {
         let login_user = login_uid.map(|l| self.user(l));
         let ssh_client = self.ssh_client(e.pid, session_id);
         let comm_len = e.comm.iter().position(|&c| c == 0).unwrap_or(e.comm.len());
+        let time = jiff::Timestamp::from_nanosecond(e.ts_ns as i128 - self.tai_offset_ns as i128)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
         Record {
+            time,
             verdict: verdict_name(e.action),
             uid,
             user,
@@ -284,6 +323,9 @@ impl Enricher {
             src_addr: (e.src_addr != [0; 16]).then(|| unmap(e.src_addr)),
             src_port: (e.src_port != 0).then_some(e.src_port),
             rule,
+            rule_name,
+            rule_file,
+            rule_line,
             hook: hook::name(e.hook),
             policy_generation: e.generation,
             policy_sha256: sha,
@@ -299,6 +341,7 @@ mod tests {
 
     fn record() -> Record {
         Record {
+            time: "2026-01-05T09:00:00Z".into(),
             verdict: "deny",
             uid: 1001,
             user: "alice".into(),
@@ -316,6 +359,9 @@ mod tests {
             src_addr: None,
             src_port: None,
             rule: "default".into(),
+            rule_name: "default".into(),
+            rule_file: None,
+            rule_line: None,
             hook: "connect4",
             policy_generation: 1,
             policy_sha256: String::new(),
@@ -448,6 +494,7 @@ mod tests {
         assert_eq!(r.hook, "connect6");
         assert_eq!(r.comm, "curl");
         assert_eq!(r.user, "alice");
+        assert_eq!(r.time, "1970-01-01T00:00:00Z", "the event's own time");
     }
 
     #[test]
@@ -459,6 +506,10 @@ mod tests {
             ..event()
         });
         assert_eq!(r.rule, "ops-ssh (policies/20-access.yaml:7:5)");
+        assert_eq!(
+            (r.rule_name.as_str(), r.rule_file.as_deref(), r.rule_line),
+            ("ops-ssh", Some("policies/20-access.yaml"), Some(7))
+        );
         let r = en.record(&Event {
             rule_id: 9,
             ..event()
