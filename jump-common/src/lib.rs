@@ -22,6 +22,7 @@ pub mod maps {
     pub const UID_HELD: &str = "JUMP_UID_HELD";
     pub const UID_SKETCH: &str = "JUMP_UID_SKETCH";
     pub const UID_REPORTED: &str = "JUMP_UID_REPORTED";
+    pub const SUBUIDS: &str = "JUMP_SUBUIDS";
 }
 
 /// Capacities. The daemon refuses a policy whose compiled image does not fit, so a lookup never
@@ -278,7 +279,9 @@ pub struct Event {
     /// Similar events the kernel suppressed (rate limit) since the last one it sent for the
     /// same (uid, action, destination).
     pub suppressed: u32,
-    pub _pad0: u32,
+    /// The uid the task really had when `uid` is the owner of that subordinate uid (a user
+    /// namespace's uid, `/etc/subuid`); `NO_NS_UID` otherwise.
+    pub ns_uid: u32,
     /// Destination (for bind: the local address) as IPv4-mapped IPv6 for IPv4.
     pub dst_addr: [u8; 16],
     /// Source address where the hook knows it (egress), else zero.
@@ -319,6 +322,35 @@ pub const fn rule_hit_index(slot: u32, rule_id: u32, action: u8) -> u32 {
     (slot * MAX_RULES + rule_id) * 3 + action as u32
 }
 
+/// `Event::ns_uid` when the decision was made for the task's own uid.
+pub const NO_NS_UID: u32 = u32::MAX;
+
+/// Capacity of `JUMP_SUBUIDS` per slot: aligned uid blocks. A range of 65,536 subordinate uids
+/// splits into at most 32 blocks, so this holds the ranges of thousands of users.
+pub const MAX_SUBUID_BLOCKS: u32 = 65_536;
+
+/// Key data of `JUMP_SUBUIDS` (LPM trie): which user owns a subordinate uid (`/etc/subuid`).
+///
+/// Field order is match order: the slot always matches in full, then the uid by prefix, so a
+/// range compiles to the few aligned blocks that cover it. Both fields are big-endian because
+/// the trie compares bytes in memory order. The prefix length is `SUBUID_FIXED_BITS` + the uid
+/// prefix length (0..=32). Looked up only when `JUMP_USERS` has no entry for a uid, so the
+/// common path (a listed uid) costs nothing more.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubuidKey {
+    pub slot_be: u32,
+    pub uid_be: u32,
+}
+pub const SUBUID_FIXED_BITS: u32 = 32;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SubuidValue {
+    /// The uid whose profile decides, and whom events name.
+    pub owner: u32,
+}
+
 // Compile-time layout checks: both sides compile these, so a drifting layout fails the build.
 const _: () = {
     assert!(core::mem::size_of::<UserKey>() == 8);
@@ -334,6 +366,10 @@ const _: () = {
     assert!(core::mem::size_of::<Window>() == 8 + 16 * MAX_INTERVALS);
     assert!(core::mem::size_of::<SlotConfig>() == 16);
     assert!(core::mem::size_of::<Event>() == 120);
+    assert!(core::mem::size_of::<SubuidKey>() == 8);
+    assert!(core::mem::size_of::<SubuidValue>() == 4);
+    assert!(core::mem::offset_of!(SubuidKey, uid_be) == 4);
+    assert!(core::mem::offset_of!(Event, ns_uid) == 52);
 };
 
 #[cfg(feature = "user")]
@@ -355,6 +391,8 @@ mod pod {
     unsafe impl aya::Pod for RateState {}
     unsafe impl aya::Pod for UidHeld {}
     unsafe impl aya::Pod for UidSketch {}
+    unsafe impl aya::Pod for SubuidKey {}
+    unsafe impl aya::Pod for SubuidValue {}
 }
 
 /// How many uids `JUMP_UID_HELD` and `JUMP_UID_SKETCH` track (hash maps, never evicting: an

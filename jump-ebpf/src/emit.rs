@@ -61,8 +61,11 @@ pub fn wanted(d: &Decision) -> bool {
 }
 
 /// Who caused the decision, as far as the hook can tell.
+#[derive(Clone, Copy)]
 pub struct Origin {
     pub uid: u32,
+    /// The task's own uid when `uid` is its owner (a subordinate uid), else `NO_NS_UID`.
+    pub ns_uid: u32,
     pub gid: u32,
     pub pid: u32,
     pub login_uid: u32,
@@ -236,7 +239,7 @@ pub fn emit(hook: u8, who: &Origin, dest: &Dest, src_port: u16, d: &Decision) {
         login_uid: who.login_uid,
         session_id: who.session_id,
         suppressed,
-        _pad0: 0,
+        ns_uid: who.ns_uid,
         dst_addr: dest.addr,
         src_addr: [0; 16],
         dst_port: dest.port,

@@ -11,7 +11,8 @@ use aya_ebpf::{
 };
 use jump_common::{
     counter, DestKey, DestValue, Event, Limits, PortKey, PortValue, RateKey, RateState,
-    SlotConfig, UidHeld, UidSketch, UserKey, UserValue, OWNER_SOCKETS, RATE_KEYS, UID_HELD_ENTRIES,
+    SlotConfig, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, MAX_SUBUID_BLOCKS,
+    OWNER_SOCKETS, RATE_KEYS, UID_HELD_ENTRIES,
     Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, MAX_RULES, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
 };
 
@@ -72,6 +73,9 @@ pub static JUMP_UID_SKETCH: HashMap<u32, UidSketch> = HashMap::pinned(UID_HELD_E
 // while no daemon ran).
 #[map]
 pub static JUMP_UID_REPORTED: HashMap<u32, UidHeld> = HashMap::pinned(UID_HELD_ENTRIES, 0);
+#[map]
+pub static JUMP_SUBUIDS: LpmTrie<SubuidKey, SubuidValue> =
+    LpmTrie::pinned(MAX_SUBUID_BLOCKS * SLOT_COUNT, 0);
 
 // Keeps `Event` referenced so its BTF is emitted for `bpftool` users.
 #[allow(dead_code)]

@@ -315,7 +315,11 @@ pub fn render(r: &CheckReport) -> String {
         v => v,
     };
     let mut s = format!("{verdict}: {who} → {} at {}\n", r.dest, r.at);
-    if r.rule.id == 0 && r.dest.starts_with("listen:") {
+    if r.dest.starts_with("listen:0/") {
+        s.push_str(
+            "  port 0 asks the kernel for an ephemeral port: binding it is always allowed\n",
+        );
+    } else if r.rule.id == 0 && r.dest.starts_with("listen:") {
         s.push_str("  no `listen` grant applies: binding is refused without one\n");
     } else if r.rule.id == 0 {
         s.push_str(&format!(

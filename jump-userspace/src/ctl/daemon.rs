@@ -396,6 +396,22 @@ pub fn render_status(s: &Status) -> String {
         "events:      {} decisions, {} sent, {} suppressed, {} over a user's budget, {} dropped (ring buffer full), {} followers dropped\n",
         c.decisions, c.events_sent, c.events_suppressed, c.events_over_budget, c.events_dropped, c.followers_dropped
     );
+    let i = &s.integrity;
+    o += &match &i.last_tampering {
+        Some(t) => format!(
+            "integrity:   MAPS REWRITTEN {} time(s) behind jumpd's back; last at {} (generation {}, {}): {}\n",
+            c.maps_tampered,
+            t.at,
+            t.generation,
+            if t.restored { "restored" } else { "NOT restored" },
+            t.what.join("; ")
+        ),
+        None => format!(
+            "integrity:   maps as written ({} checks, last at {})\n",
+            i.checks,
+            i.last_check_at.as_deref().unwrap_or("-")
+        ),
+    };
     o += &format!(
         "privileges:  {}; no-new-privileges\n",
         if s.capabilities.is_empty() {
@@ -603,6 +619,7 @@ mod tests {
             counters: Counters::default(),
             capabilities: vec!["cap_bpf".into()],
             watching: vec![],
+            integrity: Default::default(),
         };
         let text = render_status(&s);
         assert!(

@@ -103,6 +103,8 @@ pub struct FileConfig {
     pub events: Option<EventsConfig>,
     /// Reload on changes in the policy directory and in /etc/passwd and /etc/group.
     pub watch: Option<bool>,
+    /// Subordinate uid ranges (subuid(5)).
+    pub subuid_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -171,6 +173,10 @@ pub struct Flags {
     /// Forward the kernel programs' own debug diagnostics (aya-log) at debug level
     #[arg(long)]
     pub debug_kernel: bool,
+    /// Subordinate uid ranges: a uid a user namespace maps to is decided and logged as the user
+    /// who owns it [default: /etc/subuid]
+    #[arg(long)]
+    pub subuid_file: Option<PathBuf>,
 }
 
 /// The settings jumpd runs with: flags over file over defaults.
@@ -190,6 +196,7 @@ pub struct Settings {
     pub rate_limit: RateLimit,
     pub watch: bool,
     pub debug_kernel: bool,
+    pub subuid_file: PathBuf,
 }
 
 /// `msg at line L column C` → (`msg`, L, C), as serde_yaml words its errors.
@@ -223,6 +230,8 @@ pub fn parse(name: &str, text: &str) -> Result<FileConfig, String> {
 
 /// Reads and parses a config file.
 pub fn load(path: &Path) -> Result<FileConfig, String> {
+    // It names the policy directory: whoever may write it decides the policy.
+    crate::policy::check_config_file(path)?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file `{}`: {e}", path.display()))?;
     parse(&path.display().to_string(), &text)
@@ -291,6 +300,11 @@ pub fn merge(
         .check()?,
         watch: !flags.no_watch && file.watch.unwrap_or(true),
         debug_kernel: flags.debug_kernel,
+        subuid_file: flags
+            .subuid_file
+            .clone()
+            .or_else(|| file.subuid_file.clone())
+            .unwrap_or_else(|| crate::compile::directory::SUBUID_FILE.into()),
     })
 }
 
@@ -327,6 +341,7 @@ events:
   user_rate: 50
   user_burst: 200
 watch: false
+subuid_file: /srv/subuid
 ";
 
     #[test]
@@ -352,6 +367,7 @@ watch: false
                 },
                 watch: false,
                 debug_kernel: false,
+                subuid_file: "/srv/subuid".into(),
             }
         );
     }

@@ -43,7 +43,12 @@ pub mod message_id {
     pub const REVOKED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f807";
     pub const EVENTS_SUPPRESSED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f808";
     pub const EVENTS_HELD: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f809";
+    /// The kernel maps were rewritten behind jumpd's back (journald PRIORITY 2).
+    pub const MAPS_TAMPERED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80a";
 }
+
+/// How often jumpd reads its maps back to find rewrites (`check_integrity`), at the least.
+pub const VERIFY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A compiled policy, ready to apply.
 pub struct Plan {
@@ -57,12 +62,39 @@ pub struct Plan {
     pub recompile_by: Option<jiff::Timestamp>,
 }
 
-/// Parse and compile the policy directory. Pure with respect to the kernel.
-pub fn plan(dir: &std::path::Path) -> anyhow::Result<Plan> {
-    let loaded = policy::load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// How jumpd reads its policy: only root may write it, a file being written is not applied,
+/// and nothing from a file an admin could not read reaches the log or `jumpctl status`.
+pub const READ: policy::ReadOptions = policy::ReadOptions {
+    ownership: policy::Ownership::Refuse,
+    until_stable: true,
+    redact_private: true,
+};
+
+/// Parse and compile the policy directory against the host's accounts and `subuid` file. Pure
+/// with respect to the kernel. `known`: the principals the active policy resolved, which may
+/// have been deleted since (their grants go, with a warning).
+pub fn plan(
+    dir: &std::path::Path,
+    known: &std::collections::BTreeSet<String>,
+    subuid: &std::path::Path,
+) -> anyhow::Result<Plan> {
+    let loaded = policy::load_dir_with(dir, READ).map_err(|e| anyhow::anyhow!("{e}"))?;
     let now = jiff::Timestamp::now();
-    let compiled = compile::compile_full(&loaded.policy, &compile::SystemDirectory, now)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let directory = compile::SystemDirectory {
+        subuid: subuid.to_path_buf(),
+    };
+    let compiled = compile::compile_with(
+        &loaded.policy,
+        &directory,
+        now,
+        compile::Vanished::Warn(known),
+    )
+    .map_err(|mut e| {
+        policy::redact(&mut e.errors, &loaded.private);
+        anyhow::anyhow!("{e}")
+    })?;
+    let mut compiled = compiled;
+    policy::redact(&mut compiled.warnings, &loaded.private);
     let recompile_by = compile::time::recompile_by(&compiled.rules, now);
     let mut warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
     warnings.extend(compiled.warnings.iter().map(|w| w.to_string()));
@@ -87,9 +119,19 @@ pub trait Live: Datapath {
     fn take_held(&mut self) -> anyhow::Result<Vec<crate::datapath::HeldSnapshot>>;
     fn mark_reported(&mut self, uid: u32, counts: jump_common::UidHeld) -> anyhow::Result<()>;
     fn tai_offset_ns(&self) -> i64;
+    /// How the maps differ from what jumpd wrote, one line per map (`datapath::integrity`).
+    fn verify(&self) -> anyhow::Result<Vec<String>>;
+    /// Writes back what jumpd wrote.
+    fn restore(&mut self) -> anyhow::Result<()>;
 }
 
 impl Live for Kernel {
+    fn verify(&self) -> anyhow::Result<Vec<String>> {
+        Kernel::verify(self)
+    }
+    fn restore(&mut self) -> anyhow::Result<()> {
+        Kernel::restore(self)
+    }
     fn counters(&self) -> anyhow::Result<[u64; jump_common::counter::LEN as usize]> {
         Kernel::counters(self)
     }
@@ -111,6 +153,13 @@ impl Live for Kernel {
 }
 
 impl Live for Fake {
+    fn verify(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self.tampered.clone())
+    }
+    fn restore(&mut self) -> anyhow::Result<()> {
+        self.tampered.clear();
+        Ok(())
+    }
     fn counters(&self) -> anyhow::Result<[u64; jump_common::counter::LEN as usize]> {
         Ok(Default::default())
     }
@@ -153,6 +202,9 @@ pub struct State {
     /// The enforced cgroup relative to the cgroup2 mount, as `ss` names cgroups.
     cgroup_rel: String,
     recompile_by: Option<jiff::Timestamp>,
+    integrity: control::Integrity,
+    maps_tampered: u64,
+    next_verify: Instant,
 }
 
 impl State {
@@ -170,6 +222,9 @@ impl State {
             bus: Arc::new(Bus::new()),
             cgroup_rel: String::new(),
             recompile_by: None,
+            integrity: control::Integrity::default(),
+            maps_tampered: 0,
+            next_verify: Instant::now() + VERIFY_EVERY,
         }
     }
 
@@ -308,7 +363,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let first = plan(&opts.policy_dir)
+    let first = plan(&opts.policy_dir, &Default::default(), &opts.subuid_file)
         .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?;
     pins::ensure_bpffs(&opts.pin_dir)?;
     let pin_dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
@@ -362,7 +417,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     );
     let (watch_tx, mut watch_rx) = mpsc::channel::<String>(4);
     if opts.watch {
-        match watch::start(&opts.policy_dir, watch_tx) {
+        match watch::start(&opts.policy_dir, &opts.subuid_file, watch_tx) {
             Ok(w) => st.watching = w,
             Err(e) => tracing::error!("automatic reload disabled: {e:#}"),
         }
@@ -427,6 +482,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
             _ = tick.tick() => {
                 report_held(&mut kernel, &mut st);
+                if Instant::now() >= st.next_verify {
+                    let started = Instant::now();
+                    check_integrity(&mut kernel, &mut st);
+                    // A huge image takes a while to read back: keep the check under 5% of a CPU.
+                    st.next_verify = Instant::now() + VERIFY_EVERY.max(started.elapsed() * 20);
+                }
                 // Expanded schedule windows are running out: compile them afresh.
                 if st.recompile_by.is_some_and(|by| jiff::Timestamp::now() >= by) {
                     reload(&mut kernel, &mut st, &opts, "schedule");
@@ -518,7 +579,12 @@ fn status_line(st: &State, opts: &Options) -> String {
 /// does not compile, or that the kernel refuses, leaves the active generation in force.
 pub fn reload(dp: &mut dyn Datapath, st: &mut State, opts: &Options, trigger: &str) {
     systemd::reloading();
-    let planned = plan(&opts.policy_dir);
+    let known = st
+        .active
+        .as_ref()
+        .map(|a| a.compiled.rules.principals.clone())
+        .unwrap_or_default();
+    let planned = plan(&opts.policy_dir, &known, &opts.subuid_file);
     reload_with(dp, st, opts, trigger, planned);
     systemd::ready(&status_line(st, opts));
 }
@@ -538,6 +604,20 @@ fn reload_with(
                 "{trigger}: policy unchanged, generation {} stays",
                 st.generation
             );
+            // Still an attempt: `status` shows its state, not an older rejection, and says the
+            // directory is what is enforced again.
+            st.last_reload = Some(ReloadOutcome {
+                ok: true,
+                trigger: trigger.to_string(),
+                at,
+                generation: st.generation,
+                error: None,
+                changes: None,
+                summary: format!(
+                    "no change: the policy directory matches generation {}",
+                    st.generation
+                ),
+            });
             return;
         }
     }
@@ -668,9 +748,11 @@ pub fn status(dp: &dyn LiveDatapath, st: &State, opts: &Options) -> control::Sta
                 .bus
                 .followers_dropped
                 .load(std::sync::atomic::Ordering::Relaxed),
+            maps_tampered: st.maps_tampered,
         },
         capabilities: st.capabilities.clone(),
         watching: st.watching.clone(),
+        integrity: st.integrity.clone(),
     }
 }
 
@@ -715,6 +797,7 @@ fn check(st: &State, opts: &Options, user: &str, dest: &str, at: Option<&str>) -
     let Some(active) = &st.active else {
         return Reply::err(ErrorKind::Failed, "no policy loaded");
     };
+    let at_given = at;
     let result = (|| {
         let dest = crate::ctl::parse_dest(dest)?;
         let at = match at {
@@ -729,7 +812,22 @@ fn check(st: &State, opts: &Options, user: &str, dest: &str, at: Option<&str>) -
                 .map(|u| u.uid.as_raw())
                 .ok_or_else(|| format!("unknown user `{user}`"))?,
         };
-        crate::ctl::check(&active.compiled, user, uid, dest, at)
+        // The active image holds its schedules expanded around the moment it was compiled; any
+        // other moment is answered by the image jumpd would compile then from the same rules,
+        // which is what the kernel would enforce at that moment.
+        match at_given {
+            None => crate::ctl::check(&active.compiled, user, uid, dest, at),
+            Some(_) => {
+                let (image, _) = compile::compile_rules(&active.compiled.rules, at)
+                    .map_err(|e| e.to_string())?;
+                let then = Compiled {
+                    image,
+                    rules: active.compiled.rules.clone(),
+                    warnings: Vec::new(),
+                };
+                crate::ctl::check(&then, user, uid, dest, at)
+            }
+        }
     })();
     match result {
         Ok(report) => {
@@ -747,6 +845,50 @@ fn check(st: &State, opts: &Options, user: &str, dest: &str, at: Option<&str>) -
         }
         Err(e) => Reply::err(ErrorKind::Invalid, e),
     }
+}
+
+/// Reads the maps back; if they differ from what jumpd wrote (root rewrote a pinned map), says
+/// so at once as a crit alarm with what differed, and restores them.
+pub fn check_integrity(dp: &mut dyn LiveDatapath, st: &mut State) {
+    let found = match dp.verify() {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!("failed to read the kernel maps back: {e:#}");
+            return;
+        }
+    };
+    let at = jiff::Timestamp::now().to_string();
+    st.integrity.checks += 1;
+    st.integrity.last_check_at = Some(at.clone());
+    if found.is_empty() {
+        return;
+    }
+    st.maps_tampered += 1;
+    let restored = match dp.restore().and_then(|()| dp.verify()) {
+        Ok(left) if left.is_empty() => Ok(()),
+        Ok(left) => Err(anyhow::anyhow!("still differs: {}", left.join("; "))),
+        Err(e) => Err(e),
+    };
+    let what = found.join("; ");
+    let outcome = match &restored {
+        Ok(()) => "restored".to_string(),
+        Err(e) => format!("restoring failed: {e:#}"),
+    };
+    tracing::error!(
+        target: crate::events::sink::ALARM_TARGET,
+        message_id = message_id::MAPS_TAMPERED,
+        jump_policy_generation = st.generation,
+        jump_tampered = %what,
+        jump_restored = restored.is_ok(),
+        "the kernel maps of generation {} were rewritten behind jumpd's back: {what}; {outcome}",
+        st.generation
+    );
+    st.integrity.last_tampering = Some(control::Tampering {
+        at,
+        generation: st.generation,
+        what: found,
+        restored: restored.is_ok(),
+    });
 }
 
 /// Reports what the kernel held back instead of sending since the last report: one entry per

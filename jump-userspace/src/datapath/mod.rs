@@ -3,6 +3,7 @@
 //! also implements so reload logic can be tested without root.
 
 pub mod btf;
+pub mod integrity;
 mod kernel;
 pub mod pins;
 pub mod revoke;
@@ -46,6 +47,8 @@ pub struct Fake {
     pub active: Option<(u64, MapImage)>,
     /// Makes the next `apply` fail, as a full map or a detached program would.
     pub fail_next: bool,
+    /// What `verify` reports until `restore` (a test's stand-in for a rewritten map).
+    pub tampered: Vec<String>,
 }
 
 impl Datapath for Fake {

@@ -30,6 +30,9 @@ pub struct Record {
     pub verdict: &'static str,
     pub uid: u32,
     pub user: String,
+    /// The task's own uid where `uid` is the owner of that subordinate uid (a user namespace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns_uid: Option<u32>,
     pub gid: u32,
     pub pid: u32,
     pub comm: String,
@@ -71,14 +74,16 @@ pub struct Record {
 
 impl Record {
     /// `deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl`,
-    /// followed by ` login=bob(1000)` when someone else logged in, and ` suppressed=N` when the
-    /// kernel held back similar events before this one.
+    /// with ` as 165536` after the user when the task ran as one of the user's subordinate
+    /// uids, followed by ` login=bob(1000)` when someone else logged in, and ` suppressed=N`
+    /// when the kernel held back similar events before this one.
     ///
     /// User-controlled text (names, the command, the rule) is escaped (`crate::escape`): this
     /// line is what people read, in the journal, the text sink and `jumpctl events`.
     pub fn message(&self) -> String {
+        let ns = self.ns_uid.map(|u| format!(" as {u}")).unwrap_or_default();
         let mut m = format!(
-            "{} {}({}) -> {}/{} rule={} hook={} pid={} comm={}",
+            "{} {}({}){ns} -> {}/{} rule={} hook={} pid={} comm={}",
             self.verdict,
             escape_word(&self.user),
             self.uid,
@@ -309,6 +314,7 @@ impl Enricher {
             verdict: verdict_name(e.action),
             uid,
             user,
+            ns_uid: (e.ns_uid != jump_common::NO_NS_UID).then_some(e.ns_uid),
             gid: e.gid,
             pid: e.pid,
             comm: String::from_utf8_lossy(&e.comm[..comm_len]).into_owned(),
@@ -345,6 +351,7 @@ mod tests {
             verdict: "deny",
             uid: 1001,
             user: "alice".into(),
+            ns_uid: None,
             gid: 1001,
             pid: 4711,
             comm: "curl".into(),
@@ -381,7 +388,7 @@ mod tests {
             login_uid: UNSET,
             session_id: UNSET,
             suppressed: 0,
-            _pad0: 0,
+            ns_uid: jump_common::NO_NS_UID,
             dst_addr: "::ffff:198.51.100.10".parse::<Ipv6Addr>().unwrap().octets(),
             src_addr: [0; 16],
             dst_port: 22,
@@ -482,6 +489,21 @@ mod tests {
         let mut e = event();
         e.comm[..14].copy_from_slice(b"x\n\x1b[2Kdeny\0\0\0\0");
         assert_eq!(enricher(&fake).record(&e).comm, comm);
+    }
+
+    #[test]
+    fn a_subordinate_uid_is_named_after_its_owner() {
+        let fake = FakeProc::new("subuid");
+        let r = enricher(&fake).record(&Event {
+            ns_uid: 165_536,
+            ..event()
+        });
+        assert_eq!((r.uid, r.ns_uid), (1001, Some(165_536)));
+        assert_eq!(
+            r.message(),
+            "deny alice(1001) as 165536 -> 198.51.100.10:22/tcp rule=default hook=connect6 pid=4711 comm=curl"
+        );
+        assert_eq!(enricher(&fake).record(&event()).ns_uid, None);
     }
 
     #[test]
