@@ -597,11 +597,15 @@ fn reload_with(
     planned: anyhow::Result<Plan>,
 ) {
     let at = jiff::Timestamp::now().to_string();
-    // A file-system change that compiles to the very same policy is not worth a generation.
+    // A reload (any trigger: an edit, SIGHUP, jumpctl) that compiles to the very same policy
+    // is not a new generation: nothing is written, nothing reset, the numbering stays.
     if let (Ok(p), Some(a)) = (&planned, &st.active) {
-        if trigger.starts_with("watch") && p.image == a.compiled.image && p.sha256 == a.sha256 {
-            tracing::debug!(
-                "{trigger}: policy unchanged, generation {} stays",
+        if p.image == a.compiled.image && p.sha256 == a.sha256 {
+            tracing::info!(
+                jump_policy_generation = st.generation,
+                jump_reload_trigger = trigger,
+                jump_policy_unchanged = true,
+                "reload ({trigger}): policy unchanged, generation {} stays",
                 st.generation
             );
             // Still an attempt: `status` shows its state, not an older rejection, and says the
