@@ -215,6 +215,18 @@ pub struct Enricher {
     generations: Vec<(u64, Vec<RuleInfo>, String)>,
     /// CLOCK_TAI − CLOCK_REALTIME in ns: events carry CLOCK_TAI.
     tai_offset_ns: i64,
+    /// Now in (CLOCK_TAI, CLOCK_BOOTTIME) ns.
+    clocks: fn() -> (u64, u64),
+}
+
+fn system_clocks() -> (u64, u64) {
+    use nix::time::{clock_gettime, ClockId};
+    let ns = |id| {
+        clock_gettime(id)
+            .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+            .unwrap_or(0)
+    };
+    (ns(ClockId::CLOCK_TAI), ns(ClockId::CLOCK_BOOTTIME))
 }
 
 impl Default for Enricher {
@@ -237,7 +249,16 @@ impl Enricher {
             ssh: BoundedCache::new(SESSION_CACHE),
             generations: Vec::new(),
             tai_offset_ns: 0,
+            clocks: system_clocks,
         }
+    }
+
+    /// `JUMP_EXE`, only where it is the decider's (`Proc::exe_of`): the decision's time moved
+    /// from CLOCK_TAI to CLOCK_BOOTTIME, which process start times use.
+    fn exe(&self, e: &Event, comm: &str) -> Option<String> {
+        let (tai, boot) = (self.clocks)();
+        let decided_boot = boot.checked_sub(tai.checked_sub(e.ts_ns)?)?;
+        self.proc.exe_of(e.pid, comm, decided_boot)
     }
 
     pub fn set_tai_offset(&mut self, ns: i64) {
@@ -306,6 +327,7 @@ impl Enricher {
         let login_user = login_uid.map(|l| self.user(l));
         let ssh_client = self.ssh_client(e.pid, session_id);
         let comm_len = e.comm.iter().position(|&c| c == 0).unwrap_or(e.comm.len());
+        let comm = String::from_utf8_lossy(&e.comm[..comm_len]).into_owned();
         let time = jiff::Timestamp::from_nanosecond(e.ts_ns as i128 - self.tai_offset_ns as i128)
             .map(|t| t.to_string())
             .unwrap_or_default();
@@ -317,8 +339,8 @@ impl Enricher {
             ns_uid: (e.ns_uid != jump_common::NO_NS_UID).then_some(e.ns_uid),
             gid: e.gid,
             pid: e.pid,
-            comm: String::from_utf8_lossy(&e.comm[..comm_len]).into_owned(),
-            exe: self.proc.exe(e.pid),
+            comm: comm.clone(),
+            exe: self.exe(e, &comm),
             login_uid,
             login_user,
             session_id: (session_id != UNSET).then_some(session_id),
