@@ -313,9 +313,9 @@ fn install(
         jump_policy_sha256 = %plan.sha256,
         jump_reload_trigger = trigger,
         jump_mode = mode.name(),
-        rules = plan.image.rules.len() - 1,
-        users = plan.image.users.len(),
-        changes = %summary,
+        jump_rules = plan.image.rules.len() - 1,
+        jump_users = plan.image.users.len(),
+        jump_changes = %summary,
         "policy generation {generation} loaded ({} rules, sha256 {}, {}): {summary}",
         plan.image.rules.len() - 1,
         &plan.sha256[..plan.sha256.len().min(12)],
@@ -388,6 +388,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         });
     }
     let mut st = State::new();
+    st.enricher.set_tai_offset(kernel.tai_offset_ns());
     st.cgroup_rel = cgroup_relative(&opts.cgroup);
     // Adopting pinned state: continue its generation numbering.
     st.generation = kernel.generation()?;
@@ -440,7 +441,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let hooks = kernel.hooks().join(",");
     tracing::info!(
         message_id = message_id::STARTED,
-        cgroup = %opts.cgroup.display(),
+        jump_cgroup = %opts.cgroup.display(),
         jump_mode = opts.mode.name(),
         "jumpd ready: enforcing on `{}` with hooks {hooks}{}; control socket `{}`",
         opts.cgroup.display(),
@@ -627,11 +628,15 @@ fn reload_with(
     planned: anyhow::Result<Plan>,
 ) {
     let at = jiff::Timestamp::now().to_string();
-    // A file-system change that compiles to the very same policy is not worth a generation.
+    // A reload (any trigger: an edit, SIGHUP, jumpctl) that compiles to the very same policy
+    // is not a new generation: nothing is written, nothing reset, the numbering stays.
     if let (Ok(p), Some(a)) = (&planned, &st.active) {
-        if trigger.starts_with("watch") && p.image == a.compiled.image && p.sha256 == a.sha256 {
-            tracing::debug!(
-                "{trigger}: policy unchanged, generation {} stays",
+        if p.image == a.compiled.image && p.sha256 == a.sha256 {
+            tracing::info!(
+                jump_policy_generation = st.generation,
+                jump_reload_trigger = trigger,
+                jump_policy_unchanged = true,
+                "reload ({trigger}): policy unchanged, generation {} stays",
                 st.generation
             );
             // Still an attempt: `status` shows its state, not an older rejection, and says the
