@@ -163,10 +163,14 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
             // Fragments and short headers have port 0 here: only an all-ports grant lets them
             // out.
             let d = lookup::decide(uid, &p.dst);
-            if d.action != action::DENY {
+            if d.action == action::DENY {
+                (hook::EGRESS, d)
+            } else if path::via_holds(&d, p.ifindex) {
                 return PASS;
+            } else {
+                // The deciding rule's `via` does not name the interface the packet leaves on.
+                (hook::EGRESS_INTERFACE, Decision { action: action::DENY, ..d })
             }
-            (hook::EGRESS, d)
         }
     };
     record(why, &who, &p.dst, p.src_port, &d);

@@ -1,4 +1,4 @@
-//! Where user and group names come from.
+//! Where user, group and interface names come from.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,6 +11,8 @@ pub trait Directory {
     /// The uids in a group: its supplementary members and every user whose primary group it is.
     /// `None` if there is no such group.
     fn group_members(&self, name: &str) -> Option<Vec<u32>>;
+    /// The index of a network interface of the host (jumpd's namespace), for `via`.
+    fn ifindex(&self, name: &str) -> Option<u32>;
     /// A consistent in-memory copy to resolve a whole policy against, if reading is costly.
     fn snapshot(&self) -> Option<FakeDirectory> {
         None
@@ -27,7 +29,15 @@ impl SystemDirectory {
     fn load(&self) -> FakeDirectory {
         let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
         let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-        FakeDirectory::from_files(&passwd, &group)
+        let mut d = FakeDirectory::from_files(&passwd, &group);
+        d.interfaces = nix::net::if_::if_nameindex()
+            .map(|list| {
+                list.iter()
+                    .map(|i| (i.name().to_string_lossy().into_owned(), i.index()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        d
     }
 }
 
@@ -44,6 +54,10 @@ impl Directory for SystemDirectory {
         self.load().group_members(name)
     }
 
+    fn ifindex(&self, name: &str) -> Option<u32> {
+        nix::net::if_::if_nametoindex(name).ok()
+    }
+
     /// Reads the two files once per compile instead of once per name.
     fn snapshot(&self) -> Option<FakeDirectory> {
         Some(self.load())
@@ -57,9 +71,16 @@ pub struct FakeDirectory {
     pub users: BTreeMap<String, (u32, u32)>,
     /// name → (gid, member names)
     pub groups: BTreeMap<String, (u32, Vec<String>)>,
+    /// interface name → ifindex
+    pub interfaces: BTreeMap<String, u32>,
 }
 
 impl FakeDirectory {
+    pub fn interface(mut self, name: &str, ifindex: u32) -> Self {
+        self.interfaces.insert(name.into(), ifindex);
+        self
+    }
+
     pub fn user(mut self, name: &str, uid: u32, gid: u32) -> Self {
         self.users.insert(name.into(), (uid, gid));
         self
@@ -115,6 +136,10 @@ impl Directory for FakeDirectory {
         let mut uids: BTreeSet<u32> = members.iter().filter_map(|m| self.uid_of(m)).collect();
         uids.extend(self.users.values().filter(|u| u.1 == *gid).map(|u| u.0));
         Some(uids.into_iter().collect())
+    }
+
+    fn ifindex(&self, name: &str) -> Option<u32> {
+        self.interfaces.get(name).copied()
     }
 }
 

@@ -29,6 +29,8 @@ pub struct EffRule {
     pub allow: Vec<Entry>,
     pub deny: Vec<Entry>,
     pub listen: Vec<Listen>,
+    /// `via` resolved: interface name and its index (`None`: no such interface now).
+    pub via: Vec<(String, Span, Option<u32>)>,
 }
 
 impl EffRule {
@@ -101,6 +103,7 @@ pub fn resolve(policy: &Policy, dir: &dyn Directory) -> Result<RuleSet, PolicyEr
             allow,
             deny,
             listen: Vec::new(),
+            via: Vec::new(),
         });
         next_id += 1;
     }
@@ -143,6 +146,11 @@ pub fn resolve(policy: &Policy, dir: &dyn Directory) -> Result<RuleSet, PolicyEr
             allow: r.allow.clone(),
             deny: r.deny.clone(),
             listen: r.listen.clone(),
+            via: r
+                .via
+                .iter()
+                .map(|(name, span)| (name.clone(), span.clone(), dir.ifindex(name)))
+                .collect(),
         });
         next_id += 1;
     }

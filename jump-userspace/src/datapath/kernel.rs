@@ -18,7 +18,7 @@ use aya::{
 };
 use jump_common::{
     counter, maps, rule_hit_index, DestKey, DestValue, Limits, PortKey, PortValue, SlotConfig,
-    UserKey, UserValue, Window, MAX_RULES,
+    UserKey, UserValue, ViaKey, ViaSet, Window, MAX_RULES,
 };
 use nix::time::{clock_gettime, ClockId};
 
@@ -365,6 +365,15 @@ impl Kernel {
         for k in &stale {
             ports.remove(k).ok();
         }
+        let mut vias: HashMap<_, ViaKey, ViaSet> = HashMap::try_from(self.map_mut(maps::VIAS)?)?;
+        let stale: Vec<ViaKey> = vias
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.slot == slot)
+            .collect();
+        for k in &stale {
+            vias.remove(k).ok();
+        }
         Ok(())
     }
 
@@ -389,6 +398,11 @@ impl Kernel {
             ports
                 .insert(&Key::new(*len, *k), v, 0)
                 .context("failed to write a port entry")?;
+        }
+        let mut vias: HashMap<_, ViaKey, ViaSet> = HashMap::try_from(self.map_mut(maps::VIAS)?)?;
+        for (k, v) in &s.vias {
+            vias.insert(k, v, 0)
+                .context("failed to write a rule's interfaces")?;
         }
         let mut windows: Array<_, Window> = Array::try_from(self.map_mut(maps::WINDOWS)?)?;
         for (i, v) in &s.windows {
