@@ -19,6 +19,10 @@ pub mod maps {
     pub const LIMITS: &str = "JUMP_LIMITS";
     pub const RATE: &str = "JUMP_RATE";
     pub const OWNERS: &str = "JUMP_OWNERS";
+    pub const UID_HELD: &str = "JUMP_UID_HELD";
+    pub const UID_SKETCH: &str = "JUMP_UID_SKETCH";
+    pub const UID_REPORTED: &str = "JUMP_UID_REPORTED";
+    pub const SUBUIDS: &str = "JUMP_SUBUIDS";
     pub const LOCAL_ADDRS: &str = "JUMP_LOCAL_ADDRS";
     pub const HOST_NETNS: &str = "JUMP_HOST_NETNS";
     pub const VIAS: &str = "JUMP_VIAS";
@@ -193,14 +197,17 @@ pub struct SlotConfig {
     pub _pad: [u8; 6],
 }
 
-/// Value of `JUMP_LIMITS[0]`: the in-kernel event rate limit. Events with the same
-/// `RateKey` beyond `burst` within `window_ns` are counted, not sent. `window_ns == 0` disables it.
+/// Value of `JUMP_LIMITS[0]`: the in-kernel event limits. Events with the same
+/// `RateKey` beyond `burst` within `window_ns` are counted, not sent (`window_ns == 0` disables
+/// this). Then each uid has its own budget (`UidHeld`): a token bucket of `uid_burst` events
+/// refilled one per `uid_interval_ns` (`uid_interval_ns == 0` disables it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Limits {
     pub window_ns: u64,
     pub burst: u32,
-    pub _pad: u32,
+    pub uid_burst: u32,
+    pub uid_interval_ns: u64,
 }
 
 /// Key of `JUMP_RATE` (LRU hash): what makes two events "similar".
@@ -304,7 +311,9 @@ pub struct Event {
     /// Similar events the kernel suppressed (rate limit) since the last one it sent for the
     /// same (uid, action, destination).
     pub suppressed: u32,
-    pub _pad0: u32,
+    /// The uid the task really had when `uid` is the owner of that subordinate uid (a user
+    /// namespace's uid, `/etc/subuid`); `NO_NS_UID` otherwise.
+    pub ns_uid: u32,
     /// Destination (for bind: the local address) as IPv4-mapped IPv6 for IPv4.
     pub dst_addr: [u8; 16],
     /// Source address where the hook knows it (egress), else zero.
@@ -428,7 +437,12 @@ pub mod counter {
     pub const EVENTS_SUPPRESSED: u32 = 2;
     /// Events written to the ring buffer.
     pub const EVENTS_SENT: u32 = 3;
-    pub const LEN: u32 = 4;
+    /// Events held back by their uid's budget (each also counted in the uid's `UidHeld`).
+    pub const EVENTS_OVER_BUDGET: u32 = 4;
+    /// Events held back of uids `JUMP_UID_HELD` had no room for (more than `UID_HELD_ENTRIES`
+    /// uids with held events): the only count that cannot name its uid.
+    pub const EVENTS_UNTRACKED: u32 = 5;
+    pub const LEN: u32 = 6;
 }
 
 /// Index of `JUMP_RULE_HITS` (per-CPU array of u64): hits of a rule with an action in a slot.
@@ -437,11 +451,40 @@ pub const fn rule_hit_index(slot: u32, rule_id: u32, action: u8) -> u32 {
     (slot * MAX_RULES + rule_id) * 3 + action as u32
 }
 
+/// `Event::ns_uid` when the decision was made for the task's own uid.
+pub const NO_NS_UID: u32 = u32::MAX;
+
+/// Capacity of `JUMP_SUBUIDS` per slot: aligned uid blocks. A range of 65,536 subordinate uids
+/// splits into at most 32 blocks, so this holds the ranges of thousands of users.
+pub const MAX_SUBUID_BLOCKS: u32 = 65_536;
+
+/// Key data of `JUMP_SUBUIDS` (LPM trie): which user owns a subordinate uid (`/etc/subuid`).
+///
+/// Field order is match order: the slot always matches in full, then the uid by prefix, so a
+/// range compiles to the few aligned blocks that cover it. Both fields are big-endian because
+/// the trie compares bytes in memory order. The prefix length is `SUBUID_FIXED_BITS` + the uid
+/// prefix length (0..=32). Looked up only when `JUMP_USERS` has no entry for a uid, so the
+/// common path (a listed uid) costs nothing more.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubuidKey {
+    pub slot_be: u32,
+    pub uid_be: u32,
+}
+pub const SUBUID_FIXED_BITS: u32 = 32;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SubuidValue {
+    /// The uid whose profile decides, and whom events name.
+    pub owner: u32,
+}
+
 // Compile-time layout checks: both sides compile these, so a drifting layout fails the build.
 const _: () = {
     assert!(core::mem::size_of::<UserKey>() == 8);
     assert!(core::mem::size_of::<UserValue>() == 8);
-    assert!(core::mem::size_of::<Limits>() == 16);
+    assert!(core::mem::size_of::<Limits>() == 24);
     assert!(core::mem::size_of::<RateKey>() == 28);
     assert!(core::mem::size_of::<RateState>() == 16);
     assert!(core::mem::size_of::<DestKey>() == 24);
@@ -455,6 +498,10 @@ const _: () = {
     assert!(core::mem::size_of::<ViaKey>() == 8);
     assert!(core::mem::size_of::<ViaSet>() == 32);
     assert!(core::mem::offset_of!(ViaSet, ifindex) == 4);
+    assert!(core::mem::size_of::<SubuidKey>() == 8);
+    assert!(core::mem::size_of::<SubuidValue>() == 4);
+    assert!(core::mem::offset_of!(SubuidKey, uid_be) == 4);
+    assert!(core::mem::offset_of!(Event, ns_uid) == 52);
 };
 
 #[cfg(feature = "user")]
@@ -476,4 +523,113 @@ mod pod {
     unsafe impl aya::Pod for RateState {}
     unsafe impl aya::Pod for ViaKey {}
     unsafe impl aya::Pod for ViaSet {}
+    unsafe impl aya::Pod for UidHeld {}
+    unsafe impl aya::Pod for UidSketch {}
+    unsafe impl aya::Pod for SubuidKey {}
+    unsafe impl aya::Pod for SubuidValue {}
 }
+
+/// How many uids `JUMP_UID_HELD` and `JUMP_UID_SKETCH` track (hash maps, never evicting: an
+/// evicted entry would lose counts). A host has far fewer users with events.
+pub const UID_HELD_ENTRIES: u32 = 65_536;
+
+/// Value of `JUMP_UID_HELD` (hash, uid → this): a uid's event budget and what the kernel held
+/// back of its events instead of sending them. Every wanted decision is exactly one of: sent,
+/// or counted here once (`over_budget`, `similar` or `lost`) with its verdict. The counts only
+/// grow (the kernel adds with atomic instructions; the daemon never writes them), so the daemon
+/// reports differences and nothing is counted twice or lost between reads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct UidHeld {
+    /// The budget's theoretical arrival time (GCRA): the bucket is full when `tat_ns <= now`,
+    /// empty when `tat_ns >= now + uid_burst * uid_interval_ns`.
+    pub tat_ns: u64,
+    /// Held back by the uid's budget.
+    pub over_budget: u64,
+    /// Held back by the per-destination limit (`RateKey`): repeats of an event just sent.
+    pub similar: u64,
+    /// Lost to a full ring buffer.
+    pub lost: u64,
+    /// The verdicts of everything held back (`over_budget + similar + lost`).
+    pub allow: u64,
+    pub deny: u64,
+    pub audit: u64,
+}
+
+/// HyperLogLog registers per uid for the distinct-destination estimate: 64 registers give a
+/// standard error of about 13%, in 64 bytes.
+pub const SKETCH_REGISTERS: usize = 64;
+
+/// Value of `JUMP_UID_SKETCH` (hash, uid → this): when and where to the uid's held events went
+/// since the daemon last reported them (the daemon zeroes it after each report; a race with the
+/// kernel only blurs an estimate, never a count).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UidSketch {
+    /// CLOCK_TAI of the first and the last held event (0: none yet).
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// HyperLogLog registers over (address, port, protocol).
+    pub registers: [u8; SKETCH_REGISTERS],
+}
+
+impl Default for UidSketch {
+    fn default() -> Self {
+        Self {
+            first_ns: 0,
+            last_ns: 0,
+            registers: [0; SKETCH_REGISTERS],
+        }
+    }
+}
+
+/// The destination hash both sides use: the kernel to fill `UidSketch`, tests to predict it.
+/// A 64-bit finaliser (MurmurHash3's fmix64) over the address, port and protocol.
+pub fn dest_hash(addr: &[u8; 16], port: u16, proto: u8) -> u64 {
+    let a = u64::from_le_bytes([
+        addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
+    ]);
+    let b = u64::from_le_bytes([
+        addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15],
+    ]);
+    fmix64(a ^ fmix64(b ^ ((port as u64) << 8 | proto as u64)))
+}
+
+const fn fmix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^= x >> 33;
+    x
+}
+
+/// The register a hash updates and the value it offers (1 + the trailing zeros of the rest,
+/// at most 59). Branch-free and without `trailing_zeros` (BPF has no such instruction): every
+/// branch here would double the paths the verifier walks in each hook.
+pub fn sketch_slot(h: u64) -> (usize, u8) {
+    let index = (h & (SKETCH_REGISTERS as u64 - 1)) as usize;
+    let v = (h >> 6) | 1 << 58;
+    // The bits below the lowest set bit, counted (SWAR popcount).
+    let mut x = (v & v.wrapping_neg()) - 1;
+    x -= (x >> 1) & 0x5555_5555_5555_5555;
+    x = (x & 0x3333_3333_3333_3333) + ((x >> 2) & 0x3333_3333_3333_3333);
+    x = (x + (x >> 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+    let zeros = x.wrapping_mul(0x0101_0101_0101_0101) >> 56;
+    (index, zeros as u8 + 1)
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<UidHeld>() == 56);
+    assert!(core::mem::size_of::<UidSketch>() == 16 + SKETCH_REGISTERS);
+    assert!(core::mem::offset_of!(UidHeld, tat_ns) == 0);
+    assert!(core::mem::offset_of!(UidHeld, over_budget) == 8);
+    assert!(core::mem::offset_of!(UidHeld, similar) == 16);
+    assert!(core::mem::offset_of!(UidHeld, lost) == 24);
+    assert!(core::mem::offset_of!(UidHeld, allow) == 32);
+    assert!(core::mem::offset_of!(UidHeld, deny) == 40);
+    assert!(core::mem::offset_of!(UidHeld, audit) == 48);
+    assert!(core::mem::offset_of!(UidSketch, registers) == 16);
+    assert!(core::mem::offset_of!(Limits, uid_burst) == 12);
+    assert!(core::mem::offset_of!(Limits, uid_interval_ns) == 16);
+};

@@ -16,11 +16,15 @@
 //! | netns_probe              | never attached: run once by jumpd to learn its namespace       |
 #![no_std]
 #![no_main]
+// `atomic_xadd` for exact per-uid counts (emit.rs); the eBPF build runs with RUSTC_BOOTSTRAP.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod ctx;
 mod emit;
 mod lookup;
 mod maps;
+mod subuid;
 mod path;
 mod sockopt;
 
@@ -35,7 +39,7 @@ use aya_ebpf::{
     Global,
 };
 use aya_log_ebpf::debug;
-use jump_common::{action, counter, hook, profile_flags, proto};
+use jump_common::{action, counter, hook, profile_flags, proto, NO_NS_UID};
 use lookup::Decision;
 
 /// Return values of every hook here: 1 lets the call (or packet) through; 0 fails the call
@@ -143,7 +147,7 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
         None => ctx.get_socket_uid(),
     };
     // Softirq context: no meaningful current task, so only the socket's uid is known.
-    let who = emit::Origin { uid, gid: 0, pid: 0, login_uid: u32::MAX, session_id: u32::MAX, comm: [0; 16] };
+    let who = emit::Origin { uid, ns_uid: NO_NS_UID, gid: 0, pid: 0, login_uid: u32::MAX, session_id: u32::MAX, comm: [0; 16] };
     // One `record` call site: each inlined copy costs its event's stack.
     let (why, d) = match path::refusal(&ctx, &p) {
         Some(why) => (why, lookup::flags(uid).1),
@@ -165,11 +169,19 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
             let d = lookup::decide(uid, &p.dst);
             if d.action == action::DENY {
                 (hook::EGRESS, d)
-            } else if path::via_holds(&d, p.ifindex) {
+            } else if path::via_holds(d.slot, d.rule_id, p.ifindex) {
                 return PASS;
             } else {
                 // The deciding rule's `via` does not name the interface the packet leaves on.
-                (hook::EGRESS_INTERFACE, Decision { action: action::DENY, ..d })
+                let deny = Decision {
+                    slot: d.slot,
+                    uid: d.uid,
+                    action: action::DENY,
+                    rule_id: d.rule_id,
+                    generation: d.generation,
+                    log_mode: d.log_mode,
+                };
+                (hook::EGRESS_INTERFACE, deny)
             }
         }
     };
@@ -215,6 +227,7 @@ fn current() -> emit::Origin {
     let (login_uid, session_id) = audit_ids();
     emit::Origin {
         uid: uid_gid as u32,
+        ns_uid: NO_NS_UID,
         gid: (uid_gid >> 32) as u32,
         pid: (bpf_get_current_pid_tgid() >> 32) as u32,
         login_uid,
@@ -230,7 +243,14 @@ fn record(hook: u8, who: &emit::Origin, dest: &ctx::Dest, src_port: u16, d: &Dec
     emit::count(counter::DECISIONS);
     emit::count_hit(d);
     if emit::wanted(d) {
-        emit::emit(hook, who, dest, src_port, d);
+        if d.uid != who.uid {
+            // Decided as the owner of a subordinate uid: the event names the owner (also for
+            // the rate limit, so a user's 65,536 subordinate uids share one budget).
+            let who = emit::Origin { uid: d.uid, ns_uid: who.uid, ..*who };
+            emit::emit(hook, &who, dest, src_port, d);
+        } else {
+            emit::emit(hook, who, dest, src_port, d);
+        }
     }
 }
 

@@ -11,7 +11,8 @@ use aya_ebpf::{
 };
 use jump_common::{
     counter, DestKey, DestValue, Event, Limits, PortKey, PortValue, RateKey, RateState,
-    SlotConfig, UserKey, UserValue, ViaKey, ViaSet, MAX_LOCAL_ADDRS, MAX_VIA_RULES, OWNER_SOCKETS, RATE_KEYS,
+    SlotConfig, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, ViaKey, ViaSet,
+    MAX_LOCAL_ADDRS, MAX_SUBUID_BLOCKS, MAX_VIA_RULES, OWNER_SOCKETS, RATE_KEYS, UID_HELD_ENTRIES,
     Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, MAX_RULES, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
 };
 
@@ -59,6 +60,22 @@ pub static JUMP_RATE: LruHashMap<RateKey, RateState> =
 #[map]
 pub static JUMP_OWNERS: LruHashMap<u64, u32> =
     LruHashMap::pinned(OWNER_SOCKETS, BPF_F_NO_COMMON_LRU);
+
+// Plain hash maps, not LRU: an evicted entry would lose a uid's counts.
+#[map]
+pub static JUMP_UID_HELD: HashMap<u32, UidHeld> = HashMap::pinned(UID_HELD_ENTRIES, 0);
+
+#[map]
+pub static JUMP_UID_SKETCH: HashMap<u32, UidSketch> = HashMap::pinned(UID_HELD_ENTRIES, 0);
+
+// Written by the daemon only: the counts of `JUMP_UID_HELD` it has reported, pinned so that a
+// restarted daemon reports exactly what the previous one had not (including what was held
+// while no daemon ran).
+#[map]
+pub static JUMP_UID_REPORTED: HashMap<u32, UidHeld> = HashMap::pinned(UID_HELD_ENTRIES, 0);
+#[map]
+pub static JUMP_SUBUIDS: LpmTrie<SubuidKey, SubuidValue> =
+    LpmTrie::pinned(MAX_SUBUID_BLOCKS * SLOT_COUNT, 0);
 
 #[map]
 pub static JUMP_LOCAL_ADDRS: HashMap<[u8; 16], u32> = HashMap::pinned(MAX_LOCAL_ADDRS, 0);

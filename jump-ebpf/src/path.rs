@@ -22,7 +22,6 @@ use jump_common::{ViaKey, MAX_VIA_INTERFACES};
 
 use crate::{
     ctx::Packet,
-    lookup::Decision,
     maps::{JUMP_HOST_NETNS, JUMP_LOCAL_ADDRS, JUMP_VIAS},
 };
 
@@ -81,11 +80,12 @@ fn source_is_local(ctx: &SkBuffContext, src: &[u8; 16]) -> bool {
     unsafe { JUMP_LOCAL_ADDRS.get(src) }.is_some()
 }
 
-/// Whether decision `d` holds on interface `ifindex`: always, unless its rule has `via` and
-/// does not name the interface.
+/// Whether a decision by `rule_id` in `slot` holds on interface `ifindex`: always, unless the
+/// rule has `via` and does not name the interface. Scalars in, scalar out: a non-inlined
+/// function's struct arguments left registers unset on some paths for the verifier.
 #[inline(never)]
-pub fn via_holds(d: &Decision, ifindex: u32) -> bool {
-    let Some(set) = JUMP_VIAS.get_ptr(ViaKey { slot: d.slot, rule_id: d.rule_id }) else {
+pub fn via_holds(slot: u32, rule_id: u32, ifindex: u32) -> bool {
+    let Some(set) = JUMP_VIAS.get_ptr(ViaKey { slot, rule_id }) else {
         return true;
     };
     // SAFETY: a pointer into this map's value, read at once.

@@ -3,6 +3,9 @@
 //! property test), and `jumpctl check` uses it to explain the kernel's answer.
 //!
 //! The semantics, in order:
+//! 0. A subordinate uid (`/etc/subuid`) is its owner: a uid in the ranges of exactly one
+//!    owner, that no account has, that no rule names and that is not `ANY_UID`, is decided as
+//!    that owner (`decided_as`); every other uid as itself.
 //! 1. An entry *applies* to a connection when its rule names the uid (or everyone), the rule is
 //!    active at that time (`expires`, `schedule`), the destination is in one of its networks (an
 //!    IPv4-mapped IPv6 address is the IPv4 address; IPv6 networks never hold IPv4 addresses), the
@@ -83,6 +86,26 @@ pub fn entry_applies(e: &Entry, addr: IpAddr, proto: Proto, port: u16) -> bool {
         && (proto == Proto::Icmp || e.ports.iter().any(|&(lo, hi)| lo <= port && port <= hi))
 }
 
+/// (0) The uid a decision for `uid` is made as.
+pub fn decided_as(rules: &RuleSet, uid: u32) -> u32 {
+    let own = uid == jump_common::ANY_UID
+        || rules.accounts.contains(&uid)
+        || rules.rules.iter().any(|r| r.uids.contains(&uid));
+    if own {
+        return uid;
+    }
+    let owners: std::collections::BTreeSet<u32> = rules
+        .subordinates
+        .iter()
+        .filter(|s| s.first <= uid && uid <= s.last)
+        .map(|s| s.owner)
+        .collect();
+    match owners.first() {
+        Some(&owner) if owners.len() == 1 => owner,
+        _ => uid,
+    }
+}
+
 /// The protocol number a multicast join is asked under (IGMP).
 pub const JOIN: u8 = jump_common::proto::IGMP;
 
@@ -100,6 +123,7 @@ pub fn evaluate(
     port: u16,
     at: Timestamp,
 ) -> Decision {
+    let uid = decided_as(rules, uid);
     let mut matches = Vec::new();
     let applies = |e: &Entry| match Proto::from_number(proto) {
         Some(p) => entry_applies(e, addr, p, port),
@@ -179,7 +203,16 @@ pub fn on_interface(rules: &RuleSet, d: Decision, ifindex: u32) -> Decision {
 /// `listen` entry → allowed; else an applying audit-mode one → audit; else refused (rule 0),
 /// whatever `defaults.egress` says. The first rule in file order is reported.
 pub fn evaluate_listen(rules: &RuleSet, uid: u32, proto: u8, port: u16, at: Timestamp) -> Decision {
+    let uid = decided_as(rules, uid);
     let mut matches = Vec::new();
+    // "Port 0 (an ephemeral port) always works" (policies/README.md, `listen`).
+    if port == 0 {
+        return Decision {
+            action: action::ALLOW,
+            rule_id: 0,
+            matches,
+        };
+    }
     if let Some(proto) = Proto::from_number(proto).filter(|&p| p != Proto::Icmp) {
         for r in &rules.rules {
             if !r.applies_to(uid) || !rule_active(r, at) {

@@ -182,15 +182,18 @@ impl Jumpd {
     pub fn wait_generation(&self, generation: u64) {
         let deadline = Instant::now() + Duration::from_secs(10);
         let want = format!("policy generation {generation} loaded");
+        // Scans every line once: under an event storm the "loaded" line can be buried under
+        // thousands of decisions logged after it.
+        let mut seen = 0;
         loop {
-            let found = self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .rev()
-                .take(64)
-                .any(|l| l["message"].as_str().is_some_and(|m| m.starts_with(&want)));
+            let found = {
+                let lines = self.lines.lock().unwrap();
+                let found = lines[seen..]
+                    .iter()
+                    .any(|l| l["message"].as_str().is_some_and(|m| m.starts_with(&want)));
+                seen = lines.len();
+                found
+            };
             if found {
                 return;
             }

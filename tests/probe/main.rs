@@ -3,6 +3,9 @@
 //! created in), `--netns`, then `--uid/--gid` — and then performs one operation, printing one
 //! JSON line: `{"ok":true}` or `{"ok":false,"errno":1,"error":"…"}`.
 //!
+//! `--comm NAME` sets the process's command name (`/proc/self/comm`, as `prctl(PR_SET_NAME)`
+//! does), which the kernel puts in every event: user input, escape sequences and all.
+//!
 //! `--loginuid N` first sets the audit login uid (and so a new audit session), as `pam_loginuid`
 //! does at login, so a later `--uid` is a user acting for another (`su`, `sudo`). `--linger`
 //! keeps the process alive after its verdict until stdin closes, so the daemon can still read
@@ -69,7 +72,11 @@ fn place(args: &mut Vec<String>) -> Result<Who, String> {
     let uid = take_flag(args, "--uid");
     let gid = take_flag(args, "--gid");
     let loginuid = take_flag(args, "--loginuid");
+    let comm = take_flag(args, "--comm");
     join(cgroup.as_deref(), netns.as_deref())?;
+    if let Some(c) = comm {
+        std::fs::write("/proc/self/comm", &c).map_err(|e| format!("set comm {c:?}: {e}"))?;
+    }
     if let Some(l) = loginuid {
         // Needs CAP_AUDIT_CONTROL, so before the uid changes.
         std::fs::write("/proc/self/loginuid", &l).map_err(|e| format!("set loginuid {l}: {e}"))?;

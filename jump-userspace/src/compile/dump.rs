@@ -68,6 +68,14 @@ pub fn dump(image: &MapImage) -> String {
         };
         let _ = writeln!(s, "  {uid} -> profile {profile}");
     }
+    // Only where there are some, so dumps of hosts without /etc/subuid entries stay as they were.
+    if !image.subuids.is_empty() {
+        let _ = writeln!(s, "subordinate uids:");
+        for b in &image.subuids {
+            let last = u64::from(b.first) | (u64::from(u32::MAX) >> b.bits);
+            let _ = writeln!(s, "  {}-{last} (/{}) -> {}", b.first, b.bits, b.owner);
+        }
+    }
     let _ = writeln!(s, "windows:");
     for (i, w) in image.windows.iter().enumerate().skip(1) {
         let iv: Vec<String> = w

@@ -21,6 +21,7 @@ pub mod directory;
 pub mod dump;
 pub mod image;
 pub mod resolve;
+pub mod subuid;
 pub mod time;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,7 +33,7 @@ use jump_common::{
 
 pub use directory::{Directory, FakeDirectory, SystemDirectory};
 use image::{DestEntry, Intervals, MapImage, PortEntry, RuleInfo};
-pub use resolve::{resolve, EffRule, RuleSet};
+pub use resolve::{resolve, EffRule, RuleSet, Subordinate, Vanished};
 
 use crate::policy::{Diagnostic, Mode, Policy, PolicyErrors, Proto};
 
@@ -60,8 +61,19 @@ pub fn compile_full(
     dir: &dyn Directory,
     now: jiff::Timestamp,
 ) -> Result<Compiled, PolicyErrors> {
-    let rules = resolve(policy, dir)?;
-    let (image, warnings) = compile_rules(&rules, now)?;
+    compile_with(policy, dir, now, Vanished::Error)
+}
+
+/// `compile_full`, letting the principals in `vanished` be gone (jumpd at runtime).
+pub fn compile_with(
+    policy: &Policy,
+    dir: &dyn Directory,
+    now: jiff::Timestamp,
+    vanished: Vanished,
+) -> Result<Compiled, PolicyErrors> {
+    let (rules, mut warnings) = resolve::resolve_with(policy, dir, vanished)?;
+    let (image, more) = compile_rules(&rules, now)?;
+    warnings.extend(more);
     Ok(Compiled {
         image,
         rules,
@@ -464,6 +476,11 @@ pub fn compile_rules(
 
     // Atoms, per rule: (atom id, network) pairs; inactive rules get none.
     let mut rule_atoms: Vec<Vec<(u32, IpNet)>> = Vec::with_capacity(rules.rules.len());
+    // Per map, the first rule (index) at which it overflowed: capacity errors point at it.
+    let mut overflow_at: BTreeMap<&'static str, usize> = BTreeMap::new();
+    if rules.rules.len() + 1 > jump_common::MAX_RULES as usize {
+        overflow_at.insert("rule", jump_common::MAX_RULES as usize - 1);
+    }
     let mut listen_atoms: Vec<Vec<u32>> = vec![Vec::new(); rules.rules.len()];
     let mut active = vec![false; rules.rules.len()];
     for (i, r) in rules.rules.iter().enumerate() {
@@ -471,7 +488,13 @@ pub fn compile_rules(
         let window = match time::rule_window(r.expires, r.schedule.as_ref(), now) {
             None => Some(WINDOW_ALWAYS),
             Some(iv) if iv.is_empty() => None,
-            Some(iv) => Some(b.window_id(iv)),
+            Some(iv) => {
+                let id = b.window_id(iv);
+                if id as usize >= MAX_WINDOWS as usize {
+                    overflow_at.entry("time window").or_insert(i);
+                }
+                Some(id)
+            }
         };
         let Some(window) = window else {
             if let Some(span) = &r.span {
@@ -566,17 +589,37 @@ pub fn compile_rules(
         b.profile(p, &lists, &listen);
         p
     };
+    let note = |b: &Builder, overflow_at: &mut BTreeMap<&'static str, usize>, rule: usize| {
+        for (what, need, limit) in [
+            ("user", b.image.users.len(), jump_common::MAX_USERS as usize),
+            (
+                "destination",
+                b.image.dests.len(),
+                jump_common::MAX_DESTS as usize,
+            ),
+            ("port", b.image.ports.len(), jump_common::MAX_PORTS as usize),
+        ] {
+            if need > limit {
+                overflow_at.entry(what).or_insert(rule);
+            }
+        }
+    };
     if !everyone.is_empty() {
         let p = build(&mut b, &everyone);
         b.image.users.insert(ANY_UID, p);
+        note(&b, &mut overflow_at, everyone[everyone.len() - 1]);
     }
     for (uid, own) in per_uid {
+        let first_own = own[0];
         let mut set = everyone.clone();
         set.extend(own);
         set.sort_unstable();
         let p = build(&mut b, &set);
         b.image.users.insert(uid, p);
+        note(&b, &mut overflow_at, first_own);
     }
+
+    b.image.subuids = subuid::blocks(rules);
 
     // The kernel maps are sized per slot; an image that does not fit is refused here, where
     // `jumpctl validate` reports it, rather than half-written by the daemon.
@@ -590,12 +633,23 @@ pub fn compile_rules(
         ("port", b.image.ports.len(), jump_common::MAX_PORTS as usize),
         ("time window", b.windows.len(), MAX_WINDOWS as usize),
         ("rule", b.image.rules.len(), jump_common::MAX_RULES as usize),
+        (
+            "subordinate uid",
+            b.image.subuids.len(),
+            jump_common::MAX_SUBUID_BLOCKS as usize,
+        ),
     ] {
         if need > limit {
+            // The rule at which the map overflowed (or the first with a position after it:
+            // the synthetic loopback rule has none).
+            let span = overflow_at
+                .get(what)
+                .and_then(|&i| rules.rules[i..].iter().find_map(|r| r.span.clone()))
+                .unwrap_or_default();
             b.errors.push(
                 Diagnostic::error(
-                    crate::policy::Span::default(),
-                    format!("the compiled policy needs {need} {what} entries, more than the kernel map holds ({limit})"),
+                    span,
+                    format!("the compiled policy needs {need} {what} entries, more than the kernel map holds ({limit}); it overflows at this rule"),
                 )
                 .with_help("users with identical rules share entries: grant to groups rather than to many individual users"),
             );

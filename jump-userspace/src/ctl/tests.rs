@@ -225,3 +225,32 @@ fn schema_subcommand_prints_the_schema() {
         policy::schema::json_schema()
     );
 }
+
+#[test]
+fn check_listen_on_port_0_answers_as_the_bind_hook() {
+    let (code, out, err) = run_check(&policies(), "alice", "listen:0", false);
+    assert_eq!((code, err.as_str()), (exit::OK, ""), "{out}");
+    assert_eq!(
+        out,
+        "allow: alice (uid 1000) → listen:0/tcp at 2026-11-23T08:00:00Z\n  port 0 asks the kernel for an ephemeral port: binding it is always allowed\n"
+    );
+}
+
+#[test]
+fn check_at_refuses_times_the_kernel_cannot_express() {
+    for at in [
+        "1969-12-31T23:59:59Z",
+        "2555-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+    ] {
+        let e = parse_time(at).unwrap_err();
+        assert_eq!(
+            e,
+            format!("invalid time `{at}`: out of range; a time must be between 1970-01-01T00:00:00Z and 2554-07-21T23:34:33Z, what the kernel's clock can express")
+        );
+    }
+    assert_eq!(
+        parse_time("2026-01-01T00:00:00+25:00").unwrap_err(),
+        "invalid time `2026-01-01T00:00:00+25:00`: the offset is out of range; RFC 3339 offsets run from -23:59 to +23:59"
+    );
+}

@@ -174,10 +174,35 @@ pub struct Counters {
     pub decisions: u64,
     pub events_sent: u64,
     pub events_suppressed: u64,
+    /// Held back by their uid's event budget (summarised per uid).
+    #[serde(default)]
+    pub events_over_budget: u64,
     /// Lost in the kernel: the ring buffer was full.
     pub events_dropped: u64,
     /// Followers disconnected for being too slow.
     pub followers_dropped: u64,
+    /// Times the maps were found rewritten behind jumpd's back (and restored).
+    #[serde(default)]
+    pub maps_tampered: u64,
+}
+
+/// The tamper check of the maps jumpd owns (`datapath::integrity`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Integrity {
+    /// Read-backs done.
+    pub checks: u64,
+    pub last_check_at: Option<String>,
+    pub last_tampering: Option<Tampering>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tampering {
+    pub at: String,
+    pub generation: u64,
+    /// What differed, one line per map.
+    pub what: Vec<String>,
+    /// Whether the maps read back as written after the restore.
+    pub restored: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +224,8 @@ pub struct Status {
     pub counters: Counters,
     pub capabilities: Vec<String>,
     pub watching: Vec<String>,
+    #[serde(default)]
+    pub integrity: Integrity,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -632,6 +659,7 @@ mod tests {
             verdict,
             uid,
             user: user.into(),
+            ns_uid: None,
             gid: uid,
             pid: 1,
             comm: String::new(),

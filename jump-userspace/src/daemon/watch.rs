@@ -1,6 +1,7 @@
 //! Reload triggers from the file system: inotify on the policy directory and on /etc (for
 //! `passwd` and `group`, which tools such as `useradd` and `gpasswd` replace by rename, so the
-//! directory is watched, not the files). Bursts are debounced: the reload runs `DEBOUNCE` after
+//! directory is watched, not the files), and on the directory of the subordinate uid file
+//! (`/etc/subuid`, which `usermod --add-subuids` replaces the same way). Bursts are debounced: the reload runs `DEBOUNCE` after
 //! the last relevant change, naming the files that changed.
 
 use std::{
@@ -28,27 +29,37 @@ impl AsRawFd for Fd {
 }
 
 /// Which watched directory an event came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Dir {
     Policy,
-    Etc,
+    /// /etc, and the subordinate uid file's name when it lives there.
+    Etc(Option<String>),
+    /// The subordinate uid file's directory, and the file's name, when it is not /etc.
+    Subuid(String),
 }
 
 /// Whether a change to `name` in `dir` can change the compiled policy. Editors' swap and backup
 /// files are ignored; a rename into place reports the final name.
-fn relevant(dir: Dir, name: &OsStr) -> bool {
+fn relevant(dir: &Dir, name: &OsStr) -> bool {
     let name = name.to_string_lossy();
     match dir {
         Dir::Policy => {
             !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml"))
         }
-        Dir::Etc => ETC_FILES.contains(&name.as_ref()),
+        Dir::Etc(subuid) => {
+            ETC_FILES.contains(&name.as_ref()) || subuid.as_deref() == Some(name.as_ref())
+        }
+        Dir::Subuid(file) => *file == name,
     }
 }
 
 /// Starts watching; returns the paths watched. Changes arrive on `tx` as the trigger text
 /// (`watch: /etc/group`).
-pub fn start(policy_dir: &Path, tx: mpsc::Sender<String>) -> anyhow::Result<Vec<String>> {
+pub fn start(
+    policy_dir: &Path,
+    subuid: &Path,
+    tx: mpsc::Sender<String>,
+) -> anyhow::Result<Vec<String>> {
     let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
     let flags = AddWatchFlags::IN_CLOSE_WRITE
         | AddWatchFlags::IN_MOVED_TO
@@ -62,23 +73,42 @@ pub fn start(policy_dir: &Path, tx: mpsc::Sender<String>) -> anyhow::Result<Vec<
     let etc_wd = ino
         .add_watch(ETC, flags)
         .map_err(|e| anyhow::anyhow!("failed to watch `{ETC}`: {e}"))?;
-    let watched = vec![
+    let mut watched = vec![
         policy_dir.display().to_string(),
         format!("{ETC}/passwd"),
         format!("{ETC}/group"),
+        subuid.display().to_string(),
     ];
+    let subuid_dir = subuid
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let subuid_name = subuid
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut dirs = vec![(policy_wd, Dir::Policy, policy_dir.to_path_buf())];
+    if subuid_dir == Path::new(ETC) {
+        dirs.push((etc_wd, Dir::Etc(Some(subuid_name)), PathBuf::from(ETC)));
+    } else {
+        dirs.push((etc_wd, Dir::Etc(None), PathBuf::from(ETC)));
+        match ino.add_watch(subuid_dir, flags) {
+            Ok(wd) => dirs.push((wd, Dir::Subuid(subuid_name), subuid_dir.to_path_buf())),
+            // No directory, no subordinate uids: nothing to follow until jumpd restarts.
+            Err(e) => {
+                tracing::warn!("not watching `{}`: {e}", subuid_dir.display());
+                watched.pop();
+            }
+        }
+    }
     let fd = super::async_fd(Fd(ino))?;
-    let dirs = [
-        (policy_wd, Dir::Policy, policy_dir.to_path_buf()),
-        (etc_wd, Dir::Etc, PathBuf::from(ETC)),
-    ];
     tokio::spawn(run(fd, dirs, tx));
     Ok(watched)
 }
 
 async fn run(
     mut fd: AsyncFd<Fd>,
-    dirs: [(WatchDescriptor, Dir, PathBuf); 2],
+    dirs: Vec<(WatchDescriptor, Dir, PathBuf)>,
     tx: mpsc::Sender<String>,
 ) {
     let mut pending: BTreeSet<String> = BTreeSet::new();
@@ -104,7 +134,7 @@ async fn run(
                                 continue;
                             };
                             let Some(name) = &e.name else { continue };
-                            if relevant(*dir, name) {
+                            if relevant(dir, name) {
                                 pending.insert(path.join(name).display().to_string());
                             }
                         }
@@ -136,19 +166,25 @@ mod tests {
 
     #[test]
     fn only_policy_yaml_and_passwd_group_are_relevant() {
-        let r = |d, n: &str| relevant(d, OsStr::new(n));
+        let r = |d: Dir, n: &str| relevant(&d, OsStr::new(n));
+        let etc = || Dir::Etc(Some("subuid".into()));
         assert!(r(Dir::Policy, "20-access.yaml"));
         assert!(r(Dir::Policy, "x.yml"));
         assert!(!r(Dir::Policy, ".20-access.yaml.swp"));
         assert!(!r(Dir::Policy, "20-access.yaml~"));
         assert!(!r(Dir::Policy, "README.md"));
-        assert!(r(Dir::Etc, "group"));
-        assert!(r(Dir::Etc, "passwd"));
-        assert!(!r(Dir::Etc, "group-"), "the backup useradd leaves");
+        assert!(r(etc(), "group"));
+        assert!(r(etc(), "passwd"));
+        assert!(r(etc(), "subuid"));
         assert!(
-            !r(Dir::Etc, "group+"),
-            "the temporary file before the rename"
+            !r(Dir::Etc(None), "subuid"),
+            "a subuid file elsewhere is watched there"
         );
-        assert!(!r(Dir::Etc, "shadow"));
+        assert!(!r(etc(), "subuid-"), "the backup usermod leaves");
+        assert!(!r(etc(), "group-"), "the backup useradd leaves");
+        assert!(!r(etc(), "group+"), "the temporary file before the rename");
+        assert!(!r(etc(), "shadow"));
+        assert!(r(Dir::Subuid("ids".into()), "ids"));
+        assert!(!r(Dir::Subuid("ids".into()), "ids.tmp"));
     }
 }

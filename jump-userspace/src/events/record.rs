@@ -14,7 +14,10 @@ use super::proc::{Proc, UNSET};
 use jump_common::{action, hook, proto, Event};
 use serde::Serialize;
 
-use crate::compile::image::RuleInfo;
+use crate::{
+    compile::image::RuleInfo,
+    escape::{escape, escape_word},
+};
 
 /// One decision, as every sink writes it. Field names are the journald fields without the
 /// `JUMP_` prefix, lower-case. `None` means "not known" and the field is left out (here and
@@ -24,6 +27,9 @@ pub struct Record {
     pub verdict: &'static str,
     pub uid: u32,
     pub user: String,
+    /// The task's own uid where `uid` is the owner of that subordinate uid (a user namespace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns_uid: Option<u32>,
     pub gid: u32,
     pub pid: u32,
     pub comm: String,
@@ -60,26 +66,31 @@ pub struct Record {
 
 impl Record {
     /// `deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl`,
-    /// followed by ` login=bob(1000)` when someone else logged in, and ` suppressed=N` when the
-    /// kernel held back similar events before this one.
+    /// with ` as 165536` after the user when the task ran as one of the user's subordinate
+    /// uids, followed by ` login=bob(1000)` when someone else logged in, and ` suppressed=N`
+    /// when the kernel held back similar events before this one.
+    ///
+    /// User-controlled text (names, the command, the rule) is escaped (`crate::escape`): this
+    /// line is what people read, in the journal, the text sink and `jumpctl events`.
     pub fn message(&self) -> String {
+        let ns = self.ns_uid.map(|u| format!(" as {u}")).unwrap_or_default();
         let mut m = format!(
-            "{} {}({}) -> {}/{} rule={} hook={} pid={} comm={}",
+            "{} {}({}){ns} -> {}/{} rule={} hook={} pid={} comm={}",
             self.verdict,
-            self.user,
+            escape_word(&self.user),
             self.uid,
             socket_addr(self.dst_addr, self.dst_port),
             self.proto,
-            self.rule,
+            escape(&self.rule),
             self.hook,
             self.pid,
-            self.comm
+            escape_word(&self.comm)
         );
         if let Some(option) = self.option {
             m.push_str(&format!(" option={option}"));
         }
         if let Some(login) = self.login_uid.filter(|l| *l != self.uid) {
-            let name = self.login_user.as_deref().unwrap_or("?");
+            let name = escape_word(self.login_user.as_deref().unwrap_or("?"));
             m.push_str(&format!(" login={name}({login})"));
         }
         if self.suppressed > 0 {
@@ -270,6 +281,7 @@ impl Enricher {
             verdict: verdict_name(e.action),
             uid,
             user,
+            ns_uid: (e.ns_uid != jump_common::NO_NS_UID).then_some(e.ns_uid),
             gid: e.gid,
             pid: e.pid,
             comm: String::from_utf8_lossy(&e.comm[..comm_len]).into_owned(),
@@ -305,6 +317,7 @@ mod tests {
             verdict: "deny",
             uid: 1001,
             user: "alice".into(),
+            ns_uid: None,
             gid: 1001,
             pid: 4711,
             comm: "curl".into(),
@@ -339,7 +352,7 @@ mod tests {
             login_uid: UNSET,
             session_id: UNSET,
             suppressed: 0,
-            _pad0: 0,
+            ns_uid: jump_common::NO_NS_UID,
             dst_addr: "::ffff:198.51.100.10".parse::<Ipv6Addr>().unwrap().octets(),
             src_addr: [0; 16],
             dst_port: 22,
@@ -415,6 +428,46 @@ mod tests {
             record().message(),
             "an unknown login uid adds nothing"
         );
+    }
+
+    #[test]
+    fn a_command_name_cannot_forge_or_erase_a_line_but_the_field_keeps_it() {
+        let comm = "x\n\x1b[2Kdeny";
+        let r = Record {
+            comm: comm.into(),
+            user: "ev il".into(),
+            rule: "r\x1b[1A".into(),
+            ..record()
+        };
+        let m = r.message();
+        assert_eq!(
+            m,
+            "deny ev\\x20il(1001) -> 203.0.113.7:443/tcp rule=r\\e[1A hook=connect4 pid=4711 comm=x\\n\\e[2Kdeny"
+        );
+        assert!(
+            !m.contains(['\n', '\x1b']),
+            "one line, no escape sequence: {m:?}"
+        );
+        assert_eq!(r.comm, comm, "the structured field keeps the exact text");
+        let fake = FakeProc::new("comm");
+        let mut e = event();
+        e.comm[..14].copy_from_slice(b"x\n\x1b[2Kdeny\0\0\0\0");
+        assert_eq!(enricher(&fake).record(&e).comm, comm);
+    }
+
+    #[test]
+    fn a_subordinate_uid_is_named_after_its_owner() {
+        let fake = FakeProc::new("subuid");
+        let r = enricher(&fake).record(&Event {
+            ns_uid: 165_536,
+            ..event()
+        });
+        assert_eq!((r.uid, r.ns_uid), (1001, Some(165_536)));
+        assert_eq!(
+            r.message(),
+            "deny alice(1001) as 165536 -> 198.51.100.10:22/tcp rule=default hook=connect6 pid=4711 comm=curl"
+        );
+        assert_eq!(enricher(&fake).record(&event()).ns_uid, None);
     }
 
     #[test]
