@@ -484,13 +484,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
             guard = addr_watch.readable_mut() => {
                 let mut guard = guard?;
-                if addrs::drain(guard.get_inner()) {
+                let changes = addrs::drain(guard.get_inner());
+                guard.clear_ready();
+                if changes.addresses || changes.links {
                     match addrs::local().and_then(|a| kernel.set_local_addrs(&a)) {
                         Ok(()) => tracing::debug!("local addresses updated"),
                         Err(e) => tracing::error!("failed to update the local addresses: {e:#}"),
                     }
                 }
-                guard.clear_ready();
+                // `via` names interfaces; their indexes are resolved when the policy compiles.
+                let uses_via = st.active.as_ref().is_some_and(|a| !a.compiled.image.vias.is_empty());
+                if changes.links && uses_via {
+                    reload(&mut kernel, &mut st, &opts, "interfaces");
+                }
             }
             _ = hup.recv() => reload(&mut kernel, &mut st, &opts, "sighup"),
             Some(trigger) = watch_rx.recv() => reload(&mut kernel, &mut st, &opts, &trigger),
