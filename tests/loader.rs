@@ -219,16 +219,19 @@ fn a_file_rewritten_in_place_is_never_applied_half_written() {
     std::thread::sleep(Duration::from_millis(1500));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     hups.join().unwrap();
+    // Each SIGHUP that read the whole file found the policy unchanged (no new generation); a
+    // half-written file would have compiled to a different policy and loaded.
+    let unchanged = j
+        .lines()
+        .iter()
+        .filter(|l| l["jump_policy_unchanged"] == true)
+        .count();
+    assert!(unchanged >= 3, "the SIGHUPs did reload: {unchanged}");
     let loaded = loaded_lines(&j);
-    assert!(
-        loaded.len() >= 3,
-        "the SIGHUPs did reload: {}",
-        loaded.len()
-    );
     for l in &loaded {
         // grant, block and the built-in loopback rule.
         assert_eq!(
-            l["rules"], 3,
+            l["jump_rules"], 3,
             "every generation has both rules; a half-written deny file was applied: {l}"
         );
     }
@@ -272,9 +275,12 @@ fn a_deleted_account_loses_its_grants_in_the_next_generation() {
             .as_str()
             .is_some_and(|m| m.contains(&format!("user `{name}` no longer exists")))
     });
-    // Reloads are not frozen by the name: the next one still installs.
+    // Reloads are not frozen by the name: the next one still succeeds (the policy compiles
+    // as before, so it keeps generation 2 rather than being rejected).
     j.signal(Signal::SIGHUP);
-    j.wait_generation(3);
+    j.wait_line("the SIGHUP reload succeeding", |l| {
+        l["jump_policy_unchanged"] == true && l["jump_policy_generation"] == 2
+    });
     let (code, _, err) = jumpctl(
         &bins,
         j.socket(),
