@@ -39,7 +39,7 @@ use aya_ebpf::{
     Global,
 };
 use aya_log_ebpf::debug;
-use jump_common::{action, counter, hook, profile_flags, proto, NO_NS_UID};
+use jump_common::{action, counter, hook, profile_flags, proto};
 use lookup::Decision;
 
 /// Return values of every hook here: 1 lets the call (or packet) through; 0 fails the call
@@ -147,7 +147,7 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
         None => ctx.get_socket_uid(),
     };
     // Softirq context: no meaningful current task, so only the socket's uid is known.
-    let who = emit::Origin { uid, ns_uid: NO_NS_UID, gid: 0, pid: 0, login_uid: u32::MAX, session_id: u32::MAX, comm: [0; 16] };
+    let who = emit::Origin { uid, gid: 0, pid: 0, login_uid: u32::MAX, session_id: u32::MAX, comm: [0; 16] };
     // One `record` call site: each inlined copy costs its event's stack.
     let (why, d) = match path::refusal(&ctx, &p) {
         Some(why) => (why, lookup::flags(uid).1),
@@ -227,7 +227,6 @@ fn current() -> emit::Origin {
     let (login_uid, session_id) = audit_ids();
     emit::Origin {
         uid: uid_gid as u32,
-        ns_uid: NO_NS_UID,
         gid: (uid_gid >> 32) as u32,
         pid: (bpf_get_current_pid_tgid() >> 32) as u32,
         login_uid,
@@ -243,14 +242,7 @@ fn record(hook: u8, who: &emit::Origin, dest: &ctx::Dest, src_port: u16, d: &Dec
     emit::count(counter::DECISIONS);
     emit::count_hit(d);
     if emit::wanted(d) {
-        if d.uid != who.uid {
-            // Decided as the owner of a subordinate uid: the event names the owner (also for
-            // the rate limit, so a user's 65,536 subordinate uids share one budget).
-            let who = emit::Origin { uid: d.uid, ns_uid: who.uid, ..*who };
-            emit::emit(hook, &who, dest, src_port, d);
-        } else {
-            emit::emit(hook, who, dest, src_port, d);
-        }
+        emit::emit(hook, who, dest, src_port, d);
     }
 }
 

@@ -7,7 +7,9 @@
 //! does), which the kernel puts in every event: user input, escape sequences and all.
 //!
 //! `--loginuid N` first sets the audit login uid (and so a new audit session), as `pam_loginuid`
-//! does at login, so a later `--uid` is a user acting for another (`su`, `sudo`). `--linger`
+//! does at login, so a later `--uid` is a user acting for another (`su`, `sudo`).
+//! `--forge-loginuid N` sets it only after `--uid` took effect: an unprivileged process whose
+//! login uid is unset claiming to be someone (the kernel allows that once). `--linger`
 //! keeps the process alive after its verdict until stdin closes, so the daemon can still read
 //! its `/proc` entry.
 //!
@@ -57,6 +59,7 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 struct Who {
     uid: Option<String>,
     gid: Option<String>,
+    forge_loginuid: Option<String>,
 }
 
 /// `--linger`: wait for stdin to close after reporting.
@@ -72,6 +75,7 @@ fn place(args: &mut Vec<String>) -> Result<Who, String> {
     let uid = take_flag(args, "--uid");
     let gid = take_flag(args, "--gid");
     let loginuid = take_flag(args, "--loginuid");
+    let forge_loginuid = take_flag(args, "--forge-loginuid");
     let comm = take_flag(args, "--comm");
     join(cgroup.as_deref(), netns.as_deref())?;
     if let Some(c) = comm {
@@ -81,11 +85,23 @@ fn place(args: &mut Vec<String>) -> Result<Who, String> {
         // Needs CAP_AUDIT_CONTROL, so before the uid changes.
         std::fs::write("/proc/self/loginuid", &l).map_err(|e| format!("set loginuid {l}: {e}"))?;
     }
-    Ok(Who { uid, gid })
+    Ok(Who {
+        uid,
+        gid,
+        forge_loginuid,
+    })
 }
 
 fn become_user(who: Who) -> Result<(), String> {
-    jump_tests::place::become_user(who.uid.as_deref(), who.gid.as_deref())
+    jump_tests::place::become_user(who.uid.as_deref(), who.gid.as_deref())?;
+    if let Some(l) = who.forge_loginuid {
+        // A uid change makes a process non-dumpable, and then its /proc files belong to root;
+        // a user's ordinary process (what the attacker has) is dumpable.
+        nix::sys::prctl::set_dumpable(true).map_err(|e| format!("set dumpable: {e}"))?;
+        std::fs::write("/proc/self/loginuid", &l)
+            .map_err(|e| format!("forge loginuid {l}: {e}"))?;
+    }
+    Ok(())
 }
 
 fn report(r: std::io::Result<()>) -> ! {

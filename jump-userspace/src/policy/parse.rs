@@ -38,9 +38,15 @@ pub(crate) const SCHEDULE_KEYS: &[&str] = &["days", "hours", "tz"];
 /// Names the rule table uses for its synthetic entries.
 pub(crate) const RESERVED_RULE_NAMES: &[&str] = &["default", "loopback"];
 
+/// Errors (and warnings) kept per policy; more are counted, not kept, so a hostile file of a
+/// million mistakes costs no more memory than a few thousand.
+pub(crate) const MAX_ERRORS: usize = 1000;
+
 struct Ctx {
     file: Arc<str>,
     errors: Vec<Diagnostic>,
+    /// Errors beyond `MAX_ERRORS`, counted only.
+    dropped: usize,
 }
 
 impl Ctx {
@@ -48,15 +54,22 @@ impl Ctx {
         Span::new(&self.file, n.pos.line, n.pos.col)
     }
 
+    fn push(&mut self, d: Diagnostic) {
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(d);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
     fn err(&mut self, n: &Node, msg: impl Into<String>) {
         let span = self.span(n);
-        self.errors.push(Diagnostic::error(span, msg));
+        self.push(Diagnostic::error(span, msg));
     }
 
     fn err_help(&mut self, n: &Node, msg: impl Into<String>, help: impl Into<String>) {
         let span = self.span(n);
-        self.errors
-            .push(Diagnostic::error(span, msg).with_help(help));
+        self.push(Diagnostic::error(span, msg).with_help(help));
     }
 
     fn wrong_type(&mut self, n: &Node, what: &str, expected: &str) {
@@ -169,6 +182,7 @@ pub(crate) fn parse_files(
     files: &[(String, String)],
 ) -> Result<(Policy, Vec<Diagnostic>), PolicyErrors> {
     let mut errors = Vec::new();
+    let mut dropped = 0;
     let mut warnings = Vec::new();
     let mut defaults = Defaults::default();
     let mut defaults_seen: HashMap<&'static str, Span> = HashMap::new();
@@ -181,6 +195,7 @@ pub(crate) fn parse_files(
         let mut cx = Ctx {
             file: name.as_str().into(),
             errors: Vec::new(),
+            dropped: 0,
         };
         let root = match yaml::parse(text) {
             Ok(r) => r,
@@ -215,7 +230,7 @@ pub(crate) fn parse_files(
                                     "duplicate rule `{}`: first defined at {first}",
                                     rule.0.name
                                 );
-                                cx.errors.push(Diagnostic::error(rule.0.span.clone(), msg));
+                                cx.push(Diagnostic::error(rule.0.span.clone(), msg));
                             } else {
                                 rule_index.insert(rule.0.name.clone(), rule.0.span.clone());
                                 rules.push(rule);
@@ -227,7 +242,12 @@ pub(crate) fn parse_files(
                 _ => cx.wrong_type(r, "rules", "a list of rules"),
             }
         }
+        dropped += cx.dropped;
         errors.append(&mut cx.errors);
+        if errors.len() > MAX_ERRORS {
+            dropped += errors.len() - MAX_ERRORS;
+            errors.truncate(MAX_ERRORS);
+        }
     }
 
     // Zones are visible across files, so references are resolved once all files are read.
@@ -242,6 +262,7 @@ pub(crate) fn parse_files(
             &mut used,
             &mut errors,
             &mut suggestions,
+            &mut dropped,
         );
         rule.deny = resolve_entries(
             deny,
@@ -250,11 +271,22 @@ pub(crate) fn parse_files(
             &mut used,
             &mut errors,
             &mut suggestions,
+            &mut dropped,
         );
         out_rules.push(rule);
     }
+    if errors.len() > MAX_ERRORS {
+        dropped += errors.len() - MAX_ERRORS;
+        errors.truncate(MAX_ERRORS);
+    }
+    if dropped > 0 {
+        errors.push(Diagnostic::error(
+            Span::default(),
+            format!("{dropped} more errors not shown (at most {MAX_ERRORS} are)"),
+        ));
+    }
     for (z, used) in zones.iter().zip(used) {
-        if !used {
+        if !used && warnings.len() < MAX_ERRORS {
             warnings.push(Diagnostic::warning(
                 z.span.clone(),
                 format!("zone `{}` is never used", z.name),
@@ -285,6 +317,7 @@ fn resolve_entries(
     used: &mut [bool],
     errors: &mut Vec<Diagnostic>,
     suggestions: &mut usize,
+    dropped: &mut usize,
 ) -> Vec<Entry> {
     raw.into_iter()
         .map(|RawEntry { mut entry, targets }| {
@@ -310,7 +343,11 @@ fn resolve_entries(
                             } else if zones.is_empty() {
                                 d = d.with_help("define it under `zones:` in any policy file");
                             }
-                            errors.push(d);
+                            if errors.len() < MAX_ERRORS {
+                                errors.push(d);
+                            } else {
+                                *dropped += 1;
+                            }
                         }
                     },
                 }

@@ -565,3 +565,22 @@ fn private_files_are_not_quoted() {
         "{e}"
     );
 }
+
+#[test]
+fn the_hash_does_not_depend_on_how_the_directory_is_spelled() {
+    let dir = std::env::temp_dir().join(format!("jump-hash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("10-a.yaml"),
+        "rules:\n  - name: a\n    users: [1001]\n    allow:\n      - {to: [198.51.100.0/24], ports: [22]}\n",
+    )
+    .unwrap();
+    let plain = super::load_dir(&dir).unwrap().sha256;
+    let dotted = super::load_dir(&dir.join(".")).unwrap().sha256;
+    let parent = super::load_dir(&dir.join("..").join(dir.file_name().unwrap()))
+        .unwrap()
+        .sha256;
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(plain, dotted, "`dir` and `dir/.` are one policy");
+    assert_eq!(plain, parent, "`dir` and `parent/../dir` are one policy");
+}
