@@ -168,6 +168,19 @@ fn ipv4(src: &str, dst: &str, proto: u8, frag: u16, options: &[u8], payload: &[u
     p.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A hand-made IPv6 packet as hex (`IPPROTO_RAW` on an IPv6 socket includes the header too).
+fn ipv6(src: &str, dst: &str, next: u8, payload: &[u8]) -> String {
+    let (s, d): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+        (src.parse().unwrap(), dst.parse().unwrap());
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[next, 64]);
+    p.extend_from_slice(&s.octets());
+    p.extend_from_slice(&d.octets());
+    p.extend_from_slice(payload);
+    p.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn udp(src_port: u16, dst_port: u16, data: &[u8]) -> Vec<u8> {
     let mut u = src_port.to_be_bytes().to_vec();
     u.extend_from_slice(&dst_port.to_be_bytes());
@@ -326,10 +339,35 @@ fn spoofed_sources_are_refused_and_dropped() {
     let target = format!("{INTERNAL_V4}:0");
     w.fails(ROOT, "raw-send", &[&spoofed, &target]);
     w.ok(ROOT, "raw-send", &[&honest, &target]);
+    // The same over IPv6, which does not check a source on output at all.
+    let target6 = format!("[{INTERNAL_V6}]:0");
+    let spoofed6 = ipv6(
+        "2001:db8:1::99",
+        INTERNAL_V6,
+        17,
+        &udp(40000, 7000, b"spoof"),
+    );
+    let honest6 = ipv6(
+        "2001:db8:1::1",
+        INTERNAL_V6,
+        17,
+        &udp(40001, 7000, b"honest"),
+    );
+    w.fails(ROOT, "raw-send", &[&spoofed6, &target6]);
+    w.ok(ROOT, "raw-send", &[&honest6, &target6]);
     let frames = s.stop(SETTLE);
+    for a in ["198.51.100.99", "2001:db8:1::99"] {
+        assert!(
+            !frames.iter().any(|f| mentions(f, ip(a))),
+            "a spoofed source {a} should never reach the internal segment"
+        );
+    }
     assert!(
-        !frames.iter().any(|f| mentions(f, ip("198.51.100.99"))),
-        "a spoofed source should never reach the internal segment"
+        frames
+            .iter()
+            .any(|f| mentions(f, ip("2001:db8:1::1")) && f.len() > 54 && f[14 + 6] == 17),
+        "the IPv6 packet from the host's own address should arrive ({} frames)",
+        frames.len()
     );
     assert!(
         ipv4_seen(&frames, HOST_INT_V4, INTERNAL_V4, 17),
