@@ -219,22 +219,20 @@ fn a_file_rewritten_in_place_is_never_applied_half_written() {
     std::thread::sleep(Duration::from_millis(1500));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     hups.join().unwrap();
-    // Each SIGHUP that read the whole file found the policy unchanged (no new generation); a
-    // half-written file would have compiled to a different policy and loaded.
+    // The file ends as it began, so a reload that read it whole changes nothing: any
+    // generation after the first applied a half-written file.
     let unchanged = j
         .lines()
-        .iter()
+        .into_iter()
         .filter(|l| l["jump_policy_unchanged"] == true)
         .count();
-    assert!(unchanged >= 3, "the SIGHUPs did reload: {unchanged}");
+    assert!(unchanged >= 2, "the SIGHUPs did reload: {unchanged}");
     let loaded = loaded_lines(&j);
-    for l in &loaded {
-        // grant, block and the built-in loopback rule.
-        assert_eq!(
-            l["jump_rules"], 3,
-            "every generation has both rules; a half-written deny file was applied: {l}"
-        );
-    }
+    assert_eq!(
+        loaded.len(),
+        1,
+        "a half-written deny file was applied: {loaded:#?}"
+    );
     assert!(
         !live_allows(&bins, &j, 64121, 22),
         "the deny holds at the end"

@@ -526,4 +526,24 @@ mod tests {
             assert!(!is_policy_name(OsStr::new(n)), "{n}");
         }
     }
+
+    #[test]
+    fn a_config_file_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("jump-config-{}.yaml", std::process::id()));
+        std::fs::write(&d, "watch: true\n").unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o620)).unwrap();
+        let e = check_config_file(&d).unwrap_err();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let ok = check_config_file(&d);
+        std::fs::remove_file(&d).unwrap();
+        assert_eq!(
+            e,
+            format!(
+                "{}: config file is writable by others than root (owner root (uid 0), mode 0620): refusing it",
+                d.display()
+            )
+        );
+        assert_eq!(ok, Ok(()));
+    }
 }
