@@ -580,3 +580,46 @@ fn jumpctl_status_stats_events_check_and_detach_report_the_live_daemon() {
     let gone = f.ctl(&["status"]);
     assert_eq!(gone.code, 3, "no jumpd: {}", gone.err);
 }
+
+#[test]
+fn rule_counters_only_grow_across_reloads() {
+    if !privileged("rule_counters_only_grow_across_reloads") {
+        return;
+    }
+    let mut f = Fixture::new(&[("10-a.yaml", POLICY)]);
+    f.start(&[]);
+    f.wait_generation(1, "start");
+    f.assert_reach(A, 7000, true, "the grant");
+    f.assert_reach(B, 7000, false, "no grant");
+    let hits = |f: &Fixture| {
+        let st = f.ctl(&["stats", "--json"]).json();
+        let of = |name: &str, what: &str| {
+            st["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == name)
+                .and_then(|r| r[what].as_u64())
+                .unwrap_or_else(|| panic!("no rule {name} in {st:#}"))
+        };
+        (of("a-internal", "allow"), of("default", "deny"))
+    };
+    let first = hits(&f);
+    assert!(first.0 >= 1 && first.1 >= 1, "{first:?}");
+    // Each edit is a generation; the third recycles the first one's kernel slot.
+    for g in 2..=4u64 {
+        f.write("10-a.yaml", &format!("# edit {g}\n{POLICY}"));
+        f.wait_generation(g, "an edit");
+        assert_eq!(
+            hits(&f),
+            first,
+            "generation {g}: a reload neither resets nor double-counts a rule's hits"
+        );
+    }
+    f.assert_reach(A, 7000, true, "the grant, later");
+    let last = hits(&f);
+    assert!(
+        last.0 > first.0 && last.1 == first.1,
+        "a new hit adds to the total: {first:?} then {last:?}"
+    );
+}

@@ -72,6 +72,11 @@ pub struct Kernel {
     /// The active slot's image and the rate limit as last written: what `verify` compares.
     written: Option<Written>,
     limits: Limits,
+    /// How many rules each slot's image has (0: not written by this jumpd), so the hits of a
+    /// slot about to be recycled can be read in full first.
+    slot_rules: [usize; 2],
+    /// (generation, hits) of recycled slots, until `take_retired_hits`.
+    retired: Vec<(u64, Vec<(u32, u8, u64)>)>,
 }
 
 /// CLOCK_TAI − CLOCK_REALTIME: zero unless an NTP daemon set the kernel's TAI offset.
@@ -122,6 +127,8 @@ impl Kernel {
             pin_dir: opts.pin_dir.clone(),
             tai_offset_ns: tai_offset_ns()?,
             attached: Vec::new(),
+            slot_rules: [0; 2],
+            retired: Vec::new(),
             written: None,
             limits: opts.limits,
         };
@@ -267,7 +274,16 @@ impl Kernel {
 
     /// Hits per (rule id, action) of the active policy, summed over CPUs; only non-zero ones.
     pub fn rule_hits(&self, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>> {
-        let slot = self.active_slot()?;
+        self.slot_hits(self.active_slot()?, rules)
+    }
+
+    /// The same for the inactive slot: the previous generation, which in-flight decisions may
+    /// still have counted in after the switch.
+    pub fn previous_rule_hits(&self, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>> {
+        self.slot_hits(1 - self.active_slot()?, rules)
+    }
+
+    fn slot_hits(&self, slot: u32, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>> {
         let map: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map(maps::RULE_HITS)?)?;
         let mut out = Vec::new();
         for rule in 0..(rules as u32).min(MAX_RULES) {
@@ -414,12 +430,26 @@ impl Kernel {
 }
 
 impl Datapath for Kernel {
+    fn take_retired_hits(&mut self) -> Vec<(u64, Vec<(u32, u8, u64)>)> {
+        std::mem::take(&mut self.retired)
+    }
+
     fn apply(&mut self, image: &MapImage, generation: u64) -> anyhow::Result<()> {
         let active = self.active_slot()?;
         let target = 1 - active;
         let s = SlotImage::build(image, target, generation, self.tai_offset_ns)?;
+        // The target's counts are final (no program has read that slot since the switch
+        // before last): keep them for the daemon's totals before they are zeroed.
+        let old_rules = self.slot_rules[target as usize];
+        if old_rules > 0 {
+            let slots: Array<_, SlotConfig> = Array::try_from(self.map(maps::SLOTS)?)?;
+            let old_generation = slots.get(&target, 0)?.generation;
+            let hits = self.slot_hits(target, old_rules)?;
+            self.retired.push((old_generation, hits));
+        }
         self.clear(target)?;
-        self.zero_hits(target, image.rules.len())?;
+        self.zero_hits(target, image.rules.len().max(old_rules))?;
+        self.slot_rules[target as usize] = image.rules.len();
         if let Err(e) = self.write(target, &s) {
             self.clear(target).ok();
             return Err(e);

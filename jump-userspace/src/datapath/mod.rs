@@ -39,6 +39,12 @@ pub trait Datapath {
     /// Writes `image` as generation `generation` into the inactive slot and switches to it
     /// atomically. On error the active slot is untouched.
     fn apply(&mut self, image: &MapImage, generation: u64) -> anyhow::Result<()>;
+
+    /// The final rule hits, (rule id, action, hits), of each generation whose slot `apply` has
+    /// recycled since the last call, so counters can stay monotonic across reloads.
+    fn take_retired_hits(&mut self) -> Vec<(u64, Vec<(u32, u8, u64)>)> {
+        Vec::new()
+    }
 }
 
 /// An in-memory datapath: keeps the last applied image, as the kernel would.
