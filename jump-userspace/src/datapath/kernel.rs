@@ -76,7 +76,7 @@ pub struct Kernel {
     /// slot about to be recycled can be read in full first.
     slot_rules: [usize; 2],
     /// (generation, hits) of recycled slots, until `take_retired_hits`.
-    retired: Vec<(u64, Vec<(u32, u8, u64)>)>,
+    retired: Vec<(u64, super::RuleHits)>,
 }
 
 /// CLOCK_TAI − CLOCK_REALTIME: zero unless an NTP daemon set the kernel's TAI offset.
@@ -430,7 +430,7 @@ impl Kernel {
 }
 
 impl Datapath for Kernel {
-    fn take_retired_hits(&mut self) -> Vec<(u64, Vec<(u32, u8, u64)>)> {
+    fn take_retired_hits(&mut self) -> Vec<(u64, super::RuleHits)> {
         std::mem::take(&mut self.retired)
     }
 

@@ -34,6 +34,9 @@ impl HeldSnapshot {
     }
 }
 
+/// (rule id, action, hits) of one slot.
+pub type RuleHits = Vec<(u32, u8, u64)>;
+
 /// The I/O edge of a reload: everything before it (parse, compile, diff) is pure.
 pub trait Datapath {
     /// Writes `image` as generation `generation` into the inactive slot and switches to it
@@ -42,7 +45,7 @@ pub trait Datapath {
 
     /// The final rule hits, (rule id, action, hits), of each generation whose slot `apply` has
     /// recycled since the last call, so counters can stay monotonic across reloads.
-    fn take_retired_hits(&mut self) -> Vec<(u64, Vec<(u32, u8, u64)>)> {
+    fn take_retired_hits(&mut self) -> Vec<(u64, RuleHits)> {
         Vec::new()
     }
 }
