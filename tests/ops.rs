@@ -623,3 +623,43 @@ fn rule_counters_only_grow_across_reloads() {
         "a new hit adds to the total: {first:?} then {last:?}"
     );
 }
+
+#[test]
+fn events_decided_while_jumpd_was_down_name_their_rule_and_policy() {
+    if !privileged("events_decided_while_jumpd_was_down_name_their_rule_and_policy") {
+        return;
+    }
+    let mut f = Fixture::new(&[("10-a.yaml", POLICY)]);
+    f.start(&[]);
+    let loaded = f.wait_generation(1, "start");
+    let sha = loaded["jump_policy_sha256"].as_str().unwrap().to_string();
+    // A crash: the pinned programs keep deciding and queue events nobody reads.
+    f.jumpd.as_mut().unwrap().kill();
+    f.assert_reach(A, 7000, true, "granted while jumpd is down");
+    f.assert_reach(B, 7000, false, "refused while jumpd is down");
+    // The policy changes before the restart: the restarted jumpd's own generation differs.
+    f.write("10-a.yaml", &format!("# changed while down\n{POLICY}"));
+    f.jumpd.as_mut().unwrap().restart().expect("restart jumpd");
+    let allowed = f.jumpd().wait_event("A's connect of generation 1", |e| {
+        e["jump_uid"] == A && e["jump_verdict"] == "allow" && e["jump_policy_generation"] == 1
+    });
+    assert_eq!(allowed["jump_rule_name"], "a-internal", "{allowed}");
+    assert_eq!(allowed["jump_policy_sha256"], sha.as_str(), "{allowed}");
+    assert!(
+        allowed["jump_rule_file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("/10-a.yaml")),
+        "{allowed}"
+    );
+    let refused = f.jumpd().wait_event("B's connect of generation 1", |e| {
+        e["jump_uid"] == B && e["jump_verdict"] == "deny" && e["jump_policy_generation"] == 1
+    });
+    assert_eq!(refused["jump_rule_name"], "default", "{refused}");
+    assert_eq!(refused["jump_policy_sha256"], sha.as_str(), "{refused}");
+    let now = f.wait_generation(2, "the restart");
+    assert_ne!(
+        now["jump_policy_sha256"],
+        sha.as_str(),
+        "the restart loaded the edit"
+    );
+}

@@ -353,6 +353,19 @@ fn install(
     if generation > 1 && !st.cgroup_rel.is_empty() {
         revoke(st, &image);
     }
+    let table = crate::datapath::RuleTable {
+        generation,
+        sha256: plan.sha256.clone(),
+        rules: plan.image.rules.clone(),
+    };
+    match serde_json::to_vec(&table).map_err(anyhow::Error::from) {
+        Ok(json) => {
+            if let Err(e) = dp.keep_rule_table(&json) {
+                tracing::warn!("{e:#}");
+            }
+        }
+        Err(e) => tracing::warn!("failed to encode the rule table: {e}"),
+    }
     st.enricher
         .set_generation(generation, plan.image.rules.clone(), plan.sha256.clone());
     st.active = Some(Active {
@@ -415,8 +428,18 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut st = State::new();
     st.enricher.set_tai_offset(kernel.tai_offset_ns());
     st.cgroup_rel = cgroup_relative(&opts.cgroup);
-    // Adopting pinned state: continue its generation numbering.
+    // Adopting pinned state: continue its generation numbering, and name the rules of the
+    // events its generations decided (pending in the ring buffer) with their kept tables.
     st.generation = kernel.generation()?;
+    let mut kept: Vec<crate::datapath::RuleTable> = kernel
+        .rule_tables()
+        .iter()
+        .filter_map(|b| serde_json::from_slice(b).ok())
+        .collect();
+    kept.sort_by_key(|t| t.generation);
+    for t in kept {
+        st.enricher.set_generation(t.generation, t.rules, t.sha256);
+    }
     // Pinned counters outlive a daemon, which reported them up to its exit: report from here.
     // (Per-uid held counts need no such care: what was reported is pinned too.)
     if let Ok(c) = kernel.counters() {

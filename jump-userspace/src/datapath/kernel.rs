@@ -17,8 +17,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use jump_common::{
-    counter, maps, rule_hit_index, DestKey, DestValue, Limits, PortKey, PortValue, SlotConfig,
-    SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, Window, MAX_RULES,
+    counter, maps, rule_hit_index, DestKey, DestValue, Limits, PortKey, PortValue, RuleTableChunk,
+    SlotConfig, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, Window, MAX_RULES,
+    RULE_TABLE_CHUNK, RULE_TABLE_CHUNKS,
 };
 use nix::time::{clock_gettime, ClockId};
 
@@ -267,6 +268,39 @@ impl Kernel {
         Ok(())
     }
 
+    /// The rule tables kept in both slots (`keep_rule_table`), as written; unreadable or empty
+    /// ones left out.
+    pub fn rule_tables(&self) -> Vec<Vec<u8>> {
+        let Ok(map) = self
+            .map(maps::RULE_TABLES)
+            .and_then(|m| Ok(Array::<_, RuleTableChunk>::try_from(m)?))
+        else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for slot in 0..jump_common::SLOT_COUNT {
+            let base = slot * RULE_TABLE_CHUNKS;
+            let Ok(first) = map.get(&base, 0) else {
+                continue;
+            };
+            let len = u32::from_le_bytes(first.bytes[..4].try_into().unwrap_or_default()) as usize;
+            if len == 0 || len + 4 > RULE_TABLE_CHUNK * RULE_TABLE_CHUNKS as usize {
+                continue;
+            }
+            let mut framed = Vec::with_capacity(len + 4);
+            for i in 0..(len + 4).div_ceil(RULE_TABLE_CHUNK) as u32 {
+                match map.get(&(base + i), 0) {
+                    Ok(c) => framed.extend_from_slice(&c.bytes),
+                    Err(_) => break,
+                }
+            }
+            if framed.len() >= len + 4 {
+                out.push(framed[4..len + 4].to_vec());
+            }
+        }
+        out
+    }
+
     /// CLOCK_TAI − CLOCK_REALTIME in ns, to turn the kernel's timestamps into wall time.
     pub fn tai_offset_ns(&self) -> i64 {
         self.tai_offset_ns
@@ -430,6 +464,29 @@ impl Kernel {
 }
 
 impl Datapath for Kernel {
+    fn keep_rule_table(&mut self, json: &[u8]) -> anyhow::Result<()> {
+        let mut framed = (json.len() as u32).to_le_bytes().to_vec();
+        framed.extend_from_slice(json);
+        if framed.len() > RULE_TABLE_CHUNK * RULE_TABLE_CHUNKS as usize {
+            bail!(
+                "the rule table ({} bytes) does not fit `{}`: events decided while jumpd is down will name rules by number",
+                json.len(),
+                maps::RULE_TABLES
+            );
+        }
+        let base = self.active_slot()? * RULE_TABLE_CHUNKS;
+        let mut map: Array<_, RuleTableChunk> = Array::try_from(self.map_mut(maps::RULE_TABLES)?)?;
+        for (i, c) in framed.chunks(RULE_TABLE_CHUNK).enumerate() {
+            let mut chunk = RuleTableChunk {
+                bytes: [0; RULE_TABLE_CHUNK],
+            };
+            chunk.bytes[..c.len()].copy_from_slice(c);
+            map.set(base + i as u32, chunk, 0)
+                .context("failed to keep the rule table")?;
+        }
+        Ok(())
+    }
+
     fn take_retired_hits(&mut self) -> Vec<(u64, super::RuleHits)> {
         std::mem::take(&mut self.retired)
     }

@@ -34,6 +34,14 @@ impl HeldSnapshot {
     }
 }
 
+/// A generation's rule table as kept beside the pins (`Datapath::keep_rule_table`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RuleTable {
+    pub generation: u64,
+    pub sha256: String,
+    pub rules: Vec<crate::compile::image::RuleInfo>,
+}
+
 /// (rule id, action, hits) of one slot.
 pub type RuleHits = Vec<(u32, u8, u64)>;
 
@@ -47,6 +55,12 @@ pub trait Datapath {
     /// recycled since the last call, so counters can stay monotonic across reloads.
     fn take_retired_hits(&mut self) -> Vec<(u64, RuleHits)> {
         Vec::new()
+    }
+
+    /// Keeps the active slot's rule table (`RuleTable` as JSON) where a restarted daemon finds
+    /// it.
+    fn keep_rule_table(&mut self, _json: &[u8]) -> anyhow::Result<()> {
+        Ok(())
     }
 }
 
