@@ -142,9 +142,13 @@ impl World {
     /// A TCP listener on `port` of the internal host, as root: the far side of a refused
     /// attempt. `FarSide::nothing_arrived` proves the attempt never reached it.
     fn far_side(&self, port: u16) -> FarSide {
-        let mut child = Command::new(&self.bins.probe)
+        Self::far_side_in(&self.bins, &self.topo, port)
+    }
+
+    fn far_side_in(bins: &Bins, topo: &Topology, port: u16) -> FarSide {
+        let mut child = Command::new(&bins.probe)
             .arg("--netns")
-            .arg(self.topo.internal.path())
+            .arg(topo.internal.path())
             .args(["accept", &port.to_string(), "3"])
             .stdout(Stdio::piped())
             .spawn()
@@ -482,4 +486,213 @@ fn the_tampering_alarm_is_a_crit_journal_entry() {
         "the alarm is written once, by the crit layer only"
     );
     jumpd.stop();
+}
+
+/// A process placed like `World::run` but kept alive until `finish` (its session's opener must
+/// still be there when jumpd looks), returning its pid and verdict line.
+struct Lingering {
+    child: Child,
+    verdict: serde_json::Value,
+}
+
+impl Lingering {
+    fn start(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("verdict line");
+        let verdict = serde_json::from_str(line.trim())
+            .unwrap_or_else(|_| panic!("no verdict from the probe: {line:?}"));
+        Self { child, verdict }
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        if !matches!(self.child.wait(), Ok(s) if s.success()) {
+            let _ = self.child.kill();
+        }
+    }
+}
+
+/// Item 7: a login uid names the person only when a privileged process opened its audit
+/// session (as `pam_loginuid` in sshd, login and cron). A process of A whose login uid is unset
+/// sets it to B — the kernel lets any process do that once — and its decisions are logged with
+/// `login=?B (untrusted)` and `JUMP_LOGIN_TRUSTED=0`; the same login uid set by a root process
+/// that stays root (the opener) while A works below it is reported as B.
+#[test]
+fn a_forged_login_uid_is_reported_as_untrusted() {
+    if !privileged("a_forged_login_uid_is_reported_as_untrusted") {
+        return;
+    }
+    const B: u32 = 64002;
+    let w = World::new(&[]);
+    let probe = |args: &[&str]| {
+        let mut cmd = Command::new(&w.bins.probe);
+        cmd.arg("--cgroup")
+            .arg(&w.cg.path)
+            .arg("--netns")
+            .arg(w.topo.host.path())
+            .args(["--uid", &A.to_string(), "--gid", &A.to_string()])
+            .args(["--forge-loginuid", &B.to_string(), "--linger"])
+            .args(args);
+        Lingering::start(cmd)
+    };
+    let event = |pid: u32, verdict: &str| {
+        w.jumpd.wait_event(&format!("pid {pid}'s {verdict}"), |e| {
+            e["jump_pid"] == pid && e["jump_verdict"] == verdict
+        })
+    };
+
+    // Forged: granted and refused connects alike carry the claim, marked untrusted.
+    let granted = probe(&["tcp", &format!("{INTERNAL_V4}:7000")]);
+    assert_eq!(
+        granted.verdict["ok"], true,
+        "A's grant still works: {}",
+        granted.verdict
+    );
+    let e = event(granted.child.id(), "allow");
+    assert_eq!(
+        (&e["jump_login_uid"], &e["jump_login_trusted"]),
+        (&B.into(), &0.into()),
+        "{e}"
+    );
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with(&format!(" login=?{B}({B}) (untrusted)"))),
+        "the message marks the claim: {e}"
+    );
+    let far = w.far_side(7002);
+    let refused = probe(&["tcp", &format!("{INTERNAL_V4}:7002")]);
+    assert_eq!(refused.verdict["errno"], 1, "{}", refused.verdict);
+    far.nothing_arrived("A's refused connect under a forged login uid");
+    let e = event(refused.child.id(), "deny");
+    assert_eq!(
+        (&e["jump_login_uid"], &e["jump_login_trusted"]),
+        (&B.into(), &0.into()),
+        "{e}"
+    );
+    drop((granted, refused));
+
+    // Trusted twin: a root shell sets the login uid and stays, as sshd's privileged child does;
+    // A's connect below it names B as the person.
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!(
+            "echo {B} > /proc/self/loginuid && \"$0\" --cgroup \"$1\" --netns \"$2\" --uid {A} --gid {A} tcp {INTERNAL_V4}:7000 && read _"
+        ))
+        .arg(&w.bins.probe)
+        .arg(&w.cg.path)
+        .arg(w.topo.host.path());
+    let opened = Lingering::start(sh);
+    assert_eq!(opened.verdict["ok"], true, "{}", opened.verdict);
+    let e = w
+        .jumpd
+        .wait_event("A's connect in a session root opened", |e| {
+            e["jump_uid"] == A && e["jump_login_uid"] == B && e["jump_login_trusted"] == 1
+        });
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with(&format!(" login={B}({B})"))),
+        "a trusted login uid is shown as is: {e}"
+    );
+}
+
+/// Item 4 as an attacker does it: a real account, whose subordinate range `useradd` put in
+/// /etc/subuid, enters a user namespace through `newuidmap` (`unshare --map-users`) and
+/// connects as the namespace's root — the kernel sees the first subordinate uid. jumpd reads the
+/// real /etc/subuid and decides and logs that connection as the account.
+#[test]
+fn a_user_namespace_of_a_real_account_is_decided_as_that_account() {
+    use jump_tests::users::Accounts;
+    if !privileged("a_user_namespace_of_a_real_account_is_decided_as_that_account") {
+        return;
+    }
+    let mut accounts = Accounts::new().expect("accounts");
+    let alice = accounts.user("alice", &[]).expect("useradd");
+    let subuid = std::fs::read_to_string("/etc/subuid").expect("/etc/subuid");
+    let Some(first) = subuid.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&alice.name.as_str())).then(|| f[1].parse::<u32>().ok())?
+    }) else {
+        panic!("useradd gave {} no subordinate uids: {subuid}", alice.name);
+    };
+    let scratch = Scratch::new();
+    let policies = scratch.0.join("policies");
+    std::fs::create_dir(&policies).expect("policy directory");
+    std::fs::write(
+        policies.join("policy.yaml"),
+        format!(
+            "defaults: {{egress: deny, log: all, loopback: allow}}\nrules:\n  - name: alice-internal\n    users: [{}]\n    allow:\n      - {{to: [{INTERNAL_V4}], ports: [7000], proto: [tcp]}}\n",
+            alice.name
+        ),
+    )
+    .expect("policy");
+    let bins = Bins::from_env();
+    let topo = Topology::new().expect("topology");
+    let _servers = Servers::start(
+        &bins,
+        &topo.internal.path(),
+        &[format!("tcp:{INTERNAL_V4}:7000")],
+    )
+    .expect("servers");
+    let cg = TestCgroup::new().expect("cgroup");
+    let jumpd =
+        Jumpd::start_in(&bins, Some(&topo.host.path()), &policies, &cg.path, &[]).expect("jumpd");
+    // Joins the cgroup and the jump host's namespace as root, then becomes alice, who maps
+    // her subordinate range with newuidmap and runs the probe as the namespace's root.
+    let as_namespace_root = |target: &str| -> serde_json::Value {
+        let uid = alice.uid.to_string();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(
+                "echo $$ > \"$1/cgroup.procs\" && exec nsenter --net=\"$2\" -- \
+                 setpriv --reuid \"$3\" --regid \"$3\" --init-groups -- \
+                 unshare --user --map-users=\"$4,0,65536\" --setuid 0 -- \"$0\" tcp \"$5\"",
+            )
+            .arg(&bins.probe)
+            .arg(&cg.path)
+            .arg(topo.host.path())
+            .arg(&uid)
+            .arg(first.to_string())
+            .arg(target)
+            .output()
+            .expect("sh");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "no verdict from the namespaced probe: {} {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    };
+    let granted = as_namespace_root(&format!("{INTERNAL_V4}:7000"));
+    assert_eq!(
+        granted["ok"], true,
+        "alice's grant holds in her namespace: {granted}"
+    );
+    jumpd.wait_event("the namespaced connect, as alice", |e| {
+        e["jump_uid"] == alice.uid
+            && e["jump_ns_uid"] == first
+            && e["jump_user"] == alice.name.as_str()
+            && e["jump_verdict"] == "allow"
+    });
+    let far = World::far_side_in(&bins, &topo, 7002);
+    let refused = as_namespace_root(&format!("{INTERNAL_V4}:7002"));
+    assert_eq!(
+        refused["errno"], 1,
+        "what alice may not, her namespace may not: {refused}"
+    );
+    far.nothing_arrived("a connect from alice's user namespace");
+    jumpd.wait_event("the namespaced refusal, as alice", |e| {
+        e["jump_uid"] == alice.uid && e["jump_ns_uid"] == first && e["jump_verdict"] == "deny"
+    });
 }

@@ -6,7 +6,7 @@
 
 use jump_common::{
     action, counter, dest_hash, log_mode, rule_hit_index, sketch_slot, Event, Limits, RateKey,
-    RateState, UidHeld, UidSketch, MAX_RULES, SKETCH_REGISTERS,
+    RateState, UidHeld, UidSketch, MAX_RULES, NO_NS_UID, SKETCH_REGISTERS,
 };
 
 use crate::{
@@ -62,11 +62,8 @@ pub fn wanted(d: &Decision) -> bool {
 }
 
 /// Who caused the decision, as far as the hook can tell.
-#[derive(Clone, Copy)]
 pub struct Origin {
     pub uid: u32,
-    /// The task's own uid when `uid` is its owner (a subordinate uid), else `NO_NS_UID`.
-    pub ns_uid: u32,
     pub gid: u32,
     pub pid: u32,
     pub login_uid: u32,
@@ -202,9 +199,12 @@ pub fn emit(hook: u8, who: &Origin, dest: &Dest, src_port: u16, d: &Decision) {
     let now = now_tai();
     // By reference: the hooks' stack is nearly full.
     let Some(limits) = JUMP_LIMITS.get(0) else { return };
-    let held = held_entry(who.uid);
+    // Decided as the owner of a subordinate uid: the event (and the rate limit and budget, so a
+    // user's 65,536 subordinate uids share one) names the owner, and `ns_uid` the task's own.
+    let (uid, ns_uid) = if d.uid != who.uid { (d.uid, who.uid) } else { (who.uid, NO_NS_UID) };
+    let held = held_entry(uid);
     let key = RateKey {
-        uid: who.uid,
+        uid,
         dst_port: dest.port,
         hook,
         action: d.action,
@@ -214,7 +214,7 @@ pub fn emit(hook: u8, who: &Origin, dest: &Dest, src_port: u16, d: &Decision) {
     };
     let Some(suppressed) = admit(&key, limits, now) else {
         count(counter::EVENTS_SUPPRESSED);
-        hold(held, Held::Similar, who.uid, d.action, dest, now);
+        hold(held, Held::Similar, uid, d.action, dest, now);
         return;
     };
     // Without an entry (the map is full: more uids with events than it holds) the event goes
@@ -222,27 +222,27 @@ pub fn emit(hook: u8, who: &Origin, dest: &Dest, src_port: u16, d: &Decision) {
     if let Some(h) = held {
         if !within_budget(h, limits, now) {
             count(counter::EVENTS_OVER_BUDGET);
-            hold(held, Held::OverBudget, who.uid, d.action, dest, now);
+            hold(held, Held::OverBudget, uid, d.action, dest, now);
             return;
         }
     }
     let Some(mut entry) = JUMP_EVENTS.reserve::<Event>(0) else {
         count(counter::EVENTS_DROPPED);
-        hold(held, Held::Lost, who.uid, d.action, dest, now);
+        hold(held, Held::Lost, uid, d.action, dest, now);
         return;
     };
     entry.write(Event {
         ts_ns: now,
         generation: d.generation,
         cookie: 0,
-        uid: who.uid,
+        uid,
         gid: who.gid,
         pid: who.pid,
         rule_id: d.rule_id,
         login_uid: who.login_uid,
         session_id: who.session_id,
         suppressed,
-        ns_uid: who.ns_uid,
+        ns_uid,
         dst_addr: dest.addr,
         src_addr: [0; 16],
         dst_port: dest.port,

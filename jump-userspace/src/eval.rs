@@ -10,6 +10,9 @@
 //!    active at that time (`expires`, `schedule`), the destination is in one of its networks (an
 //!    IPv4-mapped IPv6 address is the IPv4 address; IPv6 networks never hold IPv4 addresses), the
 //!    protocol is one of its protocols, and the port is in its ranges (ICMP has no port).
+//!    Joining a multicast group is asked as protocol `JOIN` with the group as destination: an
+//!    entry applies when the group is in its networks and `udp` is one of its protocols, whatever
+//!    its ports.
 //! 2. An applying enforce-mode `deny` → denied.
 //! 3. An applying audit-mode `deny`, where the connection would otherwise be allowed (by an
 //!    applying allow of any mode, or by `defaults.egress: allow`) → audit (allowed, logged
@@ -17,6 +20,8 @@
 //! 4. An applying enforce-mode `allow` → allowed.
 //! 5. An applying audit-mode `allow`, when `defaults.egress` is `deny` → audit.
 //! 6. Otherwise `defaults.egress`, attributed to rule 0.
+//! 7. At egress, where the interface is known: if the deciding rule has `via` and the packet
+//!    leaves on an interface it does not name, denied (`on_interface`).
 //!
 //! Within one step the first rule in file order is reported (the synthetic `loopback` rule comes
 //! before every file rule).
@@ -101,6 +106,15 @@ pub fn decided_as(rules: &RuleSet, uid: u32) -> u32 {
     }
 }
 
+/// The protocol number a multicast join is asked under (IGMP).
+pub const JOIN: u8 = jump_common::proto::IGMP;
+
+/// Whether `e` applies to joining `group` (step 1).
+pub fn entry_applies_to_join(e: &Entry, group: IpAddr) -> bool {
+    let group = canonical(group);
+    e.nets.iter().any(|n| n.contains(&group)) && e.protos.contains(&Proto::Udp)
+}
+
 pub fn evaluate(
     rules: &RuleSet,
     uid: u32,
@@ -111,14 +125,18 @@ pub fn evaluate(
 ) -> Decision {
     let uid = decided_as(rules, uid);
     let mut matches = Vec::new();
-    if let Some(proto) = Proto::from_number(proto) {
+    let applies = |e: &Entry| match Proto::from_number(proto) {
+        Some(p) => entry_applies(e, addr, p, port),
+        None => proto == JOIN && entry_applies_to_join(e, addr),
+    };
+    {
         for r in &rules.rules {
             if !r.applies_to(uid) || !rule_active(r, at) {
                 continue;
             }
             for (kind, entries) in [(Kind::Deny, &r.deny), (Kind::Allow, &r.allow)] {
                 for (i, e) in entries.iter().enumerate() {
-                    if entry_applies(e, addr, proto, port) {
+                    if applies(e) {
                         matches.push(Match {
                             rule_id: r.id,
                             kind,
@@ -160,6 +178,24 @@ pub fn evaluate(
         action,
         rule_id,
         matches,
+    }
+}
+
+/// Step 7, at egress only, where the interface is known: a decision by a rule with `via`
+/// holds only on the interfaces it names (those that exist); a packet leaving on another
+/// interface is denied, attributed to that rule.
+pub fn on_interface(rules: &RuleSet, d: Decision, ifindex: u32) -> Decision {
+    let Some(rule) = rules.rule(d.rule_id) else {
+        return d;
+    };
+    let holds = rule.via.is_empty() || rule.via.iter().any(|(_, _, i)| *i == Some(ifindex));
+    if holds {
+        d
+    } else {
+        Decision {
+            action: action::DENY,
+            ..d
+        }
     }
 }
 

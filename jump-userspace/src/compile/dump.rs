@@ -21,6 +21,7 @@ fn proto_name(p: u8) -> String {
         jump_common::proto::TCP => "tcp".into(),
         jump_common::proto::UDP => "udp".into(),
         jump_common::proto::ICMP => "icmp".into(),
+        jump_common::proto::IGMP => "join".into(),
         n => n.to_string(),
     }
 }
@@ -43,6 +44,12 @@ pub fn dump(image: &MapImage) -> String {
         "default {}, log {log}",
         action_name(image.default_action)
     );
+    if !image.vias.is_empty() {
+        let _ = writeln!(s, "vias:");
+        for (rule, set) in &image.vias {
+            let _ = writeln!(s, "  r{rule} -> ifindex {set:?}");
+        }
+    }
     let _ = writeln!(s, "rules:");
     for (i, r) in image.rules.iter().enumerate() {
         let _ = writeln!(s, "  {i} {} {}", r.name, r.location).map(|_| ());

@@ -11,7 +11,9 @@
 //! 3. Ports: per class and protocol, the port line is cut into the intervals on which the set of
 //!    applying entries is constant; each interval becomes aligned prefix blocks, which never
 //!    overlap, so the longest match is the only match.
-//! 4. Candidates are ordered enforce-deny, audit-deny, enforce-allow, audit-allow (rule id order
+//! 4. Multicast joins: every class with udp entries gets an IGMP (`proto::IGMP`) entry for
+//!    port 0 whose candidates are those udp entries regardless of their ports.
+//! 5. Candidates are ordered enforce-deny, audit-deny, enforce-allow, audit-allow (rule id order
 //!    within a level), and cut after the first that is always open.
 
 pub mod bench;
@@ -260,6 +262,20 @@ impl Builder<'_> {
                 .collect();
             if here.is_empty() {
                 continue;
+            }
+            // A multicast join is decided as IGMP to the group: the udp entries of the class,
+            // whatever their ports (INVARIANT join-is-udp, `eval::JOIN`).
+            if proto == Proto::Udp && class & LISTEN_CLASS == 0 {
+                let candidates = self.candidates(&here, default_action);
+                if !candidates.is_empty() {
+                    self.image.ports.push(PortEntry {
+                        class,
+                        proto: jump_common::proto::IGMP,
+                        port: 0,
+                        bits: 0,
+                        candidates,
+                    });
+                }
             }
             if proto == Proto::Icmp {
                 let candidates = self.candidates(&here, default_action);
@@ -638,6 +654,49 @@ pub fn compile_rules(
                 .with_help("users with identical rules share entries: grant to groups rather than to many individual users"),
             );
         }
+    }
+    // `via`: the interfaces each such rule holds on, by index; unknown names hold nowhere.
+    for r in &rules.rules {
+        if r.via.is_empty() {
+            continue;
+        }
+        let mut set: Vec<u32> = Vec::new();
+        for (name, span, index) in &r.via {
+            match index {
+                Some(i) => set.push(*i),
+                None => warnings.push(
+                    Diagnostic::warning(
+                        span.clone(),
+                        format!("no interface `{name}` on this host: rule `{}` holds on no packet through it", r.name),
+                    )
+                    .with_help("the policy is compiled again when interfaces change"),
+                ),
+            }
+        }
+        set.sort_unstable();
+        set.dedup();
+        if set.len() > jump_common::MAX_VIA_INTERFACES {
+            b.errors.push(Diagnostic::error(
+                r.via[0].1.clone(),
+                format!(
+                    "rule `{}` names {} interfaces in `via`, more than {}",
+                    r.name,
+                    set.len(),
+                    jump_common::MAX_VIA_INTERFACES
+                ),
+            ));
+        }
+        b.image.vias.insert(r.id, set);
+    }
+    if b.image.vias.len() > jump_common::MAX_VIA_RULES as usize {
+        b.errors.push(Diagnostic::error(
+            crate::policy::Span::default(),
+            format!(
+                "{} rules have `via`, more than the kernel map holds ({})",
+                b.image.vias.len(),
+                jump_common::MAX_VIA_RULES
+            ),
+        ));
     }
     if !b.errors.is_empty() {
         return Err(PolicyErrors::new(b.errors));

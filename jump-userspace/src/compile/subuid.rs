@@ -107,7 +107,7 @@ mod tests {
             default_action: 0,
             log_mode: 0,
             rules: Vec::new(),
-            principals: Default::default(),
+            principals: BTreeSet::new(),
             subordinates: subs
                 .iter()
                 .map(|&(owner, first, last)| Subordinate { owner, first, last })

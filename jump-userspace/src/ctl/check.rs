@@ -129,6 +129,9 @@ pub struct CheckReport {
     pub allowed: bool,
     pub user: String,
     pub uid: u32,
+    /// The owner a subordinate uid (`/etc/subuid`) is decided as, when `uid` is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_as: Option<u32>,
     pub dest: String,
     pub at: String,
     /// The rule that decided (id 0: the default).
@@ -226,6 +229,7 @@ pub fn check(
         allowed: kernel.action != action::DENY,
         user: user.to_string(),
         uid,
+        decided_as: Some(eval::decided_as(&c.rules, uid)).filter(|&o| o != uid),
         dest: dest.to_string(),
         at: at.to_string(),
         rule: rule_ref(c, kernel.rule_id),
@@ -315,6 +319,12 @@ pub fn render(r: &CheckReport) -> String {
         v => v,
     };
     let mut s = format!("{verdict}: {who} → {} at {}\n", r.dest, r.at);
+    if let Some(owner) = r.decided_as {
+        s.push_str(&format!(
+            "  uid {} is a subordinate uid of uid {owner} (/etc/subuid): decided as uid {owner}\n",
+            r.uid
+        ));
+    }
     if r.dest.starts_with("listen:0/") {
         s.push_str(
             "  port 0 asks the kernel for an ephemeral port: binding it is always allowed\n",

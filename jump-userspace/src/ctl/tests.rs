@@ -12,6 +12,7 @@ fn directory() -> FakeDirectory {
         .user("bob", 1001, 1001)
         .user("carol", 1002, 1002)
         .group("ops", 2000, &["bob"])
+        .subuid("alice", 100_000, 65_536)
 }
 
 fn policies() -> PathBuf {
@@ -78,7 +79,7 @@ fn validate_accepts_the_examples() {
     assert_eq!((code, err.as_str()), (0, ""));
     assert!(
         out.ends_with(
-            "valid policy, 8 rules, 5 profiles, 26 destination and 20 port entries (0 warnings)\n"
+            "valid policy, 8 rules, 5 profiles, 26 destination and 25 port entries (0 warnings)\n"
         ),
         "{out}"
     );
@@ -163,6 +164,19 @@ fn check_explains_and_sets_the_exit_code() {
     assert!(
         out.starts_with("audit (allowed, logged as \"would deny\"): bob"),
         "{out}"
+    );
+}
+
+#[test]
+fn check_decides_a_subordinate_uid_as_its_owner() {
+    let (code, out, _) = run_check(&policies(), "100005", "198.51.100.130:5432", false);
+    let p = policies().display().to_string();
+    assert_eq!(code, 0, "alice's grant: {out}");
+    assert_eq!(
+        out,
+        format!(
+            "allow: uid 100005 → 198.51.100.130:5432/tcp at 2026-11-23T08:00:00Z\n  uid 100005 is a subordinate uid of uid 1000 (/etc/subuid): decided as uid 1000\n  decided by rule `dba` at {p}/20-access.yaml:10:5, expires 2026-12-31T18:00:00Z\n  matched: allow entry at {p}/20-access.yaml:12:13 of rule `dba`\n"
+        )
     );
 }
 

@@ -2,6 +2,7 @@
 //! kernel's decision events into log records. The policy work is plan/apply: `plan` (parse and
 //! compile) is pure and may fail without touching the kernel; `Datapath::apply` is the one write.
 
+pub mod addrs;
 pub mod audit;
 pub mod config;
 pub mod control;
@@ -408,6 +409,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?;
     pins::ensure_bpffs(&opts.pin_dir)?;
     let pin_dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
+    // INVARIANT (one daemon per cgroup): locked before any map is touched; held until exit.
+    let _lock = pins::lock(&pin_dir, &opts.cgroup)?;
     let (mut kernel, logger) = Kernel::load(&KernelOptions {
         debug_log: opts.debug_kernel,
         limits: opts.rate_limit.limits(),
@@ -455,7 +458,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     {
         anyhow::bail!("failed to install the first policy: {e}");
     }
+    // INVARIANT (local sources): the host's addresses are in the map before egress is attached,
+    // and kept current while jumpd runs.
+    kernel.measure_netns()?;
+    let addr_watch = async_fd(addrs::watch()?)?;
+    kernel.set_local_addrs(&addrs::local()?)?;
     kernel.attach(&opts.cgroup)?;
+    let mut addr_watch = addr_watch;
     let mut events = async_fd(kernel.take_events()?)?;
     // Bound before the capability drop: giving the socket to the admin group needs CAP_CHOWN.
     let listener = control::bind(&opts.control_socket, &opts.control_group)?;
@@ -524,6 +533,22 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                     tokio::task::yield_now().await;
                 }
             }
+            guard = addr_watch.readable_mut() => {
+                let mut guard = guard?;
+                let changes = addrs::drain(guard.get_inner());
+                guard.clear_ready();
+                if changes.addresses || changes.links {
+                    match addrs::local().and_then(|a| kernel.set_local_addrs(&a)) {
+                        Ok(()) => tracing::debug!("local addresses updated"),
+                        Err(e) => tracing::error!("failed to update the local addresses: {e:#}"),
+                    }
+                }
+                // `via` names interfaces; their indexes are resolved when the policy compiles.
+                let uses_via = st.active.as_ref().is_some_and(|a| !a.compiled.image.vias.is_empty());
+                if changes.links && uses_via {
+                    reload(&mut kernel, &mut st, &opts, "interfaces");
+                }
+            }
             _ = hup.recv() => reload(&mut kernel, &mut st, &opts, "sighup"),
             Some(trigger) = watch_rx.recv() => reload(&mut kernel, &mut st, &opts, &trigger),
             Some(call) = calls.recv() => {
@@ -590,7 +615,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `jumpd --detach` and `jumpctl detach`: removes the pinned enforcement of `opts.cgroup`.
+/// `jumpd --detach`: refused while a jumpd enforces on the cgroup (it holds the lock; use
+/// `jumpctl detach`, which asks that jumpd).
+pub fn detach_standalone(opts: &Options) -> anyhow::Result<()> {
+    let dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
+    if !dir.exists() {
+        return detach(opts);
+    }
+    let _lock = pins::lock(&dir, &opts.cgroup)?;
+    detach(opts)
+}
+
+/// `jumpctl detach` (by the running jumpd, which holds the lock) and `detach_standalone`:
+/// removes the pinned enforcement of `opts.cgroup`.
 pub fn detach(opts: &Options) -> anyhow::Result<()> {
     let dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
     let detached = pins::detach(&dir)?;

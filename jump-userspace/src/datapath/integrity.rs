@@ -123,17 +123,17 @@ pub fn compare(w: &Written, limits: &Limits, r: &ReadBack) -> Vec<String> {
         ));
     }
     if r.limits != *limits {
+        let l = |l: &Limits| {
+            format!(
+                "window {} ns, burst {}, per-uid burst {} per {} ns",
+                l.window_ns, l.burst, l.uid_burst, l.uid_interval_ns
+            )
+        };
         out.push(format!(
-            "{}: window {} ns, burst {}, user burst {}, user interval {} ns; jumpd wrote window {} ns, burst {}, user burst {}, user interval {} ns",
+            "{}: {}; jumpd wrote {}",
             maps::LIMITS,
-            r.limits.window_ns,
-            r.limits.burst,
-            r.limits.uid_burst,
-            r.limits.uid_interval_ns,
-            limits.window_ns,
-            limits.burst,
-            limits.uid_burst,
-            limits.uid_interval_ns
+            l(&r.limits),
+            l(limits)
         ));
     }
     out.extend(describe(
@@ -206,8 +206,8 @@ mod tests {
         let l = Limits {
             window_ns: 1_000_000_000,
             burst: 5,
-            uid_burst: 1024,
-            uid_interval_ns: 10_000_000,
+            uid_burst: 50,
+            uid_interval_ns: 20_000_000,
         };
         let mut r = read_back(&w, l);
         r.active = 0;
@@ -221,7 +221,7 @@ mod tests {
             vec![
                 "JUMP_ACTIVE: active slot 0, jumpd wrote 1".to_string(),
                 "JUMP_SLOTS[1]: generation 7, default action 1, log mode 0; jumpd wrote generation 7, default action 0, log mode 0".into(),
-                "JUMP_LIMITS: window 1000000000 ns, burst 0, user burst 1024, user interval 10000000 ns; jumpd wrote window 1000000000 ns, burst 5, user burst 1024, user interval 10000000 ns".into(),
+                "JUMP_LIMITS: window 1000000000 ns, burst 0, per-uid burst 50 per 20000000 ns; jumpd wrote window 1000000000 ns, burst 5, per-uid burst 50 per 20000000 ns".into(),
                 "JUMP_USERS: 1 changed, 0 removed, 1 added (e.g. changed UserKey { slot: 1, uid: 64001 })".into(),
             ]
         );

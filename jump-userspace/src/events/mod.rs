@@ -5,6 +5,7 @@
 
 pub mod decode;
 pub mod held;
+pub mod login;
 pub mod proc;
 pub mod record;
 pub mod sink;

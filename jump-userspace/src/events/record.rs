@@ -43,6 +43,10 @@ pub struct Record {
     pub login_uid: Option<u32>,
     #[serde(skip)]
     pub login_user: Option<String>,
+    /// Whether the login uid's session was opened by a privileged process (`login`): only
+    /// then does it name the person. `None` without a login uid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_trusted: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<u32>,
     /// The SSH client address of the audit session, where it was found.
@@ -65,6 +69,9 @@ pub struct Record {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule_line: Option<u32>,
     pub hook: &'static str,
+    /// The socket option a `setsockopt-*` decision judged, e.g. `IP_FREEBIND`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub option: Option<&'static str>,
     pub policy_generation: u64,
     pub policy_sha256: String,
     /// Similar events the kernel suppressed before this one (0: none).
@@ -75,7 +82,8 @@ pub struct Record {
 impl Record {
     /// `deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl`,
     /// with ` as 165536` after the user when the task ran as one of the user's subordinate
-    /// uids, followed by ` login=bob(1000)` when someone else logged in, and ` suppressed=N`
+    /// uids, followed by ` login=bob(1000)` when someone else logged in (` login=?bob(1000)
+    /// (untrusted)` when no privileged process opened that login session), and ` suppressed=N`
     /// when the kernel held back similar events before this one.
     ///
     /// User-controlled text (names, the command, the rule) is escaped (`crate::escape`): this
@@ -94,9 +102,16 @@ impl Record {
             self.pid,
             escape_word(&self.comm)
         );
+        if let Some(option) = self.option {
+            m.push_str(&format!(" option={option}"));
+        }
         if let Some(login) = self.login_uid.filter(|l| *l != self.uid) {
             let name = escape_word(self.login_user.as_deref().unwrap_or("?"));
-            m.push_str(&format!(" login={name}({login})"));
+            if self.login_trusted == Some(false) {
+                m.push_str(&format!(" login=?{name}({login}) (untrusted)"));
+            } else {
+                m.push_str(&format!(" login={name}({login})"));
+            }
         }
         if self.suppressed > 0 {
             m.push_str(&format!(" suppressed={}", self.suppressed));
@@ -206,6 +221,7 @@ fn system_user_name(uid: u32) -> Option<String> {
 /// Turns kernel events into records for the policy generation that is active.
 pub struct Enricher {
     proc: Proc,
+    logins: super::login::LoginTrust,
     user_name: fn(u32) -> Option<String>,
     users: BoundedCache<u32, String>,
     /// SSH client by audit session id. Only final answers are kept (see `SshSearch::complete`).
@@ -243,6 +259,7 @@ impl Enricher {
     /// An enricher reading `proc` and naming users with `user_name` (tests pass fakes).
     pub fn with(proc: Proc, user_name: fn(u32) -> Option<String>) -> Self {
         Self {
+            logins: super::login::LoginTrust::new(proc.root()),
             proc,
             user_name,
             users: BoundedCache::new(USER_CACHE),
@@ -325,6 +342,7 @@ impl Enricher {
         };
         let login_uid = (login_uid != UNSET).then_some(login_uid);
         let login_user = login_uid.map(|l| self.user(l));
+        let login_trusted = login_uid.map(|_| self.logins.trusted(session_id));
         let ssh_client = self.ssh_client(e.pid, session_id);
         let comm_len = e.comm.iter().position(|&c| c == 0).unwrap_or(e.comm.len());
         let comm = String::from_utf8_lossy(&e.comm[..comm_len]).into_owned();
@@ -343,6 +361,7 @@ impl Enricher {
             exe: self.exe(e, &comm),
             login_uid,
             login_user,
+            login_trusted,
             session_id: (session_id != UNSET).then_some(session_id),
             ssh_client,
             proto: proto_name(e.proto),
@@ -355,6 +374,9 @@ impl Enricher {
             rule_file,
             rule_line,
             hook: hook::name(e.hook),
+            // `setsockopt-*` events carry the option's level and name in the port fields.
+            option: hook::is_sockopt(e.hook)
+                .then(|| jump_common::sockopt::name(i32::from(e.src_port), i32::from(e.dst_port))),
             policy_generation: e.generation,
             policy_sha256: sha,
             suppressed: e.suppressed,
@@ -380,6 +402,7 @@ mod tests {
             exe: None,
             login_uid: Some(1001),
             login_user: Some("alice".into()),
+            login_trusted: Some(true),
             session_id: Some(3),
             ssh_client: None,
             proto: "tcp",
@@ -392,6 +415,7 @@ mod tests {
             rule_file: None,
             rule_line: None,
             hook: "connect4",
+            option: None,
             policy_generation: 1,
             policy_sha256: String::new(),
             suppressed: 0,
@@ -476,6 +500,16 @@ mod tests {
         assert_eq!(
             r.message(),
             "deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl login=bob(1000) suppressed=41"
+        );
+        let forged = Record {
+            login_uid: Some(1000),
+            login_user: Some("bob".into()),
+            login_trusted: Some(false),
+            ..record()
+        };
+        assert_eq!(
+            forged.message(),
+            "deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl login=?bob(1000) (untrusted)"
         );
         let no_login = Record {
             login_uid: None,

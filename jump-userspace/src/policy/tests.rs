@@ -351,6 +351,20 @@ fn unused_zones_are_warnings() {
     );
 }
 
+#[test]
+fn invalid_interface_names_in_via() {
+    let src = "rules:\n  - name: a\n    users: [\"*\"]\n    allow: [{to: 10.0.0.0/8}]\n    via: [eth1, \"a/b\", averyveryverylongname, 3]\n";
+    assert_eq!(
+        errors(src),
+        "p.yaml:5:17: invalid interface name `a/b`\n  help: an interface name has 1 to 15 characters, without `/`, `:` or spaces (like `eth1`)\n\
+         p.yaml:5:24: invalid interface name `averyveryverylongname`\n  help: an interface name has 1 to 15 characters, without `/`, `:` or spaces (like `eth1`)"
+    );
+    let ok =
+        "rules:\n  - name: a\n    users: [\"*\"]\n    allow: [{to: 10.0.0.0/8}]\n    via: eth1\n";
+    let p = load_str("p.yaml", ok).expect("`via: eth1` is valid").policy;
+    assert_eq!(p.rules[0].via[0].0, "eth1");
+}
+
 fn rule_with(extra: &str) -> String {
     format!("rules:\n  - name: r\n    users: [\"*\"]\n{extra}")
 }
