@@ -580,3 +580,86 @@ fn jumpctl_status_stats_events_check_and_detach_report_the_live_daemon() {
     let gone = f.ctl(&["status"]);
     assert_eq!(gone.code, 3, "no jumpd: {}", gone.err);
 }
+
+#[test]
+fn rule_counters_only_grow_across_reloads() {
+    if !privileged("rule_counters_only_grow_across_reloads") {
+        return;
+    }
+    let mut f = Fixture::new(&[("10-a.yaml", POLICY)]);
+    f.start(&[]);
+    f.wait_generation(1, "start");
+    f.assert_reach(A, 7000, true, "the grant");
+    f.assert_reach(B, 7000, false, "no grant");
+    let hits = |f: &Fixture| {
+        let st = f.ctl(&["stats", "--json"]).json();
+        let of = |name: &str, what: &str| {
+            st["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == name)
+                .and_then(|r| r[what].as_u64())
+                .unwrap_or_else(|| panic!("no rule {name} in {st:#}"))
+        };
+        (of("a-internal", "allow"), of("default", "deny"))
+    };
+    let first = hits(&f);
+    assert!(first.0 >= 1 && first.1 >= 1, "{first:?}");
+    // Each edit is a generation; the third recycles the first one's kernel slot.
+    for g in 2..=4u64 {
+        f.write("10-a.yaml", &format!("# edit {g}\n{POLICY}"));
+        f.wait_generation(g, "an edit");
+        assert_eq!(
+            hits(&f),
+            first,
+            "generation {g}: a reload neither resets nor double-counts a rule's hits"
+        );
+    }
+    f.assert_reach(A, 7000, true, "the grant, later");
+    let last = hits(&f);
+    assert!(
+        last.0 > first.0 && last.1 == first.1,
+        "a new hit adds to the total: {first:?} then {last:?}"
+    );
+}
+
+#[test]
+fn events_decided_while_jumpd_was_down_name_their_rule_and_policy() {
+    if !privileged("events_decided_while_jumpd_was_down_name_their_rule_and_policy") {
+        return;
+    }
+    let mut f = Fixture::new(&[("10-a.yaml", POLICY)]);
+    f.start(&[]);
+    let loaded = f.wait_generation(1, "start");
+    let sha = loaded["jump_policy_sha256"].as_str().unwrap().to_string();
+    // A crash: the pinned programs keep deciding and queue events nobody reads.
+    f.jumpd.as_mut().unwrap().kill();
+    f.assert_reach(A, 7000, true, "granted while jumpd is down");
+    f.assert_reach(B, 7000, false, "refused while jumpd is down");
+    // The policy changes before the restart: the restarted jumpd's own generation differs.
+    f.write("10-a.yaml", &format!("# changed while down\n{POLICY}"));
+    f.jumpd.as_mut().unwrap().restart().expect("restart jumpd");
+    let allowed = f.jumpd().wait_event("A's connect of generation 1", |e| {
+        e["jump_uid"] == A && e["jump_verdict"] == "allow" && e["jump_policy_generation"] == 1
+    });
+    assert_eq!(allowed["jump_rule_name"], "a-internal", "{allowed}");
+    assert_eq!(allowed["jump_policy_sha256"], sha.as_str(), "{allowed}");
+    assert!(
+        allowed["jump_rule_file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("/10-a.yaml")),
+        "{allowed}"
+    );
+    let refused = f.jumpd().wait_event("B's connect of generation 1", |e| {
+        e["jump_uid"] == B && e["jump_verdict"] == "deny" && e["jump_policy_generation"] == 1
+    });
+    assert_eq!(refused["jump_rule_name"], "default", "{refused}");
+    assert_eq!(refused["jump_policy_sha256"], sha.as_str(), "{refused}");
+    let now = f.wait_generation(2, "the restart");
+    assert_ne!(
+        now["jump_policy_sha256"],
+        sha.as_str(),
+        "the restart loaded the edit"
+    );
+}

@@ -22,6 +22,7 @@ pub mod maps {
     pub const UID_HELD: &str = "JUMP_UID_HELD";
     pub const UID_SKETCH: &str = "JUMP_UID_SKETCH";
     pub const UID_REPORTED: &str = "JUMP_UID_REPORTED";
+    pub const RULE_TABLES: &str = "JUMP_RULE_TABLES";
     pub const SUBUIDS: &str = "JUMP_SUBUIDS";
     pub const LOCAL_ADDRS: &str = "JUMP_LOCAL_ADDRS";
     pub const HOST_NETNS: &str = "JUMP_HOST_NETNS";
@@ -525,6 +526,7 @@ mod pod {
     unsafe impl aya::Pod for ViaSet {}
     unsafe impl aya::Pod for UidHeld {}
     unsafe impl aya::Pod for UidSketch {}
+    unsafe impl aya::Pod for RuleTableChunk {}
     unsafe impl aya::Pod for SubuidKey {}
     unsafe impl aya::Pod for SubuidValue {}
 }
@@ -633,3 +635,19 @@ const _: () = {
     assert!(core::mem::offset_of!(Limits, uid_burst) == 12);
     assert!(core::mem::offset_of!(Limits, uid_interval_ns) == 16);
 };
+
+/// `JUMP_RULE_TABLES` (array, written and read by the daemon only): each slot's rule table
+/// (names and places, with the generation and policy hash) in `RULE_TABLE_CHUNKS` chunks at
+/// `slot * RULE_TABLE_CHUNKS`, so a restarted daemon names the rules of events decided while
+/// no daemon ran. bpffs holds no plain files; a pinned map is what survives beside the pins.
+pub const RULE_TABLE_CHUNK: usize = 4096;
+/// 2 MiB per slot: 16,384 rules of about 128 bytes of name and place each.
+pub const RULE_TABLE_CHUNKS: u32 = 512;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleTableChunk {
+    pub bytes: [u8; RULE_TABLE_CHUNK],
+}
+
+const _: () = assert!(core::mem::size_of::<RuleTableChunk>() == RULE_TABLE_CHUNK);

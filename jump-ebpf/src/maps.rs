@@ -13,6 +13,7 @@ use jump_common::{
     counter, DestKey, DestValue, Event, Limits, PortKey, PortValue, RateKey, RateState,
     SlotConfig, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, ViaKey, ViaSet,
     MAX_LOCAL_ADDRS, MAX_SUBUID_BLOCKS, MAX_VIA_RULES, OWNER_SOCKETS, RATE_KEYS, UID_HELD_ENTRIES,
+    RuleTableChunk, RULE_TABLE_CHUNKS,
     Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, MAX_RULES, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
 };
 
@@ -76,6 +77,11 @@ pub static JUMP_UID_REPORTED: HashMap<u32, UidHeld> = HashMap::pinned(UID_HELD_E
 #[map]
 pub static JUMP_SUBUIDS: LpmTrie<SubuidKey, SubuidValue> =
     LpmTrie::pinned(MAX_SUBUID_BLOCKS * SLOT_COUNT, 0);
+
+// Written by the daemon only: each slot's rule table, for a restarted daemon.
+#[map]
+pub static JUMP_RULE_TABLES: Array<RuleTableChunk> =
+    Array::pinned(RULE_TABLE_CHUNKS * SLOT_COUNT, 0);
 
 #[map]
 pub static JUMP_LOCAL_ADDRS: HashMap<[u8; 16], u32> = HashMap::pinned(MAX_LOCAL_ADDRS, 0);

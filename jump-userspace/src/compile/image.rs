@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use jump_common::{action, Candidate, ANY_UID, MAX_CANDIDATES};
 
 /// What a rule id stands for, so an event can name `policies/20-access.yaml:14:5`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RuleInfo {
     pub name: String,
     /// `file:line:col` of the rule in its policy file, empty for the default.

@@ -60,7 +60,7 @@ pub enum Command {
     Status(daemon::Conn),
     /// Make jumpd reload its policy directory and users now; exit 1 if it was rejected
     Reload(daemon::Conn),
-    /// Hits per rule and verdict since the active generation was loaded (kernel counters)
+    /// Hits per rule and verdict over jumpd's life (kernel counters, kept across reloads)
     Stats(daemon::Conn),
     /// Decision events: the most recent ones, or a live tail with --follow
     Events(daemon::EventsArgs),

@@ -115,6 +115,8 @@ pub trait Live: Datapath {
     fn counters(&self) -> anyhow::Result<[u64; jump_common::counter::LEN as usize]>;
     /// (rule id, action, hits) of the active generation.
     fn rule_hits(&self, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>>;
+    /// The same for the previous generation (the inactive slot).
+    fn previous_rule_hits(&self, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>>;
     fn hooks(&self) -> Vec<String>;
     /// Every uid's held-back events (`Kernel::take_held`).
     fn take_held(&mut self) -> anyhow::Result<Vec<crate::datapath::HeldSnapshot>>;
@@ -138,6 +140,9 @@ impl Live for Kernel {
     }
     fn rule_hits(&self, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>> {
         Kernel::rule_hits(self, rules)
+    }
+    fn previous_rule_hits(&self, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>> {
+        Kernel::previous_rule_hits(self, rules)
     }
     fn hooks(&self) -> Vec<String> {
         self.attached().iter().map(|(n, _)| n.clone()).collect()
@@ -167,6 +172,9 @@ impl Live for Fake {
     fn rule_hits(&self, _rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>> {
         Ok(Vec::new())
     }
+    fn previous_rule_hits(&self, _rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>> {
+        Ok(Vec::new())
+    }
     fn hooks(&self) -> Vec<String> {
         Vec::new()
     }
@@ -191,6 +199,11 @@ struct Active {
 pub struct State {
     generation: u64,
     enricher: Enricher,
+    /// Rule hits of generations whose counts the kernel no longer holds, by rule name and
+    /// action (allow, deny, audit): with the live slots', `jumpctl stats` never goes down.
+    retired_hits: std::collections::HashMap<String, [u64; 3]>,
+    /// Rule tables of the active generation and the one before (the kernel's two slots).
+    tables: Vec<(u64, Vec<crate::compile::image::RuleInfo>)>,
     /// `counter::EVENTS_UNTRACKED` as last reported.
     last_untracked: u64,
     active: Option<Active>,
@@ -214,6 +227,8 @@ impl State {
             generation: 0,
             enricher: Enricher::new(),
             last_untracked: 0,
+            retired_hits: Default::default(),
+            tables: Vec::new(),
             active: None,
             last_reload: None,
             started: Instant::now(),
@@ -300,6 +315,19 @@ fn install(
         audit::audit_only(&mut image);
     }
     dp.apply(&image, generation)?;
+    for (g, hits) in dp.take_retired_hits() {
+        if let Some((_, table)) = st.tables.iter().find(|(t, _)| *t == g) {
+            for (rule, act, n) in hits {
+                if let (Some(r), true) = (table.get(rule as usize), act < 3) {
+                    st.retired_hits.entry(r.name.clone()).or_default()[act as usize] += n;
+                }
+            }
+        }
+    }
+    st.tables.push((generation, plan.image.rules.clone()));
+    if st.tables.len() > 2 {
+        st.tables.remove(0);
+    }
     st.generation = generation;
     st.recompile_by = plan.recompile_by;
     for w in &plan.warnings {
@@ -325,6 +353,19 @@ fn install(
     // audit mode revokes nothing, as its image refuses nothing.
     if generation > 1 && !st.cgroup_rel.is_empty() {
         revoke(st, &image);
+    }
+    let table = crate::datapath::RuleTable {
+        generation,
+        sha256: plan.sha256.clone(),
+        rules: plan.image.rules.clone(),
+    };
+    match serde_json::to_vec(&table).map_err(anyhow::Error::from) {
+        Ok(json) => {
+            if let Err(e) = dp.keep_rule_table(&json) {
+                tracing::warn!("{e:#}");
+            }
+        }
+        Err(e) => tracing::warn!("failed to encode the rule table: {e}"),
     }
     st.enricher
         .set_generation(generation, plan.image.rules.clone(), plan.sha256.clone());
@@ -390,8 +431,18 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut st = State::new();
     st.enricher.set_tai_offset(kernel.tai_offset_ns());
     st.cgroup_rel = cgroup_relative(&opts.cgroup);
-    // Adopting pinned state: continue its generation numbering.
+    // Adopting pinned state: continue its generation numbering, and name the rules of the
+    // events its generations decided (pending in the ring buffer) with their kept tables.
     st.generation = kernel.generation()?;
+    let mut kept: Vec<crate::datapath::RuleTable> = kernel
+        .rule_tables()
+        .iter()
+        .filter_map(|b| serde_json::from_slice(b).ok())
+        .collect();
+    kept.sort_by_key(|t| t.generation);
+    for t in kept {
+        st.enricher.set_generation(t.generation, t.rules, t.sha256);
+    }
     // Pinned counters outlive a daemon, which reported them up to its exit: report from here.
     // (Per-uid held counts need no such care: what was reported is pinned too.)
     if let Ok(c) = kernel.counters() {
@@ -818,13 +869,27 @@ pub fn stats(dp: &dyn LiveDatapath, st: &State) -> anyhow::Result<control::Stats
             audit: 0,
         })
         .collect();
-    for (rule, act, n) in dp.rule_hits(infos.len())? {
-        if let Some(r) = rules.get_mut(rule as usize) {
-            match act {
-                action::ALLOW => r.allow += n,
-                action::AUDIT => r.audit += n,
-                _ => r.deny += n,
+    // Totals over jumpd's life, by rule name: generations gone, the previous one (its slot may
+    // still count in-flight decisions) and the active one.
+    let mut by_name = st.retired_hits.clone();
+    let previous = st.tables.iter().rev().nth(1);
+    if let Some((_, table)) = previous {
+        for (rule, act, n) in dp.previous_rule_hits(table.len())? {
+            if let (Some(r), true) = (table.get(rule as usize), act < 3) {
+                by_name.entry(r.name.clone()).or_default()[act as usize] += n;
             }
+        }
+    }
+    for (rule, act, n) in dp.rule_hits(infos.len())? {
+        if let (Some(r), true) = (infos.get(rule as usize), act < 3) {
+            by_name.entry(r.name.clone()).or_default()[act as usize] += n;
+        }
+    }
+    for r in &mut rules {
+        if let Some(h) = by_name.get(&r.name) {
+            r.allow = h[action::ALLOW as usize];
+            r.deny = h[action::DENY as usize];
+            r.audit = h[action::AUDIT as usize];
         }
     }
     Ok(control::Stats {

@@ -17,9 +17,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use jump_common::{
-    counter, maps, rule_hit_index, DestKey, DestValue, Limits, PortKey, PortValue, SlotConfig,
-    SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, ViaKey, ViaSet, Window,
-    MAX_RULES,
+    counter, maps, rule_hit_index, DestKey, DestValue, Limits, PortKey, PortValue, RuleTableChunk,
+    SlotConfig, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, ViaKey, ViaSet,
+    Window, MAX_RULES, RULE_TABLE_CHUNK, RULE_TABLE_CHUNKS,
 };
 use nix::time::{clock_gettime, ClockId};
 
@@ -74,6 +74,11 @@ pub struct Kernel {
     /// The active slot's image and the rate limit as last written: what `verify` compares.
     written: Option<Written>,
     limits: Limits,
+    /// How many rules each slot's image has (0: not written by this jumpd), so the hits of a
+    /// slot about to be recycled can be read in full first.
+    slot_rules: [usize; 2],
+    /// (generation, hits) of recycled slots, until `take_retired_hits`.
+    retired: Vec<(u64, super::RuleHits)>,
 }
 
 /// CLOCK_TAI − CLOCK_REALTIME: zero unless an NTP daemon set the kernel's TAI offset.
@@ -124,6 +129,8 @@ impl Kernel {
             pin_dir: opts.pin_dir.clone(),
             tai_offset_ns: tai_offset_ns()?,
             attached: Vec::new(),
+            slot_rules: [0; 2],
+            retired: Vec::new(),
             written: None,
             limits: opts.limits,
         };
@@ -327,6 +334,39 @@ impl Kernel {
         Ok(())
     }
 
+    /// The rule tables kept in both slots (`keep_rule_table`), as written; unreadable or empty
+    /// ones left out.
+    pub fn rule_tables(&self) -> Vec<Vec<u8>> {
+        let Ok(map) = self
+            .map(maps::RULE_TABLES)
+            .and_then(|m| Ok(Array::<_, RuleTableChunk>::try_from(m)?))
+        else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for slot in 0..jump_common::SLOT_COUNT {
+            let base = slot * RULE_TABLE_CHUNKS;
+            let Ok(first) = map.get(&base, 0) else {
+                continue;
+            };
+            let len = u32::from_le_bytes(first.bytes[..4].try_into().unwrap_or_default()) as usize;
+            if len == 0 || len + 4 > RULE_TABLE_CHUNK * RULE_TABLE_CHUNKS as usize {
+                continue;
+            }
+            let mut framed = Vec::with_capacity(len + 4);
+            for i in 0..(len + 4).div_ceil(RULE_TABLE_CHUNK) as u32 {
+                match map.get(&(base + i), 0) {
+                    Ok(c) => framed.extend_from_slice(&c.bytes),
+                    Err(_) => break,
+                }
+            }
+            if framed.len() >= len + 4 {
+                out.push(framed[4..len + 4].to_vec());
+            }
+        }
+        out
+    }
+
     /// CLOCK_TAI − CLOCK_REALTIME in ns, to turn the kernel's timestamps into wall time.
     pub fn tai_offset_ns(&self) -> i64 {
         self.tai_offset_ns
@@ -334,7 +374,16 @@ impl Kernel {
 
     /// Hits per (rule id, action) of the active policy, summed over CPUs; only non-zero ones.
     pub fn rule_hits(&self, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>> {
-        let slot = self.active_slot()?;
+        self.slot_hits(self.active_slot()?, rules)
+    }
+
+    /// The same for the inactive slot: the previous generation, which in-flight decisions may
+    /// still have counted in after the switch.
+    pub fn previous_rule_hits(&self, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>> {
+        self.slot_hits(1 - self.active_slot()?, rules)
+    }
+
+    fn slot_hits(&self, slot: u32, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>> {
         let map: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map(maps::RULE_HITS)?)?;
         let mut out = Vec::new();
         for rule in 0..(rules as u32).min(MAX_RULES) {
@@ -495,12 +544,49 @@ impl Kernel {
 }
 
 impl Datapath for Kernel {
+    fn keep_rule_table(&mut self, json: &[u8]) -> anyhow::Result<()> {
+        let mut framed = (json.len() as u32).to_le_bytes().to_vec();
+        framed.extend_from_slice(json);
+        if framed.len() > RULE_TABLE_CHUNK * RULE_TABLE_CHUNKS as usize {
+            bail!(
+                "the rule table ({} bytes) does not fit `{}`: events decided while jumpd is down will name rules by number",
+                json.len(),
+                maps::RULE_TABLES
+            );
+        }
+        let base = self.active_slot()? * RULE_TABLE_CHUNKS;
+        let mut map: Array<_, RuleTableChunk> = Array::try_from(self.map_mut(maps::RULE_TABLES)?)?;
+        for (i, c) in framed.chunks(RULE_TABLE_CHUNK).enumerate() {
+            let mut chunk = RuleTableChunk {
+                bytes: [0; RULE_TABLE_CHUNK],
+            };
+            chunk.bytes[..c.len()].copy_from_slice(c);
+            map.set(base + i as u32, chunk, 0)
+                .context("failed to keep the rule table")?;
+        }
+        Ok(())
+    }
+
+    fn take_retired_hits(&mut self) -> Vec<(u64, super::RuleHits)> {
+        std::mem::take(&mut self.retired)
+    }
+
     fn apply(&mut self, image: &MapImage, generation: u64) -> anyhow::Result<()> {
         let active = self.active_slot()?;
         let target = 1 - active;
         let s = SlotImage::build(image, target, generation, self.tai_offset_ns)?;
+        // The target's counts are final (no program has read that slot since the switch
+        // before last): keep them for the daemon's totals before they are zeroed.
+        let old_rules = self.slot_rules[target as usize];
+        if old_rules > 0 {
+            let slots: Array<_, SlotConfig> = Array::try_from(self.map(maps::SLOTS)?)?;
+            let old_generation = slots.get(&target, 0)?.generation;
+            let hits = self.slot_hits(target, old_rules)?;
+            self.retired.push((old_generation, hits));
+        }
         self.clear(target)?;
-        self.zero_hits(target, image.rules.len())?;
+        self.zero_hits(target, image.rules.len().max(old_rules))?;
+        self.slot_rules[target as usize] = image.rules.len();
         if let Err(e) = self.write(target, &s) {
             self.clear(target).ok();
             return Err(e);

@@ -34,11 +34,34 @@ impl HeldSnapshot {
     }
 }
 
+/// A generation's rule table as kept beside the pins (`Datapath::keep_rule_table`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RuleTable {
+    pub generation: u64,
+    pub sha256: String,
+    pub rules: Vec<crate::compile::image::RuleInfo>,
+}
+
+/// (rule id, action, hits) of one slot.
+pub type RuleHits = Vec<(u32, u8, u64)>;
+
 /// The I/O edge of a reload: everything before it (parse, compile, diff) is pure.
 pub trait Datapath {
     /// Writes `image` as generation `generation` into the inactive slot and switches to it
     /// atomically. On error the active slot is untouched.
     fn apply(&mut self, image: &MapImage, generation: u64) -> anyhow::Result<()>;
+
+    /// The final rule hits, (rule id, action, hits), of each generation whose slot `apply` has
+    /// recycled since the last call, so counters can stay monotonic across reloads.
+    fn take_retired_hits(&mut self) -> Vec<(u64, RuleHits)> {
+        Vec::new()
+    }
+
+    /// Keeps the active slot's rule table (`RuleTable` as JSON) where a restarted daemon finds
+    /// it.
+    fn keep_rule_table(&mut self, _json: &[u8]) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// An in-memory datapath: keeps the last applied image, as the kernel would.
