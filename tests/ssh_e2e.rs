@@ -25,7 +25,10 @@ use std::{
 use jump_tests::{
     cgroup::TestCgroup,
     daemon::Jumpd,
-    netns::{in_netns, Topology, INTERNAL_V4, INTERNAL_V6, INTERNET_V4, INTERNET_V6, JUMP_V4},
+    netns::{
+        in_netns, Topology, INTERNAL_V4, INTERNAL_V6, INTERNET_V4, INTERNET_V6, JUMP_V4,
+        WORKSTATION_V4,
+    },
     privileged,
     probe::Servers,
     ssh::{self, echo, socks5_echo, wait_listening, Finished, SshDir, Sshd, SshdSpec},
@@ -610,4 +613,122 @@ fn removing_a_grant_cuts_an_established_proxy_jump_session() {
                 && e["jump_verdict"] == "deny"
                 && e["jump_rule"] == "default"
         });
+}
+
+/// The value of `NAME=value` in a line of the remote script's output.
+fn said<'a>(out: &'a str, name: &str) -> &'a str {
+    let prefix = format!("{name}=");
+    out.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("the shell should print {name}=…: {out:?}"))
+}
+
+#[test]
+fn a_login_shells_refused_connection_names_the_sessions_ssh_client_not_the_users_claim() {
+    let Some(b) = Bastion::up(
+        "a_login_shells_refused_connection_names_the_sessions_ssh_client_not_the_users_claim",
+    ) else {
+        return;
+    };
+    let alice = &b.alice;
+    // sshd execs alice's login shell (`bash -c`), which connects itself (`:` is a builtin, so
+    // the redirection's connect is the shell's own) and stays alive, so its /proc entry can be
+    // compared with the event. Then a child claims another client in its environment.
+    let script = format!(
+        "echo SSH_CONNECTION=$SSH_CONNECTION; echo PID=$$; \
+         : 3<>/dev/tcp/{INTERNET_V4}/7000; echo REFUSED=$?; \
+         SSH_CONNECTION='203.0.113.66 4444 203.0.113.1 22' SSH_CLIENT='203.0.113.66 4444 22' \
+         bash -c ': 3<>/dev/tcp/{INTERNET_V4}/22'; echo FORGED=$?; sleep 20; echo done"
+    );
+    let mut session = b
+        .ssh
+        .ssh(&b.ws(), &[&user_at(alice, "jump"), &script])
+        .expect("ssh");
+    assert!(
+        session.wait_stdout("FORGED=", RUN),
+        "alice's shell should run: {} {}",
+        session.stdout(),
+        session.stderr()
+    );
+    let out = session.stdout();
+    assert_ne!(
+        said(&out, "REFUSED"),
+        "0",
+        "the kernel refuses the internet"
+    );
+    assert!(session.stderr().contains(REFUSED), "{}", session.stderr());
+    // sshd's own view of the connection, as it told the shell: client, port, server, port.
+    let conn: Vec<&str> = said(&out, "SSH_CONNECTION").split(' ').collect();
+    assert_eq!(
+        (conn.len(), conn[0], conn[2], conn[3]),
+        (4, WORKSTATION_V4, JUMP_V4, "22"),
+        "sshd's SSH_CONNECTION: {out}"
+    );
+    let pid: u32 = said(&out, "PID").parse().unwrap();
+    let proc_of = |file: &str| {
+        fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/{file} of alice's shell: {e}"))
+    };
+    let session_id = proc_of("sessionid");
+    assert_ne!(
+        session_id, "4294967295",
+        "pam_loginuid gives the login an audit session"
+    );
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+
+    let e = b.jumpd.wait_event("alice's shell -> internet:7000", |e| {
+        e["jump_uid"] == alice.uid
+            && e["jump_dst_addr"] == INTERNET_V4
+            && e["jump_dst_port"] == 7000
+    });
+    assert_eq!(e["jump_verdict"], "deny", "{e:#}");
+    assert_eq!(
+        e["jump_pid"], pid,
+        "the login shell itself connected: {e:#}"
+    );
+    assert_eq!(e["jump_comm"], "bash", "{e:#}");
+    assert_eq!(
+        e["jump_exe"],
+        exe.to_str().unwrap(),
+        "the shell's executable: {e:#}"
+    );
+    assert_eq!(e["jump_login_uid"], alice.uid, "{e:#}");
+    assert_eq!(
+        e["jump_session_id"].to_string(),
+        session_id.trim(),
+        "the shell's audit session: {e:#}"
+    );
+    assert_eq!(
+        (
+            e["jump_ssh_client"].as_str(),
+            e["jump_ssh_client_port"].to_string(),
+            e["jump_ssh_server"].as_str(),
+            e["jump_ssh_server_port"].to_string(),
+        ),
+        (
+            Some(WORKSTATION_V4),
+            conn[1].to_string(),
+            Some(JUMP_V4),
+            "22".to_string()
+        ),
+        "the session's TCP connection as the jump host's sshd holds it: {e:#}"
+    );
+
+    // The child's environment names 203.0.113.66: the event still names the real client.
+    let forged = b.jumpd.wait_event("alice's child -> internet:22", |e| {
+        e["jump_uid"] == alice.uid && e["jump_dst_addr"] == INTERNET_V4 && e["jump_dst_port"] == 22
+    });
+    assert_eq!(
+        (
+            forged["jump_ssh_client"].as_str(),
+            forged["jump_ssh_client_port"].to_string()
+        ),
+        (Some(WORKSTATION_V4), conn[1].to_string()),
+        "SSH_CONNECTION in the environment is the user's word, not the session's client: {forged:#}"
+    );
+    assert_eq!(
+        forged["jump_session_id"], e["jump_session_id"],
+        "{forged:#}"
+    );
+    session.kill();
 }

@@ -356,13 +356,15 @@ impl Sshd {
         for a in spec.listen {
             c += &format!("ListenAddress {a}\n");
         }
+        // PAM as on a real jump host: `pam_loginuid` gives each login an audit session, which
+        // jumpd's events carry and attribute to the session's SSH client.
         let d = dir.path.display();
         c += &format!(
             "HostKey {d}/host_ed25519\n\
              PidFile {d}/sshd-{label}.pid\n\
              AuthorizedKeysFile {d}/authorized/%u\n\
              AllowUsers {users}\n\
-             UsePAM no\n\
+             UsePAM yes\n\
              StrictModes no\n\
              PubkeyAuthentication yes\n\
              PasswordAuthentication no\n\

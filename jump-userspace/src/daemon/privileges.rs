@@ -21,7 +21,7 @@ pub const KEPT: &[(Capability, &str)] = &[
     ),
     (
         Capability::CAP_SYS_PTRACE,
-        "each event names the executable by reading /proc/PID/exe, which the kernel's ptrace access check refuses for another user's process without it",
+        "each event names the executable by reading /proc/PID/exe, and the SSH client by reading the session sshd's /proc/PID/fd, which the kernel's ptrace access check refuses for another user's (or a non-dumpable) process without it",
     ),
 ];
 

@@ -1,29 +1,29 @@
 //! What `/proc` tells about the process behind an event, for the facts the kernel did not put in
-//! it: the executable, the audit login uid and session, and the SSH client of the session. The
-//! root is a parameter, so tests use a fake tree.
+//! it: the executable, the audit login uid and session, and the SSH connection of the session.
+//! The root is a parameter, so tests use a fake tree.
 //!
 //! All of it is best effort: the process may have exited before the daemon reads its event (its
-//! pid may even have been reused since), and a process owns its environment, so an SSH client
-//! found there is a hint that names where the session came from, not proof. The audit login uid
-//! and session id are set by the kernel (`pam_loginuid`) and cannot be changed by the user.
+//! pid may even have been reused since). The audit login uid and session id are set by the
+//! kernel (`pam_loginuid`) and cannot be changed by the user. The SSH connection is not taken
+//! from the user's environment (`SSH_CONNECTION` is theirs to set, and `/proc/PID/environ` is
+//! 0400 to jumpd without CAP_DAC_*): it is the TCP socket held by the session's privileged sshd
+//! — the root `sshd: USER [priv]` monitor in which `pam_loginuid` opened the audit session, so
+//! it carries the session id. jumpd reads that process's `fd/` as the same uid (root) with
+//! CAP_SYS_PTRACE (the kernel's ptrace access check for a non-dumpable process), and its
+//! `net/tcp*` tables, which are world-readable and show the sshd's own network namespace.
 
-use std::{net::IpAddr, path::PathBuf};
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::PathBuf,
+};
 
 /// The kernel's "unset" value of a login uid (`AUDIT_UID_UNSET`) and of a session id
 /// (`AUDIT_SID_UNSET`); jump's events use the same value for "not captured".
 pub const UNSET: u32 = u32::MAX;
 
-/// How many processes the SSH client search visits, from the process up its parents. A login
-/// shell under sshd is one to a few levels up; the bound keeps a deep process tree from costing
-/// more than a few reads per event.
-pub const MAX_ANCESTRY: usize = 16;
-
 /// How many threads of a process `exe_of` looks at for the deciding thread's name.
 pub const MAX_THREADS: usize = 256;
-
-/// The environment variables sshd sets in a session, in order of preference. Both start with
-/// the client's address.
-const SSH_VARS: [&[u8]; 2] = [b"SSH_CONNECTION=", b"SSH_CLIENT="];
 
 #[derive(Clone, Debug)]
 pub struct Proc {
@@ -36,12 +36,21 @@ impl Default for Proc {
     }
 }
 
-/// The result of a search for a session's SSH client.
+/// An SSH session's TCP connection as the jump host's sshd sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SshConn {
+    /// The peer: the SSH client's address and port.
+    pub client: SocketAddr,
+    /// sshd's local end: the address and port the client connected to.
+    pub server: SocketAddr,
+}
+
+/// The result of a search for a session's SSH connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SshSearch {
-    pub client: Option<IpAddr>,
-    /// Whether the search saw the whole session (reached its first process or pid 1), so that a
-    /// `None` is an answer rather than a process that vanished mid-walk.
+    pub conn: Option<SshConn>,
+    /// Whether every candidate process could be read, so that a `None` is an answer (no sshd
+    /// holds the session: not an SSH login, or it has ended) rather than a failed read.
     pub complete: bool,
 }
 
@@ -128,93 +137,153 @@ impl Proc {
         )
     }
 
-    /// The parent pid, from the `PPid:` line of `status`.
-    pub fn ppid(&self, pid: u32) -> Option<u32> {
-        let status = std::fs::read_to_string(self.path(pid, "status")).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("PPid:"))?
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    /// The SSH client address in a process's initial environment: `Ok(None)` when it has none,
-    /// `Err` when the environment cannot be read.
-    pub fn ssh_env(&self, pid: u32) -> std::io::Result<Option<IpAddr>> {
-        let env = std::fs::read(self.path(pid, "environ"))?;
-        Ok(ssh_client_in(&env))
-    }
-
-    /// Searches the SSH client of `session` from `pid` up its parents: at most `MAX_ANCESTRY`
-    /// processes, never leaving the session (a parent in another audit session is not part of
-    /// it), and the outermost value wins — the one sshd gave the session's first process, which
-    /// a child's `env SSH_CLIENT=…` cannot override. `session == UNSET` (no audit sessions on
-    /// this host) only bounds the walk by depth.
-    pub fn ssh_client(&self, pid: u32, session: u32) -> SshSearch {
-        let mut found = None;
-        let mut pid = pid;
-        for _ in 0..MAX_ANCESTRY {
-            if pid <= 1 {
-                return SshSearch {
-                    client: found,
-                    complete: true,
-                };
+    /// The TCP connection of audit session `session`'s SSH login, from the session's
+    /// privileged sshd (see the module): its sockets (`fd/` links `socket:[INODE]`) looked up
+    /// in its own network namespace's `net/tcp` and `net/tcp6`. Candidates are visited by
+    /// ascending pid and the first with an established TCP socket wins: sshd's `[priv]`
+    /// monitor, where `pam_loginuid` opened the session, is older than anything it started.
+    pub fn ssh_conn(&self, session: u32) -> SshSearch {
+        let none = |complete| SshSearch {
+            conn: None,
+            complete,
+        };
+        if session == UNSET {
+            return none(true);
+        }
+        let Ok(dir) = std::fs::read_dir(&self.root) else {
+            return none(false);
+        };
+        let mut pids: Vec<u32> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        pids.sort_unstable();
+        let mut complete = true;
+        for pid in pids {
+            if self.read_u32(pid, "sessionid") != Some(session) || !self.is_root_sshd(pid) {
+                continue;
             }
-            if session != UNSET && self.audit(pid).1 != session {
-                // Also the answer when `pid` has exited: its sessionid reads as UNSET. That
-                // is a complete search only when the walk got past the event's own process.
-                let complete = self.root.join(pid.to_string()).exists();
-                return SshSearch {
-                    client: found,
-                    complete,
-                };
-            }
-            match self.ssh_env(pid) {
-                Ok(Some(c)) => found = Some(c),
-                Ok(None) => {}
-                Err(_) => {
+            match self.established_tcp(pid) {
+                Some(Some(conn)) => {
                     return SshSearch {
-                        client: found,
-                        complete: false,
+                        conn: Some(conn),
+                        complete: true,
                     }
                 }
-            }
-            match self.ppid(pid) {
-                Some(p) => pid = p,
-                None => {
-                    return SshSearch {
-                        client: found,
-                        complete: false,
-                    }
-                }
+                Some(None) => {}
+                // Unreadable (or gone mid-read): the answer may be there, not final.
+                None => complete = false,
             }
         }
-        SshSearch {
-            client: found,
-            complete: false,
+        none(complete)
+    }
+
+    /// Whether `pid` runs as root (real, effective, saved and file-system uid) from an
+    /// executable named `sshd*` (`sshd`, or `sshd-session` of OpenSSH 9.8 and later). A user
+    /// cannot make such a process: naming a program `sshd` or setting its `comm` is not
+    /// enough.
+    fn is_root_sshd(&self, pid: u32) -> bool {
+        let root = std::fs::read_to_string(self.path(pid, "status")).is_ok_and(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .is_some_and(|u| {
+                    let ids: Vec<&str> = u.split_whitespace().collect();
+                    ids.len() == 4 && ids.iter().all(|id| *id == "0")
+                })
+        });
+        root && std::fs::read_link(self.path(pid, "exe")).is_ok_and(|exe| {
+            exe.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("sshd"))
+        })
+    }
+
+    /// The first established TCP connection among `pid`'s sockets: `None` when its fds or
+    /// network tables cannot be read, `Some(None)` when it has none.
+    fn established_tcp(&self, pid: u32) -> Option<Option<SshConn>> {
+        let mut inodes = HashSet::new();
+        for fd in std::fs::read_dir(self.path(pid, "fd")).ok()?.flatten() {
+            let Ok(link) = std::fs::read_link(fd.path()) else {
+                continue; // closed since the directory was read
+            };
+            if let Some(inode) = link
+                .to_str()
+                .and_then(|l| l.strip_prefix("socket:["))
+                .and_then(|l| l.strip_suffix(']'))
+                .and_then(|i| i.parse::<u64>().ok())
+            {
+                inodes.insert(inode);
+            }
         }
+        if inodes.is_empty() {
+            return Some(None);
+        }
+        for table in ["net/tcp", "net/tcp6"] {
+            let text = std::fs::read_to_string(self.path(pid, table)).ok()?;
+            if let Some(conn) = text.lines().skip(1).find_map(|l| tcp_entry(l, &inodes)) {
+                return Some(Some(conn));
+            }
+        }
+        Some(None)
     }
 }
 
-/// The client address of `SSH_CONNECTION=ADDR PORT …` or `SSH_CLIENT=ADDR PORT PORT` in a
-/// NUL-separated environment block. A value that is not an address is ignored.
-pub fn ssh_client_in(environ: &[u8]) -> Option<IpAddr> {
-    SSH_VARS.iter().find_map(|var| {
-        environ
-            .split(|&b| b == 0)
-            .find_map(|kv| kv.strip_prefix(*var))
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.split_ascii_whitespace().next())
-            .and_then(|a| a.parse().ok())
+/// `TCP_ESTABLISHED` in the `st` column of `/proc/net/tcp`.
+const ESTABLISHED: &str = "01";
+
+/// One line of `/proc/net/tcp{,6}` (`sl local rem st tx:rx tr:when retrnsmt uid timeout
+/// inode …`) as a connection, when it is established and its inode is one of `inodes`.
+fn tcp_entry(line: &str, inodes: &HashSet<u64>) -> Option<SshConn> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() < 10 || f[3] != ESTABLISHED || !inodes.contains(&f[9].parse().ok()?) {
+        return None;
+    }
+    Some(SshConn {
+        server: tcp_addr(f[1])?,
+        client: tcp_addr(f[2])?,
     })
 }
 
-/// A fake `/proc` for tests: `add(pid, ppid, loginuid, sessionid, environ)`.
+/// `0100007F:0016` or `…32 hex digits…:0016`. The kernel prints the address as 32-bit words in
+/// the host's byte order (`%08X` of each `__be32`), the port as a number.
+fn tcp_addr(s: &str) -> Option<SocketAddr> {
+    let (addr, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| -> Option<[u8; 4]> {
+        Some(
+            u32::from_str_radix(addr.get(i * 8..i * 8 + 8)?, 16)
+                .ok()?
+                .to_ne_bytes(),
+        )
+    };
+    let ip = match addr.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(0)?)),
+        32 => {
+            let mut b = [0; 16];
+            for i in 0..4 {
+                b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            // sshd listening on `::` serves IPv4 clients as IPv4-mapped addresses.
+            let v6 = Ipv6Addr::from(b);
+            v6.to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// A fake `/proc` for tests: `add(pid, ppid, loginuid, sessionid)` for any process,
+/// `sshd(…)` for one holding sockets.
 #[cfg(test)]
 pub(crate) struct FakeProc {
     pub dir: PathBuf,
 }
+
+/// The header line of `/proc/net/tcp`.
+#[cfg(test)]
+const TCP_HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
 
 #[cfg(test)]
 impl FakeProc {
@@ -225,13 +294,14 @@ impl FakeProc {
         Self { dir }
     }
 
-    pub fn add(&self, pid: u32, ppid: u32, loginuid: u32, sessionid: u32, environ: &[&str]) {
+    pub fn add(&self, pid: u32, ppid: u32, loginuid: u32, sessionid: u32) {
         let d = self.dir.join(pid.to_string());
         std::fs::create_dir_all(&d).unwrap();
         let w = |f: &str, s: &[u8]| std::fs::write(d.join(f), s).unwrap();
         w(
             "status",
-            format!("Name:\tx\nPid:\t{pid}\nPPid:\t{ppid}\n").as_bytes(),
+            format!("Name:\tx\nPid:\t{pid}\nPPid:\t{ppid}\nUid:\t1000\t1000\t1000\t1000\n")
+                .as_bytes(),
         );
         w("comm", b"curl\n");
         // Started 1 s after boot (100 ticks); the name with a space and a parenthesis.
@@ -242,12 +312,42 @@ impl FakeProc {
         );
         w("loginuid", loginuid.to_string().as_bytes());
         w("sessionid", sessionid.to_string().as_bytes());
-        let mut env = Vec::new();
-        for kv in environ {
-            env.extend_from_slice(kv.as_bytes());
-            env.push(0);
+    }
+
+    /// A process of `session` running `exe` as `uid`, with sockets of the given inodes (and
+    /// stdin on /dev/null) and the network tables `net/tcp` and `net/tcp6` (entry lines, no
+    /// header).
+    pub fn sshd(
+        &self,
+        pid: u32,
+        session: u32,
+        uid: u32,
+        exe: &str,
+        sockets: &[u64],
+        [tcp, tcp6]: [&[&str]; 2],
+    ) {
+        self.add(pid, 1, UNSET, session);
+        let d = self.dir.join(pid.to_string());
+        std::fs::write(
+            d.join("status"),
+            format!("Name:\tsshd\nPid:\t{pid}\nPPid:\t1\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(exe, d.join("exe")).unwrap();
+        std::fs::create_dir_all(d.join("fd")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", d.join("fd/0")).unwrap();
+        for (n, inode) in sockets.iter().enumerate() {
+            std::os::unix::fs::symlink(
+                format!("socket:[{inode}]"),
+                d.join(format!("fd/{}", n + 3)),
+            )
+            .unwrap();
         }
-        w("environ", &env);
+        std::fs::create_dir_all(d.join("net")).unwrap();
+        for (file, lines) in [("tcp", tcp), ("tcp6", tcp6)] {
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            std::fs::write(d.join("net").join(file), format!("{TCP_HEADER}{text}")).unwrap();
+        }
     }
 
     pub fn proc(&self) -> Proc {
@@ -266,33 +366,117 @@ impl Drop for FakeProc {
 mod tests {
     use super::*;
 
-    const SSH: &str = "SSH_CONNECTION=192.0.2.5 50022 192.0.2.1 22";
+    // Lines as the kernel prints them on a little-endian host (x86, arm64): the jump host's
+    // sshd on 192.0.2.1:22 and [2001:db8::1]:22, clients 192.0.2.5:50022 (on a `::` socket,
+    // IPv4-mapped) and [2001:db8::5]:50022, a listener (state 0A) and a user's connection.
+    const V4_LISTEN: &str = "   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 100 1 0000000000000000 100 0 0 10 0";
+    const V4_SESSION: &str = "   1: 010200C0:0016 050200C0:C366 01 00000000:00000000 02:000A7B4C 00000000     0        0 101 4 0000000000000000 20 4 30 10 -1";
+    const V6_MAPPED: &str = "   0: 0000000000000000FFFF0000010200C0:0016 0000000000000000FFFF0000050200C0:C366 01 00000000:00000000 02:000A7B4C 00000000     0        0 102 4 0000000000000000 20 4 30 10 -1";
+    const V6_SESSION: &str = "   1: B80D0120000000000000000001000000:0016 B80D0120000000000000000005000000:C366 01 00000000:00000000 02:000A7B4C 00000000     0        0 103 4 0000000000000000 20 4 30 10 -1";
+    const USER_CONN: &str = "   2: 010200C0:D431 427100CB:0016 01 00000000:00000000 00:00000000 00000000  1000        0 104 1 0000000000000000 20 4 30 10 -1";
+    const SSHD: &str = "/usr/sbin/sshd";
+
+    fn conn(client: &str, server: &str) -> Option<SshConn> {
+        Some(SshConn {
+            client: client.parse().unwrap(),
+            server: server.parse().unwrap(),
+        })
+    }
+
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn tcp_table_addresses_are_read_in_the_kernels_notation() {
+        let all: HashSet<u64> = (100..=104).collect();
+        assert_eq!(tcp_entry(V4_LISTEN, &all), None, "a listener is no session");
+        assert_eq!(
+            tcp_entry(V4_SESSION, &all),
+            conn("192.0.2.5:50022", "192.0.2.1:22")
+        );
+        assert_eq!(
+            tcp_entry(V6_MAPPED, &all),
+            conn("192.0.2.5:50022", "192.0.2.1:22"),
+            "IPv4-mapped addresses are shown as IPv4"
+        );
+        assert_eq!(
+            tcp_entry(V6_SESSION, &all),
+            conn("[2001:db8::5]:50022", "[2001:db8::1]:22")
+        );
+        assert_eq!(
+            tcp_entry(V4_SESSION, &HashSet::from([999])),
+            None,
+            "another process's socket"
+        );
+        assert_eq!(tcp_addr("0100007F:zz"), None);
+        assert_eq!(tcp_addr("0100007F0:0016"), None);
+    }
+
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn the_ssh_connection_is_the_sessions_root_sshd_socket() {
+        let fake = FakeProc::new("sshconn");
+        let tables: &[&str] = &[V4_LISTEN, V4_SESSION, USER_CONN];
+        // The listener (no session), a user's fake `sshd` and a root sshd of another session
+        // hold sockets too; the session's monitor holds 101, its unprivileged child too.
+        fake.sshd(100, UNSET, 0, SSHD, &[100], [tables, &[]]);
+        fake.sshd(150, 7, 1000, "/home/u/sshd", &[104], [tables, &[]]);
+        fake.sshd(160, 6, 0, SSHD, &[104], [tables, &[]]);
+        fake.sshd(170, 7, 0, "/usr/bin/sudo", &[104], [tables, &[]]);
+        fake.sshd(180, 7, 0, SSHD, &[], [tables, &[]]);
+        fake.sshd(200, 7, 0, SSHD, &[101], [tables, &[]]);
+        fake.sshd(210, 7, 1000, SSHD, &[101], [tables, &[]]);
+        fake.add(300, 210, 1000, 7);
+        let p = fake.proc();
+        assert_eq!(
+            p.ssh_conn(7),
+            SshSearch {
+                conn: conn("192.0.2.5:50022", "192.0.2.1:22"),
+                complete: true
+            }
+        );
+        assert_eq!(
+            p.ssh_conn(6),
+            SshSearch {
+                conn: conn("203.0.113.66:22", "192.0.2.1:54321"),
+                complete: true
+            },
+            "session 6's own sshd"
+        );
+        fake.sshd(400, 8, 0, SSHD, &[103], [&[], &[V6_SESSION]]);
+        assert_eq!(
+            p.ssh_conn(8).conn,
+            conn("[2001:db8::5]:50022", "[2001:db8::1]:22")
+        );
+    }
 
     #[test]
-    fn ssh_client_is_read_from_either_variable() {
+    fn a_session_without_sshd_is_an_answer_an_unreadable_one_is_not() {
+        let fake = FakeProc::new("nosshd");
+        fake.add(300, 1, 1000, 7);
+        let p = fake.proc();
+        let none = |complete| SshSearch {
+            conn: None,
+            complete,
+        };
+        assert_eq!(p.ssh_conn(7), none(true), "cron or console: no sshd");
+        assert_eq!(p.ssh_conn(9), none(true), "the session has ended");
         assert_eq!(
-            ssh_client_in(b"HOME=/root\0SSH_CLIENT=2001:db8::5 50022 22\0"),
-            Some("2001:db8::5".parse().unwrap())
+            p.ssh_conn(UNSET),
+            none(true),
+            "no session: nothing to look up"
         );
-        assert_eq!(
-            ssh_client_in(
-                b"SSH_CLIENT=198.51.100.1 1 22\0SSH_CONNECTION=192.0.2.5 50022 192.0.2.1 22\0"
-            ),
-            Some("192.0.2.5".parse().unwrap()),
-            "SSH_CONNECTION is preferred"
-        );
-        assert_eq!(ssh_client_in(b"SSH_CLIENT=not-an-address 1 22\0"), None);
-        assert_eq!(ssh_client_in(b"XSSH_CLIENT=192.0.2.5 1 22\0"), None);
-        assert_eq!(ssh_client_in(b""), None);
+        fake.sshd(200, 7, 0, SSHD, &[101], [&[], &[]]);
+        std::fs::remove_dir_all(fake.dir.join("200/fd")).unwrap();
+        std::fs::write(fake.dir.join("200/fd"), "").unwrap();
+        assert_eq!(p.ssh_conn(7), none(false), "its fds cannot be read");
+        assert_eq!(Proc::new(fake.dir.join("absent")).ssh_conn(7), none(false));
     }
 
     #[test]
     fn audit_ids_and_parent_are_read_from_proc() {
         let fake = FakeProc::new("audit");
-        fake.add(4711, 4700, 1000, 7, &[]);
+        fake.add(4711, 4700, 1000, 7);
         let p = fake.proc();
         assert_eq!(p.audit(4711), (1000, 7));
-        assert_eq!(p.ppid(4711), Some(4700));
         assert_eq!(
             p.audit(4712),
             (UNSET, UNSET),
@@ -304,7 +488,7 @@ mod tests {
     #[test]
     fn the_executable_is_named_only_for_the_process_that_decided() {
         let fake = FakeProc::new("exe");
-        fake.add(4711, 1, 1000, 7, &[]);
+        fake.add(4711, 1, 1000, 7);
         let exe = fake.dir.join("4711/exe");
         std::os::unix::fs::symlink("/usr/bin/curl", &exe).unwrap();
         let p = fake.proc();
@@ -331,82 +515,5 @@ mod tests {
             "another thread's name"
         );
         assert_eq!(p.exe_of(4799, "curl", 2_000_000_000), None, "gone");
-    }
-
-    #[test]
-    fn ssh_client_is_found_in_an_ancestor_of_the_same_session() {
-        let fake = FakeProc::new("ancestor");
-        // sshd (session UNSET) → login shell (session 7, SSH env) → sudo → curl (env cleared)
-        fake.add(100, 1, UNSET, UNSET, &[]);
-        fake.add(200, 100, 1000, 7, &[SSH]);
-        fake.add(300, 200, 1000, 7, &["PATH=/bin"]);
-        fake.add(400, 300, 1000, 7, &[]);
-        assert_eq!(
-            fake.proc().ssh_client(400, 7),
-            SshSearch {
-                client: Some("192.0.2.5".parse().unwrap()),
-                complete: true
-            }
-        );
-    }
-
-    #[test]
-    fn the_outermost_value_of_the_session_wins_over_a_childs_own() {
-        let fake = FakeProc::new("outermost");
-        fake.add(200, 1, 1000, 7, &[SSH]);
-        fake.add(300, 200, 1000, 7, &["SSH_CLIENT=203.0.113.66 1 22"]);
-        assert_eq!(
-            fake.proc().ssh_client(300, 7).client,
-            Some("192.0.2.5".parse().unwrap())
-        );
-    }
-
-    #[test]
-    fn the_search_stops_at_the_session_boundary() {
-        let fake = FakeProc::new("boundary");
-        // The parent has SSH variables but belongs to another session: not this one's client.
-        fake.add(200, 1, 1000, 6, &[SSH]);
-        fake.add(300, 200, 1000, 7, &[]);
-        assert_eq!(
-            fake.proc().ssh_client(300, 7),
-            SshSearch {
-                client: None,
-                complete: true
-            }
-        );
-    }
-
-    #[test]
-    fn a_vanished_process_makes_the_search_incomplete() {
-        let fake = FakeProc::new("vanished");
-        assert!(!fake.proc().ssh_client(4711, 7).complete);
-        assert!(!fake.proc().ssh_client(4711, UNSET).complete);
-        // The parent is gone: the child's own value is kept, but the answer is not final.
-        fake.add(300, 200, 1000, 7, &[SSH]);
-        assert_eq!(
-            fake.proc().ssh_client(300, UNSET),
-            SshSearch {
-                client: Some("192.0.2.5".parse().unwrap()),
-                complete: false
-            }
-        );
-    }
-
-    #[test]
-    fn the_search_is_bounded_in_depth() {
-        let fake = FakeProc::new("depth");
-        // A chain longer than MAX_ANCESTRY whose only SSH variables are at the top.
-        let n = MAX_ANCESTRY as u32 + 4;
-        for pid in 2..2 + n {
-            let env: &[&str] = if pid == 2 { &[SSH] } else { &[] };
-            fake.add(pid, pid - 1, UNSET, UNSET, env);
-        }
-        assert_eq!(
-            fake.proc().ssh_client(2 + n - 1, UNSET),
-            SshSearch {
-                client: None,
-                complete: false
-            }
-        );
     }
 }

@@ -9,7 +9,7 @@ use std::{
     net::{IpAddr, Ipv6Addr},
 };
 
-use super::proc::{Proc, UNSET};
+use super::proc::{Proc, SshConn, UNSET};
 
 use jump_common::{action, hook, proto, Event};
 use serde::Serialize;
@@ -49,9 +49,16 @@ pub struct Record {
     pub login_trusted: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<u32>,
-    /// The SSH client address of the audit session, where it was found.
+    /// The SSH connection of the audit session, from the session's sshd (`proc::ssh_conn`):
+    /// the client's address and port, and the jump host's address and port it connected to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssh_client: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_client_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_server: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_server_port: Option<u16>,
     pub proto: &'static str,
     pub dst_addr: IpAddr,
     pub dst_port: u16,
@@ -224,8 +231,9 @@ pub struct Enricher {
     logins: super::login::LoginTrust,
     user_name: fn(u32) -> Option<String>,
     users: BoundedCache<u32, String>,
-    /// SSH client by audit session id. Only final answers are kept (see `SshSearch::complete`).
-    ssh: BoundedCache<u32, Option<IpAddr>>,
+    /// SSH connection by audit session id. Only final answers are kept (see
+    /// `SshSearch::complete`); session ids are never reused, so a final answer stays true.
+    ssh: BoundedCache<u32, Option<SshConn>>,
     /// Rule table and hash of each generation still in use; the kernel may report the previous
     /// generation for a decision made just before a switch.
     generations: Vec<(u64, Vec<RuleInfo>, String)>,
@@ -296,17 +304,15 @@ impl Enricher {
             .get_or(uid, || name(uid).unwrap_or_else(|| uid.to_string()))
     }
 
-    fn ssh_client(&mut self, pid: u32, session: u32) -> Option<IpAddr> {
-        if session != UNSET {
-            if let Some(c) = self.ssh.get(&session) {
-                return c;
-            }
+    fn ssh_conn(&mut self, session: u32) -> Option<SshConn> {
+        if let Some(c) = self.ssh.get(&session) {
+            return c;
         }
-        let found = self.proc.ssh_client(pid, session);
-        if session != UNSET && found.complete {
-            self.ssh.insert(session, found.client);
+        let found = self.proc.ssh_conn(session);
+        if found.complete {
+            self.ssh.insert(session, found.conn);
         }
-        found.client
+        found.conn
     }
 
     pub fn record(&mut self, e: &Event) -> Record {
@@ -343,7 +349,7 @@ impl Enricher {
         let login_uid = (login_uid != UNSET).then_some(login_uid);
         let login_user = login_uid.map(|l| self.user(l));
         let login_trusted = login_uid.map(|_| self.logins.trusted(session_id));
-        let ssh_client = self.ssh_client(e.pid, session_id);
+        let ssh = self.ssh_conn(session_id);
         let comm_len = e.comm.iter().position(|&c| c == 0).unwrap_or(e.comm.len());
         let comm = String::from_utf8_lossy(&e.comm[..comm_len]).into_owned();
         let time = jiff::Timestamp::from_nanosecond(e.ts_ns as i128 - self.tai_offset_ns as i128)
@@ -363,7 +369,10 @@ impl Enricher {
             login_user,
             login_trusted,
             session_id: (session_id != UNSET).then_some(session_id),
-            ssh_client,
+            ssh_client: ssh.map(|c| c.client.ip()),
+            ssh_client_port: ssh.map(|c| c.client.port()),
+            ssh_server: ssh.map(|c| c.server.ip()),
+            ssh_server_port: ssh.map(|c| c.server.port()),
             proto: proto_name(e.proto),
             dst_addr: unmap(e.dst_addr),
             dst_port: e.dst_port,
@@ -405,6 +414,9 @@ mod tests {
             login_trusted: Some(true),
             session_id: Some(3),
             ssh_client: None,
+            ssh_client_port: None,
+            ssh_server: None,
+            ssh_server_port: None,
             proto: "tcp",
             dst_addr: "203.0.113.7".parse().unwrap(),
             dst_port: 443,
@@ -615,22 +627,34 @@ mod tests {
         assert_eq!((r.src_addr, r.src_port, r.suppressed), (None, None, 0));
     }
 
+    /// sshd at 192.0.2.1:22 with client 192.0.2.5:50022, socket inode 101, in
+    /// `/proc/net/tcp` notation (little-endian host).
+    const SSH_TCP: &str = "   1: 010200C0:0016 050200C0:C366 01 00000000:00000000 02:000A7B4C 00000000     0        0 101 4 0000000000000000 20 4 30 10 -1";
+
+    #[cfg(target_endian = "little")]
     #[test]
-    fn login_uid_session_and_ssh_client_come_from_proc_when_the_kernel_did_not_capture_them() {
+    fn login_uid_session_and_ssh_connection_come_from_proc_when_the_kernel_did_not_capture_them() {
         let fake = FakeProc::new("enrich");
-        fake.add(4700, 1, 1000, 7, &["SSH_CLIENT=192.0.2.5 50022 22"]);
-        fake.add(4711, 4700, 1000, 7, &[]);
+        fake.sshd(4700, 7, 0, "/usr/sbin/sshd", &[101], [&[SSH_TCP], &[]]);
+        fake.add(4711, 4700, 1000, 7);
         let r = enricher(&fake).record(&event());
         assert_eq!(r.login_uid, Some(1000));
         assert_eq!(r.login_user.as_deref(), Some("bob"));
         assert_eq!(r.session_id, Some(7));
-        assert_eq!(r.ssh_client, Some("192.0.2.5".parse().unwrap()));
+        assert_eq!(
+            (r.ssh_client, r.ssh_client_port),
+            (Some("192.0.2.5".parse().unwrap()), Some(50022))
+        );
+        assert_eq!(
+            (r.ssh_server, r.ssh_server_port),
+            (Some("192.0.2.1".parse().unwrap()), Some(22))
+        );
     }
 
     #[test]
     fn the_kernels_login_uid_and_session_are_preferred() {
         let fake = FakeProc::new("kernel");
-        fake.add(4711, 1, 1000, 7, &[]);
+        fake.add(4711, 1, 1000, 7);
         let r = enricher(&fake).record(&Event {
             login_uid: 1002,
             session_id: 9,
@@ -658,24 +682,27 @@ mod tests {
         assert_eq!(r.suppressed, 3);
     }
 
+    #[cfg(target_endian = "little")]
     #[test]
-    fn a_sessions_ssh_client_is_cached_only_once_known_for_sure() {
+    fn a_sessions_ssh_connection_is_cached_only_once_known_for_sure() {
         let fake = FakeProc::new("sshcache");
         let mut en = enricher(&fake);
-        // The process is gone: no answer, and nothing cached for its session.
-        assert_eq!(en.ssh_client(4711, 7), None);
+        let client = |c: Option<SshConn>| c.map(|c| c.client.to_string());
+        // The session's sshd cannot be read: no answer, and nothing cached for its session.
+        fake.sshd(4700, 7, 0, "/usr/sbin/sshd", &[101], [&[SSH_TCP], &[]]);
+        let fd = fake.dir.join("4700/fd");
+        std::fs::rename(&fd, fake.dir.join("4700/fd.away")).unwrap();
+        assert_eq!(en.ssh_conn(7), None);
         assert_eq!(en.ssh.len(), 0);
-        fake.add(4711, 1, 1000, 7, &["SSH_CLIENT=192.0.2.5 50022 22"]);
-        assert_eq!(en.ssh_client(4711, 7), Some("192.0.2.5".parse().unwrap()));
+        std::fs::rename(fake.dir.join("4700/fd.away"), &fd).unwrap();
+        assert_eq!(client(en.ssh_conn(7)).as_deref(), Some("192.0.2.5:50022"));
         assert_eq!(en.ssh.len(), 1);
-        // Cached: another process of the session gets the answer without any /proc entry.
-        assert_eq!(en.ssh_client(4999, 7), Some("192.0.2.5".parse().unwrap()));
-        // Without an audit session there is no key to cache under.
-        assert_eq!(
-            en.ssh_client(4711, UNSET),
-            Some("192.0.2.5".parse().unwrap())
-        );
-        assert_eq!(en.ssh.len(), 1);
+        // Cached: the session's sshd has gone, its answer stays.
+        std::fs::remove_dir_all(fake.dir.join("4700")).unwrap();
+        assert_eq!(client(en.ssh_conn(7)).as_deref(), Some("192.0.2.5:50022"));
+        // A session no sshd holds is a final answer too.
+        assert_eq!(en.ssh_conn(8), None);
+        assert_eq!(en.ssh.len(), 2);
     }
 
     #[test]
@@ -694,11 +721,9 @@ mod tests {
             en.record(&Event { uid, ..event() });
             assert!(en.users.len() <= USER_CACHE);
         }
-        fake.add(4711, 1, 1000, 0, &[]);
-        let sessionid = fake.dir.join("4711/sessionid");
+        fake.add(4711, 1, 1000, 0);
         for session in 0..(SESSION_CACHE as u32 * 2 + 10) {
-            std::fs::write(&sessionid, session.to_string()).unwrap();
-            en.ssh_client(4711, session);
+            en.ssh_conn(session);
             assert!(en.ssh.len() <= SESSION_CACHE);
         }
     }
