@@ -23,6 +23,8 @@ pub mod maps {
     pub const UID_SKETCH: &str = "JUMP_UID_SKETCH";
     pub const UID_REPORTED: &str = "JUMP_UID_REPORTED";
     pub const SUBUIDS: &str = "JUMP_SUBUIDS";
+    pub const LOCAL_ADDRS: &str = "JUMP_LOCAL_ADDRS";
+    pub const HOST_NETNS: &str = "JUMP_HOST_NETNS";
 }
 
 /// Capacities. The daemon refuses a policy whose compiled image does not fit, so a lookup never
@@ -119,6 +121,10 @@ pub mod proto {
     pub const UDP: u8 = 17;
     pub const ICMP: u8 = 1;
     pub const ICMPV6: u8 = 58;
+    /// Joining a multicast group is decided as IGMP to the group (port 0): the compiler gives
+    /// every `udp` entry an IGMP twin for its networks, whatever its ports, so a join needs a
+    /// udp grant whose `to:` holds the group. MLD joins use the same number.
+    pub const IGMP: u8 = 2;
 }
 
 /// What one candidate decides when it applies.
@@ -241,6 +247,21 @@ pub mod hook {
     pub const BIND6: u8 = 6;
     pub const SOCK_CREATE: u8 = 7;
     pub const EGRESS: u8 = 8;
+    /// `setsockopt` refusals, by what the option would have let the user choose. Their events
+    /// carry the option's level in `src_port` and its name in `dst_port` (`sockopt_name`), and
+    /// for joins the group in `dst_addr`.
+    pub const SOCKOPT_INTERFACE: u8 = 9;
+    pub const SOCKOPT_SOURCE: u8 = 10;
+    pub const SOCKOPT_MULTICAST: u8 = 11;
+    pub const SOCKOPT_SOURCE_ROUTE: u8 = 12;
+    /// Egress packets dropped for their path rather than their destination.
+    pub const EGRESS_LOOPBACK: u8 = 13;
+    pub const EGRESS_SOURCE: u8 = 14;
+    pub const EGRESS_SOURCE_ROUTE: u8 = 15;
+
+    pub fn is_sockopt(hook: u8) -> bool {
+        (SOCKOPT_INTERFACE..=SOCKOPT_SOURCE_ROUTE).contains(&hook)
+    }
 
     pub fn name(hook: u8) -> &'static str {
         match hook {
@@ -252,6 +273,13 @@ pub mod hook {
             BIND6 => "bind6",
             SOCK_CREATE => "sock_create",
             EGRESS => "egress",
+            SOCKOPT_INTERFACE => "setsockopt-interface",
+            SOCKOPT_SOURCE => "setsockopt-source",
+            SOCKOPT_MULTICAST => "setsockopt-multicast",
+            SOCKOPT_SOURCE_ROUTE => "setsockopt-source-route",
+            EGRESS_LOOPBACK => "egress-loopback-off-lo",
+            EGRESS_SOURCE => "egress-non-local-source",
+            EGRESS_SOURCE_ROUTE => "egress-source-route",
             _ => "unknown",
         }
     }
@@ -295,6 +323,80 @@ pub struct Event {
     pub action: u8,
     pub _pad1: [u8; 7],
     pub comm: [u8; COMM_LEN],
+}
+
+/// Capacity of `JUMP_LOCAL_ADDRS` (hash, address as IPv4-mapped IPv6 → ifindex): the
+/// addresses of the host's network namespace, kept by jumpd from rtnetlink. The egress backstop
+/// drops a packet from that namespace whose source is not one of them.
+pub const MAX_LOCAL_ADDRS: u32 = 4_096;
+
+/// The socket options the `setsockopt` program judges, by (level, name) as in the kernel's
+/// uapi headers.
+pub mod sockopt {
+    pub const SOL_IP: i32 = 0;
+    pub const SOL_SOCKET: i32 = 1;
+    pub const SOL_IPV6: i32 = 41;
+
+    pub const SO_BINDTODEVICE: i32 = 25;
+    pub const SO_BINDTOIFINDEX: i32 = 62;
+
+    pub const IP_OPTIONS: i32 = 4;
+    pub const IP_FREEBIND: i32 = 15;
+    pub const IP_TRANSPARENT: i32 = 19;
+    pub const IP_MULTICAST_IF: i32 = 32;
+    pub const IP_ADD_MEMBERSHIP: i32 = 35;
+    pub const IP_UNBLOCK_SOURCE: i32 = 37;
+    pub const IP_BLOCK_SOURCE: i32 = 38;
+    pub const IP_ADD_SOURCE_MEMBERSHIP: i32 = 39;
+    pub const IP_MSFILTER: i32 = 41;
+    pub const IP_UNICAST_IF: i32 = 50;
+    /// Level-independent (SOL_IP and SOL_IPV6) protocol-independent multicast API.
+    pub const MCAST_JOIN_GROUP: i32 = 42;
+    pub const MCAST_BLOCK_SOURCE: i32 = 43;
+    pub const MCAST_UNBLOCK_SOURCE: i32 = 44;
+    pub const MCAST_JOIN_SOURCE_GROUP: i32 = 46;
+    pub const MCAST_MSFILTER: i32 = 48;
+
+    pub const IPV6_2292RTHDR: i32 = 5;
+    pub const IPV6_MULTICAST_IF: i32 = 17;
+    pub const IPV6_ADD_MEMBERSHIP: i32 = 20;
+    pub const IPV6_JOIN_ANYCAST: i32 = 27;
+    pub const IPV6_RTHDR: i32 = 57;
+    pub const IPV6_TRANSPARENT: i32 = 75;
+    pub const IPV6_UNICAST_IF: i32 = 76;
+    pub const IPV6_FREEBIND: i32 = 78;
+
+    /// The option's name for the log, `?` for one this module does not list.
+    pub fn name(level: i32, name: i32) -> &'static str {
+        match (level, name) {
+            (SOL_SOCKET, SO_BINDTODEVICE) => "SO_BINDTODEVICE",
+            (SOL_SOCKET, SO_BINDTOIFINDEX) => "SO_BINDTOIFINDEX",
+            (SOL_IP, IP_OPTIONS) => "IP_OPTIONS",
+            (SOL_IP, IP_FREEBIND) => "IP_FREEBIND",
+            (SOL_IP, IP_TRANSPARENT) => "IP_TRANSPARENT",
+            (SOL_IP, IP_MULTICAST_IF) => "IP_MULTICAST_IF",
+            (SOL_IP, IP_ADD_MEMBERSHIP) => "IP_ADD_MEMBERSHIP",
+            (SOL_IP, IP_UNBLOCK_SOURCE) => "IP_UNBLOCK_SOURCE",
+            (SOL_IP, IP_BLOCK_SOURCE) => "IP_BLOCK_SOURCE",
+            (SOL_IP, IP_ADD_SOURCE_MEMBERSHIP) => "IP_ADD_SOURCE_MEMBERSHIP",
+            (SOL_IP, IP_MSFILTER) => "IP_MSFILTER",
+            (SOL_IP, IP_UNICAST_IF) => "IP_UNICAST_IF",
+            (SOL_IP | SOL_IPV6, MCAST_JOIN_GROUP) => "MCAST_JOIN_GROUP",
+            (SOL_IP | SOL_IPV6, MCAST_BLOCK_SOURCE) => "MCAST_BLOCK_SOURCE",
+            (SOL_IP | SOL_IPV6, MCAST_UNBLOCK_SOURCE) => "MCAST_UNBLOCK_SOURCE",
+            (SOL_IP | SOL_IPV6, MCAST_JOIN_SOURCE_GROUP) => "MCAST_JOIN_SOURCE_GROUP",
+            (SOL_IP | SOL_IPV6, MCAST_MSFILTER) => "MCAST_MSFILTER",
+            (SOL_IPV6, IPV6_2292RTHDR) => "IPV6_2292RTHDR",
+            (SOL_IPV6, IPV6_MULTICAST_IF) => "IPV6_MULTICAST_IF",
+            (SOL_IPV6, IPV6_ADD_MEMBERSHIP) => "IPV6_ADD_MEMBERSHIP",
+            (SOL_IPV6, IPV6_JOIN_ANYCAST) => "IPV6_JOIN_ANYCAST",
+            (SOL_IPV6, IPV6_RTHDR) => "IPV6_RTHDR",
+            (SOL_IPV6, IPV6_TRANSPARENT) => "IPV6_TRANSPARENT",
+            (SOL_IPV6, IPV6_UNICAST_IF) => "IPV6_UNICAST_IF",
+            (SOL_IPV6, IPV6_FREEBIND) => "IPV6_FREEBIND",
+            _ => "?",
+        }
+    }
 }
 
 /// Indexes of `JUMP_COUNTERS` (per-CPU array of u64).

@@ -8,8 +8,12 @@
 //! | bind4/6                  | binding a port: needs a listen grant (port 0 is always fine)   |
 //! | sock_create              | socket kinds: raw and ping sockets need an icmp grant; others  |
 //! |                          | than TCP, UDP and ICMP (MPTCP, SCTP, …) are refused            |
-//! | egress (cgroup_skb)      | every packet: the backstop for what no hook above saw          |
+//! | egress (cgroup_skb)      | every packet: the backstop for what no hook above saw, and the |
+//! |                          | path it takes (`path`: interface, source address, source route)|
+//! | setsockopt               | options choosing interface, source, source route or multicast  |
+//! |                          | groups (`sockopt`)                                             |
 //! | sock_release             | bookkeeping only: forgets the socket's connecting uid          |
+//! | netns_probe              | never attached: run once by jumpd to learn its namespace       |
 #![no_std]
 #![no_main]
 // `atomic_xadd` for exact per-uid counts (emit.rs); the eBPF build runs with RUSTC_BOOTSTRAP.
@@ -21,6 +25,8 @@ mod emit;
 mod lookup;
 mod maps;
 mod subuid;
+mod path;
+mod sockopt;
 
 use aya_ebpf::{
     helpers::{
@@ -28,8 +34,8 @@ use aya_ebpf::{
         bpf_probe_read_kernel,
         generated::{bpf_get_current_task, bpf_get_socket_cookie},
     },
-    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr},
-    programs::{SkBuffContext, SockAddrContext, SockContext},
+    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, cgroup_sockopt},
+    programs::{SkBuffContext, SockAddrContext, SockContext, SockoptContext},
     Global,
 };
 use aya_log_ebpf::debug;
@@ -91,6 +97,11 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     let who = current();
     let (flags, deny) = lookup::flags(who.uid);
     if needs_icmp && flags & profile_flags::ICMP != 0 {
+        // Raw and ping sockets are judged as their creator, not as whoever the socket is later
+        // `fchown`ed to (which moves `sk_uid`); a connect records its connector instead.
+        // SAFETY: the helper reads the socket of this program's context.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
+        let _ = maps::JUMP_OWNERS.insert(&cookie, &who.uid, 0);
         return PASS;
     }
     let dest = ctx::Dest {
@@ -113,13 +124,20 @@ pub fn sock_release(ctx: SockContext) -> i32 {
     PASS
 }
 
+#[cgroup_sockopt(setsockopt)]
+pub fn setsockopt(ctx: SockoptContext) -> i32 {
+    sockopt::judge(&ctx)
+}
+
+#[cgroup_skb]
+pub fn netns_probe(ctx: SkBuffContext) -> i32 {
+    path::measure_netns(&ctx);
+    PASS
+}
+
 #[cgroup_skb(egress)]
 pub fn egress(ctx: SkBuffContext) -> i32 {
-    let Some(p) = ctx::packet(&ctx) else { return PASS };
-    // Non-first fragments carry no ports; the first fragment was decided.
-    if p.fragment {
-        return PASS;
-    }
+    let p = ctx::packet(&ctx);
     // SAFETY: the helper reads the skb this program was given.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
     // The uid that connected the socket, else the socket's own (accepted and unconnected ones).
@@ -128,21 +146,46 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
         Some(p) => unsafe { *p },
         None => ctx.get_socket_uid(),
     };
-    // Replies on connections this uid accepted leave from a port it may listen on: they are
-    // decided by that grant, so a granted sshd keeps answering its clients.
-    if (p.dst.proto == proto::TCP || p.dst.proto == proto::UDP) && p.src_port != 0 {
-        if lookup::listen(uid, p.dst.proto, p.src_port).action != action::DENY {
-            return PASS;
-        }
-    }
-    let d = lookup::decide(uid, &p.dst);
-    if d.action != action::DENY {
-        return PASS;
-    }
     // Softirq context: no meaningful current task, so only the socket's uid is known.
     let who = emit::Origin { uid, gid: 0, pid: 0, login_uid: u32::MAX, session_id: u32::MAX, comm: [0; 16] };
-    record(hook::EGRESS, &who, &p.dst, p.src_port, &d);
+    // One `record` call site: each inlined copy costs its event's stack.
+    let (why, d) = match path::refusal(&ctx, &p) {
+        Some(why) => (why, lookup::flags(uid).1),
+        None => {
+            // Replies on connections this uid accepted leave from a port it may listen on: they
+            // are decided by that grant, so a granted sshd keeps answering its clients. Only a
+            // TCP socket the kernel made for an accepted connection (or a listener's SYN-ACK)
+            // qualifies: a raw socket or a sender choosing its source port is decided by
+            // destination.
+            if p.dst.proto == proto::TCP
+                && p.src_port != 0
+                && accepted(&ctx, &p, cookie)
+                && lookup::listen(uid, p.dst.proto, p.src_port).action != action::DENY
+            {
+                return PASS;
+            }
+            // Fragments and short headers have port 0 here: only an all-ports grant lets them
+            // out.
+            let d = lookup::decide(uid, &p.dst);
+            if d.action != action::DENY {
+                return PASS;
+            }
+            (hook::EGRESS, d)
+        }
+    };
+    record(why, &who, &p.dst, p.src_port, &d);
     REFUSE
+}
+
+/// The packet belongs to an accepted TCP connection on its source port: a listener's SYN-ACK,
+/// or a full TCP socket bound to that port that no one `connect`ed (connected sockets are in
+/// `JUMP_OWNERS`; their connect was decided by destination).
+fn accepted(ctx: &SkBuffContext, p: &ctx::Packet, cookie: u64) -> bool {
+    match ctx::tcp_socket_port(ctx) {
+        ctx::ANY_PORT => true,
+        // SAFETY: only the presence of the key is used.
+        port => port == u32::from(p.src_port) && unsafe { maps::JUMP_OWNERS.get(&cookie) }.is_none(),
+    }
 }
 
 /// Byte offsets of `task_struct.loginuid` and `.sessionid` in the running kernel, set by the
@@ -180,6 +223,9 @@ fn current() -> emit::Origin {
     }
 }
 
+// Not inlined: the event it builds would otherwise sit in every caller's stack frame (egress's
+// with its callees went over the verifier's 512-byte combined limit).
+#[inline(never)]
 fn record(hook: u8, who: &emit::Origin, dest: &ctx::Dest, src_port: u16, d: &Decision) {
     emit::count(counter::DECISIONS);
     emit::count_hit(d);

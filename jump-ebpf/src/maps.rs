@@ -11,8 +11,8 @@ use aya_ebpf::{
 };
 use jump_common::{
     counter, DestKey, DestValue, Event, Limits, PortKey, PortValue, RateKey, RateState,
-    SlotConfig, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, MAX_SUBUID_BLOCKS,
-    OWNER_SOCKETS, RATE_KEYS, UID_HELD_ENTRIES,
+    SlotConfig, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, MAX_LOCAL_ADDRS,
+    MAX_SUBUID_BLOCKS, OWNER_SOCKETS, RATE_KEYS, UID_HELD_ENTRIES,
     Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, MAX_RULES, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
 };
 
@@ -76,6 +76,14 @@ pub static JUMP_UID_REPORTED: HashMap<u32, UidHeld> = HashMap::pinned(UID_HELD_E
 #[map]
 pub static JUMP_SUBUIDS: LpmTrie<SubuidKey, SubuidValue> =
     LpmTrie::pinned(MAX_SUBUID_BLOCKS * SLOT_COUNT, 0);
+
+#[map]
+pub static JUMP_LOCAL_ADDRS: HashMap<[u8; 16], u32> = HashMap::pinned(MAX_LOCAL_ADDRS, 0);
+
+/// `[0]`: the cookie of the network namespace jumpd runs in and whose addresses
+/// `JUMP_LOCAL_ADDRS` holds; 0 until jumpd measured it.
+#[map]
+pub static JUMP_HOST_NETNS: Array<u64> = Array::pinned(1, 0);
 
 // Keeps `Event` referenced so its BTF is emitted for `bpftool` users.
 #[allow(dead_code)]

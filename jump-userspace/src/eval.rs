@@ -10,6 +10,9 @@
 //!    active at that time (`expires`, `schedule`), the destination is in one of its networks (an
 //!    IPv4-mapped IPv6 address is the IPv4 address; IPv6 networks never hold IPv4 addresses), the
 //!    protocol is one of its protocols, and the port is in its ranges (ICMP has no port).
+//!    Joining a multicast group is asked as protocol `JOIN` with the group as destination: an
+//!    entry applies when the group is in its networks and `udp` is one of its protocols, whatever
+//!    its ports.
 //! 2. An applying enforce-mode `deny` → denied.
 //! 3. An applying audit-mode `deny`, where the connection would otherwise be allowed (by an
 //!    applying allow of any mode, or by `defaults.egress: allow`) → audit (allowed, logged
@@ -101,6 +104,15 @@ pub fn decided_as(rules: &RuleSet, uid: u32) -> u32 {
     }
 }
 
+/// The protocol number a multicast join is asked under (IGMP).
+pub const JOIN: u8 = jump_common::proto::IGMP;
+
+/// Whether `e` applies to joining `group` (step 1).
+pub fn entry_applies_to_join(e: &Entry, group: IpAddr) -> bool {
+    let group = canonical(group);
+    e.nets.iter().any(|n| n.contains(&group)) && e.protos.contains(&Proto::Udp)
+}
+
 pub fn evaluate(
     rules: &RuleSet,
     uid: u32,
@@ -111,14 +123,18 @@ pub fn evaluate(
 ) -> Decision {
     let uid = decided_as(rules, uid);
     let mut matches = Vec::new();
-    if let Some(proto) = Proto::from_number(proto) {
+    let applies = |e: &Entry| match Proto::from_number(proto) {
+        Some(p) => entry_applies(e, addr, p, port),
+        None => proto == JOIN && entry_applies_to_join(e, addr),
+    };
+    {
         for r in &rules.rules {
             if !r.applies_to(uid) || !rule_active(r, at) {
                 continue;
             }
             for (kind, entries) in [(Kind::Deny, &r.deny), (Kind::Allow, &r.allow)] {
                 for (i, e) in entries.iter().enumerate() {
-                    if entry_applies(e, addr, proto, port) {
+                    if applies(e) {
                         matches.push(Match {
                             rule_id: r.id,
                             kind,

@@ -21,6 +21,7 @@ fn proto_name(p: u8) -> String {
         jump_common::proto::TCP => "tcp".into(),
         jump_common::proto::UDP => "udp".into(),
         jump_common::proto::ICMP => "icmp".into(),
+        jump_common::proto::IGMP => "join".into(),
         n => n.to_string(),
     }
 }

@@ -11,7 +11,9 @@
 //! 3. Ports: per class and protocol, the port line is cut into the intervals on which the set of
 //!    applying entries is constant; each interval becomes aligned prefix blocks, which never
 //!    overlap, so the longest match is the only match.
-//! 4. Candidates are ordered enforce-deny, audit-deny, enforce-allow, audit-allow (rule id order
+//! 4. Multicast joins: every class with udp entries gets an IGMP (`proto::IGMP`) entry for
+//!    port 0 whose candidates are those udp entries regardless of their ports.
+//! 5. Candidates are ordered enforce-deny, audit-deny, enforce-allow, audit-allow (rule id order
 //!    within a level), and cut after the first that is always open.
 
 pub mod bench;
@@ -260,6 +262,20 @@ impl Builder<'_> {
                 .collect();
             if here.is_empty() {
                 continue;
+            }
+            // A multicast join is decided as IGMP to the group: the udp entries of the class,
+            // whatever their ports (INVARIANT join-is-udp, `eval::JOIN`).
+            if proto == Proto::Udp && class & LISTEN_CLASS == 0 {
+                let candidates = self.candidates(&here, default_action);
+                if !candidates.is_empty() {
+                    self.image.ports.push(PortEntry {
+                        class,
+                        proto: jump_common::proto::IGMP,
+                        port: 0,
+                        bits: 0,
+                        candidates,
+                    });
+                }
             }
             if proto == Proto::Icmp {
                 let candidates = self.candidates(&here, default_action);

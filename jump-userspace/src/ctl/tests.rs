@@ -79,7 +79,7 @@ fn validate_accepts_the_examples() {
     assert_eq!((code, err.as_str()), (0, ""));
     assert!(
         out.ends_with(
-            "valid policy, 8 rules, 5 profiles, 26 destination and 20 port entries (0 warnings)\n"
+            "valid policy, 8 rules, 5 profiles, 26 destination and 25 port entries (0 warnings)\n"
         ),
         "{out}"
     );

@@ -676,6 +676,7 @@ mod tests {
             src_port: None,
             rule: "default".into(),
             hook: "connect4",
+            option: None,
             policy_generation: 1,
             policy_sha256: String::new(),
             suppressed: 0,

@@ -2,6 +2,7 @@
 //! kernel's decision events into log records. The policy work is plan/apply: `plan` (parse and
 //! compile) is pure and may fail without touching the kernel; `Datapath::apply` is the one write.
 
+pub mod addrs;
 pub mod audit;
 pub mod config;
 pub mod control;
@@ -403,7 +404,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     {
         anyhow::bail!("failed to install the first policy: {e}");
     }
+    // INVARIANT (local sources): the host's addresses are in the map before egress is attached,
+    // and kept current while jumpd runs.
+    kernel.measure_netns()?;
+    let addr_watch = async_fd(addrs::watch()?)?;
+    kernel.set_local_addrs(&addrs::local()?)?;
     kernel.attach(&opts.cgroup)?;
+    let mut addr_watch = addr_watch;
     let mut events = async_fd(kernel.take_events()?)?;
     // Bound before the capability drop: giving the socket to the admin group needs CAP_CHOWN.
     let listener = control::bind(&opts.control_socket, &opts.control_group)?;
@@ -471,6 +478,16 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                     guard.retain_ready();
                     tokio::task::yield_now().await;
                 }
+            }
+            guard = addr_watch.readable_mut() => {
+                let mut guard = guard?;
+                if addrs::drain(guard.get_inner()) {
+                    match addrs::local().and_then(|a| kernel.set_local_addrs(&a)) {
+                        Ok(()) => tracing::debug!("local addresses updated"),
+                        Err(e) => tracing::error!("failed to update the local addresses: {e:#}"),
+                    }
+                }
+                guard.clear_ready();
             }
             _ = hup.recv() => reload(&mut kernel, &mut st, &opts, "sighup"),
             Some(trigger) = watch_rx.recv() => reload(&mut kernel, &mut st, &opts, &trigger),

@@ -12,7 +12,7 @@ use aya::{
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues, RingBuf},
     programs::{
         links::{CgroupAttachMode, FdLink},
-        CgroupSkbAttachType, Program,
+        CgroupSkbAttachType, Program, TestRun, TestRunOptions,
     },
     Ebpf, EbpfLoader,
 };
@@ -42,6 +42,7 @@ pub const PROGRAMS: &[&str] = &[
     "bind4",
     "bind6",
     "sock_release",
+    "setsockopt",
     "egress",
 ];
 
@@ -141,6 +142,7 @@ impl Kernel {
                 Program::CgroupSockAddr(p) => p.load(),
                 Program::CgroupSock(p) => p.load(),
                 Program::CgroupSkb(p) => p.load(),
+                Program::CgroupSockopt(p) => p.load(),
                 _ => bail!("program `{name}` has an unexpected type"),
             };
             loaded.with_context(|| format!("the kernel refused to load `{name}`"))?;
@@ -171,6 +173,17 @@ impl Kernel {
                     .attach(&fd, CgroupSkbAttachType::Egress, mode)
                     .and_then(|id| p.take_link(id))
                     .map(FdLink::try_from),
+                Program::CgroupSockopt(p) => {
+                    // aya 0.14 cannot turn a sockopt link into an `FdLink`, so it cannot be
+                    // pinned: it stays attached while this `Kernel` (its owner) lives, and a
+                    // stopped jumpd leaves `setsockopt` unjudged (docs/enforcement.md).
+                    p.attach(&fd, mode).with_context(|| {
+                        format!("failed to attach `{name}` to `{}`", cgroup.display())
+                    })?;
+                    self.attached
+                        .push((format!("{name} (unpinned)"), cgroup.to_path_buf()));
+                    continue;
+                }
                 _ => bail!("program `{name}` has an unexpected type"),
             };
             let link = link
@@ -179,6 +192,59 @@ impl Kernel {
             link.pin(&pin)
                 .with_context(|| format!("failed to pin `{name}` at `{}`", pin.display()))?;
             self.attached.push((name.to_string(), cgroup.to_path_buf()));
+        }
+        Ok(())
+    }
+
+    /// Records the network namespace jumpd runs in (`JUMP_HOST_NETNS`), whose addresses
+    /// `set_local_addrs` lists: the kernel's test run of `netns_probe` builds its packet in the
+    /// caller's namespace (net/bpf/test_run.c).
+    pub fn measure_netns(&mut self) -> anyhow::Result<()> {
+        let Program::CgroupSkb(p) = self.program("netns_probe")? else {
+            bail!("program `netns_probe` has an unexpected type");
+        };
+        if p.fd().is_err() {
+            p.load()
+                .context("the kernel refused to load `netns_probe`")?;
+        }
+        // The smallest packet the test run accepts: an Ethernet header's worth.
+        let data = [0u8; 64];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(&data);
+        p.test_run(opts)
+            .context("failed to run `netns_probe` to learn jumpd's network namespace")?;
+        let map: Array<_, u64> = Array::try_from(self.map(maps::HOST_NETNS)?)?;
+        if map.get(&0, 0)? == 0 {
+            bail!("`netns_probe` did not record jumpd's network namespace");
+        }
+        Ok(())
+    }
+
+    /// Makes `JUMP_LOCAL_ADDRS` hold exactly `addrs` (IPv4 as IPv4-mapped IPv6): new ones are
+    /// added before stale ones go, so an address present in both lists never disappears.
+    pub fn set_local_addrs(
+        &mut self,
+        addrs: &std::collections::BTreeMap<std::net::Ipv6Addr, u32>,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            addrs.len() <= jump_common::MAX_LOCAL_ADDRS as usize,
+            "the host has {} addresses, more than jump's map holds ({})",
+            addrs.len(),
+            jump_common::MAX_LOCAL_ADDRS
+        );
+        let mut map: HashMap<_, [u8; 16], u32> =
+            HashMap::try_from(self.map_mut(maps::LOCAL_ADDRS)?)?;
+        for (a, ifindex) in addrs {
+            map.insert(a.octets(), ifindex, 0)
+                .with_context(|| format!("failed to record local address `{a}`"))?;
+        }
+        let stale: Vec<[u8; 16]> = map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !addrs.contains_key(&std::net::Ipv6Addr::from(*k)))
+            .collect();
+        for k in &stale {
+            map.remove(k).ok();
         }
         Ok(())
     }

@@ -58,6 +58,9 @@ pub struct Record {
     pub src_port: Option<u16>,
     pub rule: String,
     pub hook: &'static str,
+    /// The socket option a `setsockopt-*` decision judged, e.g. `IP_FREEBIND`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub option: Option<&'static str>,
     pub policy_generation: u64,
     pub policy_sha256: String,
     /// Similar events the kernel suppressed before this one (0: none).
@@ -88,6 +91,9 @@ impl Record {
             self.pid,
             escape_word(&self.comm)
         );
+        if let Some(option) = self.option {
+            m.push_str(&format!(" option={option}"));
+        }
         if let Some(login) = self.login_uid.filter(|l| *l != self.uid) {
             let name = escape_word(self.login_user.as_deref().unwrap_or("?"));
             if self.login_trusted == Some(false) {
@@ -304,6 +310,9 @@ impl Enricher {
             src_port: (e.src_port != 0).then_some(e.src_port),
             rule,
             hook: hook::name(e.hook),
+            // `setsockopt-*` events carry the option's level and name in the port fields.
+            option: hook::is_sockopt(e.hook)
+                .then(|| jump_common::sockopt::name(i32::from(e.src_port), i32::from(e.dst_port))),
             policy_generation: e.generation,
             policy_sha256: sha,
             suppressed: e.suppressed,
@@ -338,6 +347,7 @@ mod tests {
             src_port: None,
             rule: "default".into(),
             hook: "connect4",
+            option: None,
             policy_generation: 1,
             policy_sha256: String::new(),
             suppressed: 0,

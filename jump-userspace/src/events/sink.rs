@@ -142,6 +142,7 @@ macro_rules! emit_at {
             jump_src_port = $r.src_port,
             jump_rule = %$r.rule,
             jump_hook = $r.hook,
+            jump_option = $r.option,
             jump_policy_generation = $r.policy_generation,
             jump_policy_sha256 = %$r.policy_sha256,
             jump_suppressed = ($r.suppressed > 0).then_some($r.suppressed),
