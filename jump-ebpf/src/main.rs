@@ -167,10 +167,22 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
             // Fragments and short headers have port 0 here: only an all-ports grant lets them
             // out.
             let d = lookup::decide(uid, &p.dst);
-            if d.action != action::DENY {
+            if d.action == action::DENY {
+                (hook::EGRESS, d)
+            } else if path::via_holds(d.slot, d.rule_id, p.ifindex) {
                 return PASS;
+            } else {
+                // The deciding rule's `via` does not name the interface the packet leaves on.
+                let deny = Decision {
+                    slot: d.slot,
+                    uid: d.uid,
+                    action: action::DENY,
+                    rule_id: d.rule_id,
+                    generation: d.generation,
+                    log_mode: d.log_mode,
+                };
+                (hook::EGRESS_INTERFACE, deny)
             }
-            (hook::EGRESS, d)
         }
     };
     record(why, &who, &p.dst, p.src_port, &d);

@@ -54,6 +54,22 @@ pub const EVENT_BACKLOG: usize = 1024;
 pub const RECENT_EVENTS: usize = 256;
 /// Longest request line accepted.
 const MAX_REQUEST: usize = 64 * 1024;
+/// Connections served at once; one more is told so and closed. Each holds a descriptor, and
+/// jumpd needs descriptors of its own to reload (the unit's `LimitNOFILE` is well above this).
+pub const MAX_CONNECTIONS: usize = 64;
+/// A connection that sends no complete request for this long is closed (idle or half-open).
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A reply (or followed event) the peer does not take within this long closes the connection:
+/// a client that stopped reading must not hold a slot.
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `write_all` bounded by `WRITE_TIMEOUT`.
+async fn send<W: AsyncWriteExt + Unpin>(wr: &mut W, line: &str) -> anyhow::Result<()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(line.as_bytes())).await {
+        Ok(r) => Ok(r?),
+        Err(_) => anyhow::bail!("the peer took no reply for {WRITE_TIMEOUT:?}"),
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "lowercase")]
@@ -315,6 +331,32 @@ pub fn matches(r: &Record, user: Option<&str>, verdict: Option<&str>) -> bool {
     user_ok && verdict_ok
 }
 
+/// The verdicts `jumpctl events --verdict` knows (`audit` is `would-deny`).
+pub const VERDICTS: [&str; 4] = ["allow", "deny", "would-deny", "audit"];
+
+/// Checks `jumpctl events` filters, so a typo is an error rather than an empty answer: the
+/// verdict must be one of `VERDICTS`, the user a uid or a name `known` accepts.
+pub fn check_filters(
+    user: Option<&str>,
+    verdict: Option<&str>,
+    known: impl Fn(&str) -> bool,
+) -> Result<(), String> {
+    if let Some(v) = verdict.filter(|v| !VERDICTS.contains(v)) {
+        return Err(format!(
+            "unknown verdict `{}`: expected allow, deny or would-deny",
+            crate::escape::escape(v)
+        ));
+    }
+    if let Some(u) = user.filter(|u| u.parse::<u32>().is_err() && !known(u)) {
+        return Err(format!("unknown user `{}`", crate::escape::escape(u)));
+    }
+    Ok(())
+}
+
+fn account_exists(name: &str) -> bool {
+    matches!(nix::unistd::User::from_name(name), Ok(Some(_)))
+}
+
 /// Decision records fanned out to followers, and the last few for `events` without follow.
 pub struct Bus {
     tx: broadcast::Sender<Arc<Record>>,
@@ -413,6 +455,7 @@ impl Drop for SocketFile {
 
 /// Accepts connections until the runtime stops; each is served on its own task.
 pub fn serve(listener: UnixListener, group: String, calls: mpsc::Sender<Call>, bus: Arc<Bus>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
             let stream = match listener.accept().await {
@@ -423,11 +466,26 @@ pub fn serve(listener: UnixListener, group: String, calls: mpsc::Sender<Call>, b
                     continue;
                 }
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(
+                    "control socket: {MAX_CONNECTIONS} connections open, refusing another"
+                );
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    let reply = Reply::err(
+                        ErrorKind::Failed,
+                        format!("busy: {MAX_CONNECTIONS} control connections are open; try again"),
+                    );
+                    let _ = send(&mut stream, &reply.line()).await;
+                });
+                continue;
+            };
             let (group, calls, bus) = (group.clone(), calls.clone(), bus.clone());
             tokio::spawn(async move {
                 if let Err(e) = connection(stream, &group, calls, bus).await {
                     tracing::debug!("control connection ended: {e}");
                 }
+                drop(slot);
             });
         }
     });
@@ -468,30 +526,33 @@ async fn connection(
                 peer.uid
             ),
         );
-        wr.write_all(reply.line().as_bytes()).await?;
+        send(&mut wr, &reply.line()).await?;
         return Ok(());
     }
     let mut lines = BufReader::new(rd);
     let mut line = String::new();
     loop {
         line.clear();
-        let n = (&mut lines)
-            .take(MAX_REQUEST as u64 + 1)
-            .read_line(&mut line)
-            .await?;
+        let mut limited = (&mut lines).take(MAX_REQUEST as u64 + 1);
+        let read = limited.read_line(&mut line);
+        let Ok(n) = tokio::time::timeout(IDLE_TIMEOUT, read).await else {
+            tracing::debug!("control socket: closing {peer}: no request for {IDLE_TIMEOUT:?}");
+            return Ok(());
+        };
+        let n = n?;
         if n == 0 {
             return Ok(());
         }
         if n > MAX_REQUEST {
             let reply = Reply::err(ErrorKind::Invalid, "request too long");
-            wr.write_all(reply.line().as_bytes()).await?;
+            send(&mut wr, &reply.line()).await?;
             return Ok(());
         }
         let request: Request = match serde_json::from_str(line.trim()) {
             Ok(r) => r,
             Err(e) => {
                 let reply = Reply::err(ErrorKind::Invalid, format!("invalid request: {e}"));
-                wr.write_all(reply.line().as_bytes()).await?;
+                send(&mut wr, &reply.line()).await?;
                 continue;
             }
         };
@@ -508,6 +569,11 @@ async fn connection(
             verdict,
         } = &request
         {
+            if let Err(e) = check_filters(user.as_deref(), verdict.as_deref(), account_exists) {
+                wr.write_all(Reply::err(ErrorKind::Invalid, e).line().as_bytes())
+                    .await?;
+                continue;
+            }
             // Subscribe before taking the backlog, so nothing falls between the two.
             let mut rx = bus.tx.subscribe();
             let recent: Vec<Value> = bus
@@ -517,14 +583,14 @@ async fn connection(
                 .filter_map(|r| serde_json::to_value(&**r).ok())
                 .collect();
             if !follow {
-                wr.write_all(Reply::ok(recent).line().as_bytes()).await?;
+                send(&mut wr, &Reply::ok(recent).line()).await?;
                 continue;
             }
             loop {
                 match rx.recv().await {
                     Ok(r) => {
                         if matches(&r, user.as_deref(), verdict.as_deref()) {
-                            wr.write_all(Reply::ok(&*r).line().as_bytes()).await?;
+                            send(&mut wr, &Reply::ok(&*r).line()).await?;
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -537,7 +603,7 @@ async fn connection(
                             ErrorKind::Lagged,
                             format!("disconnected: {n} events behind, too slow to follow"),
                         );
-                        let _ = wr.write_all(reply.line().as_bytes()).await;
+                        let _ = send(&mut wr, &reply.line()).await;
                         return Ok(());
                     }
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
@@ -556,7 +622,7 @@ async fn connection(
         let reply = rx
             .await
             .unwrap_or_else(|_| Reply::err(ErrorKind::Failed, "jumpd is stopping"));
-        wr.write_all(reply.line().as_bytes()).await?;
+        send(&mut wr, &reply.line()).await?;
     }
 }
 
@@ -656,6 +722,10 @@ mod tests {
 
     fn record(user: &str, uid: u32, verdict: &'static str) -> Record {
         Record {
+            time: String::new(),
+            rule_name: String::new(),
+            rule_file: None,
+            rule_line: None,
             verdict,
             uid,
             user: user.into(),
@@ -681,6 +751,22 @@ mod tests {
             policy_sha256: String::new(),
             suppressed: 0,
         }
+    }
+
+    #[test]
+    fn unknown_event_filters_are_errors() {
+        let known = |u: &str| u == "alice";
+        assert_eq!(check_filters(Some("alice"), Some("deny"), known), Ok(()));
+        assert_eq!(check_filters(Some("1001"), Some("audit"), known), Ok(()));
+        assert_eq!(check_filters(None, None, known), Ok(()));
+        assert_eq!(
+            check_filters(None, Some("denied"), known),
+            Err("unknown verdict `denied`: expected allow, deny or would-deny".into())
+        );
+        assert_eq!(
+            check_filters(Some("mallory\n"), None, known),
+            Err("unknown user `mallory\\n`".into())
+        );
     }
 
     #[test]

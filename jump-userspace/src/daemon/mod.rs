@@ -313,9 +313,9 @@ fn install(
         jump_policy_sha256 = %plan.sha256,
         jump_reload_trigger = trigger,
         jump_mode = mode.name(),
-        rules = plan.image.rules.len() - 1,
-        users = plan.image.users.len(),
-        changes = %summary,
+        jump_rules = plan.image.rules.len() - 1,
+        jump_users = plan.image.users.len(),
+        jump_changes = %summary,
         "policy generation {generation} loaded ({} rules, sha256 {}, {}): {summary}",
         plan.image.rules.len() - 1,
         &plan.sha256[..plan.sha256.len().min(12)],
@@ -368,6 +368,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?;
     pins::ensure_bpffs(&opts.pin_dir)?;
     let pin_dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
+    // INVARIANT (one daemon per cgroup): locked before any map is touched; held until exit.
+    let _lock = pins::lock(&pin_dir, &opts.cgroup)?;
     let (mut kernel, logger) = Kernel::load(&KernelOptions {
         debug_log: opts.debug_kernel,
         limits: opts.rate_limit.limits(),
@@ -386,6 +388,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         });
     }
     let mut st = State::new();
+    st.enricher.set_tai_offset(kernel.tai_offset_ns());
     st.cgroup_rel = cgroup_relative(&opts.cgroup);
     // Adopting pinned state: continue its generation numbering.
     st.generation = kernel.generation()?;
@@ -438,7 +441,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let hooks = kernel.hooks().join(",");
     tracing::info!(
         message_id = message_id::STARTED,
-        cgroup = %opts.cgroup.display(),
+        jump_cgroup = %opts.cgroup.display(),
         jump_mode = opts.mode.name(),
         "jumpd ready: enforcing on `{}` with hooks {hooks}{}; control socket `{}`",
         opts.cgroup.display(),
@@ -481,13 +484,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
             guard = addr_watch.readable_mut() => {
                 let mut guard = guard?;
-                if addrs::drain(guard.get_inner()) {
+                let changes = addrs::drain(guard.get_inner());
+                guard.clear_ready();
+                if changes.addresses || changes.links {
                     match addrs::local().and_then(|a| kernel.set_local_addrs(&a)) {
                         Ok(()) => tracing::debug!("local addresses updated"),
                         Err(e) => tracing::error!("failed to update the local addresses: {e:#}"),
                     }
                 }
-                guard.clear_ready();
+                // `via` names interfaces; their indexes are resolved when the policy compiles.
+                let uses_via = st.active.as_ref().is_some_and(|a| !a.compiled.image.vias.is_empty());
+                if changes.links && uses_via {
+                    reload(&mut kernel, &mut st, &opts, "interfaces");
+                }
             }
             _ = hup.recv() => reload(&mut kernel, &mut st, &opts, "sighup"),
             Some(trigger) = watch_rx.recv() => reload(&mut kernel, &mut st, &opts, &trigger),
@@ -555,7 +564,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `jumpd --detach` and `jumpctl detach`: removes the pinned enforcement of `opts.cgroup`.
+/// `jumpd --detach`: refused while a jumpd enforces on the cgroup (it holds the lock; use
+/// `jumpctl detach`, which asks that jumpd).
+pub fn detach_standalone(opts: &Options) -> anyhow::Result<()> {
+    let dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
+    if !dir.exists() {
+        return detach(opts);
+    }
+    let _lock = pins::lock(&dir, &opts.cgroup)?;
+    detach(opts)
+}
+
+/// `jumpctl detach` (by the running jumpd, which holds the lock) and `detach_standalone`:
+/// removes the pinned enforcement of `opts.cgroup`.
 pub fn detach(opts: &Options) -> anyhow::Result<()> {
     let dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
     let detached = pins::detach(&dir)?;
@@ -613,11 +634,15 @@ fn reload_with(
     planned: anyhow::Result<Plan>,
 ) {
     let at = jiff::Timestamp::now().to_string();
-    // A file-system change that compiles to the very same policy is not worth a generation.
+    // A reload (any trigger: an edit, SIGHUP, jumpctl) that compiles to the very same policy
+    // is not a new generation: nothing is written, nothing reset, the numbering stays.
     if let (Ok(p), Some(a)) = (&planned, &st.active) {
-        if trigger.starts_with("watch") && p.image == a.compiled.image && p.sha256 == a.sha256 {
-            tracing::debug!(
-                "{trigger}: policy unchanged, generation {} stays",
+        if p.image == a.compiled.image && p.sha256 == a.sha256 {
+            tracing::info!(
+                jump_policy_generation = st.generation,
+                jump_reload_trigger = trigger,
+                jump_policy_unchanged = true,
+                "reload ({trigger}): policy unchanged, generation {} stays",
                 st.generation
             );
             // Still an attempt: `status` shows its state, not an older rejection, and says the

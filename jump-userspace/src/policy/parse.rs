@@ -29,6 +29,7 @@ pub(crate) const RULE_KEYS: &[&str] = &[
     "mode",
     "expires",
     "schedule",
+    "via",
 ];
 pub(crate) const ENTRY_KEYS: &[&str] = &["to", "ports", "proto"];
 pub(crate) const LISTEN_KEYS: &[&str] = &["ports", "proto", "addresses"];
@@ -37,9 +38,15 @@ pub(crate) const SCHEDULE_KEYS: &[&str] = &["days", "hours", "tz"];
 /// Names the rule table uses for its synthetic entries.
 pub(crate) const RESERVED_RULE_NAMES: &[&str] = &["default", "loopback"];
 
+/// Errors (and warnings) kept per policy; more are counted, not kept, so a hostile file of a
+/// million mistakes costs no more memory than a few thousand.
+pub(crate) const MAX_ERRORS: usize = 1000;
+
 struct Ctx {
     file: Arc<str>,
     errors: Vec<Diagnostic>,
+    /// Errors beyond `MAX_ERRORS`, counted only.
+    dropped: usize,
 }
 
 impl Ctx {
@@ -47,15 +54,22 @@ impl Ctx {
         Span::new(&self.file, n.pos.line, n.pos.col)
     }
 
+    fn push(&mut self, d: Diagnostic) {
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(d);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
     fn err(&mut self, n: &Node, msg: impl Into<String>) {
         let span = self.span(n);
-        self.errors.push(Diagnostic::error(span, msg));
+        self.push(Diagnostic::error(span, msg));
     }
 
     fn err_help(&mut self, n: &Node, msg: impl Into<String>, help: impl Into<String>) {
         let span = self.span(n);
-        self.errors
-            .push(Diagnostic::error(span, msg).with_help(help));
+        self.push(Diagnostic::error(span, msg).with_help(help));
     }
 
     fn wrong_type(&mut self, n: &Node, what: &str, expected: &str) {
@@ -168,6 +182,7 @@ pub(crate) fn parse_files(
     files: &[(String, String)],
 ) -> Result<(Policy, Vec<Diagnostic>), PolicyErrors> {
     let mut errors = Vec::new();
+    let mut dropped = 0;
     let mut warnings = Vec::new();
     let mut defaults = Defaults::default();
     let mut defaults_seen: HashMap<&'static str, Span> = HashMap::new();
@@ -180,6 +195,7 @@ pub(crate) fn parse_files(
         let mut cx = Ctx {
             file: name.as_str().into(),
             errors: Vec::new(),
+            dropped: 0,
         };
         let root = match yaml::parse(text) {
             Ok(r) => r,
@@ -214,7 +230,7 @@ pub(crate) fn parse_files(
                                     "duplicate rule `{}`: first defined at {first}",
                                     rule.0.name
                                 );
-                                cx.errors.push(Diagnostic::error(rule.0.span.clone(), msg));
+                                cx.push(Diagnostic::error(rule.0.span.clone(), msg));
                             } else {
                                 rule_index.insert(rule.0.name.clone(), rule.0.span.clone());
                                 rules.push(rule);
@@ -226,7 +242,12 @@ pub(crate) fn parse_files(
                 _ => cx.wrong_type(r, "rules", "a list of rules"),
             }
         }
+        dropped += cx.dropped;
         errors.append(&mut cx.errors);
+        if errors.len() > MAX_ERRORS {
+            dropped += errors.len() - MAX_ERRORS;
+            errors.truncate(MAX_ERRORS);
+        }
     }
 
     // Zones are visible across files, so references are resolved once all files are read.
@@ -241,6 +262,7 @@ pub(crate) fn parse_files(
             &mut used,
             &mut errors,
             &mut suggestions,
+            &mut dropped,
         );
         rule.deny = resolve_entries(
             deny,
@@ -249,11 +271,22 @@ pub(crate) fn parse_files(
             &mut used,
             &mut errors,
             &mut suggestions,
+            &mut dropped,
         );
         out_rules.push(rule);
     }
+    if errors.len() > MAX_ERRORS {
+        dropped += errors.len() - MAX_ERRORS;
+        errors.truncate(MAX_ERRORS);
+    }
+    if dropped > 0 {
+        errors.push(Diagnostic::error(
+            Span::default(),
+            format!("{dropped} more errors not shown (at most {MAX_ERRORS} are)"),
+        ));
+    }
     for (z, used) in zones.iter().zip(used) {
-        if !used {
+        if !used && warnings.len() < MAX_ERRORS {
             warnings.push(Diagnostic::warning(
                 z.span.clone(),
                 format!("zone `{}` is never used", z.name),
@@ -284,6 +317,7 @@ fn resolve_entries(
     used: &mut [bool],
     errors: &mut Vec<Diagnostic>,
     suggestions: &mut usize,
+    dropped: &mut usize,
 ) -> Vec<Entry> {
     raw.into_iter()
         .map(|RawEntry { mut entry, targets }| {
@@ -309,7 +343,11 @@ fn resolve_entries(
                             } else if zones.is_empty() {
                                 d = d.with_help("define it under `zones:` in any policy file");
                             }
-                            errors.push(d);
+                            if errors.len() < MAX_ERRORS {
+                                errors.push(d);
+                            } else {
+                                *dropped += 1;
+                            }
                         }
                     },
                 }
@@ -976,6 +1014,10 @@ fn parse_rule(cx: &mut Ctx, n: &Node) -> Option<(Rule, Vec<RawEntry>, Vec<RawEnt
         }
     });
     let schedule = m.get("schedule").and_then(|(_, v)| parse_schedule(cx, v));
+    let via = m
+        .get("via")
+        .map(|(_, v)| parse_via(cx, v))
+        .unwrap_or_default();
     let name = name?;
     let rule = Rule {
         name,
@@ -990,6 +1032,34 @@ fn parse_rule(cx: &mut Ctx, n: &Node) -> Option<(Rule, Vec<RawEntry>, Vec<RawEnt
         mode,
         expires,
         schedule,
+        via,
     };
     Some((rule, allow, deny))
+}
+
+/// `via: [eth1]`: interface names as the kernel allows them (1 to 15 bytes, no `/`, no
+/// whitespace, not `.` or `..`).
+fn parse_via(cx: &mut Ctx, n: &Node) -> Vec<(String, Span)> {
+    let mut out = Vec::new();
+    for item in cx.seq_or_one(n, "via", "an interface name or a list of them") {
+        let Some(s) = cx.string(item, "via") else {
+            continue;
+        };
+        let valid = !s.is_empty()
+            && s.len() <= 15
+            && s != "."
+            && s != ".."
+            && !s.contains('/')
+            && !s.chars().any(|c| c.is_whitespace() || c == ':');
+        if valid {
+            out.push((s, cx.span(item)));
+        } else {
+            cx.err_help(
+                item,
+                format!("invalid interface name `{s}`"),
+                "an interface name has 1 to 15 characters, without `/`, `:` or spaces (like `eth1`)",
+            );
+        }
+    }
+    out
 }

@@ -68,7 +68,15 @@ pub struct Source {
 pub struct Sources {
     pub files: Vec<Source>,
     pub warnings: Vec<Diagnostic>,
+    /// The latest modification time (ns since 1970) of the directory and its files.
+    newest_change: i128,
 }
+
+/// A policy whose files all changed longer ago than this is taken as written; a newer one is
+/// read again after this long and taken only if it reads the same.
+const QUIET: std::time::Duration = std::time::Duration::from_millis(150);
+/// At most this many reads in one load before giving up (about 3 s of continuous writing).
+const MAX_READS: usize = 20;
 
 /// Whether a directory entry is meant as a policy file: `*.yaml` or `*.yml` in any letter case,
 /// not hidden. Hidden files (`.x.yaml`, editors' `.x.yaml.swp`, config management's
@@ -87,11 +95,16 @@ pub fn read_dir(dir: &Path, opts: ReadOptions) -> Result<Sources, PolicyErrors> 
     if !opts.until_stable {
         return read_once(dir, opts.ownership);
     }
-    // Two reads that agree: a writer that was half-way through a file during the first read
-    // changes it before the second (or is still writing, and the next round sees it).
+    // A file changed in the last `QUIET` may be half-written (an editor truncates, pauses,
+    // writes): it is taken only when a read `QUIET` later finds the same text. Files untouched
+    // for longer cost a single read.
     let mut last = read_once(dir, opts.ownership)?;
-    for _ in 0..20 {
-        std::thread::sleep(std::time::Duration::from_millis(25));
+    for _ in 0..MAX_READS {
+        let age = jiff::Timestamp::now().as_nanosecond() - last.newest_change;
+        if age >= QUIET.as_nanos() as i128 {
+            return Ok(last);
+        }
+        std::thread::sleep(QUIET);
         let next = read_once(dir, opts.ownership)?;
         if next.files == last.files {
             return Ok(next);
@@ -119,6 +132,7 @@ fn read_once(dir: &Path, ownership: Ownership) -> Result<Sources, PolicyErrors> 
     let mut out = Sources::default();
     let mut errors = Vec::new();
     let dir_stat = fstat(&dir_fd).map_err(|e| fail(format!("cannot stat: {}", errno_text(e))))?;
+    out.newest_change = changed_ns(&dir_stat);
     let mut modes = Vec::new();
     modes.extend(check_mode(&dir_name, &dir_stat, true));
     modes.extend(check_ancestors(dir));
@@ -151,6 +165,7 @@ fn read_once(dir: &Path, ownership: Ownership) -> Result<Sources, PolicyErrors> 
         match read_file(&dir_fd, &name, kind, &shown, &mut total) {
             Ok((text, st)) => {
                 modes.extend(check_mode(&shown, &st, false));
+                out.newest_change = out.newest_change.max(changed_ns(&st));
                 out.files.push(Source {
                     name: shown,
                     text,
@@ -284,6 +299,13 @@ fn symlink_refused() -> FileError {
         "is a symbolic link: policy files must be regular files (the policy directory itself may be a symlink)"
             .into(),
     )
+}
+
+/// When the content last changed: the later of mtime and ctime (a rename into place keeps the
+/// file's old mtime but sets its ctime).
+fn changed_ns(st: &FileStat) -> i128 {
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+    ns(st.st_mtime, st.st_mtime_nsec).max(ns(st.st_ctime, st.st_ctime_nsec))
 }
 
 fn errno_text(e: Errno) -> String {
