@@ -8,8 +8,8 @@
 //! | bind4/6                  | binding a port: needs a listen grant (port 0 is always fine)   |
 //! | sock_create              | socket kinds: raw and ping sockets need an icmp grant; others  |
 //! |                          | than TCP, UDP and ICMP (MPTCP, SCTP, …) are refused            |
-//! | egress (cgroup_skb)      | every packet: the backstop for what no hook above saw          |
-//! | sock_release             | bookkeeping only: forgets the socket's connecting uid          |
+//! | egress (cgroup_skb)      | every packet: by the socket's record (`socks`) when it has a   |
+//! |                          | current one, else the packet itself (the backstop)             |
 #![no_std]
 #![no_main]
 
@@ -17,19 +17,20 @@ mod ctx;
 mod emit;
 mod lookup;
 mod maps;
+mod socks;
 
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_probe_read_kernel,
-        generated::{bpf_get_current_task, bpf_get_socket_cookie},
+        generated::bpf_get_current_task,
     },
     macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr},
     programs::{SkBuffContext, SockAddrContext, SockContext},
     Global,
 };
 use aya_log_ebpf::debug;
-use jump_common::{action, counter, hook, profile_flags, proto};
+use jump_common::{action, counter, hook, profile_flags, proto, record_flags, SockRecord};
 use lookup::Decision;
 
 /// Return values of every hook here: 1 lets the call (or packet) through; 0 fails the call
@@ -99,29 +100,33 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     REFUSE
 }
 
-/// Forgets a closing socket's owner, so `JUMP_OWNERS` holds live sockets only and its inserts
-/// never have to evict.
-#[cgroup_sock(sock_release)]
-pub fn sock_release(ctx: SockContext) -> i32 {
-    // SAFETY: the helper reads the socket of this program's context.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
-    let _ = maps::JUMP_OWNERS.remove(&cookie);
-    PASS
-}
-
 #[cgroup_skb(egress)]
 pub fn egress(ctx: SkBuffContext) -> i32 {
-    let Some(p) = ctx::packet(&ctx) else { return PASS };
+    let rec = socks::of_packet(&ctx);
+    // (1) The socket's record decides, without reading the packet, while it is of the active
+    // generation and its grant does not depend on time.
+    if let Some(r) = rec {
+        // SAFETY: this socket's storage, valid during this program run.
+        let (flags, generation) = unsafe { ((*r).flags, (*r).generation) };
+        if flags & record_flags::TIMED == 0 && generation == lookup::active_generation() {
+            return PASS;
+        }
+    }
+    // (2) Otherwise the packet is decided: as the socket's connector when it has a record (a
+    // reload or an expiry the daemon has not revoked yet), else as the socket's owner.
+    egress_packet(&ctx, rec)
+}
+
+#[inline(always)]
+fn egress_packet(ctx: &SkBuffContext, rec: Option<*mut SockRecord>) -> i32 {
+    let Some(p) = ctx::packet(ctx) else { return PASS };
     // Non-first fragments carry no ports; the first fragment was decided.
     if p.fragment {
         return PASS;
     }
-    // SAFETY: the helper reads the skb this program was given.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
-    // The uid that connected the socket, else the socket's own (accepted and unconnected ones).
-    // SAFETY: a pointer into this map's value, read at once.
-    let uid = match maps::JUMP_OWNERS.get_ptr(cookie) {
-        Some(p) => unsafe { *p },
+    let uid = match rec {
+        // SAFETY: as in `egress`.
+        Some(r) => unsafe { (*r).uid },
         None => ctx.get_socket_uid(),
     };
     // Replies on connections this uid accepted leave from a port it may listen on: they are
@@ -133,10 +138,24 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
     }
     let d = lookup::decide(uid, &p.dst);
     if d.action != action::DENY {
+        if let Some(r) = rec {
+            // Still allowed under the new generation: the record vouches for it again.
+            // SAFETY: as in `egress`.
+            unsafe {
+                (*r).generation = d.generation;
+                (*r).rule_id = d.rule_id;
+                (*r).action = d.action;
+                (*r).flags = if d.timed { record_flags::TIMED } else { 0 };
+            }
+        }
         return PASS;
     }
-    // Softirq context: no meaningful current task, so only the socket's uid is known.
-    let who = emit::Origin { uid, gid: 0, pid: 0, login_uid: u32::MAX, session_id: u32::MAX, comm: [0; 16] };
+    let who = match rec {
+        // SAFETY: as in `egress`.
+        Some(r) => socks::origin(unsafe { &*r }),
+        // Softirq context and no record: only the socket's uid is known.
+        None => emit::Origin { uid, gid: 0, pid: 0, login_uid: u32::MAX, session_id: u32::MAX, comm: [0; 16] },
+    };
     record(hook::EGRESS, &who, &p.dst, p.src_port, &d);
     REFUSE
 }
@@ -189,11 +208,11 @@ fn egress_call(ctx: &SockAddrContext, hook: u8, dest: &ctx::Dest) -> i32 {
     let who = current();
     let d = lookup::decide(who.uid, dest);
     record(hook, &who, dest, 0, &d);
-    if d.action != action::DENY && (hook == hook::CONNECT4 || hook == hook::CONNECT6) {
-        // SAFETY: the helper reads the socket of this program's context.
-        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
-        // Best effort: if the LRU evicts it, egress falls back to the socket's uid.
-        let _ = maps::JUMP_OWNERS.insert(&cookie, &who.uid, 0);
+    if d.action != action::DENY {
+        // A connect (re)writes the record; an unconnected send only creates one, so a
+        // socket's sends do not replace who connected it.
+        let connect = hook == hook::CONNECT4 || hook == hook::CONNECT6;
+        socks::write(ctx, hook, &who, dest, &d, !connect);
     }
     verdict(ctx, &d, dest)
 }

@@ -6,12 +6,13 @@
 const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
 
 use aya_ebpf::{
-    macros::map,
+    btf_maps::SkStorage,
+    macros::{btf_map, map},
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use jump_common::{
     counter, DestKey, DestValue, Event, Limits, PortKey, PortValue, RateKey, RateState,
-    SlotConfig, UserKey, UserValue, OWNER_SOCKETS, RATE_KEYS,
+    SlotConfig, SockRecord, UserKey, UserValue, RATE_KEYS,
     Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, MAX_RULES, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
 };
 
@@ -56,9 +57,11 @@ pub static JUMP_LIMITS: Array<Limits> = Array::pinned(1, 0);
 pub static JUMP_RATE: LruHashMap<RateKey, RateState> =
     LruHashMap::pinned(RATE_KEYS, BPF_F_NO_COMMON_LRU);
 
-#[map]
-pub static JUMP_OWNERS: LruHashMap<u64, u32> =
-    LruHashMap::pinned(OWNER_SOCKETS, BPF_F_NO_COMMON_LRU);
+// Socket-local storage needs BTF for its key and value, which only a BTF map definition
+// (`.maps` section) carries. Such a definition has no pinning field here: the daemon pins it
+// by name itself (`EbpfLoader::map_pin_path`), so it is shared and adopted like the others.
+#[btf_map]
+pub static JUMP_SOCKS: SkStorage<SockRecord> = SkStorage::new();
 
 // Keeps `Event` referenced so its BTF is emitted for `bpftool` users.
 #[allow(dead_code)]
