@@ -37,6 +37,7 @@ mod message_id {
     pub const RELOAD_REJECTED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f803";
     pub const DETACHED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f804";
     pub const STOPPED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f805";
+    pub const EVENTS_HELD: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f809";
 }
 
 const UNSET: &str = "4294967295";
@@ -51,9 +52,13 @@ struct PolicyDir(PathBuf);
 
 impl PolicyDir {
     fn new() -> Self {
+        Self::with(&std::fs::read_to_string(policy_file()).expect("the test policy"))
+    }
+
+    fn with(policy: &str) -> Self {
         let dir = std::env::temp_dir().join(jump_tests::unique("jump-journald-policy-"));
         std::fs::create_dir_all(&dir).expect("policy dir");
-        std::fs::copy(policy_file(), dir.join("policy.yaml")).expect("copy policy");
+        std::fs::write(dir.join("policy.yaml"), policy).expect("write policy");
         Self(dir)
     }
 }
@@ -296,7 +301,10 @@ fn check_entry(bins: &Bins, c: &Case, ran: &Ran, e: &Value, sha: &str) {
     if let Some(l) = c.login {
         assert_eq!(ran.login_uid, l.to_string(), "the probe set its login uid");
         assert_ne!(ran.session_id, UNSET, "a login uid comes with a session");
-        message.push_str(&format!(" login={}({l})", user_name(l)));
+        // The probe set its login uid as root and then became the user itself: no privileged
+        // process holds its session open, so jump does not vouch for it (`events/login.rs`).
+        message.push_str(&format!(" login=?{}({l}) (untrusted)", user_name(l)));
+        want("JUMP_LOGIN_TRUSTED", "0");
     }
     want("MESSAGE", &message);
     if c.ssh {
@@ -548,4 +556,422 @@ fn a_connect_storm_is_rate_limited_and_every_event_is_accounted_for() {
     );
     let status = jumpd.proc.stop().expect("jumpd exit status");
     assert!(status.success(), "jumpd survives the storm: {status}");
+}
+
+/// The flooding user of the fairness test: no rule, so every connect is refused.
+const FLOOD: u32 = 64013;
+/// Flooding processes, and connects each makes: the issue's "≥ 300,000 from several processes".
+const FLOODERS: u32 = 3;
+const FLOOD_ROUNDS: u32 = 100;
+/// Distinct destinations per flooding process (addresses × ports), so the per-destination rate
+/// limit cannot absorb the flood and only the per-uid budget stands between it and the ring
+/// buffer. 250 × 4 × 100 rounds = 100,000 connects per process.
+const FLOOD_HOSTS: u32 = 250;
+const FLOOD_PORTS: u32 = 4;
+
+const FAIRNESS_POLICY: &str = "\
+defaults: {egress: deny, log: all, loopback: allow}
+rules:
+  - name: a-internal
+    users: [64011]
+    allow:
+      - {to: [198.51.100.10], ports: [7000-7019], proto: [tcp]}
+";
+
+fn sum_outcomes(result: &Value) -> (u64, u64) {
+    let (mut eperm, mut all) = (0, 0);
+    for v in result.as_object().expect("per-address outcomes").values() {
+        eperm += v["eperm"].as_u64().unwrap_or(0);
+        all += v["ok"].as_u64().unwrap_or(0)
+            + v["eperm"].as_u64().unwrap_or(0)
+            + v["other"].as_u64().unwrap_or(0);
+    }
+    (eperm, all)
+}
+
+#[test]
+fn one_users_flood_cannot_push_another_users_decisions_out_of_the_log() {
+    if !can_run("one_users_flood_cannot_push_another_users_decisions_out_of_the_log") {
+        return;
+    }
+    let bins = Bins::from_env();
+    let topo = Topology::new().expect("topology");
+    let ports: Vec<u16> = (7000..7020).collect();
+    let _internal = Servers::start(
+        &bins,
+        &topo.internal.path(),
+        &ports
+            .iter()
+            .map(|p| format!("tcp:{INTERNAL_V4}:{p}"))
+            .collect::<Vec<_>>(),
+    )
+    .expect("internal servers");
+    let cg = TestCgroup::new().expect("cgroup");
+    let policy = PolicyDir::with(FAIRNESS_POLICY);
+    let journal = Journald::start().expect("journald");
+    // Default limits: what a deployment runs with.
+    let jumpd = JournaldJumpd::start(&bins, &journal, &policy.0, &cg.path);
+    let host = topo.host.path();
+    let probe = |uid: u32, args: &[String]| {
+        Command::new(&bins.probe)
+            .arg("--cgroup")
+            .arg(&cg.path)
+            .arg("--netns")
+            .arg(&host)
+            .args(["--uid", &uid.to_string(), "--gid", &uid.to_string()])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .map(|child| Guarded { child })
+            .expect("start jump-probe")
+    };
+
+    let flooders: Vec<Guarded> = (0..FLOODERS)
+        .map(|k| {
+            let mut args = vec!["storm".to_string(), FLOOD_ROUNDS.to_string()];
+            for port in 0..FLOOD_PORTS {
+                for host in 1..=FLOOD_HOSTS {
+                    args.push(format!(
+                        "203.0.113.{host}:{}",
+                        9000 + k * FLOOD_PORTS + port
+                    ));
+                }
+            }
+            probe(FLOOD, &args)
+        })
+        .collect();
+    let flood_uid = FLOOD.to_string();
+    journal.wait_entry("the flood's first events", |e| {
+        field(e, "JUMP_UID") == Some(&*flood_uid) && field(e, "JUMP_VERDICT").is_some()
+    });
+
+    // While the flood runs: A's 20 allowed and 20 refused connects, each to its own
+    // destination (so the per-destination limit, which coalesces repeats, is not what is tested).
+    let mut args = vec!["storm".to_string(), "1".to_string()];
+    args.extend(ports.iter().map(|p| format!("{INTERNAL_V4}:{p}")));
+    args.extend(ports.iter().map(|p| format!("{INTERNET_V4}:{p}")));
+    let mut a = probe(A, &args);
+    let a_out = a.child.wait_with_output_ref();
+    let a_result: Value = serde_json::from_slice(&a_out).expect("A's storm result");
+    let mut flood_running = 0;
+    let mut flood_attempts = 0;
+    let mut flood_refused = 0;
+    for mut f in flooders {
+        if f.child.try_wait().expect("try_wait").is_none() {
+            flood_running += 1;
+        }
+        let out = f.child.wait_with_output_ref();
+        let result: Value = serde_json::from_slice(&out).expect("flood result");
+        let (eperm, all) = sum_outcomes(&result);
+        flood_attempts += all;
+        flood_refused += eperm;
+    }
+    assert!(
+        flood_running > 0,
+        "A's connects ran while the flood was still running"
+    );
+    assert_eq!(
+        flood_attempts,
+        u64::from(FLOODERS * FLOOD_ROUNDS * FLOOD_HOSTS * FLOOD_PORTS)
+    );
+    assert_eq!(
+        flood_refused, flood_attempts,
+        "every connect of the flood is refused"
+    );
+    for p in &ports {
+        let ok = &a_result[format!("{INTERNAL_V4}:{p}")];
+        assert_eq!(
+            ok["ok"], 1,
+            "A's connect to port {p} is allowed: {a_result}"
+        );
+        let refused = &a_result[format!("{INTERNET_V4}:{p}")];
+        assert_eq!(
+            refused["eperm"], 1,
+            "A's connect to the internet is refused: {a_result}"
+        );
+    }
+
+    // Wait until the flood is accounted for: logged one by one, or in its uid's summaries.
+    let a_uid = A.to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (entries, logged, summarised) = loop {
+        let entries = journal.jumpd_entries();
+        let logged = entries
+            .iter()
+            .filter(|e| {
+                field(e, "JUMP_UID") == Some(&*flood_uid) && field(e, "JUMP_VERDICT").is_some()
+            })
+            .count() as u64;
+        let summarised: u64 = entries
+            .iter()
+            .filter(|e| {
+                field(e, "MESSAGE_ID") == Some(message_id::EVENTS_HELD)
+                    && field(e, "JUMP_UID") == Some(&*flood_uid)
+            })
+            .map(|e| number(e, "JUMP_EVENTS_HELD"))
+            .sum();
+        if logged + summarised >= flood_attempts || std::time::Instant::now() > deadline {
+            break (entries, logged, summarised);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    eprintln!("flood: {flood_attempts} connects, {logged} logged one by one, {summarised} in per-user summaries");
+    assert_eq!(
+        logged + summarised,
+        flood_attempts,
+        "the flood is accounted for exactly: each connect logged, or counted in its user's summary"
+    );
+    let summaries: Vec<&Value> = entries
+        .iter()
+        .filter(|e| field(e, "MESSAGE_ID") == Some(message_id::EVENTS_HELD))
+        .collect();
+    let mut over_budget = 0;
+    for s in &summaries {
+        assert_eq!(
+            field(s, "JUMP_UID"),
+            Some(&*flood_uid),
+            "only the flooder is held back: {s:#}"
+        );
+        assert_eq!(
+            field(s, "JUMP_USER"),
+            Some(&*user_name(FLOOD)),
+            "a summary names the user: {s:#}"
+        );
+        assert_eq!(
+            number(s, "JUMP_HELD_DENY"),
+            number(s, "JUMP_EVENTS_HELD"),
+            "the flood's verdicts: {s:#}"
+        );
+        assert_eq!(
+            number(s, "JUMP_EVENTS_LOST"),
+            0,
+            "nothing lost to a full ring buffer: {s:#}"
+        );
+        assert!(
+            field(s, "JUMP_HELD_FIRST").is_some() && field(s, "JUMP_HELD_LAST").is_some(),
+            "a summary has its time span: {s:#}"
+        );
+        assert!(number(s, "JUMP_HELD_DESTINATIONS") > 0, "{s:#}");
+        over_budget += number(s, "JUMP_EVENTS_OVER_BUDGET");
+    }
+    assert!(
+        over_budget > 0,
+        "the per-user budget held back part of the flood"
+    );
+    let most = summaries
+        .iter()
+        .map(|s| number(s, "JUMP_HELD_DESTINATIONS"))
+        .max()
+        .unwrap_or(0);
+    assert!(
+        most >= 100,
+        "a summary estimates the flood's many destinations, got {most}"
+    );
+
+    let a_entries: Vec<&Value> = entries
+        .iter()
+        .filter(|e| field(e, "JUMP_UID") == Some(&*a_uid) && field(e, "JUMP_VERDICT").is_some())
+        .collect();
+    for p in &ports {
+        let port = p.to_string();
+        for (addr, verdict) in [(INTERNAL_V4, "allow"), (INTERNET_V4, "deny")] {
+            assert!(
+                a_entries
+                    .iter()
+                    .any(|e| field(e, "JUMP_DST_ADDR") == Some(addr)
+                        && field(e, "JUMP_DST_PORT") == Some(&*port)
+                        && field(e, "JUMP_VERDICT") == Some(verdict)),
+                "A's {verdict} to {addr}:{p} is logged despite the flood"
+            );
+        }
+    }
+    assert_eq!(a_entries.len(), 40, "each of A's 40 decisions is one entry");
+    drop(jumpd);
+}
+
+/// Reads a child's whole stdout after it exits.
+trait WaitOutput {
+    fn wait_with_output_ref(&mut self) -> Vec<u8>;
+}
+
+impl WaitOutput for std::process::Child {
+    fn wait_with_output_ref(&mut self) -> Vec<u8> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        if let Some(mut s) = self.stdout.take() {
+            s.read_to_end(&mut out).expect("read stdout");
+        }
+        self.wait().expect("wait");
+        out
+    }
+}
+
+/// A command name that, printed raw, ends the line, erases it (`\e[2K`) and starts a forged
+/// `allow` line. 11 bytes: it fits the kernel's 15.
+const FORGING_COMM: &str = "\n\x1b[2Kallow";
+
+/// jumpd with `--log-format text` into a file, in the journal's mount namespace (like the
+/// others here), with its own control socket; stopped and detached on drop.
+struct TextJumpd {
+    proc: Guarded,
+    cgroup: PathBuf,
+    pin_root: PathBuf,
+    log: PathBuf,
+    socket_dir: PathBuf,
+}
+
+impl TextJumpd {
+    fn start(bins: &Bins, journal: &Journald, policy: &Path, cgroup: &Path) -> Self {
+        let pin_root = PathBuf::from("/sys/fs/bpf").join(jump_tests::unique("jt"));
+        let socket_dir = std::env::temp_dir().join(jump_tests::unique("jump-text-"));
+        std::fs::create_dir_all(&socket_dir).unwrap();
+        let log = socket_dir.join("jumpd.log");
+        let child = journal
+            .command(&bins.jumpd)
+            .arg("--policy-dir")
+            .arg(policy)
+            .arg("--cgroup")
+            .arg(cgroup)
+            .arg("--pin-dir")
+            .arg(&pin_root)
+            .arg("--control-socket")
+            .arg(socket_dir.join("jumpd.sock"))
+            .args(["--log-format", "text", "--no-watch"])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start jumpd");
+        let j = Self {
+            proc: Guarded { child },
+            cgroup: cgroup.to_path_buf(),
+            pin_root,
+            log,
+            socket_dir,
+        };
+        j.wait_text("jumpd ready", |t| t.contains("jumpd ready"));
+        j
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.socket_dir.join("jumpd.sock")
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    fn wait_text(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let t = self.text();
+            if pred(&t) {
+                return t;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {what} in jumpd's text output: {t}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for TextJumpd {
+    fn drop(&mut self) {
+        self.proc.stop();
+        let status = Command::new(&Bins::from_env().jumpd)
+            .arg("--cgroup")
+            .arg(&self.cgroup)
+            .arg("--pin-dir")
+            .arg(&self.pin_root)
+            .args(["--log-format", "json", "--detach"])
+            .stdout(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.pin_root);
+        let _ = std::fs::remove_dir_all(&self.socket_dir);
+        if !matches!(status, Ok(s) if s.success()) && !std::thread::panicking() {
+            panic!("jumpd --detach failed: {status:?}");
+        }
+    }
+}
+
+/// Every line of human output is a whole record: no raw control character anywhere, and each
+/// line starts the way `starts` says.
+fn assert_unforged(output: &str, what: &str, starts: impl Fn(&str) -> bool) {
+    assert!(
+        !output.contains(|c: char| c.is_control() && c != '\n'),
+        "no raw control character in {what}: {output:?}"
+    );
+    for line in output.lines() {
+        assert!(
+            starts(line),
+            "every line of {what} is a record of its own: {line:?} in {output:?}"
+        );
+    }
+}
+
+#[test]
+fn a_command_name_cannot_forge_or_erase_a_line_of_human_output() {
+    if !can_run("a_command_name_cannot_forge_or_erase_a_line_of_human_output") {
+        return;
+    }
+    let bins = Bins::from_env();
+    let topo = Topology::new().expect("topology");
+    let cg = TestCgroup::new().expect("cgroup");
+    let policy = PolicyDir::new();
+    let journal = Journald::start().expect("journald");
+    let jumpd = TextJumpd::start(&bins, &journal, &policy.0, &cg.path);
+    let internet = format!("{INTERNET_V4}:7000");
+    let out = Command::new(&bins.probe)
+        .arg("--cgroup")
+        .arg(&cg.path)
+        .arg("--netns")
+        .arg(topo.host.path())
+        .args(["--uid", &A.to_string(), "--gid", &A.to_string()])
+        .args(["--comm", FORGING_COMM, "tcp", &internet])
+        .output()
+        .expect("jump-probe");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"errno\":1"),
+        "the connect is refused: {out:?}"
+    );
+    let escaped = "comm=\\n\\e[2Kallow";
+    let text = jumpd.wait_text("the refused connect", |t| t.contains(escaped));
+    // tracing's text lines start with the time: `2026-…Z  WARN deny …`.
+    assert_unforged(&text, "the text sink", |l| l.starts_with("20"));
+    assert!(
+        text.lines().any(
+            |l| l.contains(&format!("deny {A}({A}) -> {internet}/tcp")) && l.ends_with(escaped)
+        ),
+        "the refused connect is one escaped line: {text}"
+    );
+
+    let jumpctl = |json: bool| {
+        let mut c = Command::new(&bins.jumpctl);
+        c.args(["events", "--socket"]).arg(jumpd.socket());
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().expect("jumpctl events");
+        assert!(out.status.success(), "jumpctl events: {out:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let human = jumpctl(false);
+    assert_unforged(&human, "jumpctl events", |l| {
+        ["allow ", "deny ", "would-deny "]
+            .iter()
+            .any(|v| l.contains(v))
+    });
+    assert!(
+        human.contains(escaped),
+        "jumpctl events shows the escaped name: {human}"
+    );
+    let json = jumpctl(true);
+    let exact = json
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .any(|v| v["comm"] == FORGING_COMM);
+    assert!(
+        exact,
+        "jumpctl events --json keeps the exact command name: {json}"
+    );
 }

@@ -342,9 +342,11 @@ fn a_rule_expiring_closes_its_connections_within_a_second() {
     if !privileged("a_rule_expiring_closes_its_connections_within_a_second") {
         return;
     }
-    // Whole seconds (the policy's precision), a few ahead so jumpd is up and A connected.
+    let mut w = World::new(&policy("7000", "", false));
+    // A rule expiring in 3 to 4 s (whole seconds: the policy's precision), installed by a
+    // reload once jumpd is up, so a slow start cannot eat the grant before A connects.
     let expiry = unix_now().as_secs() + 4;
-    let w = World::new(&policy(
+    w.reload(&policy(
         "7000",
         &format!("    expires: {}\n", rfc3339(expiry)),
         false,
@@ -360,7 +362,9 @@ fn a_schedule_window_end_closes_its_connections_within_a_second() {
     if !privileged("a_schedule_window_end_closes_its_connections_within_a_second") {
         return;
     }
-    // Schedules have minute precision: the window ends at the next minute at least 6 s away.
+    let mut w = World::new(&policy("7000", "", false));
+    // Schedules have minute precision: the window ends at the next minute at least 6 s away,
+    // installed by a reload once jumpd is up.
     let mut end = (unix_now().as_secs() / 60 + 1) * 60;
     if end - unix_now().as_secs() < 6 {
         end += 60;
@@ -374,7 +378,7 @@ fn a_schedule_window_end_closes_its_connections_within_a_second() {
     let sched = format!(
         "    schedule: {{days: [mon, tue, wed, thu, fri, sat, sun], hours: \"00:00-{hm}\", tz: UTC}}\n"
     );
-    let w = World::new(&policy("7000", &sched, false));
+    w.reload(&policy("7000", &sched, false));
     let mut h = w.spawn(A, None, None, &["hold", &v4(7000), "75"]);
     closed_at_edge(&mut h, Duration::from_secs(end), "at the schedule's end");
     let r = w.revoked(A, "tcp", 7000);

@@ -19,6 +19,13 @@ pub mod maps {
     pub const LIMITS: &str = "JUMP_LIMITS";
     pub const RATE: &str = "JUMP_RATE";
     pub const SOCKS: &str = "JUMP_SOCKS";
+    pub const OWNERS: &str = "JUMP_OWNERS";
+    pub const UID_HELD: &str = "JUMP_UID_HELD";
+    pub const UID_SKETCH: &str = "JUMP_UID_SKETCH";
+    pub const UID_REPORTED: &str = "JUMP_UID_REPORTED";
+    pub const SUBUIDS: &str = "JUMP_SUBUIDS";
+    pub const LOCAL_ADDRS: &str = "JUMP_LOCAL_ADDRS";
+    pub const HOST_NETNS: &str = "JUMP_HOST_NETNS";
 }
 
 /// Capacities. The daemon refuses a policy whose compiled image does not fit, so a lookup never
@@ -115,6 +122,10 @@ pub mod proto {
     pub const UDP: u8 = 17;
     pub const ICMP: u8 = 1;
     pub const ICMPV6: u8 = 58;
+    /// Joining a multicast group is decided as IGMP to the group (port 0): the compiler gives
+    /// every `udp` entry an IGMP twin for its networks, whatever its ports, so a join needs a
+    /// udp grant whose `to:` holds the group. MLD joins use the same number.
+    pub const IGMP: u8 = 2;
 }
 
 /// What one candidate decides when it applies.
@@ -186,14 +197,17 @@ pub struct SlotConfig {
     pub _pad: [u8; 6],
 }
 
-/// Value of `JUMP_LIMITS[0]`: the in-kernel event rate limit. Events with the same
-/// `RateKey` beyond `burst` within `window_ns` are counted, not sent. `window_ns == 0` disables it.
+/// Value of `JUMP_LIMITS[0]`: the in-kernel event limits. Events with the same
+/// `RateKey` beyond `burst` within `window_ns` are counted, not sent (`window_ns == 0` disables
+/// this). Then each uid has its own budget (`UidHeld`): a token bucket of `uid_burst` events
+/// refilled one per `uid_interval_ns` (`uid_interval_ns == 0` disables it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Limits {
     pub window_ns: u64,
     pub burst: u32,
-    pub _pad: u32,
+    pub uid_burst: u32,
+    pub uid_interval_ns: u64,
 }
 
 /// Key of `JUMP_RATE` (LRU hash): what makes two events "similar".
@@ -219,6 +233,11 @@ pub struct RateState {
 
 pub const RATE_KEYS: u32 = 16_384;
 
+/// Capacity of `JUMP_OWNERS` (LRU hash, socket cookie → uid): the creators of raw and ping
+/// sockets, whose packets the egress backstop judges as their creator. Connected TCP and UDP
+/// sockets are in `JUMP_SOCKS` (socket storage) instead.
+pub const OWNER_SOCKETS: u32 = 65_536;
+
 /// Which hook made a decision.
 pub mod hook {
     pub const CONNECT4: u8 = 1;
@@ -229,6 +248,21 @@ pub mod hook {
     pub const BIND6: u8 = 6;
     pub const SOCK_CREATE: u8 = 7;
     pub const EGRESS: u8 = 8;
+    /// `setsockopt` refusals, by what the option would have let the user choose. Their events
+    /// carry the option's level in `src_port` and its name in `dst_port` (`sockopt_name`), and
+    /// for joins the group in `dst_addr`.
+    pub const SOCKOPT_INTERFACE: u8 = 9;
+    pub const SOCKOPT_SOURCE: u8 = 10;
+    pub const SOCKOPT_MULTICAST: u8 = 11;
+    pub const SOCKOPT_SOURCE_ROUTE: u8 = 12;
+    /// Egress packets dropped for their path rather than their destination.
+    pub const EGRESS_LOOPBACK: u8 = 13;
+    pub const EGRESS_SOURCE: u8 = 14;
+    pub const EGRESS_SOURCE_ROUTE: u8 = 15;
+
+    pub fn is_sockopt(hook: u8) -> bool {
+        (SOCKOPT_INTERFACE..=SOCKOPT_SOURCE_ROUTE).contains(&hook)
+    }
 
     pub fn name(hook: u8) -> &'static str {
         match hook {
@@ -240,6 +274,13 @@ pub mod hook {
             BIND6 => "bind6",
             SOCK_CREATE => "sock_create",
             EGRESS => "egress",
+            SOCKOPT_INTERFACE => "setsockopt-interface",
+            SOCKOPT_SOURCE => "setsockopt-source",
+            SOCKOPT_MULTICAST => "setsockopt-multicast",
+            SOCKOPT_SOURCE_ROUTE => "setsockopt-source-route",
+            EGRESS_LOOPBACK => "egress-loopback-off-lo",
+            EGRESS_SOURCE => "egress-non-local-source",
+            EGRESS_SOURCE_ROUTE => "egress-source-route",
             _ => "unknown",
         }
     }
@@ -267,7 +308,9 @@ pub struct Event {
     /// Similar events the kernel suppressed (rate limit) since the last one it sent for the
     /// same (uid, action, destination).
     pub suppressed: u32,
-    pub _pad0: u32,
+    /// The uid the task really had when `uid` is the owner of that subordinate uid (a user
+    /// namespace's uid, `/etc/subuid`); `NO_NS_UID` otherwise.
+    pub ns_uid: u32,
     /// Destination (for bind: the local address) as IPv4-mapped IPv6 for IPv4.
     pub dst_addr: [u8; 16],
     /// Source address where the hook knows it (egress), else zero.
@@ -283,6 +326,80 @@ pub struct Event {
     pub comm: [u8; COMM_LEN],
 }
 
+/// Capacity of `JUMP_LOCAL_ADDRS` (hash, address as IPv4-mapped IPv6 → ifindex): the
+/// addresses of the host's network namespace, kept by jumpd from rtnetlink. The egress backstop
+/// drops a packet from that namespace whose source is not one of them.
+pub const MAX_LOCAL_ADDRS: u32 = 4_096;
+
+/// The socket options the `setsockopt` program judges, by (level, name) as in the kernel's
+/// uapi headers.
+pub mod sockopt {
+    pub const SOL_IP: i32 = 0;
+    pub const SOL_SOCKET: i32 = 1;
+    pub const SOL_IPV6: i32 = 41;
+
+    pub const SO_BINDTODEVICE: i32 = 25;
+    pub const SO_BINDTOIFINDEX: i32 = 62;
+
+    pub const IP_OPTIONS: i32 = 4;
+    pub const IP_FREEBIND: i32 = 15;
+    pub const IP_TRANSPARENT: i32 = 19;
+    pub const IP_MULTICAST_IF: i32 = 32;
+    pub const IP_ADD_MEMBERSHIP: i32 = 35;
+    pub const IP_UNBLOCK_SOURCE: i32 = 37;
+    pub const IP_BLOCK_SOURCE: i32 = 38;
+    pub const IP_ADD_SOURCE_MEMBERSHIP: i32 = 39;
+    pub const IP_MSFILTER: i32 = 41;
+    pub const IP_UNICAST_IF: i32 = 50;
+    /// Level-independent (SOL_IP and SOL_IPV6) protocol-independent multicast API.
+    pub const MCAST_JOIN_GROUP: i32 = 42;
+    pub const MCAST_BLOCK_SOURCE: i32 = 43;
+    pub const MCAST_UNBLOCK_SOURCE: i32 = 44;
+    pub const MCAST_JOIN_SOURCE_GROUP: i32 = 46;
+    pub const MCAST_MSFILTER: i32 = 48;
+
+    pub const IPV6_2292RTHDR: i32 = 5;
+    pub const IPV6_MULTICAST_IF: i32 = 17;
+    pub const IPV6_ADD_MEMBERSHIP: i32 = 20;
+    pub const IPV6_JOIN_ANYCAST: i32 = 27;
+    pub const IPV6_RTHDR: i32 = 57;
+    pub const IPV6_TRANSPARENT: i32 = 75;
+    pub const IPV6_UNICAST_IF: i32 = 76;
+    pub const IPV6_FREEBIND: i32 = 78;
+
+    /// The option's name for the log, `?` for one this module does not list.
+    pub fn name(level: i32, name: i32) -> &'static str {
+        match (level, name) {
+            (SOL_SOCKET, SO_BINDTODEVICE) => "SO_BINDTODEVICE",
+            (SOL_SOCKET, SO_BINDTOIFINDEX) => "SO_BINDTOIFINDEX",
+            (SOL_IP, IP_OPTIONS) => "IP_OPTIONS",
+            (SOL_IP, IP_FREEBIND) => "IP_FREEBIND",
+            (SOL_IP, IP_TRANSPARENT) => "IP_TRANSPARENT",
+            (SOL_IP, IP_MULTICAST_IF) => "IP_MULTICAST_IF",
+            (SOL_IP, IP_ADD_MEMBERSHIP) => "IP_ADD_MEMBERSHIP",
+            (SOL_IP, IP_UNBLOCK_SOURCE) => "IP_UNBLOCK_SOURCE",
+            (SOL_IP, IP_BLOCK_SOURCE) => "IP_BLOCK_SOURCE",
+            (SOL_IP, IP_ADD_SOURCE_MEMBERSHIP) => "IP_ADD_SOURCE_MEMBERSHIP",
+            (SOL_IP, IP_MSFILTER) => "IP_MSFILTER",
+            (SOL_IP, IP_UNICAST_IF) => "IP_UNICAST_IF",
+            (SOL_IP | SOL_IPV6, MCAST_JOIN_GROUP) => "MCAST_JOIN_GROUP",
+            (SOL_IP | SOL_IPV6, MCAST_BLOCK_SOURCE) => "MCAST_BLOCK_SOURCE",
+            (SOL_IP | SOL_IPV6, MCAST_UNBLOCK_SOURCE) => "MCAST_UNBLOCK_SOURCE",
+            (SOL_IP | SOL_IPV6, MCAST_JOIN_SOURCE_GROUP) => "MCAST_JOIN_SOURCE_GROUP",
+            (SOL_IP | SOL_IPV6, MCAST_MSFILTER) => "MCAST_MSFILTER",
+            (SOL_IPV6, IPV6_2292RTHDR) => "IPV6_2292RTHDR",
+            (SOL_IPV6, IPV6_MULTICAST_IF) => "IPV6_MULTICAST_IF",
+            (SOL_IPV6, IPV6_ADD_MEMBERSHIP) => "IPV6_ADD_MEMBERSHIP",
+            (SOL_IPV6, IPV6_JOIN_ANYCAST) => "IPV6_JOIN_ANYCAST",
+            (SOL_IPV6, IPV6_RTHDR) => "IPV6_RTHDR",
+            (SOL_IPV6, IPV6_TRANSPARENT) => "IPV6_TRANSPARENT",
+            (SOL_IPV6, IPV6_UNICAST_IF) => "IPV6_UNICAST_IF",
+            (SOL_IPV6, IPV6_FREEBIND) => "IPV6_FREEBIND",
+            _ => "?",
+        }
+    }
+}
+
 /// Indexes of `JUMP_COUNTERS` (per-CPU array of u64).
 pub mod counter {
     /// Every decision made.
@@ -294,7 +411,12 @@ pub mod counter {
     pub const EVENTS_SUPPRESSED: u32 = 2;
     /// Events written to the ring buffer.
     pub const EVENTS_SENT: u32 = 3;
-    pub const LEN: u32 = 4;
+    /// Events held back by their uid's budget (each also counted in the uid's `UidHeld`).
+    pub const EVENTS_OVER_BUDGET: u32 = 4;
+    /// Events held back of uids `JUMP_UID_HELD` had no room for (more than `UID_HELD_ENTRIES`
+    /// uids with held events): the only count that cannot name its uid.
+    pub const EVENTS_UNTRACKED: u32 = 5;
+    pub const LEN: u32 = 6;
 }
 
 /// Index of `JUMP_RULE_HITS` (per-CPU array of u64): hits of a rule with an action in a slot.
@@ -345,11 +467,40 @@ pub mod record_flags {
     pub const TIMED: u8 = 1;
 }
 
+/// `Event::ns_uid` when the decision was made for the task's own uid.
+pub const NO_NS_UID: u32 = u32::MAX;
+
+/// Capacity of `JUMP_SUBUIDS` per slot: aligned uid blocks. A range of 65,536 subordinate uids
+/// splits into at most 32 blocks, so this holds the ranges of thousands of users.
+pub const MAX_SUBUID_BLOCKS: u32 = 65_536;
+
+/// Key data of `JUMP_SUBUIDS` (LPM trie): which user owns a subordinate uid (`/etc/subuid`).
+///
+/// Field order is match order: the slot always matches in full, then the uid by prefix, so a
+/// range compiles to the few aligned blocks that cover it. Both fields are big-endian because
+/// the trie compares bytes in memory order. The prefix length is `SUBUID_FIXED_BITS` + the uid
+/// prefix length (0..=32). Looked up only when `JUMP_USERS` has no entry for a uid, so the
+/// common path (a listed uid) costs nothing more.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubuidKey {
+    pub slot_be: u32,
+    pub uid_be: u32,
+}
+pub const SUBUID_FIXED_BITS: u32 = 32;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SubuidValue {
+    /// The uid whose profile decides, and whom events name.
+    pub owner: u32,
+}
+
 // Compile-time layout checks: both sides compile these, so a drifting layout fails the build.
 const _: () = {
     assert!(core::mem::size_of::<UserKey>() == 8);
     assert!(core::mem::size_of::<UserValue>() == 8);
-    assert!(core::mem::size_of::<Limits>() == 16);
+    assert!(core::mem::size_of::<Limits>() == 24);
     assert!(core::mem::size_of::<RateKey>() == 28);
     assert!(core::mem::size_of::<RateState>() == 16);
     assert!(core::mem::size_of::<DestKey>() == 24);
@@ -369,6 +520,10 @@ const _: () = {
     assert!(core::mem::offset_of!(SockRecord, dst_port) == 36);
     assert!(core::mem::offset_of!(SockRecord, dst_addr) == 40);
     assert!(core::mem::offset_of!(SockRecord, comm) == 56);
+    assert!(core::mem::size_of::<SubuidKey>() == 8);
+    assert!(core::mem::size_of::<SubuidValue>() == 4);
+    assert!(core::mem::offset_of!(SubuidKey, uid_be) == 4);
+    assert!(core::mem::offset_of!(Event, ns_uid) == 52);
 };
 
 #[cfg(feature = "user")]
@@ -389,4 +544,113 @@ mod pod {
     unsafe impl aya::Pod for RateKey {}
     unsafe impl aya::Pod for RateState {}
     unsafe impl aya::Pod for SockRecord {}
+    unsafe impl aya::Pod for UidHeld {}
+    unsafe impl aya::Pod for UidSketch {}
+    unsafe impl aya::Pod for SubuidKey {}
+    unsafe impl aya::Pod for SubuidValue {}
 }
+
+/// How many uids `JUMP_UID_HELD` and `JUMP_UID_SKETCH` track (hash maps, never evicting: an
+/// evicted entry would lose counts). A host has far fewer users with events.
+pub const UID_HELD_ENTRIES: u32 = 65_536;
+
+/// Value of `JUMP_UID_HELD` (hash, uid → this): a uid's event budget and what the kernel held
+/// back of its events instead of sending them. Every wanted decision is exactly one of: sent,
+/// or counted here once (`over_budget`, `similar` or `lost`) with its verdict. The counts only
+/// grow (the kernel adds with atomic instructions; the daemon never writes them), so the daemon
+/// reports differences and nothing is counted twice or lost between reads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct UidHeld {
+    /// The budget's theoretical arrival time (GCRA): the bucket is full when `tat_ns <= now`,
+    /// empty when `tat_ns >= now + uid_burst * uid_interval_ns`.
+    pub tat_ns: u64,
+    /// Held back by the uid's budget.
+    pub over_budget: u64,
+    /// Held back by the per-destination limit (`RateKey`): repeats of an event just sent.
+    pub similar: u64,
+    /// Lost to a full ring buffer.
+    pub lost: u64,
+    /// The verdicts of everything held back (`over_budget + similar + lost`).
+    pub allow: u64,
+    pub deny: u64,
+    pub audit: u64,
+}
+
+/// HyperLogLog registers per uid for the distinct-destination estimate: 64 registers give a
+/// standard error of about 13%, in 64 bytes.
+pub const SKETCH_REGISTERS: usize = 64;
+
+/// Value of `JUMP_UID_SKETCH` (hash, uid → this): when and where to the uid's held events went
+/// since the daemon last reported them (the daemon zeroes it after each report; a race with the
+/// kernel only blurs an estimate, never a count).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UidSketch {
+    /// CLOCK_TAI of the first and the last held event (0: none yet).
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// HyperLogLog registers over (address, port, protocol).
+    pub registers: [u8; SKETCH_REGISTERS],
+}
+
+impl Default for UidSketch {
+    fn default() -> Self {
+        Self {
+            first_ns: 0,
+            last_ns: 0,
+            registers: [0; SKETCH_REGISTERS],
+        }
+    }
+}
+
+/// The destination hash both sides use: the kernel to fill `UidSketch`, tests to predict it.
+/// A 64-bit finaliser (MurmurHash3's fmix64) over the address, port and protocol.
+pub fn dest_hash(addr: &[u8; 16], port: u16, proto: u8) -> u64 {
+    let a = u64::from_le_bytes([
+        addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
+    ]);
+    let b = u64::from_le_bytes([
+        addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15],
+    ]);
+    fmix64(a ^ fmix64(b ^ ((port as u64) << 8 | proto as u64)))
+}
+
+const fn fmix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^= x >> 33;
+    x
+}
+
+/// The register a hash updates and the value it offers (1 + the trailing zeros of the rest,
+/// at most 59). Branch-free and without `trailing_zeros` (BPF has no such instruction): every
+/// branch here would double the paths the verifier walks in each hook.
+pub fn sketch_slot(h: u64) -> (usize, u8) {
+    let index = (h & (SKETCH_REGISTERS as u64 - 1)) as usize;
+    let v = (h >> 6) | 1 << 58;
+    // The bits below the lowest set bit, counted (SWAR popcount).
+    let mut x = (v & v.wrapping_neg()) - 1;
+    x -= (x >> 1) & 0x5555_5555_5555_5555;
+    x = (x & 0x3333_3333_3333_3333) + ((x >> 2) & 0x3333_3333_3333_3333);
+    x = (x + (x >> 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+    let zeros = x.wrapping_mul(0x0101_0101_0101_0101) >> 56;
+    (index, zeros as u8 + 1)
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<UidHeld>() == 56);
+    assert!(core::mem::size_of::<UidSketch>() == 16 + SKETCH_REGISTERS);
+    assert!(core::mem::offset_of!(UidHeld, tat_ns) == 0);
+    assert!(core::mem::offset_of!(UidHeld, over_budget) == 8);
+    assert!(core::mem::offset_of!(UidHeld, similar) == 16);
+    assert!(core::mem::offset_of!(UidHeld, lost) == 24);
+    assert!(core::mem::offset_of!(UidHeld, allow) == 32);
+    assert!(core::mem::offset_of!(UidHeld, deny) == 40);
+    assert!(core::mem::offset_of!(UidHeld, audit) == 48);
+    assert!(core::mem::offset_of!(UidSketch, registers) == 16);
+    assert!(core::mem::offset_of!(Limits, uid_burst) == 12);
+    assert!(core::mem::offset_of!(Limits, uid_interval_ns) == 16);
+};

@@ -130,40 +130,144 @@ pub fn new_socket(ctx: &SockContext) -> NewSocket {
 /// An outgoing IP packet as the egress hook reads it (`skb` data starts at the IP header).
 pub struct Packet {
     pub dst: Dest,
+    /// Source address, IPv4 as IPv4-mapped IPv6.
+    pub src: [u8; 16],
+    /// 0 with `dst.port` when unknown: a non-first IPv4 fragment or a TCP/UDP header cut
+    /// short is decided on port 0, which only an all-ports grant covers.
     pub src_port: u16,
-    /// A non-first IPv4 fragment carries no ports.
-    pub fragment: bool,
+    /// The IPv4 header carries a loose or strict source route option.
+    pub source_route: bool,
+    /// The device the packet leaves on (`skb->dev`).
+    pub ifindex: u32,
 }
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
+const IPOPT_END: u8 = 0;
+const IPOPT_NOOP: u8 = 1;
+const IPOPT_LSRR: u8 = 131;
+const IPOPT_SSRR: u8 = 137;
 
-pub fn packet(skb: &SkBuffContext) -> Option<Packet> {
-    let version = skb.load::<u8>(0).ok()? >> 4;
-    let (proto, l4, addr, family, fragment) = if version == 4 {
-        let ihl = usize::from(skb.load::<u8>(0).ok()? & 0x0f) * 4;
-        let frag = u16::from_be(skb.load::<u16>(6).ok()?) & 0x1fff;
-        let proto = skb.load::<u8>(9).ok()?;
-        let d: [u8; 4] = skb.load(16).ok()?;
-        let addr = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, d[0], d[1], d[2], d[3]];
-        (proto, ihl, addr, AF_INET, frag != 0)
-    } else if version == 6 {
-        // Extension headers are not walked: a packet whose next header is not TCP, UDP or
-        // ICMPv6 is decided under that protocol number, which no grant names, so it fails closed.
-        let proto = skb.load::<u8>(6).ok()?;
-        let addr: [u8; 16] = skb.load(24).ok()?;
-        (proto, 40, addr, AF_INET6, false)
-    } else {
-        return None;
+/// Whether the IPv4 options between byte 20 and `ihl` hold LSRR or SSRR. An option list the
+/// walk cannot finish (a bad length) counts as routed: the kernel would not build one.
+#[inline(never)]
+fn source_routed(skb: &SkBuffContext, ihl: usize) -> bool {
+    let mut off = 20usize;
+    // At most 40 option bytes, so at most 40 steps.
+    for _ in 0..40 {
+        if off >= ihl {
+            return false;
+        }
+        let Ok(kind) = skb.load::<u8>(off) else { return true };
+        match kind {
+            IPOPT_END => return false,
+            IPOPT_NOOP => off += 1,
+            IPOPT_LSRR | IPOPT_SSRR => return true,
+            _ => {
+                let Ok(len) = skb.load::<u8>(off + 1) else { return true };
+                if len < 2 {
+                    return true;
+                }
+                off += usize::from(len);
+            }
+        }
+    }
+    false
+}
+
+/// The packet as far as its headers can be read. Data that is not an IPv4 or IPv6 header at
+/// all reads as protocol 255 (which no grant names) to address 0.
+pub fn packet(skb: &SkBuffContext) -> Packet {
+    // SAFETY: the context pointer of this program; the verifier checks the field access.
+    let ifindex = unsafe { (*skb.skb.skb).ifindex };
+    let mut p = Packet {
+        dst: Dest { addr: [0; 16], port: 0, proto: 255, family: 0 },
+        src: [0; 16],
+        src_port: 0,
+        source_route: false,
+        ifindex,
     };
-    let (src_port, dst_port) = if !fragment && (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
-        (u16::from_be(skb.load::<u16>(l4).ok()?), u16::from_be(skb.load::<u16>(l4 + 2).ok()?))
-    } else {
-        (0, 0)
+    headers(skb, &mut p);
+    p
+}
+
+/// Fills `p` from the headers, field by field in place: built as a returned value, its
+/// temporaries took 472 bytes of stack. Not inlined, so its reads do not share egress's frame.
+#[inline(never)]
+fn headers(skb: &SkBuffContext, p: &mut Packet) {
+    let Ok(first) = skb.load::<u8>(0) else { return };
+    let (proto, l4, fragment) = match first >> 4 {
+        4 => {
+            let ihl = usize::from(first & 0x0f) * 4;
+            let Ok(frag) = skb.load::<u16>(6) else { return };
+            let Ok(proto) = skb.load::<u8>(9) else { return };
+            let Ok(s) = skb.load::<[u8; 4]>(12) else { return };
+            let Ok(d) = skb.load::<[u8; 4]>(16) else { return };
+            p.src[10] = 0xff;
+            p.src[11] = 0xff;
+            p.src[12..].copy_from_slice(&s);
+            p.dst.addr[10] = 0xff;
+            p.dst.addr[11] = 0xff;
+            p.dst.addr[12..].copy_from_slice(&d);
+            p.dst.family = AF_INET;
+            p.source_route = ihl > 20 && source_routed(skb, ihl);
+            (proto, ihl, u16::from_be(frag) & 0x1fff != 0)
+        }
+        6 => {
+            // Extension headers are not walked: a packet whose next header is not TCP, UDP or
+            // ICMPv6 is decided under that protocol number, which no grant names, so it fails
+            // closed.
+            let Ok(proto) = skb.load::<u8>(6) else { return };
+            let Ok(s) = skb.load::<[u8; 16]>(8) else { return };
+            p.src = s;
+            let Ok(d) = skb.load::<[u8; 16]>(24) else { return };
+            p.dst.addr = d;
+            p.dst.family = AF_INET6;
+            (proto, 40, false)
+        }
+        _ => return,
     };
-    Some(Packet {
-        dst: Dest { addr, port: dst_port, proto: proto_of(u32::from(proto)), family },
-        src_port,
-        fragment,
-    })
+    p.dst.proto = proto_of(u32::from(proto));
+    if !fragment && (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+        if let (Ok(s), Ok(d)) = (skb.load::<u16>(l4), skb.load::<u16>(l4 + 2)) {
+            p.src_port = u16::from_be(s);
+            p.dst.port = u16::from_be(d);
+        }
+    }
+}
+
+/// What the listen shortcut needs of an egress packet's socket: `ANY_PORT` for a listener's
+/// SYN-ACK (sent from a `TCP_NEW_SYN_RECV` request socket), the local port of a full TCP stream
+/// socket, else 0 (no socket, raw and UDP sockets, time-wait).
+pub const ANY_PORT: u32 = u32::MAX;
+
+const TCP_NEW_SYN_RECV: u32 = 12;
+const SOCK_STREAM: u32 = 1;
+
+// A plain integer result: returning a struct from a non-inlined function left r0 unset on one
+// path ("R0 !read_ok").
+#[inline(never)]
+pub fn tcp_socket_port(skb: &SkBuffContext) -> u32 {
+    // SAFETY: the context pointer of this program; `sk` is checked for null before use.
+    let sk = unsafe { (*skb.skb.skb).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return 0;
+    }
+    // SAFETY: `state` is a `sock_common` field, readable on every socket kind.
+    let state = unsafe { (*sk).state };
+    if state == TCP_NEW_SYN_RECV {
+        return ANY_PORT;
+    }
+    // SAFETY: a helper call on the non-null socket pointer the verifier tracks.
+    let full = unsafe { aya_ebpf::helpers::generated::bpf_sk_fullsock(sk) };
+    if full.is_null() {
+        return 0;
+    }
+    // SAFETY: full-socket fields of the pointer `bpf_sk_fullsock` returned non-null.
+    let (kind, protocol, port) = unsafe { ((*full).type_, (*full).protocol, (*full).src_port) };
+    if kind == SOCK_STREAM && protocol == u32::from(IPPROTO_TCP) {
+        port
+    } else {
+        0
+    }
 }

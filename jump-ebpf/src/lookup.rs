@@ -3,7 +3,9 @@
 //! Precedence, in the order the code below tags it:
 //! 1. No policy image is active (generation 0): deny. The daemon fills a slot before it attaches,
 //!    so this only guards against a half-initialised pin directory.
-//! 2. The uid's own profile, else the profile for every uid (`ANY_UID`).
+//! 2. The uid's own profile; else, for a subordinate uid (`/etc/subuid`, `subuid.rs`), its
+//!    owner's profile, and the decision is made and logged as the owner; else the profile for
+//!    every uid (`ANY_UID`).
 //! 3. The longest destination prefix of that profile gives the destination class.
 //! 4. The longest port prefix of (class, protocol) gives the candidate list.
 //! 5. The first candidate whose time window is open decides; the compiler orders candidates
@@ -22,11 +24,14 @@ use jump_common::{
 
 use crate::{
     ctx::Dest,
+    subuid,
     maps::{JUMP_ACTIVE, JUMP_DESTS, JUMP_PORTS, JUMP_SLOTS, JUMP_USERS, JUMP_WINDOWS},
 };
 
 pub struct Decision {
     pub slot: u32,
+    /// The uid decided as: the owner of a subordinate uid, else the uid asked about.
+    pub uid: u32,
     pub action: u8,
     pub rule_id: u32,
     pub generation: u64,
@@ -40,18 +45,20 @@ pub struct Decision {
 struct Active {
     slot: u32,
     cfg: SlotConfig,
+    /// Who the decision is for; `user` replaces a subordinate uid by its owner.
+    uid: u32,
 }
 
 impl Active {
-    fn get() -> Option<Self> {
+    fn get(uid: u32) -> Option<Self> {
         let slot = JUMP_ACTIVE.get(0).copied().unwrap_or(0);
         let cfg = JUMP_SLOTS.get(slot).copied()?;
         // (1)
-        (cfg.generation != 0).then_some(Self { slot, cfg })
+        (cfg.generation != 0).then_some(Self { slot, cfg, uid })
     }
 
     fn decision(&self, action: u8, rule_id: u32) -> Decision {
-        Decision { slot: self.slot, action, rule_id, generation: self.cfg.generation, log_mode: self.cfg.log_mode, timed: false }
+        Decision { slot: self.slot, uid: self.uid, action, rule_id, generation: self.cfg.generation, log_mode: self.cfg.log_mode, timed: false }
     }
 
     fn default(&self) -> Decision {
@@ -59,10 +66,22 @@ impl Active {
     }
 
     // (2)
-    fn user(&self, uid: u32) -> Option<UserValue> {
-        let p = match JUMP_USERS.get_ptr(UserKey { slot: self.slot, uid }) {
+    fn user(&mut self) -> Option<UserValue> {
+        let p = match JUMP_USERS.get_ptr(UserKey { slot: self.slot, uid: self.uid }) {
             Some(p) => p,
-            None => JUMP_USERS.get_ptr(UserKey { slot: self.slot, uid: ANY_UID })?,
+            None => {
+                let owned = match subuid::owner(self.slot, self.uid) {
+                    Some(owner) => {
+                        self.uid = owner;
+                        JUMP_USERS.get_ptr(UserKey { slot: self.slot, uid: owner })
+                    }
+                    None => None,
+                };
+                match owned {
+                    Some(p) => p,
+                    None => JUMP_USERS.get_ptr(UserKey { slot: self.slot, uid: ANY_UID })?,
+                }
+            }
         };
         // SAFETY: a non-null pointer into a map value, valid for the rest of this program run.
         Some(unsafe { *p })
@@ -94,14 +113,14 @@ impl Active {
 }
 
 /// Fail closed when no policy is active.
-fn unloaded() -> Decision {
-    Decision { slot: 0, action: action::DENY, rule_id: 0, generation: 0, log_mode: jump_common::log_mode::ALL, timed: false }
+fn unloaded(uid: u32) -> Decision {
+    Decision { slot: 0, uid, action: action::DENY, rule_id: 0, generation: 0, log_mode: jump_common::log_mode::ALL, timed: false }
 }
 
 /// May `uid` send to `dest`?
 pub fn decide(uid: u32, dest: &Dest) -> Decision {
-    let Some(a) = Active::get() else { return unloaded() };
-    let Some(user) = a.user(uid) else { return a.default() };
+    let Some(mut a) = Active::get(uid) else { return unloaded(uid) };
+    let Some(user) = a.user() else { return a.default() };
     // (3)
     let dkey = Key::new(
         DEST_FIXED_BITS + 128,
@@ -117,9 +136,10 @@ pub fn decide(uid: u32, dest: &Dest) -> Decision {
 
 /// May `uid` listen on (`proto`, `port`)?
 pub fn listen(uid: u32, proto: u8, port: u16) -> Decision {
-    let Some(a) = Active::get() else { return unloaded() };
+    let Some(mut a) = Active::get(uid) else { return unloaded(uid) };
+    let user = a.user();
     let deny = a.decision(action::DENY, 0);
-    let Some(user) = a.user(uid) else { return deny };
+    let Some(user) = user else { return deny };
     match a.ports(LISTEN_CLASS | user.profile, proto, port) {
         Some((action, rule, timed)) => Decision { timed, ..a.decision(action, rule) },
         None => deny,
@@ -129,14 +149,14 @@ pub fn listen(uid: u32, proto: u8, port: u16) -> Decision {
 /// The profile flags of `uid` (`jump_common::profile_flags`), and the decision to report when
 /// they do not allow a socket.
 pub fn flags(uid: u32) -> (u32, Decision) {
-    let Some(a) = Active::get() else { return (0, unloaded()) };
-    let flags = a.user(uid).map_or(0, |u| u.flags);
+    let Some(mut a) = Active::get(uid) else { return (0, unloaded(uid)) };
+    let flags = a.user().map_or(0, |u| u.flags);
     (flags, a.decision(action::DENY, 0))
 }
 
 /// The generation of the active image (0: none), for checking a socket's record.
 pub fn active_generation() -> u64 {
-    Active::get().map_or(0, |a| a.cfg.generation)
+    Active::get(0).map_or(0, |a| a.cfg.generation)
 }
 
 pub fn now_tai() -> u64 {

@@ -8,29 +8,40 @@
 //! | bind4/6                  | binding a port: needs a listen grant (port 0 is always fine)   |
 //! | sock_create              | socket kinds: raw and ping sockets need an icmp grant; others  |
 //! |                          | than TCP, UDP and ICMP (MPTCP, SCTP, …) are refused            |
-//! | egress (cgroup_skb)      | every packet: by the socket's record (`socks`) when it has a   |
-//! |                          | current one, else the packet itself (the backstop)             |
+//! | egress (cgroup_skb)      | every packet: the path it takes (`path`: interface, source     |
+//! |                          | address, source route), then the socket's record (`socks`)     |
+//! |                          | when current, else the backstop for what no hook above saw     |
+//! | setsockopt               | options choosing interface, source, source route or multicast  |
+//! |                          | groups (`sockopt`)                                             |
+//! | sock_release             | bookkeeping only: forgets a raw or ping socket's creator       |
+//! | netns_probe              | never attached: run once by jumpd to learn its namespace       |
 #![no_std]
 #![no_main]
+// `atomic_xadd` for exact per-uid counts (emit.rs); the eBPF build runs with RUSTC_BOOTSTRAP.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod ctx;
 mod emit;
 mod lookup;
 mod maps;
+mod subuid;
+mod path;
+mod sockopt;
 mod socks;
 
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_probe_read_kernel,
-        generated::bpf_get_current_task,
+        generated::{bpf_get_current_task, bpf_get_socket_cookie},
     },
-    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr},
-    programs::{SkBuffContext, SockAddrContext, SockContext},
+    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, cgroup_sockopt},
+    programs::{SkBuffContext, SockAddrContext, SockContext, SockoptContext},
     Global,
 };
 use aya_log_ebpf::debug;
-use jump_common::{action, counter, hook, profile_flags, proto, record_flags, SockRecord};
+use jump_common::{action, counter, hook, profile_flags, proto, record_flags};
 use lookup::Decision;
 
 /// Return values of every hook here: 1 lets the call (or packet) through; 0 fails the call
@@ -88,6 +99,11 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     let who = current();
     let (flags, deny) = lookup::flags(who.uid);
     if needs_icmp && flags & profile_flags::ICMP != 0 {
+        // Raw and ping sockets are judged as their creator, not as whoever the socket is later
+        // `fchown`ed to (which moves `sk_uid`); a connect records its connector instead.
+        // SAFETY: the helper reads the socket of this program's context.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
+        let _ = maps::JUMP_OWNERS.insert(&cookie, &who.uid, 0);
         return PASS;
     }
     let dest = ctx::Dest {
@@ -100,64 +116,104 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     REFUSE
 }
 
-#[cgroup_skb(egress)]
-pub fn egress(ctx: SkBuffContext) -> i32 {
-    let rec = socks::of_packet(&ctx);
-    // (1) The socket's record decides, without reading the packet, while it is of the active
-    // generation and its grant does not depend on time.
-    if let Some(r) = rec {
-        // SAFETY: this socket's storage, valid during this program run.
-        let (flags, generation) = unsafe { ((*r).flags, (*r).generation) };
-        if flags & record_flags::TIMED == 0 && generation == lookup::active_generation() {
-            return PASS;
-        }
-    }
-    // (2) Otherwise the packet is decided: as the socket's connector when it has a record (a
-    // reload or an expiry the daemon has not revoked yet), else as the socket's owner.
-    egress_packet(&ctx, rec)
+/// Forgets a closing socket's owner, so `JUMP_OWNERS` holds live sockets only and its inserts
+/// never have to evict.
+#[cgroup_sock(sock_release)]
+pub fn sock_release(ctx: SockContext) -> i32 {
+    // SAFETY: the helper reads the socket of this program's context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
+    let _ = maps::JUMP_OWNERS.remove(&cookie);
+    PASS
 }
 
-#[inline(always)]
-fn egress_packet(ctx: &SkBuffContext, rec: Option<*mut SockRecord>) -> i32 {
-    let Some(p) = ctx::packet(ctx) else { return PASS };
-    // Non-first fragments carry no ports; the first fragment was decided.
-    if p.fragment {
-        return PASS;
-    }
+#[cgroup_sockopt(setsockopt)]
+pub fn setsockopt(ctx: SockoptContext) -> i32 {
+    sockopt::judge(&ctx)
+}
+
+#[cgroup_skb]
+pub fn netns_probe(ctx: SkBuffContext) -> i32 {
+    path::measure_netns(&ctx);
+    PASS
+}
+
+#[cgroup_skb(egress)]
+pub fn egress(ctx: SkBuffContext) -> i32 {
+    let p = ctx::packet(&ctx);
+    // The socket's record (TCP and UDP sockets connected here), else for raw and ping sockets
+    // their creator, else the socket's own uid (accepted and unconnected ones).
+    let rec = socks::of_packet(&ctx);
     let uid = match rec {
-        // SAFETY: as in `egress`.
+        // SAFETY: this socket's storage, valid during this program run.
         Some(r) => unsafe { (*r).uid },
-        None => ctx.get_socket_uid(),
-    };
-    // Replies on connections this uid accepted leave from a port it may listen on: they are
-    // decided by that grant, so a granted sshd keeps answering its clients.
-    if (p.dst.proto == proto::TCP || p.dst.proto == proto::UDP) && p.src_port != 0 {
-        if lookup::listen(uid, p.dst.proto, p.src_port).action != action::DENY {
-            return PASS;
-        }
-    }
-    let d = lookup::decide(uid, &p.dst);
-    if d.action != action::DENY {
-        if let Some(r) = rec {
-            // Still allowed under the new generation: the record vouches for it again.
-            // SAFETY: as in `egress`.
-            unsafe {
-                (*r).generation = d.generation;
-                (*r).rule_id = d.rule_id;
-                (*r).action = d.action;
-                (*r).flags = if d.timed { record_flags::TIMED } else { 0 };
+        None => {
+            // SAFETY: the helper reads the skb this program was given.
+            let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+            // SAFETY: a pointer into this map's value, read at once.
+            match maps::JUMP_OWNERS.get_ptr(cookie) {
+                Some(p) => unsafe { *p },
+                None => ctx.get_socket_uid(),
             }
         }
-        return PASS;
-    }
+    };
+    // One `record` call site: each inlined copy costs its event's stack.
+    let (why, d) = match path::refusal(&ctx, &p) {
+        Some(why) => (why, lookup::flags(uid).1),
+        None => {
+            if let Some(r) = rec {
+                // The record decides, without a lookup, while it is of the active generation
+                // and its grant does not depend on time; otherwise the packet is decided again
+                // as the connector (a reload or an expiry revocation has not closed yet).
+                // SAFETY: as above.
+                let (flags, generation) = unsafe { ((*r).flags, (*r).generation) };
+                if flags & record_flags::TIMED == 0 && generation == lookup::active_generation() {
+                    return PASS;
+                }
+            }
+            // Replies on connections this uid accepted leave from a port it may listen on: they
+            // are decided by that grant, so a granted sshd keeps answering its clients. Only a
+            // TCP socket the kernel made for an accepted connection (or a listener's SYN-ACK)
+            // qualifies: a raw socket or a sender choosing its source port is decided by
+            // destination.
+            if p.dst.proto == proto::TCP
+                && p.src_port != 0
+                && accepted(&ctx, &p, rec.is_some())
+                && lookup::listen(uid, p.dst.proto, p.src_port).action != action::DENY
+            {
+                return PASS;
+            }
+            // Fragments and short headers have port 0 here: only an all-ports grant lets them
+            // out.
+            let d = lookup::decide(uid, &p.dst);
+            if d.action != action::DENY {
+                if let Some(r) = rec {
+                    // Still allowed under this generation: the record vouches for it again.
+                    // SAFETY: as above.
+                    unsafe { socks::refresh(&mut *r, &d) };
+                }
+                return PASS;
+            }
+            (hook::EGRESS, d)
+        }
+    };
     let who = match rec {
-        // SAFETY: as in `egress`.
+        // SAFETY: as above.
         Some(r) => socks::origin(unsafe { &*r }),
         // Softirq context and no record: only the socket's uid is known.
         None => emit::Origin { uid, gid: 0, pid: 0, login_uid: u32::MAX, session_id: u32::MAX, comm: [0; 16] },
     };
-    record(hook::EGRESS, &who, &p.dst, p.src_port, &d);
+    record(why, &who, &p.dst, p.src_port, &d);
     REFUSE
+}
+
+/// The packet belongs to an accepted TCP connection on its source port: a listener's SYN-ACK,
+/// or a full TCP socket bound to that port that no one `connect`ed (connected sockets have a
+/// record; their connect was decided by destination).
+fn accepted(ctx: &SkBuffContext, p: &ctx::Packet, has_record: bool) -> bool {
+    match ctx::tcp_socket_port(ctx) {
+        ctx::ANY_PORT => true,
+        port => port == u32::from(p.src_port) && !has_record,
+    }
 }
 
 /// Byte offsets of `task_struct.loginuid` and `.sessionid` in the running kernel, set by the
@@ -195,6 +251,9 @@ fn current() -> emit::Origin {
     }
 }
 
+// Not inlined: the event it builds would otherwise sit in every caller's stack frame (egress's
+// with its callees went over the verifier's 512-byte combined limit).
+#[inline(never)]
 fn record(hook: u8, who: &emit::Origin, dest: &ctx::Dest, src_port: u16, d: &Decision) {
     emit::count(counter::DECISIONS);
     emit::count_hit(d);

@@ -12,7 +12,8 @@ use aya_ebpf::{
 };
 use jump_common::{
     counter, DestKey, DestValue, Event, Limits, PortKey, PortValue, RateKey, RateState,
-    SlotConfig, SockRecord, UserKey, UserValue, RATE_KEYS,
+    SlotConfig, SockRecord, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue,
+    MAX_LOCAL_ADDRS, MAX_SUBUID_BLOCKS, OWNER_SOCKETS, RATE_KEYS, UID_HELD_ENTRIES,
     Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, MAX_RULES, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
 };
 
@@ -57,11 +58,42 @@ pub static JUMP_LIMITS: Array<Limits> = Array::pinned(1, 0);
 pub static JUMP_RATE: LruHashMap<RateKey, RateState> =
     LruHashMap::pinned(RATE_KEYS, BPF_F_NO_COMMON_LRU);
 
+/// The creators of raw and ping sockets (by socket cookie), so their packets are judged as their
+/// creator, not as whoever the socket is `fchown`ed to. Connected TCP and UDP sockets have their
+/// record in `JUMP_SOCKS` instead.
+#[map]
+pub static JUMP_OWNERS: LruHashMap<u64, u32> =
+    LruHashMap::pinned(OWNER_SOCKETS, BPF_F_NO_COMMON_LRU);
+
 // Socket-local storage needs BTF for its key and value, which only a BTF map definition
 // (`.maps` section) carries. Such a definition has no pinning field here: the daemon pins it
 // by name itself (`EbpfLoader::map_pin_path`), so it is shared and adopted like the others.
 #[btf_map]
 pub static JUMP_SOCKS: SkStorage<SockRecord> = SkStorage::new();
+
+// Plain hash maps, not LRU: an evicted entry would lose a uid's counts.
+#[map]
+pub static JUMP_UID_HELD: HashMap<u32, UidHeld> = HashMap::pinned(UID_HELD_ENTRIES, 0);
+
+#[map]
+pub static JUMP_UID_SKETCH: HashMap<u32, UidSketch> = HashMap::pinned(UID_HELD_ENTRIES, 0);
+
+// Written by the daemon only: the counts of `JUMP_UID_HELD` it has reported, pinned so that a
+// restarted daemon reports exactly what the previous one had not (including what was held
+// while no daemon ran).
+#[map]
+pub static JUMP_UID_REPORTED: HashMap<u32, UidHeld> = HashMap::pinned(UID_HELD_ENTRIES, 0);
+#[map]
+pub static JUMP_SUBUIDS: LpmTrie<SubuidKey, SubuidValue> =
+    LpmTrie::pinned(MAX_SUBUID_BLOCKS * SLOT_COUNT, 0);
+
+#[map]
+pub static JUMP_LOCAL_ADDRS: HashMap<[u8; 16], u32> = HashMap::pinned(MAX_LOCAL_ADDRS, 0);
+
+/// `[0]`: the cookie of the network namespace jumpd runs in and whose addresses
+/// `JUMP_LOCAL_ADDRS` holds; 0 until jumpd measured it.
+#[map]
+pub static JUMP_HOST_NETNS: Array<u64> = Array::pinned(1, 0);
 
 // Keeps `Event` referenced so its BTF is emitted for `bpftool` users.
 #[allow(dead_code)]

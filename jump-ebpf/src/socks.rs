@@ -78,6 +78,15 @@ pub fn of_packet(ctx: &SkBuffContext) -> Option<*mut SockRecord> {
     (!p.is_null()).then_some(p)
 }
 
+/// Marks `r` as vouched for by decision `d` (the packet's, under the active generation).
+#[inline(always)]
+pub fn refresh(r: &mut SockRecord, d: &Decision) {
+    r.generation = d.generation;
+    r.rule_id = d.rule_id;
+    r.action = d.action;
+    r.flags = if d.timed { record_flags::TIMED } else { 0 };
+}
+
 /// The record as the task that connected the socket, for events.
 pub fn origin(r: &SockRecord) -> Origin {
     Origin {

@@ -20,7 +20,7 @@ fn run(dir: &str, reps: usize) -> Result<(), String> {
         let t = Instant::now();
         let image = compile::compile(
             &loaded.policy,
-            &compile::SystemDirectory,
+            &compile::SystemDirectory::default(),
             jiff::Timestamp::now(),
         )
         .map_err(|e| e.to_string())?;

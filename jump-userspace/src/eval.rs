@@ -3,10 +3,16 @@
 //! property test), and `jumpctl check` uses it to explain the kernel's answer.
 //!
 //! The semantics, in order:
+//! 0. A subordinate uid (`/etc/subuid`) is its owner: a uid in the ranges of exactly one
+//!    owner, that no account has, that no rule names and that is not `ANY_UID`, is decided as
+//!    that owner (`decided_as`); every other uid as itself.
 //! 1. An entry *applies* to a connection when its rule names the uid (or everyone), the rule is
 //!    active at that time (`expires`, `schedule`), the destination is in one of its networks (an
 //!    IPv4-mapped IPv6 address is the IPv4 address; IPv6 networks never hold IPv4 addresses), the
 //!    protocol is one of its protocols, and the port is in its ranges (ICMP has no port).
+//!    Joining a multicast group is asked as protocol `JOIN` with the group as destination: an
+//!    entry applies when the group is in its networks and `udp` is one of its protocols, whatever
+//!    its ports.
 //! 2. An applying enforce-mode `deny` → denied.
 //! 3. An applying audit-mode `deny`, where the connection would otherwise be allowed (by an
 //!    applying allow of any mode, or by `defaults.egress: allow`) → audit (allowed, logged
@@ -78,6 +84,35 @@ pub fn entry_applies(e: &Entry, addr: IpAddr, proto: Proto, port: u16) -> bool {
         && (proto == Proto::Icmp || e.ports.iter().any(|&(lo, hi)| lo <= port && port <= hi))
 }
 
+/// (0) The uid a decision for `uid` is made as.
+pub fn decided_as(rules: &RuleSet, uid: u32) -> u32 {
+    let own = uid == jump_common::ANY_UID
+        || rules.accounts.contains(&uid)
+        || rules.rules.iter().any(|r| r.uids.contains(&uid));
+    if own {
+        return uid;
+    }
+    let owners: std::collections::BTreeSet<u32> = rules
+        .subordinates
+        .iter()
+        .filter(|s| s.first <= uid && uid <= s.last)
+        .map(|s| s.owner)
+        .collect();
+    match owners.first() {
+        Some(&owner) if owners.len() == 1 => owner,
+        _ => uid,
+    }
+}
+
+/// The protocol number a multicast join is asked under (IGMP).
+pub const JOIN: u8 = jump_common::proto::IGMP;
+
+/// Whether `e` applies to joining `group` (step 1).
+pub fn entry_applies_to_join(e: &Entry, group: IpAddr) -> bool {
+    let group = canonical(group);
+    e.nets.iter().any(|n| n.contains(&group)) && e.protos.contains(&Proto::Udp)
+}
+
 pub fn evaluate(
     rules: &RuleSet,
     uid: u32,
@@ -86,15 +121,20 @@ pub fn evaluate(
     port: u16,
     at: Timestamp,
 ) -> Decision {
+    let uid = decided_as(rules, uid);
     let mut matches = Vec::new();
-    if let Some(proto) = Proto::from_number(proto) {
+    let applies = |e: &Entry| match Proto::from_number(proto) {
+        Some(p) => entry_applies(e, addr, p, port),
+        None => proto == JOIN && entry_applies_to_join(e, addr),
+    };
+    {
         for r in &rules.rules {
             if !r.applies_to(uid) || !rule_active(r, at) {
                 continue;
             }
             for (kind, entries) in [(Kind::Deny, &r.deny), (Kind::Allow, &r.allow)] {
                 for (i, e) in entries.iter().enumerate() {
-                    if entry_applies(e, addr, proto, port) {
+                    if applies(e) {
                         matches.push(Match {
                             rule_id: r.id,
                             kind,
@@ -143,7 +183,16 @@ pub fn evaluate(
 /// `listen` entry → allowed; else an applying audit-mode one → audit; else refused (rule 0),
 /// whatever `defaults.egress` says. The first rule in file order is reported.
 pub fn evaluate_listen(rules: &RuleSet, uid: u32, proto: u8, port: u16, at: Timestamp) -> Decision {
+    let uid = decided_as(rules, uid);
     let mut matches = Vec::new();
+    // "Port 0 (an ephemeral port) always works" (policies/README.md, `listen`).
+    if port == 0 {
+        return Decision {
+            action: action::ALLOW,
+            rule_id: 0,
+            matches,
+        };
+    }
     if let Some(proto) = Proto::from_number(proto).filter(|&p| p != Proto::Icmp) {
         for r in &rules.rules {
             if !r.applies_to(uid) || !rule_active(r, at) {

@@ -2,13 +2,15 @@
 //!
 //! YAML files (`policy`) → validated model → compiled map image (`compile`) → kernel maps
 //! (`datapath`) → decision events (`events`) → journald / JSON / text. `eval` is the reference
-//! evaluator the compiler is tested against; `daemon` and `ctl` are `jumpd` and `jumpctl`.
+//! evaluator the compiler is tested against; `daemon` and `ctl` are `jumpd` and `jumpctl`;
+//! `escape` makes user-controlled text safe for every human output.
 #![forbid(unsafe_code)]
 
 pub mod compile;
 pub mod ctl;
 pub mod daemon;
 pub mod datapath;
+pub mod escape;
 pub mod eval;
 pub mod events;
 pub mod policy;

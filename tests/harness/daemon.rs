@@ -181,17 +181,20 @@ impl Jumpd {
     /// Waits up to 10 s until jumpd logged `policy generation N loaded` for `generation`.
     pub fn wait_generation(&self, generation: u64) {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let want = format!("policy generation {generation} loaded");
+        // Scans every line once: under an event storm the "loaded" line can be buried under
+        // thousands of decisions logged after it.
+        let mut seen = 0;
         loop {
-            // Back to the latest `policy generation M loaded` line, however many events came
-            // after it (they come in batches of hundreds, faster than this loop looks).
-            let latest = self.lines.lock().unwrap().iter().rev().find_map(|l| {
-                let m = l["message"].as_str()?.strip_prefix("policy generation ")?;
-                let (n, rest) = m.split_once(' ')?;
-                rest.starts_with("loaded")
-                    .then(|| n.parse::<u64>().ok())
-                    .flatten()
-            });
-            if latest.is_some_and(|n| n >= generation) {
+            let found = {
+                let lines = self.lines.lock().unwrap();
+                let found = lines[seen..]
+                    .iter()
+                    .any(|l| l["message"].as_str().is_some_and(|m| m.starts_with(&want)));
+                seen = lines.len();
+                found
+            };
+            if found {
                 return;
             }
             if Instant::now() > deadline {

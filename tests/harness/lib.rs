@@ -15,6 +15,7 @@ pub mod journal;
 pub mod netns;
 pub mod place;
 pub mod probe;
+pub mod sniff;
 pub mod ssh;
 pub mod users;
 

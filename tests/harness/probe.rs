@@ -62,11 +62,17 @@ impl Outcome {
 
 /// Runs `jump-probe OP TARGET` placed as given and returns what happened.
 pub fn run(bins: &Bins, at: &Placement, op: &str, target: &str) -> Outcome {
+    run_args(bins, at, op, target, &[])
+}
+
+/// `run` for operations that take more than one argument (`opt OPTION ADDR`, …).
+pub fn run_args(bins: &Bins, at: &Placement, op: &str, target: &str, more: &[&str]) -> Outcome {
     let mut cmd = Command::new(&bins.probe);
     at.args(&mut cmd);
     let out = cmd
         .arg(op)
         .arg(target)
+        .args(more)
         .output()
         .expect("failed to start jump-probe");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -3,8 +3,13 @@
 //! created in), `--netns`, then `--uid/--gid` — and then performs one operation, printing one
 //! JSON line: `{"ok":true}` or `{"ok":false,"errno":1,"error":"…"}`.
 //!
+//! `--comm NAME` sets the process's command name (`/proc/self/comm`, as `prctl(PR_SET_NAME)`
+//! does), which the kernel puts in every event: user input, escape sequences and all.
+//!
 //! `--loginuid N` first sets the audit login uid (and so a new audit session), as `pam_loginuid`
-//! does at login, so a later `--uid` is a user acting for another (`su`, `sudo`). `--linger`
+//! does at login, so a later `--uid` is a user acting for another (`su`, `sudo`).
+//! `--forge-loginuid N` sets it only after `--uid` took effect: an unprivileged process whose
+//! login uid is unset claiming to be someone (the kernel allows that once). `--linger`
 //! keeps the process alive after its verdict until stdin closes, so the daemon can still read
 //! its `/proc` entry.
 //!
@@ -33,6 +38,15 @@
 //! - `fin-serve ADDR SECS`: accept one TCP connection, echo until the peer's FIN and print
 //!   `{"fin":true}`, or `{"fin":false,…}` when it does not come within SECS.
 //! - `serve tcp:ADDR|udp:ADDR…`: echo servers until killed; prints `ready` once listening.
+//! - `opt OPTION ADDR`: a UDP socket sets OPTION, then connects to ADDR, sends and waits for the
+//!   echo. OPTION is `bindtodevice=IF`, `bindtoifindex=N`, `multicast-if=ADDR`, `freebind`,
+//!   `transparent` or `lsrr=HOP` (an `IP_OPTIONS` loose source route through HOP).
+//! - `pktinfo IFINDEX ADDR`: an unconnected UDP send whose `IP_PKTINFO`/`IPV6_PKTINFO` control
+//!   message names the outgoing interface, then waits for the echo.
+//! - `join GROUP IFINDEX`: joins a multicast group on an interface and stays a member 300 ms.
+//! - `raw-send HEX ADDR`: sends the bytes HEX (a whole IPv4 packet, header included) from an
+//!   `IPPROTO_RAW` socket towards ADDR.
+//! - `raw-ping-chown UID ADDR`: `raw-ping` from a raw socket first `fchown`ed to UID.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -53,6 +67,7 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 struct Who {
     uid: Option<String>,
     gid: Option<String>,
+    forge_loginuid: Option<String>,
 }
 
 /// `--linger`: wait for stdin to close after reporting.
@@ -68,16 +83,33 @@ fn place(args: &mut Vec<String>) -> Result<Who, String> {
     let uid = take_flag(args, "--uid");
     let gid = take_flag(args, "--gid");
     let loginuid = take_flag(args, "--loginuid");
+    let forge_loginuid = take_flag(args, "--forge-loginuid");
+    let comm = take_flag(args, "--comm");
     join(cgroup.as_deref(), netns.as_deref())?;
+    if let Some(c) = comm {
+        std::fs::write("/proc/self/comm", &c).map_err(|e| format!("set comm {c:?}: {e}"))?;
+    }
     if let Some(l) = loginuid {
         // Needs CAP_AUDIT_CONTROL, so before the uid changes.
         std::fs::write("/proc/self/loginuid", &l).map_err(|e| format!("set loginuid {l}: {e}"))?;
     }
-    Ok(Who { uid, gid })
+    Ok(Who {
+        uid,
+        gid,
+        forge_loginuid,
+    })
 }
 
 fn become_user(who: Who) -> Result<(), String> {
-    jump_tests::place::become_user(who.uid.as_deref(), who.gid.as_deref())
+    jump_tests::place::become_user(who.uid.as_deref(), who.gid.as_deref())?;
+    if let Some(l) = who.forge_loginuid {
+        // A uid change makes a process non-dumpable, and then its /proc files belong to root;
+        // a user's ordinary process (what the attacker has) is dumpable.
+        nix::sys::prctl::set_dumpable(true).map_err(|e| format!("set dumpable: {e}"))?;
+        std::fs::write("/proc/self/loginuid", &l)
+            .map_err(|e| format!("forge loginuid {l}: {e}"))?;
+    }
+    Ok(())
 }
 
 fn report(r: std::io::Result<()>) -> ! {
@@ -376,6 +408,129 @@ fn fin_serve(at: &str, secs: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+// `IP_OPTIONS` is not in socket2 or nix; nix's macro defines it without unsafe code here.
+#[derive(Clone, Copy, Debug)]
+struct IpOptions;
+nix::setsockopt_impl!(
+    IpOptions,
+    libc::IPPROTO_IP,
+    libc::IP_OPTIONS,
+    [u8; 8],
+    nix::sys::socket::sockopt::SetStruct<[u8; 8]>
+);
+
+fn bad(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad {what}"))
+}
+
+/// Sets one path-choosing option (see the module docs) on `s`.
+fn set_option(s: &Socket, option: &str) -> std::io::Result<()> {
+    let (name, value) = option.split_once('=').unwrap_or((option, ""));
+    match name {
+        "bindtodevice" => s.bind_device(Some(value.as_bytes())),
+        "bindtoifindex" => {
+            let i = value
+                .parse()
+                .ok()
+                .and_then(std::num::NonZeroU32::new)
+                .ok_or_else(|| bad("index"))?;
+            s.bind_device_by_index_v4(Some(i))
+        }
+        "multicast-if" => {
+            let a: std::net::Ipv4Addr = value.parse().map_err(|_| bad("address"))?;
+            s.set_multicast_if_v4(&a)
+        }
+        "freebind" if s.domain()? == Domain::IPV4 => s.set_freebind_v4(true),
+        "freebind" => s.set_freebind_v6(true),
+        "transparent" => s.set_ip_transparent_v4(true),
+        "lsrr" => {
+            let hop: std::net::Ipv4Addr = value.parse().map_err(|_| bad("hop"))?;
+            let h = hop.octets();
+            // NOP, then LSRR (131) of length 7 with pointer 4 and one hop.
+            let opts = [1, 131, 7, 4, h[0], h[1], h[2], h[3]];
+            nix::sys::socket::setsockopt(s, IpOptions, &opts).map_err(std::io::Error::from)
+        }
+        _ => Err(bad("option")),
+    }
+}
+
+fn with_option(option: &str, target: &str) -> std::io::Result<()> {
+    let to = addr(target)?;
+    let s = udp_socket(&to)?;
+    set_option(&s, option)?;
+    s.connect(&SockAddr::from(to))?;
+    s.send(b"ping")?;
+    recv_some(&s)
+}
+
+fn pktinfo(ifindex: &str, target: &str) -> std::io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrStorage};
+    let to = addr(target)?;
+    let ifindex: u32 = ifindex.parse().map_err(|_| bad("index"))?;
+    let s = udp_socket(&to)?;
+    let iov = [IoSlice::new(b"ping")];
+    let dst = SockaddrStorage::from(to);
+    let v4 = libc::in_pktinfo {
+        ipi_ifindex: ifindex as i32,
+        ipi_spec_dst: libc::in_addr { s_addr: 0 },
+        ipi_addr: libc::in_addr { s_addr: 0 },
+    };
+    let v6 = libc::in6_pktinfo {
+        ipi6_addr: libc::in6_addr { s6_addr: [0; 16] },
+        ipi6_ifindex: ifindex,
+    };
+    let cmsg = if to.is_ipv4() {
+        ControlMessage::Ipv4PacketInfo(&v4)
+    } else {
+        ControlMessage::Ipv6PacketInfo(&v6)
+    };
+    sendmsg(s.as_raw_fd(), &iov, &[cmsg], MsgFlags::empty(), Some(&dst))?;
+    recv_some(&s)
+}
+
+fn join_group(group: &str, ifindex: &str) -> std::io::Result<()> {
+    let group: std::net::IpAddr = group.parse().map_err(|_| bad("group"))?;
+    let ifindex: u32 = ifindex.parse().map_err(|_| bad("index"))?;
+    match group {
+        std::net::IpAddr::V4(g) => {
+            let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            s.join_multicast_v4_n(&g, &socket2::InterfaceIndexOrAddress::Index(ifindex))?;
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        std::net::IpAddr::V6(g) => {
+            let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+            s.join_multicast_v6(&g, ifindex)?;
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    Ok(())
+}
+
+fn raw_send(hex: &str, target: &str) -> std::io::Result<()> {
+    let to = addr(target)?;
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad("hex"))?;
+    // IPPROTO_RAW: the header is the caller's (IP_HDRINCL).
+    let s = Socket::new(domain(&to), Type::RAW, Some(Protocol::from(255)))?;
+    s.send_to(&bytes, &SockAddr::from(SocketAddr::new(to.ip(), 0)))
+        .map(drop)
+}
+
+fn raw_ping_chown(uid: &str, target: &str) -> std::io::Result<()> {
+    let uid: u32 = uid.parse().map_err(|_| bad("uid"))?;
+    let to = addr(target)?;
+    let s = Socket::new(domain(&to), Type::RAW, Some(Protocol::ICMPV4))?;
+    nix::unistd::fchown(&s, Some(nix::unistd::Uid::from_raw(uid)), None)?;
+    s.set_read_timeout(Some(TIMEOUT))?;
+    let mut req = echo_request(true);
+    let sum = !(u16::from_be_bytes([req[0], req[1]]).wrapping_add(1));
+    req[2..4].copy_from_slice(&sum.to_be_bytes());
+    s.send_to(&req, &SockAddr::from(SocketAddr::new(to.ip(), 0)))?;
+    recv_some(&s)
+}
+
 fn serve(specs: &[String]) -> std::io::Result<()> {
     let mut threads = Vec::new();
     for spec in specs {
@@ -486,6 +641,11 @@ fn main() {
         Some("fin-serve") => report(fin_serve(arg(1), arg(2))),
         Some("uring-connect") => report(uring(arg(1), false)),
         Some("uring-sendto") => report(uring(arg(1), true)),
+        Some("opt") => report(with_option(arg(1), arg(2))),
+        Some("pktinfo") => report(pktinfo(arg(1), arg(2))),
+        Some("join") => report(join_group(arg(1), arg(2))),
+        Some("raw-send") => report(raw_send(arg(1), arg(2))),
+        Some("raw-ping-chown") => report(raw_ping_chown(arg(1), arg(2))),
         Some("storm") => {
             // `storm COUNT ADDR…`: COUNT rounds of a TCP connect to each ADDR; prints the
             // outcomes per address as {"ADDR": {"ok": n, "eperm": n, "other": n}}.

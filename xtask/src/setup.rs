@@ -21,6 +21,8 @@ pub const PACKAGES: &[&str] = &[
     "bpftool",
     "iproute2",
     "util-linux",
+    // newuidmap: the subordinate-uid test enters a user namespace as a real user would.
+    "uidmap",
     "systemd",
     "openssh-server",
     "openssh-client",

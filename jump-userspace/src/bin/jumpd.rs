@@ -41,7 +41,7 @@ fn main() -> std::process::ExitCode {
             .unwrap_or_default()
     );
     if args.detach {
-        return match daemon::detach(&opts) {
+        return match daemon::detach_standalone(&opts) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("jumpd: {e:#}");

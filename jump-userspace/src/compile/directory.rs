@@ -1,6 +1,39 @@
-//! Where user and group names come from.
+//! Where user and group names, and users' subordinate uids, come from.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+};
+
+/// One line of `/etc/subuid`: `owner:first:count`, the owner a user name or a numeric uid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubuidRange {
+    pub owner: String,
+    pub first: u32,
+    pub count: u32,
+}
+
+/// Parses `/etc/subuid` contents (see subuid(5)); malformed lines and comments are skipped, as
+/// shadow-utils skips them.
+pub fn parse_subuid(text: &str) -> Vec<SubuidRange> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.trim().split(':').collect();
+            match f.as_slice() {
+                [owner, first, count] if !owner.is_empty() => Some(SubuidRange {
+                    owner: owner.to_string(),
+                    first: first.parse().ok()?,
+                    count: count.parse().ok()?,
+                }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Where jumpd reads subordinate uids unless told otherwise.
+pub const SUBUID_FILE: &str = "/etc/subuid";
 
 /// User and group lookups the compiler needs.
 pub trait Directory {
@@ -11,6 +44,15 @@ pub trait Directory {
     /// The uids in a group: its supplementary members and every user whose primary group it is.
     /// `None` if there is no such group.
     fn group_members(&self, name: &str) -> Option<Vec<u32>>;
+    /// The subordinate uid ranges of users (`/etc/subuid`), as written.
+    fn subuid_ranges(&self) -> Vec<SubuidRange> {
+        Vec::new()
+    }
+    /// Every uid that has an account: such a uid is always itself, never someone's
+    /// subordinate uid.
+    fn account_uids(&self) -> BTreeSet<u32> {
+        BTreeSet::new()
+    }
     /// A consistent in-memory copy to resolve a whole policy against, if reading is costly.
     fn snapshot(&self) -> Option<FakeDirectory> {
         None
@@ -18,16 +60,31 @@ pub trait Directory {
 }
 
 /// The host's users and groups, read from `/etc/passwd` and `/etc/group` at each lookup
-/// (what NSS's `files` source gives). Users and groups known only to a directory service (LDAP,
-/// SSSD) are not seen: list such users by numeric uid.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemDirectory;
+/// (what NSS's `files` source gives), and subordinate uids from `subuid` (`/etc/subuid`).
+/// Users and groups known only to a directory service (LDAP, SSSD) are not seen: list such
+/// users by numeric uid.
+#[derive(Clone, Debug)]
+pub struct SystemDirectory {
+    pub subuid: PathBuf,
+}
+
+impl Default for SystemDirectory {
+    fn default() -> Self {
+        Self {
+            subuid: SUBUID_FILE.into(),
+        }
+    }
+}
 
 impl SystemDirectory {
     fn load(&self) -> FakeDirectory {
         let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
         let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-        FakeDirectory::from_files(&passwd, &group)
+        // A missing file is no subordinate uids (Debian creates it empty).
+        let subuid = std::fs::read_to_string(&self.subuid).unwrap_or_default();
+        let mut d = FakeDirectory::from_files(&passwd, &group);
+        d.subuids = parse_subuid(&subuid);
+        d
     }
 }
 
@@ -44,7 +101,15 @@ impl Directory for SystemDirectory {
         self.load().group_members(name)
     }
 
-    /// Reads the two files once per compile instead of once per name.
+    fn subuid_ranges(&self) -> Vec<SubuidRange> {
+        self.load().subuids
+    }
+
+    fn account_uids(&self) -> BTreeSet<u32> {
+        self.load().account_uids()
+    }
+
+    /// Reads the files once per compile instead of once per name.
     fn snapshot(&self) -> Option<FakeDirectory> {
         Some(self.load())
     }
@@ -57,6 +122,7 @@ pub struct FakeDirectory {
     pub users: BTreeMap<String, (u32, u32)>,
     /// name → (gid, member names)
     pub groups: BTreeMap<String, (u32, Vec<String>)>,
+    pub subuids: Vec<SubuidRange>,
 }
 
 impl FakeDirectory {
@@ -70,6 +136,15 @@ impl FakeDirectory {
             name.into(),
             (gid, members.iter().map(|m| m.to_string()).collect()),
         );
+        self
+    }
+
+    pub fn subuid(mut self, owner: &str, first: u32, count: u32) -> Self {
+        self.subuids.push(SubuidRange {
+            owner: owner.into(),
+            first,
+            count,
+        });
         self
     }
 
@@ -116,6 +191,14 @@ impl Directory for FakeDirectory {
         uids.extend(self.users.values().filter(|u| u.1 == *gid).map(|u| u.0));
         Some(uids.into_iter().collect())
     }
+
+    fn subuid_ranges(&self) -> Vec<SubuidRange> {
+        self.subuids.clone()
+    }
+
+    fn account_uids(&self) -> BTreeSet<u32> {
+        self.users.values().map(|u| u.0).collect()
+    }
 }
 
 #[cfg(test)]
@@ -135,5 +218,26 @@ mod tests {
             "ops: alice as member, bob by primary gid"
         );
         assert_eq!(d.group_members("nope"), None);
+    }
+
+    #[test]
+    fn subuid_lines_are_owner_first_count() {
+        let r = parse_subuid("alice:100000:65536\n# x:1:2\n1001:165536:65536\nbad\nbob:1:\n:5:6\n");
+        assert_eq!(
+            r,
+            vec![
+                SubuidRange {
+                    owner: "alice".into(),
+                    first: 100_000,
+                    count: 65_536
+                },
+                SubuidRange {
+                    owner: "1001".into(),
+                    first: 165_536,
+                    count: 65_536
+                },
+            ],
+            "comments, short and ownerless lines are skipped"
+        );
     }
 }

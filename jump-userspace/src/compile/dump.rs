@@ -21,6 +21,7 @@ fn proto_name(p: u8) -> String {
         jump_common::proto::TCP => "tcp".into(),
         jump_common::proto::UDP => "udp".into(),
         jump_common::proto::ICMP => "icmp".into(),
+        jump_common::proto::IGMP => "join".into(),
         n => n.to_string(),
     }
 }
@@ -60,6 +61,14 @@ pub fn dump(image: &MapImage) -> String {
             uid.to_string()
         };
         let _ = writeln!(s, "  {uid} -> profile {profile}");
+    }
+    // Only where there are some, so dumps of hosts without /etc/subuid entries stay as they were.
+    if !image.subuids.is_empty() {
+        let _ = writeln!(s, "subordinate uids:");
+        for b in &image.subuids {
+            let last = u64::from(b.first) | (u64::from(u32::MAX) >> b.bits);
+            let _ = writeln!(s, "  {}-{last} (/{}) -> {}", b.first, b.bits, b.owner);
+        }
     }
     let _ = writeln!(s, "windows:");
     for (i, w) in image.windows.iter().enumerate().skip(1) {

@@ -37,6 +37,16 @@ pub struct PortEntry {
     pub candidates: Vec<Candidate>,
 }
 
+/// One `JUMP_SUBUIDS` entry: the uids `first ..= first | (u32::MAX >> bits)` are `owner`'s
+/// subordinate uids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubuidBlock {
+    pub first: u32,
+    /// Uid prefix length, 0..=32.
+    pub bits: u8,
+    pub owner: u32,
+}
+
 /// Half-open `[start, end)` intervals in Unix-time (UTC) nanoseconds; the datapath shifts them
 /// to CLOCK_TAI, the clock the kernel compares against.
 pub type Intervals = Vec<(u64, u64)>;
@@ -55,6 +65,8 @@ pub struct MapImage {
     pub windows: Vec<Intervals>,
     /// Indexed by rule id; index 0 is the policy default.
     pub rules: Vec<RuleInfo>,
+    /// Subordinate uids decided as their owner, disjoint, by first uid.
+    pub subuids: Vec<SubuidBlock>,
 }
 
 /// A verdict as the kernel would reach it.
@@ -86,6 +98,29 @@ impl DestEntry {
 }
 
 impl MapImage {
+    /// Step (2) of the kernel's lookup: the uid decided as (the owner of a subordinate uid,
+    /// else the uid itself) and its profile (else `ANY_UID`'s).
+    pub fn user(&self, uid: u32) -> (u32, Option<u32>) {
+        if let Some(&p) = self.users.get(&uid) {
+            return (uid, Some(p));
+        }
+        let uid = self
+            .subuids
+            .iter()
+            .find(|b| {
+                let mask = u32::MAX.checked_shl(32 - u32::from(b.bits)).unwrap_or(0);
+                b.first & mask == uid & mask
+            })
+            .map_or(uid, |b| b.owner);
+        (
+            uid,
+            self.users
+                .get(&uid)
+                .or_else(|| self.users.get(&ANY_UID))
+                .copied(),
+        )
+    }
+
     /// The kernel's decision, emulated over this image (see `jump-ebpf/src/lookup.rs` for the
     /// numbered precedence this follows).
     pub fn lookup(&self, uid: u32, addr: IpAddr, proto: u8, port: u16, now_ns: u64) -> Verdict {
@@ -94,7 +129,7 @@ impl MapImage {
             rule_id: 0,
         };
         // (2)
-        let Some(&profile) = self.users.get(&uid).or_else(|| self.users.get(&ANY_UID)) else {
+        let Some(profile) = self.user(uid).1 else {
             return default;
         };
         // (3)
@@ -129,11 +164,18 @@ impl MapImage {
     /// prefix under class `LISTEN_CLASS | profile`, then the first open candidate; refused (rule
     /// 0) when nothing applies, whatever the default egress action.
     pub fn listen(&self, uid: u32, proto: u8, port: u16, now_ns: u64) -> Verdict {
+        // As the bind hook: port 0 asks for an ephemeral port and passes before any lookup.
+        if port == 0 {
+            return Verdict {
+                action: action::ALLOW,
+                rule_id: 0,
+            };
+        }
         let deny = Verdict {
             action: action::DENY,
             rule_id: 0,
         };
-        let Some(&profile) = self.users.get(&uid).or_else(|| self.users.get(&ANY_UID)) else {
+        let Some(profile) = self.user(uid).1 else {
             return deny;
         };
         self.ports_decision(jump_common::LISTEN_CLASS | profile, proto, port, now_ns)

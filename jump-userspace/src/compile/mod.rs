@@ -11,7 +11,9 @@
 //! 3. Ports: per class and protocol, the port line is cut into the intervals on which the set of
 //!    applying entries is constant; each interval becomes aligned prefix blocks, which never
 //!    overlap, so the longest match is the only match.
-//! 4. Candidates are ordered enforce-deny, audit-deny, enforce-allow, audit-allow (rule id order
+//! 4. Multicast joins: every class with udp entries gets an IGMP (`proto::IGMP`) entry for
+//!    port 0 whose candidates are those udp entries regardless of their ports.
+//! 5. Candidates are ordered enforce-deny, audit-deny, enforce-allow, audit-allow (rule id order
 //!    within a level), and cut after the first that is always open.
 
 pub mod bench;
@@ -19,6 +21,7 @@ pub mod directory;
 pub mod dump;
 pub mod image;
 pub mod resolve;
+pub mod subuid;
 pub mod time;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,7 +33,7 @@ use jump_common::{
 
 pub use directory::{Directory, FakeDirectory, SystemDirectory};
 use image::{DestEntry, Intervals, MapImage, PortEntry, RuleInfo};
-pub use resolve::{resolve, EffRule, RuleSet};
+pub use resolve::{resolve, EffRule, RuleSet, Subordinate, Vanished};
 
 use crate::policy::{Diagnostic, Mode, Policy, PolicyErrors, Proto};
 
@@ -58,8 +61,19 @@ pub fn compile_full(
     dir: &dyn Directory,
     now: jiff::Timestamp,
 ) -> Result<Compiled, PolicyErrors> {
-    let rules = resolve(policy, dir)?;
-    let (image, warnings) = compile_rules(&rules, now)?;
+    compile_with(policy, dir, now, Vanished::Error)
+}
+
+/// `compile_full`, letting the principals in `vanished` be gone (jumpd at runtime).
+pub fn compile_with(
+    policy: &Policy,
+    dir: &dyn Directory,
+    now: jiff::Timestamp,
+    vanished: Vanished,
+) -> Result<Compiled, PolicyErrors> {
+    let (rules, mut warnings) = resolve::resolve_with(policy, dir, vanished)?;
+    let (image, more) = compile_rules(&rules, now)?;
+    warnings.extend(more);
     Ok(Compiled {
         image,
         rules,
@@ -248,6 +262,20 @@ impl Builder<'_> {
                 .collect();
             if here.is_empty() {
                 continue;
+            }
+            // A multicast join is decided as IGMP to the group: the udp entries of the class,
+            // whatever their ports (INVARIANT join-is-udp, `eval::JOIN`).
+            if proto == Proto::Udp && class & LISTEN_CLASS == 0 {
+                let candidates = self.candidates(&here, default_action);
+                if !candidates.is_empty() {
+                    self.image.ports.push(PortEntry {
+                        class,
+                        proto: jump_common::proto::IGMP,
+                        port: 0,
+                        bits: 0,
+                        candidates,
+                    });
+                }
             }
             if proto == Proto::Icmp {
                 let candidates = self.candidates(&here, default_action);
@@ -448,6 +476,11 @@ pub fn compile_rules(
 
     // Atoms, per rule: (atom id, network) pairs; inactive rules get none.
     let mut rule_atoms: Vec<Vec<(u32, IpNet)>> = Vec::with_capacity(rules.rules.len());
+    // Per map, the first rule (index) at which it overflowed: capacity errors point at it.
+    let mut overflow_at: BTreeMap<&'static str, usize> = BTreeMap::new();
+    if rules.rules.len() + 1 > jump_common::MAX_RULES as usize {
+        overflow_at.insert("rule", jump_common::MAX_RULES as usize - 1);
+    }
     let mut listen_atoms: Vec<Vec<u32>> = vec![Vec::new(); rules.rules.len()];
     let mut active = vec![false; rules.rules.len()];
     for (i, r) in rules.rules.iter().enumerate() {
@@ -455,7 +488,13 @@ pub fn compile_rules(
         let window = match time::rule_window(r.expires, r.schedule.as_ref(), now) {
             None => Some(WINDOW_ALWAYS),
             Some(iv) if iv.is_empty() => None,
-            Some(iv) => Some(b.window_id(iv)),
+            Some(iv) => {
+                let id = b.window_id(iv);
+                if id as usize >= MAX_WINDOWS as usize {
+                    overflow_at.entry("time window").or_insert(i);
+                }
+                Some(id)
+            }
         };
         let Some(window) = window else {
             if let Some(span) = &r.span {
@@ -550,17 +589,37 @@ pub fn compile_rules(
         b.profile(p, &lists, &listen);
         p
     };
+    let note = |b: &Builder, overflow_at: &mut BTreeMap<&'static str, usize>, rule: usize| {
+        for (what, need, limit) in [
+            ("user", b.image.users.len(), jump_common::MAX_USERS as usize),
+            (
+                "destination",
+                b.image.dests.len(),
+                jump_common::MAX_DESTS as usize,
+            ),
+            ("port", b.image.ports.len(), jump_common::MAX_PORTS as usize),
+        ] {
+            if need > limit {
+                overflow_at.entry(what).or_insert(rule);
+            }
+        }
+    };
     if !everyone.is_empty() {
         let p = build(&mut b, &everyone);
         b.image.users.insert(ANY_UID, p);
+        note(&b, &mut overflow_at, everyone[everyone.len() - 1]);
     }
     for (uid, own) in per_uid {
+        let first_own = own[0];
         let mut set = everyone.clone();
         set.extend(own);
         set.sort_unstable();
         let p = build(&mut b, &set);
         b.image.users.insert(uid, p);
+        note(&b, &mut overflow_at, first_own);
     }
+
+    b.image.subuids = subuid::blocks(rules);
 
     // The kernel maps are sized per slot; an image that does not fit is refused here, where
     // `jumpctl validate` reports it, rather than half-written by the daemon.
@@ -574,12 +633,23 @@ pub fn compile_rules(
         ("port", b.image.ports.len(), jump_common::MAX_PORTS as usize),
         ("time window", b.windows.len(), MAX_WINDOWS as usize),
         ("rule", b.image.rules.len(), jump_common::MAX_RULES as usize),
+        (
+            "subordinate uid",
+            b.image.subuids.len(),
+            jump_common::MAX_SUBUID_BLOCKS as usize,
+        ),
     ] {
         if need > limit {
+            // The rule at which the map overflowed (or the first with a position after it:
+            // the synthetic loopback rule has none).
+            let span = overflow_at
+                .get(what)
+                .and_then(|&i| rules.rules[i..].iter().find_map(|r| r.span.clone()))
+                .unwrap_or_default();
             b.errors.push(
                 Diagnostic::error(
-                    crate::policy::Span::default(),
-                    format!("the compiled policy needs {need} {what} entries, more than the kernel map holds ({limit})"),
+                    span,
+                    format!("the compiled policy needs {need} {what} entries, more than the kernel map holds ({limit}); it overflows at this rule"),
                 )
                 .with_help("users with identical rules share entries: grant to groups rather than to many individual users"),
             );

@@ -44,11 +44,37 @@ impl EffRule {
     }
 }
 
+/// A subordinate uid range with its owner resolved: `first..=last` belong to `owner`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subordinate {
+    pub owner: u32,
+    pub first: u32,
+    pub last: u32,
+}
+
 #[derive(Clone, Debug)]
 pub struct RuleSet {
     pub default_action: u8,
     pub log_mode: u8,
     pub rules: Vec<EffRule>,
+    /// The names that resolved (`user alice`, `group ops`): a later compile may let exactly
+    /// these vanish (`Vanished::Warn`).
+    pub principals: BTreeSet<String>,
+    /// `/etc/subuid`, owners resolved (lines naming an unknown user are left out).
+    pub subordinates: Vec<Subordinate>,
+    /// Every uid with an account: never taken for a subordinate uid.
+    pub accounts: BTreeSet<u32>,
+}
+
+/// What resolving does with a user or group name the system no longer has.
+#[derive(Clone, Copy, Debug)]
+pub enum Vanished<'a> {
+    /// An error (`jumpctl validate`, and jumpd for names it never resolved).
+    Error,
+    /// jumpd at runtime: a name in this set (the active policy's `principals`) was deleted;
+    /// its grants go in the next generation with a warning, so a recycled uid inherits nothing
+    /// and reloads do not freeze on a deleted account.
+    Warn(&'a BTreeSet<String>),
 }
 
 impl RuleSet {
@@ -75,12 +101,30 @@ fn loopback_entry() -> Entry {
 
 /// Resolves every user and group name; unknown ones are errors at their position.
 pub fn resolve(policy: &Policy, dir: &dyn Directory) -> Result<RuleSet, PolicyErrors> {
+    resolve_with(policy, dir, Vanished::Error).map(|(r, _)| r)
+}
+
+/// A uid no rule may name: the kernel's `(uid_t)-1`, which the maps use for "any other uid".
+fn reserved_uid(uid: u32) -> bool {
+    uid == jump_common::ANY_UID
+}
+
+/// `resolve`, with the warnings of names allowed to vanish.
+pub fn resolve_with(
+    policy: &Policy,
+    dir: &dyn Directory,
+    vanished: Vanished,
+) -> Result<(RuleSet, Vec<Diagnostic>), PolicyErrors> {
     let snapshot = dir.snapshot();
     let dir: &dyn Directory = match &snapshot {
         Some(s) => s,
         None => dir,
     };
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut principals = BTreeSet::new();
+    // (principal, its error, what a warning says instead).
+    let mut missing: Vec<(String, Diagnostic, String)> = Vec::new();
     let mut rules = Vec::new();
     let mut next_id = 1;
     if policy.defaults.loopback != Loopback::Policy {
@@ -112,23 +156,52 @@ pub fn resolve(policy: &Policy, dir: &dyn Directory) -> Result<RuleSet, PolicyEr
                     uids.insert(*uid);
                 }
                 UserRef::Name(name) => match dir.uid_of(name) {
+                    // Named or numeric, the same checks: a name must not reach a uid the
+                    // numeric form refuses.
+                    Some(uid) if reserved_uid(uid) => errors.push(
+                        Diagnostic::error(
+                            span.clone(),
+                            format!("user `{name}` has uid {uid}, which no rule may name"),
+                        )
+                        .with_help("4294967295 is `(uid_t)-1`, which stands for no uid"),
+                    ),
                     Some(uid) => {
+                        principals.insert(format!("user {name}"));
                         uids.insert(uid);
                     }
-                    None => errors.push(
+                    None => missing.push((
+                        format!("user {name}"),
                         Diagnostic::error(span.clone(), format!("unknown user `{name}`"))
                             .with_help("users come from /etc/passwd; give users known only to a directory service (LDAP) by numeric uid"),
-                    ),
+                        format!("user `{name}` no longer exists"),
+                    )),
                 },
             }
         }
         for (g, span) in &r.groups {
             match dir.group_members(g) {
-                Some(members) => uids.extend(members),
-                None => errors.push(
+                Some(members) => {
+                    principals.insert(format!("group {g}"));
+                    if members.iter().any(|&u| reserved_uid(u)) {
+                        errors.push(
+                            Diagnostic::error(
+                                span.clone(),
+                                format!(
+                                    "group `{g}` has a member with uid {}, which no rule may name",
+                                    jump_common::ANY_UID
+                                ),
+                            )
+                            .with_help("4294967295 is `(uid_t)-1`, which stands for no uid"),
+                        );
+                    }
+                    uids.extend(members.into_iter().filter(|&u| !reserved_uid(u)));
+                }
+                None => missing.push((
+                    format!("group {g}"),
                     Diagnostic::error(span.clone(), format!("unknown group `{g}`"))
                         .with_help("groups come from /etc/group"),
-                ),
+                    format!("group `{g}` no longer exists"),
+                )),
             }
         }
         rules.push(EffRule {
@@ -146,10 +219,39 @@ pub fn resolve(policy: &Policy, dir: &dyn Directory) -> Result<RuleSet, PolicyEr
         });
         next_id += 1;
     }
+    for (key, error, what) in missing {
+        match vanished {
+            Vanished::Warn(known) if known.contains(&key) => {
+                warnings.push(Diagnostic::warning(
+                    error.span,
+                    format!("{what}: its grants are dropped from this generation"),
+                ));
+                // Still known as vanished: the next reload warns again rather than freezing.
+                principals.insert(key);
+            }
+            _ => errors.push(error),
+        }
+    }
     if !errors.is_empty() {
         return Err(PolicyErrors::new(errors));
     }
-    Ok(RuleSet {
+    let subordinates = dir
+        .subuid_ranges()
+        .into_iter()
+        .filter(|r| r.count > 0)
+        .filter_map(|r| {
+            let owner = r.owner.parse().ok().or_else(|| dir.uid_of(&r.owner))?;
+            let last = u64::from(r.first) + u64::from(r.count) - 1;
+            Some(Subordinate {
+                owner,
+                first: r.first,
+                last: u32::try_from(last).unwrap_or(u32::MAX),
+            })
+        })
+        .collect();
+    let set = RuleSet {
+        subordinates,
+        accounts: dir.account_uids(),
         default_action: match policy.defaults.egress {
             Egress::Deny => action::DENY,
             Egress::Allow => action::ALLOW,
@@ -160,5 +262,74 @@ pub fn resolve(policy: &Policy, dir: &dyn Directory) -> Result<RuleSet, PolicyEr
             LogMode::None => log_mode::NONE,
         },
         rules,
-    })
+        principals,
+    };
+    Ok((set, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{compile::FakeDirectory, policy::Policy};
+
+    fn policy(src: &str) -> Policy {
+        crate::policy::load_str("p.yaml", src).unwrap().policy
+    }
+
+    #[test]
+    fn a_name_resolving_to_the_reserved_uid_is_refused_like_the_number() {
+        let d = FakeDirectory::default()
+            .user("nobody2", u32::MAX, 100)
+            .group("g", 100, &[]);
+        let p = policy("rules:\n  - name: r\n    users: [nobody2]\n    groups: [g]\n    allow: [{to: 10.0.0.0/8}]\n");
+        assert_eq!(
+            resolve(&p, &d).unwrap_err().to_string(),
+            "p.yaml:3:13: user `nobody2` has uid 4294967295, which no rule may name\n  help: 4294967295 is `(uid_t)-1`, which stands for no uid\n\
+             p.yaml:4:14: group `g` has a member with uid 4294967295, which no rule may name\n  help: 4294967295 is `(uid_t)-1`, which stands for no uid"
+        );
+    }
+
+    #[test]
+    fn a_vanished_principal_loses_its_grants_with_a_warning_only_at_runtime() {
+        let p = policy("rules:\n  - name: r\n    users: [alice, bob]\n    groups: [ops]\n    allow: [{to: 10.0.0.0/8}]\n");
+        let before = FakeDirectory::default()
+            .user("alice", 1001, 1001)
+            .user("bob", 1002, 1002)
+            .group("ops", 2000, &["bob"]);
+        let (first, _) = resolve_with(&p, &before, Vanished::Error).unwrap();
+        assert_eq!(first.rules[1].uids, BTreeSet::from([1001, 1002]));
+        let after = FakeDirectory::default().user("bob", 1002, 1002);
+        assert_eq!(
+            resolve(&p, &after).unwrap_err().to_string(),
+            "p.yaml:3:13: unknown user `alice`\n  help: users come from /etc/passwd; give users known only to a directory service (LDAP) by numeric uid\n\
+             p.yaml:4:14: unknown group `ops`\n  help: groups come from /etc/group",
+            "validate still calls it an error"
+        );
+        let (next, warnings) = resolve_with(&p, &after, Vanished::Warn(&first.principals)).unwrap();
+        assert_eq!(
+            next.rules[1].uids,
+            BTreeSet::from([1002]),
+            "alice's grant is gone"
+        );
+        let w: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            w,
+            [
+                "p.yaml:3:13: warning: user `alice` no longer exists: its grants are dropped from this generation",
+                "p.yaml:4:14: warning: group `ops` no longer exists: its grants are dropped from this generation"
+            ]
+        );
+        let (_, again) = resolve_with(&p, &after, Vanished::Warn(&next.principals)).unwrap();
+        assert_eq!(
+            again.len(),
+            2,
+            "the next reload warns again instead of freezing"
+        );
+        let never =
+            policy("rules:\n  - name: r\n    users: [carol]\n    allow: [{to: 10.0.0.0/8}]\n");
+        assert!(
+            resolve_with(&never, &after, Vanished::Warn(&first.principals)).is_err(),
+            "a name that never resolved is still an error"
+        );
+    }
 }

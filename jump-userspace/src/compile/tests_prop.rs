@@ -9,7 +9,9 @@
 //! - Ports are ranges over a handful of boundary values (1, 22, 23, 80, 443, 1024, 65535), and
 //!   probes sit on and next to those boundaries.
 //! - Five uids in two groups (one by primary gid), plus uids named by no rule, so profiles are
-//!   shared, distinct and absent (the `ANY_UID` fallback).
+//!   shared, distinct and absent (the `ANY_UID` fallback); subordinate uid ranges that overlap
+//!   each other, accounts and a numbered uid, probed on and next to every edge, so the
+//!   compiler's block splitting is checked against the reference's plain range scan.
 //! - At most 6 rules of at most 2 `allow` and 2 `deny` entries: with the loopback rule that is
 //!   at most 7 candidates per list, under `MAX_CANDIDATES`, so a generated policy never fails
 //!   to compile for a reason the reference does not model.
@@ -108,7 +110,21 @@ fn directory() -> FakeDirectory {
         .group("g1", 2000, &["u0", "u1"])
         .group("g2", 3000, &["u3"])
         .group("empty", 4000, &[])
+        // Subordinate uids: u0's Debian-style range, u1's overlapping its end (the overlap is
+        // no one's), a range by numeric owner (1004) spanning accounts and uid 1005 (which
+        // rules name) and 1006-1007 (which nobody names), and a range owned by an unknown user.
+        .subuid("u0", 100_000, 65_536)
+        .subuid("u1", 165_000, 65_536)
+        .subuid("1004", 1000, 8)
+        .subuid("nobody-here", 300_000, 10)
 }
+
+/// Probe uids: the accounts, a numbered non-account (1005), unlisted ones, and subordinate
+/// uids on and around every range edge.
+const UIDS: &[u32] = &[
+    999, 1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 99_999, 100_000, 131_071, 164_999,
+    165_000, 165_535, 165_536, 230_535, 230_536, 300_005,
+];
 
 fn gen_entry(rng: &mut Rng, out: &mut String) {
     let n = 1 + rng.below(2);
@@ -244,6 +260,7 @@ fn compiled_lookup_agrees_with_the_reference() {
     let dir = directory();
     let probes = std::cell::Cell::new(0u64);
     let policies = std::cell::Cell::new(0u64);
+    let subordinate = std::cell::Cell::new(0u64);
     // (action, decided by a file rule) → count, to show the probes reach every outcome.
     let outcomes = std::cell::RefCell::new(std::collections::BTreeMap::<(u8, bool), u64>::new());
     let result = runner.run(&proptest::num::u64::ANY, |seed| {
@@ -259,10 +276,11 @@ fn compiled_lookup_agrees_with_the_reference() {
             .map_err(|e| TestCaseError::fail(format!("generated policy does not compile:\n{e}\n{src}")))?;
         policies.set(policies.get() + 1);
         for _ in 0..60 {
-            let uid = 999 + rng.below(8) as u32;
+            let uid = *rng.pick(UIDS);
             let addr: IpAddr = rng.pick(PROBES).parse().unwrap();
-            let proto = *rng.pick(&[6u8, 17, 1, 58]);
-            let port = *rng.pick(PROBE_PORTS);
+            // 2 is a multicast join (`eval::JOIN`), which the kernel always asks for port 0.
+            let proto = *rng.pick(&[6u8, 17, 1, 58, eval::JOIN]);
+            let port = if proto == eval::JOIN { 0 } else { *rng.pick(PROBE_PORTS) };
             let secs = rng.below(8 * 24 * 3600) as i64 - 24 * 3600;
             let t = now.checked_add(jiff::SignedDuration::from_secs(secs)).unwrap();
             let kernel = c.image.lookup(uid, addr, // The kernel normalises ICMPv6 to ICMP before the lookup.
@@ -275,6 +293,17 @@ fn compiled_lookup_agrees_with_the_reference() {
                     "listen probe uid {uid} proto {proto} port {port} at {t} (now {now}): compiled says action {} rule {}, reference says action {} rule {}\n{src}",
                     listen.action, listen.rule_id, listen_ref.action, listen_ref.rule_id
                 )));
+            }
+            // The uid the event names: a verdict alone cannot tell when owner and uid share
+            // the `ANY_UID` profile.
+            let (as_kernel, as_ref) = (c.image.user(uid).0, eval::decided_as(&c.rules, uid));
+            if as_kernel != as_ref {
+                return Err(TestCaseError::fail(format!(
+                    "uid {uid}: compiled decides as {as_kernel}, reference as {as_ref}\n{src}"
+                )));
+            }
+            if as_ref != uid {
+                subordinate.set(subordinate.get() + 1);
             }
             probes.set(probes.get() + 1);
             *outcomes.borrow_mut().entry((kernel.action, kernel.rule_id > 1)).or_default() += 1;
@@ -294,6 +323,11 @@ fn compiled_lookup_agrees_with_the_reference() {
     assert!(
         policies >= 200 && probes >= 10_000,
         "{policies} policies, {probes} probes"
+    );
+    assert!(
+        subordinate.get() >= 1000,
+        "only {} probes were decided as the owner of a subordinate uid",
+        subordinate.get()
     );
     let outcomes = outcomes.into_inner();
     eprintln!("{policies} policies, {probes} probes, outcomes {outcomes:?}");

@@ -129,6 +129,9 @@ pub struct CheckReport {
     pub allowed: bool,
     pub user: String,
     pub uid: u32,
+    /// The owner a subordinate uid (`/etc/subuid`) is decided as, when `uid` is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_as: Option<u32>,
     pub dest: String,
     pub at: String,
     /// The rule that decided (id 0: the default).
@@ -226,6 +229,7 @@ pub fn check(
         allowed: kernel.action != action::DENY,
         user: user.to_string(),
         uid,
+        decided_as: Some(eval::decided_as(&c.rules, uid)).filter(|&o| o != uid),
         dest: dest.to_string(),
         at: at.to_string(),
         rule: rule_ref(c, kernel.rule_id),
@@ -302,18 +306,30 @@ fn describe_rule(r: &RuleRef) -> String {
 }
 
 /// The human-readable report.
+/// Names (user, rules, files) are escaped (`crate::escape`): this is printed on a terminal.
 pub fn render(r: &CheckReport) -> String {
+    use crate::escape::escape;
     let who = if r.user == r.uid.to_string() {
         format!("uid {}", r.uid)
     } else {
-        format!("{} (uid {})", r.user, r.uid)
+        format!("{} (uid {})", escape(&r.user), r.uid)
     };
     let verdict = match r.verdict {
         "audit" => "audit (allowed, logged as \"would deny\")",
         v => v,
     };
     let mut s = format!("{verdict}: {who} → {} at {}\n", r.dest, r.at);
-    if r.rule.id == 0 && r.dest.starts_with("listen:") {
+    if let Some(owner) = r.decided_as {
+        s.push_str(&format!(
+            "  uid {} is a subordinate uid of uid {owner} (/etc/subuid): decided as uid {owner}\n",
+            r.uid
+        ));
+    }
+    if r.dest.starts_with("listen:0/") {
+        s.push_str(
+            "  port 0 asks the kernel for an ephemeral port: binding it is always allowed\n",
+        );
+    } else if r.rule.id == 0 && r.dest.starts_with("listen:") {
         s.push_str("  no `listen` grant applies: binding is refused without one\n");
     } else if r.rule.id == 0 {
         s.push_str(&format!(
@@ -322,7 +338,10 @@ pub fn render(r: &CheckReport) -> String {
             if r.allowed { "denies it" } else { "allows it" }
         ));
     } else {
-        s.push_str(&format!("  decided by rule {}\n", describe_rule(&r.rule)));
+        s.push_str(&format!(
+            "  decided by rule {}\n",
+            escape(&describe_rule(&r.rule))
+        ));
     }
     for m in &r.matches {
         let mode = if m.audit { " (audit mode)" } else { "" };
@@ -334,11 +353,11 @@ pub fn render(r: &CheckReport) -> String {
         let at = if m.entry.is_empty() {
             String::new()
         } else {
-            format!(" at {}", m.entry)
+            format!(" at {}", escape(&m.entry))
         };
         s.push_str(&format!(
             "  matched: {kind}{mode} entry{at} of rule `{}`\n",
-            m.rule.name
+            escape(&m.rule.name)
         ));
     }
     s

@@ -21,6 +21,7 @@ use crate::daemon::{
     config::DEFAULT_SOCKET,
     control::{ErrorKind, Reply, Request, Stats, Status},
 };
+use crate::escape::{escape, escape_word};
 
 #[derive(Debug, Clone, Args)]
 pub struct Conn {
@@ -392,9 +393,25 @@ pub fn render_status(s: &Status) -> String {
     }
     let c = &s.counters;
     o += &format!(
-        "events:      {} decisions, {} sent, {} suppressed, {} dropped (ring buffer full), {} followers dropped\n",
-        c.decisions, c.events_sent, c.events_suppressed, c.events_dropped, c.followers_dropped
+        "events:      {} decisions, {} sent, {} suppressed, {} over a user's budget, {} dropped (ring buffer full), {} followers dropped\n",
+        c.decisions, c.events_sent, c.events_suppressed, c.events_over_budget, c.events_dropped, c.followers_dropped
     );
+    let i = &s.integrity;
+    o += &match &i.last_tampering {
+        Some(t) => format!(
+            "integrity:   MAPS REWRITTEN {} time(s) behind jumpd's back; last at {} (generation {}, {}): {}\n",
+            c.maps_tampered,
+            t.at,
+            t.generation,
+            if t.restored { "restored" } else { "NOT restored" },
+            t.what.join("; ")
+        ),
+        None => format!(
+            "integrity:   maps as written ({} checks, last at {})\n",
+            i.checks,
+            i.last_check_at.as_deref().unwrap_or("-")
+        ),
+    };
     o += &format!(
         "privileges:  {}; no-new-privileges\n",
         if s.capabilities.is_empty() {
@@ -450,8 +467,8 @@ pub fn render_stats(s: &Stats) -> String {
         .map(|r| {
             vec![
                 r.id.to_string(),
-                r.name.clone(),
-                r.location.clone(),
+                escape(&r.name).into_owned(),
+                escape(&r.location).into_owned(),
                 r.allow.to_string(),
                 r.deny.to_string(),
                 r.audit.to_string(),
@@ -483,16 +500,17 @@ pub fn render_event(v: &Value) -> String {
     } else {
         format!("{addr}:{}", v["dst_port"])
     };
+    // Escaped here too: the line is printed, whatever jumpd sent.
     format!(
         "{} {}({}) -> {dst}/{} rule={} hook={} pid={} comm={} generation={}",
-        s("verdict"),
-        s("user"),
+        escape_word(&s("verdict")),
+        escape_word(&s("user")),
         v["uid"],
-        s("proto"),
-        s("rule"),
-        s("hook"),
+        escape_word(&s("proto")),
+        escape(&s("rule")),
+        escape_word(&s("hook")),
         v["pid"],
-        s("comm"),
+        escape_word(&s("comm")),
         v["policy_generation"],
     )
 }
@@ -600,6 +618,7 @@ mod tests {
             counters: Counters::default(),
             capabilities: vec!["cap_bpf".into()],
             watching: vec![],
+            integrity: Default::default(),
         };
         let text = render_status(&s);
         assert!(

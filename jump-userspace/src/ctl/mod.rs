@@ -115,7 +115,7 @@ impl CheckArgs {
 /// Runs the policy subcommands with the system's users and the current time.
 pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let now = jiff::Timestamp::now();
-    let dir = compile::SystemDirectory;
+    let dir = compile::SystemDirectory::default();
     match command {
         Command::Validate(a) => validate(&a.dir, &dir, now, out, err),
         Command::Check(a) => {
@@ -151,9 +151,11 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 }
 
 /// `--at` and `at:` in test cases: an RFC 3339 time with an offset.
+/// The same parser and range as `expires`, so every time a policy can name can be asked about.
 pub fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
-    s.parse::<jiff::Timestamp>().map_err(|_| {
-        format!("invalid time `{s}`: write an RFC 3339 time with an offset, like `2026-12-01T09:00:00Z`")
+    policy::moment::parse(s).map_err(|(why, help)| match why {
+        Some(why) => format!("invalid time `{s}`: {why}; {help}"),
+        None => format!("invalid time `{s}`: {help}"),
     })
 }
 
@@ -169,7 +171,12 @@ pub fn validate(
         Ok(l) => l,
         Err(e) => {
             let _ = writeln!(err, "{e}");
-            let _ = writeln!(err, "{}", summary(e.errors.len(), 0));
+            let warnings = e
+                .errors
+                .iter()
+                .filter(|d| d.severity == Severity::Warning)
+                .count();
+            let _ = writeln!(err, "{}", summary(e.errors.len() - warnings, warnings));
             return exit::FAIL;
         }
     };

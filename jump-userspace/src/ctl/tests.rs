@@ -12,6 +12,7 @@ fn directory() -> FakeDirectory {
         .user("bob", 1001, 1001)
         .user("carol", 1002, 1002)
         .group("ops", 2000, &["bob"])
+        .subuid("alice", 100_000, 65_536)
 }
 
 fn policies() -> PathBuf {
@@ -78,7 +79,7 @@ fn validate_accepts_the_examples() {
     assert_eq!((code, err.as_str()), (0, ""));
     assert!(
         out.ends_with(
-            "valid policy, 8 rules, 5 profiles, 26 destination and 20 port entries (0 warnings)\n"
+            "valid policy, 8 rules, 5 profiles, 26 destination and 25 port entries (0 warnings)\n"
         ),
         "{out}"
     );
@@ -167,6 +168,19 @@ fn check_explains_and_sets_the_exit_code() {
 }
 
 #[test]
+fn check_decides_a_subordinate_uid_as_its_owner() {
+    let (code, out, _) = run_check(&policies(), "100005", "198.51.100.130:5432", false);
+    let p = policies().display().to_string();
+    assert_eq!(code, 0, "alice's grant: {out}");
+    assert_eq!(
+        out,
+        format!(
+            "allow: uid 100005 → 198.51.100.130:5432/tcp at 2026-11-23T08:00:00Z\n  uid 100005 is a subordinate uid of uid 1000 (/etc/subuid): decided as uid 1000\n  decided by rule `dba` at {p}/20-access.yaml:10:5, expires 2026-12-31T18:00:00Z\n  matched: allow entry at {p}/20-access.yaml:12:13 of rule `dba`\n"
+        )
+    );
+}
+
+#[test]
 fn check_json_is_machine_readable() {
     let (code, out, _) = run_check(&policies(), "carol", "[2001:db8:1::7]:22", true);
     assert_eq!(code, 0);
@@ -223,5 +237,34 @@ fn schema_subcommand_prints_the_schema() {
     assert_eq!(
         String::from_utf8(out).unwrap(),
         policy::schema::json_schema()
+    );
+}
+
+#[test]
+fn check_listen_on_port_0_answers_as_the_bind_hook() {
+    let (code, out, err) = run_check(&policies(), "alice", "listen:0", false);
+    assert_eq!((code, err.as_str()), (exit::OK, ""), "{out}");
+    assert_eq!(
+        out,
+        "allow: alice (uid 1000) → listen:0/tcp at 2026-11-23T08:00:00Z\n  port 0 asks the kernel for an ephemeral port: binding it is always allowed\n"
+    );
+}
+
+#[test]
+fn check_at_refuses_times_the_kernel_cannot_express() {
+    for at in [
+        "1969-12-31T23:59:59Z",
+        "2555-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+    ] {
+        let e = parse_time(at).unwrap_err();
+        assert_eq!(
+            e,
+            format!("invalid time `{at}`: out of range; a time must be between 1970-01-01T00:00:00Z and 2554-07-21T23:34:33Z, what the kernel's clock can express")
+        );
+    }
+    assert_eq!(
+        parse_time("2026-01-01T00:00:00+25:00").unwrap_err(),
+        "invalid time `2026-01-01T00:00:00+25:00`: the offset is out of range; RFC 3339 offsets run from -23:59 to +23:59"
     );
 }

@@ -33,13 +33,23 @@ impl Mode {
     }
 }
 
-/// The in-kernel event rate limit (`jump_common::Limits`): events with the same user,
-/// destination, hook and verdict beyond `burst` within `window_ms` are counted, not sent.
+/// The in-kernel event limits (`jump_common::Limits`): events with the same user,
+/// destination, hook and verdict beyond `burst` within `window_ms` are counted, not sent; and
+/// each uid may send `user_rate` events a second with bursts of `user_burst`, so one user
+/// cannot fill the ring buffer. What either holds back is counted per uid and reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit {
     pub window_ms: u64,
     pub burst: u32,
+    /// Events per second per uid; 0 disables the per-uid budget.
+    pub user_rate: u32,
+    pub user_burst: u32,
 }
+
+/// The largest `user_burst`: an eighth of the ring buffer's events, so that a single uid's
+/// burst, even while jumpd is not reading, leaves room for everyone else's.
+pub const MAX_USER_BURST: u32 =
+    jump_common::EVENTS_BYTES / (core::mem::size_of::<jump_common::Event>() as u32 + 8) / 8;
 
 impl Default for RateLimit {
     fn default() -> Self {
@@ -47,6 +57,8 @@ impl Default for RateLimit {
         Self {
             window_ms: d.window_ns / 1_000_000,
             burst: d.burst,
+            user_rate: (1_000_000_000 / d.uid_interval_ns) as u32,
+            user_burst: d.uid_burst,
         }
     }
 }
@@ -57,8 +69,23 @@ impl RateLimit {
         jump_common::Limits {
             window_ns: self.window_ms.saturating_mul(1_000_000),
             burst: self.burst,
-            _pad: 0,
+            uid_burst: self.user_burst,
+            uid_interval_ns: if self.user_rate == 0 {
+                0
+            } else {
+                1_000_000_000 / u64::from(self.user_rate)
+            },
         }
+    }
+
+    fn check(self) -> Result<Self, String> {
+        if self.user_rate > 0 && !(1..=MAX_USER_BURST).contains(&self.user_burst) {
+            return Err(format!(
+                "invalid event user burst `{}`: must be 1..={MAX_USER_BURST} (an eighth of the ring buffer)",
+                self.user_burst
+            ));
+        }
+        Ok(self)
     }
 }
 
@@ -76,6 +103,8 @@ pub struct FileConfig {
     pub events: Option<EventsConfig>,
     /// Reload on changes in the policy directory and in /etc/passwd and /etc/group.
     pub watch: Option<bool>,
+    /// Subordinate uid ranges (subuid(5)).
+    pub subuid_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -90,6 +119,8 @@ pub struct ControlConfig {
 pub struct EventsConfig {
     pub rate_window_ms: Option<u64>,
     pub rate_burst: Option<u32>,
+    pub user_rate: Option<u32>,
+    pub user_burst: Option<u32>,
 }
 
 /// jumpd's command line. Each flag overrides the config file's setting of the same name.
@@ -122,18 +153,30 @@ pub struct Flags {
     /// Group (besides root) allowed to use the control socket [default: jump-admin]
     #[arg(long)]
     pub control_group: Option<String>,
-    /// Event rate limit window in milliseconds; 0 disables the limit [default: 1000]
+    /// Event rate limit window in milliseconds; 0 disables the limit, and the per-uid budget
+    /// too unless `--event-user-rate` is given [default: 1000]
     #[arg(long)]
     pub event_rate_window_ms: Option<u64>,
     /// Similar events (same user, destination, hook, verdict) sent per window [default: 5]
     #[arg(long)]
     pub event_rate_burst: Option<u32>,
+    /// Events each uid may send per second beyond its burst; what it holds back is counted per
+    /// uid and reported; 0 disables the per-uid budget [default: 100]
+    #[arg(long)]
+    pub event_user_rate: Option<u32>,
+    /// Events each uid may send at once [default: 1024, at most 4096]
+    #[arg(long)]
+    pub event_user_burst: Option<u32>,
     /// Do not reload on changes to the policy directory, /etc/passwd and /etc/group
     #[arg(long)]
     pub no_watch: bool,
     /// Forward the kernel programs' own debug diagnostics (aya-log) at debug level
     #[arg(long)]
     pub debug_kernel: bool,
+    /// Subordinate uid ranges: a uid a user namespace maps to is decided and logged as the user
+    /// who owns it [default: /etc/subuid]
+    #[arg(long)]
+    pub subuid_file: Option<PathBuf>,
 }
 
 /// The settings jumpd runs with: flags over file over defaults.
@@ -153,6 +196,7 @@ pub struct Settings {
     pub rate_limit: RateLimit,
     pub watch: bool,
     pub debug_kernel: bool,
+    pub subuid_file: PathBuf,
 }
 
 /// `msg at line L column C` → (`msg`, L, C), as serde_yaml words its errors.
@@ -186,6 +230,8 @@ pub fn parse(name: &str, text: &str) -> Result<FileConfig, String> {
 
 /// Reads and parses a config file.
 pub fn load(path: &Path) -> Result<FileConfig, String> {
+    // It names the policy directory: whoever may write it decides the policy.
+    crate::policy::check_config_file(path)?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file `{}`: {e}", path.display()))?;
     parse(&path.display().to_string(), &text)
@@ -237,9 +283,28 @@ pub fn merge(
                 .event_rate_burst
                 .or(events.rate_burst)
                 .unwrap_or(default_rate.burst),
-        },
+            // "No rate limit" (window 0) without a user rate of its own means none at all:
+            // what benchmarks and tests that count every decision ask for.
+            user_rate: flags.event_user_rate.or(events.user_rate).unwrap_or(
+                if flags.event_rate_window_ms.or(events.rate_window_ms) == Some(0) {
+                    0
+                } else {
+                    default_rate.user_rate
+                },
+            ),
+            user_burst: flags
+                .event_user_burst
+                .or(events.user_burst)
+                .unwrap_or(default_rate.user_burst),
+        }
+        .check()?,
         watch: !flags.no_watch && file.watch.unwrap_or(true),
         debug_kernel: flags.debug_kernel,
+        subuid_file: flags
+            .subuid_file
+            .clone()
+            .or_else(|| file.subuid_file.clone())
+            .unwrap_or_else(|| crate::compile::directory::SUBUID_FILE.into()),
     })
 }
 
@@ -273,7 +338,10 @@ control:
 events:
   rate_window_ms: 500
   rate_burst: 3
+  user_rate: 50
+  user_burst: 200
 watch: false
+subuid_file: /srv/subuid
 ";
 
     #[test]
@@ -293,10 +361,13 @@ watch: false
                 control_group: "wheel".into(),
                 rate_limit: RateLimit {
                     window_ms: 500,
-                    burst: 3
+                    burst: 3,
+                    user_rate: 50,
+                    user_burst: 200,
                 },
                 watch: false,
                 debug_kernel: false,
+                subuid_file: "/srv/subuid".into(),
             }
         );
     }
@@ -324,7 +395,9 @@ watch: false
             s.rate_limit,
             RateLimit {
                 window_ms: 1000,
-                burst: 9
+                burst: 9,
+                user_rate: 100,
+                user_burst: 1024,
             }
         );
         assert_eq!(
@@ -332,7 +405,8 @@ watch: false
             jump_common::Limits {
                 window_ns: 1_000_000_000,
                 burst: 9,
-                _pad: 0
+                uid_burst: 1024,
+                uid_interval_ns: 10_000_000,
             }
         );
         assert!(s.watch);
@@ -347,6 +421,33 @@ watch: false
         )
         .unwrap();
         assert_eq!((s.watch, s.mode), (false, Mode::Enforce));
+    }
+
+    #[test]
+    fn a_user_burst_beyond_an_eighth_of_the_ring_buffer_is_refused() {
+        assert_eq!(MAX_USER_BURST, 4096);
+        let f = parse("j.yaml", "cgroup: /a\nevents: {user_burst: 5000}\n").unwrap();
+        assert_eq!(
+            merge(&f, &Flags::default(), None).unwrap_err(),
+            "invalid event user burst `5000`: must be 1..=4096 (an eighth of the ring buffer)"
+        );
+        let off = Flags {
+            event_user_rate: Some(0),
+            ..Flags::default()
+        };
+        let s = merge(&f, &off, None).expect("no budget, no burst to check");
+        assert_eq!(s.rate_limit.limits().uid_interval_ns, 0);
+        let unlimited = Flags {
+            event_rate_window_ms: Some(0),
+            ..Flags::default()
+        };
+        let f = parse("j.yaml", "cgroup: /a\n").unwrap();
+        let s = merge(&f, &unlimited, None).unwrap();
+        assert_eq!(
+            (s.rate_limit.limits().window_ns, s.rate_limit.user_rate),
+            (0, 0),
+            "window 0 alone turns every limit off"
+        );
     }
 
     #[test]

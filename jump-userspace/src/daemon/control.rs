@@ -54,6 +54,22 @@ pub const EVENT_BACKLOG: usize = 1024;
 pub const RECENT_EVENTS: usize = 256;
 /// Longest request line accepted.
 const MAX_REQUEST: usize = 64 * 1024;
+/// Connections served at once; one more is told so and closed. Each holds a descriptor, and
+/// jumpd needs descriptors of its own to reload (the unit's `LimitNOFILE` is well above this).
+pub const MAX_CONNECTIONS: usize = 64;
+/// A connection that sends no complete request for this long is closed (idle or half-open).
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A reply (or followed event) the peer does not take within this long closes the connection:
+/// a client that stopped reading must not hold a slot.
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `write_all` bounded by `WRITE_TIMEOUT`.
+async fn send<W: AsyncWriteExt + Unpin>(wr: &mut W, line: &str) -> anyhow::Result<()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(line.as_bytes())).await {
+        Ok(r) => Ok(r?),
+        Err(_) => anyhow::bail!("the peer took no reply for {WRITE_TIMEOUT:?}"),
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "lowercase")]
@@ -174,10 +190,35 @@ pub struct Counters {
     pub decisions: u64,
     pub events_sent: u64,
     pub events_suppressed: u64,
+    /// Held back by their uid's event budget (summarised per uid).
+    #[serde(default)]
+    pub events_over_budget: u64,
     /// Lost in the kernel: the ring buffer was full.
     pub events_dropped: u64,
     /// Followers disconnected for being too slow.
     pub followers_dropped: u64,
+    /// Times the maps were found rewritten behind jumpd's back (and restored).
+    #[serde(default)]
+    pub maps_tampered: u64,
+}
+
+/// The tamper check of the maps jumpd owns (`datapath::integrity`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Integrity {
+    /// Read-backs done.
+    pub checks: u64,
+    pub last_check_at: Option<String>,
+    pub last_tampering: Option<Tampering>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tampering {
+    pub at: String,
+    pub generation: u64,
+    /// What differed, one line per map.
+    pub what: Vec<String>,
+    /// Whether the maps read back as written after the restore.
+    pub restored: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +240,8 @@ pub struct Status {
     pub counters: Counters,
     pub capabilities: Vec<String>,
     pub watching: Vec<String>,
+    #[serde(default)]
+    pub integrity: Integrity,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -386,6 +429,7 @@ impl Drop for SocketFile {
 
 /// Accepts connections until the runtime stops; each is served on its own task.
 pub fn serve(listener: UnixListener, group: String, calls: mpsc::Sender<Call>, bus: Arc<Bus>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
             let stream = match listener.accept().await {
@@ -396,11 +440,26 @@ pub fn serve(listener: UnixListener, group: String, calls: mpsc::Sender<Call>, b
                     continue;
                 }
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(
+                    "control socket: {MAX_CONNECTIONS} connections open, refusing another"
+                );
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    let reply = Reply::err(
+                        ErrorKind::Failed,
+                        format!("busy: {MAX_CONNECTIONS} control connections are open; try again"),
+                    );
+                    let _ = send(&mut stream, &reply.line()).await;
+                });
+                continue;
+            };
             let (group, calls, bus) = (group.clone(), calls.clone(), bus.clone());
             tokio::spawn(async move {
                 if let Err(e) = connection(stream, &group, calls, bus).await {
                     tracing::debug!("control connection ended: {e}");
                 }
+                drop(slot);
             });
         }
     });
@@ -441,30 +500,33 @@ async fn connection(
                 peer.uid
             ),
         );
-        wr.write_all(reply.line().as_bytes()).await?;
+        send(&mut wr, &reply.line()).await?;
         return Ok(());
     }
     let mut lines = BufReader::new(rd);
     let mut line = String::new();
     loop {
         line.clear();
-        let n = (&mut lines)
-            .take(MAX_REQUEST as u64 + 1)
-            .read_line(&mut line)
-            .await?;
+        let mut limited = (&mut lines).take(MAX_REQUEST as u64 + 1);
+        let read = limited.read_line(&mut line);
+        let Ok(n) = tokio::time::timeout(IDLE_TIMEOUT, read).await else {
+            tracing::debug!("control socket: closing {peer}: no request for {IDLE_TIMEOUT:?}");
+            return Ok(());
+        };
+        let n = n?;
         if n == 0 {
             return Ok(());
         }
         if n > MAX_REQUEST {
             let reply = Reply::err(ErrorKind::Invalid, "request too long");
-            wr.write_all(reply.line().as_bytes()).await?;
+            send(&mut wr, &reply.line()).await?;
             return Ok(());
         }
         let request: Request = match serde_json::from_str(line.trim()) {
             Ok(r) => r,
             Err(e) => {
                 let reply = Reply::err(ErrorKind::Invalid, format!("invalid request: {e}"));
-                wr.write_all(reply.line().as_bytes()).await?;
+                send(&mut wr, &reply.line()).await?;
                 continue;
             }
         };
@@ -490,14 +552,14 @@ async fn connection(
                 .filter_map(|r| serde_json::to_value(&**r).ok())
                 .collect();
             if !follow {
-                wr.write_all(Reply::ok(recent).line().as_bytes()).await?;
+                send(&mut wr, &Reply::ok(recent).line()).await?;
                 continue;
             }
             loop {
                 match rx.recv().await {
                     Ok(r) => {
                         if matches(&r, user.as_deref(), verdict.as_deref()) {
-                            wr.write_all(Reply::ok(&*r).line().as_bytes()).await?;
+                            send(&mut wr, &Reply::ok(&*r).line()).await?;
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -510,7 +572,7 @@ async fn connection(
                             ErrorKind::Lagged,
                             format!("disconnected: {n} events behind, too slow to follow"),
                         );
-                        let _ = wr.write_all(reply.line().as_bytes()).await;
+                        let _ = send(&mut wr, &reply.line()).await;
                         return Ok(());
                     }
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
@@ -529,7 +591,7 @@ async fn connection(
         let reply = rx
             .await
             .unwrap_or_else(|_| Reply::err(ErrorKind::Failed, "jumpd is stopping"));
-        wr.write_all(reply.line().as_bytes()).await?;
+        send(&mut wr, &reply.line()).await?;
     }
 }
 
@@ -632,12 +694,14 @@ mod tests {
             verdict,
             uid,
             user: user.into(),
+            ns_uid: None,
             gid: uid,
             pid: 1,
             comm: String::new(),
             exe: None,
             login_uid: None,
             login_user: None,
+            login_trusted: None,
             session_id: None,
             ssh_client: None,
             proto: "tcp",
@@ -647,6 +711,7 @@ mod tests {
             src_port: None,
             rule: "default".into(),
             hook: "connect4",
+            option: None,
             policy_generation: 1,
             policy_sha256: String::new(),
             suppressed: 0,

@@ -66,15 +66,19 @@ impl Diff {
             return "no change".into();
         }
         let uid = |u: &u32| match name(*u) {
-            Some(n) => format!("{u}({n})"),
+            Some(n) => format!("{u}({})", crate::escape::escape_word(&n)),
             None => u.to_string(),
         };
         let mut parts = Vec::new();
         let list = |added: Vec<String>, removed: Vec<String>| -> Option<String> {
             let all: Vec<String> = added
                 .into_iter()
-                .map(|a| format!("+{a}"))
-                .chain(removed.into_iter().map(|r| format!("-{r}")))
+                .map(|a| format!("+{}", crate::escape::escape_word(&a)))
+                .chain(
+                    removed
+                        .into_iter()
+                        .map(|r| format!("-{}", crate::escape::escape_word(&r))),
+                )
                 .collect();
             (!all.is_empty()).then(|| all.join(" "))
         };

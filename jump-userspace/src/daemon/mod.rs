@@ -2,6 +2,7 @@
 //! kernel's decision events into log records. The policy work is plan/apply: `plan` (parse and
 //! compile) is pure and may fail without touching the kernel; `Datapath::apply` is the one write.
 
+pub mod addrs;
 pub mod audit;
 pub mod config;
 pub mod control;
@@ -48,7 +49,13 @@ pub mod message_id {
     pub const EVENTS_LOST: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f806";
     pub const REVOKED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f807";
     pub const EVENTS_SUPPRESSED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f808";
+    pub const EVENTS_HELD: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f809";
+    /// The kernel maps were rewritten behind jumpd's back (journald PRIORITY 2).
+    pub const MAPS_TAMPERED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80a";
 }
+
+/// How often jumpd reads its maps back to find rewrites (`check_integrity`), at the least.
+pub const VERIFY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A compiled policy, ready to apply.
 pub struct Plan {
@@ -62,12 +69,39 @@ pub struct Plan {
     pub recompile_by: Option<jiff::Timestamp>,
 }
 
-/// Parse and compile the policy directory. Pure with respect to the kernel.
-pub fn plan(dir: &std::path::Path) -> anyhow::Result<Plan> {
-    let loaded = policy::load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// How jumpd reads its policy: only root may write it, a file being written is not applied,
+/// and nothing from a file an admin could not read reaches the log or `jumpctl status`.
+pub const READ: policy::ReadOptions = policy::ReadOptions {
+    ownership: policy::Ownership::Refuse,
+    until_stable: true,
+    redact_private: true,
+};
+
+/// Parse and compile the policy directory against the host's accounts and `subuid` file. Pure
+/// with respect to the kernel. `known`: the principals the active policy resolved, which may
+/// have been deleted since (their grants go, with a warning).
+pub fn plan(
+    dir: &std::path::Path,
+    known: &std::collections::BTreeSet<String>,
+    subuid: &std::path::Path,
+) -> anyhow::Result<Plan> {
+    let loaded = policy::load_dir_with(dir, READ).map_err(|e| anyhow::anyhow!("{e}"))?;
     let now = jiff::Timestamp::now();
-    let compiled = compile::compile_full(&loaded.policy, &compile::SystemDirectory, now)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let directory = compile::SystemDirectory {
+        subuid: subuid.to_path_buf(),
+    };
+    let compiled = compile::compile_with(
+        &loaded.policy,
+        &directory,
+        now,
+        compile::Vanished::Warn(known),
+    )
+    .map_err(|mut e| {
+        policy::redact(&mut e.errors, &loaded.private);
+        anyhow::anyhow!("{e}")
+    })?;
+    let mut compiled = compiled;
+    policy::redact(&mut compiled.warnings, &loaded.private);
     let recompile_by = compile::time::recompile_by(&compiled.rules, now);
     let mut warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
     warnings.extend(compiled.warnings.iter().map(|w| w.to_string()));
@@ -88,9 +122,23 @@ pub trait Live: Datapath {
     /// (rule id, action, hits) of the active generation.
     fn rule_hits(&self, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>>;
     fn hooks(&self) -> Vec<String>;
+    /// Every uid's held-back events (`Kernel::take_held`).
+    fn take_held(&mut self) -> anyhow::Result<Vec<crate::datapath::HeldSnapshot>>;
+    fn mark_reported(&mut self, uid: u32, counts: jump_common::UidHeld) -> anyhow::Result<()>;
+    fn tai_offset_ns(&self) -> i64;
+    /// How the maps differ from what jumpd wrote, one line per map (`datapath::integrity`).
+    fn verify(&self) -> anyhow::Result<Vec<String>>;
+    /// Writes back what jumpd wrote.
+    fn restore(&mut self) -> anyhow::Result<()>;
 }
 
 impl Live for Kernel {
+    fn verify(&self) -> anyhow::Result<Vec<String>> {
+        Kernel::verify(self)
+    }
+    fn restore(&mut self) -> anyhow::Result<()> {
+        Kernel::restore(self)
+    }
     fn counters(&self) -> anyhow::Result<[u64; jump_common::counter::LEN as usize]> {
         Kernel::counters(self)
     }
@@ -100,9 +148,25 @@ impl Live for Kernel {
     fn hooks(&self) -> Vec<String> {
         self.attached().iter().map(|(n, _)| n.clone()).collect()
     }
+    fn take_held(&mut self) -> anyhow::Result<Vec<crate::datapath::HeldSnapshot>> {
+        Kernel::take_held(self)
+    }
+    fn mark_reported(&mut self, uid: u32, counts: jump_common::UidHeld) -> anyhow::Result<()> {
+        Kernel::mark_reported(self, uid, counts)
+    }
+    fn tai_offset_ns(&self) -> i64 {
+        Kernel::tai_offset_ns(self)
+    }
 }
 
 impl Live for Fake {
+    fn verify(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self.tampered.clone())
+    }
+    fn restore(&mut self) -> anyhow::Result<()> {
+        self.tampered.clear();
+        Ok(())
+    }
     fn counters(&self) -> anyhow::Result<[u64; jump_common::counter::LEN as usize]> {
         Ok(Default::default())
     }
@@ -111,6 +175,15 @@ impl Live for Fake {
     }
     fn hooks(&self) -> Vec<String> {
         Vec::new()
+    }
+    fn take_held(&mut self) -> anyhow::Result<Vec<crate::datapath::HeldSnapshot>> {
+        Ok(Vec::new())
+    }
+    fn mark_reported(&mut self, _uid: u32, _counts: jump_common::UidHeld) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn tai_offset_ns(&self) -> i64 {
+        0
     }
 }
 
@@ -124,8 +197,8 @@ struct Active {
 pub struct State {
     generation: u64,
     enricher: Enricher,
-    last_dropped: u64,
-    last_suppressed: u64,
+    /// `counter::EVENTS_UNTRACKED` as last reported.
+    last_untracked: u64,
     active: Option<Active>,
     last_reload: Option<ReloadOutcome>,
     started: Instant,
@@ -142,6 +215,9 @@ pub struct State {
     /// allowed a connection under an older generation.
     past_rules: std::collections::VecDeque<(u64, Vec<RuleInfo>)>,
     recompile_by: Option<jiff::Timestamp>,
+    integrity: control::Integrity,
+    maps_tampered: u64,
+    next_verify: Instant,
 }
 
 /// How many generations' rule tables are kept for naming rules in revocation records.
@@ -152,8 +228,7 @@ impl State {
         Self {
             generation: 0,
             enricher: Enricher::new(),
-            last_dropped: 0,
-            last_suppressed: 0,
+            last_untracked: 0,
             active: None,
             last_reload: None,
             started: Instant::now(),
@@ -165,6 +240,9 @@ impl State {
             installed: None,
             past_rules: std::collections::VecDeque::new(),
             recompile_by: None,
+            integrity: control::Integrity::default(),
+            maps_tampered: 0,
+            next_verify: Instant::now() + VERIFY_EVERY,
         }
     }
 
@@ -362,10 +440,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let first = plan(&opts.policy_dir)
+    let first = plan(&opts.policy_dir, &Default::default(), &opts.subuid_file)
         .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?;
     pins::ensure_bpffs(&opts.pin_dir)?;
     let pin_dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
+    // INVARIANT (one daemon per cgroup): locked before any map is touched; held until exit.
+    let _lock = pins::lock(&pin_dir, &opts.cgroup)?;
     let (mut kernel, logger) = Kernel::load(&KernelOptions {
         debug_log: opts.debug_kernel,
         limits: opts.rate_limit.limits(),
@@ -387,9 +467,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Adopting pinned state: continue its generation numbering.
     st.generation = kernel.generation()?;
     // Pinned counters outlive a daemon, which reported them up to its exit: report from here.
+    // (Per-uid held counts need no such care: what was reported is pinned too.)
     if let Ok(c) = kernel.counters() {
-        st.last_dropped = c[jump_common::counter::EVENTS_DROPPED as usize];
-        st.last_suppressed = c[jump_common::counter::EVENTS_SUPPRESSED as usize];
+        st.last_untracked = c[jump_common::counter::EVENTS_UNTRACKED as usize];
     }
     // INVARIANT (fail closed): the maps hold a policy before any program is attached.
     reload_with(&mut kernel, &mut st, &opts, "start", Ok(first));
@@ -401,6 +481,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     {
         anyhow::bail!("failed to install the first policy: {e}");
     }
+    // INVARIANT (local sources): the host's addresses are in the map before egress is attached,
+    // and kept current while jumpd runs.
+    kernel.measure_netns()?;
+    let addr_watch = async_fd(addrs::watch()?)?;
+    kernel.set_local_addrs(&addrs::local()?)?;
     kernel.attach(&opts.cgroup)?;
     // Before the capability drop: the revocation thread keeps what entering namespaces needs.
     let (revoked_tx, mut revoked_rx) = mpsc::unbounded_channel();
@@ -410,6 +495,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     );
     // Connections an adopted generation (a restart) no longer allows.
     request_revocation(&st, revoke::Trigger::Reload(st.generation));
+    let mut addr_watch = addr_watch;
     let mut events = async_fd(kernel.take_events()?)?;
     // Bound before the capability drop: giving the socket to the admin group needs CAP_CHOWN.
     let listener = control::bind(&opts.control_socket, &opts.control_group)?;
@@ -422,7 +508,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     );
     let (watch_tx, mut watch_rx) = mpsc::channel::<String>(4);
     if opts.watch {
-        match watch::start(&opts.policy_dir, watch_tx) {
+        match watch::start(&opts.policy_dir, &opts.subuid_file, watch_tx) {
             Ok(w) => st.watching = w,
             Err(e) => tracing::error!("automatic reload disabled: {e:#}"),
         }
@@ -492,6 +578,16 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                     tokio::task::yield_now().await;
                 }
             }
+            guard = addr_watch.readable_mut() => {
+                let mut guard = guard?;
+                if addrs::drain(guard.get_inner()) {
+                    match addrs::local().and_then(|a| kernel.set_local_addrs(&a)) {
+                        Ok(()) => tracing::debug!("local addresses updated"),
+                        Err(e) => tracing::error!("failed to update the local addresses: {e:#}"),
+                    }
+                }
+                guard.clear_ready();
+            }
             _ = hup.recv() => reload(&mut kernel, &mut st, &opts, "sighup"),
             Some(trigger) = watch_rx.recv() => reload(&mut kernel, &mut st, &opts, &trigger),
             Some(call) = calls.recv() => {
@@ -500,7 +596,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 }
             }
             _ = tick.tick() => {
-                report_drops(&kernel, &mut st);
+                report_held(&mut kernel, &mut st);
+                if Instant::now() >= st.next_verify {
+                    let started = Instant::now();
+                    check_integrity(&mut kernel, &mut st);
+                    // A huge image takes a while to read back: keep the check under 5% of a CPU.
+                    st.next_verify = Instant::now() + VERIFY_EVERY.max(started.elapsed() * 20);
+                }
                 // Expanded schedule windows are running out: compile them afresh.
                 if st.recompile_by.is_some_and(|by| jiff::Timestamp::now() >= by) {
                     reload(&mut kernel, &mut st, &opts, "schedule");
@@ -514,7 +616,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
     };
     systemd::stopping();
-    report_drops(&kernel, &mut st);
+    report_held(&mut kernel, &mut st);
     match exit {
         Exit::Stop => {
             drop(kernel);
@@ -552,7 +654,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `jumpd --detach` and `jumpctl detach`: removes the pinned enforcement of `opts.cgroup`.
+/// `jumpd --detach`: refused while a jumpd enforces on the cgroup (it holds the lock; use
+/// `jumpctl detach`, which asks that jumpd).
+pub fn detach_standalone(opts: &Options) -> anyhow::Result<()> {
+    let dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
+    if !dir.exists() {
+        return detach(opts);
+    }
+    let _lock = pins::lock(&dir, &opts.cgroup)?;
+    detach(opts)
+}
+
+/// `jumpctl detach` (by the running jumpd, which holds the lock) and `detach_standalone`:
+/// removes the pinned enforcement of `opts.cgroup`.
 pub fn detach(opts: &Options) -> anyhow::Result<()> {
     let dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
     let detached = pins::detach(&dir)?;
@@ -592,7 +706,12 @@ fn status_line(st: &State, opts: &Options) -> String {
 /// does not compile, or that the kernel refuses, leaves the active generation in force.
 pub fn reload(dp: &mut dyn Datapath, st: &mut State, opts: &Options, trigger: &str) {
     systemd::reloading();
-    let planned = plan(&opts.policy_dir);
+    let known = st
+        .active
+        .as_ref()
+        .map(|a| a.compiled.rules.principals.clone())
+        .unwrap_or_default();
+    let planned = plan(&opts.policy_dir, &known, &opts.subuid_file);
     reload_with(dp, st, opts, trigger, planned);
     systemd::ready(&status_line(st, opts));
 }
@@ -612,6 +731,20 @@ fn reload_with(
                 "{trigger}: policy unchanged, generation {} stays",
                 st.generation
             );
+            // Still an attempt: `status` shows its state, not an older rejection, and says the
+            // directory is what is enforced again.
+            st.last_reload = Some(ReloadOutcome {
+                ok: true,
+                trigger: trigger.to_string(),
+                at,
+                generation: st.generation,
+                error: None,
+                changes: None,
+                summary: format!(
+                    "no change: the policy directory matches generation {}",
+                    st.generation
+                ),
+            });
             return;
         }
     }
@@ -736,14 +869,17 @@ pub fn status(dp: &dyn LiveDatapath, st: &State, opts: &Options) -> control::Sta
             decisions: c[counter::DECISIONS as usize],
             events_sent: c[counter::EVENTS_SENT as usize],
             events_suppressed: c[counter::EVENTS_SUPPRESSED as usize],
+            events_over_budget: c[counter::EVENTS_OVER_BUDGET as usize],
             events_dropped: c[counter::EVENTS_DROPPED as usize],
             followers_dropped: st
                 .bus
                 .followers_dropped
                 .load(std::sync::atomic::Ordering::Relaxed),
+            maps_tampered: st.maps_tampered,
         },
         capabilities: st.capabilities.clone(),
         watching: st.watching.clone(),
+        integrity: st.integrity.clone(),
     }
 }
 
@@ -788,6 +924,7 @@ fn check(st: &State, opts: &Options, user: &str, dest: &str, at: Option<&str>) -
     let Some(active) = &st.active else {
         return Reply::err(ErrorKind::Failed, "no policy loaded");
     };
+    let at_given = at;
     let result = (|| {
         let dest = crate::ctl::parse_dest(dest)?;
         let at = match at {
@@ -802,7 +939,22 @@ fn check(st: &State, opts: &Options, user: &str, dest: &str, at: Option<&str>) -
                 .map(|u| u.uid.as_raw())
                 .ok_or_else(|| format!("unknown user `{user}`"))?,
         };
-        crate::ctl::check(&active.compiled, user, uid, dest, at)
+        // The active image holds its schedules expanded around the moment it was compiled; any
+        // other moment is answered by the image jumpd would compile then from the same rules,
+        // which is what the kernel would enforce at that moment.
+        match at_given {
+            None => crate::ctl::check(&active.compiled, user, uid, dest, at),
+            Some(_) => {
+                let (image, _) = compile::compile_rules(&active.compiled.rules, at)
+                    .map_err(|e| e.to_string())?;
+                let then = Compiled {
+                    image,
+                    rules: active.compiled.rules.clone(),
+                    warnings: Vec::new(),
+                };
+                crate::ctl::check(&then, user, uid, dest, at)
+            }
+        }
     })();
     match result {
         Ok(report) => {
@@ -822,30 +974,99 @@ fn check(st: &State, opts: &Options, user: &str, dest: &str, at: Option<&str>) -
     }
 }
 
-/// Reports what the kernel counted but did not send since the last report, each as its own
-/// entry with the count, so nothing is lost silently: events the rate limit suppressed (each
-/// also counted in the next sent event of its key, `JUMP_SUPPRESSED`) and events lost to a
-/// full ring buffer.
-fn report_drops(kernel: &dyn Live, st: &mut State) {
-    let Ok(c) = kernel.counters() else { return };
-    let suppressed = c[jump_common::counter::EVENTS_SUPPRESSED as usize];
-    if suppressed > st.last_suppressed {
-        let n = suppressed - st.last_suppressed;
-        st.last_suppressed = suppressed;
-        tracing::warn!(
-            message_id = message_id::EVENTS_SUPPRESSED,
-            jump_events_suppressed = n,
-            "{n} similar events suppressed by the rate limit"
-        );
+/// Reads the maps back; if they differ from what jumpd wrote (root rewrote a pinned map), says
+/// so at once as a crit alarm with what differed, and restores them.
+pub fn check_integrity(dp: &mut dyn LiveDatapath, st: &mut State) {
+    let found = match dp.verify() {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!("failed to read the kernel maps back: {e:#}");
+            return;
+        }
+    };
+    let at = jiff::Timestamp::now().to_string();
+    st.integrity.checks += 1;
+    st.integrity.last_check_at = Some(at.clone());
+    if found.is_empty() {
+        return;
     }
-    let dropped = c[jump_common::counter::EVENTS_DROPPED as usize];
-    if dropped > st.last_dropped {
-        let n = dropped - st.last_dropped;
-        st.last_dropped = dropped;
+    st.maps_tampered += 1;
+    let restored = match dp.restore().and_then(|()| dp.verify()) {
+        Ok(left) if left.is_empty() => Ok(()),
+        Ok(left) => Err(anyhow::anyhow!("still differs: {}", left.join("; "))),
+        Err(e) => Err(e),
+    };
+    let what = found.join("; ");
+    let outcome = match &restored {
+        Ok(()) => "restored".to_string(),
+        Err(e) => format!("restoring failed: {e:#}"),
+    };
+    tracing::error!(
+        target: crate::events::sink::ALARM_TARGET,
+        message_id = message_id::MAPS_TAMPERED,
+        jump_policy_generation = st.generation,
+        jump_tampered = %what,
+        jump_restored = restored.is_ok(),
+        "the kernel maps of generation {} were rewritten behind jumpd's back: {what}; {outcome}",
+        st.generation
+    );
+    st.integrity.last_tampering = Some(control::Tampering {
+        at,
+        generation: st.generation,
+        what: found,
+        restored: restored.is_ok(),
+    });
+}
+
+/// Reports what the kernel held back instead of sending since the last report: one entry per
+/// uid, naming it, with the counts by reason and verdict, the destinations estimate and the
+/// time span — nothing anonymous, and nothing counted twice (what was reported is recorded in
+/// a pinned map, so a restarted jumpd continues exactly there). Only events of uids beyond the
+/// kernel's table (`UID_HELD_ENTRIES` uids) that were lost cannot be attributed; they get an
+/// entry of their own.
+fn report_held(kernel: &mut dyn Live, st: &mut State) {
+    match kernel.take_held() {
+        Ok(snaps) => {
+            let offset = kernel.tai_offset_ns();
+            for snap in &snaps {
+                let Some(s) = crate::events::held::summarize(snap, offset) else {
+                    continue;
+                };
+                let user = user_name(s.uid).unwrap_or_else(|| s.uid.to_string());
+                tracing::warn!(
+                    message_id = message_id::EVENTS_HELD,
+                    jump_uid = s.uid,
+                    jump_user = %user,
+                    jump_events_held = s.total(),
+                    jump_events_over_budget = s.over_budget,
+                    jump_events_suppressed = s.similar,
+                    jump_events_lost = s.lost,
+                    jump_held_allow = s.allow,
+                    jump_held_deny = s.deny,
+                    jump_held_would_deny = s.would_deny,
+                    jump_held_destinations = s.destinations,
+                    jump_held_first = s.first.map(tracing::field::display),
+                    jump_held_last = s.last.map(tracing::field::display),
+                    "{}",
+                    crate::events::held::message(&s, &user)
+                );
+                if let Err(e) = kernel.mark_reported(s.uid, s.counts) {
+                    tracing::error!("uid {}: {e:#}", s.uid);
+                }
+            }
+        }
+        Err(e) => tracing::error!("failed to read the held-back event counts: {e:#}"),
+    }
+    let Ok(c) = kernel.counters() else { return };
+    let untracked = c[jump_common::counter::EVENTS_UNTRACKED as usize];
+    if untracked > st.last_untracked {
+        let n = untracked - st.last_untracked;
+        st.last_untracked = untracked;
         tracing::error!(
             message_id = message_id::EVENTS_LOST,
             jump_events_lost = n,
-            "{n} events lost: the ring buffer was full"
+            "{n} events not logged of users beyond the kernel's table of {} users",
+            jump_common::UID_HELD_ENTRIES
         );
     }
 }

@@ -55,6 +55,7 @@ fn opts(dir: &Path, mode: Mode) -> Options {
         rate_limit: config::RateLimit::default(),
         watch: false,
         debug_kernel: false,
+        subuid_file: "/etc/subuid".into(),
     }
 }
 
@@ -188,4 +189,96 @@ fn status_and_stats_describe_the_active_policy() {
     let stats = stats(&dp, &st).unwrap();
     let names: Vec<&str> = stats.rules.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["default", "loopback", "a-internal", "b-web"]);
+}
+
+#[test]
+fn status_shows_the_last_attempt_and_when_the_directory_matches_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(dir.path(), Mode::Enforce);
+    let (mut dp, mut st) = (Fake::default(), State::new());
+    write(dir.path(), GOOD);
+    reload(&mut dp, &mut st, &o, "start");
+    write(dir.path(), BROKEN);
+    reload(&mut dp, &mut st, &o, "watch: p.yaml");
+    assert!(!st.last_reload().unwrap().ok);
+    write(dir.path(), GOOD);
+    reload(&mut dp, &mut st, &o, "watch: p.yaml");
+    let last = st.last_reload().unwrap();
+    assert!(last.ok, "the revert is the last attempt, and it succeeded");
+    assert_eq!(
+        last.summary,
+        "no change: the policy directory matches generation 1"
+    );
+    assert_eq!(st.generation(), 1);
+}
+
+#[test]
+fn a_live_check_at_any_moment_answers_without_internal_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(dir.path(), Mode::Enforce);
+    let (mut dp, mut st) = (Fake::default(), State::new());
+    write(
+        dir.path(),
+        "rules:\n  - name: office\n    users: [64001]\n    allow: [{to: 198.51.100.10, ports: [22]}]\n    schedule: {days: [mon], hours: \"08:00-18:00\"}\n",
+    );
+    reload(&mut dp, &mut st, &o, "start");
+    for at in [
+        "2099-06-01T09:00:00Z",
+        "2099-06-02T09:00:00Z",
+        "1971-01-04T09:00:00Z",
+        "2554-07-21T23:34:33Z",
+    ] {
+        let r = check(&st, &o, "64001", "198.51.100.10:22", Some(at));
+        assert!(r.ok, "{at}: {:?}", r.error);
+        let monday = at.starts_with("2099-06-01") || at.starts_with("1971-01-04");
+        assert_eq!(r.data["allowed"], monday, "{at}");
+    }
+    let r = check(
+        &st,
+        &o,
+        "64001",
+        "198.51.100.10:22",
+        Some("2555-01-01T00:00:00Z"),
+    );
+    assert_eq!(r.kind, Some(ErrorKind::Invalid));
+    assert!(!r.error.unwrap().contains("internal error"));
+}
+
+#[test]
+fn rewritten_maps_are_reported_in_status_and_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(dir.path(), Mode::Enforce);
+    let (mut dp, mut st) = (Fake::default(), State::new());
+    write(dir.path(), GOOD);
+    reload(&mut dp, &mut st, &o, "start");
+    check_integrity(&mut dp, &mut st);
+    let s = status(&dp, &st, &o);
+    assert_eq!((s.integrity.checks, s.counters.maps_tampered), (1, 0));
+    assert!(s.integrity.last_tampering.is_none());
+
+    dp.tampered = vec!["JUMP_SLOTS[1]: default action 1".into()];
+    check_integrity(&mut dp, &mut st);
+    assert!(dp.tampered.is_empty(), "the maps were restored");
+    let s = status(&dp, &st, &o);
+    assert_eq!(s.counters.maps_tampered, 1);
+    let t = s.integrity.last_tampering.as_ref().unwrap();
+    assert_eq!(
+        (t.generation, t.what.as_slice(), t.restored),
+        (
+            1,
+            &["JUMP_SLOTS[1]: default action 1".to_string()][..],
+            true
+        )
+    );
+    let text = crate::ctl::daemon::render_status(&s);
+    assert!(
+        text.contains("integrity:   MAPS REWRITTEN 1 time(s) behind jumpd's back; last at "),
+        "{text}"
+    );
+    check_integrity(&mut dp, &mut st);
+    assert_eq!(
+        status(&dp, &st, &o).counters.maps_tampered,
+        1,
+        "a restored image is not counted again"
+    );
 }

@@ -12,17 +12,20 @@ use aya::{
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues, RingBuf},
     programs::{
         links::{CgroupAttachMode, FdLink},
-        CgroupSkbAttachType, Program,
+        CgroupSkbAttachType, Program, TestRun, TestRunOptions,
     },
     Ebpf, EbpfLoader,
 };
 use jump_common::{
     counter, maps, rule_hit_index, DestKey, DestValue, Limits, PortKey, PortValue, SlotConfig,
-    UserKey, UserValue, Window, MAX_RULES,
+    SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, Window, MAX_RULES,
 };
 use nix::time::{clock_gettime, ClockId};
 
-use super::{Datapath, SlotImage};
+use super::{
+    integrity::{self, ReadBack, Written},
+    Datapath, HeldSnapshot, SlotImage,
+};
 use crate::compile::image::MapImage;
 
 /// The object `cargo xtask build` produced, embedded by build.rs.
@@ -38,15 +41,20 @@ pub const PROGRAMS: &[&str] = &[
     "sendmsg6",
     "bind4",
     "bind6",
+    "sock_release",
+    "setsockopt",
     "egress",
 ];
 
-/// The default event rate limit: per (uid, hook, verdict, destination), at most this many
-/// events per second; the rest are counted and summarised.
+/// The default event limits: per (uid, hook, verdict, destination), at most 5 events per
+/// second; per uid, bursts of 1024 and 100 a second. The rest are counted per uid and
+/// summarised. 1024 is 1/32 of the ring buffer's 32,768 events: fewer than 32 uids bursting at
+/// once while jumpd does not read lose nothing.
 pub const DEFAULT_LIMITS: Limits = Limits {
     window_ns: 1_000_000_000,
     burst: 5,
-    _pad: 0,
+    uid_burst: 1024,
+    uid_interval_ns: 10_000_000,
 };
 
 pub struct KernelOptions {
@@ -62,6 +70,9 @@ pub struct Kernel {
     pin_dir: PathBuf,
     tai_offset_ns: i64,
     attached: Vec<(String, PathBuf)>,
+    /// The active slot's image and the rate limit as last written: what `verify` compares.
+    written: Option<Written>,
+    limits: Limits,
 }
 
 /// CLOCK_TAI − CLOCK_REALTIME: zero unless an NTP daemon set the kernel's TAI offset.
@@ -116,6 +127,8 @@ impl Kernel {
             pin_dir: opts.pin_dir.clone(),
             tai_offset_ns: tai_offset_ns()?,
             attached: Vec::new(),
+            written: None,
+            limits: opts.limits,
         };
         kernel.set_limits(opts.limits)?;
         Ok((kernel, logger))
@@ -133,6 +146,7 @@ impl Kernel {
                 Program::CgroupSockAddr(p) => p.load(),
                 Program::CgroupSock(p) => p.load(),
                 Program::CgroupSkb(p) => p.load(),
+                Program::CgroupSockopt(p) => p.load(),
                 _ => bail!("program `{name}` has an unexpected type"),
             };
             loaded.with_context(|| format!("the kernel refused to load `{name}`"))?;
@@ -163,6 +177,17 @@ impl Kernel {
                     .attach(&fd, CgroupSkbAttachType::Egress, mode)
                     .and_then(|id| p.take_link(id))
                     .map(FdLink::try_from),
+                Program::CgroupSockopt(p) => {
+                    // aya 0.14 cannot turn a sockopt link into an `FdLink`, so it cannot be
+                    // pinned: it stays attached while this `Kernel` (its owner) lives, and a
+                    // stopped jumpd leaves `setsockopt` unjudged (docs/enforcement.md).
+                    p.attach(&fd, mode).with_context(|| {
+                        format!("failed to attach `{name}` to `{}`", cgroup.display())
+                    })?;
+                    self.attached
+                        .push((format!("{name} (unpinned)"), cgroup.to_path_buf()));
+                    continue;
+                }
                 _ => bail!("program `{name}` has an unexpected type"),
             };
             let link = link
@@ -171,6 +196,59 @@ impl Kernel {
             link.pin(&pin)
                 .with_context(|| format!("failed to pin `{name}` at `{}`", pin.display()))?;
             self.attached.push((name.to_string(), cgroup.to_path_buf()));
+        }
+        Ok(())
+    }
+
+    /// Records the network namespace jumpd runs in (`JUMP_HOST_NETNS`), whose addresses
+    /// `set_local_addrs` lists: the kernel's test run of `netns_probe` builds its packet in the
+    /// caller's namespace (net/bpf/test_run.c).
+    pub fn measure_netns(&mut self) -> anyhow::Result<()> {
+        let Program::CgroupSkb(p) = self.program("netns_probe")? else {
+            bail!("program `netns_probe` has an unexpected type");
+        };
+        if p.fd().is_err() {
+            p.load()
+                .context("the kernel refused to load `netns_probe`")?;
+        }
+        // The smallest packet the test run accepts: an Ethernet header's worth.
+        let data = [0u8; 64];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(&data);
+        p.test_run(opts)
+            .context("failed to run `netns_probe` to learn jumpd's network namespace")?;
+        let map: Array<_, u64> = Array::try_from(self.map(maps::HOST_NETNS)?)?;
+        if map.get(&0, 0)? == 0 {
+            bail!("`netns_probe` did not record jumpd's network namespace");
+        }
+        Ok(())
+    }
+
+    /// Makes `JUMP_LOCAL_ADDRS` hold exactly `addrs` (IPv4 as IPv4-mapped IPv6): new ones are
+    /// added before stale ones go, so an address present in both lists never disappears.
+    pub fn set_local_addrs(
+        &mut self,
+        addrs: &std::collections::BTreeMap<std::net::Ipv6Addr, u32>,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            addrs.len() <= jump_common::MAX_LOCAL_ADDRS as usize,
+            "the host has {} addresses, more than jump's map holds ({})",
+            addrs.len(),
+            jump_common::MAX_LOCAL_ADDRS
+        );
+        let mut map: HashMap<_, [u8; 16], u32> =
+            HashMap::try_from(self.map_mut(maps::LOCAL_ADDRS)?)?;
+        for (a, ifindex) in addrs {
+            map.insert(a.octets(), ifindex, 0)
+                .with_context(|| format!("failed to record local address `{a}`"))?;
+        }
+        let stale: Vec<[u8; 16]> = map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !addrs.contains_key(&std::net::Ipv6Addr::from(*k)))
+            .collect();
+        for k in &stale {
+            map.remove(k).ok();
         }
         Ok(())
     }
@@ -185,6 +263,7 @@ impl Kernel {
         let mut map: Array<_, Limits> = Array::try_from(self.map_mut(maps::LIMITS)?)?;
         map.set(0, limits, 0)
             .context("failed to set the event rate limit")?;
+        self.limits = limits;
         Ok(())
     }
 
@@ -217,6 +296,52 @@ impl Kernel {
             *v = map.get(&(i as u32), 0)?.iter().sum();
         }
         Ok(out)
+    }
+
+    /// What the kernel held back per uid and has not been reported yet: for each uid with an
+    /// entry, (uid, counts held so far, counts already reported, sketch since the last report).
+    /// Reading a sketch zeroes it.
+    pub fn take_held(&mut self) -> anyhow::Result<Vec<HeldSnapshot>> {
+        let held: HashMap<_, u32, UidHeld> = HashMap::try_from(self.map(maps::UID_HELD)?)?;
+        let entries: Vec<(u32, UidHeld)> = held.iter().filter_map(Result::ok).collect();
+        let reported: HashMap<_, u32, UidHeld> = HashMap::try_from(self.map(maps::UID_REPORTED)?)?;
+        let mut out = Vec::new();
+        for (uid, counts) in entries {
+            let done = reported.get(&uid, 0).unwrap_or_default();
+            out.push(HeldSnapshot {
+                uid,
+                counts,
+                reported: done,
+                sketch: UidSketch::default(),
+            });
+        }
+        let mut sketches: HashMap<_, u32, UidSketch> =
+            HashMap::try_from(self.map_mut(maps::UID_SKETCH)?)?;
+        for s in &mut out {
+            if !s.pending() {
+                continue;
+            }
+            s.sketch = sketches.get(&s.uid, 0).unwrap_or_default();
+            // BPF_EXIST: only reset what is there. An update the kernel makes between the read
+            // and this write is lost to the estimate and the times, never to a count.
+            sketches.insert(s.uid, UidSketch::default(), 2).ok();
+        }
+        Ok(out)
+    }
+
+    /// Records that `counts` of `uid` have been reported.
+    pub fn mark_reported(&mut self, uid: u32, counts: UidHeld) -> anyhow::Result<()> {
+        let mut reported: HashMap<_, u32, UidHeld> =
+            HashMap::try_from(self.map_mut(maps::UID_REPORTED)?)?;
+        reported
+            .insert(uid, counts, 0)
+            .context("failed to record the reported held events")?;
+        Ok(())
+    }
+
+    /// CLOCK_TAI − CLOCK_REALTIME in ns, to turn the kernel's timestamps into wall time.
+    pub fn tai_offset_ns(&self) -> i64 {
+        self.tai_offset_ns
     }
 
     /// Hits per (rule id, action) of the active policy, summed over CPUs; only non-zero ones.
@@ -311,6 +436,16 @@ impl Kernel {
         for k in &stale {
             ports.remove(k).ok();
         }
+        let mut subuids: LpmTrie<_, SubuidKey, SubuidValue> =
+            LpmTrie::try_from(self.map_mut(maps::SUBUIDS)?)?;
+        let stale: Vec<Key<SubuidKey>> = subuids
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().slot_be == slot.to_be())
+            .collect();
+        for k in &stale {
+            subuids.remove(k).ok();
+        }
         Ok(())
     }
 
@@ -335,6 +470,13 @@ impl Kernel {
             ports
                 .insert(&Key::new(*len, *k), v, 0)
                 .context("failed to write a port entry")?;
+        }
+        let mut subuids: LpmTrie<_, SubuidKey, SubuidValue> =
+            LpmTrie::try_from(self.map_mut(maps::SUBUIDS)?)?;
+        for (len, k, v) in &s.subuids {
+            subuids
+                .insert(&Key::new(*len, *k), v, 0)
+                .context("failed to write a subordinate uid entry")?;
         }
         let mut windows: Array<_, Window> = Array::try_from(self.map_mut(maps::WINDOWS)?)?;
         for (i, v) in &s.windows {
@@ -370,7 +512,113 @@ impl Datapath for Kernel {
         // Programs run under RCU and finish in microseconds; let any that still read the old
         // slot finish before its entries go (a miss there would fall back to the default).
         std::thread::sleep(Duration::from_millis(2));
+        self.written = Some(Written {
+            slot: target,
+            image: s,
+        });
         self.clear(active)?;
+        Ok(())
+    }
+}
+
+/// Tamper detection (`integrity`): read back, compare, restore.
+impl Kernel {
+    fn read_back(&self, w: &Written) -> anyhow::Result<ReadBack> {
+        let slots: Array<_, SlotConfig> = Array::try_from(self.map(maps::SLOTS)?)?;
+        let limits: Array<_, Limits> = Array::try_from(self.map(maps::LIMITS)?)?;
+        let users: HashMap<_, UserKey, UserValue> = HashMap::try_from(self.map(maps::USERS)?)?;
+        let windows: Array<_, Window> = Array::try_from(self.map(maps::WINDOWS)?)?;
+        Ok(ReadBack {
+            active: self.active_slot()?,
+            config: slots.get(&w.slot, 0)?,
+            limits: limits.get(&0, 0)?,
+            users: users.iter().collect::<Result<_, _>>()?,
+            dests: self.lpm_entries::<DestKey, DestValue>(maps::DESTS)?,
+            ports: self.lpm_entries::<PortKey, PortValue>(maps::PORTS)?,
+            subuids: self.lpm_entries::<SubuidKey, SubuidValue>(maps::SUBUIDS)?,
+            windows: w
+                .image
+                .windows
+                .iter()
+                .map(|(i, _)| Ok((*i, windows.get(i, 0)?)))
+                .collect::<anyhow::Result<_>>()?,
+        })
+    }
+
+    fn lpm_entries<K: aya::Pod, V: aya::Pod>(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<Vec<(u32, K, V)>> {
+        let trie: LpmTrie<_, K, V> = LpmTrie::try_from(self.map(name)?)?;
+        trie.iter()
+            .map(|e| {
+                let (k, v) = e?;
+                Ok((k.prefix_len(), k.data(), v))
+            })
+            .collect()
+    }
+
+    /// How the owned maps differ from what this jumpd wrote (empty: as written; also before
+    /// the first policy).
+    pub fn verify(&self) -> anyhow::Result<Vec<String>> {
+        let Some(w) = &self.written else {
+            return Ok(Vec::new());
+        };
+        Ok(integrity::compare(w, &self.limits, &self.read_back(w)?))
+    }
+
+    /// Writes back what this jumpd wrote: removes entries it did not write, rewrites the ones
+    /// that differ, and points `JUMP_ACTIVE` at its slot again (last, so the slot is whole
+    /// before it is used).
+    pub fn restore(&mut self) -> anyhow::Result<()> {
+        let Some(w) = self.written.clone() else {
+            return Ok(());
+        };
+        let r = self.read_back(&w)?;
+        let mut users: HashMap<_, UserKey, UserValue> =
+            HashMap::try_from(self.map_mut(maps::USERS)?)?;
+        let d = integrity::diff_entries(w.image.users.clone(), r.users);
+        for k in &d.extra {
+            users.remove(k).ok();
+        }
+        let rewrite: std::collections::BTreeSet<_> = d.changed.iter().chain(&d.missing).collect();
+        for (k, v) in w.image.users.iter().filter(|(k, _)| rewrite.contains(k)) {
+            users.insert(k, v, 0)?;
+        }
+        self.restore_lpm(maps::DESTS, &w.image.dests, r.dests)?;
+        self.restore_lpm(maps::PORTS, &w.image.ports, r.ports)?;
+        self.restore_lpm(maps::SUBUIDS, &w.image.subuids, r.subuids)?;
+        let mut windows: Array<_, Window> = Array::try_from(self.map_mut(maps::WINDOWS)?)?;
+        for (i, v) in &w.image.windows {
+            windows.set(*i, v, 0)?;
+        }
+        let mut slots: Array<_, SlotConfig> = Array::try_from(self.map_mut(maps::SLOTS)?)?;
+        slots.set(w.slot, w.image.config, 0)?;
+        let limits = self.limits;
+        self.set_limits(limits)?;
+        let mut active: Array<_, u32> = Array::try_from(self.map_mut(maps::ACTIVE)?)?;
+        active.set(0, w.slot, 0)?;
+        Ok(())
+    }
+
+    fn restore_lpm<K: aya::Pod + Ord, V: aya::Pod + PartialEq>(
+        &mut self,
+        name: &str,
+        want: &[(u32, K, V)],
+        read: Vec<(u32, K, V)>,
+    ) -> anyhow::Result<()> {
+        let pairs = |v: Vec<(u32, K, V)>| v.into_iter().map(|(l, k, v)| ((l, k), v));
+        let d = integrity::diff_entries(pairs(want.to_vec()), pairs(read));
+        let mut trie: LpmTrie<_, K, V> = LpmTrie::try_from(self.map_mut(name)?)?;
+        for (l, k) in &d.extra {
+            trie.remove(&Key::new(*l, *k)).ok();
+        }
+        let rewrite: std::collections::BTreeSet<_> = d.changed.iter().chain(&d.missing).collect();
+        for (l, k, v) in want {
+            if rewrite.contains(&(*l, *k)) {
+                trie.insert(&Key::new(*l, *k), v, 0)?;
+            }
+        }
         Ok(())
     }
 }

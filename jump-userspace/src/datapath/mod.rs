@@ -3,6 +3,7 @@
 //! also implements so reload logic can be tested without root.
 
 pub mod btf;
+pub mod integrity;
 mod kernel;
 pub mod pins;
 pub mod revoke;
@@ -13,6 +14,26 @@ use crate::compile::image::MapImage;
 
 pub use kernel::{Kernel, KernelOptions, DEFAULT_LIMITS};
 pub use slots::SlotImage;
+
+/// One uid's entry of the kernel's held-event maps (`jump_common::UidHeld`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldSnapshot {
+    pub uid: u32,
+    /// Everything held back so far (the counts only grow).
+    pub counts: jump_common::UidHeld,
+    /// What a daemon has reported of it.
+    pub reported: jump_common::UidHeld,
+    /// Times and destinations since the last report (zeroed when nothing is pending).
+    pub sketch: jump_common::UidSketch,
+}
+
+impl HeldSnapshot {
+    /// Whether some held events have not been reported.
+    pub fn pending(&self) -> bool {
+        let n = |h: &jump_common::UidHeld| h.over_budget + h.similar + h.lost;
+        n(&self.counts) != n(&self.reported)
+    }
+}
 
 /// The I/O edge of a reload: everything before it (parse, compile, diff) is pure.
 pub trait Datapath {
@@ -27,6 +48,8 @@ pub struct Fake {
     pub active: Option<(u64, MapImage)>,
     /// Makes the next `apply` fail, as a full map or a detached program would.
     pub fail_next: bool,
+    /// What `verify` reports until `restore` (a test's stand-in for a rewritten map).
+    pub tampered: Vec<String>,
 }
 
 impl Datapath for Fake {

@@ -24,6 +24,32 @@ pub fn dir_for(root: &Path, cgroup: &Path) -> anyhow::Result<PathBuf> {
     Ok(root.join(LAYOUT_VERSION).join(format!("cgroup-{ino}")))
 }
 
+/// An exclusive `flock` on a cgroup's pin directory, held for the daemon's life: one jumpd
+/// per cgroup. Taken before any map is opened or created, so a second jumpd fails without
+/// touching the kernel state the first one enforces. Released by the kernel when the process
+/// ends, however it ends, so a killed jumpd never leaves a stale lock behind.
+pub struct PinLock(#[expect(dead_code, reason = "held for its Drop")] nix::fcntl::Flock<fs::File>);
+
+/// Creates `dir` if needed and locks it; fails at once if another process holds it.
+pub fn lock(dir: &Path, cgroup: &Path) -> anyhow::Result<PinLock> {
+    fs::create_dir_all(dir)
+        .with_context(|| format!("failed to create pin directory `{}`", dir.display()))?;
+    let file = fs::File::open(dir)
+        .with_context(|| format!("failed to open pin directory `{}`", dir.display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(PinLock(l)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => anyhow::bail!(
+            "another jumpd is enforcing on `{}` (it holds the lock on `{}`): stop it first, or talk to it with jumpctl; nothing was changed",
+            cgroup.display(),
+            dir.display()
+        ),
+        Err((_, e)) => Err(anyhow::anyhow!(
+            "failed to lock pin directory `{}`: {e}",
+            dir.display()
+        )),
+    }
+}
+
 pub fn maps_dir(dir: &Path) -> PathBuf {
     dir.join("maps")
 }

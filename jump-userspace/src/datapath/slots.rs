@@ -6,13 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jump_common::{
     action, profile_flags, proto, Candidate, DestKey, DestValue, PortKey, PortValue, SlotConfig,
-    UserKey, UserValue, Window, DEST_FIXED_BITS, MAX_CANDIDATES, MAX_DESTS, MAX_INTERVALS,
-    MAX_PORTS, MAX_USERS, MAX_WINDOWS, PORT_FIXED_BITS,
+    SubuidKey, SubuidValue, UserKey, UserValue, Window, DEST_FIXED_BITS, MAX_CANDIDATES, MAX_DESTS,
+    MAX_INTERVALS, MAX_PORTS, MAX_SUBUID_BLOCKS, MAX_USERS, MAX_WINDOWS, PORT_FIXED_BITS,
+    SUBUID_FIXED_BITS,
 };
 
 use crate::compile::image::MapImage;
 
 /// Every entry of one slot, ready to be written.
+#[derive(Clone)]
 pub struct SlotImage {
     pub config: SlotConfig,
     pub users: Vec<(UserKey, UserValue)>,
@@ -21,6 +23,8 @@ pub struct SlotImage {
     pub ports: Vec<(u32, PortKey, PortValue)>,
     /// (array index, value)
     pub windows: Vec<(u32, Window)>,
+    /// (prefix length, key data, value)
+    pub subuids: Vec<(u32, SubuidKey, SubuidValue)>,
 }
 
 impl SlotImage {
@@ -51,6 +55,26 @@ impl SlotImage {
             "policy needs {} time windows, the map holds {MAX_WINDOWS}",
             image.windows.len()
         );
+        anyhow::ensure!(
+            image.subuids.len() <= MAX_SUBUID_BLOCKS as usize,
+            "policy needs {} subordinate uid entries, the map holds {MAX_SUBUID_BLOCKS}",
+            image.subuids.len()
+        );
+        let subuids = image
+            .subuids
+            .iter()
+            .map(|b| {
+                let key = SubuidKey {
+                    slot_be: slot.to_be(),
+                    uid_be: b.first.to_be(),
+                };
+                (
+                    SUBUID_FIXED_BITS + u32::from(b.bits),
+                    key,
+                    SubuidValue { owner: b.owner },
+                )
+            })
+            .collect();
         let flags = profile_flags(image);
         let users = image
             .users
@@ -135,6 +159,7 @@ impl SlotImage {
             dests,
             ports,
             windows,
+            subuids,
         })
     }
 }
@@ -282,6 +307,24 @@ mod tests {
             [(1000, profile_flags::ICMP), (1001, 0)],
             "a deny-only icmp entry grants nothing"
         );
+    }
+
+    #[test]
+    fn subuid_keys_are_big_endian_with_prefix_after_the_slot() {
+        let image = MapImage {
+            subuids: vec![crate::compile::image::SubuidBlock {
+                first: 131_072,
+                bits: 15,
+                owner: 1000,
+            }],
+            ..Default::default()
+        };
+        let s = SlotImage::build(&image, 1, 1, 0).unwrap();
+        let (len, key, value) = s.subuids[0];
+        assert_eq!(len, 32 + 15, "a /15 of uids after the 32 slot bits");
+        assert_eq!(key.slot_be, 1u32.to_be());
+        assert_eq!(key.uid_be, 131_072u32.to_be());
+        assert_eq!(value.owner, 1000);
     }
 
     #[test]

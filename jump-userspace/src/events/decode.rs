@@ -25,7 +25,7 @@ pub fn decode(b: &[u8]) -> Option<Event> {
         login_uid: u32::from_ne_bytes(take(b, at)),
         session_id: u32::from_ne_bytes(take(b, at)),
         suppressed: u32::from_ne_bytes(take(b, at)),
-        _pad0: u32::from_ne_bytes(take(b, at)),
+        ns_uid: u32::from_ne_bytes(take(b, at)),
         dst_addr: take(b, at),
         src_addr: take(b, at),
         dst_port: u16::from_ne_bytes(take(b, at)),
@@ -56,7 +56,7 @@ mod tests {
             login_uid: 8,
             session_id: 9,
             suppressed: 10,
-            _pad0: 0,
+            ns_uid: 165_536,
             dst_addr: [11; 16],
             src_addr: [12; 16],
             dst_port: 13,
@@ -81,7 +81,7 @@ mod tests {
             e.login_uid,
             e.session_id,
             e.suppressed,
-            0,
+            e.ns_uid,
         ] {
             b.extend(v.to_ne_bytes());
         }

@@ -47,6 +47,10 @@ impl Proc {
         Self { root: root.into() }
     }
 
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
     fn path(&self, pid: u32, file: &str) -> PathBuf {
         self.root.join(pid.to_string()).join(file)
     }

@@ -14,7 +14,10 @@ use super::proc::{Proc, UNSET};
 use jump_common::{action, hook, proto, Event};
 use serde::Serialize;
 
-use crate::compile::image::RuleInfo;
+use crate::{
+    compile::image::RuleInfo,
+    escape::{escape, escape_word},
+};
 
 /// One decision, as every sink writes it. Field names are the journald fields without the
 /// `JUMP_` prefix, lower-case. `None` means "not known" and the field is left out (here and
@@ -24,6 +27,9 @@ pub struct Record {
     pub verdict: &'static str,
     pub uid: u32,
     pub user: String,
+    /// The task's own uid where `uid` is the owner of that subordinate uid (a user namespace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns_uid: Option<u32>,
     pub gid: u32,
     pub pid: u32,
     pub comm: String,
@@ -34,6 +40,10 @@ pub struct Record {
     pub login_uid: Option<u32>,
     #[serde(skip)]
     pub login_user: Option<String>,
+    /// Whether the login uid's session was opened by a privileged process (`login`): only
+    /// then does it name the person. `None` without a login uid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_trusted: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<u32>,
     /// The SSH client address of the audit session, where it was found.
@@ -48,6 +58,9 @@ pub struct Record {
     pub src_port: Option<u16>,
     pub rule: String,
     pub hook: &'static str,
+    /// The socket option a `setsockopt-*` decision judged, e.g. `IP_FREEBIND`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub option: Option<&'static str>,
     pub policy_generation: u64,
     pub policy_sha256: String,
     /// Similar events the kernel suppressed before this one (0: none).
@@ -57,24 +70,37 @@ pub struct Record {
 
 impl Record {
     /// `deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl`,
-    /// followed by ` login=bob(1000)` when someone else logged in, and ` suppressed=N` when the
-    /// kernel held back similar events before this one.
+    /// with ` as 165536` after the user when the task ran as one of the user's subordinate
+    /// uids, followed by ` login=bob(1000)` when someone else logged in (` login=?bob(1000)
+    /// (untrusted)` when no privileged process opened that login session), and ` suppressed=N`
+    /// when the kernel held back similar events before this one.
+    ///
+    /// User-controlled text (names, the command, the rule) is escaped (`crate::escape`): this
+    /// line is what people read, in the journal, the text sink and `jumpctl events`.
     pub fn message(&self) -> String {
+        let ns = self.ns_uid.map(|u| format!(" as {u}")).unwrap_or_default();
         let mut m = format!(
-            "{} {}({}) -> {}/{} rule={} hook={} pid={} comm={}",
+            "{} {}({}){ns} -> {}/{} rule={} hook={} pid={} comm={}",
             self.verdict,
-            self.user,
+            escape_word(&self.user),
             self.uid,
             socket_addr(self.dst_addr, self.dst_port),
             self.proto,
-            self.rule,
+            escape(&self.rule),
             self.hook,
             self.pid,
-            self.comm
+            escape_word(&self.comm)
         );
+        if let Some(option) = self.option {
+            m.push_str(&format!(" option={option}"));
+        }
         if let Some(login) = self.login_uid.filter(|l| *l != self.uid) {
-            let name = self.login_user.as_deref().unwrap_or("?");
-            m.push_str(&format!(" login={name}({login})"));
+            let name = escape_word(self.login_user.as_deref().unwrap_or("?"));
+            if self.login_trusted == Some(false) {
+                m.push_str(&format!(" login=?{name}({login}) (untrusted)"));
+            } else {
+                m.push_str(&format!(" login={name}({login})"));
+            }
         }
         if self.suppressed > 0 {
             m.push_str(&format!(" suppressed={}", self.suppressed));
@@ -177,6 +203,7 @@ fn system_user_name(uid: u32) -> Option<String> {
 /// Turns kernel events into records for the policy generation that is active.
 pub struct Enricher {
     proc: Proc,
+    logins: super::login::LoginTrust,
     user_name: fn(u32) -> Option<String>,
     users: BoundedCache<u32, String>,
     /// SSH client by audit session id. Only final answers are kept (see `SshSearch::complete`).
@@ -200,6 +227,7 @@ impl Enricher {
     /// An enricher reading `proc` and naming users with `user_name` (tests pass fakes).
     pub fn with(proc: Proc, user_name: fn(u32) -> Option<String>) -> Self {
         Self {
+            logins: super::login::LoginTrust::new(proc.root()),
             proc,
             user_name,
             users: BoundedCache::new(USER_CACHE),
@@ -258,18 +286,21 @@ impl Enricher {
         };
         let login_uid = (login_uid != UNSET).then_some(login_uid);
         let login_user = login_uid.map(|l| self.user(l));
+        let login_trusted = login_uid.map(|_| self.logins.trusted(session_id));
         let ssh_client = self.ssh_client(e.pid, session_id);
         let comm_len = e.comm.iter().position(|&c| c == 0).unwrap_or(e.comm.len());
         Record {
             verdict: verdict_name(e.action),
             uid,
             user,
+            ns_uid: (e.ns_uid != jump_common::NO_NS_UID).then_some(e.ns_uid),
             gid: e.gid,
             pid: e.pid,
             comm: String::from_utf8_lossy(&e.comm[..comm_len]).into_owned(),
             exe: self.proc.exe(e.pid),
             login_uid,
             login_user,
+            login_trusted,
             session_id: (session_id != UNSET).then_some(session_id),
             ssh_client,
             proto: proto_name(e.proto),
@@ -279,6 +310,9 @@ impl Enricher {
             src_port: (e.src_port != 0).then_some(e.src_port),
             rule,
             hook: hook::name(e.hook),
+            // `setsockopt-*` events carry the option's level and name in the port fields.
+            option: hook::is_sockopt(e.hook)
+                .then(|| jump_common::sockopt::name(i32::from(e.src_port), i32::from(e.dst_port))),
             policy_generation: e.generation,
             policy_sha256: sha,
             suppressed: e.suppressed,
@@ -296,12 +330,14 @@ mod tests {
             verdict: "deny",
             uid: 1001,
             user: "alice".into(),
+            ns_uid: None,
             gid: 1001,
             pid: 4711,
             comm: "curl".into(),
             exe: None,
             login_uid: Some(1001),
             login_user: Some("alice".into()),
+            login_trusted: Some(true),
             session_id: Some(3),
             ssh_client: None,
             proto: "tcp",
@@ -311,6 +347,7 @@ mod tests {
             src_port: None,
             rule: "default".into(),
             hook: "connect4",
+            option: None,
             policy_generation: 1,
             policy_sha256: String::new(),
             suppressed: 0,
@@ -329,7 +366,7 @@ mod tests {
             login_uid: UNSET,
             session_id: UNSET,
             suppressed: 0,
-            _pad0: 0,
+            ns_uid: jump_common::NO_NS_UID,
             dst_addr: "::ffff:198.51.100.10".parse::<Ipv6Addr>().unwrap().octets(),
             src_addr: [0; 16],
             dst_port: 22,
@@ -396,6 +433,16 @@ mod tests {
             r.message(),
             "deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl login=bob(1000) suppressed=41"
         );
+        let forged = Record {
+            login_uid: Some(1000),
+            login_user: Some("bob".into()),
+            login_trusted: Some(false),
+            ..record()
+        };
+        assert_eq!(
+            forged.message(),
+            "deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl login=?bob(1000) (untrusted)"
+        );
         let no_login = Record {
             login_uid: None,
             ..record()
@@ -405,6 +452,46 @@ mod tests {
             record().message(),
             "an unknown login uid adds nothing"
         );
+    }
+
+    #[test]
+    fn a_command_name_cannot_forge_or_erase_a_line_but_the_field_keeps_it() {
+        let comm = "x\n\x1b[2Kdeny";
+        let r = Record {
+            comm: comm.into(),
+            user: "ev il".into(),
+            rule: "r\x1b[1A".into(),
+            ..record()
+        };
+        let m = r.message();
+        assert_eq!(
+            m,
+            "deny ev\\x20il(1001) -> 203.0.113.7:443/tcp rule=r\\e[1A hook=connect4 pid=4711 comm=x\\n\\e[2Kdeny"
+        );
+        assert!(
+            !m.contains(['\n', '\x1b']),
+            "one line, no escape sequence: {m:?}"
+        );
+        assert_eq!(r.comm, comm, "the structured field keeps the exact text");
+        let fake = FakeProc::new("comm");
+        let mut e = event();
+        e.comm[..14].copy_from_slice(b"x\n\x1b[2Kdeny\0\0\0\0");
+        assert_eq!(enricher(&fake).record(&e).comm, comm);
+    }
+
+    #[test]
+    fn a_subordinate_uid_is_named_after_its_owner() {
+        let fake = FakeProc::new("subuid");
+        let r = enricher(&fake).record(&Event {
+            ns_uid: 165_536,
+            ..event()
+        });
+        assert_eq!((r.uid, r.ns_uid), (1001, Some(165_536)));
+        assert_eq!(
+            r.message(),
+            "deny alice(1001) as 165536 -> 198.51.100.10:22/tcp rule=default hook=connect6 pid=4711 comm=curl"
+        );
+        assert_eq!(enricher(&fake).record(&event()).ns_uid, None);
     }
 
     #[test]

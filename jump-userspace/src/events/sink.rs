@@ -10,6 +10,9 @@ use tracing_subscriber::{filter::EnvFilter, prelude::*};
 use super::Record;
 
 pub const EVENT_TARGET: &str = "jump::event";
+/// The daemon's alarms (its maps were rewritten behind its back): journald PRIORITY 2 (crit),
+/// which the `ERROR` level alone cannot express.
+pub const ALARM_TARGET: &str = "jump::alarm";
 const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -58,7 +61,24 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
                 .with_syslog_identifier("jumpd".into())
                 // Field names are already namespaced (`jump_…`); journald upper-cases them.
                 .with_field_prefix(None);
-            registry.with(layer.with_filter(filter())).try_init()?;
+            let alarms = tracing_journald::layer()?
+                .with_syslog_identifier("jumpd".into())
+                .with_field_prefix(None)
+                .with_priority_mappings(tracing_journald::PriorityMappings {
+                    error: tracing_journald::Priority::Critical,
+                    ..tracing_journald::PriorityMappings::new()
+                });
+            let others = filter().add_directive(
+                format!("{ALARM_TARGET}=off")
+                    .parse()
+                    .expect("static directive"),
+            );
+            let only_alarms = tracing_subscriber::filter::Targets::new()
+                .with_target(ALARM_TARGET, tracing::Level::ERROR);
+            registry
+                .with(layer.with_filter(others))
+                .with(alarms.with_filter(only_alarms))
+                .try_init()?;
         }
         LogFormat::Json => {
             let layer = tracing_subscriber::fmt::layer()
@@ -106,11 +126,13 @@ macro_rules! emit_at {
             jump_verdict = $r.verdict,
             jump_uid = $r.uid,
             jump_user = %$r.user,
+            jump_ns_uid = $r.ns_uid,
             jump_gid = $r.gid,
             jump_pid = $r.pid,
             jump_comm = %$r.comm,
             jump_exe = $r.exe.as_deref(),
             jump_login_uid = $r.login_uid,
+            jump_login_trusted = $r.login_trusted.map(u8::from),
             jump_session_id = $r.session_id,
             jump_ssh_client = $r.ssh_client.map(display),
             jump_proto = $r.proto,
@@ -120,6 +142,7 @@ macro_rules! emit_at {
             jump_src_port = $r.src_port,
             jump_rule = %$r.rule,
             jump_hook = $r.hook,
+            jump_option = $r.option,
             jump_policy_generation = $r.policy_generation,
             jump_policy_sha256 = %$r.policy_sha256,
             jump_suppressed = ($r.suppressed > 0).then_some($r.suppressed),

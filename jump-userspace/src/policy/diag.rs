@@ -133,27 +133,27 @@ impl fmt::Display for PolicyErrors {
 
 impl std::error::Error for PolicyErrors {}
 
-/// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
+/// Words longer than this get no suggestion: a typo is in a short name, and the distance costs
+/// the product of the two lengths.
+const SUGGEST_MAX_CHARS: usize = 64;
+/// At most this many candidates are compared for one word.
+const SUGGEST_MAX_CANDIDATES: usize = 1024;
+
+/// The closest of `candidates` to `word`, if it is close enough to be a likely typo. Bounded:
+/// at most `SUGGEST_MAX_CANDIDATES` comparisons of at most `SUGGEST_MAX_CHARS` characters each.
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).clamp(1, 3);
+    let len = word.chars().count();
+    if len > SUGGEST_MAX_CHARS {
+        return None;
+    }
+    let limit = (len / 3).clamp(1, 3);
     candidates
         .into_iter()
-        .map(|c| (edit_distance(word, c), c))
+        // Cheap first: a length difference beyond the limit is a distance beyond it.
+        .filter(|c| c.len() <= 4 * SUGGEST_MAX_CHARS && c.chars().count().abs_diff(len) <= limit)
+        .take(SUGGEST_MAX_CANDIDATES)
+        .map(|c| (strsim::levenshtein(word, c), c))
         .filter(|&(d, _)| d <= limit)
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, &cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }

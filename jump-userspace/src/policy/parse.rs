@@ -37,9 +37,15 @@ pub(crate) const SCHEDULE_KEYS: &[&str] = &["days", "hours", "tz"];
 /// Names the rule table uses for its synthetic entries.
 pub(crate) const RESERVED_RULE_NAMES: &[&str] = &["default", "loopback"];
 
+/// Errors (and warnings) kept per policy; more are counted, not kept, so a hostile file of a
+/// million mistakes costs no more memory than a few thousand.
+pub(crate) const MAX_ERRORS: usize = 1000;
+
 struct Ctx {
     file: Arc<str>,
     errors: Vec<Diagnostic>,
+    /// Errors beyond `MAX_ERRORS`, counted only.
+    dropped: usize,
 }
 
 impl Ctx {
@@ -47,15 +53,22 @@ impl Ctx {
         Span::new(&self.file, n.pos.line, n.pos.col)
     }
 
+    fn push(&mut self, d: Diagnostic) {
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(d);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
     fn err(&mut self, n: &Node, msg: impl Into<String>) {
         let span = self.span(n);
-        self.errors.push(Diagnostic::error(span, msg));
+        self.push(Diagnostic::error(span, msg));
     }
 
     fn err_help(&mut self, n: &Node, msg: impl Into<String>, help: impl Into<String>) {
         let span = self.span(n);
-        self.errors
-            .push(Diagnostic::error(span, msg).with_help(help));
+        self.push(Diagnostic::error(span, msg).with_help(help));
     }
 
     fn wrong_type(&mut self, n: &Node, what: &str, expected: &str) {
@@ -168,6 +181,7 @@ pub(crate) fn parse_files(
     files: &[(String, String)],
 ) -> Result<(Policy, Vec<Diagnostic>), PolicyErrors> {
     let mut errors = Vec::new();
+    let mut dropped = 0;
     let mut warnings = Vec::new();
     let mut defaults = Defaults::default();
     let mut defaults_seen: HashMap<&'static str, Span> = HashMap::new();
@@ -180,6 +194,7 @@ pub(crate) fn parse_files(
         let mut cx = Ctx {
             file: name.as_str().into(),
             errors: Vec::new(),
+            dropped: 0,
         };
         let root = match yaml::parse(text) {
             Ok(r) => r,
@@ -214,7 +229,7 @@ pub(crate) fn parse_files(
                                     "duplicate rule `{}`: first defined at {first}",
                                     rule.0.name
                                 );
-                                cx.errors.push(Diagnostic::error(rule.0.span.clone(), msg));
+                                cx.push(Diagnostic::error(rule.0.span.clone(), msg));
                             } else {
                                 rule_index.insert(rule.0.name.clone(), rule.0.span.clone());
                                 rules.push(rule);
@@ -226,19 +241,51 @@ pub(crate) fn parse_files(
                 _ => cx.wrong_type(r, "rules", "a list of rules"),
             }
         }
+        dropped += cx.dropped;
         errors.append(&mut cx.errors);
+        if errors.len() > MAX_ERRORS {
+            dropped += errors.len() - MAX_ERRORS;
+            errors.truncate(MAX_ERRORS);
+        }
     }
 
     // Zones are visible across files, so references are resolved once all files are read.
     let mut out_rules = Vec::new();
     let mut used = vec![false; zones.len()];
+    let mut suggestions = 0;
     for (mut rule, allow, deny) in rules {
-        rule.allow = resolve_entries(allow, &zones, &zone_index, &mut used, &mut errors);
-        rule.deny = resolve_entries(deny, &zones, &zone_index, &mut used, &mut errors);
+        rule.allow = resolve_entries(
+            allow,
+            &zones,
+            &zone_index,
+            &mut used,
+            &mut errors,
+            &mut suggestions,
+            &mut dropped,
+        );
+        rule.deny = resolve_entries(
+            deny,
+            &zones,
+            &zone_index,
+            &mut used,
+            &mut errors,
+            &mut suggestions,
+            &mut dropped,
+        );
         out_rules.push(rule);
     }
+    if errors.len() > MAX_ERRORS {
+        dropped += errors.len() - MAX_ERRORS;
+        errors.truncate(MAX_ERRORS);
+    }
+    if dropped > 0 {
+        errors.push(Diagnostic::error(
+            Span::default(),
+            format!("{dropped} more errors not shown (at most {MAX_ERRORS} are)"),
+        ));
+    }
     for (z, used) in zones.iter().zip(used) {
-        if !used {
+        if !used && warnings.len() < MAX_ERRORS {
             warnings.push(Diagnostic::warning(
                 z.span.clone(),
                 format!("zone `{}` is never used", z.name),
@@ -259,12 +306,17 @@ pub(crate) fn parse_files(
     ))
 }
 
+/// "Did you mean" suggestions for unknown zones, per policy.
+const MAX_SUGGESTIONS: usize = 100;
+
 fn resolve_entries(
     raw: Vec<RawEntry>,
     zones: &[Zone],
     zone_index: &HashMap<String, usize>,
     used: &mut [bool],
     errors: &mut Vec<Diagnostic>,
+    suggestions: &mut usize,
+    dropped: &mut usize,
 ) -> Vec<Entry> {
     raw.into_iter()
         .map(|RawEntry { mut entry, targets }| {
@@ -278,12 +330,23 @@ fn resolve_entries(
                         }
                         None => {
                             let mut d = Diagnostic::error(span, format!("unknown zone `{name}`"));
-                            if let Some(s) = suggest(&name, zones.iter().map(|z| z.name.as_str())) {
+                            // Bounded per policy: each suggestion is a scan of the zones.
+                            *suggestions += 1;
+                            let close = if *suggestions <= MAX_SUGGESTIONS {
+                                suggest(&name, zones.iter().map(|z| z.name.as_str()))
+                            } else {
+                                None
+                            };
+                            if let Some(s) = close {
                                 d = d.with_help(format!("did you mean `{s}`?"));
                             } else if zones.is_empty() {
                                 d = d.with_help("define it under `zones:` in any policy file");
                             }
-                            errors.push(d);
+                            if errors.len() < MAX_ERRORS {
+                                errors.push(d);
+                            } else {
+                                *dropped += 1;
+                            }
                         }
                     },
                 }
@@ -359,6 +422,30 @@ fn parse_defaults(
     }
 }
 
+/// A decimal number as a policy writes it: digits only, no sign, no spaces, no leading zero
+/// (`"+22"`, `" 22"` and `022` are refused rather than read leniently).
+pub(crate) fn is_decimal(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
+}
+
+/// What is wrong with a rule name, if anything. Names appear in logs, events and `check`
+/// answers, so two names must never look alike: no control or invisible formatting characters,
+/// no white space at either end (which would make `ops` and `ops ` two rules), not blank.
+fn name_problem(name: &str) -> Option<&'static str> {
+    let invisible = |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{AD}');
+    if name.trim().is_empty() {
+        Some("it is blank")
+    } else if name.chars().any(char::is_control) {
+        Some("it holds a control character")
+    } else if name.chars().any(invisible) {
+        Some("it holds an invisible formatting character")
+    } else if name.trim() != name {
+        Some("it begins or ends with white space")
+    } else {
+        None
+    }
+}
+
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     chars
@@ -385,7 +472,7 @@ fn parse_zones(cx: &mut Ctx, n: &Node, zones: &mut Vec<Zone>, index: &mut HashMa
         if !is_identifier(name) {
             cx.err_help(
                 k,
-                format!("invalid zone name `{name}`"),
+                format!("invalid zone name `{}`", name.escape_debug()),
                 "a zone name starts with a letter and holds letters, digits, `_`, `-` and `.`",
             );
             continue;
@@ -422,7 +509,15 @@ fn parse_zones(cx: &mut Ctx, n: &Node, zones: &mut Vec<Zone>, index: &mut HashMa
 /// An address or a CIDR. IPv4-mapped IPv6 is written back as IPv4, since that is how the
 /// kernel sees such a destination.
 fn parse_net(cx: &mut Ctx, n: &Node, s: &str) -> Option<IpNet> {
-    let net = if s.contains('/') {
+    let net = if let Some((_, len)) = s.split_once('/') {
+        if !is_decimal(len) {
+            cx.err_help(
+                n,
+                format!("invalid CIDR `{s}`"),
+                "the prefix length is a plain number without sign or leading zero, like `/8`",
+            );
+            return None;
+        }
         match s.parse::<IpNet>() {
             Ok(net) => {
                 if net.trunc() != net {
@@ -480,13 +575,21 @@ fn parse_target(cx: &mut Ctx, n: &Node, s: &str) -> Option<Target> {
 }
 
 fn parse_port(cx: &mut Ctx, n: &Node, s: &str) -> Option<u16> {
-    match s.trim().parse::<u32>() {
-        Ok(p) if (1..=65535).contains(&p) => Some(p as u16),
-        Ok(_) => {
-            cx.err(n, format!("port `{}` is out of range (1-65535)", s.trim()));
+    match s.parse::<u32>() {
+        Ok(p) if is_decimal(s) && (1..=65535).contains(&p) => Some(p as u16),
+        Ok(_) if is_decimal(s) => {
+            cx.err(n, format!("port `{s}` is out of range (1-65535)"));
             None
         }
-        Err(_) => {
+        _ if is_decimal(s.trim_start_matches('0')) && s.starts_with('0') => {
+            cx.err_help(
+                n,
+                format!("invalid port `{s}`"),
+                "write a port without leading zeros, like `22`",
+            );
+            None
+        }
+        _ => {
             cx.err_help(
                 n,
                 format!("invalid port `{s}`"),
@@ -536,8 +639,16 @@ fn parse_ports(cx: &mut Ctx, v: Option<&Node>, what: &str) -> Vec<(u16, u16)> {
     out
 }
 
-fn parse_protos(cx: &mut Ctx, v: Option<&Node>, default: &[Proto]) -> Vec<Proto> {
+fn parse_protos(cx: &mut Ctx, v: Option<&Node>, default: &[Proto], omitted: &str) -> Vec<Proto> {
     let Some(v) = v else { return default.to_vec() };
+    if matches!(&v.kind, Kind::Seq(items) if items.is_empty()) {
+        cx.err_help(
+            v,
+            "`proto` is empty",
+            format!("omit `proto` to mean {omitted}"),
+        );
+        return default.to_vec();
+    }
     let mut out = Vec::new();
     for item in cx.seq_or_one(v, "proto", "a protocol or a list of them") {
         let Some(p) = cx.one_of(
@@ -596,7 +707,12 @@ fn parse_entry(cx: &mut Ctx, n: &Node, what: &str, default_protos: &[Proto]) -> 
         }
     }
     let proto_node = m.get("proto").map(|e| e.1);
-    let mut protos = parse_protos(cx, proto_node, default_protos);
+    let omitted = if default_protos.len() == 1 {
+        "`tcp`"
+    } else {
+        "`any`"
+    };
+    let mut protos = parse_protos(cx, proto_node, default_protos, omitted);
     let ports_node = m.get("ports").map(|e| e.1);
     let ports = parse_ports(cx, ports_node, "ports");
     if let Some(p) = ports_node {
@@ -641,7 +757,7 @@ fn parse_listen(cx: &mut Ctx, n: &Node) -> Option<Listen> {
             }
         }
     }
-    let protos = parse_protos(cx, m.get("proto").map(|e| e.1), &[Proto::Tcp]);
+    let protos = parse_protos(cx, m.get("proto").map(|e| e.1), &[Proto::Tcp], "`tcp`");
     let protos: Vec<Proto> = protos.into_iter().filter(|&p| p != Proto::Icmp).collect();
     if protos.is_empty() {
         if let Some((_, p)) = m.get("proto") {
@@ -779,6 +895,11 @@ fn parse_rule(cx: &mut Ctx, n: &Node) -> Option<(Rule, Vec<RawEntry>, Vec<RawEnt
     if let (Some(name), Some(node)) = (&name, name_node) {
         if RESERVED_RULE_NAMES.contains(&name.as_str()) {
             cx.err(node, format!("rule name `{name}` is reserved"));
+        } else if let Some(why) = name_problem(name) {
+            cx.err(
+                node,
+                format!("invalid rule name `{}`: {why}", name.escape_debug()),
+            );
         }
     }
     let shown = name.clone().unwrap_or_else(|| "<unnamed>".into());
@@ -799,8 +920,18 @@ fn parse_rule(cx: &mut Ctx, n: &Node) -> Option<(Rule, Vec<RawEntry>, Vec<RawEnt
                 everyone = true;
             } else if s.starts_with(|c: char| c.is_ascii_digit()) {
                 match s.parse::<u32>() {
-                    Ok(u32::MAX) | Err(_) => cx.err(item, format!("invalid uid `{s}`")),
-                    Ok(uid) => users.push((UserRef::Uid(uid), span)),
+                    Ok(u32::MAX) => cx.err_help(
+                        item,
+                        format!("invalid uid `{s}`"),
+                        "4294967295 is `(uid_t)-1`, which stands for no uid",
+                    ),
+                    Ok(uid) if is_decimal(&s) => users.push((UserRef::Uid(uid), span)),
+                    Ok(_) => cx.err_help(
+                        item,
+                        format!("invalid uid `{s}`"),
+                        "write a uid without leading zeros",
+                    ),
+                    Err(_) => cx.err(item, format!("invalid uid `{s}`")),
                 }
             } else {
                 users.push((UserRef::Name(s), span));
@@ -872,14 +1003,11 @@ fn parse_rule(cx: &mut Ctx, n: &Node) -> Option<(Rule, Vec<RawEntry>, Vec<RawEnt
     };
     let expires = m.get("expires").and_then(|(_, v)| {
         let s = cx.string(v, "expires")?;
-        match s.parse::<jiff::Timestamp>() {
+        match super::moment::parse(&s) {
             Ok(t) => Some(t),
-            Err(_) => {
-                cx.err_help(
-                    v,
-                    format!("invalid `expires` `{s}`"),
-                    "write an RFC 3339 time with an offset, like `2026-12-31T18:00:00Z`",
-                );
+            Err((why, help)) => {
+                let why = why.map(|w| format!(": {w}")).unwrap_or_default();
+                cx.err_help(v, format!("invalid `expires` `{s}`{why}"), help);
                 None
             }
         }

@@ -350,3 +350,204 @@ fn unused_zones_are_warnings() {
         vec!["p.yaml:3:3: warning: zone `lab` is never used"]
     );
 }
+
+fn rule_with(extra: &str) -> String {
+    format!("rules:\n  - name: r\n    users: [\"*\"]\n{extra}")
+}
+
+#[test]
+fn an_empty_proto_list_is_an_error_like_empty_ports() {
+    assert_eq!(
+        errors(&rule_with("    allow: [{to: 10.0.0.0/8, proto: []}]\n")),
+        "p.yaml:4:37: `proto` is empty\n  help: omit `proto` to mean `tcp`"
+    );
+    assert_eq!(
+        errors(&rule_with("    deny: [{to: 10.0.0.0/8, proto: []}]\n")),
+        "p.yaml:4:36: `proto` is empty\n  help: omit `proto` to mean `any`"
+    );
+}
+
+#[test]
+fn rule_names_that_look_alike_or_hide_characters_are_refused() {
+    let named = |n: &str| {
+        errors(&format!(
+            "rules:\n  - name: {n}\n    users: [\"*\"]\n    allow: [{{to: 10.0.0.0/8}}]\n"
+        ))
+    };
+    assert_eq!(
+        named("\"ops \""),
+        "p.yaml:2:11: invalid rule name `ops `: it begins or ends with white space"
+    );
+    assert_eq!(
+        named("\"   \""),
+        "p.yaml:2:11: invalid rule name `   `: it is blank"
+    );
+    assert_eq!(
+        named("\"a\\u001b[31mb\""),
+        "p.yaml:2:11: invalid rule name `a\\u{1b}[31mb`: it holds a control character"
+    );
+    assert_eq!(
+        named("\"op\\u200bs\""),
+        "p.yaml:2:11: invalid rule name `op\\u{200b}s`: it holds an invisible formatting character"
+    );
+    assert_eq!(named("ops-1"), "no error");
+}
+
+#[test]
+fn numbers_are_written_plainly() {
+    assert_eq!(
+        errors(&rule_with("    allow: [{to: 10.0.0.0/8, ports: [\"+22\"]}]\n")),
+        "p.yaml:4:38: invalid port `+22`\n  help: a port is a number like `22` or a range like `8000-8080`"
+    );
+    assert_eq!(
+        errors(&rule_with("    allow: [{to: 10.0.0.0/8, ports: [\" 22\"]}]\n")),
+        "p.yaml:4:38: invalid port ` 22`\n  help: a port is a number like `22` or a range like `8000-8080`"
+    );
+    assert_eq!(
+        errors(&rule_with("    allow: [{to: 10.0.0.0/8, ports: [022]}]\n")),
+        "p.yaml:4:38: invalid port `022`\n  help: write a port without leading zeros, like `22`"
+    );
+    assert_eq!(
+        errors(&rule_with("    allow: [{to: 10.0.0.0/08}]\n")),
+        "p.yaml:4:18: invalid CIDR `10.0.0.0/08`\n  help: the prefix length is a plain number without sign or leading zero, like `/8`"
+    );
+    assert_eq!(
+        errors("rules:\n  - name: r\n    users: [01000]\n    allow: [{to: 10.0.0.0/8}]\n"),
+        "p.yaml:3:13: invalid uid `01000`\n  help: write a uid without leading zeros"
+    );
+    assert_eq!(
+        errors("rules:\n  - name: r\n    users: [4294967295]\n    allow: [{to: 10.0.0.0/8}]\n"),
+        "p.yaml:3:13: invalid uid `4294967295`\n  help: 4294967295 is `(uid_t)-1`, which stands for no uid"
+    );
+}
+
+#[test]
+fn expires_is_rfc3339_within_the_kernel_clock() {
+    assert_eq!(
+        errors(&rule_with("    allow: [{to: 10.0.0.0/8}]\n    expires: 9999-12-31T23:59:59Z\n")),
+        "p.yaml:5:14: invalid `expires` `9999-12-31T23:59:59Z`: out of range\n  help: a time must be between 1970-01-01T00:00:00Z and 2554-07-21T23:34:33Z, what the kernel's clock can express"
+    );
+    assert_eq!(
+        errors(&rule_with("    allow: [{to: 10.0.0.0/8}]\n    expires: 2026-12-31T18:00:00+25:00\n")),
+        "p.yaml:5:14: invalid `expires` `2026-12-31T18:00:00+25:00`: the offset is out of range\n  help: RFC 3339 offsets run from -23:59 to +23:59"
+    );
+}
+
+/// A scratch policy directory, removed on drop.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("jump-read-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Scratch(d)
+    }
+    fn file(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const OK_RULE: &str = "rules:\n  - name: r\n    users: [\"*\"]\n    allow: [{to: 10.0.0.0/8}]\n";
+
+#[test]
+fn a_nul_byte_does_not_end_the_file() {
+    let d = Scratch::new("nul");
+    std::fs::write(
+        d.file("a.yaml"),
+        format!("{OK_RULE}\0\n  - name: d\n    users: [\"*\"]\n    deny: [{{to: 10.0.0.0/8}}]\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        load_dir(&d.0).unwrap_err().to_string(),
+        format!(
+            "{}:5:1: NUL byte: a policy file is text, and YAML does not allow NUL",
+            d.file("a.yaml").display()
+        )
+    );
+}
+
+#[test]
+fn every_entry_named_like_a_policy_file_must_be_one() {
+    let d = Scratch::new("kinds");
+    std::fs::write(d.file("10-allow.yaml"), OK_RULE).unwrap();
+    std::os::unix::fs::symlink("/nonexistent", d.file("20-deny.yaml")).unwrap();
+    std::fs::create_dir(d.file("30-dir.yml")).unwrap();
+    nix::unistd::mkfifo(
+        &d.file("40-fifo.YAML"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    let _sock = std::os::unix::net::UnixListener::bind(d.file("50-sock.yaml")).unwrap();
+    std::fs::write(d.file(".hidden.yaml"), "not: [valid").unwrap();
+    let e = load_dir(&d.0).unwrap_err().to_string();
+    let p = |n: &str| d.file(n).display().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}: is a symbolic link: policy files must be regular files (the policy directory itself may be a symlink)\n\
+             {}: is a directory, not a regular file: a name ending in `.yaml` or `.yml` is a policy file\n\
+             {}: is a FIFO, not a regular file: a name ending in `.yaml` or `.yml` is a policy file\n\
+             {}: is a socket, not a regular file: a name ending in `.yaml` or `.yml` is a policy file",
+            p("20-deny.yaml"),
+            p("30-dir.yml"),
+            p("40-fifo.YAML"),
+            p("50-sock.yaml")
+        ),
+        "the hidden file is ignored; everything else named like a policy file is an error"
+    );
+}
+
+#[test]
+fn only_root_may_write_the_policy() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Scratch::new("modes");
+    std::fs::write(d.file("a.yaml"), OK_RULE).unwrap();
+    std::fs::set_permissions(d.file("a.yaml"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let refuse = ReadOptions {
+        ownership: Ownership::Refuse,
+        ..Default::default()
+    };
+    let e = load_dir_with(&d.0, refuse).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{}: policy file is writable by others than root (owner root (uid 0), mode 0666)",
+            d.file("a.yaml").display()
+        )),
+        "{e}"
+    );
+    let warned = load_dir(&d.0).expect("validate only warns");
+    assert_eq!(warned.warnings.len(), 1, "{:?}", warned.warnings);
+    std::fs::set_permissions(d.file("a.yaml"), std::fs::Permissions::from_mode(0o044)).unwrap();
+    let e = load_dir_with(&d.0, refuse).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "not readable by jumpd after it drops its capabilities (owner root (uid 0), mode 0044)"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn private_files_are_not_quoted() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Scratch::new("private");
+    std::fs::write(d.file("a.yaml"), "root:$6$secret:19000:0:99999:7:::\n").unwrap();
+    std::fs::set_permissions(d.file("a.yaml"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let opts = ReadOptions {
+        redact_private: true,
+        ..Default::default()
+    };
+    let e = load_dir_with(&d.0, opts).unwrap_err().to_string();
+    assert!(!e.contains("secret"), "{e}");
+    assert!(
+        e.contains("error here, not shown: the file is not readable by everyone"),
+        "{e}"
+    );
+}

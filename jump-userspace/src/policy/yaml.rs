@@ -96,6 +96,29 @@ pub fn parse(src: &str) -> Result<Option<Node>, SyntaxError> {
             message: e.info().to_string(),
         })?;
         let at = pos(&marker);
+        // A tag (`!!null root`, `!!bool allow`, `!custom`) changes what a value means without
+        // changing how it reads: refused, so every value means what it says.
+        let tag = match &event {
+            Event::Scalar(_, _, _, t) | Event::SequenceStart(_, t) | Event::MappingStart(_, t) => {
+                t.as_ref()
+            }
+            _ => None,
+        };
+        if let Some(t) = tag {
+            return Err(SyntaxError {
+                pos: at,
+                message: format!(
+                    "YAML tags (`{}{}`) are not supported in policies",
+                    // The parser expands `!!` to the standard prefix; show it as written.
+                    if t.handle == "tag:yaml.org,2002:" {
+                        "!!"
+                    } else {
+                        &t.handle
+                    },
+                    t.suffix
+                ),
+            });
+        }
         let node = match event {
             Event::StreamEnd => break,
             Event::DocumentStart => {
@@ -181,6 +204,24 @@ mod tests {
             panic!("a list")
         };
         assert_eq!(seq[0].pos, Pos { line: 3, col: 5 });
+    }
+
+    #[test]
+    fn tags_are_refused() {
+        for (src, tag) in [
+            ("a: !!null root\n", "!!null"),
+            ("a: !!bool allow\n", "!!bool"),
+            ("a: !!str 22\n", "!!str"),
+            ("a: !x [1]\n", "!x"),
+            ("!!map {a: 1}\n", "!!map"),
+        ] {
+            let e = parse(src).unwrap_err();
+            assert_eq!(
+                e.message,
+                format!("YAML tags (`{tag}`) are not supported in policies"),
+                "{src}"
+            );
+        }
     }
 
     #[test]

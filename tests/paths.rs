@@ -1,0 +1,427 @@
+//! The path a packet takes, attacked for real (issue 11): the user choosing the interface, the
+//! source address, multicast membership, and what raw sockets hand to the egress backstop.
+//! Each attack runs with a sniffer in the far namespace proving nothing of it arrived, next to
+//! its granted twin proving what still works, under `policies/tests/paths/policy.yaml`:
+//! - uid 64001 (A): tcp+udp 7000 to the internal host, udp 5000 to the groups 239.1.2.3 and
+//!   ff0e::1:3, icmp to the internet host
+//! - uid 64002 (B): nothing (loopback only)
+//! - root: icmp and udp 7000 to the internal host; may listen on 8000
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::PathBuf,
+    time::Duration,
+};
+
+use jump_tests::{
+    cgroup::TestCgroup,
+    daemon::Jumpd,
+    netns::{NetNs, Topology, INTERNAL_V4, INTERNAL_V6, INTERNET_V4, INTERNET_V6},
+    privileged,
+    probe::{self, Outcome, Placement, Servers},
+    sniff::{carries, mentions, Sniffer},
+    Bins,
+};
+
+const A: u32 = 64001;
+const B: u32 = 64002;
+const ROOT: u32 = 0;
+const HOST_INT_V4: &str = "198.51.100.1";
+const SETTLE: Duration = Duration::from_millis(400);
+
+fn policy_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies/tests/paths")
+}
+
+struct World {
+    bins: Bins,
+    // Field order is drop order: jumpd first, then the cgroup, servers, namespaces.
+    jumpd: Jumpd,
+    cg: TestCgroup,
+    _servers: Vec<Servers>,
+    topo: Topology,
+}
+
+impl World {
+    fn new() -> Self {
+        let bins = Bins::from_env();
+        let topo = Topology::new().expect("topology");
+        let specs = |a4: &str, a6: &str| -> Vec<String> {
+            vec![
+                format!("tcp:{a4}:7000"),
+                format!("udp:{a4}:7000"),
+                format!("udp:[{a6}]:7000"),
+            ]
+        };
+        let servers = vec![
+            Servers::start(
+                &bins,
+                &topo.internal.path(),
+                &specs(INTERNAL_V4, INTERNAL_V6),
+            )
+            .expect("internal servers"),
+            Servers::start(
+                &bins,
+                &topo.internet.path(),
+                &specs(INTERNET_V4, INTERNET_V6),
+            )
+            .expect("internet servers"),
+            Servers::start(
+                &bins,
+                &topo.host.path(),
+                &["udp:127.0.0.1:7200".into(), "udp:[::1]:7200".into()],
+            )
+            .expect("loopback servers"),
+        ];
+        let cg = TestCgroup::new().expect("cgroup");
+        let jumpd = Jumpd::start_in(&bins, Some(&topo.host.path()), &policy_dir(), &cg.path, &[])
+            .expect("jumpd");
+        World {
+            bins,
+            jumpd,
+            cg,
+            _servers: servers,
+            topo,
+        }
+    }
+
+    fn run(&self, uid: u32, op: &str, args: &[&str]) -> Outcome {
+        let mut at = Placement::user(uid, &self.cg.path, &self.topo.host.path());
+        if uid == ROOT {
+            at.uid = None;
+            at.gid = None;
+        }
+        let [a, rest @ ..] = args else {
+            panic!("no arguments")
+        };
+        probe::run_args(&self.bins, &at, op, a, rest)
+    }
+
+    fn ok(&self, uid: u32, op: &str, args: &[&str]) {
+        assert_eq!(
+            self.run(uid, op, args),
+            Outcome::Ok,
+            "uid {uid} should be able to `{op} {args:?}`"
+        );
+    }
+
+    fn refused(&self, uid: u32, op: &str, args: &[&str]) {
+        let got = self.run(uid, op, args);
+        assert!(
+            got.is_refused(),
+            "uid {uid} should get EPERM from `{op} {args:?}`, got {got:?}"
+        );
+    }
+
+    fn fails(&self, uid: u32, op: &str, args: &[&str]) {
+        let got = self.run(uid, op, args);
+        assert_ne!(
+            got,
+            Outcome::Ok,
+            "uid {uid}'s `{op} {args:?}` should not get through"
+        );
+    }
+
+    /// Asserts a deny event for `uid` from `hook` (and with `option`, for setsockopt).
+    fn logged(&self, uid: u32, hook: &str, option: Option<&str>) {
+        self.jumpd
+            .wait_event(&format!("deny uid {uid} at {hook} {option:?}"), |e| {
+                e["jump_uid"] == uid
+                    && e["jump_hook"] == hook
+                    && e["jump_verdict"] == "deny"
+                    && option.is_none_or(|o| e["jump_option"] == o)
+            });
+    }
+}
+
+fn ifindex(ns: &NetNs, name: &str) -> String {
+    let out = ns.ip(&["-o", "link", "show", name]).expect("ip link show");
+    out.split(':').next().unwrap_or_default().trim().to_string()
+}
+
+fn sniff(ns: &NetNs) -> Sniffer {
+    Sniffer::start(ns.path()).expect("sniffer")
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("address")
+}
+
+/// A hand-made IPv4 packet as hex, for `raw-send` (the kernel fills in the total length and the
+/// header checksum of an `IP_HDRINCL` packet). `frag` is the flags/fragment-offset field;
+/// `options` are padded to whole words.
+fn ipv4(src: &str, dst: &str, proto: u8, frag: u16, options: &[u8], payload: &[u8]) -> String {
+    let (s, d): (Ipv4Addr, Ipv4Addr) = (src.parse().unwrap(), dst.parse().unwrap());
+    let mut opts = options.to_vec();
+    while !opts.len().is_multiple_of(4) {
+        opts.push(0);
+    }
+    let ihl = 5 + opts.len() / 4;
+    let mut p = vec![0x40 | ihl as u8, 0, 0, 0, 0x12, 0x34];
+    p.extend_from_slice(&frag.to_be_bytes());
+    p.extend_from_slice(&[64, proto, 0, 0]);
+    p.extend_from_slice(&s.octets());
+    p.extend_from_slice(&d.octets());
+    p.extend_from_slice(&opts);
+    p.extend_from_slice(payload);
+    p.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn udp(src_port: u16, dst_port: u16, data: &[u8]) -> Vec<u8> {
+    let mut u = src_port.to_be_bytes().to_vec();
+    u.extend_from_slice(&dst_port.to_be_bytes());
+    u.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(data);
+    u
+}
+
+fn icmp_echo() -> Vec<u8> {
+    // Type 8, code 0, checksum over the 8 bytes, id 0x4a50 ("JP"), sequence 1.
+    let mut e = vec![8, 0, 0, 0, 0x4a, 0x50, 0, 1];
+    let sum: u32 = e
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    e[2..4].copy_from_slice(&sum.to_be_bytes());
+    e
+}
+
+/// An IPv4 packet on the wire from `src` to `dst` with protocol `proto`.
+fn ipv4_seen(frames: &[Vec<u8>], src: &str, dst: &str, proto: u8) -> bool {
+    let (s, d): (Ipv4Addr, Ipv4Addr) = (src.parse().unwrap(), dst.parse().unwrap());
+    frames.iter().any(|f| {
+        f.len() >= 34
+            && f[12..14] == [0x08, 0x00]
+            && f[14 + 9] == proto
+            && f[26..30] == s.octets()
+            && f[30..34] == d.octets()
+    })
+}
+
+#[test]
+fn interface_choice_cannot_take_loopback_or_grants_elsewhere() {
+    if !privileged("interface_choice_cannot_take_loopback_or_grants_elsewhere") {
+        return;
+    }
+    let w = World::new();
+    let inet = ifindex(&w.topo.host, "host-inet");
+    let int = ifindex(&w.topo.host, "host-int");
+    let s = sniff(&w.topo.internet);
+    // Choosing the uplink by option: refused before anything is sent.
+    w.refused(B, "opt", &["bindtodevice=host-inet", "127.0.0.1:7200"]);
+    w.refused(
+        B,
+        "opt",
+        &[&format!("bindtoifindex={inet}"), "127.0.0.1:7200"],
+    );
+    w.refused(
+        A,
+        "opt",
+        &["bindtodevice=host-inet", &format!("{INTERNAL_V4}:7000")],
+    );
+    w.refused(
+        A,
+        "opt",
+        &["multicast-if=203.0.113.1", &format!("{INTERNAL_V4}:7000")],
+    );
+    w.refused(ROOT, "opt", &["bindtodevice=host-inet", "127.0.0.1:7200"]);
+    // Choosing it per message (no option to refuse): the backstop drops loopback off `lo`.
+    w.fails(B, "pktinfo", &[&inet, "127.0.0.1:7200"]);
+    w.fails(B, "pktinfo", &[&inet, "[::1]:7200"]);
+    w.fails(ROOT, "pktinfo", &[&inet, "127.0.0.1:7200"]);
+    let frames = s.stop(SETTLE);
+    for a in ["127.0.0.1", "::1"] {
+        assert!(
+            !frames.iter().any(|f| mentions(f, ip(a))),
+            "nothing for {a} should reach the internet segment ({} frames seen)",
+            frames.len()
+        );
+    }
+    w.logged(B, "setsockopt-interface", Some("SO_BINDTODEVICE"));
+    w.logged(B, "setsockopt-interface", Some("SO_BINDTOIFINDEX"));
+    w.logged(A, "setsockopt-interface", Some("IP_MULTICAST_IF"));
+    w.logged(ROOT, "setsockopt-interface", Some("SO_BINDTODEVICE"));
+    w.logged(B, "egress-loopback-off-lo", None);
+    w.logged(ROOT, "egress-loopback-off-lo", None);
+    // The granted twins: loopback on `lo`, however chosen, and a grant on its own interface.
+    w.ok(B, "udp", &["127.0.0.1:7200"]);
+    w.ok(B, "opt", &["bindtodevice=lo", "127.0.0.1:7200"]);
+    w.ok(B, "pktinfo", &["1", "127.0.0.1:7200"]);
+    w.ok(B, "pktinfo", &["1", "[::1]:7200"]);
+    w.ok(A, "pktinfo", &[&int, &format!("{INTERNAL_V4}:7000")]);
+}
+
+#[test]
+fn spoofed_sources_are_refused_and_dropped() {
+    if !privileged("spoofed_sources_are_refused_and_dropped") {
+        return;
+    }
+    let w = World::new();
+    w.refused(A, "opt", &["freebind", &format!("{INTERNAL_V4}:7000")]);
+    w.refused(A, "opt", &["freebind", &format!("[{INTERNAL_V6}]:7000")]);
+    // Root has CAP_NET_ADMIN, so only jump stands in the way.
+    w.refused(
+        ROOT,
+        "opt",
+        &["transparent", &format!("{INTERNAL_V4}:7000")],
+    );
+    w.logged(A, "setsockopt-source", Some("IP_FREEBIND"));
+    w.logged(A, "setsockopt-source", Some("IPV6_FREEBIND"));
+    w.logged(ROOT, "setsockopt-source", Some("IP_TRANSPARENT"));
+    // A raw socket writes any source it likes: the backstop drops what is not the host's.
+    let s = sniff(&w.topo.internal);
+    let spoofed = ipv4(
+        "198.51.100.99",
+        INTERNAL_V4,
+        17,
+        0,
+        &[],
+        &udp(40000, 7000, b"spoof"),
+    );
+    let honest = ipv4(
+        HOST_INT_V4,
+        INTERNAL_V4,
+        17,
+        0,
+        &[],
+        &udp(40001, 7000, b"honest"),
+    );
+    let target = format!("{INTERNAL_V4}:0");
+    w.fails(ROOT, "raw-send", &[&spoofed, &target]);
+    w.ok(ROOT, "raw-send", &[&honest, &target]);
+    let frames = s.stop(SETTLE);
+    assert!(
+        !frames.iter().any(|f| mentions(f, ip("198.51.100.99"))),
+        "a spoofed source should never reach the internal segment"
+    );
+    assert!(
+        ipv4_seen(&frames, HOST_INT_V4, INTERNAL_V4, 17),
+        "the same packet from the host's own address should arrive ({} frames)",
+        frames.len()
+    );
+    w.logged(ROOT, "egress-non-local-source", None);
+}
+
+#[test]
+fn multicast_joins_need_a_grant_for_the_group() {
+    if !privileged("multicast_joins_need_a_grant_for_the_group") {
+        return;
+    }
+    let w = World::new();
+    let int = ifindex(&w.topo.host, "host-int");
+    let s = sniff(&w.topo.internal);
+    w.refused(B, "join", &["239.1.2.3", &int]);
+    w.refused(A, "join", &["239.9.9.9", &int]);
+    w.refused(B, "join", &["ff0e::1:3", &int]);
+    w.refused(ROOT, "join", &["239.9.9.9", &int]);
+    let frames = s.stop(SETTLE);
+    for g in ["239.1.2.3", "239.9.9.9", "ff0e::1:3"] {
+        assert!(
+            !frames.iter().any(|f| carries(f, ip(g))),
+            "no membership report for {g} should leave ({} frames seen)",
+            frames.len()
+        );
+    }
+    w.logged(B, "setsockopt-multicast", Some("IP_ADD_MEMBERSHIP"));
+    w.logged(A, "setsockopt-multicast", Some("IP_ADD_MEMBERSHIP"));
+    w.logged(B, "setsockopt-multicast", Some("IPV6_ADD_MEMBERSHIP"));
+    // The granted twin: A's udp grant names the group, so A joins and the report leaves.
+    let s = sniff(&w.topo.internal);
+    w.ok(A, "join", &["239.1.2.3", &int]);
+    w.ok(A, "join", &["ff0e::1:3", &int]);
+    let frames = s.stop(SETTLE);
+    for g in ["239.1.2.3", "ff0e::1:3"] {
+        assert!(
+            frames.iter().any(|f| carries(f, ip(g))),
+            "A's granted join of {g} should be reported on the wire ({} frames seen)",
+            frames.len()
+        );
+    }
+}
+
+#[test]
+fn raw_packets_are_decided_on_what_they_show() {
+    if !privileged("raw_packets_are_decided_on_what_they_show") {
+        return;
+    }
+    let w = World::new();
+    let internal = format!("{INTERNAL_V4}:0");
+    let internet = format!("{INTERNET_V4}:0");
+    let s_int = sniff(&w.topo.internal);
+    let s_inet = sniff(&w.topo.internet);
+    // Root may send udp to port 7000 only: a non-first fragment (offset 8 bytes) has no port
+    // and is decided on port 0; so is a UDP header cut short.
+    let fragment = ipv4(HOST_INT_V4, INTERNAL_V4, 17, 1, &[], b"fragment");
+    let short = ipv4(HOST_INT_V4, INTERNAL_V4, 17, 0, &[], &[0x1b]);
+    // A source port root may listen on does not open every destination.
+    let syn: Vec<u8> = [
+        &8000u16.to_be_bytes()[..],
+        &7000u16.to_be_bytes(),
+        &[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0x40, 0, 0, 0, 0, 0],
+    ]
+    .concat();
+    let listen_port_trick = ipv4("203.0.113.1", INTERNET_V4, 6, 0, &[], &syn);
+    // A loose source route through the internet host, to a destination root may ping.
+    let lsrr = [1, 131, 7, 4, 203, 0, 113, 10];
+    let routed = ipv4(HOST_INT_V4, INTERNAL_V4, 1, 0, &lsrr, &icmp_echo());
+    for p in [&fragment, &short, &routed] {
+        w.fails(ROOT, "raw-send", &[p, &internal]);
+    }
+    w.fails(ROOT, "raw-send", &[&listen_port_trick, &internet]);
+    w.refused(
+        ROOT,
+        "opt",
+        &["lsrr=203.0.113.10", &format!("{INTERNAL_V4}:7000")],
+    );
+    // A raw socket handed to A (whose grants include pinging the internet host) is still
+    // root's.
+    w.fails(
+        ROOT,
+        "raw-ping-chown",
+        &[&A.to_string(), &format!("{INTERNET_V4}:0")],
+    );
+    let (frames_int, frames_inet) = (s_int.stop(SETTLE), s_inet.stop(Duration::ZERO));
+    for proto in [17, 1] {
+        assert!(
+            !ipv4_seen(&frames_int, HOST_INT_V4, INTERNAL_V4, proto),
+            "no raw packet of protocol {proto} should reach the internal host ({} frames)",
+            frames_int.len()
+        );
+    }
+    for proto in [6, 1] {
+        assert!(
+            !ipv4_seen(&frames_inet, "203.0.113.1", INTERNET_V4, proto),
+            "no raw packet of protocol {proto} should reach the internet host ({} frames)",
+            frames_inet.len()
+        );
+    }
+    w.logged(ROOT, "egress", None);
+    w.logged(ROOT, "egress-source-route", None);
+    w.logged(ROOT, "setsockopt-source-route", Some("IP_OPTIONS"));
+    // The granted twins: a whole datagram to 7000, a plain echo, and the chowned socket
+    // pinging what root itself may ping.
+    let s_int = sniff(&w.topo.internal);
+    let whole = ipv4(
+        HOST_INT_V4,
+        INTERNAL_V4,
+        17,
+        0,
+        &[],
+        &udp(40002, 7000, b"whole"),
+    );
+    let echo = ipv4(HOST_INT_V4, INTERNAL_V4, 1, 0, &[], &icmp_echo());
+    w.ok(ROOT, "raw-send", &[&whole, &internal]);
+    w.ok(ROOT, "raw-send", &[&echo, &internal]);
+    w.ok(ROOT, "raw-ping-chown", &[&A.to_string(), &internal]);
+    let frames = s_int.stop(SETTLE);
+    assert!(
+        ipv4_seen(&frames, HOST_INT_V4, INTERNAL_V4, 17),
+        "the whole datagram should arrive"
+    );
+    assert!(
+        ipv4_seen(&frames, HOST_INT_V4, INTERNAL_V4, 1),
+        "the plain echo should arrive"
+    );
+}
