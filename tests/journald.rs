@@ -275,6 +275,25 @@ fn check_entry(bins: &Bins, c: &Case, ran: &Ran, e: &Value, sha: &str) {
     want("JUMP_POLICY_GENERATION", "1");
     want("JUMP_POLICY_SHA256", sha);
     let rule = field(e, "JUMP_RULE").unwrap_or_default();
+    want("JUMP_RULE_NAME", c.rule);
+    assert!(
+        field(e, "JUMP_TIME").is_some_and(|t| t.starts_with("20") && t.ends_with('Z')),
+        "JUMP_TIME is the decision's time in the {ctx}"
+    );
+    if c.rule == "default" {
+        assert_eq!(
+            field(e, "JUMP_RULE_FILE"),
+            None,
+            "the default has no file: {ctx}"
+        );
+    } else {
+        let file = field(e, "JUMP_RULE_FILE").unwrap_or_default();
+        let line = field(e, "JUMP_RULE_LINE").unwrap_or_default();
+        assert!(
+            file.ends_with("/policy.yaml") && rule == format!("{} ({file}:{line}:5)", c.rule),
+            "JUMP_RULE_FILE and JUMP_RULE_LINE are JUMP_RULE's place in the {ctx}"
+        );
+    }
     if c.rule == "default" {
         assert_eq!(rule, "default", "JUMP_RULE in the {ctx}");
     } else {
@@ -409,6 +428,47 @@ fn decisions_and_the_daemons_life_are_journal_entries_with_every_field() {
             ran.outcome
         );
         check_entry(&bins, c, &ran, &entry, &sha);
+    }
+
+    // The README's example, as written: the audited rule's entries by verdict and rule name.
+    let out = Command::new("journalctl")
+        .arg("--directory")
+        .arg(journal.root().join("run/log/journal"))
+        .args([
+            "-t",
+            "jumpd",
+            "JUMP_VERDICT=would-deny",
+            "JUMP_RULE_NAME=b-trial",
+            "-o",
+            "json",
+            "-q",
+        ])
+        .output()
+        .expect("journalctl");
+    let found = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert_eq!(
+        found, 1,
+        "`journalctl -t jumpd JUMP_VERDICT=would-deny JUMP_RULE_NAME=…` finds the audited connect"
+    );
+    let ready = journal.wait_entry("ready", |e| {
+        field(e, "MESSAGE_ID") == Some(message_id::STARTED) && field(e, "JUMP_CGROUP").is_some()
+    });
+    assert_eq!(
+        field(&ready, "JUMP_CGROUP"),
+        Some(&*cg.path.display().to_string())
+    );
+    assert!(
+        field(&loaded, "JUMP_RULES").is_some(),
+        "every field jump adds starts with JUMP_: {loaded:#}"
+    );
+    for name in ["RULES", "USERS", "CHANGES", "CGROUP"] {
+        assert!(
+            journal
+                .jumpd_entries()
+                .iter()
+                .all(|e| e.get(name).is_none()),
+            "no entry has a field `{name}` without the JUMP_ prefix"
+        );
     }
 
     // A reload of a broken policy is rejected, and says why.
@@ -974,4 +1034,29 @@ fn a_command_name_cannot_forge_or_erase_a_line_of_human_output() {
         exact,
         "jumpctl events --json keeps the exact command name: {json}"
     );
+    assert!(
+        human
+            .lines()
+            .all(|l| l.starts_with("20") && l.contains("Z ")),
+        "jumpctl events shows each event's time first: {human}"
+    );
+    assert!(json.contains("\"time\":\"20"), "and --json has it: {json}");
+
+    // Filters that match nothing because they are misspelt are errors (exit 2), not silence.
+    for bad in [
+        &["--verdict", "denied"][..],
+        &["--user", "no-such-user-jump-test"],
+    ] {
+        let out = Command::new(&bins.jumpctl)
+            .args(["events", "--socket"])
+            .arg(jumpd.socket())
+            .args(bad)
+            .output()
+            .expect("jumpctl events");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "jumpctl events {bad:?}: {out:?}"
+        );
+    }
 }

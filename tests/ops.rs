@@ -188,21 +188,44 @@ fn reload_by_sighup_jumpctl_policy_edit_and_group_membership() {
     f.start(&[]);
     f.wait_generation(1, "start");
 
+    // Reloads of an unchanged directory: no new generation, whoever asks.
     f.jumpd().signal(nix::sys::signal::Signal::SIGHUP);
-    let l = f.wait_generation(2, "sighup");
-    assert_eq!(l["jump_reload_trigger"], "sighup");
+    let l = f.jumpd().wait_line("the unchanged sighup reload", |l| {
+        l["jump_reload_trigger"] == "sighup" && l["jump_policy_unchanged"] == true
+    });
+    assert_eq!(l["jump_policy_generation"], 1, "{l}");
 
     let r = f.ctl(&["reload"]);
     assert_eq!(r.code, 0, "jumpctl reload: {} {}", r.out, r.err);
     assert!(
-        r.out.starts_with("reloaded: generation 3 in force"),
+        r.out
+            .starts_with("reloaded: generation 1 in force (no change"),
         "{}",
         r.out
     );
-    assert_eq!(
-        f.wait_generation(3, "jumpctl")["jump_reload_trigger"],
-        "jumpctl"
+    f.write("10-a.yaml", &format!("# edited\n{POLICY}"));
+    let trigger = f.wait_generation(2, "an edit")["jump_reload_trigger"].clone();
+    assert!(
+        trigger.as_str().is_some_and(|t| t.ends_with("/10-a.yaml")),
+        "{trigger}"
     );
+    let r = f.ctl(&["reload"]);
+    assert!(
+        r.out
+            .starts_with("reloaded: generation 2 in force (no change"),
+        "{}",
+        r.out
+    );
+    f.jumpd().signal(nix::sys::signal::Signal::SIGHUP);
+    f.jumpd()
+        .wait_line("the second unchanged sighup reload", |l| {
+            l["jump_reload_trigger"] == "sighup"
+                && l["jump_policy_unchanged"] == true
+                && l["jump_policy_generation"] == 2
+        });
+    // A changed file is a changed policy (its hash), even if it compiles alike: generation 3.
+    f.write("10-a.yaml", &format!("# edited again\n{POLICY}"));
+    f.wait_generation(3, "another edit");
 
     f.assert_reach(B, 7000, false, "before B's rule exists");
     f.write(
@@ -216,7 +239,7 @@ fn reload_by_sighup_jumpctl_policy_edit_and_group_membership() {
         "the trigger names the file: {trigger}"
     );
     assert!(
-        l["changes"]
+        l["jump_changes"]
             .as_str()
             .unwrap()
             .contains("rules +b-internal; users +64002"),
@@ -229,7 +252,7 @@ fn reload_by_sighup_jumpctl_policy_edit_and_group_membership() {
     let l = f.wait_generation(5, "/etc/group change");
     assert_eq!(l["jump_reload_trigger"], "watch: /etc/group");
     assert!(
-        l["changes"]
+        l["jump_changes"]
             .as_str()
             .unwrap()
             .contains(&format!("users +64010({})", user.name)),

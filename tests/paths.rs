@@ -3,7 +3,7 @@
 //! Each attack runs with a sniffer in the far namespace proving nothing of it arrived, next to
 //! its granted twin proving what still works, under `policies/tests/paths/policy.yaml`:
 //! - uid 64001 (A): tcp+udp 7000 to the internal host, udp 5000 to the groups 239.1.2.3 and
-//!   ff0e::1:3, icmp to the internet host
+//!   ff0e::1:3, icmp to the internet host; udp 7001 to the internal host `via: [host-int]`
 //! - uid 64002 (B): nothing (loopback only)
 //! - root: icmp and udp 7000 to the internal host; may listen on 8000
 
@@ -50,6 +50,7 @@ impl World {
             vec![
                 format!("tcp:{a4}:7000"),
                 format!("udp:{a4}:7000"),
+                format!("udp:{a4}:7001"),
                 format!("udp:[{a6}]:7000"),
             ]
         };
@@ -251,6 +252,40 @@ fn interface_choice_cannot_take_loopback_or_grants_elsewhere() {
     w.ok(B, "pktinfo", &["1", "127.0.0.1:7200"]);
     w.ok(B, "pktinfo", &["1", "[::1]:7200"]);
     w.ok(A, "pktinfo", &[&int, &format!("{INTERNAL_V4}:7000")]);
+}
+
+#[test]
+fn a_grant_with_via_holds_only_on_its_interface() {
+    if !privileged("a_grant_with_via_holds_only_on_its_interface") {
+        return;
+    }
+    let w = World::new();
+    let inet = ifindex(&w.topo.host, "host-inet");
+    let int = ifindex(&w.topo.host, "host-int");
+    // An impostor on the internet segment claims the internal host's address.
+    w.topo
+        .internet
+        .ip(&["addr", "add", &format!("{INTERNAL_V4}/32"), "dev", "inet0"])
+        .expect("impostor address");
+    let _impostor = Servers::start(
+        &w.bins,
+        &w.topo.internet.path(),
+        &[format!("udp:{INTERNAL_V4}:7001")],
+    )
+    .expect("impostor server");
+    let target = format!("{INTERNAL_V4}:7001");
+    let s = sniff(&w.topo.internet);
+    w.fails(A, "pktinfo", &[&inet, &target]);
+    let frames = s.stop(SETTLE);
+    assert!(
+        !frames.iter().any(|f| mentions(f, ip(INTERNAL_V4))),
+        "nothing for the granted address should leave on the internet segment ({} frames)",
+        frames.len()
+    );
+    w.logged(A, "egress-interface", None);
+    // The granted twins: the same grant through the interface it names, chosen or routed.
+    w.ok(A, "pktinfo", &[&int, &target]);
+    w.ok(A, "udp", &[&target]);
 }
 
 #[test]

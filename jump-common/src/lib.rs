@@ -26,6 +26,7 @@ pub mod maps {
     pub const SUBUIDS: &str = "JUMP_SUBUIDS";
     pub const LOCAL_ADDRS: &str = "JUMP_LOCAL_ADDRS";
     pub const HOST_NETNS: &str = "JUMP_HOST_NETNS";
+    pub const VIAS: &str = "JUMP_VIAS";
 }
 
 /// Capacities. The daemon refuses a policy whose compiled image does not fit, so a lookup never
@@ -259,6 +260,8 @@ pub mod hook {
     pub const EGRESS_LOOPBACK: u8 = 13;
     pub const EGRESS_SOURCE: u8 = 14;
     pub const EGRESS_SOURCE_ROUTE: u8 = 15;
+    /// The deciding rule has `via` and the packet leaves on another interface.
+    pub const EGRESS_INTERFACE: u8 = 16;
 
     pub fn is_sockopt(hook: u8) -> bool {
         (SOCKOPT_INTERFACE..=SOCKOPT_SOURCE_ROUTE).contains(&hook)
@@ -281,6 +284,7 @@ pub mod hook {
             EGRESS_LOOPBACK => "egress-loopback-off-lo",
             EGRESS_SOURCE => "egress-non-local-source",
             EGRESS_SOURCE_ROUTE => "egress-source-route",
+            EGRESS_INTERFACE => "egress-interface",
             _ => "unknown",
         }
     }
@@ -330,6 +334,29 @@ pub struct Event {
 /// addresses of the host's network namespace, kept by jumpd from rtnetlink. The egress backstop
 /// drops a packet from that namespace whose source is not one of them.
 pub const MAX_LOCAL_ADDRS: u32 = 4_096;
+
+/// Key of `JUMP_VIAS` (hash): a rule with `via` in a slot. Only such rules have an entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ViaKey {
+    pub slot: u32,
+    pub rule_id: u32,
+}
+
+/// How many interfaces one rule's `via` may name.
+pub const MAX_VIA_INTERFACES: usize = 7;
+/// Rules with `via` per slot.
+pub const MAX_VIA_RULES: u32 = 4_096;
+
+/// Value of `JUMP_VIAS`: the interfaces (ifindex) a rule's decisions hold on at egress. An
+/// interface that did not exist when the policy was compiled is left out, so a rule naming only
+/// such interfaces holds nowhere.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ViaSet {
+    pub len: u32,
+    pub ifindex: [u32; MAX_VIA_INTERFACES],
+}
 
 /// The socket options the `setsockopt` program judges, by (level, name) as in the kernel's
 /// uapi headers.
@@ -520,6 +547,9 @@ const _: () = {
     assert!(core::mem::offset_of!(SockRecord, dst_port) == 36);
     assert!(core::mem::offset_of!(SockRecord, dst_addr) == 40);
     assert!(core::mem::offset_of!(SockRecord, comm) == 56);
+    assert!(core::mem::size_of::<ViaKey>() == 8);
+    assert!(core::mem::size_of::<ViaSet>() == 32);
+    assert!(core::mem::offset_of!(ViaSet, ifindex) == 4);
     assert!(core::mem::size_of::<SubuidKey>() == 8);
     assert!(core::mem::size_of::<SubuidValue>() == 4);
     assert!(core::mem::offset_of!(SubuidKey, uid_be) == 4);
@@ -544,6 +574,8 @@ mod pod {
     unsafe impl aya::Pod for RateKey {}
     unsafe impl aya::Pod for RateState {}
     unsafe impl aya::Pod for SockRecord {}
+    unsafe impl aya::Pod for ViaKey {}
+    unsafe impl aya::Pod for ViaSet {}
     unsafe impl aya::Pod for UidHeld {}
     unsafe impl aya::Pod for UidSketch {}
     unsafe impl aya::Pod for SubuidKey {}

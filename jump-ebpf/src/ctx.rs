@@ -153,8 +153,9 @@ const IPOPT_SSRR: u8 = 137;
 #[inline(never)]
 fn source_routed(skb: &SkBuffContext, ihl: usize) -> bool {
     let mut off = 20usize;
-    // At most 40 option bytes, so at most 40 steps.
-    for _ in 0..40 {
+    // Every step costs verifier time on each load: a list that does not end within 12 options
+    // (no stack builds one) counts as routed, so it fails closed.
+    for _ in 0..12 {
         if off >= ihl {
             return false;
         }
@@ -172,7 +173,7 @@ fn source_routed(skb: &SkBuffContext, ihl: usize) -> bool {
             }
         }
     }
-    false
+    off < ihl
 }
 
 /// The packet as far as its headers can be read. Data that is not an IPv4 or IPv6 header at

@@ -34,6 +34,7 @@ static ZERO_HELD: UidHeld = UidHeld {
 };
 static ZERO_SKETCH: UidSketch = UidSketch { first_ns: 0, last_ns: 0, registers: [0; SKETCH_REGISTERS] };
 
+#[inline(always)]
 pub fn count(index: u32) {
     if let Some(p) = JUMP_COUNTERS.get_ptr_mut(index) {
         // SAFETY: a per-CPU slot of this map; no other program run touches it concurrently.
@@ -71,6 +72,7 @@ pub struct Origin {
 }
 
 /// The rate limit: `Some(n)` to send, carrying `n` similar events suppressed before it.
+#[inline(always)]
 fn admit(key: &RateKey, limits: &Limits, now: u64) -> Option<u32> {
     if limits.window_ns == 0 {
         return Some(0);
@@ -195,7 +197,8 @@ fn sketch(uid: u32, dest: &Dest, now: u64) {
 
 pub fn emit(hook: u8, who: &Origin, dest: &Dest, src_port: u16, d: &Decision) {
     let now = now_tai();
-    let limits = JUMP_LIMITS.get(0).copied().unwrap_or_default();
+    // By reference: the hooks' stack is nearly full.
+    let Some(limits) = JUMP_LIMITS.get(0) else { return };
     // Decided as the owner of a subordinate uid: the event (and the rate limit and budget, so a
     // user's 65,536 subordinate uids share one) names the owner, and `ns_uid` the task's own.
     let (uid, ns_uid) = if d.uid != who.uid { (d.uid, who.uid) } else { (who.uid, NO_NS_UID) };
@@ -209,7 +212,7 @@ pub fn emit(hook: u8, who: &Origin, dest: &Dest, src_port: u16, d: &Decision) {
         _pad: [0; 3],
         dst_addr: dest.addr,
     };
-    let Some(suppressed) = admit(&key, &limits, now) else {
+    let Some(suppressed) = admit(&key, limits, now) else {
         count(counter::EVENTS_SUPPRESSED);
         hold(held, Held::Similar, uid, d.action, dest, now);
         return;
@@ -217,7 +220,7 @@ pub fn emit(hook: u8, who: &Origin, dest: &Dest, src_port: u16, d: &Decision) {
     // Without an entry (the map is full: more uids with events than it holds) the event goes
     // without a budget rather than unlogged.
     if let Some(h) = held {
-        if !within_budget(h, &limits, now) {
+        if !within_budget(h, limits, now) {
             count(counter::EVENTS_OVER_BUDGET);
             hold(held, Held::OverBudget, uid, d.action, dest, now);
             return;

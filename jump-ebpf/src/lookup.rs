@@ -154,9 +154,9 @@ pub fn flags(uid: u32) -> (u32, Decision) {
     (flags, a.decision(action::DENY, 0))
 }
 
-/// The generation of the active image (0: none), for checking a socket's record.
-pub fn active_generation() -> u64 {
-    Active::get(0).map_or(0, |a| a.cfg.generation)
+/// The active slot and its generation (0: none), for checking a socket's record.
+pub fn active_slot() -> (u32, u64) {
+    Active::get(0).map_or((0, 0), |a| (a.slot, a.cfg.generation))
 }
 
 pub fn now_tai() -> u64 {

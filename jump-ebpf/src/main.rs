@@ -165,8 +165,13 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
                 // and its grant does not depend on time; otherwise the packet is decided again
                 // as the connector (a reload or an expiry revocation has not closed yet).
                 // SAFETY: as above.
-                let (flags, generation) = unsafe { ((*r).flags, (*r).generation) };
-                if flags & record_flags::TIMED == 0 && generation == lookup::active_generation() {
+                let (flags, generation, rule) = unsafe { ((*r).flags, (*r).generation, (*r).rule_id) };
+                let (slot, active) = lookup::active_slot();
+                // The rule's `via` (interfaces) is checked per packet all the same.
+                if flags & record_flags::TIMED == 0
+                    && generation == active
+                    && path::via_holds(slot, rule, p.ifindex)
+                {
                     return PASS;
                 }
             }
@@ -185,15 +190,28 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
             // Fragments and short headers have port 0 here: only an all-ports grant lets them
             // out.
             let d = lookup::decide(uid, &p.dst);
-            if d.action != action::DENY {
+            if d.action == action::DENY {
+                (hook::EGRESS, d)
+            } else if path::via_holds(d.slot, d.rule_id, p.ifindex) {
                 if let Some(r) = rec {
                     // Still allowed under this generation: the record vouches for it again.
                     // SAFETY: as above.
                     unsafe { socks::refresh(&mut *r, &d) };
                 }
                 return PASS;
+            } else {
+                // The deciding rule's `via` does not name the interface the packet leaves on.
+                let deny = Decision {
+                    slot: d.slot,
+                    uid: d.uid,
+                    action: action::DENY,
+                    rule_id: d.rule_id,
+                    generation: d.generation,
+                    log_mode: d.log_mode,
+                    timed: d.timed,
+                };
+                (hook::EGRESS_INTERFACE, deny)
             }
-            (hook::EGRESS, d)
         }
     };
     let who = match rec {

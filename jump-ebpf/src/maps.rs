@@ -13,7 +13,8 @@ use aya_ebpf::{
 use jump_common::{
     counter, DestKey, DestValue, Event, Limits, PortKey, PortValue, RateKey, RateState,
     SlotConfig, SockRecord, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue,
-    MAX_LOCAL_ADDRS, MAX_SUBUID_BLOCKS, OWNER_SOCKETS, RATE_KEYS, UID_HELD_ENTRIES,
+    ViaKey, ViaSet, MAX_LOCAL_ADDRS, MAX_SUBUID_BLOCKS, MAX_VIA_RULES, OWNER_SOCKETS, RATE_KEYS,
+    UID_HELD_ENTRIES,
     Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, MAX_RULES, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
 };
 
@@ -94,6 +95,9 @@ pub static JUMP_LOCAL_ADDRS: HashMap<[u8; 16], u32> = HashMap::pinned(MAX_LOCAL_
 /// `JUMP_LOCAL_ADDRS` holds; 0 until jumpd measured it.
 #[map]
 pub static JUMP_HOST_NETNS: Array<u64> = Array::pinned(1, 0);
+
+#[map]
+pub static JUMP_VIAS: HashMap<ViaKey, ViaSet> = HashMap::pinned(MAX_VIA_RULES * SLOT_COUNT, 0);
 
 // Keeps `Event` referenced so its BTF is emitted for `bpftool` users.
 #[allow(dead_code)]

@@ -11,13 +11,18 @@
 //! 4. In jumpd's network namespace, the source is one of the host's addresses
 //!    (`JUMP_LOCAL_ADDRS`, kept by jumpd from rtnetlink): freebind, transparent and raw
 //!    sockets cannot speak from a spoofed address.
+//!
+//! After the destination decision, `via_holds`: a decision by a rule with `via` holds only
+//! on the interfaces it names (`JUMP_VIAS`).
 
 use aya_ebpf::{helpers::generated::bpf_get_netns_cookie, programs::SkBuffContext};
 use jump_common::hook;
 
+use jump_common::{ViaKey, MAX_VIA_INTERFACES};
+
 use crate::{
     ctx::Packet,
-    maps::{JUMP_HOST_NETNS, JUMP_LOCAL_ADDRS},
+    maps::{JUMP_HOST_NETNS, JUMP_LOCAL_ADDRS, JUMP_VIAS},
 };
 
 /// `LOOPBACK_IFINDEX` (include/net/net_namespace.h): `lo` is ifindex 1 in every namespace.
@@ -73,6 +78,27 @@ fn source_is_local(ctx: &SkBuffContext, src: &[u8; 16]) -> bool {
     }
     // SAFETY: only the presence of the key is used.
     unsafe { JUMP_LOCAL_ADDRS.get(src) }.is_some()
+}
+
+/// Whether a decision by `rule_id` in `slot` holds on interface `ifindex`: always, unless the
+/// rule has `via` and does not name the interface. Scalars in, scalar out: a non-inlined
+/// function's struct arguments left registers unset on some paths for the verifier.
+#[inline(never)]
+pub fn via_holds(slot: u32, rule_id: u32, ifindex: u32) -> bool {
+    let Some(set) = JUMP_VIAS.get_ptr(ViaKey { slot, rule_id }) else {
+        return true;
+    };
+    // SAFETY: a pointer into this map's value, read at once.
+    let set = unsafe { *set };
+    for i in 0..MAX_VIA_INTERFACES {
+        if i as u32 >= set.len {
+            break;
+        }
+        if set.ifindex[i] == ifindex {
+            return true;
+        }
+    }
+    false
 }
 
 /// `netns_probe`'s work: records the namespace it runs in. jumpd runs the program once with

@@ -20,6 +20,8 @@
 //! 4. An applying enforce-mode `allow` → allowed.
 //! 5. An applying audit-mode `allow`, when `defaults.egress` is `deny` → audit.
 //! 6. Otherwise `defaults.egress`, attributed to rule 0.
+//! 7. At egress, where the interface is known: if the deciding rule has `via` and the packet
+//!    leaves on an interface it does not name, denied (`on_interface`).
 //!
 //! Within one step the first rule in file order is reported (the synthetic `loopback` rule comes
 //! before every file rule).
@@ -176,6 +178,24 @@ pub fn evaluate(
         action,
         rule_id,
         matches,
+    }
+}
+
+/// Step 7, at egress only, where the interface is known: a decision by a rule with `via`
+/// holds only on the interfaces it names (those that exist); a packet leaving on another
+/// interface is denied, attributed to that rule.
+pub fn on_interface(rules: &RuleSet, d: Decision, ifindex: u32) -> Decision {
+    let Some(rule) = rules.rule(d.rule_id) else {
+        return d;
+    };
+    let holds = rule.via.is_empty() || rule.via.iter().any(|(_, _, i)| *i == Some(ifindex));
+    if holds {
+        d
+    } else {
+        Decision {
+            action: action::DENY,
+            ..d
+        }
     }
 }
 

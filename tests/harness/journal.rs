@@ -91,7 +91,7 @@ impl Journald {
     }
 
     /// The namespace's root as seen from outside it.
-    fn root(&self) -> PathBuf {
+    pub fn root(&self) -> PathBuf {
         PathBuf::from(format!("/proc/{}/root", self.pid()))
     }
 

@@ -1,4 +1,4 @@
-//! Where user and group names, and users' subordinate uids, come from.
+//! Where user and group names, users' subordinate uids and interface names come from.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -44,6 +44,8 @@ pub trait Directory {
     /// The uids in a group: its supplementary members and every user whose primary group it is.
     /// `None` if there is no such group.
     fn group_members(&self, name: &str) -> Option<Vec<u32>>;
+    /// The index of a network interface of the host (jumpd's namespace), for `via`.
+    fn ifindex(&self, name: &str) -> Option<u32>;
     /// The subordinate uid ranges of users (`/etc/subuid`), as written.
     fn subuid_ranges(&self) -> Vec<SubuidRange> {
         Vec::new()
@@ -84,6 +86,13 @@ impl SystemDirectory {
         let subuid = std::fs::read_to_string(&self.subuid).unwrap_or_default();
         let mut d = FakeDirectory::from_files(&passwd, &group);
         d.subuids = parse_subuid(&subuid);
+        d.interfaces = nix::net::if_::if_nameindex()
+            .map(|list| {
+                list.iter()
+                    .map(|i| (i.name().to_string_lossy().into_owned(), i.index()))
+                    .collect()
+            })
+            .unwrap_or_default();
         d
     }
 }
@@ -99,6 +108,10 @@ impl Directory for SystemDirectory {
 
     fn group_members(&self, name: &str) -> Option<Vec<u32>> {
         self.load().group_members(name)
+    }
+
+    fn ifindex(&self, name: &str) -> Option<u32> {
+        nix::net::if_::if_nametoindex(name).ok()
     }
 
     fn subuid_ranges(&self) -> Vec<SubuidRange> {
@@ -122,10 +135,17 @@ pub struct FakeDirectory {
     pub users: BTreeMap<String, (u32, u32)>,
     /// name → (gid, member names)
     pub groups: BTreeMap<String, (u32, Vec<String>)>,
+    /// interface name → ifindex
+    pub interfaces: BTreeMap<String, u32>,
     pub subuids: Vec<SubuidRange>,
 }
 
 impl FakeDirectory {
+    pub fn interface(mut self, name: &str, ifindex: u32) -> Self {
+        self.interfaces.insert(name.into(), ifindex);
+        self
+    }
+
     pub fn user(mut self, name: &str, uid: u32, gid: u32) -> Self {
         self.users.insert(name.into(), (uid, gid));
         self
@@ -190,6 +210,10 @@ impl Directory for FakeDirectory {
         let mut uids: BTreeSet<u32> = members.iter().filter_map(|m| self.uid_of(m)).collect();
         uids.extend(self.users.values().filter(|u| u.1 == *gid).map(|u| u.0));
         Some(uids.into_iter().collect())
+    }
+
+    fn ifindex(&self, name: &str) -> Option<u32> {
+        self.interfaces.get(name).copied()
     }
 
     fn subuid_ranges(&self) -> Vec<SubuidRange> {

@@ -44,6 +44,12 @@ pub fn dump(image: &MapImage) -> String {
         "default {}, log {log}",
         action_name(image.default_action)
     );
+    if !image.vias.is_empty() {
+        let _ = writeln!(s, "vias:");
+        for (rule, set) in &image.vias {
+            let _ = writeln!(s, "  r{rule} -> ifindex {set:?}");
+        }
+    }
     let _ = writeln!(s, "rules:");
     for (i, r) in image.rules.iter().enumerate() {
         let _ = writeln!(s, "  {i} {} {}", r.name, r.location).map(|_| ());

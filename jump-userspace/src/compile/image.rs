@@ -65,6 +65,8 @@ pub struct MapImage {
     pub windows: Vec<Intervals>,
     /// Indexed by rule id; index 0 is the policy default.
     pub rules: Vec<RuleInfo>,
+    /// Rule id → the interfaces (ifindex) its decisions hold on, for rules with `via`.
+    pub vias: BTreeMap<u32, Vec<u32>>,
     /// Subordinate uids decided as their owner, disjoint, by first uid.
     pub subuids: Vec<SubuidBlock>,
 }
@@ -209,6 +211,19 @@ impl MapImage {
                 rule_id: c.rule_id,
             })
         })
+    }
+
+    /// The egress backstop's interface check (`jump-ebpf/src/path.rs`, `via_holds`): a verdict
+    /// by a rule with `via` holds only on its interfaces; elsewhere the packet is denied,
+    /// attributed to that rule.
+    pub fn on_interface(&self, v: Verdict, ifindex: u32) -> Verdict {
+        match self.vias.get(&v.rule_id) {
+            Some(set) if !set.contains(&ifindex) => Verdict {
+                action: action::DENY,
+                rule_id: v.rule_id,
+            },
+            _ => v,
+        }
     }
 
     pub fn allows(v: Verdict) -> bool {

@@ -655,6 +655,49 @@ pub fn compile_rules(
             );
         }
     }
+    // `via`: the interfaces each such rule holds on, by index; unknown names hold nowhere.
+    for r in &rules.rules {
+        if r.via.is_empty() {
+            continue;
+        }
+        let mut set: Vec<u32> = Vec::new();
+        for (name, span, index) in &r.via {
+            match index {
+                Some(i) => set.push(*i),
+                None => warnings.push(
+                    Diagnostic::warning(
+                        span.clone(),
+                        format!("no interface `{name}` on this host: rule `{}` holds on no packet through it", r.name),
+                    )
+                    .with_help("the policy is compiled again when interfaces change"),
+                ),
+            }
+        }
+        set.sort_unstable();
+        set.dedup();
+        if set.len() > jump_common::MAX_VIA_INTERFACES {
+            b.errors.push(Diagnostic::error(
+                r.via[0].1.clone(),
+                format!(
+                    "rule `{}` names {} interfaces in `via`, more than {}",
+                    r.name,
+                    set.len(),
+                    jump_common::MAX_VIA_INTERFACES
+                ),
+            ));
+        }
+        b.image.vias.insert(r.id, set);
+    }
+    if b.image.vias.len() > jump_common::MAX_VIA_RULES as usize {
+        b.errors.push(Diagnostic::error(
+            crate::policy::Span::default(),
+            format!(
+                "{} rules have `via`, more than the kernel map holds ({})",
+                b.image.vias.len(),
+                jump_common::MAX_VIA_RULES
+            ),
+        ));
+    }
     if !b.errors.is_empty() {
         return Err(PolicyErrors::new(b.errors));
     }

@@ -29,6 +29,8 @@ pub struct EffRule {
     pub allow: Vec<Entry>,
     pub deny: Vec<Entry>,
     pub listen: Vec<Listen>,
+    /// `via` resolved: interface name and its index (`None`: no such interface now).
+    pub via: Vec<(String, Span, Option<u32>)>,
 }
 
 impl EffRule {
@@ -145,6 +147,7 @@ pub fn resolve_with(
             allow,
             deny,
             listen: Vec::new(),
+            via: Vec::new(),
         });
         next_id += 1;
     }
@@ -216,6 +219,11 @@ pub fn resolve_with(
             allow: r.allow.clone(),
             deny: r.deny.clone(),
             listen: r.listen.clone(),
+            via: r
+                .via
+                .iter()
+                .map(|(name, span)| (name.clone(), span.clone(), dir.ifindex(name)))
+                .collect(),
         });
         next_id += 1;
     }

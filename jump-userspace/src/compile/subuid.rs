@@ -113,7 +113,6 @@ mod tests {
                 .map(|&(owner, first, last)| Subordinate { owner, first, last })
                 .collect(),
             accounts: accounts.iter().copied().collect(),
-            principals: Default::default(),
         }
     }
 

@@ -453,3 +453,46 @@ fn schedules_ask_for_a_recompile_within_the_horizon() {
     let c = compile_full(&loaded.policy, &demo_directory(), t).unwrap();
     assert_eq!(time::recompile_by(&c.rules, t), None);
 }
+
+/// `via` puts the rule's interfaces in the image by index, warns about interfaces the host does
+/// not have, and the egress check denies a decision of that rule on any other interface.
+#[test]
+fn via_holds_only_on_the_named_interfaces() {
+    let src = "rules:\n  - name: dmz\n    users: [\"*\"]\n    allow: [{to: 10.0.0.0/8, ports: [22]}]\n    via: [eth1, eth9]\n";
+    let loaded = crate::policy::load_str("p.yaml", src).unwrap();
+    let dir = FakeDirectory::default()
+        .interface("eth0", 2)
+        .interface("eth1", 3);
+    let c = compile_full(&loaded.policy, &dir, at("2026-11-23T12:00:00Z")).unwrap();
+    assert_eq!(
+        c.image.vias.get(&2),
+        Some(&vec![3]),
+        "rule 2 (after loopback) holds on eth1 only"
+    );
+    let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        warnings,
+        ["p.yaml:5:17: warning: no interface `eth9` on this host: rule `dmz` holds on no packet through it\n  help: the policy is compiled again when interfaces change"]
+    );
+    let v = c.image.lookup(
+        1000,
+        "10.1.2.3".parse().unwrap(),
+        6,
+        22,
+        crate::compile::time::ns(at("2026-11-23T12:00:00Z")),
+    );
+    assert_eq!((v.action, v.rule_id), (action::ALLOW, 2));
+    assert_eq!(
+        c.image.on_interface(v, 3).action,
+        action::ALLOW,
+        "eth1 is named"
+    );
+    assert_eq!(
+        (
+            c.image.on_interface(v, 2).action,
+            c.image.on_interface(v, 2).rule_id
+        ),
+        (action::DENY, 2),
+        "eth0 is not: denied by the rule"
+    );
+}

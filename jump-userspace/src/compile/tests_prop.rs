@@ -15,6 +15,9 @@
 //! - At most 6 rules of at most 2 `allow` and 2 `deny` entries: with the loopback rule that is
 //!   at most 7 candidates per list, under `MAX_CANDIDATES`, so a generated policy never fails
 //!   to compile for a reason the reference does not model.
+//! - `via` on one rule in five, from two existing interfaces and one that does not exist, and
+//!   every probe also asked at egress on one of the two or a third interface no rule names;
+//!   multicast joins (`eval::JOIN`) are one probe protocol in five.
 //! - Three zones of pool networks, defined in a second file, so zones resolve across files.
 //! - Times: `expires` before, inside or after the probe window; schedules on random days and
 //!   hours (some past midnight) in UTC, Europe/Paris and America/New_York, with `now` drawn
@@ -110,6 +113,8 @@ fn directory() -> FakeDirectory {
         .group("g1", 2000, &["u0", "u1"])
         .group("g2", 3000, &["u3"])
         .group("empty", 4000, &[])
+        .interface("eth0", 2)
+        .interface("eth1", 3)
         // Subordinate uids: u0's Debian-style range, u1's overlapping its end (the overlap is
         // no one's), a range by numeric owner (1004) spanning accounts and uid 1005 (which
         // rules name) and 1006-1007 (which nobody names), and a range owned by an unknown user.
@@ -222,6 +227,11 @@ fn gen_policy(rng: &mut Rng, now: jiff::Timestamp) -> String {
         if rng.chance(20) {
             s.push_str("    mode: audit\n");
         }
+        if rng.chance(20) {
+            // `nope` does not exist: a rule naming only it holds on no interface.
+            let via = ["eth0", "[eth0, eth1]", "eth1", "[nope]", "[eth1, nope]"];
+            s.push_str(&format!("    via: {}\n", rng.pick(&via)));
+        }
         if rng.chance(25) {
             let hours = rng.below(9 * 24) as i64 - 48;
             let t = now
@@ -292,6 +302,16 @@ fn compiled_lookup_agrees_with_the_reference() {
                 return Err(TestCaseError::fail(format!(
                     "listen probe uid {uid} proto {proto} port {port} at {t} (now {now}): compiled says action {} rule {}, reference says action {} rule {}\n{src}",
                     listen.action, listen.rule_id, listen_ref.action, listen_ref.rule_id
+                )));
+            }
+            // At egress the interface is known (4 is named by no rule).
+            let ifindex = *rng.pick(&[2u32, 3, 4]);
+            let on = c.image.on_interface(kernel, ifindex);
+            let on_ref = eval::on_interface(&c.rules, reference.clone(), ifindex);
+            if (on.action, on.rule_id) != (on_ref.action, on_ref.rule_id) {
+                return Err(TestCaseError::fail(format!(
+                    "probe uid {uid} {addr} proto {proto} port {port} on ifindex {ifindex} at {t}: compiled says action {} rule {}, reference says action {} rule {}\n{src}",
+                    on.action, on.rule_id, on_ref.action, on_ref.rule_id
                 )));
             }
             // The uid the event names: a verdict alone cannot tell when owner and uid share

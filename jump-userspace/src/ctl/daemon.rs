@@ -44,7 +44,7 @@ pub struct EventsArgs {
     #[arg(long)]
     pub user: Option<String>,
     /// Only this verdict: allow, deny or would-deny (audit)
-    #[arg(long)]
+    #[arg(long, value_parser = crate::daemon::control::VERDICTS)]
     pub verdict: Option<String>,
 }
 
@@ -486,8 +486,8 @@ pub fn render_stats(s: &Stats) -> String {
     )
 }
 
-/// `deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl`,
-/// the same line jumpd logs.
+/// `2026-01-05T09:00:00.123Z deny alice(1001) -> 203.0.113.7:443/tcp rule=default
+/// hook=connect4 pid=4711 comm=curl generation=3`: the decision's time, then the line jumpd logs.
 pub fn render_event(v: &Value) -> String {
     let s = |k: &str| {
         v[k].as_str()
@@ -502,7 +502,8 @@ pub fn render_event(v: &Value) -> String {
     };
     // Escaped here too: the line is printed, whatever jumpd sent.
     format!(
-        "{} {}({}) -> {dst}/{} rule={} hook={} pid={} comm={} generation={}",
+        "{} {} {}({}) -> {dst}/{} rule={} hook={} pid={} comm={} generation={}",
+        escape_word(&s("time")),
         escape_word(&s("verdict")),
         escape_word(&s("user")),
         v["uid"],
@@ -633,13 +634,14 @@ mod tests {
     #[test]
     fn an_event_renders_as_the_log_line() {
         let v = serde_json::json!({
+            "time": "2026-01-05T09:00:00.123Z",
             "verdict": "deny", "uid": 1001, "user": "alice", "proto": "tcp",
             "dst_addr": "2001:db8::7", "dst_port": 443, "rule": "default", "hook": "connect6",
-            "pid": 4711, "comm": "curl", "policy_generation": 2
+            "pid": 4711, "comm": "curl\n\u{1b}[2K", "policy_generation": 2
         });
         assert_eq!(
             render_event(&v),
-            "deny alice(1001) -> [2001:db8::7]:443/tcp rule=default hook=connect6 pid=4711 comm=curl generation=2"
+            "2026-01-05T09:00:00.123Z deny alice(1001) -> [2001:db8::7]:443/tcp rule=default hook=connect6 pid=4711 comm=curl\\n\\e[2K generation=2"
         );
     }
 }

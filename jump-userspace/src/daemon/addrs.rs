@@ -1,6 +1,6 @@
 //! The host's own addresses, for the egress backstop's source check (`JUMP_LOCAL_ADDRS`): read
 //! with getifaddrs(3), and read again whenever rtnetlink announces that an address came or
-//! went. The announcements are only a wake-up: the list itself always comes from a full read,
+//! went. Link announcements tell the daemon that interface indexes (`via`) may have changed. The announcements are only a wake-up: the list itself always comes from a full read,
 //! so a lost or unparsed notification cannot leave the map wrong for long.
 
 use std::{
@@ -14,7 +14,8 @@ use nix::sys::socket::{
     bind, recv, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
 
-/// rtnetlink multicast groups (linux/rtnetlink.h): IPv4 and IPv6 address changes.
+/// rtnetlink multicast groups (linux/rtnetlink.h): links, IPv4 and IPv6 address changes.
+const RTMGRP_LINK: u32 = 0x1;
 const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 const RTMGRP_IPV6_IFADDR: u32 = 0x100;
 
@@ -54,23 +55,43 @@ pub fn watch() -> anyhow::Result<OwnedFd> {
     .context("failed to open an rtnetlink socket")?;
     bind(
         fd.as_raw_fd(),
-        &NetlinkAddr::new(0, RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR),
+        &NetlinkAddr::new(0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR),
     )
     .context("failed to subscribe to address changes")?;
     Ok(fd)
 }
 
-/// Reads every pending notification; true if there was one (or the socket overflowed, which
-/// also means the list must be read again).
-pub fn drain(fd: &OwnedFd) -> bool {
+/// What pending notifications announced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Addresses (or an overflow: anything may have changed).
+    pub addresses: bool,
+    /// Links: interfaces appeared, went or were renamed.
+    pub links: bool,
+}
+
+/// `RTM_NEWLINK`, `RTM_DELLINK` (linux/rtnetlink.h).
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+
+/// Reads every pending notification. Only each datagram's first message type is looked at
+/// (the kernel sends one event per datagram to these groups).
+pub fn drain(fd: &OwnedFd) -> Changes {
     let mut buf = [0u8; 8192];
-    let mut any = false;
+    let mut c = Changes::default();
     loop {
         match recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
-            Ok(0) => return any,
-            Ok(_) => any = true,
-            Err(nix::errno::Errno::ENOBUFS) => any = true,
-            Err(_) => return any,
+            Ok(0) => return c,
+            Ok(n) if n >= 6 => match u16::from_ne_bytes([buf[4], buf[5]]) {
+                RTM_NEWLINK | RTM_DELLINK => c.links = true,
+                _ => c.addresses = true,
+            },
+            Ok(_) => c.addresses = true,
+            Err(nix::errno::Errno::ENOBUFS) => {
+                c.addresses = true;
+                c.links = true;
+            }
+            Err(_) => return c,
         }
     }
 }

@@ -331,6 +331,32 @@ pub fn matches(r: &Record, user: Option<&str>, verdict: Option<&str>) -> bool {
     user_ok && verdict_ok
 }
 
+/// The verdicts `jumpctl events --verdict` knows (`audit` is `would-deny`).
+pub const VERDICTS: [&str; 4] = ["allow", "deny", "would-deny", "audit"];
+
+/// Checks `jumpctl events` filters, so a typo is an error rather than an empty answer: the
+/// verdict must be one of `VERDICTS`, the user a uid or a name `known` accepts.
+pub fn check_filters(
+    user: Option<&str>,
+    verdict: Option<&str>,
+    known: impl Fn(&str) -> bool,
+) -> Result<(), String> {
+    if let Some(v) = verdict.filter(|v| !VERDICTS.contains(v)) {
+        return Err(format!(
+            "unknown verdict `{}`: expected allow, deny or would-deny",
+            crate::escape::escape(v)
+        ));
+    }
+    if let Some(u) = user.filter(|u| u.parse::<u32>().is_err() && !known(u)) {
+        return Err(format!("unknown user `{}`", crate::escape::escape(u)));
+    }
+    Ok(())
+}
+
+fn account_exists(name: &str) -> bool {
+    matches!(nix::unistd::User::from_name(name), Ok(Some(_)))
+}
+
 /// Decision records fanned out to followers, and the last few for `events` without follow.
 pub struct Bus {
     tx: broadcast::Sender<Arc<Record>>,
@@ -543,6 +569,11 @@ async fn connection(
             verdict,
         } = &request
         {
+            if let Err(e) = check_filters(user.as_deref(), verdict.as_deref(), account_exists) {
+                wr.write_all(Reply::err(ErrorKind::Invalid, e).line().as_bytes())
+                    .await?;
+                continue;
+            }
             // Subscribe before taking the backlog, so nothing falls between the two.
             let mut rx = bus.tx.subscribe();
             let recent: Vec<Value> = bus
@@ -691,6 +722,10 @@ mod tests {
 
     fn record(user: &str, uid: u32, verdict: &'static str) -> Record {
         Record {
+            time: String::new(),
+            rule_name: String::new(),
+            rule_file: None,
+            rule_line: None,
             verdict,
             uid,
             user: user.into(),
@@ -716,6 +751,22 @@ mod tests {
             policy_sha256: String::new(),
             suppressed: 0,
         }
+    }
+
+    #[test]
+    fn unknown_event_filters_are_errors() {
+        let known = |u: &str| u == "alice";
+        assert_eq!(check_filters(Some("alice"), Some("deny"), known), Ok(()));
+        assert_eq!(check_filters(Some("1001"), Some("audit"), known), Ok(()));
+        assert_eq!(check_filters(None, None, known), Ok(()));
+        assert_eq!(
+            check_filters(None, Some("denied"), known),
+            Err("unknown verdict `denied`: expected allow, deny or would-deny".into())
+        );
+        assert_eq!(
+            check_filters(Some("mallory\n"), None, known),
+            Err("unknown user `mallory\\n`".into())
+        );
     }
 
     #[test]

@@ -384,9 +384,9 @@ fn install(
         jump_policy_sha256 = %plan.sha256,
         jump_reload_trigger = trigger,
         jump_mode = mode.name(),
-        rules = plan.image.rules.len() - 1,
-        users = plan.image.users.len(),
-        changes = %summary,
+        jump_rules = plan.image.rules.len() - 1,
+        jump_users = plan.image.users.len(),
+        jump_changes = %summary,
         "policy generation {generation} loaded ({} rules, sha256 {}, {}): {summary}",
         plan.image.rules.len() - 1,
         &plan.sha256[..plan.sha256.len().min(12)],
@@ -464,6 +464,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         });
     }
     let mut st = State::new();
+    st.enricher.set_tai_offset(kernel.tai_offset_ns());
     // Adopting pinned state: continue its generation numbering.
     st.generation = kernel.generation()?;
     // Pinned counters outlive a daemon, which reported them up to its exit: report from here.
@@ -523,7 +524,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let hooks = kernel.hooks().join(",");
     tracing::info!(
         message_id = message_id::STARTED,
-        cgroup = %opts.cgroup.display(),
+        jump_cgroup = %opts.cgroup.display(),
         jump_mode = opts.mode.name(),
         "jumpd ready: enforcing on `{}` with hooks {hooks}{}; control socket `{}`",
         opts.cgroup.display(),
@@ -580,13 +581,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
             guard = addr_watch.readable_mut() => {
                 let mut guard = guard?;
-                if addrs::drain(guard.get_inner()) {
+                let changes = addrs::drain(guard.get_inner());
+                guard.clear_ready();
+                if changes.addresses || changes.links {
                     match addrs::local().and_then(|a| kernel.set_local_addrs(&a)) {
                         Ok(()) => tracing::debug!("local addresses updated"),
                         Err(e) => tracing::error!("failed to update the local addresses: {e:#}"),
                     }
                 }
-                guard.clear_ready();
+                // `via` names interfaces; their indexes are resolved when the policy compiles.
+                let uses_via = st.active.as_ref().is_some_and(|a| !a.compiled.image.vias.is_empty());
+                if changes.links && uses_via {
+                    reload(&mut kernel, &mut st, &opts, "interfaces");
+                }
             }
             _ = hup.recv() => reload(&mut kernel, &mut st, &opts, "sighup"),
             Some(trigger) = watch_rx.recv() => reload(&mut kernel, &mut st, &opts, &trigger),
@@ -724,11 +731,15 @@ fn reload_with(
     planned: anyhow::Result<Plan>,
 ) {
     let at = jiff::Timestamp::now().to_string();
-    // A file-system change that compiles to the very same policy is not worth a generation.
+    // A reload (any trigger: an edit, SIGHUP, jumpctl) that compiles to the very same policy
+    // is not a new generation: nothing is written, nothing reset, the numbering stays.
     if let (Ok(p), Some(a)) = (&planned, &st.active) {
-        if trigger.starts_with("watch") && p.image == a.compiled.image && p.sha256 == a.sha256 {
-            tracing::debug!(
-                "{trigger}: policy unchanged, generation {} stays",
+        if p.image == a.compiled.image && p.sha256 == a.sha256 {
+            tracing::info!(
+                jump_policy_generation = st.generation,
+                jump_reload_trigger = trigger,
+                jump_policy_unchanged = true,
+                "reload ({trigger}): policy unchanged, generation {} stays",
                 st.generation
             );
             // Still an attempt: `status` shows its state, not an older rejection, and says the

@@ -18,7 +18,8 @@ use aya::{
 };
 use jump_common::{
     counter, maps, rule_hit_index, DestKey, DestValue, Limits, PortKey, PortValue, SlotConfig,
-    SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, Window, MAX_RULES,
+    SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, ViaKey, ViaSet, Window,
+    MAX_RULES,
 };
 use nix::time::{clock_gettime, ClockId};
 
@@ -436,6 +437,15 @@ impl Kernel {
         for k in &stale {
             ports.remove(k).ok();
         }
+        let mut vias: HashMap<_, ViaKey, ViaSet> = HashMap::try_from(self.map_mut(maps::VIAS)?)?;
+        let stale: Vec<ViaKey> = vias
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.slot == slot)
+            .collect();
+        for k in &stale {
+            vias.remove(k).ok();
+        }
         let mut subuids: LpmTrie<_, SubuidKey, SubuidValue> =
             LpmTrie::try_from(self.map_mut(maps::SUBUIDS)?)?;
         let stale: Vec<Key<SubuidKey>> = subuids
@@ -470,6 +480,11 @@ impl Kernel {
             ports
                 .insert(&Key::new(*len, *k), v, 0)
                 .context("failed to write a port entry")?;
+        }
+        let mut vias: HashMap<_, ViaKey, ViaSet> = HashMap::try_from(self.map_mut(maps::VIAS)?)?;
+        for (k, v) in &s.vias {
+            vias.insert(k, v, 0)
+                .context("failed to write a rule's interfaces")?;
         }
         let mut subuids: LpmTrie<_, SubuidKey, SubuidValue> =
             LpmTrie::try_from(self.map_mut(maps::SUBUIDS)?)?;

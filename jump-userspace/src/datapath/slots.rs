@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jump_common::{
     action, profile_flags, proto, Candidate, DestKey, DestValue, PortKey, PortValue, SlotConfig,
-    SubuidKey, SubuidValue, UserKey, UserValue, Window, DEST_FIXED_BITS, MAX_CANDIDATES, MAX_DESTS,
-    MAX_INTERVALS, MAX_PORTS, MAX_SUBUID_BLOCKS, MAX_USERS, MAX_WINDOWS, PORT_FIXED_BITS,
-    SUBUID_FIXED_BITS,
+    SubuidKey, SubuidValue, UserKey, UserValue, ViaKey, ViaSet, Window, DEST_FIXED_BITS,
+    MAX_CANDIDATES, MAX_DESTS, MAX_INTERVALS, MAX_PORTS, MAX_SUBUID_BLOCKS, MAX_USERS,
+    MAX_VIA_INTERFACES, MAX_WINDOWS, PORT_FIXED_BITS, SUBUID_FIXED_BITS,
 };
 
 use crate::compile::image::MapImage;
@@ -23,6 +23,7 @@ pub struct SlotImage {
     pub ports: Vec<(u32, PortKey, PortValue)>,
     /// (array index, value)
     pub windows: Vec<(u32, Window)>,
+    pub vias: Vec<(ViaKey, ViaSet)>,
     /// (prefix length, key data, value)
     pub subuids: Vec<(u32, SubuidKey, SubuidValue)>,
 }
@@ -148,6 +149,23 @@ impl SlotImage {
                 Ok((slot * MAX_WINDOWS + id as u32, w))
             })
             .collect::<anyhow::Result<_>>()?;
+        let vias = image
+            .vias
+            .iter()
+            .map(|(&rule_id, set)| {
+                anyhow::ensure!(
+                    set.len() <= MAX_VIA_INTERFACES,
+                    "a rule's `via` has {} interfaces, at most {MAX_VIA_INTERFACES} fit",
+                    set.len()
+                );
+                let mut v = ViaSet {
+                    len: set.len() as u32,
+                    ifindex: [0; MAX_VIA_INTERFACES],
+                };
+                v.ifindex[..set.len()].copy_from_slice(set);
+                Ok((ViaKey { slot, rule_id }, v))
+            })
+            .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             config: SlotConfig {
                 generation,
@@ -159,6 +177,7 @@ impl SlotImage {
             dests,
             ports,
             windows,
+            vias,
             subuids,
         })
     }

@@ -18,6 +18,9 @@ pub const UNSET: u32 = u32::MAX;
 /// more than a few reads per event.
 pub const MAX_ANCESTRY: usize = 16;
 
+/// How many threads of a process `exe_of` looks at for the deciding thread's name.
+pub const MAX_THREADS: usize = 256;
+
 /// The environment variables sshd sets in a session, in order of preference. Both start with
 /// the client's address.
 const SSH_VARS: [&[u8]; 2] = [b"SSH_CONNECTION=", b"SSH_CLIENT="];
@@ -68,6 +71,52 @@ impl Proc {
         std::fs::read_link(self.path(pid, "exe"))
             .ok()
             .map(|p| p.display().to_string())
+    }
+
+    /// The executable of the process that made a decision at `decided_boot_ns` (CLOCK_BOOTTIME)
+    /// with command name `comm` — or `None` when it cannot be the same program: the pid belongs
+    /// to a process started after the decision (reused), or no thread of it has that command
+    /// name any more (it exec'd, which renames it). Identity is read before and after the link,
+    /// so an exec between the reads is seen too. A program that execs another of the same name
+    /// is the one case this cannot tell.
+    pub fn exe_of(&self, pid: u32, comm: &str, decided_boot_ns: u64) -> Option<String> {
+        let same = || -> Option<()> {
+            let started = self.start_ns(pid)?;
+            (started <= decided_boot_ns && self.has_thread_named(pid, comm)).then_some(())
+        };
+        same()?;
+        let exe = self.exe(pid)?;
+        same()?;
+        Some(exe)
+    }
+
+    /// When the process started, in CLOCK_BOOTTIME ns (field 22 of `stat`, in clock ticks of
+    /// 10 ms: `CLK_TCK` is 100 on Linux), truncated to its tick: a pid reused within the same
+    /// 10 ms as the decision is the one reuse this cannot see.
+    fn start_ns(&self, pid: u32) -> Option<u64> {
+        let stat = std::fs::read_to_string(self.path(pid, "stat")).ok()?;
+        // The command name may hold spaces and parentheses: fields follow the last `)`.
+        let after = &stat[stat.rfind(')')? + 1..];
+        let ticks: u64 = after.split_ascii_whitespace().nth(19)?.parse().ok()?;
+        Some(ticks.saturating_mul(10_000_000))
+    }
+
+    /// Whether a thread of `pid` (at most `MAX_THREADS` looked at) is named `comm`: the kernel
+    /// takes the name of the thread that decided, not always the main one.
+    fn has_thread_named(&self, pid: u32, comm: &str) -> bool {
+        let named = |p: PathBuf| {
+            std::fs::read(p).is_ok_and(|c| c.strip_suffix(b"\n").unwrap_or(&c) == comm.as_bytes())
+        };
+        if named(self.path(pid, "comm")) {
+            return true;
+        }
+        let Ok(tasks) = std::fs::read_dir(self.path(pid, "task")) else {
+            return false;
+        };
+        tasks
+            .flatten()
+            .take(MAX_THREADS)
+            .any(|t| named(t.path().join("comm")))
     }
 
     /// `(login uid, session id)` from `loginuid` and `sessionid`; `UNSET` where unset or
@@ -184,6 +233,13 @@ impl FakeProc {
             "status",
             format!("Name:\tx\nPid:\t{pid}\nPPid:\t{ppid}\n").as_bytes(),
         );
+        w("comm", b"curl\n");
+        // Started 1 s after boot (100 ticks); the name with a space and a parenthesis.
+        w(
+            "stat",
+            format!("{pid} (cu rl) S {ppid} 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0")
+                .as_bytes(),
+        );
         w("loginuid", loginuid.to_string().as_bytes());
         w("sessionid", sessionid.to_string().as_bytes());
         let mut env = Vec::new();
@@ -243,6 +299,38 @@ mod tests {
             "a vanished process reads as unset"
         );
         assert_eq!(p.exe(4711), None);
+    }
+
+    #[test]
+    fn the_executable_is_named_only_for_the_process_that_decided() {
+        let fake = FakeProc::new("exe");
+        fake.add(4711, 1, 1000, 7, &[]);
+        let exe = fake.dir.join("4711/exe");
+        std::os::unix::fs::symlink("/usr/bin/curl", &exe).unwrap();
+        let p = fake.proc();
+        assert_eq!(p.start_ns(4711), Some(1_000_000_000));
+        assert_eq!(
+            p.exe_of(4711, "curl", 2_000_000_000).as_deref(),
+            Some("/usr/bin/curl")
+        );
+        assert_eq!(
+            p.exe_of(4711, "sh", 2_000_000_000),
+            None,
+            "it exec'd since: another name"
+        );
+        assert_eq!(
+            p.exe_of(4711, "curl", 500_000_000),
+            None,
+            "the pid was reused: started after the decision"
+        );
+        std::fs::create_dir_all(fake.dir.join("4711/task/4712")).unwrap();
+        std::fs::write(fake.dir.join("4711/task/4712/comm"), "worker\n").unwrap();
+        assert_eq!(
+            p.exe_of(4711, "worker", 2_000_000_000).as_deref(),
+            Some("/usr/bin/curl"),
+            "another thread's name"
+        );
+        assert_eq!(p.exe_of(4799, "curl", 2_000_000_000), None, "gone");
     }
 
     #[test]

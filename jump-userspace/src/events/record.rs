@@ -24,6 +24,9 @@ use crate::{
 /// in every sink).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Record {
+    /// When the kernel decided (RFC 3339, UTC): the journal's own timestamp is when jumpd
+    /// logged it, which is later for events decided while jumpd was not reading.
+    pub time: String,
     pub verdict: &'static str,
     pub uid: u32,
     pub user: String,
@@ -56,7 +59,15 @@ pub struct Record {
     pub src_addr: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub src_port: Option<u16>,
+    /// The deciding rule as people read it: `ops-ssh (policies/20-access.yaml:7:5)`.
     pub rule: String,
+    /// The same, field by field: the rule's name, and where it is written (left out for the
+    /// policy default and the compiler's own rules).
+    pub rule_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_line: Option<u32>,
     pub hook: &'static str,
     /// The socket option a `setsockopt-*` decision judged, e.g. `IP_FREEBIND`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,6 +118,13 @@ impl Record {
         }
         m
     }
+}
+
+/// `policies/20-access.yaml:7:5` → (`policies/20-access.yaml`, 7).
+fn split_location(loc: &str) -> Option<(String, u32)> {
+    let (rest, _col) = loc.rsplit_once(':')?;
+    let (file, line) = rest.rsplit_once(':')?;
+    Some((file.to_string(), line.parse().ok()?))
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -211,6 +229,20 @@ pub struct Enricher {
     /// Rule table and hash of each generation still in use; the kernel may report the previous
     /// generation for a decision made just before a switch.
     generations: Vec<(u64, Vec<RuleInfo>, String)>,
+    /// CLOCK_TAI − CLOCK_REALTIME in ns: events carry CLOCK_TAI.
+    tai_offset_ns: i64,
+    /// Now in (CLOCK_TAI, CLOCK_BOOTTIME) ns.
+    clocks: fn() -> (u64, u64),
+}
+
+fn system_clocks() -> (u64, u64) {
+    use nix::time::{clock_gettime, ClockId};
+    let ns = |id| {
+        clock_gettime(id)
+            .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+            .unwrap_or(0)
+    };
+    (ns(ClockId::CLOCK_TAI), ns(ClockId::CLOCK_BOOTTIME))
 }
 
 impl Default for Enricher {
@@ -233,7 +265,21 @@ impl Enricher {
             users: BoundedCache::new(USER_CACHE),
             ssh: BoundedCache::new(SESSION_CACHE),
             generations: Vec::new(),
+            tai_offset_ns: 0,
+            clocks: system_clocks,
         }
+    }
+
+    /// `JUMP_EXE`, only where it is the decider's (`Proc::exe_of`): the decision's time moved
+    /// from CLOCK_TAI to CLOCK_BOOTTIME, which process start times use.
+    fn exe(&self, e: &Event, comm: &str) -> Option<String> {
+        let (tai, boot) = (self.clocks)();
+        let decided_boot = boot.checked_sub(tai.checked_sub(e.ts_ns)?)?;
+        self.proc.exe_of(e.pid, comm, decided_boot)
+    }
+
+    pub fn set_tai_offset(&mut self, ns: i64) {
+        self.tai_offset_ns = ns;
     }
 
     /// Remembers a generation's rule table; keeps the last two.
@@ -266,16 +312,26 @@ impl Enricher {
     pub fn record(&mut self, e: &Event) -> Record {
         let uid = e.uid;
         let user = self.user(uid);
-        let (rule, sha) = match self.generations.iter().find(|(g, ..)| *g == e.generation) {
-            Some((_, rules, sha)) => {
-                let rule = match rules.get(e.rule_id as usize) {
-                    Some(r) if r.location.is_empty() => r.name.clone(),
-                    Some(r) => format!("{} ({})", r.name, r.location),
-                    None => format!("#{}", e.rule_id),
-                };
-                (rule, sha.clone())
-            }
-            None => (format!("#{}", e.rule_id), String::new()),
+        let unknown = || (format!("#{}", e.rule_id), None);
+        let ((rule_name, at), sha) =
+            match self.generations.iter().find(|(g, ..)| *g == e.generation) {
+                Some((_, rules, sha)) => {
+                    let named = match rules.get(e.rule_id as usize) {
+                        Some(r) if r.location.is_empty() => (r.name.clone(), None),
+                        Some(r) => (r.name.clone(), Some(r.location.clone())),
+                        None => unknown(),
+                    };
+                    (named, sha.clone())
+                }
+                None => (unknown(), String::new()),
+            };
+        let rule = match &at {
+            Some(loc) => format!("{rule_name} ({loc})"),
+            None => rule_name.clone(),
+        };
+        let (rule_file, rule_line) = match at.as_deref().and_then(split_location) {
+            Some((f, l)) => (Some(f), Some(l)),
+            None => (at, None),
         };
         // The kernel's values when it captured them (they are right even if the process has
         // exited since), else what /proc says now.
@@ -289,15 +345,20 @@ impl Enricher {
         let login_trusted = login_uid.map(|_| self.logins.trusted(session_id));
         let ssh_client = self.ssh_client(e.pid, session_id);
         let comm_len = e.comm.iter().position(|&c| c == 0).unwrap_or(e.comm.len());
+        let comm = String::from_utf8_lossy(&e.comm[..comm_len]).into_owned();
+        let time = jiff::Timestamp::from_nanosecond(e.ts_ns as i128 - self.tai_offset_ns as i128)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
         Record {
+            time,
             verdict: verdict_name(e.action),
             uid,
             user,
             ns_uid: (e.ns_uid != jump_common::NO_NS_UID).then_some(e.ns_uid),
             gid: e.gid,
             pid: e.pid,
-            comm: String::from_utf8_lossy(&e.comm[..comm_len]).into_owned(),
-            exe: self.proc.exe(e.pid),
+            comm: comm.clone(),
+            exe: self.exe(e, &comm),
             login_uid,
             login_user,
             login_trusted,
@@ -309,6 +370,9 @@ impl Enricher {
             src_addr: (e.src_addr != [0; 16]).then(|| unmap(e.src_addr)),
             src_port: (e.src_port != 0).then_some(e.src_port),
             rule,
+            rule_name,
+            rule_file,
+            rule_line,
             hook: hook::name(e.hook),
             // `setsockopt-*` events carry the option's level and name in the port fields.
             option: hook::is_sockopt(e.hook)
@@ -327,6 +391,7 @@ mod tests {
 
     fn record() -> Record {
         Record {
+            time: "2026-01-05T09:00:00Z".into(),
             verdict: "deny",
             uid: 1001,
             user: "alice".into(),
@@ -346,6 +411,9 @@ mod tests {
             src_addr: None,
             src_port: None,
             rule: "default".into(),
+            rule_name: "default".into(),
+            rule_file: None,
+            rule_line: None,
             hook: "connect4",
             option: None,
             policy_generation: 1,
@@ -504,6 +572,7 @@ mod tests {
         assert_eq!(r.hook, "connect6");
         assert_eq!(r.comm, "curl");
         assert_eq!(r.user, "alice");
+        assert_eq!(r.time, "1970-01-01T00:00:00Z", "the event's own time");
     }
 
     #[test]
@@ -515,6 +584,10 @@ mod tests {
             ..event()
         });
         assert_eq!(r.rule, "ops-ssh (policies/20-access.yaml:7:5)");
+        assert_eq!(
+            (r.rule_name.as_str(), r.rule_file.as_deref(), r.rule_line),
+            ("ops-ssh", Some("policies/20-access.yaml"), Some(7))
+        );
         let r = en.record(&Event {
             rule_id: 9,
             ..event()

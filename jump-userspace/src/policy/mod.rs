@@ -69,6 +69,15 @@ pub fn load_dir_with(dir: &Path, opts: ReadOptions) -> Result<Loaded, PolicyErro
     warnings.append(&mut loaded.warnings);
     loaded.warnings = warnings;
     loaded.private = private;
+    // The hash names files within the directory, not by the path the directory was given as
+    // (`policies`, `./policies`, `/etc/jump/policies`): the same policy, the same hash.
+    loaded.sha256 = hash(sources.files.iter().map(|s| {
+        let base = std::path::Path::new(&s.name)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(&s.name);
+        (base, s.text.as_str())
+    }));
     Ok(loaded)
 }
 
@@ -90,6 +99,18 @@ pub fn redact(diags: &mut [Diagnostic], private: &[String]) {
 /// Loads a policy from `(file name, contents)` pairs, in the order given (the name is what
 /// errors show). `load_dir` and tests both come through here.
 pub fn load_files(files: &[(String, String)]) -> Result<Loaded, PolicyErrors> {
+    let sha256 = hash(files.iter().map(|(n, t)| (n.as_str(), t.as_str())));
+    let (policy, warnings) = parse::parse_files(files)?;
+    Ok(Loaded {
+        policy,
+        warnings,
+        sha256,
+        private: Vec::new(),
+    })
+}
+
+/// The policy's hash: SHA-256 over each file's name and contents, in order.
+fn hash<'a>(files: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     let mut hasher = Sha256::new();
     for (name, text) in files {
         // Length-prefixed, so no two different directories hash alike.
@@ -98,18 +119,11 @@ pub fn load_files(files: &[(String, String)]) -> Result<Loaded, PolicyErrors> {
         hasher.update((text.len() as u64).to_le_bytes());
         hasher.update(text.as_bytes());
     }
-    let sha256 = hasher
+    hasher
         .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect::<String>();
-    let (policy, warnings) = parse::parse_files(files)?;
-    Ok(Loaded {
-        policy,
-        warnings,
-        sha256,
-        private: Vec::new(),
-    })
+        .collect::<String>()
 }
 
 /// One file's worth of policy, for tests and examples.

@@ -186,4 +186,6 @@ pub struct Rule {
     pub mode: Mode,
     pub expires: Option<Timestamp>,
     pub schedule: Option<Schedule>,
+    /// `via`: the interfaces the rule's decisions hold on; empty means every interface.
+    pub via: Vec<(String, Span)>,
 }

@@ -29,6 +29,7 @@ pub(crate) const RULE_KEYS: &[&str] = &[
     "mode",
     "expires",
     "schedule",
+    "via",
 ];
 pub(crate) const ENTRY_KEYS: &[&str] = &["to", "ports", "proto"];
 pub(crate) const LISTEN_KEYS: &[&str] = &["ports", "proto", "addresses"];
@@ -1013,6 +1014,10 @@ fn parse_rule(cx: &mut Ctx, n: &Node) -> Option<(Rule, Vec<RawEntry>, Vec<RawEnt
         }
     });
     let schedule = m.get("schedule").and_then(|(_, v)| parse_schedule(cx, v));
+    let via = m
+        .get("via")
+        .map(|(_, v)| parse_via(cx, v))
+        .unwrap_or_default();
     let name = name?;
     let rule = Rule {
         name,
@@ -1027,6 +1032,34 @@ fn parse_rule(cx: &mut Ctx, n: &Node) -> Option<(Rule, Vec<RawEntry>, Vec<RawEnt
         mode,
         expires,
         schedule,
+        via,
     };
     Some((rule, allow, deny))
+}
+
+/// `via: [eth1]`: interface names as the kernel allows them (1 to 15 bytes, no `/`, no
+/// whitespace, not `.` or `..`).
+fn parse_via(cx: &mut Ctx, n: &Node) -> Vec<(String, Span)> {
+    let mut out = Vec::new();
+    for item in cx.seq_or_one(n, "via", "an interface name or a list of them") {
+        let Some(s) = cx.string(item, "via") else {
+            continue;
+        };
+        let valid = !s.is_empty()
+            && s.len() <= 15
+            && s != "."
+            && s != ".."
+            && !s.contains('/')
+            && !s.chars().any(|c| c.is_whitespace() || c == ':');
+        if valid {
+            out.push((s, cx.span(item)));
+        } else {
+            cx.err_help(
+                item,
+                format!("invalid interface name `{s}`"),
+                "an interface name has 1 to 15 characters, without `/`, `:` or spaces (like `eth1`)",
+            );
+        }
+    }
+    out
 }

@@ -130,6 +130,9 @@ pub struct Rule {
     expires: Option<String>,
     /// The rule is active only in these hours.
     schedule: Option<Schedule>,
+    /// Interfaces the rule holds on (like `eth1`): a packet it would let through that leaves on
+    /// another interface is dropped. Omitted: every interface.
+    via: Option<OneOrMany<String>>,
 }
 
 #[derive(JsonSchema)]

@@ -351,6 +351,20 @@ fn unused_zones_are_warnings() {
     );
 }
 
+#[test]
+fn invalid_interface_names_in_via() {
+    let src = "rules:\n  - name: a\n    users: [\"*\"]\n    allow: [{to: 10.0.0.0/8}]\n    via: [eth1, \"a/b\", averyveryverylongname, 3]\n";
+    assert_eq!(
+        errors(src),
+        "p.yaml:5:17: invalid interface name `a/b`\n  help: an interface name has 1 to 15 characters, without `/`, `:` or spaces (like `eth1`)\n\
+         p.yaml:5:24: invalid interface name `averyveryverylongname`\n  help: an interface name has 1 to 15 characters, without `/`, `:` or spaces (like `eth1`)"
+    );
+    let ok =
+        "rules:\n  - name: a\n    users: [\"*\"]\n    allow: [{to: 10.0.0.0/8}]\n    via: eth1\n";
+    let p = load_str("p.yaml", ok).expect("`via: eth1` is valid").policy;
+    assert_eq!(p.rules[0].via[0].0, "eth1");
+}
+
 fn rule_with(extra: &str) -> String {
     format!("rules:\n  - name: r\n    users: [\"*\"]\n{extra}")
 }
@@ -550,4 +564,23 @@ fn private_files_are_not_quoted() {
         e.contains("error here, not shown: the file is not readable by everyone"),
         "{e}"
     );
+}
+
+#[test]
+fn the_hash_does_not_depend_on_how_the_directory_is_spelled() {
+    let dir = std::env::temp_dir().join(format!("jump-hash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("10-a.yaml"),
+        "rules:\n  - name: a\n    users: [1001]\n    allow:\n      - {to: [198.51.100.0/24], ports: [22]}\n",
+    )
+    .unwrap();
+    let plain = super::load_dir(&dir).unwrap().sha256;
+    let dotted = super::load_dir(&dir.join(".")).unwrap().sha256;
+    let parent = super::load_dir(&dir.join("..").join(dir.file_name().unwrap()))
+        .unwrap()
+        .sha256;
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(plain, dotted, "`dir` and `dir/.` are one policy");
+    assert_eq!(plain, parent, "`dir` and `parent/../dir` are one policy");
 }
