@@ -112,8 +112,12 @@ impl Kernel {
         std::fs::create_dir_all(opts.pin_dir.join("links"))?;
         // Maps already pinned there (a previous jumpd) are reused: policy, counters and pending
         // events carry over.
+        // `JUMP_SOCKS` is a BTF map definition, which carries no pinning flag: pinned by name
+        // here, so a restarted jumpd reads the records the adopted programs write.
+        let socks_pin = maps_dir.join(maps::SOCKS);
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&maps_dir)
+            .map_pin_path(maps::SOCKS, &socks_pin)
             .override_global("AYA_LOG_LEVEL", &level, true)
             // Not every kernel has these (CONFIG_AUDIT); 0 leaves the event fields unset.
             .override_global("LOGINUID_OFFSET", &loginuid_off, false)
@@ -281,6 +285,15 @@ impl Kernel {
 
     pub fn attached(&self) -> &[(String, PathBuf)] {
         &self.attached
+    }
+
+    /// A descriptor of `JUMP_SOCKS` (the socket records), for revocation's socket dumps.
+    pub fn socks_fd(&self) -> anyhow::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        match self.map(maps::SOCKS)? {
+            aya::maps::Map::SkStorage(m) => Ok(m.fd().as_fd().try_clone_to_owned()?),
+            _ => bail!("map `{}` is not socket storage", maps::SOCKS),
+        }
     }
 
     pub fn take_events(&mut self) -> anyhow::Result<RingBuf<MapData>> {
