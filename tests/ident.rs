@@ -340,7 +340,7 @@ fn rewritten_maps_are_detected_reported_and_restored() {
     const TAMPERED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80a";
     let w = World::new(&[]);
     let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&w.cg.path).expect("cgroup"));
-    let maps = w.jumpd.pin_root.join(format!("v1/cgroup-{ino}/maps"));
+    let maps = w.jumpd.pin_root.join(format!("v2/cgroup-{ino}/maps"));
     w.refused(B, "tcp", &format!("{INTERNET_V4}:7000"));
     w.ok(A, "tcp", &format!("{INTERNAL_V4}:7000"));
 
@@ -404,6 +404,38 @@ fn rewritten_maps_are_detected_reported_and_restored() {
     assert_eq!(jumpctl_status(&w)["counters"]["maps_tampered"], 2);
     w.refused(B, "tcp", &format!("{INTERNAL_V4}:7000"));
     w.ok(A, "tcp", &format!("{INTERNAL_V4}:7000"));
+
+    // 3. The source check's list of local addresses: a spoofable source slipped in.
+    let spoofed: Vec<u8> = "::ffff:203.0.113.99"
+        .parse::<std::net::Ipv6Addr>()
+        .expect("address")
+        .octets()
+        .to_vec();
+    let addrs = maps.join("JUMP_LOCAL_ADDRS");
+    map_update(&addrs, &spoofed, &2u32.to_ne_bytes());
+    w.jumpd.wait_line("the third alarm", |l| {
+        l["message_id"] == TAMPERED
+            && l["jump_tampered"]
+                .as_str()
+                .is_some_and(|t| t.contains("JUMP_LOCAL_ADDRS: 0 changed, 0 removed, 1 added"))
+    });
+    let mut lookup = vec![
+        "map",
+        "lookup",
+        "pinned",
+        addrs.to_str().expect("utf-8"),
+        "key",
+    ];
+    let key: Vec<String> = spoofed.iter().map(|b| b.to_string()).collect();
+    lookup.extend(key.iter().map(String::as_str));
+    let gone = Command::new("bpftool")
+        .args(&lookup)
+        .output()
+        .expect("bpftool");
+    assert!(
+        !gone.status.success(),
+        "the slipped-in address should be removed again"
+    );
 }
 
 /// Item 6 under a real journald: the tampering alarm is an entry of PRIORITY 2 (crit) with its
@@ -458,7 +490,7 @@ fn the_tampering_alarm_is_a_crit_journal_entry() {
         text(e, "MESSAGE").is_some_and(|m| m.starts_with("jumpd ready"))
     });
     let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cg.path).expect("cgroup"));
-    let maps = pin_root.join(format!("v1/cgroup-{ino}/maps"));
+    let maps = pin_root.join(format!("v2/cgroup-{ino}/maps"));
     let slot = map_value(&maps.join("JUMP_ACTIVE"), &[0, 0, 0, 0]);
     let mut config = map_value(&maps.join("JUMP_SLOTS"), &slot);
     config[8] = 1;

@@ -18,6 +18,7 @@ pub mod maps {
     pub const RULE_HITS: &str = "JUMP_RULE_HITS";
     pub const LIMITS: &str = "JUMP_LIMITS";
     pub const RATE: &str = "JUMP_RATE";
+    pub const SOCKS: &str = "JUMP_SOCKS";
     pub const OWNERS: &str = "JUMP_OWNERS";
     pub const UID_HELD: &str = "JUMP_UID_HELD";
     pub const UID_SKETCH: &str = "JUMP_UID_SKETCH";
@@ -234,9 +235,9 @@ pub struct RateState {
 
 pub const RATE_KEYS: u32 = 16_384;
 
-/// Capacity of `JUMP_OWNERS` (LRU hash, socket cookie → uid): the uid that connected each
-/// socket. The egress backstop decides a socket's packets by that uid rather than the socket's
-/// creator, so a socket handed to another user (SCM_RIGHTS) is judged as its connector.
+/// Capacity of `JUMP_OWNERS` (LRU hash, socket cookie → uid): the creators of raw and ping
+/// sockets, whose packets the egress backstop judges as their creator. Connected TCP and UDP
+/// sockets are in `JUMP_SOCKS` (socket storage) instead.
 pub const OWNER_SOCKETS: u32 = 65_536;
 
 /// Which hook made a decision.
@@ -452,6 +453,48 @@ pub const fn rule_hit_index(slot: u32, rule_id: u32, action: u8) -> u32 {
     (slot * MAX_RULES + rule_id) * 3 + action as u32
 }
 
+/// Value of `JUMP_SOCKS` (`BPF_MAP_TYPE_SK_STORAGE`, socket-local storage): who connected a
+/// socket and under which grant, written when a connect (or a socket's first unconnected send)
+/// is allowed. The kernel frees it with the socket, so it covers the socket's whole life,
+/// `close()` included (FIN and retransmissions), and nothing else ever has to forget it.
+///
+/// The egress backstop decides a socket's packets by this record, revocation judges the
+/// socket by it (read through `INET_DIAG_REQ_SK_BPF_STORAGES`), and events name its task.
+/// Field order keeps every field naturally aligned with no implicit padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SockRecord {
+    /// The policy generation that allowed it; the backstop decides again when it is not the
+    /// active one.
+    pub generation: u64,
+    /// The connecting task: uid, gid, thread-group id, audit login uid and session.
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+    pub login_uid: u32,
+    pub session_id: u32,
+    /// The rule of `generation` that allowed it.
+    pub rule_id: u32,
+    /// `action::ALLOW` or `action::AUDIT`.
+    pub action: u8,
+    /// The hook that wrote it (`hook::CONNECT4` …).
+    pub hook: u8,
+    /// `record_flags`.
+    pub flags: u8,
+    pub proto: u8,
+    /// The destination as decided, host byte order; IPv4 as IPv4-mapped IPv6.
+    pub dst_port: u16,
+    pub family: u16,
+    pub dst_addr: [u8; 16],
+    pub comm: [u8; COMM_LEN],
+}
+
+pub mod record_flags {
+    /// The grant depends on time (a window decided it, or one could change the answer): the
+    /// backstop decides every packet again instead of trusting the record.
+    pub const TIMED: u8 = 1;
+}
+
 /// `Event::ns_uid` when the decision was made for the task's own uid.
 pub const NO_NS_UID: u32 = u32::MAX;
 
@@ -496,6 +539,15 @@ const _: () = {
     assert!(core::mem::size_of::<Window>() == 8 + 16 * MAX_INTERVALS);
     assert!(core::mem::size_of::<SlotConfig>() == 16);
     assert!(core::mem::size_of::<Event>() == 120);
+    assert!(core::mem::size_of::<SockRecord>() == 72);
+    assert!(core::mem::offset_of!(SockRecord, generation) == 0);
+    assert!(core::mem::offset_of!(SockRecord, uid) == 8);
+    assert!(core::mem::offset_of!(SockRecord, rule_id) == 28);
+    assert!(core::mem::offset_of!(SockRecord, action) == 32);
+    assert!(core::mem::offset_of!(SockRecord, flags) == 34);
+    assert!(core::mem::offset_of!(SockRecord, dst_port) == 36);
+    assert!(core::mem::offset_of!(SockRecord, dst_addr) == 40);
+    assert!(core::mem::offset_of!(SockRecord, comm) == 56);
     assert!(core::mem::size_of::<ViaKey>() == 8);
     assert!(core::mem::size_of::<ViaSet>() == 32);
     assert!(core::mem::offset_of!(ViaSet, ifindex) == 4);
@@ -522,6 +574,7 @@ mod pod {
     unsafe impl aya::Pod for Limits {}
     unsafe impl aya::Pod for RateKey {}
     unsafe impl aya::Pod for RateState {}
+    unsafe impl aya::Pod for SockRecord {}
     unsafe impl aya::Pod for ViaKey {}
     unsafe impl aya::Pod for ViaSet {}
     unsafe impl aya::Pod for UidHeld {}

@@ -36,6 +36,9 @@ pub struct Decision {
     pub rule_id: u32,
     pub generation: u64,
     pub log_mode: u8,
+    /// A time window took part (the chosen candidate's, or an earlier one's that was closed):
+    /// the same question may get another answer later.
+    pub timed: bool,
 }
 
 /// The active slot and its settings, read once per decision.
@@ -55,7 +58,7 @@ impl Active {
     }
 
     fn decision(&self, action: u8, rule_id: u32) -> Decision {
-        Decision { slot: self.slot, uid: self.uid, action, rule_id, generation: self.cfg.generation, log_mode: self.cfg.log_mode }
+        Decision { slot: self.slot, uid: self.uid, action, rule_id, generation: self.cfg.generation, log_mode: self.cfg.log_mode, timed: false }
     }
 
     fn default(&self) -> Decision {
@@ -85,7 +88,11 @@ impl Active {
     }
 
     // (4) and (5)
-    fn ports(&self, class: u32, proto: u8, port: u16) -> Option<(u8, u32)> {
+    // Inlined: as a BTF function, its `Option<(u8, u32, bool)>` return type becomes a union
+    // with a member at a non-zero offset, and the kernel rejects the whole object's BTF
+    // ("Invalid member bits_offset").
+    #[inline(always)]
+    fn ports(&self, class: u32, proto: u8, port: u16) -> Option<(u8, u32, bool)> {
         let key = Key::new(
             PORT_FIXED_BITS + 16,
             PortKey { slot_be: self.slot.to_be(), class_be: class.to_be(), proto, _pad: 0, port_be: port.to_be() },
@@ -98,7 +105,7 @@ impl Active {
             }
             let c = &value.candidates[i];
             if c.window == WINDOW_ALWAYS || window_open(self.slot, c.window, now) {
-                return Some((c.action, c.rule_id));
+                return Some((c.action, c.rule_id, i > 0 || c.window != WINDOW_ALWAYS));
             }
         }
         None
@@ -107,7 +114,7 @@ impl Active {
 
 /// Fail closed when no policy is active.
 fn unloaded(uid: u32) -> Decision {
-    Decision { slot: 0, uid, action: action::DENY, rule_id: 0, generation: 0, log_mode: jump_common::log_mode::ALL }
+    Decision { slot: 0, uid, action: action::DENY, rule_id: 0, generation: 0, log_mode: jump_common::log_mode::ALL, timed: false }
 }
 
 /// May `uid` send to `dest`?
@@ -121,7 +128,7 @@ pub fn decide(uid: u32, dest: &Dest) -> Decision {
     );
     let Some(class) = JUMP_DESTS.get(&dkey) else { return a.default() };
     match a.ports(class.class, dest.proto, dest.port) {
-        Some((action, rule)) => a.decision(action, rule),
+        Some((action, rule, timed)) => Decision { timed, ..a.decision(action, rule) },
         // (6)
         None => a.default(),
     }
@@ -134,7 +141,7 @@ pub fn listen(uid: u32, proto: u8, port: u16) -> Decision {
     let deny = a.decision(action::DENY, 0);
     let Some(user) = user else { return deny };
     match a.ports(LISTEN_CLASS | user.profile, proto, port) {
-        Some((action, rule)) => a.decision(action, rule),
+        Some((action, rule, timed)) => Decision { timed, ..a.decision(action, rule) },
         None => deny,
     }
 }
@@ -145,6 +152,11 @@ pub fn flags(uid: u32) -> (u32, Decision) {
     let Some(mut a) = Active::get(uid) else { return (0, unloaded(uid)) };
     let flags = a.user().map_or(0, |u| u.flags);
     (flags, a.decision(action::DENY, 0))
+}
+
+/// The active slot and its generation (0: none), for checking a socket's record.
+pub fn active_slot() -> (u32, u64) {
+    Active::get(0).map_or((0, 0), |a| (a.slot, a.cfg.generation))
 }
 
 pub fn now_tai() -> u64 {

@@ -8,11 +8,12 @@
 //! | bind4/6                  | binding a port: needs a listen grant (port 0 is always fine)   |
 //! | sock_create              | socket kinds: raw and ping sockets need an icmp grant; others  |
 //! |                          | than TCP, UDP and ICMP (MPTCP, SCTP, …) are refused            |
-//! | egress (cgroup_skb)      | every packet: the backstop for what no hook above saw, and the |
-//! |                          | path it takes (`path`: interface, source address, source route)|
+//! | egress (cgroup_skb)      | every packet: the path it takes (`path`: interface, source     |
+//! |                          | address, source route), then the socket's record (`socks`)     |
+//! |                          | when current, else the backstop for what no hook above saw     |
 //! | setsockopt               | options choosing interface, source, source route or multicast  |
 //! |                          | groups (`sockopt`)                                             |
-//! | sock_release             | bookkeeping only: forgets the socket's connecting uid          |
+//! | sock_release             | bookkeeping only: forgets a raw or ping socket's creator       |
 //! | netns_probe              | never attached: run once by jumpd to learn its namespace       |
 #![no_std]
 #![no_main]
@@ -27,6 +28,7 @@ mod maps;
 mod subuid;
 mod path;
 mod sockopt;
+mod socks;
 
 use aya_ebpf::{
     helpers::{
@@ -39,7 +41,7 @@ use aya_ebpf::{
     Global,
 };
 use aya_log_ebpf::debug;
-use jump_common::{action, counter, hook, profile_flags, proto};
+use jump_common::{action, counter, hook, profile_flags, proto, record_flags};
 use lookup::Decision;
 
 /// Return values of every hook here: 1 lets the call (or packet) through; 0 fails the call
@@ -138,20 +140,41 @@ pub fn netns_probe(ctx: SkBuffContext) -> i32 {
 #[cgroup_skb(egress)]
 pub fn egress(ctx: SkBuffContext) -> i32 {
     let p = ctx::packet(&ctx);
-    // SAFETY: the helper reads the skb this program was given.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
-    // The uid that connected the socket, else the socket's own (accepted and unconnected ones).
-    // SAFETY: a pointer into this map's value, read at once.
-    let uid = match maps::JUMP_OWNERS.get_ptr(cookie) {
-        Some(p) => unsafe { *p },
-        None => ctx.get_socket_uid(),
+    // The socket's record (TCP and UDP sockets connected here), else for raw and ping sockets
+    // their creator, else the socket's own uid (accepted and unconnected ones).
+    let rec = socks::of_packet(&ctx);
+    let uid = match rec {
+        // SAFETY: this socket's storage, valid during this program run.
+        Some(r) => unsafe { (*r).uid },
+        None => {
+            // SAFETY: the helper reads the skb this program was given.
+            let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+            // SAFETY: a pointer into this map's value, read at once.
+            match maps::JUMP_OWNERS.get_ptr(cookie) {
+                Some(p) => unsafe { *p },
+                None => ctx.get_socket_uid(),
+            }
+        }
     };
-    // Softirq context: no meaningful current task, so only the socket's uid is known.
-    let who = emit::Origin { uid, gid: 0, pid: 0, login_uid: u32::MAX, session_id: u32::MAX, comm: [0; 16] };
     // One `record` call site: each inlined copy costs its event's stack.
     let (why, d) = match path::refusal(&ctx, &p) {
         Some(why) => (why, lookup::flags(uid).1),
         None => {
+            if let Some(r) = rec {
+                // The record decides, without a lookup, while it is of the active generation
+                // and its grant does not depend on time; otherwise the packet is decided again
+                // as the connector (a reload or an expiry revocation has not closed yet).
+                // SAFETY: as above.
+                let (flags, generation, rule) = unsafe { ((*r).flags, (*r).generation, (*r).rule_id) };
+                let (slot, active) = lookup::active_slot();
+                // The rule's `via` (interfaces) is checked per packet all the same.
+                if flags & record_flags::TIMED == 0
+                    && generation == active
+                    && path::via_holds(slot, rule, p.ifindex)
+                {
+                    return PASS;
+                }
+            }
             // Replies on connections this uid accepted leave from a port it may listen on: they
             // are decided by that grant, so a granted sshd keeps answering its clients. Only a
             // TCP socket the kernel made for an accepted connection (or a listener's SYN-ACK)
@@ -159,7 +182,7 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
             // destination.
             if p.dst.proto == proto::TCP
                 && p.src_port != 0
-                && accepted(&ctx, &p, cookie)
+                && accepted(&ctx, &p, rec.is_some())
                 && lookup::listen(uid, p.dst.proto, p.src_port).action != action::DENY
             {
                 return PASS;
@@ -170,6 +193,11 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
             if d.action == action::DENY {
                 (hook::EGRESS, d)
             } else if path::via_holds(d.slot, d.rule_id, p.ifindex) {
+                if let Some(r) = rec {
+                    // Still allowed under this generation: the record vouches for it again.
+                    // SAFETY: as above.
+                    unsafe { socks::refresh(&mut *r, &d) };
+                }
                 return PASS;
             } else {
                 // The deciding rule's `via` does not name the interface the packet leaves on.
@@ -180,23 +208,29 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
                     rule_id: d.rule_id,
                     generation: d.generation,
                     log_mode: d.log_mode,
+                    timed: d.timed,
                 };
                 (hook::EGRESS_INTERFACE, deny)
             }
         }
+    };
+    let who = match rec {
+        // SAFETY: as above.
+        Some(r) => socks::origin(unsafe { &*r }),
+        // Softirq context and no record: only the socket's uid is known.
+        None => emit::Origin { uid, gid: 0, pid: 0, login_uid: u32::MAX, session_id: u32::MAX, comm: [0; 16] },
     };
     record(why, &who, &p.dst, p.src_port, &d);
     REFUSE
 }
 
 /// The packet belongs to an accepted TCP connection on its source port: a listener's SYN-ACK,
-/// or a full TCP socket bound to that port that no one `connect`ed (connected sockets are in
-/// `JUMP_OWNERS`; their connect was decided by destination).
-fn accepted(ctx: &SkBuffContext, p: &ctx::Packet, cookie: u64) -> bool {
+/// or a full TCP socket bound to that port that no one `connect`ed (connected sockets have a
+/// record; their connect was decided by destination).
+fn accepted(ctx: &SkBuffContext, p: &ctx::Packet, has_record: bool) -> bool {
     match ctx::tcp_socket_port(ctx) {
         ctx::ANY_PORT => true,
-        // SAFETY: only the presence of the key is used.
-        port => port == u32::from(p.src_port) && unsafe { maps::JUMP_OWNERS.get(&cookie) }.is_none(),
+        port => port == u32::from(p.src_port) && !has_record,
     }
 }
 
@@ -251,11 +285,11 @@ fn egress_call(ctx: &SockAddrContext, hook: u8, dest: &ctx::Dest) -> i32 {
     let who = current();
     let d = lookup::decide(who.uid, dest);
     record(hook, &who, dest, 0, &d);
-    if d.action != action::DENY && (hook == hook::CONNECT4 || hook == hook::CONNECT6) {
-        // SAFETY: the helper reads the socket of this program's context.
-        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
-        // Best effort: if the LRU evicts it, egress falls back to the socket's uid.
-        let _ = maps::JUMP_OWNERS.insert(&cookie, &who.uid, 0);
+    if d.action != action::DENY {
+        // A connect (re)writes the record; an unconnected send only creates one, so a
+        // socket's sends do not replace who connected it.
+        let connect = hook == hook::CONNECT4 || hook == hook::CONNECT6;
+        socks::write(ctx, hook, &who, dest, &d, !connect);
     }
     verdict(ctx, &d, dest)
 }

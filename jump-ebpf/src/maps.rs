@@ -6,14 +6,15 @@
 const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
 
 use aya_ebpf::{
-    macros::map,
+    btf_maps::SkStorage,
+    macros::{btf_map, map},
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use jump_common::{
     counter, DestKey, DestValue, Event, Limits, PortKey, PortValue, RateKey, RateState,
-    SlotConfig, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, ViaKey, ViaSet,
-    MAX_LOCAL_ADDRS, MAX_SUBUID_BLOCKS, MAX_VIA_RULES, OWNER_SOCKETS, RATE_KEYS, UID_HELD_ENTRIES,
-    RuleTableChunk, RULE_TABLE_CHUNKS,
+    RuleTableChunk, SlotConfig, SockRecord, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey,
+    UserValue, ViaKey, ViaSet, MAX_LOCAL_ADDRS, MAX_SUBUID_BLOCKS, MAX_VIA_RULES, OWNER_SOCKETS,
+    RATE_KEYS, RULE_TABLE_CHUNKS, UID_HELD_ENTRIES,
     Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, MAX_RULES, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
 };
 
@@ -58,9 +59,18 @@ pub static JUMP_LIMITS: Array<Limits> = Array::pinned(1, 0);
 pub static JUMP_RATE: LruHashMap<RateKey, RateState> =
     LruHashMap::pinned(RATE_KEYS, BPF_F_NO_COMMON_LRU);
 
+/// The creators of raw and ping sockets (by socket cookie), so their packets are judged as their
+/// creator, not as whoever the socket is `fchown`ed to. Connected TCP and UDP sockets have their
+/// record in `JUMP_SOCKS` instead.
 #[map]
 pub static JUMP_OWNERS: LruHashMap<u64, u32> =
     LruHashMap::pinned(OWNER_SOCKETS, BPF_F_NO_COMMON_LRU);
+
+// Socket-local storage needs BTF for its key and value, which only a BTF map definition
+// (`.maps` section) carries. Such a definition has no pinning field here: the daemon pins it
+// by name itself (`EbpfLoader::map_pin_path`), so it is shared and adopted like the others.
+#[btf_map]
+pub static JUMP_SOCKS: SkStorage<SockRecord> = SkStorage::new();
 
 // Plain hash maps, not LRU: an evicted entry would lose a uid's counts.
 #[map]

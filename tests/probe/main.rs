@@ -28,7 +28,15 @@
 //! - `uring-connect ADDR`, `uring-sendto ADDR`: a TCP connect and an unconnected UDP send
 //!   submitted through io_uring (`IORING_OP_CONNECT`, `IORING_OP_SENDMSG`).
 //! - `hold ADDR SECS`: connect, print `{"connected":true}`, then echo every 100 ms for SECS and
-//!   report how the connection ended (for revocation).
+//!   report how the connection ended (for revocation). With `--creator U`, the socket is created
+//!   as uid U (effective uid only) before `--uid` takes effect: created by one user, connected by
+//!   another.
+//! - `udp-twins ADDR SECS PORT`: two pairs of UDP sockets, each pair bound to one port (PORT
+//!   and PORT+1, so a listen grant is needed) with `SO_REUSEADDR` and connected to ADDR (the pairs in opposite orders); prints
+//!   `{"connected":true}` and keeps them SECS. The kernel's lookup by address finds only one
+//!   socket of a pair, so destroying the other by its cookie fails (`ENOENT`) in one pair.
+//! - `fin-serve ADDR SECS`: accept one TCP connection, echo until the peer's FIN and print
+//!   `{"fin":true}`, or `{"fin":false,…}` when it does not come within SECS.
 //! - `serve tcp:ADDR|udp:ADDR…`: echo servers until killed; prints `ready` once listening.
 //! - `opt OPTION ADDR`: a UDP socket sets OPTION, then connects to ADDR, sends and waits for the
 //!   echo. OPTION is `bindtodevice=IF`, `bindtoifindex=N`, `multicast-if=ADDR`, `freebind`,
@@ -324,9 +332,17 @@ fn uring(target: &str, udp: bool) -> std::io::Result<()> {
     })
 }
 
-/// Holds a connection open, echoing every 100 ms: reports how (and how fast) it ended.
-fn hold(target: &str, secs: &str) -> std::io::Result<()> {
-    let mut s = TcpStream::connect_timeout(&addr(target)?, TIMEOUT)?;
+/// Holds a connection open, echoing every 100 ms: reports how (and how fast) it ended. The
+/// connection is closed (FIN) when the time is up.
+fn hold(target: &str, secs: &str, presock: Option<Socket>) -> std::io::Result<()> {
+    let to = addr(target)?;
+    let mut s: TcpStream = match presock {
+        Some(sock) => {
+            sock.connect_timeout(&SockAddr::from(to), TIMEOUT)?;
+            sock.into()
+        }
+        None => TcpStream::connect_timeout(&to, TIMEOUT)?,
+    };
     s.set_read_timeout(Some(Duration::from_millis(1500)))?;
     println!("{}", serde_json::json!({ "connected": true }));
     std::io::stdout().flush()?;
@@ -336,6 +352,58 @@ fn hold(target: &str, secs: &str) -> std::io::Result<()> {
         s.write_all(b"ping")?;
         s.read_exact(&mut buf)?;
         std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Two pairs of connected UDP sockets sharing a local port per pair (see the module docs).
+fn udp_twins(target: &str, secs: &str, port: &str) -> std::io::Result<()> {
+    let to = addr(target)?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| std::io::Error::other("bad port"))?;
+    let mut keep = Vec::new();
+    for (i, reverse) in [false, true].into_iter().enumerate() {
+        let a = udp_socket(&to)?;
+        let b = udp_socket(&to)?;
+        a.set_reuse_address(true)?;
+        b.set_reuse_address(true)?;
+        let local = SockAddr::from(SocketAddr::from(([0, 0, 0, 0], port + i as u16)));
+        a.bind(&local)?;
+        b.bind(&local)?;
+        let (first, second) = if reverse { (&b, &a) } else { (&a, &b) };
+        first.connect(&SockAddr::from(to))?;
+        second.connect(&SockAddr::from(to))?;
+        keep.push(a);
+        keep.push(b);
+    }
+    println!("{}", serde_json::json!({ "connected": true }));
+    std::io::stdout().flush()?;
+    std::thread::sleep(Duration::from_secs(secs.parse().unwrap_or(5)));
+    Ok(())
+}
+
+/// Accepts one connection and echoes until the peer closes: reports whether its FIN came.
+fn fin_serve(at: &str, secs: &str) -> std::io::Result<()> {
+    let l = TcpListener::bind(addr(at)?)?;
+    println!("ready");
+    std::io::stdout().flush()?;
+    let (mut c, _) = l.accept()?;
+    c.set_read_timeout(Some(Duration::from_secs(secs.parse().unwrap_or(5))))?;
+    let mut buf = [0; 4096];
+    let fin = loop {
+        match c.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => c.write_all(&buf[..n])?,
+            Err(e) => break Err(e),
+        }
+    };
+    match fin {
+        Ok(()) => println!("{}", serde_json::json!({ "fin": true })),
+        Err(e) => println!(
+            "{}",
+            serde_json::json!({ "fin": false, "errno": e.raw_os_error(), "error": e.to_string() })
+        ),
     }
     Ok(())
 }
@@ -512,11 +580,23 @@ fn main() {
         eprintln!("jump-probe: {e}");
         std::process::exit(2);
     });
-    // A socket made before the uid changes, for `tcp-presock`.
-    let presock = (args.first().map(String::as_str) == Some("tcp-presock")).then(|| {
-        let to = args.get(1).and_then(|a| addr(a).ok());
-        to.map(|to| Socket::new(domain(&to), Type::STREAM, Some(Protocol::TCP)))
-    });
+    // A socket made before the uid changes, for `tcp-presock`, and for `hold --creator U` as
+    // uid U (effective, and so file-system, uid: what the socket's owner is taken from).
+    let creator = take_flag(&mut args, "--creator");
+    let op = args.first().map(String::as_str);
+    let presock =
+        (op == Some("tcp-presock") || (op == Some("hold") && creator.is_some())).then(|| {
+            let to = args.get(1).and_then(|a| addr(a).ok());
+            if let Some(c) = &creator {
+                let uid = nix::unistd::Uid::from_raw(c.parse().expect("--creator takes a uid"));
+                nix::unistd::seteuid(uid).expect("seteuid to the creator");
+            }
+            let s = to.map(|to| Socket::new(domain(&to), Type::STREAM, Some(Protocol::TCP)));
+            if creator.is_some() {
+                nix::unistd::seteuid(nix::unistd::Uid::from_raw(0)).expect("seteuid back to root");
+            }
+            s
+        });
     if let Err(e) = become_user(who) {
         eprintln!("jump-probe: {e}");
         std::process::exit(2);
@@ -550,7 +630,15 @@ fn main() {
         ),
         Some("tfo") => report(tfo(arg(1), false)),
         Some("tfo-connect") => report(tfo(arg(1), true)),
-        Some("hold") => report(hold(arg(1), arg(2))),
+        Some("hold") => report((|| {
+            let presock = match presock.flatten() {
+                Some(s) => Some(s?),
+                None => None,
+            };
+            hold(arg(1), arg(2), presock)
+        })()),
+        Some("udp-twins") => report(udp_twins(arg(1), arg(2), arg(3))),
+        Some("fin-serve") => report(fin_serve(arg(1), arg(2))),
         Some("uring-connect") => report(uring(arg(1), false)),
         Some("uring-sendto") => report(uring(arg(1), true)),
         Some("opt") => report(with_option(arg(1), arg(2))),

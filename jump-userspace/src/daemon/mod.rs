@@ -23,9 +23,15 @@ use tokio::{
 pub use config::{Mode, Settings as Options};
 use control::{Bus, Call, ErrorKind, ReloadOutcome, Reply};
 
+use jump_common::SockRecord;
+
 use crate::{
-    compile::{self, image::MapImage, Compiled},
-    datapath::{pins, Datapath, Fake, Kernel, KernelOptions},
+    compile::{
+        self,
+        image::{MapImage, RuleInfo},
+        Compiled,
+    },
+    datapath::{pins, revoke, Datapath, Fake, Kernel, KernelOptions},
     events::{decode::decode, sink, Enricher},
     policy,
 };
@@ -213,13 +219,22 @@ pub struct State {
     watching: Vec<String>,
     capabilities: Vec<String>,
     bus: Arc<Bus>,
-    /// The enforced cgroup relative to the cgroup2 mount, as `ss` names cgroups.
-    cgroup_rel: String,
+    /// Closes connections the policy no longer allows (absent until the programs are attached,
+    /// and with the fake datapath).
+    revoker: Option<revoke::Worker>,
+    /// The image as installed (audit mode applied): what revocation and window edges judge by.
+    installed: Option<Arc<MapImage>>,
+    /// Rule tables of recent generations, newest last, so a revocation can name the rule that
+    /// allowed a connection under an older generation.
+    past_rules: std::collections::VecDeque<(u64, Vec<RuleInfo>)>,
     recompile_by: Option<jiff::Timestamp>,
     integrity: control::Integrity,
     maps_tampered: u64,
     next_verify: Instant,
 }
+
+/// How many generations' rule tables are kept for naming rules in revocation records.
+const PAST_RULES: usize = 16;
 
 impl State {
     pub fn new() -> Self {
@@ -236,7 +251,9 @@ impl State {
             watching: Vec::new(),
             capabilities: Vec::new(),
             bus: Arc::new(Bus::new()),
-            cgroup_rel: String::new(),
+            revoker: None,
+            installed: None,
+            past_rules: std::collections::VecDeque::new(),
             recompile_by: None,
             integrity: control::Integrity::default(),
             maps_tampered: 0,
@@ -259,38 +276,92 @@ impl Default for State {
     }
 }
 
-/// `path` relative to the cgroup2 mount (`/` for the root), from /proc/mounts.
-fn cgroup_relative(path: &std::path::Path) -> String {
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let root = mounts.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.get(2) == Some(&"cgroup2")).then(|| std::path::PathBuf::from(f[1]))
-    });
-    let rel = root
-        .and_then(|r| path.strip_prefix(r).ok().map(|p| p.display().to_string()))
-        .unwrap_or_default();
-    format!("/{rel}")
+fn now_ns() -> u64 {
+    jiff::Timestamp::now().as_nanosecond().max(0) as u64
 }
 
-/// Closes the established connections the new image refuses (after a reload), logging each.
-fn revoke(st: &State, image: &MapImage) {
-    let now = jiff::Timestamp::now().as_nanosecond().max(0) as u64;
-    match crate::datapath::revoke::revoke(image, &st.cgroup_rel, now) {
-        Ok(closed) => {
-            for c in closed {
-                tracing::warn!(
-                    message_id = message_id::REVOKED,
-                    jump_uid = c.uid,
-                    jump_dst_addr = %c.peer.ip(),
-                    jump_dst_port = c.peer.port(),
-                    jump_src_addr = %c.local.ip(),
-                    jump_src_port = c.local.port(),
-                    "revoked {} -> {} of uid {}: the policy no longer allows it",
-                    c.local, c.peer, c.uid
-                );
-            }
+/// Asks for a revocation pass over the installed image.
+fn request_revocation(st: &State, trigger: revoke::Trigger) {
+    if let (Some(worker), Some(image)) = (&st.revoker, &st.installed) {
+        worker.submit(revoke::Job {
+            image: image.clone(),
+            trigger,
+            now_ns: now_ns(),
+        });
+    }
+}
+
+/// Logs what a revocation pass closed, and what it failed to.
+fn log_revocations(st: &State, trigger: &revoke::Trigger, outcome: revoke::Outcome) {
+    for e in &outcome.failures {
+        tracing::error!("revocation: {e}");
+    }
+    for r in outcome.revoked {
+        let rec = &r.record;
+        let (rule, location) = st.rule_name(rec.generation, rec.rule_id);
+        let reason = match trigger {
+            revoke::Trigger::Reload(g) => format!("reload to generation {g}"),
+            revoke::Trigger::Edge(at) => st.edge_reason(rec, *at),
+        };
+        let user = user_name(rec.uid);
+        let comm = String::from_utf8_lossy(&rec.comm);
+        let comm = comm.trim_end_matches('\0');
+        tracing::warn!(
+            message_id = message_id::REVOKED,
+            jump_uid = rec.uid,
+            jump_user = user.as_deref().unwrap_or(""),
+            jump_login_uid = rec.login_uid,
+            jump_pid = rec.pid,
+            jump_comm = comm,
+            jump_proto = revoke::proto_name(r.proto),
+            jump_dst_addr = %r.peer.ip(),
+            jump_dst_port = r.peer.port(),
+            jump_src_addr = %r.local.ip(),
+            jump_src_port = r.local.port(),
+            jump_rule = %rule,
+            jump_rule_location = %location,
+            jump_policy_generation = rec.generation,
+            jump_revoke_reason = %reason,
+            jump_netns = r.netns,
+            "revoked {} {} -> {} of uid {}{} (allowed by rule `{rule}`): {reason}",
+            revoke::proto_name(r.proto),
+            r.local,
+            r.peer,
+            rec.uid,
+            user.as_deref().map(|u| format!(" ({u})")).unwrap_or_default(),
+        );
+    }
+}
+
+impl State {
+    /// The name and location of rule `id` of `generation`, as far as it is remembered.
+    fn rule_name(&self, generation: u64, id: u32) -> (String, String) {
+        let table = if generation == self.generation {
+            self.active.as_ref().map(|a| &a.compiled.image.rules)
+        } else {
+            self.past_rules
+                .iter()
+                .find(|(g, _)| *g == generation)
+                .map(|(_, r)| r)
+        };
+        match table.and_then(|t| t.get(id as usize)) {
+            Some(r) => (r.name.clone(), r.location.clone()),
+            None => (format!("#{id} of generation {generation}"), String::new()),
         }
-        Err(e) => tracing::error!("failed to revoke connections the new policy refuses: {e:#}"),
+    }
+
+    /// Why the window edge at `at` (Unix ns) ends a connection allowed by `rec`'s rule.
+    fn edge_reason(&self, rec: &SockRecord, at: u64) -> String {
+        let (name, _) = self.rule_name(rec.generation, rec.rule_id);
+        let rule = (rec.generation == self.generation)
+            .then(|| self.active.as_ref()?.compiled.rules.rule(rec.rule_id))
+            .flatten();
+        let at_ts = jiff::Timestamp::from_nanosecond(i128::from(at)).unwrap_or_default();
+        match rule {
+            Some(r) if r.expires.is_some_and(|e| e <= at_ts) => format!("rule `{name}` expired"),
+            Some(r) if r.schedule.is_some() => format!("schedule of `{name}` ended"),
+            _ => format!("a time window of the policy closed (rule `{name}`)"),
+        }
     }
 }
 
@@ -349,10 +420,15 @@ fn install(
         &plan.sha256[..plan.sha256.len().min(12)],
         trigger,
     );
-    // Only a live kernel has connections to revoke (the first load and the fake have none);
-    // audit mode revokes nothing, as its image refuses nothing.
-    if generation > 1 && !st.cgroup_rel.is_empty() {
-        revoke(st, &image);
+    // Audit mode revokes nothing, as its image refuses nothing.
+    st.installed = Some(Arc::new(image));
+    request_revocation(st, revoke::Trigger::Reload(generation));
+    if let Some(a) = &st.active {
+        st.past_rules
+            .push_back((generation - 1, a.compiled.image.rules.clone()));
+        if st.past_rules.len() > PAST_RULES {
+            st.past_rules.pop_front();
+        }
     }
     let table = crate::datapath::RuleTable {
         generation,
@@ -430,7 +506,6 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     let mut st = State::new();
     st.enricher.set_tai_offset(kernel.tai_offset_ns());
-    st.cgroup_rel = cgroup_relative(&opts.cgroup);
     // Adopting pinned state: continue its generation numbering, and name the rules of the
     // events its generations decided (pending in the ring buffer) with their kept tables.
     st.generation = kernel.generation()?;
@@ -464,6 +539,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let addr_watch = async_fd(addrs::watch()?)?;
     kernel.set_local_addrs(&addrs::local()?)?;
     kernel.attach(&opts.cgroup)?;
+    // Before the capability drop: the revocation thread keeps what entering namespaces needs.
+    let (revoked_tx, mut revoked_rx) = mpsc::unbounded_channel();
+    st.revoker = Some(
+        revoke::Worker::start(kernel.socks_fd()?, opts.cgroup.clone(), revoked_tx)
+            .context("failed to start the revocation thread")?,
+    );
+    // Connections an adopted generation (a restart) no longer allows.
+    request_revocation(&st, revoke::Trigger::Reload(st.generation));
     let mut addr_watch = addr_watch;
     let mut events = async_fd(kernel.take_events()?)?;
     // Bound before the capability drop: giving the socket to the admin group needs CAP_CHOWN.
@@ -507,7 +590,21 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let watchdog = systemd::watchdog_interval().is_some();
     let mut tick = tokio::time::interval(tick_every);
     let exit = loop {
+        // The next edge of a time window: connections it ends are revoked right after it.
+        let edge = st
+            .installed
+            .as_ref()
+            .and_then(|i| revoke::next_edge(i, now_ns()));
+        let until_edge = edge.map(|e| {
+            // A few ms late, so the kernel's half-open window has surely closed.
+            std::time::Duration::from_nanos(e.saturating_sub(now_ns()))
+                + std::time::Duration::from_millis(5)
+        });
         tokio::select! {
+            _ = tokio::time::sleep(until_edge.unwrap_or_default()), if until_edge.is_some() => {
+                request_revocation(&st, revoke::Trigger::Edge(edge.unwrap_or_default()));
+            }
+            Some((trigger, outcome)) = revoked_rx.recv() => log_revocations(&st, &trigger, outcome),
             guard = events.readable_mut() => {
                 let mut guard = guard?;
                 let rb = guard.get_inner_mut();

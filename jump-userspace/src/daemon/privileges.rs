@@ -4,8 +4,10 @@
 //! root-owned policy files and /etc without CAP_DAC_*.
 //!
 //! INVARIANT (single thread at drop): capabilities are per thread. jumpd runs tokio's
-//! current-thread runtime and starts no thread before `drop_privileges`, so the drop covers the
-//! whole process; threads started later inherit the reduced sets.
+//! current-thread runtime and starts one thread before `drop_privileges`: the revocation thread
+//! (`datapath::revoke::Worker`), which restricts itself to `revoke::WORKER_CAPS` (entering
+//! another network namespace needs `CAP_SYS_ADMIN`). Every other thread is started later and
+//! inherits the main thread's reduced sets.
 
 use caps::{CapSet, Capability, CapsHashSet};
 
@@ -17,7 +19,7 @@ pub const KEPT: &[(Capability, &str)] = &[
     ),
     (
         Capability::CAP_NET_ADMIN,
-        "a reload closes the established connections the new policy refuses, with netlink SOCK_DESTROY (`ss -K`, which inherits at most jumpd's permitted set), which needs it",
+        "closing the connections a policy no longer allows (netlink SOCK_DESTROY) needs it; the revocation thread does that, in every network namespace of the cgroup",
     ),
     (
         Capability::CAP_SYS_PTRACE,

@@ -6,7 +6,9 @@
 //!
 //! Owned (compared): `JUMP_ACTIVE`, the active slot's `JUMP_SLOTS` entry, `JUMP_LIMITS`, every
 //! entry of `JUMP_USERS`, `JUMP_DESTS`, `JUMP_PORTS` and `JUMP_SUBUIDS` (an entry of the
-//! inactive slot is extra: a reload empties it), and the time windows the image uses. Not
+//! inactive slot is extra: a reload empties it), the time windows the image uses, and the
+//! host's addresses and namespace for the source check (`JUMP_LOCAL_ADDRS`, `JUMP_HOST_NETNS`,
+//! compared in `Kernel::verify`). Not
 //! owned: what the kernel programs write (counters, rule hits, rate-limit state, socket
 //! owners, the ring buffer).
 
@@ -76,7 +78,8 @@ pub fn diff_entries<K: Ord + Clone, V: PartialEq>(
     d
 }
 
-fn describe<K: Debug>(map: &str, d: &MapDiff<K>) -> Option<String> {
+/// One line for a map that differs, with counts and a first example.
+pub fn describe<K: Debug>(map: &str, d: &MapDiff<K>) -> Option<String> {
     if d.is_empty() {
         return None;
     }

@@ -79,6 +79,9 @@ pub struct Kernel {
     slot_rules: [usize; 2],
     /// (generation, hits) of recycled slots, until `take_retired_hits`.
     retired: Vec<(u64, super::RuleHits)>,
+    /// `JUMP_LOCAL_ADDRS` and `JUMP_HOST_NETNS` as last written: also compared by `verify`.
+    local_addrs: Option<std::collections::BTreeMap<std::net::Ipv6Addr, u32>>,
+    host_netns: Option<u64>,
 }
 
 /// CLOCK_TAI − CLOCK_REALTIME: zero unless an NTP daemon set the kernel's TAI offset.
@@ -109,8 +112,12 @@ impl Kernel {
         std::fs::create_dir_all(opts.pin_dir.join("links"))?;
         // Maps already pinned there (a previous jumpd) are reused: policy, counters and pending
         // events carry over.
+        // `JUMP_SOCKS` is a BTF map definition, which carries no pinning flag: pinned by name
+        // here, so a restarted jumpd reads the records the adopted programs write.
+        let socks_pin = maps_dir.join(maps::SOCKS);
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&maps_dir)
+            .map_pin_path(maps::SOCKS, &socks_pin)
             .override_global("AYA_LOG_LEVEL", &level, true)
             // Not every kernel has these (CONFIG_AUDIT); 0 leaves the event fields unset.
             .override_global("LOGINUID_OFFSET", &loginuid_off, false)
@@ -133,6 +140,8 @@ impl Kernel {
             retired: Vec::new(),
             written: None,
             limits: opts.limits,
+            local_addrs: None,
+            host_netns: None,
         };
         kernel.set_limits(opts.limits)?;
         Ok((kernel, logger))
@@ -222,9 +231,11 @@ impl Kernel {
         p.test_run(opts)
             .context("failed to run `netns_probe` to learn jumpd's network namespace")?;
         let map: Array<_, u64> = Array::try_from(self.map(maps::HOST_NETNS)?)?;
-        if map.get(&0, 0)? == 0 {
+        let netns = map.get(&0, 0)?;
+        if netns == 0 {
             bail!("`netns_probe` did not record jumpd's network namespace");
         }
+        self.host_netns = Some(netns);
         Ok(())
     }
 
@@ -254,6 +265,7 @@ impl Kernel {
         for k in &stale {
             map.remove(k).ok();
         }
+        self.local_addrs = Some(addrs.clone());
         Ok(())
     }
 
@@ -273,6 +285,15 @@ impl Kernel {
 
     pub fn attached(&self) -> &[(String, PathBuf)] {
         &self.attached
+    }
+
+    /// A descriptor of `JUMP_SOCKS` (the socket records), for revocation's socket dumps.
+    pub fn socks_fd(&self) -> anyhow::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        match self.map(maps::SOCKS)? {
+            aya::maps::Map::SkStorage(m) => Ok(m.fd().as_fd().try_clone_to_owned()?),
+            _ => bail!("map `{}` is not socket storage", maps::SOCKS),
+        }
     }
 
     pub fn take_events(&mut self) -> anyhow::Result<RingBuf<MapData>> {
@@ -652,7 +673,27 @@ impl Kernel {
         let Some(w) = &self.written else {
             return Ok(Vec::new());
         };
-        Ok(integrity::compare(w, &self.limits, &self.read_back(w)?))
+        let mut out = integrity::compare(w, &self.limits, &self.read_back(w)?);
+        if let Some(want) = &self.local_addrs {
+            let map: HashMap<_, [u8; 16], u32> = HashMap::try_from(self.map(maps::LOCAL_ADDRS)?)?;
+            let read: Vec<([u8; 16], u32)> = map.iter().collect::<Result<_, _>>()?;
+            let want = want.iter().map(|(a, i)| (a.octets(), *i));
+            out.extend(integrity::describe(
+                maps::LOCAL_ADDRS,
+                &integrity::diff_entries(want, read),
+            ));
+        }
+        if let Some(want) = self.host_netns {
+            let map: Array<_, u64> = Array::try_from(self.map(maps::HOST_NETNS)?)?;
+            let got = map.get(&0, 0)?;
+            if got != want {
+                out.push(format!(
+                    "{}: network namespace {got}, jumpd measured {want}",
+                    maps::HOST_NETNS
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// Writes back what this jumpd wrote: removes entries it did not write, rewrites the ones
@@ -684,6 +725,13 @@ impl Kernel {
         slots.set(w.slot, w.image.config, 0)?;
         let limits = self.limits;
         self.set_limits(limits)?;
+        if let Some(addrs) = self.local_addrs.clone() {
+            self.set_local_addrs(&addrs)?;
+        }
+        if let Some(netns) = self.host_netns {
+            let mut map: Array<_, u64> = Array::try_from(self.map_mut(maps::HOST_NETNS)?)?;
+            map.set(0, netns, 0)?;
+        }
         let mut active: Array<_, u32> = Array::try_from(self.map_mut(maps::ACTIVE)?)?;
         active.set(0, w.slot, 0)?;
         Ok(())

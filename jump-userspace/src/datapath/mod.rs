@@ -8,6 +8,7 @@ mod kernel;
 pub mod pins;
 pub mod revoke;
 mod slots;
+pub mod sockdiag;
 
 use crate::compile::image::MapImage;
 

@@ -1,221 +1,504 @@
-//! Revocation: after a policy change, established connections the new policy no longer allows
-//! are closed with netlink SOCK_DESTROY (through iproute2's `ss -K`), so the application sees
-//! an error at once instead of the silent stall the egress backstop alone would give.
+//! Revocation: closes the connections the policy in force no longer allows, so the application
+//! gets `ECONNABORTED` at once instead of the stall the egress backstop alone would give. It
+//! runs after every reload and at every edge of a time window (expiry, schedule end).
 //!
-//! Only sockets in the enforced cgroup (or below it) and in jumpd's own network namespace are
-//! considered. A connection survives if the new policy allows its destination to its uid, or
-//! if its local port is one the uid may listen on (an accepted connection).
+//! A socket is judged by its `JUMP_SOCKS` record — the uid that connected it, not the one that
+//! created it — and only sockets with a record are considered: the kernel writes records only
+//! for sockets connected under jump's hooks, so no cgroup filter is needed. Sockets are listed
+//! and destroyed with netlink (`sockdiag`) in every network namespace that a process of the
+//! enforced cgroup uses, plus jumpd's own. One failure is reported and the pass goes on.
+//!
+//! The passes run on a thread of their own (`Worker`), started before jumpd drops its
+//! capabilities: entering another network namespace (`setns`) needs `CAP_SYS_ADMIN`, which
+//! this one thread keeps (with `CAP_NET_ADMIN` and `CAP_BPF`) while the daemon's main thread,
+//! which parses policies and serves the control socket, does not.
 
-use std::{net::SocketAddr, process::Command};
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    net::SocketAddr,
+    os::{
+        fd::{AsRawFd, OwnedFd},
+        unix::fs::MetadataExt,
+    },
+    path::{Path, PathBuf},
+    sync::{mpsc, Arc},
+};
 
-use jump_common::proto;
+use aya::maps::{Map, MapData, SkStorage};
+use jump_common::SockRecord;
 
+use super::sockdiag::{self, Diag, Sock};
 use crate::compile::image::MapImage;
 
-/// One connected socket, as `ss -H -n -e --cgroup state established` lists it.
+/// Why a pass runs; carried through to the revocation records.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Conn {
+pub enum Trigger {
+    /// The policy was reloaded to this generation.
+    Reload(u64),
+    /// A time window of the active image opened or closed at this Unix time (ns).
+    Edge(u64),
+}
+
+/// One connection closed, with the record that judged it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revoked {
     pub proto: u8,
     pub local: SocketAddr,
     pub peer: SocketAddr,
-    pub uid: u32,
-    pub cgroup: String,
+    pub record: SockRecord,
+    /// The network namespace (its nsfs inode).
+    pub netns: u64,
 }
 
-fn parse_addr(s: &str) -> Option<SocketAddr> {
-    // `ss` prints `[2001:db8::1]:22`, `198.51.100.1:22`, and IPv4-mapped as `[::ffff:a.b.c.d]:p`.
-    s.parse().ok()
+/// What one pass did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub revoked: Vec<Revoked>,
+    /// Each failure (a namespace not entered, a dump or a destroy refused), as a message.
+    pub failures: Vec<String>,
 }
 
-/// Parses `ss -H -n -e --cgroup` lines (no state column: a state filter is given).
-pub fn parse(proto: u8, out: &str) -> Vec<Conn> {
-    out.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let local = parse_addr(f.get(2)?)?;
-            let peer = parse_addr(f.get(3)?)?;
-            // ss omits `uid:` for root.
-            let uid = f
-                .iter()
-                .find_map(|t| t.strip_prefix("uid:"))
-                .and_then(|u| u.parse().ok())
-                .unwrap_or(0);
-            let cgroup = f
-                .iter()
-                .find_map(|t| t.strip_prefix("cgroup:"))
-                .unwrap_or("")
-                .to_string();
-            Some(Conn {
-                proto,
-                local,
-                peer,
-                uid,
-                cgroup,
-            })
-        })
-        .collect()
+/// Whether `image` refuses the connection `s` made under `rec`, at `now_ns` (Unix time).
+/// Pure, so the choice is unit-tested.
+pub fn refuses(image: &MapImage, s: &Sock, rec: &SockRecord, now_ns: u64) -> bool {
+    let peer = s.peer.ip().to_canonical();
+    // The kernel decided 0.0.0.0 and :: as loopback; the socket's peer is already rewritten.
+    let v = image.lookup(rec.uid, peer, s.proto, s.peer.port(), now_ns);
+    !MapImage::allows(v)
 }
 
-/// Whether `cgroup` (as ss prints it, relative to the cgroup2 mount) is `root` or below it.
-fn within(cgroup: &str, root: &str) -> bool {
-    let root = root.trim_end_matches('/');
-    root.is_empty()
-        || cgroup == root
-        || cgroup
-            .strip_prefix(root)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
-
-/// The connections the new image refuses. Pure, so the choice is unit-tested.
-pub fn refused<'a>(
-    image: &MapImage,
-    conns: &'a [Conn],
-    cgroup: &str,
-    now_ns: u64,
-) -> Vec<&'a Conn> {
-    conns
+/// The next instant after `now_ns` at which some time window of `image` opens or closes.
+pub fn next_edge(image: &MapImage, now_ns: u64) -> Option<u64> {
+    image
+        .windows
         .iter()
-        .filter(|c| within(&c.cgroup, cgroup))
-        .filter(|c| {
-            let egress = image.lookup(c.uid, c.peer.ip(), c.proto, c.peer.port(), now_ns);
-            let accepted = image.listen(c.uid, c.proto, c.local.port(), now_ns);
-            !MapImage::allows(egress) && !MapImage::allows(accepted)
+        .flatten()
+        .flat_map(|&(start, end)| [start, end])
+        .filter(|&t| t > now_ns && t != u64::MAX)
+        .min()
+}
+
+/// The network namespaces the processes of `cgroup` (and its descendants) use, plus the
+/// caller's own: nsfs inode → a path that opens it. Processes that exit meanwhile are skipped;
+/// other failures are added to `failures`.
+pub fn namespaces(cgroup: &Path, failures: &mut Vec<String>) -> BTreeMap<u64, PathBuf> {
+    let mut out = BTreeMap::new();
+    let own = PathBuf::from("/proc/self/ns/net");
+    if let Ok(m) = std::fs::metadata(&own) {
+        out.insert(m.ino(), own);
+    }
+    for pid in pids(cgroup) {
+        let ns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        match std::fs::metadata(&ns) {
+            Ok(m) => {
+                out.entry(m.ino()).or_insert(ns);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => failures.push(format!("failed to read `{}`: {e}", ns.display())),
+        }
+    }
+    out
+}
+
+/// The processes of `cgroup` and its descendants.
+fn pids(cgroup: &Path) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut dirs = vec![cgroup.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            out.extend(
+                procs
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            dirs.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    out
+}
+
+/// Records of UDP sockets, which sock_diag does not report (see `Sock::record`): read from
+/// the map with a duplicate of the socket taken from a process that holds it (`pidfd_getfd`,
+/// which needs `CAP_SYS_PTRACE`), found by the socket's inode in `/proc/PID/fd`.
+pub struct ByDescriptor {
+    map: SkStorage<MapData, SockRecord>,
+    cgroup: PathBuf,
+    /// Socket inode → (pid, fd), built on first use in a pass.
+    owners: Option<BTreeMap<u32, (i32, i32)>>,
+}
+
+impl ByDescriptor {
+    pub fn new(map_fd: &OwnedFd, cgroup: &Path) -> anyhow::Result<Self> {
+        let data = MapData::from_fd(map_fd.try_clone()?)?;
+        Ok(Self {
+            map: SkStorage::try_from(Map::SkStorage(data))?,
+            cgroup: cgroup.to_path_buf(),
+            owners: None,
         })
-        .collect()
+    }
+
+    fn owners(cgroup: &Path) -> BTreeMap<u32, (i32, i32)> {
+        let mut out = BTreeMap::new();
+        for pid in pids(cgroup) {
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                let Ok(link) = std::fs::read_link(fd.path()) else {
+                    continue;
+                };
+                let inode = link
+                    .to_str()
+                    .and_then(|l| l.strip_prefix("socket:["))
+                    .and_then(|l| l.strip_suffix(']'))
+                    .and_then(|l| l.parse::<u32>().ok());
+                let num = fd.file_name().to_str().and_then(|n| n.parse::<i32>().ok());
+                if let (Some(inode), Some(num)) = (inode, num) {
+                    out.entry(inode).or_insert((pid, num));
+                }
+            }
+        }
+        out
+    }
+
+    /// The record of the socket with `inode`, if a process of the cgroup holds it.
+    pub fn record(&mut self, inode: u32) -> Option<SockRecord> {
+        let cgroup = &self.cgroup;
+        let &(pid, fd) = self
+            .owners
+            .get_or_insert_with(|| Self::owners(cgroup))
+            .get(&inode)?;
+        let pidfd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(pid)?,
+            rustix::process::PidfdFlags::empty(),
+        )
+        .ok()?;
+        let sock =
+            rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
+                .ok()?;
+        self.map.get(&sock, 0).ok()
+    }
+
+    /// Forgets the sockets found so far: a new pass looks again.
+    fn reset(&mut self) {
+        self.owners = None;
+    }
 }
 
-fn ss(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("ss").args(args).output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "`ss {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+/// The pass in the calling thread's namespace `ino`: list, judge, destroy.
+fn pass_here(
+    ino: u64,
+    map_fd: i32,
+    by_fd: &mut ByDescriptor,
+    image: &MapImage,
+    now_ns: u64,
+    out: &mut Outcome,
+) {
+    let mut diag = match Diag::open() {
+        Ok(d) => d,
+        Err(e) => {
+            out.failures.push(format!(
+                "netns {ino}: failed to open a sock_diag socket: {e}"
+            ));
+            return;
+        }
+    };
+    // UDP, then TCP (any order would do; `a_failing_destroy_does_not_stop_the_pass` uses this
+    // one to see TCP sockets closed after a UDP destroy failed).
+    for proto in [sockdiag::IPPROTO_UDP, sockdiag::IPPROTO_TCP] {
+        for family in sockdiag::FAMILIES {
+            let socks = match diag.dump(family, proto, map_fd) {
+                Ok(s) => s,
+                Err(e) => {
+                    out.failures.push(format!(
+                        "netns {ino}: failed to list {} sockets of family {family}: {e}",
+                        proto_name(proto)
+                    ));
+                    continue;
+                }
+            };
+            let judged: Vec<(&Sock, SockRecord)> = socks
+                .iter()
+                .filter_map(|s| Some((s, s.record.or_else(|| by_fd.record(s.inode))?)))
+                .filter(|(s, rec)| refuses(image, s, rec, now_ns))
+                .collect();
+            for (s, rec) in judged {
+                match diag.destroy(s) {
+                    Ok(()) => out.revoked.push(Revoked {
+                        proto,
+                        local: s.local,
+                        peer: s.peer,
+                        record: rec,
+                        netns: ino,
+                    }),
+                    Err(e) => out.failures.push(format!(
+                        "failed to close {} {} -> {} of uid {}: {e}",
+                        proto_name(proto),
+                        s.local,
+                        s.peer,
+                        rec.uid
+                    )),
+                }
+            }
+        }
+    }
 }
 
-fn flag(p: u8) -> &'static str {
-    if p == proto::UDP {
-        "-u"
+pub fn proto_name(proto: u8) -> &'static str {
+    if proto == sockdiag::IPPROTO_UDP {
+        "udp"
     } else {
-        "-t"
+        "tcp"
     }
 }
 
-/// Closes the connections in `cgroup` (relative to the cgroup2 mount) that `image` refuses.
-pub fn revoke(image: &MapImage, cgroup: &str, now_ns: u64) -> anyhow::Result<Vec<Conn>> {
-    let mut conns = Vec::new();
-    for p in [proto::TCP, proto::UDP] {
-        conns.extend(parse(
-            p,
-            &ss(&[
-                "-H",
-                "-n",
-                "-e",
-                "--cgroup",
-                flag(p),
-                "state",
-                "established",
-            ])?,
-        ));
+/// One pass over every namespace of `cgroup`. Each foreign namespace is entered by a
+/// short-lived thread (`setns` moves only the calling thread), so this thread stays where it is.
+pub fn pass(
+    map_fd: &OwnedFd,
+    by_fd: &mut ByDescriptor,
+    image: &MapImage,
+    cgroup: &Path,
+    now_ns: u64,
+) -> Outcome {
+    let mut out = Outcome::default();
+    by_fd.reset();
+    let own = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
+    for (ino, path) in namespaces(cgroup, &mut out.failures) {
+        if Some(ino) == own {
+            pass_here(ino, map_fd.as_raw_fd(), by_fd, image, now_ns, &mut out);
+            continue;
+        }
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                out.failures
+                    .push(format!("failed to open `{}`: {e}", path.display()));
+                continue;
+            }
+        };
+        let fd = map_fd.as_raw_fd();
+        let sub = std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut sub = Outcome::default();
+                match nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET) {
+                    Ok(()) => pass_here(ino, fd, &mut *by_fd, image, now_ns, &mut sub),
+                    Err(e) => sub.failures.push(format!(
+                        "failed to enter netns {ino} (`{}`): {e}",
+                        path.display()
+                    )),
+                }
+                sub
+            })
+            .join()
+        });
+        match sub {
+            Ok(sub) => {
+                out.revoked.extend(sub.revoked);
+                out.failures.extend(sub.failures);
+            }
+            Err(_) => out
+                .failures
+                .push(format!("the pass in netns {ino} panicked")),
+        }
     }
-    let mut closed = Vec::new();
-    for c in refused(image, &conns, cgroup, now_ns) {
-        let (src, dst) = (c.local.ip().to_string(), c.peer.ip().to_string());
-        let (sport, dport) = (
-            format!(":{}", c.local.port()),
-            format!(":{}", c.peer.port()),
-        );
-        ss(&[
-            "-K",
-            "-H",
-            "-n",
-            flag(c.proto),
-            "state",
-            "established",
-            "src",
-            &src,
-            "sport",
-            "=",
-            &sport,
-            "dst",
-            &dst,
-            "dport",
-            "=",
-            &dport,
-        ])?;
-        closed.push(c.clone());
+    out
+}
+
+/// A pass to run.
+pub struct Job {
+    pub image: Arc<MapImage>,
+    pub trigger: Trigger,
+    pub now_ns: u64,
+}
+
+/// The revocation thread: takes jobs, answers with outcomes.
+pub struct Worker {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// Capabilities the revocation thread keeps for itself: `setns` into another network
+/// namespace needs `CAP_SYS_ADMIN`, reading another user's `/proc/PID/ns/net` the ptrace access
+/// check (`CAP_SYS_PTRACE`), `SOCK_DESTROY` `CAP_NET_ADMIN`, reading socket storage `CAP_BPF`.
+pub const WORKER_CAPS: &[caps::Capability] = &[
+    caps::Capability::CAP_SYS_ADMIN,
+    caps::Capability::CAP_SYS_PTRACE,
+    caps::Capability::CAP_NET_ADMIN,
+    caps::Capability::CAP_BPF,
+];
+
+fn restrict_thread() -> anyhow::Result<()> {
+    use caps::{CapSet, CapsHashSet};
+    let keep: CapsHashSet = WORKER_CAPS.iter().copied().collect();
+    for cap in caps::read(None, CapSet::Bounding)? {
+        if !keep.contains(&cap) {
+            caps::drop(None, CapSet::Bounding, cap)?;
+        }
     }
-    Ok(closed)
+    caps::clear(None, CapSet::Ambient)?;
+    caps::clear(None, CapSet::Inheritable)?;
+    let permitted = caps::read(None, CapSet::Permitted)?;
+    let keep: CapsHashSet = keep.intersection(&permitted).copied().collect();
+    caps::set(None, CapSet::Effective, &keep)?;
+    caps::set(None, CapSet::Permitted, &keep)?;
+    nix::sys::prctl::set_no_new_privs()?;
+    Ok(())
+}
+
+impl Worker {
+    /// Starts the thread. Call it before the daemon drops its capabilities: the thread keeps
+    /// `WORKER_CAPS` of what the process has, and drops everything else itself.
+    pub fn start(
+        map_fd: OwnedFd,
+        cgroup: PathBuf,
+        done: tokio::sync::mpsc::UnboundedSender<(Trigger, Outcome)>,
+    ) -> anyhow::Result<Self> {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut by_fd = ByDescriptor::new(&map_fd, &cgroup)?;
+        std::thread::Builder::new()
+            .name("jumpd-revoke".into())
+            .spawn(move || {
+                let _ = ready_tx.send(restrict_thread().map_err(|e| e.to_string()));
+                while let Ok(mut job) = rx.recv() {
+                    // Reloads can come faster than passes: only the newest image matters, but
+                    // every trigger is answered.
+                    let mut triggers = vec![job.trigger.clone()];
+                    while let Ok(next) = rx.try_recv() {
+                        triggers.push(next.trigger.clone());
+                        job = next;
+                    }
+                    let outcome = pass(&map_fd, &mut by_fd, &job.image, &cgroup, job.now_ns);
+                    let last = triggers.pop().unwrap_or(job.trigger);
+                    for t in triggers {
+                        let _ = done.send((t, Outcome::default()));
+                    }
+                    if done.send((last, outcome)).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        ready_rx
+            .recv()?
+            .map_err(|e| anyhow::anyhow!("the revocation thread failed to restrict itself: {e}"))?;
+        Ok(Self { jobs })
+    }
+
+    pub fn submit(&self, job: Job) {
+        let _ = self.jobs.send(job);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::compile::image::{DestEntry, PortEntry};
-    use jump_common::{action, Candidate, LISTEN_CLASS};
+    use jump_common::{action, proto, Candidate};
 
-    const SS: &str = "0      0      198.51.100.1:45678 198.51.100.10:7000 uid:64001 ino:1 sk:1 cgroup:/jump-test-1 <->
-0      0      [2001:db8:1::1]:45679 [2001:db8:1::10]:22 uid:64002 ino:2 sk:2 cgroup:/jump-test-1/sub <->
-0      0      198.51.100.1:22 198.51.100.99:50000 ino:3 sk:3 cgroup:/jump-test-1 <->
-0      0      198.51.100.1:45680 198.51.100.10:7000 uid:64001 ino:4 sk:4 cgroup:/elsewhere <->";
-
-    #[test]
-    fn parses_ss_lines_with_and_without_uid() {
-        let c = parse(proto::TCP, SS);
-        assert_eq!(c.len(), 4);
-        assert_eq!(c[0].peer, "198.51.100.10:7000".parse().unwrap());
-        assert_eq!(c[0].uid, 64001);
-        assert_eq!(c[1].local, "[2001:db8:1::1]:45679".parse().unwrap());
-        assert_eq!(c[2].uid, 0, "ss prints no uid for root");
-        assert_eq!(c[3].cgroup, "/elsewhere");
-    }
-
-    #[test]
-    fn refuses_only_denied_connections_inside_the_cgroup() {
-        let allow = Candidate {
-            rule_id: 1,
-            window: 0,
+    fn allow(rule_id: u32, window: u32) -> Candidate {
+        Candidate {
+            rule_id,
+            window,
             action: action::ALLOW,
             _pad: [0; 3],
-        };
-        // uid 64001 keeps 198.51.100.10:7000; root may listen on 22; uid 64002 has nothing.
-        let image = MapImage {
+        }
+    }
+
+    /// uid 64001 may reach 198.51.100.10:7000 and [2001:db8:1::10]:7000 (rule 1), and :7001
+    /// until t=100 (rule 2, window 1).
+    fn image() -> MapImage {
+        MapImage {
             default_action: action::DENY,
-            users: [(64001, 0), (0, 1)].into_iter().collect(),
-            dests: vec![DestEntry {
-                profile: 0,
-                net: "198.51.100.10/32".parse().unwrap(),
-                class: 0,
-            }],
+            users: [(64001, 0)].into_iter().collect(),
+            dests: vec![
+                DestEntry {
+                    profile: 0,
+                    net: "198.51.100.10/32".parse().unwrap(),
+                    class: 0,
+                },
+                DestEntry {
+                    profile: 0,
+                    net: "2001:db8:1::10/128".parse().unwrap(),
+                    class: 0,
+                },
+            ],
             ports: vec![
                 PortEntry {
                     class: 0,
                     proto: proto::TCP,
                     port: 7000,
                     bits: 16,
-                    candidates: vec![allow],
+                    candidates: vec![allow(1, 0)],
                 },
                 PortEntry {
-                    class: LISTEN_CLASS | 1,
+                    class: 0,
                     proto: proto::TCP,
-                    port: 22,
+                    port: 7001,
                     bits: 16,
-                    candidates: vec![allow],
+                    candidates: vec![allow(2, 1)],
                 },
             ],
+            windows: vec![vec![], vec![(0, 100)]],
             ..Default::default()
-        };
-        let conns = parse(proto::TCP, SS);
-        let cut: Vec<u32> = refused(&image, &conns, "/jump-test-1", 0)
-            .iter()
-            .map(|c| c.uid)
-            .collect();
-        assert_eq!(
-            cut,
-            [64002],
-            "the denied connection in a child cgroup goes; allowed, accepted and foreign ones stay"
+        }
+    }
+
+    fn sock(peer: &str) -> Sock {
+        Sock::for_test(
+            proto::TCP,
+            "198.51.100.1:40000".parse().unwrap(),
+            peer.parse().unwrap(),
+        )
+    }
+
+    fn rec(uid: u32) -> SockRecord {
+        SockRecord {
+            uid,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_socket_is_judged_by_its_connector() {
+        let i = image();
+        let s = sock("198.51.100.10:7000");
+        assert!(
+            !refuses(&i, &s, &rec(64001), 0),
+            "the connector keeps its grant"
         );
+        assert!(refuses(&i, &s, &rec(64002), 0), "another uid has no grant");
+        assert!(
+            !refuses(&i, &sock("[::ffff:198.51.100.10]:7000"), &rec(64001), 0),
+            "an IPv4-mapped peer of an IPv6 socket is judged as IPv4"
+        );
+        assert!(!refuses(&i, &sock("[2001:db8:1::10]:7000"), &rec(64001), 0));
+        assert!(refuses(&i, &sock("[2001:db8:1::10]:7002"), &rec(64001), 0));
+    }
+
+    #[test]
+    fn a_time_limited_grant_is_refused_from_its_end() {
+        let i = image();
+        let s = sock("198.51.100.10:7001");
+        assert!(!refuses(&i, &s, &rec(64001), 99));
+        assert!(refuses(&i, &s, &rec(64001), 100), "the window is half-open");
+    }
+
+    #[test]
+    fn the_next_edge_is_the_nearest_window_boundary_after_now() {
+        let mut i = image();
+        i.windows.push(vec![(50, 70), (200, u64::MAX)]);
+        assert_eq!(next_edge(&i, 0), Some(50));
+        assert_eq!(next_edge(&i, 50), Some(70));
+        assert_eq!(next_edge(&i, 70), Some(100));
+        assert_eq!(next_edge(&i, 100), Some(200));
+        assert_eq!(next_edge(&i, 200), None, "an open end is no edge");
     }
 }
