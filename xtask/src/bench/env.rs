@@ -117,6 +117,7 @@ pub struct Jumpd {
     proc: Proc,
     jumpd: PathBuf,
     cgroup: PathBuf,
+    policy: PathBuf,
     pin_root: PathBuf,
     log: PathBuf,
     /// Bytes of the log already looked at by `wait_line`.
@@ -161,6 +162,7 @@ impl Jumpd {
             proc,
             jumpd: bins.jumpd.clone(),
             cgroup: cgroup.to_path_buf(),
+            policy: policy.to_path_buf(),
             pin_root,
             log,
             seen: 0,
@@ -235,8 +237,24 @@ impl Jumpd {
 
     /// SIGHUP, then the time until the next generation is reported loaded (parse, compile, fill
     /// the inactive slot, switch).
+    ///
+    /// jumpd keeps the generation of a reload that compiles to the same policy, so each reload
+    /// first changes one rule that applies to every user (a deny of one documentation address),
+    /// which makes jumpd compile and write every profile again. The file is written before the
+    /// clock starts and left alone long enough that jumpd takes it as whole at once (it re-reads
+    /// a file changed within the last 150 ms), as it would an admin's finished edit.
     pub fn reload(&mut self) -> anyhow::Result<Duration> {
         let next = self.generation + 1;
+        let change = self.policy.join("zz-bench-reload.yaml");
+        fs::write(
+            &change,
+            format!(
+                "rules:\n  - name: bench-reload\n    users: [\"*\"]\n    deny: [{{to: 192.0.2.{}/32, ports: [9]}}]\n",
+                next % 250 + 1
+            ),
+        )
+        .with_context(|| format!("failed to write `{}`", change.display()))?;
+        std::thread::sleep(Duration::from_millis(300));
         let want = format!("policy generation {next} loaded");
         let t = Instant::now();
         self.proc.signal(Signal::SIGHUP);
