@@ -21,7 +21,7 @@ const ETH_P_ALL: u16 = 0x0003;
 
 pub struct Sniffer {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Vec<Vec<u8>>>>,
+    thread: Option<JoinHandle<Result<Vec<Vec<u8>>, String>>>,
 }
 
 impl Sniffer {
@@ -51,18 +51,27 @@ impl Sniffer {
                     s
                 }
                 Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return Vec::new();
+                    let _ = ready_tx.send(Err(e.clone()));
+                    return Err(e);
                 }
             };
             let mut frames = Vec::new();
             let mut buf = vec![0u8; 65536];
             while !flag.load(Ordering::Relaxed) {
-                if let Ok(n) = (&s).read(&mut buf) {
-                    frames.push(buf[..n].to_vec());
+                match (&s).read(&mut buf) {
+                    Ok(n) => frames.push(buf[..n].to_vec()),
+                    // The read timeout, so the stop flag is seen.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    // A sniffer that stopped reading would make "nothing arrived" pass vacuously.
+                    Err(e) => return Err(format!("read: {e}")),
                 }
             }
-            frames
+            Ok(frames)
         });
         ready_rx
             .recv()
@@ -75,13 +84,19 @@ impl Sniffer {
     }
 
     /// Waits `settle` for packets still in flight, then stops and returns every frame seen.
+    /// Panics if the capture failed: an empty capture must mean that nothing arrived.
     pub fn stop(mut self, settle: Duration) -> Vec<Vec<u8>> {
         std::thread::sleep(settle);
         self.stop.store(true, Ordering::Relaxed);
-        self.thread
+        let thread = self
+            .thread
             .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default()
+            .expect("a running sniffer has its thread");
+        match thread.join() {
+            Ok(Ok(frames)) => frames,
+            Ok(Err(e)) => panic!("the sniffer failed, so its capture proves nothing: {e}"),
+            Err(_) => panic!("the sniffer thread panicked, so its capture proves nothing"),
+        }
     }
 }
 
