@@ -48,7 +48,8 @@ pub mod message_id {
     pub const STOPPED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f805";
     pub const EVENTS_LOST: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f806";
     pub const REVOKED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f807";
-    pub const EVENTS_SUPPRESSED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f808";
+    // …f808 was "N similar events suppressed", now part of the per-uid summaries (…f809):
+    // retired, never to be reused with another meaning.
     pub const EVENTS_HELD: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f809";
     /// The kernel maps were rewritten behind jumpd's back (journald PRIORITY 2).
     pub const MAPS_TAMPERED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80a";
