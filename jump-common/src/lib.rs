@@ -177,7 +177,10 @@ pub const MAX_INTERVALS: usize = 32;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Window {
     pub len: u32,
-    pub _pad: u32,
+    /// 0, or the one audit session (`/proc/PID/sessionid`) the window is open for: a
+    /// session-scoped grant (`jumpctl grant --session`) gets a window of its own, and the kernel
+    /// reads the task's session id only for such a window.
+    pub session: u32,
     pub intervals: [[u64; 2]; MAX_INTERVALS],
 }
 
@@ -196,8 +199,28 @@ pub struct SlotConfig {
     /// Action when no candidate applies (`defaults.egress`).
     pub default_action: u8,
     pub log_mode: u8,
-    pub _pad: [u8; 6],
+    /// `identity::UID` or `identity::PERSON` (`defaults.identity`).
+    pub identity: u8,
+    pub _pad: [u8; 5],
 }
+
+/// `SlotConfig::identity`: whom a decision is for.
+pub mod identity {
+    /// The uid alone.
+    pub const UID: u8 = 0;
+    /// The uid and, when the task has one, its audit login uid: both must allow.
+    pub const PERSON: u8 = 1;
+}
+
+/// `Event::decided_by`: which identity's decision an event reports.
+pub mod decided_by {
+    pub const UID: u8 = 0;
+    /// The login uid refused (or narrowed to audit) what the uid alone would have allowed.
+    pub const LOGIN: u8 = 1;
+}
+
+/// The audit login uid (and session id) of a task that has none: `(uid_t)-1`.
+pub const LOGIN_UNSET: u32 = u32::MAX;
 
 /// Value of `JUMP_LIMITS[0]`: the in-kernel event limits. Events with the same
 /// `RateKey` beyond `burst` within `window_ns` are counted, not sent (`window_ns == 0` disables
@@ -327,7 +350,9 @@ pub struct Event {
     pub proto: u8,
     pub hook: u8,
     pub action: u8,
-    pub _pad1: [u8; 7],
+    /// `decided_by::UID` or `decided_by::LOGIN`.
+    pub decided_by: u8,
+    pub _pad1: [u8; 6],
     pub comm: [u8; COMM_LEN],
 }
 
@@ -555,6 +580,10 @@ const _: () = {
     assert!(core::mem::size_of::<SubuidValue>() == 4);
     assert!(core::mem::offset_of!(SubuidKey, uid_be) == 4);
     assert!(core::mem::offset_of!(Event, ns_uid) == 52);
+    assert!(core::mem::offset_of!(Event, decided_by) == 97);
+    assert!(core::mem::offset_of!(Event, comm) == 104);
+    assert!(core::mem::offset_of!(SlotConfig, identity) == 10);
+    assert!(core::mem::offset_of!(Window, session) == 4);
 };
 
 #[cfg(feature = "user")]

@@ -251,7 +251,8 @@ pub fn emit(hook: u8, who: &Origin, dest: &Dest, src_port: u16, d: &Decision) {
         proto: dest.proto,
         hook,
         action: d.action,
-        _pad1: [0; 7],
+        decided_by: d.decided_by,
+        _pad1: [0; 6],
         comm: who.comm,
     });
     entry.submit(0);

@@ -8,9 +8,13 @@
 //!    every uid (`ANY_UID`).
 //! 3. The longest destination prefix of that profile gives the destination class.
 //! 4. The longest port prefix of (class, protocol) gives the candidate list.
-//! 5. The first candidate whose time window is open decides; the compiler orders candidates
+//! 5. The first candidate whose time window is open (and, for a session-scoped grant's window,
+//!    whose audit session is the task's: `person::session_holds`) decides; the compiler orders candidates
 //!    enforce-deny, audit-deny, enforce-allow, audit-allow, so an explicit deny wins.
 //! 6. Otherwise the image's default action, attributed to rule 0.
+//!
+//! With `defaults.identity: person` the hooks ask twice, for the uid and for the login uid, and
+//! the less permissive answer stands (`person::narrow`).
 //!
 //! Listening (`bind` with a port, and the replies of accepted connections in egress) is decided
 //! by the profile's listen class (`LISTEN_CLASS | profile`) through steps 4–5, with deny as the
@@ -24,6 +28,7 @@ use jump_common::{
 
 use crate::{
     ctx::Dest,
+    person::{session_holds, SESSION_CURRENT},
     subuid,
     maps::{JUMP_ACTIVE, JUMP_DESTS, JUMP_PORTS, JUMP_SLOTS, JUMP_USERS, JUMP_WINDOWS},
 };
@@ -39,6 +44,10 @@ pub struct Decision {
     /// A time window took part (the chosen candidate's, or an earlier one's that was closed):
     /// the same question may get another answer later.
     pub timed: bool,
+    /// The image's `identity` (`jump_common::identity`), for `person::narrow`.
+    pub identity: u8,
+    /// `jump_common::decided_by`: set by `person::narrow` when the login uid decided.
+    pub decided_by: u8,
 }
 
 /// The active slot and its settings, read once per decision.
@@ -47,18 +56,24 @@ struct Active {
     cfg: SlotConfig,
     /// Who the decision is for; `user` replaces a subordinate uid by its owner.
     uid: u32,
+    /// The audit session session-scoped windows are matched against (`person::session_holds`).
+    session: u32,
 }
 
 impl Active {
     fn get(uid: u32) -> Option<Self> {
+        Self::get_in(uid, SESSION_CURRENT)
+    }
+
+    fn get_in(uid: u32, session: u32) -> Option<Self> {
         let slot = JUMP_ACTIVE.get(0).copied().unwrap_or(0);
         let cfg = JUMP_SLOTS.get(slot).copied()?;
         // (1)
-        (cfg.generation != 0).then_some(Self { slot, cfg, uid })
+        (cfg.generation != 0).then_some(Self { slot, cfg, uid, session })
     }
 
     fn decision(&self, action: u8, rule_id: u32) -> Decision {
-        Decision { slot: self.slot, uid: self.uid, action, rule_id, generation: self.cfg.generation, log_mode: self.cfg.log_mode, timed: false }
+        Decision { slot: self.slot, uid: self.uid, action, rule_id, generation: self.cfg.generation, log_mode: self.cfg.log_mode, timed: false, identity: self.cfg.identity, decided_by: 0 }
     }
 
     fn default(&self) -> Decision {
@@ -104,7 +119,7 @@ impl Active {
                 break;
             }
             let c = &value.candidates[i];
-            if c.window == WINDOW_ALWAYS || window_open(self.slot, c.window, now) {
+            if c.window == WINDOW_ALWAYS || window_open(self.slot, c.window, now, self.session) {
                 return Some((c.action, c.rule_id, i > 0 || c.window != WINDOW_ALWAYS));
             }
         }
@@ -114,12 +129,18 @@ impl Active {
 
 /// Fail closed when no policy is active.
 fn unloaded(uid: u32) -> Decision {
-    Decision { slot: 0, uid, action: action::DENY, rule_id: 0, generation: 0, log_mode: jump_common::log_mode::ALL, timed: false }
+    Decision { slot: 0, uid, action: action::DENY, rule_id: 0, generation: 0, log_mode: jump_common::log_mode::ALL, timed: false, identity: 0, decided_by: 0 }
 }
 
-/// May `uid` send to `dest`?
+/// May `uid` send to `dest`? (A task's own connect or send: its session is read if needed.)
+#[inline(always)]
 pub fn decide(uid: u32, dest: &Dest) -> Decision {
-    let Some(mut a) = Active::get(uid) else { return unloaded(uid) };
+    decide_in(uid, SESSION_CURRENT, dest)
+}
+
+/// `decide`, with session-scoped windows matched against `session` (egress: the socket's).
+pub fn decide_in(uid: u32, session: u32, dest: &Dest) -> Decision {
+    let Some(mut a) = Active::get_in(uid, session) else { return unloaded(uid) };
     let Some(user) = a.user() else { return a.default() };
     // (3)
     let dkey = Key::new(
@@ -164,11 +185,14 @@ pub fn now_tai() -> u64 {
     unsafe { bpf_ktime_get_tai_ns() }
 }
 
-fn window_open(slot: u32, window: u32, now: u64) -> bool {
+fn window_open(slot: u32, window: u32, now: u64, session: u32) -> bool {
     let Some(w): Option<&Window> = JUMP_WINDOWS.get(slot * MAX_WINDOWS + window) else {
         // A missing window is a closed one: fail closed.
         return false;
     };
+    if !session_holds(w.session, session) {
+        return false;
+    }
     for i in 0..MAX_INTERVALS {
         if i as u32 >= w.len {
             break;

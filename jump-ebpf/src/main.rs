@@ -25,6 +25,7 @@ mod ctx;
 mod emit;
 mod lookup;
 mod maps;
+mod person;
 mod subuid;
 mod path;
 mod sockopt;
@@ -97,7 +98,8 @@ pub fn sock_create(ctx: SockContext) -> i32 {
         _ => false,
     };
     let who = current();
-    let (flags, deny) = lookup::flags(who.uid);
+    let (flags, mut deny) = lookup::flags(who.uid);
+    let flags = person::narrow_flags(flags, &mut deny, || who.login_uid, |l| lookup::flags(l).0);
     if needs_icmp && flags & profile_flags::ICMP != 0 {
         // Raw and ping sockets are judged as their creator, not as whoever the socket is later
         // `fchown`ed to (which moves `sk_uid`); a connect records its connector instead.
@@ -188,8 +190,14 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
                 return PASS;
             }
             // Fragments and short headers have port 0 here: only an all-ports grant lets them
-            // out.
-            let d = lookup::decide(uid, &p.dst);
+            // out. The person and session are the socket's, as recorded at connect; without a
+            // record, unknown (the uid alone decides, session-scoped grants do not apply).
+            let (login, session) = match rec {
+                // SAFETY: as above.
+                Some(r) => unsafe { ((*r).login_uid, (*r).session_id) },
+                None => (jump_common::LOGIN_UNSET, jump_common::LOGIN_UNSET),
+            };
+            let d = person::narrow(lookup::decide_in(uid, session, &p.dst), || login, |l| lookup::decide_in(l, session, &p.dst));
             if d.action == action::DENY {
                 (hook::EGRESS, d)
             } else if path::via_holds(d.slot, d.rule_id, p.ifindex) {
@@ -201,15 +209,7 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
                 return PASS;
             } else {
                 // The deciding rule's `via` does not name the interface the packet leaves on.
-                let deny = Decision {
-                    slot: d.slot,
-                    uid: d.uid,
-                    action: action::DENY,
-                    rule_id: d.rule_id,
-                    generation: d.generation,
-                    log_mode: d.log_mode,
-                    timed: d.timed,
-                };
+                let deny = Decision { action: action::DENY, ..d };
                 (hook::EGRESS_INTERFACE, deny)
             }
         }
@@ -242,7 +242,7 @@ static LOGINUID_OFFSET: Global<u32> = Global::new(0);
 static SESSIONID_OFFSET: Global<u32> = Global::new(0);
 
 /// The audit login uid and session of the current task: the person behind `sudo`/`su`.
-fn audit_ids() -> (u32, u32) {
+pub(crate) fn audit_ids() -> (u32, u32) {
     let (lo, so) = (LOGINUID_OFFSET.load(), SESSIONID_OFFSET.load());
     if lo == 0 || so == 0 {
         return (u32::MAX, u32::MAX);
@@ -283,7 +283,7 @@ fn record(hook: u8, who: &emit::Origin, dest: &ctx::Dest, src_port: u16, d: &Dec
 #[inline(always)]
 fn egress_call(ctx: &SockAddrContext, hook: u8, dest: &ctx::Dest) -> i32 {
     let who = current();
-    let d = lookup::decide(who.uid, dest);
+    let d = person::narrow(lookup::decide(who.uid, dest), || who.login_uid, |l| lookup::decide(l, dest));
     record(hook, &who, dest, 0, &d);
     if d.action != action::DENY {
         // A connect (re)writes the record; an unconnected send only creates one, so a
@@ -301,7 +301,11 @@ fn bind_call(ctx: &SockAddrContext, hook: u8, local: &ctx::Dest) -> i32 {
         return PASS;
     }
     let who = current();
-    let d = lookup::listen(who.uid, local.proto, local.port);
+    let d = person::narrow(
+        lookup::listen(who.uid, local.proto, local.port),
+        || who.login_uid,
+        |l| lookup::listen(l, local.proto, local.port),
+    );
     record(hook, &who, local, 0, &d);
     verdict(ctx, &d, local)
 }

@@ -20,7 +20,13 @@
 //! 4. An applying enforce-mode `allow` → allowed.
 //! 5. An applying audit-mode `allow`, when `defaults.egress` is `deny` → audit.
 //! 6. Otherwise `defaults.egress`, attributed to rule 0.
-//! 7. At egress, where the interface is known: if the deciding rule has `via` and the packet
+//! 7. With `defaults.identity: person` and a task whose audit login uid is set, steps 0–6 are
+//!    asked for the uid and for the login uid, and the less permissive answer stands (deny, then
+//!    audit, then allow; the uid's on a tie), reported as decided by `login` when it is the
+//!    login uid's (`evaluate_person`). A login uid can only narrow.
+//! 8. A just-in-time grant scoped to an audit session applies (step 1) only to a task of that
+//!    session; a task (or socket) with no known session is in none.
+//! 9. At egress, where the interface is known: if the deciding rule has `via` and the packet
 //!    leaves on an interface it does not name, denied (`on_interface`).
 //!
 //! Within one step the first rule in file order is reported (the synthetic `loopback` rule comes
@@ -123,6 +129,80 @@ pub fn evaluate(
     port: u16,
     at: Timestamp,
 ) -> Decision {
+    evaluate_in(rules, uid, jump_common::LOGIN_UNSET, addr, proto, port, at)
+}
+
+/// Whether rule `r` holds for a task in audit session `session` (step 8).
+fn in_session(r: &EffRule, session: u32) -> bool {
+    r.session
+        .is_none_or(|s| session != jump_common::LOGIN_UNSET && s == session)
+}
+
+/// How permissive an action is (step 7): the lower one of two decisions wins.
+fn permissiveness(a: u8) -> u8 {
+    match a {
+        action::DENY => 0,
+        action::AUDIT => 1,
+        _ => 2,
+    }
+}
+
+/// Step 7: the decision for a task with uid `uid`, audit login uid `login` (`LOGIN_UNSET`: none)
+/// in audit session `session`, and whether the login uid's decision is the one that stands.
+#[expect(clippy::too_many_arguments, reason = "the question, field by field")]
+pub fn evaluate_person(
+    rules: &RuleSet,
+    uid: u32,
+    login: u32,
+    session: u32,
+    addr: IpAddr,
+    proto: u8,
+    port: u16,
+    at: Timestamp,
+) -> (Decision, bool) {
+    let by_uid = evaluate_in(rules, uid, session, addr, proto, port, at);
+    if rules.identity != jump_common::identity::PERSON || login == jump_common::LOGIN_UNSET {
+        return (by_uid, false);
+    }
+    let by_login = evaluate_in(rules, login, session, addr, proto, port, at);
+    if permissiveness(by_login.action) < permissiveness(by_uid.action) {
+        (by_login, true)
+    } else {
+        (by_uid, false)
+    }
+}
+
+/// `evaluate_listen` under step 7.
+pub fn evaluate_listen_person(
+    rules: &RuleSet,
+    uid: u32,
+    login: u32,
+    proto: u8,
+    port: u16,
+    at: Timestamp,
+) -> (Decision, bool) {
+    let by_uid = evaluate_listen(rules, uid, proto, port, at);
+    if rules.identity != jump_common::identity::PERSON || login == jump_common::LOGIN_UNSET {
+        return (by_uid, false);
+    }
+    let by_login = evaluate_listen(rules, login, proto, port, at);
+    if permissiveness(by_login.action) < permissiveness(by_uid.action) {
+        (by_login, true)
+    } else {
+        (by_uid, false)
+    }
+}
+
+/// `evaluate` for a task in audit session `session` (`LOGIN_UNSET`: none).
+pub fn evaluate_in(
+    rules: &RuleSet,
+    uid: u32,
+    session: u32,
+    addr: IpAddr,
+    proto: u8,
+    port: u16,
+    at: Timestamp,
+) -> Decision {
     let uid = decided_as(rules, uid);
     let mut matches = Vec::new();
     let applies = |e: &Entry| match Proto::from_number(proto) {
@@ -131,7 +211,7 @@ pub fn evaluate(
     };
     {
         for r in &rules.rules {
-            if !r.applies_to(uid) || !rule_active(r, at) {
+            if !r.applies_to(uid) || !rule_active(r, at) || !in_session(r, session) {
                 continue;
             }
             for (kind, entries) in [(Kind::Deny, &r.deny), (Kind::Allow, &r.allow)] {
@@ -181,7 +261,7 @@ pub fn evaluate(
     }
 }
 
-/// Step 7, at egress only, where the interface is known: a decision by a rule with `via`
+/// Step 9, at egress only, where the interface is known: a decision by a rule with `via`
 /// holds only on the interfaces it names (those that exist); a packet leaving on another
 /// interface is denied, attributed to that rule.
 pub fn on_interface(rules: &RuleSet, d: Decision, ifindex: u32) -> Decision {

@@ -57,18 +57,31 @@ pub struct MapImage {
     pub default_action: u8,
     /// `jump_common::log_mode`.
     pub log_mode: u8,
+    /// `jump_common::identity` (`defaults.identity`).
+    pub identity: u8,
     /// uid → profile; `ANY_UID` holds the profile of every uid not listed.
     pub users: BTreeMap<u32, u32>,
     pub dests: Vec<DestEntry>,
     pub ports: Vec<PortEntry>,
     /// Indexed by window id; index 0 (`WINDOW_ALWAYS`) is unused.
     pub windows: Vec<Intervals>,
+    /// Window id → the audit session it is open for (session-scoped grants); other windows
+    /// are open for every session.
+    pub window_sessions: BTreeMap<u32, u32>,
     /// Indexed by rule id; index 0 is the policy default.
     pub rules: Vec<RuleInfo>,
     /// Rule id → the interfaces (ifindex) its decisions hold on, for rules with `via`.
     pub vias: BTreeMap<u32, Vec<u32>>,
     /// Subordinate uids decided as their owner, disjoint, by first uid.
     pub subuids: Vec<SubuidBlock>,
+}
+
+/// A verdict and whose it is (`defaults.identity: person`): `by_login` when the login uid's
+/// decision stood (`JUMP_DECIDED_BY=login`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decided {
+    pub verdict: Verdict,
+    pub by_login: bool,
 }
 
 /// A verdict as the kernel would reach it.
@@ -124,8 +137,69 @@ impl MapImage {
     }
 
     /// The kernel's decision, emulated over this image (see `jump-ebpf/src/lookup.rs` for the
-    /// numbered precedence this follows).
+    /// numbered precedence this follows), for a task outside any audit session.
     pub fn lookup(&self, uid: u32, addr: IpAddr, proto: u8, port: u16, now_ns: u64) -> Verdict {
+        self.lookup_in(uid, jump_common::LOGIN_UNSET, addr, proto, port, now_ns)
+    }
+
+    /// The connect hooks' decision for a task with audit login uid `login` (`LOGIN_UNSET`:
+    /// none) in audit session `session`: `lookup_in` for the uid, narrowed by the login uid's
+    /// under `identity: person` (`jump-ebpf/src/person.rs`).
+    #[expect(clippy::too_many_arguments, reason = "the kernel's inputs, one by one")]
+    pub fn lookup_person(
+        &self,
+        uid: u32,
+        login: u32,
+        session: u32,
+        addr: IpAddr,
+        proto: u8,
+        port: u16,
+        now_ns: u64,
+    ) -> Decided {
+        let d = self.lookup_in(uid, session, addr, proto, port, now_ns);
+        self.narrow(uid, login, d, |l| self.lookup_in(l, session, addr, proto, port, now_ns))
+    }
+
+    /// `listen` narrowed by the login uid's, as `lookup_person`.
+    pub fn listen_person(&self, uid: u32, login: u32, proto: u8, port: u16, now_ns: u64) -> Decided {
+        let d = self.listen(uid, proto, port, now_ns);
+        self.narrow(uid, login, d, |l| self.listen(l, proto, port, now_ns))
+    }
+
+    /// `person::narrow` in the kernel: with `identity: person` and a login uid, the less
+    /// permissive of the two verdicts, the uid's on a tie.
+    fn narrow(&self, uid: u32, login: u32, d: Verdict, by_login: impl FnOnce(u32) -> Verdict) -> Decided {
+        let as_uid = Decided { verdict: d, by_login: false };
+        if self.identity != jump_common::identity::PERSON
+            || d.action == action::DENY
+            || login == jump_common::LOGIN_UNSET
+            || login == self.user(uid).0
+        {
+            return as_uid;
+        }
+        let rank = |a: u8| match a {
+            action::DENY => 0,
+            action::AUDIT => 1,
+            _ => 2,
+        };
+        let l = by_login(login);
+        if rank(l.action) < rank(d.action) {
+            Decided { verdict: l, by_login: true }
+        } else {
+            as_uid
+        }
+    }
+
+    /// `lookup` for a task in audit session `session` (`LOGIN_UNSET`: none).
+    pub fn lookup_in(
+        &self,
+        uid: u32,
+        session: u32,
+        addr: IpAddr,
+        proto: u8,
+        port: u16,
+        now_ns: u64,
+    ) -> Verdict {
         let default = Verdict {
             action: self.default_action,
             rule_id: 0,
@@ -154,7 +228,7 @@ impl MapImage {
             return default;
         };
         // (4) and (5)
-        if let Some(v) = self.ports_decision(class, proto, port, now_ns) {
+        if let Some(v) = self.ports_decision(class, proto, port, now_ns, session) {
             return v;
         }
         // (6)
@@ -180,13 +254,26 @@ impl MapImage {
         let Some(profile) = self.user(uid).1 else {
             return deny;
         };
-        self.ports_decision(jump_common::LISTEN_CLASS | profile, proto, port, now_ns)
-            .unwrap_or(deny)
+        self.ports_decision(
+            jump_common::LISTEN_CLASS | profile,
+            proto,
+            port,
+            now_ns,
+            jump_common::LOGIN_UNSET,
+        )
+        .unwrap_or(deny)
     }
 
     /// Steps (4) and (5): the longest port prefix of (class, proto), then its first candidate
     /// whose window is open at `now_ns`.
-    fn ports_decision(&self, class: u32, proto: u8, port: u16, now_ns: u64) -> Option<Verdict> {
+    fn ports_decision(
+        &self,
+        class: u32,
+        proto: u8,
+        port: u16,
+        now_ns: u64,
+        session: u32,
+    ) -> Option<Verdict> {
         let entry = self
             .ports
             .iter()
@@ -201,11 +288,16 @@ impl MapImage {
             })
             .max_by_key(|p| p.bits)?;
         entry.candidates.iter().take(MAX_CANDIDATES).find_map(|c| {
+            let in_session = self
+                .window_sessions
+                .get(&c.window)
+                .is_none_or(|&s| session != jump_common::LOGIN_UNSET && s == session);
             let open = c.window == jump_common::WINDOW_ALWAYS
-                || self
-                    .windows
-                    .get(c.window as usize)
-                    .is_some_and(|iv| iv.iter().any(|&(s, e)| s <= now_ns && now_ns < e));
+                || in_session
+                    && self
+                        .windows
+                        .get(c.window as usize)
+                        .is_some_and(|iv| iv.iter().any(|&(s, e)| s <= now_ns && now_ns < e));
             open.then_some(Verdict {
                 action: c.action,
                 rule_id: c.rule_id,

@@ -118,7 +118,9 @@ struct Builder<'a> {
     default_action: u8,
     atoms: Vec<Atom>,
     windows: Vec<Intervals>,
-    window_ids: HashMap<Intervals, u32>,
+    /// Per window id: the audit session it is open for (0: every session).
+    sessions: Vec<u32>,
+    window_ids: HashMap<(Intervals, u32), u32>,
     /// Candidate lists by the atoms that apply (sorted atom ids).
     classes: HashMap<Vec<u32>, u32>,
     image: MapImage,
@@ -131,13 +133,16 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn window_id(&mut self, iv: Intervals) -> u32 {
-        if let Some(&id) = self.window_ids.get(&iv) {
+    /// The window for `iv`, open only for audit session `session` unless it is 0: a
+    /// session-scoped grant never shares a window with anything else.
+    fn window_id_in(&mut self, iv: Intervals, session: u32) -> u32 {
+        if let Some(&id) = self.window_ids.get(&(iv.clone(), session)) {
             return id;
         }
         let id = self.windows.len() as u32;
         self.windows.push(iv.clone());
-        self.window_ids.insert(iv, id);
+        self.sessions.push(session);
+        self.window_ids.insert((iv, session), id);
         id
     }
 
@@ -171,9 +176,18 @@ impl Builder<'_> {
                     continue;
                 }
                 if !allows.contains(&WINDOW_ALWAYS) {
+                    // Session-scoped allows (grants) hold in their session only: when they all
+                    // share one session the audit deny is scoped to it too; otherwise they are
+                    // left out of the union, so the audit deny never lets another session in.
+                    let scoped: Vec<u32> = allows.iter().map(|&w| self.sessions[w as usize]).collect();
+                    let session = match scoped.first() {
+                        Some(&s) if s != 0 && scoped.iter().all(|&x| x == s) => s,
+                        _ => 0,
+                    };
                     let union = time::normalize(
                         allows
                             .iter()
+                            .filter(|&&w| session != 0 || self.sessions[w as usize] == 0)
                             .flat_map(|&w| self.windows[w as usize].iter().copied())
                             .collect(),
                     );
@@ -185,7 +199,11 @@ impl Builder<'_> {
                     if narrowed.is_empty() {
                         continue;
                     }
-                    let w = self.window_id(narrowed);
+                    let session = match self.intervals(window) {
+                        Some(_) if self.sessions[window as usize] != 0 => self.sessions[window as usize],
+                        _ => session,
+                    };
+                    let w = self.window_id_in(narrowed, session);
                     out.push((level, rule, w));
                     continue;
                 }
@@ -450,11 +468,13 @@ pub fn compile_rules(
         default_action: rules.default_action,
         atoms: Vec::new(),
         windows: vec![Vec::new()],
+        sessions: vec![0],
         window_ids: HashMap::new(),
         classes: HashMap::new(),
         image: MapImage {
             default_action: rules.default_action,
             log_mode: rules.log_mode,
+            identity: rules.identity,
             ..MapImage::default()
         },
         used: vec![false; rules.rules.len()],
@@ -486,10 +506,12 @@ pub fn compile_rules(
     for (i, r) in rules.rules.iter().enumerate() {
         let mut list = Vec::new();
         let window = match time::rule_window(r.expires, r.schedule.as_ref(), now) {
+            // A session-scoped rule needs a window to carry its session.
+            None if r.session.is_some() => Some(b.window_id_in(vec![(0, u64::MAX)], r.session.unwrap_or(0))),
             None => Some(WINDOW_ALWAYS),
             Some(iv) if iv.is_empty() => None,
             Some(iv) => {
-                let id = b.window_id(iv);
+                let id = b.window_id_in(iv, r.session.unwrap_or(0));
                 if id as usize >= MAX_WINDOWS as usize {
                     overflow_at.entry("time window").or_insert(i);
                 }
@@ -735,6 +757,13 @@ pub fn compile_rules(
         .ports
         .sort_by_key(|p| (p.class, p.proto, p.port, p.bits));
     b.image.windows = b.windows;
+    b.image.window_sessions = b
+        .sessions
+        .iter()
+        .enumerate()
+        .filter(|&(_, &s)| s != 0)
+        .map(|(id, &s)| (id as u32, s))
+        .collect();
     Ok((b.image, warnings))
 }
 

@@ -9,7 +9,7 @@ use jump_common::{action, log_mode};
 
 use super::Directory;
 use crate::policy::{
-    Diagnostic, Egress, Entry, Listen, LogMode, Loopback, Mode, Policy, PolicyErrors, Proto,
+    Diagnostic, Egress, Entry, Identity, Listen, LogMode, Loopback, Mode, Policy, PolicyErrors, Proto,
     Schedule, Span, UserRef,
 };
 
@@ -31,6 +31,9 @@ pub struct EffRule {
     pub listen: Vec<Listen>,
     /// `via` resolved: interface name and its index (`None`: no such interface now).
     pub via: Vec<(String, Span, Option<u32>)>,
+    /// A just-in-time grant scoped to one audit session (`jumpctl grant --session`): it
+    /// applies only to tasks (and sockets connected by tasks) of that session.
+    pub session: Option<u32>,
 }
 
 impl EffRule {
@@ -58,6 +61,8 @@ pub struct Subordinate {
 pub struct RuleSet {
     pub default_action: u8,
     pub log_mode: u8,
+    /// `jump_common::identity` (`defaults.identity`).
+    pub identity: u8,
     pub rules: Vec<EffRule>,
     /// The names that resolved (`user alice`, `group ops`): a later compile may let exactly
     /// these vanish (`Vanished::Warn`).
@@ -148,6 +153,7 @@ pub fn resolve_with(
             deny,
             listen: Vec::new(),
             via: Vec::new(),
+            session: None,
         });
         next_id += 1;
     }
@@ -224,6 +230,7 @@ pub fn resolve_with(
                 .iter()
                 .map(|(name, span)| (name.clone(), span.clone(), dir.ifindex(name)))
                 .collect(),
+            session: None,
         });
         next_id += 1;
     }
@@ -263,6 +270,10 @@ pub fn resolve_with(
         default_action: match policy.defaults.egress {
             Egress::Deny => action::DENY,
             Egress::Allow => action::ALLOW,
+        },
+        identity: match policy.defaults.identity {
+            Identity::Uid => jump_common::identity::UID,
+            Identity::Person => jump_common::identity::PERSON,
         },
         log_mode: match policy.defaults.log {
             LogMode::All => log_mode::ALL,

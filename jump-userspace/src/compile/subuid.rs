@@ -106,6 +106,7 @@ mod tests {
         RuleSet {
             default_action: 0,
             log_mode: 0,
+            identity: 0,
             rules: Vec::new(),
             principals: BTreeSet::new(),
             subordinates: subs

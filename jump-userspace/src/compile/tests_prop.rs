@@ -24,6 +24,10 @@
 //!   around the 2026 DST changes too; probes in `[now - 1 day, now + 7 days)`, the compiled
 //!   horizon.
 //!
+//! - `defaults.identity: person` in half the policies, and every probe also asked with an audit
+//!   login uid drawn from the probe uids or unset (one in four), so the second decision
+//!   (`MapImage::lookup_person` against `eval::evaluate_person`) meets every kind of uid.
+//!
 //! 256 policies × 60 probes = 15,360 probes.
 
 use std::net::IpAddr;
@@ -181,9 +185,10 @@ fn gen_zones(rng: &mut Rng) -> String {
 
 fn gen_policy(rng: &mut Rng, now: jiff::Timestamp) -> String {
     let mut s = format!(
-        "defaults:\n  egress: {}\n  loopback: {}\nrules:\n",
+        "defaults:\n  egress: {}\n  loopback: {}\n  identity: {}\nrules:\n",
         if rng.chance(25) { "allow" } else { "deny" },
         rng.pick(&["allow", "deny", "policy"]),
+        rng.pick(&["uid", "person"]),
     );
     let rules = 1 + rng.below(6);
     for i in 0..rules {
@@ -271,6 +276,7 @@ fn compiled_lookup_agrees_with_the_reference() {
     let probes = std::cell::Cell::new(0u64);
     let policies = std::cell::Cell::new(0u64);
     let subordinate = std::cell::Cell::new(0u64);
+    let by_login = std::cell::Cell::new(0u64);
     // (action, decided by a file rule) → count, to show the probes reach every outcome.
     let outcomes = std::cell::RefCell::new(std::collections::BTreeMap::<(u8, bool), u64>::new());
     let result = runner.run(&proptest::num::u64::ANY, |seed| {
@@ -325,6 +331,28 @@ fn compiled_lookup_agrees_with_the_reference() {
             if as_ref != uid {
                 subordinate.set(subordinate.get() + 1);
             }
+            // The same question from a task whose audit login uid is another (or unset).
+            let login = if rng.chance(25) { jump_common::LOGIN_UNSET } else { *rng.pick(UIDS) };
+            let p4 = if proto == 58 { 1 } else { proto };
+            let k = c.image.lookup_person(uid, login, jump_common::LOGIN_UNSET, addr, p4, port, time::ns(t));
+            let (r, r_login) = eval::evaluate_person(&c.rules, uid, login, jump_common::LOGIN_UNSET, addr, proto, port, t);
+            if (k.verdict.action, k.verdict.rule_id, k.by_login) != (r.action, r.rule_id, r_login) {
+                return Err(TestCaseError::fail(format!(
+                    "person probe uid {uid} login {login} {addr} proto {proto} port {port} at {t}: compiled says {k:?}, reference says action {} rule {} by login {r_login}\n{src}",
+                    r.action, r.rule_id
+                )));
+            }
+            let kl = c.image.listen_person(uid, login, proto, port, time::ns(t));
+            let (rl, rl_login) = eval::evaluate_listen_person(&c.rules, uid, login, proto, port, t);
+            if (kl.verdict.action, kl.verdict.rule_id, kl.by_login) != (rl.action, rl.rule_id, rl_login) {
+                return Err(TestCaseError::fail(format!(
+                    "person listen probe uid {uid} login {login} proto {proto} port {port} at {t}: compiled says {kl:?}, reference says action {} rule {} by login {rl_login}\n{src}",
+                    rl.action, rl.rule_id
+                )));
+            }
+            if k.by_login {
+                by_login.set(by_login.get() + 1);
+            }
             probes.set(probes.get() + 1);
             *outcomes.borrow_mut().entry((kernel.action, kernel.rule_id > 1)).or_default() += 1;
             if (kernel.action, kernel.rule_id) != (reference.action, reference.rule_id) {
@@ -348,6 +376,13 @@ fn compiled_lookup_agrees_with_the_reference() {
         subordinate.get() >= 1000,
         "only {} probes were decided as the owner of a subordinate uid",
         subordinate.get()
+    );
+    // Measured: about 90 (a login uid narrows only where its profile is stricter than the
+    // uid's, in the half of the policies with `identity: person`); 50 keeps the case covered.
+    assert!(
+        by_login.get() >= 50,
+        "only {} probes were decided by the login uid",
+        by_login.get()
     );
     let outcomes = outcomes.into_inner();
     eprintln!("{policies} policies, {probes} probes, outcomes {outcomes:?}");

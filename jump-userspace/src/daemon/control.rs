@@ -749,6 +749,7 @@ mod tests {
             src_port: None,
             rule: "default".into(),
             hook: "connect4",
+            decided_by: "uid",
             option: None,
             policy_generation: 1,
             policy_sha256: String::new(),

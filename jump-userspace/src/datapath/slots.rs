@@ -140,7 +140,7 @@ impl SlotImage {
                 );
                 let mut w = Window {
                     len: intervals.len() as u32,
-                    _pad: 0,
+                    session: image.window_sessions.get(&(id as u32)).copied().unwrap_or(0),
                     intervals: [[0; 2]; MAX_INTERVALS],
                 };
                 for (slot_iv, &(start, end)) in w.intervals.iter_mut().zip(intervals) {
@@ -171,7 +171,8 @@ impl SlotImage {
                 generation,
                 default_action: image.default_action,
                 log_mode: image.log_mode,
-                _pad: [0; 6],
+                identity: image.identity,
+                _pad: [0; 5],
             },
             users,
             dests,

@@ -34,6 +34,7 @@ pub fn decode(b: &[u8]) -> Option<Event> {
         proto: take::<1>(b, at)[0],
         hook: take::<1>(b, at)[0],
         action: take::<1>(b, at)[0],
+        decided_by: take::<1>(b, at)[0],
         _pad1: take(b, at),
         comm: take::<COMM_LEN>(b, at),
     })
@@ -65,7 +66,8 @@ mod tests {
             proto: 17,
             hook: 2,
             action: 1,
-            _pad1: [0; 7],
+            decided_by: 1,
+            _pad1: [0; 6],
             comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
         };
         // The same bytes the kernel writes: the struct's memory, field by field.
@@ -90,7 +92,7 @@ mod tests {
         for v in [e.dst_port, e.src_port, e.family] {
             b.extend(v.to_ne_bytes());
         }
-        b.extend([e.proto, e.hook, e.action, 0, 0, 0, 0, 0, 0, 0]);
+        b.extend([e.proto, e.hook, e.action, e.decided_by, 0, 0, 0, 0, 0, 0]);
         b.extend(e.comm);
         assert_eq!(b.len(), core::mem::size_of::<Event>());
         assert_eq!(decode(&b), Some(e));

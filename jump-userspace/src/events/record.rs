@@ -76,6 +76,9 @@ pub struct Record {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule_line: Option<u32>,
     pub hook: &'static str,
+    /// Whose decision this is (`defaults.identity: person`): `uid`, or `login` when the audit
+    /// login uid refused (or narrowed to audit) what the uid alone would have allowed.
+    pub decided_by: &'static str,
     /// The socket option a `setsockopt-*` decision judged, e.g. `IP_FREEBIND`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub option: Option<&'static str>,
@@ -119,6 +122,9 @@ impl Record {
             } else {
                 m.push_str(&format!(" login={name}({login})"));
             }
+        }
+        if self.decided_by == "login" {
+            m.push_str(" decided-by=login");
         }
         if self.suppressed > 0 {
             m.push_str(&format!(" suppressed={}", self.suppressed));
@@ -383,6 +389,11 @@ impl Enricher {
             rule_file,
             rule_line,
             hook: hook::name(e.hook),
+            decided_by: if e.decided_by == jump_common::decided_by::LOGIN {
+                "login"
+            } else {
+                "uid"
+            },
             // `setsockopt-*` events carry the option's level and name in the port fields.
             option: hook::is_sockopt(e.hook)
                 .then(|| jump_common::sockopt::name(i32::from(e.src_port), i32::from(e.dst_port))),
@@ -427,6 +438,7 @@ mod tests {
             rule_file: None,
             rule_line: None,
             hook: "connect4",
+            decided_by: "uid",
             option: None,
             policy_generation: 1,
             policy_sha256: String::new(),
@@ -455,7 +467,8 @@ mod tests {
             proto: 6,
             hook: hook::CONNECT6,
             action: action::DENY,
-            _pad1: [0; 7],
+            decided_by: 0,
+            _pad1: [0; 6],
             comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
         }
     }

@@ -149,6 +149,7 @@ macro_rules! emit_at {
             jump_rule_file = $r.rule_file.as_deref(),
             jump_rule_line = $r.rule_line,
             jump_hook = $r.hook,
+            jump_decided_by = $r.decided_by,
             jump_option = $r.option,
             jump_policy_generation = $r.policy_generation,
             jump_policy_sha256 = %$r.policy_sha256,

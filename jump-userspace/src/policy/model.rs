@@ -41,11 +41,23 @@ pub enum Loopback {
     Policy,
 }
 
+/// `defaults.identity`: whom a decision is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Identity {
+    /// The uid that connects (binds, creates the socket) alone.
+    #[default]
+    Uid,
+    /// The uid, and also the audit login uid when the task has one: both must allow, so
+    /// `sudo`, `su`, setuid programs and user namespaces cannot widen what a person reaches.
+    Person,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Defaults {
     pub egress: Egress,
     pub log: LogMode,
     pub loopback: Loopback,
+    pub identity: Identity,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use super::{
 };
 
 pub(crate) const TOP_KEYS: &[&str] = &["defaults", "zones", "rules"];
-pub(crate) const DEFAULTS_KEYS: &[&str] = &["egress", "log", "loopback"];
+pub(crate) const DEFAULTS_KEYS: &[&str] = &["egress", "log", "loopback", "identity"];
 pub(crate) const RULE_KEYS: &[&str] = &[
     "name",
     "description",
@@ -372,6 +372,7 @@ fn parse_defaults(
         let key: &'static str = match key {
             "egress" => "egress",
             "log" => "log",
+            "identity" => "identity",
             _ => "loopback",
         };
         let span = cx.span(k);
@@ -404,6 +405,15 @@ fn parse_defaults(
                     ],
                 ) {
                     defaults.log = l;
+                }
+            }
+            "identity" => {
+                if let Some(i) = cx.one_of(
+                    v,
+                    "defaults.identity",
+                    &[("uid", Identity::Uid), ("person", Identity::Person)],
+                ) {
+                    defaults.identity = i;
                 }
             }
             _ => {

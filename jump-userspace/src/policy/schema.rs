@@ -31,6 +31,17 @@ pub struct Defaults {
     /// `allow` (default): 127.0.0.0/8 and ::1 are allowed unless a rule denies them; `deny`:
     /// always denied; `policy`: no special case.
     loopback: Option<LoopbackMode>,
+    /// `uid` (default): decisions are for the uid that connects; `person`: a process with an
+    /// audit login uid (set at login by `pam_loginuid`) needs both its uid and its login uid
+    /// to allow, so `sudo` and `su` cannot widen what a person reaches.
+    identity: Option<IdentityMode>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityMode {
+    Uid,
+    Person,
 }
 
 #[derive(JsonSchema)]
