@@ -798,4 +798,6 @@ mod tests {
 #[cfg(test)]
 mod tests_examples;
 #[cfg(test)]
+mod tests_person;
+#[cfg(test)]
 mod tests_prop;

@@ -132,12 +132,23 @@ pub struct CheckReport {
     /// The owner a subordinate uid (`/etc/subuid`) is decided as, when `uid` is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decided_as: Option<u32>,
+    /// The audit login uid asked about (`--login`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login: Option<Login>,
+    /// `uid`, or `login` when the login uid's decision stands (`defaults.identity: person`).
+    pub decided_by: &'static str,
     pub dest: String,
     pub at: String,
     /// The rule that decided (id 0: the default).
     pub rule: RuleRef,
     /// Every entry that applies at that moment.
     pub matches: Vec<MatchRef>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Login {
+    pub user: String,
+    pub uid: u32,
 }
 
 fn rule_ref(c: &Compiled, id: u32) -> RuleRef {
@@ -174,19 +185,48 @@ pub fn check(
     dest: Dest,
     at: jiff::Timestamp,
 ) -> Result<CheckReport, String> {
-    let (kernel, reference) = if dest.listen {
+    check_person(c, user, uid, None, dest, at)
+}
+
+/// `check` for a task whose audit login uid is `login` (`jumpctl check --login USER`: a
+/// `sudo`'d process), as `defaults.identity: person` decides it.
+pub fn check_person(
+    c: &Compiled,
+    user: &str,
+    uid: u32,
+    login: Option<(String, u32)>,
+    dest: Dest,
+    at: jiff::Timestamp,
+) -> Result<CheckReport, String> {
+    let login_uid = login.as_ref().map_or(jump_common::LOGIN_UNSET, |l| l.1);
+    let unset = jump_common::LOGIN_UNSET;
+    let ((kernel, by_login), (reference, ref_login)) = if dest.listen {
+        let k = c
+            .image
+            .listen_person(uid, login_uid, dest.proto, dest.port, time::ns(at));
         (
-            c.image.listen(uid, dest.proto, dest.port, time::ns(at)),
-            eval::evaluate_listen(&c.rules, uid, dest.proto, dest.port, at),
+            (k.verdict, k.by_login),
+            eval::evaluate_listen_person(&c.rules, uid, login_uid, dest.proto, dest.port, at),
         )
     } else {
+        let k = c.image.lookup_person(
+            uid,
+            login_uid,
+            unset,
+            dest.addr,
+            dest.proto,
+            dest.port,
+            time::ns(at),
+        );
         (
-            c.image
-                .lookup(uid, dest.addr, dest.proto, dest.port, time::ns(at)),
-            eval::evaluate(&c.rules, uid, dest.addr, dest.proto, dest.port, at),
+            (k.verdict, k.by_login),
+            eval::evaluate_person(
+                &c.rules, uid, login_uid, unset, dest.addr, dest.proto, dest.port, at,
+            ),
         )
     };
-    if (kernel.action, kernel.rule_id) != (reference.action, reference.rule_id) {
+    if (kernel.action, kernel.rule_id, by_login) != (reference.action, reference.rule_id, ref_login)
+    {
         return Err(format!(
             "internal error: the compiled policy decides action {} by rule {} but the reference decides action {} by rule {}; please report this",
             kernel.action, kernel.rule_id, reference.action, reference.rule_id
@@ -230,6 +270,8 @@ pub fn check(
         user: user.to_string(),
         uid,
         decided_as: Some(eval::decided_as(&c.rules, uid)).filter(|&o| o != uid),
+        login: login.map(|(name, uid)| Login { user: name, uid }),
+        decided_by: if by_login { "login" } else { "uid" },
         dest: dest.to_string(),
         at: at.to_string(),
         rule: rule_ref(c, kernel.rule_id),
@@ -253,6 +295,7 @@ pub(crate) fn resolve_user(user: &str, directory: &dyn Directory) -> Result<u32,
 pub(crate) fn run(
     dir: &Path,
     user: &str,
+    login: Option<&str>,
     dest: &str,
     at: jiff::Timestamp,
     json: bool,
@@ -263,10 +306,13 @@ pub(crate) fn run(
     let result = (|| {
         let dest = parse_dest(dest)?;
         let uid = resolve_user(user, directory)?;
+        let login = login
+            .map(|l| resolve_user(l, directory).map(|u| (l.to_string(), u)))
+            .transpose()?;
         let loaded = policy::load_dir(dir).map_err(|e| e.to_string())?;
         let compiled =
             compile::compile_full(&loaded.policy, directory, at).map_err(|e| e.to_string())?;
-        check(&compiled, user, uid, dest, at)
+        check_person(&compiled, user, uid, login, dest, at)
     })();
     let report = match result {
         Ok(r) => r,
@@ -324,6 +370,21 @@ pub fn render(r: &CheckReport) -> String {
             "  uid {} is a subordinate uid of uid {owner} (/etc/subuid): decided as uid {owner}\n",
             r.uid
         ));
+    }
+    if let Some(l) = &r.login {
+        let name = if l.user == l.uid.to_string() {
+            format!("uid {}", l.uid)
+        } else {
+            format!("{} (uid {})", escape(&l.user), l.uid)
+        };
+        if r.decided_by == "login" {
+            s.push_str(&format!(
+                "  decided by the login uid {name} (`defaults.identity: person`): it may not reach what uid {} may\n",
+                r.uid
+            ));
+        } else {
+            s.push_str(&format!("  login uid {name}: it allows as much\n"));
+        }
     }
     if r.dest.starts_with("listen:0/") {
         s.push_str(

@@ -281,6 +281,7 @@ pub fn events(a: &EventsArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 pub fn check_live(
     conn: &Conn,
     user: &str,
+    login: Option<&str>,
     dest: &str,
     at: Option<&str>,
     out: &mut dyn Write,
@@ -293,6 +294,7 @@ pub fn check_live(
                 user: user.into(),
                 dest: dest.into(),
                 at: at.map(str::to_string),
+                login: login.map(str::to_string),
             },
         )?;
         if !reply.ok {

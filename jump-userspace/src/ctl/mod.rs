@@ -12,7 +12,7 @@ use std::{io::Write, path::PathBuf};
 use clap::{Args, Parser, Subcommand};
 
 pub use cases::run_cases;
-pub use check::{check, parse_dest, render as render_check, CheckReport, Dest};
+pub use check::{check, check_person, parse_dest, render as render_check, CheckReport, Dest};
 
 use crate::{
     compile::{self, Directory},
@@ -85,6 +85,10 @@ pub struct CheckArgs {
     /// The moment to ask about (RFC 3339, like `2026-12-01T09:00:00+01:00`); default now
     #[arg(long)]
     pub at: Option<String>,
+    /// Ask for a process of USER whose audit login uid is LOGIN (a `sudo`'d session): with
+    /// `defaults.identity: person` both must allow
+    #[arg(long, value_name = "LOGIN")]
+    pub login: Option<String>,
     /// Print JSON
     #[arg(long)]
     pub json: bool,
@@ -127,13 +131,15 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 }
             };
             match a.parts() {
-                (Some(d), user, dest) => check::run(&d, user, dest, at, a.json, &dir, out, err),
+                (Some(d), user, dest) => {
+                    check::run(&d, user, a.login.as_deref(), dest, at, a.json, &dir, out, err)
+                }
                 (None, user, dest) => {
                     let conn = daemon::Conn {
                         socket: a.socket.clone(),
                         json: a.json,
                     };
-                    daemon::check_live(&conn, user, dest, a.at.as_deref(), out, err)
+                    daemon::check_live(&conn, user, a.login.as_deref(), dest, a.at.as_deref(), out, err)
                 }
             }
         }

@@ -59,6 +59,7 @@ fn run_check(dir: &Path, user: &str, dest: &str, json: bool) -> (u8, String, Str
     let code = check::run(
         dir,
         user,
+        None,
         dest,
         now(),
         json,

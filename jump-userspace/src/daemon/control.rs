@@ -90,6 +90,9 @@ pub enum Request {
         dest: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at: Option<String>,
+        /// `--login`: the audit login uid of the process asked about.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        login: Option<String>,
     },
     Detach,
 }
@@ -648,6 +651,7 @@ mod tests {
                     user: "alice".into(),
                     dest: "198.51.100.7:22".into(),
                     at: None,
+                    login: None,
                 },
                 r#"{"cmd":"check","user":"alice","dest":"198.51.100.7:22"}"#,
             ),

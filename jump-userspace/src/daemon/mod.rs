@@ -865,7 +865,12 @@ fn handle(dp: &mut dyn LiveDatapath, st: &mut State, opts: &Options, call: Call)
                 format!("failed to read the rule counters: {e:#}"),
             ),
         },
-        control::Request::Check { user, dest, at } => check(st, opts, user, dest, at.as_deref()),
+        control::Request::Check {
+            user,
+            dest,
+            at,
+            login,
+        } => check(st, opts, user, login.as_deref(), dest, at.as_deref()),
         control::Request::Detach => {
             tracing::warn!("detach requested by {}", call.peer);
             return Some(Exit::Detach(call.reply));
@@ -997,7 +1002,14 @@ pub fn stats(dp: &dyn LiveDatapath, st: &State) -> anyhow::Result<control::Stats
 }
 
 /// `jumpctl check USER DEST` against the policy in force.
-fn check(st: &State, opts: &Options, user: &str, dest: &str, at: Option<&str>) -> Reply {
+fn check(
+    st: &State,
+    opts: &Options,
+    user: &str,
+    login: Option<&str>,
+    dest: &str,
+    at: Option<&str>,
+) -> Reply {
     let Some(active) = &st.active else {
         return Reply::err(ErrorKind::Failed, "no policy loaded");
     };
@@ -1008,19 +1020,23 @@ fn check(st: &State, opts: &Options, user: &str, dest: &str, at: Option<&str>) -
             Some(a) => crate::ctl::parse_time(a)?,
             None => jiff::Timestamp::now(),
         };
-        let uid = match user.parse::<u32>() {
-            Ok(u) => u,
+        let resolve = |user: &str| match user.parse::<u32>() {
+            Ok(u) => Ok(u),
             Err(_) => nix::unistd::User::from_name(user)
                 .ok()
                 .flatten()
                 .map(|u| u.uid.as_raw())
-                .ok_or_else(|| format!("unknown user `{user}`"))?,
+                .ok_or_else(|| format!("unknown user `{user}`")),
         };
+        let uid = resolve(user)?;
+        let login = login
+            .map(|l| resolve(l).map(|u| (l.to_string(), u)))
+            .transpose()?;
         // The active image holds its schedules expanded around the moment it was compiled; any
         // other moment is answered by the image jumpd would compile then from the same rules,
         // which is what the kernel would enforce at that moment.
         match at_given {
-            None => crate::ctl::check(&active.compiled, user, uid, dest, at),
+            None => crate::ctl::check_person(&active.compiled, user, uid, login, dest, at),
             Some(_) => {
                 let (image, _) = compile::compile_rules(&active.compiled.rules, at)
                     .map_err(|e| e.to_string())?;
@@ -1029,7 +1045,7 @@ fn check(st: &State, opts: &Options, user: &str, dest: &str, at: Option<&str>) -
                     rules: active.compiled.rules.clone(),
                     warnings: Vec::new(),
                 };
-                crate::ctl::check(&then, user, uid, dest, at)
+                crate::ctl::check_person(&then, user, uid, login, dest, at)
             }
         }
     })();

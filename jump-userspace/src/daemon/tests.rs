@@ -162,7 +162,7 @@ fn audit_mode_installs_an_image_that_never_refuses_but_check_explains_the_policy
     let v = image.lookup(64002, "203.0.113.10".parse().unwrap(), 6, 7000, 0);
     assert_eq!(v.action, action::AUDIT);
 
-    let reply = check(&st, &o, "64002", "203.0.113.10:7000", None);
+    let reply = check(&st, &o, "64002", None, "203.0.113.10:7000", None);
     assert!(reply.ok, "{reply:?}");
     assert_eq!(
         reply.data["allowed"], false,
@@ -172,9 +172,9 @@ fn audit_mode_installs_an_image_that_never_refuses_but_check_explains_the_policy
         .as_str()
         .unwrap()
         .contains("audit mode: this connection is allowed"));
-    let reply = check(&st, &o, "64001", "198.51.100.10:7000", None);
+    let reply = check(&st, &o, "64001", None, "198.51.100.10:7000", None);
     assert_eq!(reply.data["allowed"], true);
-    let reply = check(&st, &o, "64001", "198.51.100.10", None);
+    let reply = check(&st, &o, "64001", None, "198.51.100.10", None);
     assert_eq!(reply.kind, Some(ErrorKind::Invalid));
 }
 
@@ -233,7 +233,7 @@ fn a_live_check_at_any_moment_answers_without_internal_error() {
         "1971-01-04T09:00:00Z",
         "2554-07-21T23:34:33Z",
     ] {
-        let r = check(&st, &o, "64001", "198.51.100.10:22", Some(at));
+        let r = check(&st, &o, "64001", None, "198.51.100.10:22", Some(at));
         assert!(r.ok, "{at}: {:?}", r.error);
         let monday = at.starts_with("2099-06-01") || at.starts_with("1971-01-04");
         assert_eq!(r.data["allowed"], monday, "{at}");
@@ -242,6 +242,7 @@ fn a_live_check_at_any_moment_answers_without_internal_error() {
         &st,
         &o,
         "64001",
+        None,
         "198.51.100.10:22",
         Some("2555-01-01T00:00:00Z"),
     );
