@@ -64,8 +64,18 @@ pub struct Outcome {
 pub fn refuses(image: &MapImage, s: &Sock, rec: &SockRecord, now_ns: u64) -> bool {
     let peer = s.peer.ip().to_canonical();
     // The kernel decided 0.0.0.0 and :: as loopback; the socket's peer is already rewritten.
-    let v = image.lookup(rec.uid, peer, s.proto, s.peer.port(), now_ns);
-    !MapImage::allows(v)
+    // The person and session are the connector's, as recorded (`identity: person`, grants
+    // scoped to a session).
+    let v = image.lookup_person(
+        rec.uid,
+        rec.login_uid,
+        rec.session_id,
+        peer,
+        s.proto,
+        s.peer.port(),
+        now_ns,
+    );
+    !MapImage::allows(v.verdict)
 }
 
 /// The next instant after `now_ns` at which some time window of `image` opens or closes.
@@ -481,6 +491,29 @@ mod tests {
         );
         assert!(!refuses(&i, &sock("[2001:db8:1::10]:7000"), &rec(64001), 0));
         assert!(refuses(&i, &sock("[2001:db8:1::10]:7002"), &rec(64001), 0));
+    }
+
+    #[test]
+    fn with_identity_person_the_recorded_login_uid_narrows_too() {
+        let s = sock("198.51.100.10:7000");
+        let by = |login| SockRecord {
+            login_uid: login,
+            ..rec(64001)
+        };
+        assert!(
+            !refuses(&image(), &s, &by(64002), 0),
+            "`identity: uid` ignores the login uid"
+        );
+        let person = MapImage {
+            identity: jump_common::identity::PERSON,
+            ..image()
+        };
+        assert!(
+            refuses(&person, &s, &by(64002), 0),
+            "the person (64002) may not reach it"
+        );
+        assert!(!refuses(&person, &s, &by(jump_common::LOGIN_UNSET), 0));
+        assert!(!refuses(&person, &s, &by(64001), 0));
     }
 
     #[test]
