@@ -14,6 +14,9 @@ pub struct RuleInfo {
     pub name: String,
     /// `file:line:col` of the rule in its policy file, empty for the default.
     pub location: String,
+    /// A just-in-time grant's reason (`jumpctl grant --reason`), for its events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One `JUMP_DESTS` entry.
@@ -157,19 +160,37 @@ impl MapImage {
         now_ns: u64,
     ) -> Decided {
         let d = self.lookup_in(uid, session, addr, proto, port, now_ns);
-        self.narrow(uid, login, d, |l| self.lookup_in(l, session, addr, proto, port, now_ns))
+        self.narrow(uid, login, d, |l| {
+            self.lookup_in(l, session, addr, proto, port, now_ns)
+        })
     }
 
     /// `listen` narrowed by the login uid's, as `lookup_person`.
-    pub fn listen_person(&self, uid: u32, login: u32, proto: u8, port: u16, now_ns: u64) -> Decided {
+    pub fn listen_person(
+        &self,
+        uid: u32,
+        login: u32,
+        proto: u8,
+        port: u16,
+        now_ns: u64,
+    ) -> Decided {
         let d = self.listen(uid, proto, port, now_ns);
         self.narrow(uid, login, d, |l| self.listen(l, proto, port, now_ns))
     }
 
     /// `person::narrow` in the kernel: with `identity: person` and a login uid, the less
     /// permissive of the two verdicts, the uid's on a tie.
-    fn narrow(&self, uid: u32, login: u32, d: Verdict, by_login: impl FnOnce(u32) -> Verdict) -> Decided {
-        let as_uid = Decided { verdict: d, by_login: false };
+    fn narrow(
+        &self,
+        uid: u32,
+        login: u32,
+        d: Verdict,
+        by_login: impl FnOnce(u32) -> Verdict,
+    ) -> Decided {
+        let as_uid = Decided {
+            verdict: d,
+            by_login: false,
+        };
         if self.identity != jump_common::identity::PERSON
             || d.action == action::DENY
             || login == jump_common::LOGIN_UNSET
@@ -184,7 +205,10 @@ impl MapImage {
         };
         let l = by_login(login);
         if rank(l.action) < rank(d.action) {
-            Decided { verdict: l, by_login: true }
+            Decided {
+                verdict: l,
+                by_login: true,
+            }
         } else {
             as_uid
         }

@@ -179,7 +179,8 @@ impl Builder<'_> {
                     // Session-scoped allows (grants) hold in their session only: when they all
                     // share one session the audit deny is scoped to it too; otherwise they are
                     // left out of the union, so the audit deny never lets another session in.
-                    let scoped: Vec<u32> = allows.iter().map(|&w| self.sessions[w as usize]).collect();
+                    let scoped: Vec<u32> =
+                        allows.iter().map(|&w| self.sessions[w as usize]).collect();
                     let session = match scoped.first() {
                         Some(&s) if s != 0 && scoped.iter().all(|&x| x == s) => s,
                         _ => 0,
@@ -200,7 +201,9 @@ impl Builder<'_> {
                         continue;
                     }
                     let session = match self.intervals(window) {
-                        Some(_) if self.sessions[window as usize] != 0 => self.sessions[window as usize],
+                        Some(_) if self.sessions[window as usize] != 0 => {
+                            self.sessions[window as usize]
+                        }
                         _ => session,
                     };
                     let w = self.window_id_in(narrowed, session);
@@ -486,11 +489,13 @@ pub fn compile_rules(
     b.image.rules.push(RuleInfo {
         name: "default".into(),
         location: String::new(),
+        reason: None,
     });
     for r in &rules.rules {
         b.image.rules.push(RuleInfo {
             name: r.name.clone(),
             location: r.location(),
+            reason: r.reason.clone(),
         });
     }
 
@@ -507,7 +512,9 @@ pub fn compile_rules(
         let mut list = Vec::new();
         let window = match time::rule_window(r.expires, r.schedule.as_ref(), now) {
             // A session-scoped rule needs a window to carry its session.
-            None if r.session.is_some() => Some(b.window_id_in(vec![(0, u64::MAX)], r.session.unwrap_or(0))),
+            None if r.session.is_some() => {
+                Some(b.window_id_in(vec![(0, u64::MAX)], r.session.unwrap_or(0)))
+            }
             None => Some(WINDOW_ALWAYS),
             Some(iv) if iv.is_empty() => None,
             Some(iv) => {

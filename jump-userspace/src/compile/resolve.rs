@@ -9,8 +9,8 @@ use jump_common::{action, log_mode};
 
 use super::Directory;
 use crate::policy::{
-    Diagnostic, Egress, Entry, Identity, Listen, LogMode, Loopback, Mode, Policy, PolicyErrors, Proto,
-    Schedule, Span, UserRef,
+    Diagnostic, Egress, Entry, Identity, Listen, LogMode, Loopback, Mode, Policy, PolicyErrors,
+    Proto, Schedule, Span, UserRef,
 };
 
 /// A rule with its principals resolved. Rule ids: 0 is the policy default, then `rules[i]` has
@@ -34,6 +34,8 @@ pub struct EffRule {
     /// A just-in-time grant scoped to one audit session (`jumpctl grant --session`): it
     /// applies only to tasks (and sockets connected by tasks) of that session.
     pub session: Option<u32>,
+    /// A just-in-time grant's reason, named in its events.
+    pub reason: Option<String>,
 }
 
 impl EffRule {
@@ -154,6 +156,7 @@ pub fn resolve_with(
             listen: Vec::new(),
             via: Vec::new(),
             session: None,
+            reason: None,
         });
         next_id += 1;
     }
@@ -231,6 +234,7 @@ pub fn resolve_with(
                 .map(|(name, span)| (name.clone(), span.clone(), dir.ifindex(name)))
                 .collect(),
             session: None,
+            reason: None,
         });
         next_id += 1;
     }

@@ -35,9 +35,22 @@ fn compiled(src: &str) -> Compiled {
     compile_full(&loaded.policy, &directory(), jiff::Timestamp::now()).unwrap()
 }
 
-fn ask(c: &Compiled, uid: u32, login: Option<(&str, u32)>, dest: &str) -> (&'static str, String, &'static str) {
+fn ask(
+    c: &Compiled,
+    uid: u32,
+    login: Option<(&str, u32)>,
+    dest: &str,
+) -> (&'static str, String, &'static str) {
     let d = ctl::parse_dest(dest).unwrap();
-    let r = ctl::check_person(c, "u", uid, login.map(|(n, u)| (n.to_string(), u)), d, jiff::Timestamp::now()).unwrap();
+    let r = ctl::check_person(
+        c,
+        "u",
+        uid,
+        login.map(|(n, u)| (n.to_string(), u)),
+        d,
+        jiff::Timestamp::now(),
+    )
+    .unwrap();
     (r.verdict, r.rule.name, r.decided_by)
 }
 
@@ -71,7 +84,10 @@ fn sudo_cannot_widen_what_the_person_reaches() {
         ("deny", "bob-deny".into(), "login"),
         "the login uid's profile's denies apply"
     );
-    assert_eq!(ask(&c, 0, alice, "listen:8080"), ("allow", "root-anywhere".into(), "uid"));
+    assert_eq!(
+        ask(&c, 0, alice, "listen:8080"),
+        ("allow", "root-anywhere".into(), "uid")
+    );
     assert_eq!(
         ask(&c, 0, alice, "listen:8081"),
         ("deny", "default".into(), "login"),
@@ -89,7 +105,8 @@ fn sudo_cannot_widen_what_the_person_reaches() {
 fn a_session_scoped_rule_holds_only_in_its_session() {
     let loaded = policy::load_str("p.yaml", POLICY).unwrap();
     let now = jiff::Timestamp::now();
-    let (mut rules, _) = resolve::resolve_with(&loaded.policy, &directory(), Vanished::Error).unwrap();
+    let (mut rules, _) =
+        resolve::resolve_with(&loaded.policy, &directory(), Vanished::Error).unwrap();
     let mut grant = rules.rules[1].clone();
     grant.id = rules.rules.len() as u32 + 1;
     grant.name = "grant-1".into();
@@ -101,17 +118,28 @@ fn a_session_scoped_rule_holds_only_in_its_session() {
     grant.session = Some(7);
     rules.rules.push(grant);
     let (image, _) = compile_rules(&rules, now).unwrap();
-    assert_eq!(image.window_sessions.values().copied().collect::<Vec<_>>(), [7]);
+    assert_eq!(
+        image.window_sessions.values().copied().collect::<Vec<_>>(),
+        [7]
+    );
     let addr = "198.51.100.10".parse().unwrap();
     let t = time::ns(now);
     for (session, want, why) in [
         (7, action::ALLOW, "its own session"),
         (8, action::DENY, "another session of the same user"),
-        (LOGIN_UNSET, action::DENY, "no session (a service, or a socket without a record)"),
+        (
+            LOGIN_UNSET,
+            action::DENY,
+            "no session (a service, or a socket without a record)",
+        ),
     ] {
         let k = image.lookup_in(1000, session, addr, 6, 22, t);
         let r = eval::evaluate_in(&rules, 1000, session, addr, 6, 22, now);
         assert_eq!(k.action, want, "{why}");
-        assert_eq!((k.action, k.rule_id), (r.action, r.rule_id), "{why}: compiled and reference agree");
+        assert_eq!(
+            (k.action, k.rule_id),
+            (r.action, r.rule_id),
+            "{why}: compiled and reference agree"
+        );
     }
 }

@@ -6,6 +6,7 @@
 mod cases;
 mod check;
 pub mod daemon;
+pub mod grant;
 
 use std::{io::Write, path::PathBuf};
 
@@ -66,6 +67,12 @@ pub enum Command {
     Events(daemon::EventsArgs),
     /// Stop enforcement: jumpd detaches its programs and exits
     Detach(daemon::DetachArgs),
+    /// Grant USER access to DEST... for a time, with a reason; prints the grant's id
+    Grant(grant::GrantArgs),
+    /// The just-in-time grants in force
+    Grants(daemon::Conn),
+    /// End a just-in-time grant now; its connections are closed
+    Revoke(grant::RevokeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -131,15 +138,31 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 }
             };
             match a.parts() {
-                (Some(d), user, dest) => {
-                    check::run(&d, user, a.login.as_deref(), dest, at, a.json, &dir, out, err)
-                }
+                (Some(d), user, dest) => check::run(
+                    &d,
+                    user,
+                    a.login.as_deref(),
+                    dest,
+                    at,
+                    a.json,
+                    &dir,
+                    out,
+                    err,
+                ),
                 (None, user, dest) => {
                     let conn = daemon::Conn {
                         socket: a.socket.clone(),
                         json: a.json,
                     };
-                    daemon::check_live(&conn, user, a.login.as_deref(), dest, a.at.as_deref(), out, err)
+                    daemon::check_live(
+                        &conn,
+                        user,
+                        a.login.as_deref(),
+                        dest,
+                        a.at.as_deref(),
+                        out,
+                        err,
+                    )
                 }
             }
         }
@@ -153,6 +176,9 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Stats(c) => daemon::stats(c, out, err),
         Command::Events(a) => daemon::events(a, out, err),
         Command::Detach(a) => daemon::detach(a, out, err),
+        Command::Grant(a) => grant::grant(a, out, err),
+        Command::Grants(c) => grant::grants(c, out, err),
+        Command::Revoke(a) => grant::revoke(a, out, err),
     }
 }
 

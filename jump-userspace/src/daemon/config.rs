@@ -13,6 +13,7 @@ pub const DEFAULT_POLICY_DIR: &str = "/etc/jump/policies";
 pub const DEFAULT_SOCKET: &str = "/run/jump/jumpd.sock";
 pub const DEFAULT_GROUP: &str = "jump-admin";
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/jump";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/jump";
 
 /// Enforce refuses what the policy denies; audit decides and logs the same way but never
 /// refuses (every deny becomes a "would-deny"), for rolling out a new policy.
@@ -105,6 +106,16 @@ pub struct FileConfig {
     pub watch: Option<bool>,
     /// Subordinate uid ranges (subuid(5)).
     pub subuid_file: Option<PathBuf>,
+    /// Where jumpd keeps what must survive a restart (just-in-time grants).
+    pub state_dir: Option<PathBuf>,
+    pub grants: Option<GrantsConfig>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsConfig {
+    /// The longest `jumpctl grant` (like `8h`; default `24h`).
+    pub max_duration: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -177,6 +188,12 @@ pub struct Flags {
     /// who owns it [default: /etc/subuid]
     #[arg(long)]
     pub subuid_file: Option<PathBuf>,
+    /// Directory for state that survives restarts: just-in-time grants [default: /var/lib/jump]
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// The longest just-in-time grant `jumpctl grant` may give, like `8h` [default: 24h]
+    #[arg(long)]
+    pub grant_max_duration: Option<String>,
 }
 
 /// The settings jumpd runs with: flags over file over defaults.
@@ -197,6 +214,9 @@ pub struct Settings {
     pub watch: bool,
     pub debug_kernel: bool,
     pub subuid_file: PathBuf,
+    pub state_dir: PathBuf,
+    /// The longest just-in-time grant.
+    pub grant_max: jiff::SignedDuration,
 }
 
 /// `msg at line L column C` → (`msg`, L, C), as serde_yaml words its errors.
@@ -305,6 +325,20 @@ pub fn merge(
             .clone()
             .or_else(|| file.subuid_file.clone())
             .unwrap_or_else(|| crate::compile::directory::SUBUID_FILE.into()),
+        state_dir: flags
+            .state_dir
+            .clone()
+            .or_else(|| file.state_dir.clone())
+            .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+        grant_max: match flags
+            .grant_max_duration
+            .clone()
+            .or_else(|| file.grants.as_ref().and_then(|g| g.max_duration.clone()))
+        {
+            Some(d) => super::grants::parse_duration(&d)
+                .map_err(|e| format!("grant maximum duration: {e}"))?,
+            None => super::grants::DEFAULT_MAX_DURATION,
+        },
     })
 }
 
@@ -342,6 +376,9 @@ events:
   user_burst: 200
 watch: false
 subuid_file: /srv/subuid
+state_dir: /srv/state
+grants:
+  max_duration: 8h
 ";
 
     #[test]
@@ -368,6 +405,8 @@ subuid_file: /srv/subuid
                 watch: false,
                 debug_kernel: false,
                 subuid_file: "/srv/subuid".into(),
+                state_dir: "/srv/state".into(),
+                grant_max: jiff::SignedDuration::from_hours(8),
             }
         );
     }

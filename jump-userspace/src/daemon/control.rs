@@ -19,6 +19,9 @@
 //! {"cmd":"events","follow":false,"user":"alice","verdict":"deny"}   filters optional
 //! {"cmd":"check","user":"alice","dest":"198.51.100.7:22/tcp","at":"2026-01-01T09:00:00Z"}
 //! {"cmd":"detach"}
+//! {"cmd":"grant","user":"alice","dests":["198.51.100.7:22"],"duration":"2h","reason":"INC-1"}
+//! {"cmd":"grants"}
+//! {"cmd":"revoke","id":3}
 //! ```
 //! Replies: `{"ok":true,"data":…}` with `data` a `Status`, `ReloadOutcome`, `Stats`, a list of
 //! event records, a check report or a `Detached`; with `follow`, one `{"ok":true,"data":RECORD}`
@@ -95,6 +98,14 @@ pub enum Request {
         login: Option<String>,
     },
     Detach,
+    /// `jumpctl grant`.
+    Grant(super::grants::GrantRequest),
+    /// `jumpctl grants`.
+    Grants,
+    /// `jumpctl revoke ID`.
+    Revoke {
+        id: u64,
+    },
 }
 
 impl Request {
@@ -106,6 +117,9 @@ impl Request {
             Request::Events { .. } => "events",
             Request::Check { .. } => "check",
             Request::Detach => "detach",
+            Request::Grant(_) => "grant",
+            Request::Grants => "grants",
+            Request::Revoke { .. } => "revoke",
         }
     }
 }
@@ -754,6 +768,7 @@ mod tests {
             rule: "default".into(),
             hook: "connect4",
             decided_by: "uid",
+            grant_reason: None,
             option: None,
             policy_generation: 1,
             policy_sha256: String::new(),

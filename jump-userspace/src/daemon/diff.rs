@@ -107,10 +107,12 @@ mod tests {
         let mut rs = vec![RuleInfo {
             name: "default".into(),
             location: String::new(),
+            reason: None,
         }];
         rs.extend(rules.iter().map(|r| RuleInfo {
             name: r.to_string(),
             location: "p.yaml:1:1".into(),
+            reason: None,
         }));
         MapImage {
             rules: rs,

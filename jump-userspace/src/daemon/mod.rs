@@ -7,6 +7,7 @@ pub mod audit;
 pub mod config;
 pub mod control;
 pub mod diff;
+pub mod grants;
 pub mod privileges;
 pub mod systemd;
 pub mod watch;
@@ -232,6 +233,8 @@ pub struct State {
     integrity: control::Integrity,
     maps_tampered: u64,
     next_verify: Instant,
+    /// Just-in-time grants in force (`grants`).
+    grants: grants::Store,
 }
 
 /// How many generations' rule tables are kept for naming rules in revocation records.
@@ -259,6 +262,7 @@ impl State {
             integrity: control::Integrity::default(),
             maps_tampered: 0,
             next_verify: Instant::now() + VERIFY_EVERY,
+            grants: grants::Store::in_memory(),
         }
     }
 
@@ -524,8 +528,21 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     if let Ok(c) = kernel.counters() {
         st.last_untracked = c[jump_common::counter::EVENTS_UNTRACKED as usize];
     }
+    // Grants kept from before: those that ended while jumpd was down are logged as expired
+    // (the kernel ended them on time), the rest go into the first generation.
+    st.grants = grants::Store::open(&opts.state_dir)?;
+    for g in st.grants.prune(jiff::Timestamp::now())? {
+        tracing::info!(
+            message_id = grants::message_id::EXPIRED,
+            jump_grant_id = g.id,
+            "grant {} expired at {} while jumpd was not running",
+            g.id,
+            g.until
+        );
+    }
     // INVARIANT (fail closed): the maps hold a policy before any program is attached.
-    reload_with(&mut kernel, &mut st, &opts, "start", Ok(first));
+    let first = grants::with_grants(Ok(first), &st.grants);
+    reload_with(&mut kernel, &mut st, &opts, "start", first);
     if let Some(ReloadOutcome {
         ok: false,
         error: Some(e),
@@ -656,6 +673,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
             _ = tick.tick() => {
                 report_held(&mut kernel, &mut st);
+                grants::expire(&mut kernel, &mut st, &opts);
                 if Instant::now() >= st.next_verify {
                     let started = Instant::now();
                     check_integrity(&mut kernel, &mut st);
@@ -770,7 +788,10 @@ pub fn reload(dp: &mut dyn Datapath, st: &mut State, opts: &Options, trigger: &s
         .as_ref()
         .map(|a| a.compiled.rules.principals.clone())
         .unwrap_or_default();
-    let planned = plan(&opts.policy_dir, &known, &opts.subuid_file);
+    let planned = grants::with_grants(
+        plan(&opts.policy_dir, &known, &opts.subuid_file),
+        &st.grants,
+    );
     reload_with(dp, st, opts, trigger, planned);
     systemd::ready(&status_line(st, opts));
 }
@@ -857,6 +878,11 @@ fn handle(dp: &mut dyn LiveDatapath, st: &mut State, opts: &Options, call: Call)
                 Some(r) => Reply::ok(r),
                 None => Reply::err(ErrorKind::Failed, "no reload ran"),
             }
+        }
+        control::Request::Grant(req) => grants::grant(dp.as_datapath(), st, opts, &call.peer, req),
+        control::Request::Grants => Reply::ok(st.grants.list()),
+        control::Request::Revoke { id } => {
+            grants::revoke(dp.as_datapath(), st, opts, &call.peer, *id)
         }
         control::Request::Stats => match stats(dp, st) {
             Ok(s) => Reply::ok(s),

@@ -56,6 +56,8 @@ fn opts(dir: &Path, mode: Mode) -> Options {
         watch: false,
         debug_kernel: false,
         subuid_file: "/etc/subuid".into(),
+        state_dir: "/nonexistent".into(),
+        grant_max: super::grants::DEFAULT_MAX_DURATION,
     }
 }
 

@@ -140,7 +140,11 @@ impl SlotImage {
                 );
                 let mut w = Window {
                     len: intervals.len() as u32,
-                    session: image.window_sessions.get(&(id as u32)).copied().unwrap_or(0),
+                    session: image
+                        .window_sessions
+                        .get(&(id as u32))
+                        .copied()
+                        .unwrap_or(0),
                     intervals: [[0; 2]; MAX_INTERVALS],
                 };
                 for (slot_iv, &(start, end)) in w.intervals.iter_mut().zip(intervals) {

@@ -79,6 +79,9 @@ pub struct Record {
     /// Whose decision this is (`defaults.identity: person`): `uid`, or `login` when the audit
     /// login uid refused (or narrowed to audit) what the uid alone would have allowed.
     pub decided_by: &'static str,
+    /// The reason of the just-in-time grant that decided (`jumpctl grant --reason`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_reason: Option<String>,
     /// The socket option a `setsockopt-*` decision judged, e.g. `IP_FREEBIND`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub option: Option<&'static str>,
@@ -122,6 +125,9 @@ impl Record {
             } else {
                 m.push_str(&format!(" login={name}({login})"));
             }
+        }
+        if let Some(reason) = &self.grant_reason {
+            m.push_str(&format!(" reason={}", escape_word(reason)));
         }
         if self.decided_by == "login" {
             m.push_str(" decided-by=login");
@@ -325,10 +331,13 @@ impl Enricher {
         let uid = e.uid;
         let user = self.user(uid);
         let unknown = || (format!("#{}", e.rule_id), None);
+        let mut grant_reason = None;
         let ((rule_name, at), sha) =
             match self.generations.iter().find(|(g, ..)| *g == e.generation) {
                 Some((_, rules, sha)) => {
-                    let named = match rules.get(e.rule_id as usize) {
+                    let rule = rules.get(e.rule_id as usize);
+                    grant_reason = rule.and_then(|r| r.reason.clone());
+                    let named = match rule {
                         Some(r) if r.location.is_empty() => (r.name.clone(), None),
                         Some(r) => (r.name.clone(), Some(r.location.clone())),
                         None => unknown(),
@@ -389,6 +398,7 @@ impl Enricher {
             rule_file,
             rule_line,
             hook: hook::name(e.hook),
+            grant_reason,
             decided_by: if e.decided_by == jump_common::decided_by::LOGIN {
                 "login"
             } else {
@@ -439,6 +449,7 @@ mod tests {
             rule_line: None,
             hook: "connect4",
             decided_by: "uid",
+            grant_reason: None,
             option: None,
             policy_generation: 1,
             policy_sha256: String::new(),
@@ -489,10 +500,12 @@ mod tests {
                 RuleInfo {
                     name: "default".into(),
                     location: String::new(),
+                    reason: None,
                 },
                 RuleInfo {
                     name: "ops-ssh".into(),
                     location: "policies/20-access.yaml:7:5".into(),
+                    reason: None,
                 },
             ],
             "ab".into(),

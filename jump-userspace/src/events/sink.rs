@@ -150,6 +150,7 @@ macro_rules! emit_at {
             jump_rule_line = $r.rule_line,
             jump_hook = $r.hook,
             jump_decided_by = $r.decided_by,
+            jump_grant_reason = $r.grant_reason.as_deref(),
             jump_option = $r.option,
             jump_policy_generation = $r.policy_generation,
             jump_policy_sha256 = %$r.policy_sha256,
