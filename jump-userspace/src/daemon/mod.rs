@@ -89,9 +89,7 @@ pub fn plan(
 ) -> anyhow::Result<Plan> {
     let loaded = policy::load_dir_with(dir, READ).map_err(|e| anyhow::anyhow!("{e}"))?;
     let now = jiff::Timestamp::now();
-    let directory = compile::SystemDirectory {
-        subuid: subuid.to_path_buf(),
-    };
+    let directory = compile::Accounts::host(subuid);
     let compiled = compile::compile_with(
         &loaded.policy,
         &directory,
