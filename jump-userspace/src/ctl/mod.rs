@@ -6,6 +6,7 @@
 mod cases;
 mod check;
 pub mod daemon;
+pub mod fleet;
 pub mod offline;
 
 use std::{io::Write, path::PathBuf};
@@ -64,6 +65,11 @@ pub enum Command {
     Events(daemon::EventsArgs),
     /// Stop enforcement: jumpd detaches its programs and exits
     Detach(daemon::DetachArgs),
+    /// Validate DIR (users and groups unknown here are warnings) and make it the policy of
+    /// every jump host: one etcd transaction replaces the policy keys; prints the revision
+    Push(fleet::PushArgs),
+    /// Every jump host's state from etcd; exit 0 when all applied the latest revision
+    Fleet(fleet::FleetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +181,8 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Stats(c) => daemon::stats(c, out, err),
         Command::Events(a) => daemon::events(a, out, err),
         Command::Detach(a) => daemon::detach(a, out, err),
+        Command::Push(a) => fleet::push(a, out, err),
+        Command::Fleet(a) => fleet::fleet(a, out, err),
     }
 }
 
