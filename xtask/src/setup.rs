@@ -30,6 +30,8 @@ pub const PACKAGES: &[&str] = &[
     "nftables",
     "iptables",
     "iperf3",
+    // promtool: the metrics test checks /metrics with the real Prometheus parser.
+    "prometheus",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -105,6 +105,14 @@ pub struct FileConfig {
     pub watch: Option<bool>,
     /// Subordinate uid ranges (subuid(5)).
     pub subuid_file: Option<PathBuf>,
+    pub metrics: Option<MetricsConfig>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `ADDR:PORT` to serve Prometheus metrics on; unset: no metrics.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -177,6 +185,10 @@ pub struct Flags {
     /// who owns it [default: /etc/subuid]
     #[arg(long)]
     pub subuid_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (off by default). Unauthenticated
+    /// and naming rules and uids: use a loopback address such as 127.0.0.1:9464
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The settings jumpd runs with: flags over file over defaults.
@@ -197,6 +209,7 @@ pub struct Settings {
     pub watch: bool,
     pub debug_kernel: bool,
     pub subuid_file: PathBuf,
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `msg at line L column C` → (`msg`, L, C), as serde_yaml words its errors.
@@ -305,6 +318,9 @@ pub fn merge(
             .clone()
             .or_else(|| file.subuid_file.clone())
             .unwrap_or_else(|| crate::compile::directory::SUBUID_FILE.into()),
+        metrics_listen: flags
+            .metrics_listen
+            .or_else(|| file.metrics.as_ref().and_then(|m| m.listen)),
     })
 }
 
@@ -342,6 +358,8 @@ events:
   user_burst: 200
 watch: false
 subuid_file: /srv/subuid
+metrics:
+  listen: 127.0.0.1:9464
 ";
 
     #[test]
@@ -368,6 +386,7 @@ subuid_file: /srv/subuid
                 watch: false,
                 debug_kernel: false,
                 subuid_file: "/srv/subuid".into(),
+                metrics_listen: Some("127.0.0.1:9464".parse().unwrap()),
             }
         );
     }

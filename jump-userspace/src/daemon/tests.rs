@@ -56,6 +56,7 @@ fn opts(dir: &Path, mode: Mode) -> Options {
         watch: false,
         debug_kernel: false,
         subuid_file: "/etc/subuid".into(),
+        metrics_listen: None,
     }
 }
 
