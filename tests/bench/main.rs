@@ -13,6 +13,10 @@
 //!   `ready` once bound. Unlike `jump-probe serve` it spawns no thread per connection, which
 //!   would make the server, not the filter, the thing measured.
 //! - `exec PROG ARGS…`: replaces itself with PROG once placed (iperf3 as a granted user).
+//! - `reference OBJECT CGROUP UID ADDR PORT…`: loads the reference programs (jump-ebpf's
+//!   `reference.rs`), grants them UID's PORTs and ADDR, attaches them to CGROUP (one of the
+//!   bench's own), prints `ready` and keeps them attached until stdin closes or it is killed;
+//!   the kernel detaches them with its last file descriptor.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -24,6 +28,8 @@ use std::{
 
 use nix::sys::socket::{setsockopt, sockopt};
 use serde_json::json;
+
+mod reference;
 
 fn addr(s: &str) -> Result<SocketAddr, String> {
     s.parse().map_err(|_| format!("bad address `{s}`"))
@@ -174,6 +180,14 @@ fn main() {
             Ok(())
         })(),
         ["serve", ..] => serve(&args[1..]),
+        ["reference", object, cgroup, uid, to, ..] => (|| {
+            let ports = args[6..]
+                .iter()
+                .map(|p| num::<u16>(p, "port"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let to: std::net::Ipv4Addr = num(to, "IPv4 address")?;
+            reference::serve(object, cgroup, num(uid, "uid")?, to, &ports)
+        })(),
         ["exec", prog, ..] => Err(format!(
             "exec {prog}: {}",
             std::process::Command::new(prog).args(&args[2..]).exec()

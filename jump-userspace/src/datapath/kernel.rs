@@ -19,7 +19,7 @@ use aya::{
 use jump_common::{
     counter, maps, rule_hit_index, DestKey, DestValue, Limits, PortKey, PortValue, RuleTableChunk,
     SlotConfig, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, ViaKey, ViaSet,
-    Window, MAX_RULES, RULE_TABLE_CHUNK, RULE_TABLE_CHUNKS,
+    Window, HIT_COUNTED_RULES, RULE_TABLE_CHUNK, RULE_TABLE_CHUNKS,
 };
 use nix::time::{clock_gettime, ClockId};
 
@@ -407,7 +407,7 @@ impl Kernel {
     fn slot_hits(&self, slot: u32, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>> {
         let map: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map(maps::RULE_HITS)?)?;
         let mut out = Vec::new();
-        for rule in 0..(rules as u32).min(MAX_RULES) {
+        for rule in 0..(rules as u32).min(HIT_COUNTED_RULES) {
             for action in 0..3u8 {
                 let n: u64 = map
                     .get(&rule_hit_index(slot, rule, action), 0)?
@@ -425,7 +425,7 @@ impl Kernel {
     fn zero_hits(&mut self, slot: u32, rules: usize) -> anyhow::Result<()> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
         let mut map: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map_mut(maps::RULE_HITS)?)?;
-        for rule in 0..(rules as u32).min(MAX_RULES) {
+        for rule in 0..(rules as u32).min(HIT_COUNTED_RULES) {
             for action in 0..3u8 {
                 map.set(
                     rule_hit_index(slot, rule, action),
