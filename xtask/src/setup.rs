@@ -30,6 +30,8 @@ pub const PACKAGES: &[&str] = &[
     "nftables",
     "iptables",
     "iperf3",
+    // `perf`, to profile jumpd under the bench's event storm.
+    "linux-perf",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
