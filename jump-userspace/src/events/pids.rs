@@ -12,6 +12,10 @@
 //! (`Proc::exe_and_start`), exactly as without the cache. A program that execs another
 //! executable and back between two checks is the one case this cannot tell.
 //!
+//! A pid no process holds (`pidfd_open` fails) is remembered too: events decided before then
+//! came from a process that has exited, whose facts `/proc` can no longer give — the usual
+//! case when a storm is read after its process ended.
+//!
 //! Bounded: at most `PID_CACHE` processes (each holds one descriptor); a fork storm of
 //! distinct pids only costs lookups, never memory or descriptors beyond that.
 
@@ -71,6 +75,11 @@ pub struct Decider<'a> {
 
 pub struct Pids {
     map: HashMap<u32, Entry>,
+    /// Pids no process held at a CLOCK_TAI time (`pidfd_open` failed with ESRCH): events of
+    /// them decided by then were decided by a process that has exited, which `/proc` can no
+    /// longer describe (what it shows under that pid later is another process). The common
+    /// case of a storm read after its process ended; bounded like `map`.
+    gone: HashMap<u32, u64>,
     cap: usize,
     now_tai: fn() -> u64,
 }
@@ -93,6 +102,7 @@ impl Pids {
         assert!(cap > 0, "a cache holds at least one entry");
         Self {
             map: HashMap::new(),
+            gone: HashMap::new(),
             cap,
             now_tai,
         }
@@ -132,9 +142,26 @@ impl Pids {
                 return Some(e.exe.clone());
             }
         }
+        if self.exited(d) {
+            return None;
+        }
         let before = (self.now_tai)();
         // Opened first: if it is still alive after the reads, the reads were of this process.
-        let pidfd = pidfd_open(Pid::from_raw(d.pid as i32)?, PidfdFlags::empty()).ok();
+        let pidfd = match pidfd_open(Pid::from_raw(d.pid as i32)?, PidfdFlags::empty()) {
+            Ok(fd) => {
+                self.gone.remove(&d.pid);
+                Some(fd)
+            }
+            Err(rustix::io::Errno::SRCH) => {
+                // INVARIANT (bounded): `gone.len() <= cap` after every call.
+                if self.gone.len() >= self.cap && !self.gone.contains_key(&d.pid) {
+                    self.gone.clear();
+                }
+                self.gone.insert(d.pid, before);
+                return None;
+            }
+            Err(_) => None,
+        };
         let (exe, start_boot) = proc.exe_and_start(d.pid, d.comm, d.decided_boot)?;
         if let Some(pidfd) = pidfd.filter(alive) {
             self.remember(d, pidfd, exe.clone(), start_boot, before);
@@ -171,8 +198,17 @@ impl Pids {
         );
     }
 
-    /// `Proc::audit` for decision `d`, from the cache where it shows the same process.
+    /// Whether the process that made decision `d` is known to have exited (see `gone`).
+    fn exited(&self, d: &Decider) -> bool {
+        self.gone.get(&d.pid).is_some_and(|&at| d.decided_tai <= at)
+    }
+
+    /// `Proc::audit` for decision `d`, from the cache where it shows the same process; unset
+    /// when that process has exited (another may hold its pid by now).
     pub fn audit(&mut self, proc: &Proc, d: &Decider) -> (u32, u32) {
+        if self.exited(d) {
+            return (UNSET, UNSET);
+        }
         if let Some(e) = self.current(proc, d) {
             if let Some(a) = e.audit {
                 return a;
@@ -281,6 +317,21 @@ mod tests {
         NOW.fetch_add(1_000_000, Ordering::SeqCst);
         assert_eq!(pids.exe(&p, &decided(pid, now() - 1)), None);
         assert_eq!(pids.len(), 0, "the entry of an exited process is gone");
+        // Its pid is free: its events up to now are answered without /proc, whatever /proc
+        // shows under that pid later (here: the fake still has it).
+        assert!(pids.exited(&decided(pid, now() - 1)));
+        assert_eq!(pids.audit(&p, &decided(pid, now() - 1)), (UNSET, UNSET));
+        std::fs::write(fake.dir.join(format!("{pid}/loginuid")), "1000").unwrap();
+        assert_eq!(
+            pids.audit(&p, &decided(pid, now() - 1)),
+            (UNSET, UNSET),
+            "not the audit ids of whatever holds the pid now"
+        );
+        NOW.fetch_add(1_000_000, Ordering::SeqCst);
+        assert!(
+            !pids.exited(&decided(pid, now() - 1)),
+            "a later decision is another process's"
+        );
     }
 
     #[test]
