@@ -100,7 +100,8 @@ impl Plan {
 static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Whether a section of the bench runs: all of them unless `JUMP_BENCH_ONLY` names some
-/// (comma-separated: `sizes`, `teams`, `grants`, `events`, `journald`), so one engineer's
+/// (comma-separated: `sizes`, `teams`, `events`, `journald`, and `grants`, which runs only
+/// when named and the sizes did not include 100,000), so one engineer's
 /// part can be measured alone on a shared machine. The report marks what did not run as not
 /// measured.
 fn section(name: &str) -> bool {
@@ -108,6 +109,11 @@ fn section(name: &str) -> bool {
         Ok(only) if !only.trim().is_empty() => only.split(',').any(|s| s.trim() == name),
         _ => true,
     }
+}
+
+/// Whether `JUMP_BENCH_ONLY` names this section (one that only runs when asked for).
+fn named(name: &str) -> bool {
+    std::env::var("JUMP_BENCH_ONLY").is_ok_and(|only| only.split(',').any(|s| s.trim() == name))
 }
 
 /// Fails once Ctrl-C was pressed, so the guards unwind and remove everything.
@@ -265,12 +271,15 @@ fn jumpd_policy(
 ) -> anyhow::Result<Jumpd> {
     let mut d = Jumpd::start(bins, dir, cgroup, log, &[])?;
     p.start_ms = ms(d.start_time);
-    let mut times = Vec::new();
+    let (mut times, mut cpu) = (Vec::new(), Vec::new());
     for _ in 0..reloads {
         check()?;
-        times.push(ms(d.reload()?));
+        let (wall, used) = d.reload_with_cpu()?;
+        times.push(ms(wall));
+        cpu.push(ms(used));
     }
     p.reload_ms = Spread::of(&times);
+    p.reload_cpu_ms = Spread::of(&cpu);
     p.rss_kib = d.memory_kib().0;
     let progs = env::cgroup_progs(cgroup)?;
     p.maps_bytes = env::map_memory(&progs)?.iter().map(|(_, b)| b).sum();
@@ -749,6 +758,15 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
     }
 
     check()?;
+    // 100,000 grants applied by jump and by `nft -f`, side by side, when the size loop did
+    // not measure it already (the quick run, or this section alone).
+    if named("grants") && !report.policy.iter().any(|p| p.rules == GRANTS) {
+        report
+            .policy
+            .push(grants_apply(bins, &plan, &work, &cg_jump)?);
+    }
+
+    check()?;
     if section("teams") {
         report.teams = Some(teams(bins, &plan, &work, &cg_jump)?);
     }
@@ -782,6 +800,44 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
         report.seconds
     ));
     Ok(())
+}
+
+/// The grant count of the apply comparison with `nft -f`.
+const GRANTS: usize = 100_000;
+
+/// `GRANTS` grants applied by jump (start, reloads) and by `nft -f` (an atomic replace of the
+/// same set, in a namespace of its own), with nothing else measured: the apply comparison
+/// alone, for `JUMP_BENCH_ONLY=grants`.
+fn grants_apply(
+    bins: &Bins,
+    plan: &Plan,
+    work: &WorkDir,
+    cg: &TestCgroup,
+) -> anyhow::Result<Policy> {
+    progress(format!("{GRANTS} grants: jump and nft -f apply"));
+    let grants = rules::grants(GRANTS);
+    let dir = work.dir("grants")?;
+    write_files(&dir, &rules::jump_policy(&grants, "deny"))?;
+    let nft = work.0.join("grants-nft.conf");
+    fs::write(&nft, rules::nft_script(&grants))?;
+    let topo = Topology::new()?;
+    let mut p = compile_times(bins, &dir, plan.compile_reps)?;
+    p.rules = GRANTS;
+    // The first load creates the table, the timed one replaces it, as a reload does.
+    env::run(env::in_netns(&topo.host.path(), "nft").arg("-f").arg(&nft))?;
+    let t = Instant::now();
+    env::run(env::in_netns(&topo.host.path(), "nft").arg("-f").arg(&nft))?;
+    p.nft_load_ms = ms(t.elapsed());
+    let d = jumpd_policy(
+        bins,
+        &dir,
+        &cg.path,
+        work.0.join("grants.log"),
+        plan.reloads,
+        &mut p,
+    )?;
+    drop(d);
+    Ok(p)
 }
 
 /// The 10,000 users × 20 rules policy: compile and apply (SIGHUP to loaded).

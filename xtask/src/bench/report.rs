@@ -82,6 +82,8 @@ pub struct Policy {
     pub start_ms: f64,
     /// SIGHUP to "policy generation N loaded".
     pub reload_ms: Option<Spread>,
+    /// jumpd's CPU time over the same span.
+    pub reload_cpu_ms: Option<Spread>,
     pub rss_kib: u64,
     pub maps_bytes: u64,
     pub nft_load_ms: f64,
@@ -356,8 +358,9 @@ impl Report {
                         None => Status::NotMeasured,
                     },
                     detail: format!(
-                        "SIGHUP to generation loaded {} ms (load {:.0} ms, compile {:.0} ms)",
+                        "SIGHUP to generation loaded {} ms, jumpd CPU {} ms (load {:.0} ms, compile {:.0} ms)",
                         total.map_or("?".into(), |t| format!("{t:.0}")),
+                        tm.policy.reload_cpu_ms.map_or("?".into(), |t| format!("{:.0}", t.median)),
                         tm.policy.load_ms,
                         tm.policy.compile_ms
                     ),
@@ -371,6 +374,7 @@ impl Report {
         });
         t.push(self.events_target());
         t.push(self.journald_target());
+        t.push(self.grants_target());
         t
     }
 
@@ -644,6 +648,7 @@ impl Report {
             "rules": p.rules, "image": p.image, "load_ms": p.load_ms, "compile_ms": p.compile_ms,
             "start_ms": p.start_ms,
             "reload_ms": p.reload_ms.map(|s| json!({"median": s.median, "min": s.min, "max": s.max})),
+            "reload_cpu_ms": p.reload_cpu_ms.map(|s| json!({"median": s.median, "min": s.min, "max": s.max})),
             "jumpd_rss_kib": p.rss_kib, "maps_bytes": p.maps_bytes,
             "nft_load_ms": p.nft_load_ms, "iptables_load_ms": p.iptables_load_ms,
         })
@@ -681,6 +686,36 @@ impl Report {
                 j.held,
                 if accounted { "" } else { " (does not add up)" }
             ),
+        }
+    }
+
+    /// 100,000 grants applied (SIGHUP to loaded) no slower than `nft -f` of the same set.
+    fn grants_target(&self) -> Target {
+        let goal = "100,000 grants applied no slower than `nft -f` of the same set";
+        let ratios: Vec<(usize, f64, f64)> = self
+            .policy
+            .iter()
+            .filter(|p| p.nft_load_ms > 0.0)
+            .filter_map(|p| Some((p.rules, p.reload_ms?.median, p.nft_load_ms)))
+            .collect();
+        let detail = ratios
+            .iter()
+            .map(|(n, j, f)| format!("{n}: jump {j:.0} ms, nft {f:.0} ms (×{:.2})", j / f))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let status = match ratios.iter().find(|(n, ..)| *n == 100_000) {
+            None => Status::NotMeasured,
+            Some((_, j, f)) if j <= f => Status::Met,
+            Some(_) => Status::Missed,
+        };
+        Target {
+            goal,
+            status,
+            detail: if detail.is_empty() {
+                "not in this run".into()
+            } else {
+                format!("reload vs `nft -f` at {detail}")
+            },
         }
     }
 
