@@ -16,6 +16,7 @@
 //! targets), `env` (guards for processes, jumpd, bpf_stats). All but `env` and this file are pure.
 
 pub mod env;
+pub mod journal;
 pub mod report;
 pub mod rules;
 pub mod stats;
@@ -97,6 +98,23 @@ impl Plan {
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Whether a section of the bench runs: all of them unless `JUMP_BENCH_ONLY` names some
+/// (comma-separated: `sizes`, `teams`, `events`, `journald`, and `grants`, which runs only
+/// when named and the sizes did not include 100,000), so one engineer's
+/// part can be measured alone on a shared machine. The report marks what did not run as not
+/// measured.
+fn section(name: &str) -> bool {
+    match std::env::var("JUMP_BENCH_ONLY") {
+        Ok(only) if !only.trim().is_empty() => only.split(',').any(|s| s.trim() == name),
+        _ => true,
+    }
+}
+
+/// Whether `JUMP_BENCH_ONLY` names this section (one that only runs when asked for).
+fn named(name: &str) -> bool {
+    std::env::var("JUMP_BENCH_ONLY").is_ok_and(|only| only.split(',').any(|s| s.trim() == name))
+}
 
 /// Fails once Ctrl-C was pressed, so the guards unwind and remove everything.
 fn check() -> anyhow::Result<()> {
@@ -259,12 +277,15 @@ fn jumpd_policy(
 ) -> anyhow::Result<Jumpd> {
     let mut d = Jumpd::start(bins, dir, cgroup, log, &[])?;
     p.start_ms = ms(d.start_time);
-    let mut times = Vec::new();
+    let (mut times, mut cpu) = (Vec::new(), Vec::new());
     for _ in 0..reloads {
         check()?;
-        times.push(ms(d.reload()?));
+        let (wall, used) = d.reload_with_cpu()?;
+        times.push(ms(wall));
+        cpu.push(ms(used));
     }
     p.reload_ms = Spread::of(&times);
+    p.reload_cpu_ms = Spread::of(&cpu);
     p.rss_kib = d.memory_kib().0;
     let progs = env::cgroup_progs(cgroup)?;
     p.maps_bytes = env::map_memory(&progs)?.iter().map(|(_, b)| b).sum();
@@ -545,7 +566,10 @@ fn throughput(
         .collect())
 }
 
-/// A storm of denied connects from the audit cgroup: events logged vs attempts, jumpd's CPU.
+/// A storm of denied sendtos from the audit cgroup: events logged vs attempts, jumpd's CPU.
+/// `sendto` on one unconnected UDP socket is the cheapest way to make the kernel decide (and
+/// emit) again and again: a TCP connect storm tops out at ~40,000 attempts/s here, below the
+/// rate the pipeline is meant to carry.
 fn events(bins: &Bins, plan: &Plan, work: &WorkDir, places: &Places) -> anyhow::Result<Events> {
     let dir = work.dir("storm")?;
     write_files(&dir, &rules::jump_policy(&rules::grants(10), "all"))?;
@@ -562,38 +586,46 @@ fn events(bins: &Bins, plan: &Plan, work: &WorkDir, places: &Places) -> anyhow::
     )?;
     let cpu0 = d.cpu_time();
     let t0 = Instant::now();
-    let r = client(bins, place, "tcp", plan.storm, 60_000, DENIED_PORT)?;
+    let r = client(bins, place, "udp", plan.storm, 60_000, DENIED_PORT)?;
     ensure!(
         r.errno == Some(1) && r.errors as usize == r.ns.len(),
-        "the storm's connects should all be refused with EPERM, got {} errors of {} ({})",
+        "the storm's sendtos should all be refused with EPERM, got {} errors of {} ({})",
         r.errors,
         r.ns.len(),
         r.error
     );
-    // The sink is done when the log stops growing.
-    let mut last = (d.log_len(), Instant::now());
+    // The sink is done when the log stops growing; when each length was reached is kept, to
+    // find when the last decision event was written (a held-back summary may follow later).
+    let mut grew = vec![(d.log_len(), Instant::now())];
+    let mut last = grew[0];
     while last.1.elapsed() < Duration::from_millis(300) {
         check()?;
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
         let len = d.log_len();
         if len != last.0 {
             last = (len, Instant::now());
+            grew.push(last);
         }
     }
-    let seconds = (last.1 - t0).as_secs_f64().max(r.elapsed.as_secs_f64());
     let cpu = d.cpu_time().saturating_sub(cpu0);
     let (rss, peak) = d.memory_kib();
     // Stopping jumpd makes it report the kernel's drop counter one last time.
     drop(d);
-    let (events, lost) = env::event_counts(&log)?;
+    let counts = env::event_counts(&log)?;
+    let written = grew
+        .iter()
+        .find(|(len, _)| *len >= counts.last_event_end)
+        .map_or(last.1, |g| g.1);
+    let seconds = (written - t0).as_secs_f64().max(r.elapsed.as_secs_f64());
     Ok(Events {
         attempts: r.ns.len() as u64,
         attempts_per_second: r.ns.len() as f64 / r.elapsed.as_secs_f64(),
-        events,
-        lost,
+        events: counts.events,
+        lost: counts.held,
         seconds,
-        per_second: events as f64 / seconds,
+        per_second: counts.events as f64 / seconds,
         cpu_percent: cpu.as_secs_f64() / seconds * 100.0,
+        per_cpu_second: counts.events as f64 / cpu.as_secs_f64().max(0.01),
         rss_kib: rss,
         peak_rss_kib: peak,
     })
@@ -738,7 +770,8 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
         ..Report::default()
     };
 
-    for (k, &n) in plan.sizes.iter().enumerate() {
+    let sizes: &[usize] = if section("sizes") { &plan.sizes } else { &[] };
+    for (k, &n) in sizes.iter().enumerate() {
         check()?;
         progress(format!("{n} rules: generating and loading"));
         let grants = rules::grants(n);
@@ -811,29 +844,32 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
     }
 
     check()?;
-    progress("10,000 users × 20 rules: compile and apply");
-    let dir = work.dir("teams")?;
-    write_files(&dir, &rules::teams_policy(10_000, 20, 20))?;
-    let mut p = compile_times(bins, &dir, plan.compile_reps)?;
-    p.rules = 10_000;
-    let d = jumpd_policy(
-        bins,
-        &dir,
-        &cg_jump.path,
-        work.0.join("teams.log"),
-        plan.reloads,
-        &mut p,
-    )?;
-    drop(d);
-    report.teams = Some(Teams {
-        users: 10_000,
-        rules_per_user: 20,
-        policy: p,
-    });
+    // 100,000 grants applied by jump and by `nft -f`, side by side, when the size loop did
+    // not measure it already (the quick run, or this section alone).
+    if named("grants") && !report.policy.iter().any(|p| p.rules == GRANTS) {
+        report
+            .policy
+            .push(grants_apply(bins, &plan, &work, &cg_jump)?);
+    }
 
     check()?;
-    progress(format!("events: a storm of {} denied connects", plan.storm));
-    report.events = Some(events(bins, &plan, &work, &places)?);
+    if section("teams") {
+        report.teams = Some(teams(bins, &plan, &work, &cg_jump)?);
+    }
+
+    check()?;
+    if section("events") {
+        progress(format!("events: a storm of {} denied sendtos", plan.storm));
+        report.events = Some(events(bins, &plan, &work, &places)?);
+    }
+    check()?;
+    if section("journald") {
+        progress(format!(
+            "journald sink: a storm of {} denied sendtos logged to a private journald",
+            plan.storm
+        ));
+        report.journald = journal::journald_sink(bins, &plan, &work, &places)?;
+    }
 
     report.seconds = started.elapsed().as_secs_f64();
     let md = report.markdown();
@@ -850,4 +886,65 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
         report.seconds
     ));
     Ok(())
+}
+
+/// The grant count of the apply comparison with `nft -f`.
+const GRANTS: usize = 100_000;
+
+/// `GRANTS` grants applied by jump (start, reloads) and by `nft -f` (an atomic replace of the
+/// same set, in a namespace of its own), with nothing else measured: the apply comparison
+/// alone, for `JUMP_BENCH_ONLY=grants`.
+fn grants_apply(
+    bins: &Bins,
+    plan: &Plan,
+    work: &WorkDir,
+    cg: &TestCgroup,
+) -> anyhow::Result<Policy> {
+    progress(format!("{GRANTS} grants: jump and nft -f apply"));
+    let grants = rules::grants(GRANTS);
+    let dir = work.dir("grants")?;
+    write_files(&dir, &rules::jump_policy(&grants, "deny"))?;
+    let nft = work.0.join("grants-nft.conf");
+    fs::write(&nft, rules::nft_script(&grants))?;
+    let topo = Topology::new()?;
+    let mut p = compile_times(bins, &dir, plan.compile_reps)?;
+    p.rules = GRANTS;
+    // The first load creates the table, the timed one replaces it, as a reload does.
+    env::run(env::in_netns(&topo.host.path(), "nft").arg("-f").arg(&nft))?;
+    let t = Instant::now();
+    env::run(env::in_netns(&topo.host.path(), "nft").arg("-f").arg(&nft))?;
+    p.nft_load_ms = ms(t.elapsed());
+    let d = jumpd_policy(
+        bins,
+        &dir,
+        &cg.path,
+        work.0.join("grants.log"),
+        plan.reloads,
+        &mut p,
+    )?;
+    drop(d);
+    Ok(p)
+}
+
+/// The 10,000 users × 20 rules policy: compile and apply (SIGHUP to loaded).
+fn teams(bins: &Bins, plan: &Plan, work: &WorkDir, cg: &TestCgroup) -> anyhow::Result<Teams> {
+    progress("10,000 users × 20 rules: compile and apply");
+    let dir = work.dir("teams")?;
+    write_files(&dir, &rules::teams_policy(10_000, 20, 20))?;
+    let mut p = compile_times(bins, &dir, plan.compile_reps)?;
+    p.rules = 10_000;
+    let d = jumpd_policy(
+        bins,
+        &dir,
+        &cg.path,
+        work.0.join("teams.log"),
+        plan.reloads,
+        &mut p,
+    )?;
+    drop(d);
+    Ok(Teams {
+        users: 10_000,
+        rules_per_user: 20,
+        policy: p,
+    })
 }
