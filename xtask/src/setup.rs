@@ -37,6 +37,8 @@ pub const PACKAGES: &[&str] = &[
     // The fleet test runs its own etcd (3.4) and writes to it with etcdctl.
     "etcd-server",
     "etcd-client",
+    // `perf`, to profile jumpd under the bench's event storm.
+    "linux-perf",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -499,6 +499,24 @@ fn async_fd<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
     AsyncFd::with_interest(inner, tokio::io::Interest::READABLE)
 }
 
+/// Up to `EVENT_BATCH` events from the ring buffer to the sinks and the bus; how many.
+fn drain(rb: &mut aya::maps::RingBuf<aya::maps::MapData>, st: &mut State) -> usize {
+    let mut handled = 0;
+    while handled < EVENT_BATCH {
+        let Some(item) = rb.next() else { break };
+        handled += 1;
+        match decode(&item) {
+            Some(e) => {
+                let record = st.enricher.record(&e);
+                sink::emit(&record);
+                st.bus.publish(record);
+            }
+            None => tracing::error!("malformed event of {} bytes from the kernel", item.len()),
+        }
+    }
+    handled
+}
+
 /// How the main loop ended.
 enum Exit {
     Stop,
@@ -672,19 +690,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 let rb = guard.get_inner_mut();
                 // A bounded batch per wake-up: under an event flood, reloads, signals and the
                 // control socket still get their turn (readiness stays set while items remain).
-                let mut handled = 0;
-                while handled < EVENT_BATCH {
-                    let Some(item) = rb.next() else { break };
-                    handled += 1;
-                    match decode(&item) {
-                        Some(e) => {
-                            let record = st.enricher.record(&e);
-                            sink::emit(&record);
-                            st.bus.publish(record);
-                        }
-                        None => tracing::error!("malformed event of {} bytes from the kernel", item.len()),
-                    }
-                }
+                let handled = sink::batch(|| drain(rb, &mut st));
                 if handled < EVENT_BATCH {
                     guard.clear_ready();
                 } else {
