@@ -6,7 +6,7 @@
 //!   is rejected by every host, which keep the old one, and `fleet` exits 1 saying why;
 //! - etcd killed: enforcement unchanged, `status` says since when etcd is unreachable; a jumpd
 //!   restarted meanwhile enforces its cached revision (not its fallback directory); etcd back:
-//!   every host catches up on a push made meanwhile;
+//!   every host catches up on a push made meanwhile; a host that dies leaves `fleet`'s list;
 //! - mutual TLS with certificates the test makes (openssl): a client without a certificate is
 //!   refused, jumpd and jumpctl with one work.
 //!
@@ -524,6 +524,15 @@ fn three_hosts_follow_one_policy_through_etcd_and_its_outages() {
         let s = h.status(&bins);
         assert!(!s.contains("unreachable since"), "{s}");
     }
+
+    // A host that dies leaves the list when its status lease runs out (10 s).
+    let dead = hosts[0].node.clone();
+    hosts[0].jumpd.kill();
+    poll_until(16.0, "the dead host's status entry to expire", || {
+        let (_, v) = fleet(&bins, &url, &prefix, &[]);
+        let list = v["hosts"].as_array().cloned().unwrap_or_default();
+        (list.len() == 2 && list.iter().all(|h| h["node"] != dead.as_str())).then_some(())
+    });
 }
 
 /// Makes a CA, a server certificate for 127.0.0.1 and a client certificate with openssl.
@@ -625,7 +634,7 @@ fn mutual_tls_keeps_out_clients_without_a_certificate() {
     let fallback = TempDir::policy("fallback", &[("10-access.yaml", "rules: []\n")]);
 
     // TLS without a client certificate: etcd refuses the handshake, nothing is pushed.
-    let no_cert = vec!["--etcd-ca".to_string(), ca.clone()];
+    let no_cert = ["--etcd-ca".to_string(), ca.clone()];
     let mut args = vec![
         "push",
         v1.0.to_str().unwrap(),

@@ -374,6 +374,13 @@ pub fn on_message(dp: &mut dyn Datapath, st: &mut State, opts: &Options, msg: Ms
                 .is_some_and(|(r, f)| *r == revision && *f == files)
                 && link.status.attempted_revision == revision
             {
+                // Booted from the cache, and etcd holds the same revision: it is etcd's now.
+                if link.view.source == "cache" && link.status.result == "applied" {
+                    link.view.source = "etcd".into();
+                    link.status.source = "etcd".into();
+                    link.status.published_at = jiff::Timestamp::now().to_string();
+                    link.publish.send_replace(link.status.clone());
+                }
                 return;
             }
             link.current = Some((revision, files));
@@ -418,6 +425,9 @@ fn attempt(dp: &mut dyn Datapath, st: &mut State, opts: &Options, trigger: &str)
         ),
         _ => (true, Vec::new()),
     };
+    if ok {
+        warn_if_cut_off(st);
+    }
     let Some(link) = st.etcd.as_mut() else { return };
     if ok {
         let changed = link.view.revision != revision || link.view.source != "etcd";
@@ -438,6 +448,30 @@ fn attempt(dp: &mut dyn Datapath, st: &mut State, opts: &Options, trigger: &str)
     if let Some(link) = st.etcd.as_mut() {
         link.status = status.clone();
         link.publish.send_replace(status);
+    }
+}
+
+/// jumpd runs under the policy it enforces: one that does not let root reach etcd would be the
+/// last revision this host ever gets. Said loudly (endpoints given by address only; a name
+/// would need a lookup here).
+fn warn_if_cut_off(st: &State) {
+    let (Some(link), Some(active)) = (&st.etcd, &st.active) else {
+        return;
+    };
+    for e in &link.conn.endpoints {
+        let hostport = e.split("://").last().unwrap_or(e).trim_end_matches('/');
+        let Ok(dest) = crate::ctl::parse_dest(hostport) else {
+            continue;
+        };
+        let allowed = crate::ctl::check(&active.compiled, "root", 0, dest, jiff::Timestamp::now())
+            .map(|r| r.allowed)
+            .unwrap_or(true);
+        if !allowed {
+            tracing::warn!(
+                jump_policy_generation = st.generation,
+                "the policy in force does not let root (jumpd) connect to etcd at `{hostport}`: where jumpd runs under it (the cgroup v2 root), this host gets no further revision until it does"
+            );
+        }
     }
 }
 
