@@ -487,8 +487,35 @@ fn three_hosts_follow_one_policy_through_etcd_and_its_outages() {
     for h in &hosts {
         h.enforces(&bins, &[7001], "after a rejected revision");
     }
-    let r4 = etcd.write(&["del", &bad_key]);
+    etcd.write(&["del", &bad_key]);
+
+    // A key no directory entry could be named like (here reaching for the status keys) is
+    // refused by every host as such, never read as a file elsewhere.
+    let odd_key = format!("{prefix}policies/x/../../status/evil.yaml");
+    let r_odd = etcd.write(&["put", &odd_key, "rules: []\n"]);
+    let report = poll_until(5.0, "every host to reject the odd key", || {
+        let (_, v) = fleet(&bins, &url, &prefix, &[]);
+        let list = v["hosts"].as_array().cloned().unwrap_or_default();
+        (list.len() == 3
+            && list
+                .iter()
+                .all(|h| h["status"]["attempted_revision"] == r_odd))
+        .then_some(v)
+    });
+    for h in report["hosts"].as_array().unwrap() {
+        assert_eq!(h["status"]["result"], "rejected", "{h}");
+        assert!(
+            h["problem"].as_str().unwrap_or_default().contains(&format!(
+                "{odd_key}: not a policy file name: a file name cannot hold `/`"
+            )),
+            "{h}"
+        );
+    }
+    let r4 = etcd.write(&["del", &odd_key]);
     all_applied(&bins, &url, &prefix, &[], 3, r4, 5.0);
+    for h in &hosts {
+        h.enforces(&bins, &[7001], "after the odd key");
+    }
 
     // etcd away: nothing changes in the kernel; each host says so.
     etcd.kill();
@@ -616,6 +643,24 @@ fn mutual_tls_keeps_out_clients_without_a_certificate() {
         return;
     }
     let bins = Bins::from_env();
+    // A node name is part of a key: one reaching for another key is refused before anything.
+    let out = Command::new(&bins.jumpd)
+        .args([
+            "--cgroup",
+            "/nonexistent",
+            "--policy-etcd",
+            "http://127.0.0.1:1",
+            "--node-name",
+            "../policies/x.yaml",
+        ])
+        .output()
+        .expect("jumpd");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid node name `../policies/x.yaml`"),
+        "{}",
+        text(&out)
+    );
     let pki_dir = TempDir::new("pki");
     let pki = make_pki(&pki_dir.0);
     let ca = pki.ca.display().to_string();
