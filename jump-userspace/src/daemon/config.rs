@@ -106,12 +106,20 @@ pub struct FileConfig {
     pub watch: Option<bool>,
     /// Subordinate uid ranges (subuid(5)).
     pub subuid_file: Option<PathBuf>,
+    pub metrics: Option<MetricsConfig>,
     /// Where the policy comes from besides the directory: `{etcd: {...}}`.
     pub policy_source: Option<PolicySourceConfig>,
     /// This host's name in a fleet (etcd status key); default the host name.
     pub node_name: Option<String>,
     /// jumpd's state (the cached etcd revision below `etcd/`).
     pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `ADDR:PORT` to serve Prometheus metrics on; unset: no metrics.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -201,6 +209,10 @@ pub struct Flags {
     /// who owns it [default: /etc/subuid]
     #[arg(long)]
     pub subuid_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (off by default). Unauthenticated
+    /// and naming rules and uids: use a loopback address such as 127.0.0.1:9464
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Take the policy from etcd (`http(s)://host:port`, comma-separated): the keys
     /// `PREFIX policies/NAME.yaml`; --policy-dir, if given, is the fallback for a first start
     /// with neither etcd nor a cached revision
@@ -245,6 +257,7 @@ pub struct Settings {
     pub watch: bool,
     pub debug_kernel: bool,
     pub subuid_file: PathBuf,
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The etcd policy source, if any.
     pub etcd: Option<crate::fleet::Connection>,
     pub node_name: String,
@@ -429,6 +442,9 @@ pub fn merge(
             .clone()
             .or_else(|| file.subuid_file.clone())
             .unwrap_or_else(|| crate::compile::directory::SUBUID_FILE.into()),
+        metrics_listen: flags
+            .metrics_listen
+            .or_else(|| file.metrics.as_ref().and_then(|m| m.listen)),
     })
 }
 
@@ -466,6 +482,8 @@ events:
   user_burst: 200
 watch: false
 subuid_file: /srv/subuid
+metrics:
+  listen: 127.0.0.1:9464
 policy_source:
   etcd:
     endpoints: [https://10.0.0.1:2379, https://10.0.0.2:2379]
@@ -501,6 +519,7 @@ state_dir: /srv/state
                 watch: false,
                 debug_kernel: false,
                 subuid_file: "/srv/subuid".into(),
+                metrics_listen: Some("127.0.0.1:9464".parse().unwrap()),
                 etcd: Some(crate::fleet::Connection {
                     endpoints: vec![
                         "https://10.0.0.1:2379".into(),

@@ -56,6 +56,7 @@ pub(super) fn opts(dir: &Path, mode: Mode) -> Options {
         watch: false,
         debug_kernel: false,
         subuid_file: "/etc/subuid".into(),
+        metrics_listen: None,
         etcd: None,
         node_name: "test".into(),
         state_dir: "/nonexistent".into(),

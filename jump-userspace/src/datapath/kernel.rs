@@ -758,3 +758,31 @@ impl Kernel {
         Ok(())
     }
 }
+
+/// Per-program statistics for the metrics (`daemon::metrics`).
+impl Kernel {
+    /// (program, runs, run time) of each attached program, as the kernel counts them while
+    /// `kernel.bpf_stats_enabled` is 1. An adopted program (a previous jumpd's, still attached
+    /// through its pinned link) is the one that runs, not this jumpd's copy: it is found
+    /// through the link.
+    pub fn program_stats(&self) -> Vec<(String, u64, Duration)> {
+        let ids: Vec<(&str, u32)> = PROGRAMS
+            .iter()
+            .filter_map(|name| {
+                let pin = super::pins::link_path(&self.pin_dir, name);
+                let id = match aya::programs::links::PinnedLink::from_pin(&pin) {
+                    Ok(link) => FdLink::from(link).info().ok()?.program_id(),
+                    Err(_) => self.ebpf.program(name)?.info().ok()?.id(),
+                };
+                Some((*name, id))
+            })
+            .collect();
+        aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .filter_map(|info| {
+                let (name, _) = ids.iter().find(|(_, id)| *id == info.id())?;
+                Some((name.to_string(), info.run_count(), info.run_time()))
+            })
+            .collect()
+    }
+}

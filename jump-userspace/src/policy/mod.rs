@@ -128,6 +128,18 @@ pub(crate) fn hash<'a>(files: impl Iterator<Item = (&'a str, &'a str)>) -> Strin
         .collect::<String>()
 }
 
+/// What of a policy directory parses despite its errors (`parse::parse_files_lenient`), for
+/// reporting every error at once; `None` when the directory cannot be read.
+pub fn load_dir_partial(dir: &Path) -> Option<Policy> {
+    let sources = read::read_dir(dir, ReadOptions::default()).ok()?;
+    let files: Vec<(String, String)> = sources
+        .files
+        .iter()
+        .map(|s| (s.name.clone(), s.text.clone()))
+        .collect();
+    Some(parse::parse_files_lenient(&files).0)
+}
+
 /// One file's worth of policy, for tests and examples.
 pub fn load_str(name: &str, text: &str) -> Result<Loaded, PolicyErrors> {
     load_files(&[(name.to_string(), text.to_string())])
