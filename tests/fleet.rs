@@ -235,7 +235,7 @@ struct Host {
 }
 
 /// A jumpd on the etcd source, with `fallback` as its policy directory.
-fn start_host(bins: &Bins, etcd: &Etcd, prefix: &str, fallback: &Path, tls: &[String]) -> Host {
+fn start_host(bins: &Bins, etcd: &Etcd, prefix: &str, fallback: &Path, extra: &[String]) -> Host {
     let topo = Topology::new().expect("topology");
     let servers = Servers::start(
         bins,
@@ -262,7 +262,7 @@ fn start_host(bins: &Bins, etcd: &Etcd, prefix: &str, fallback: &Path, tls: &[St
         &state_dir,
         "--no-watch",
     ];
-    args.extend(tls.iter().map(String::as_str));
+    args.extend(extra.iter().map(String::as_str));
     let jumpd = Jumpd::start(bins, fallback, &cg.path, &args).expect("jumpd");
     Host {
         jumpd,
@@ -397,8 +397,16 @@ fn three_hosts_follow_one_policy_through_etcd_and_its_outages() {
     // The fallback directory allows nothing: a host that used it would be seen at once.
     let fallback = TempDir::policy("fallback", &[("10-access.yaml", "rules: []\n")]);
     let r1 = push(&bins, &v1.0, &url, &prefix, &[]);
+    let metrics = format!("127.0.0.1:{}", free_port());
     let mut hosts: Vec<Host> = (0..3)
-        .map(|_| start_host(&bins, &etcd, &prefix, &fallback.0, &[]))
+        .map(|i| {
+            let extra = if i == 0 {
+                vec!["--metrics-listen".to_string(), metrics.clone()]
+            } else {
+                vec![]
+            };
+            start_host(&bins, &etcd, &prefix, &fallback.0, &extra)
+        })
         .collect();
     all_applied(&bins, &url, &prefix, &[], 3, r1, 10.0);
     for h in &hosts {
@@ -531,6 +539,22 @@ fn three_hosts_follow_one_policy_through_etcd_and_its_outages() {
         h.enforces(&bins, &[7001], "with etcd unreachable");
     }
 
+    let scrape = get_metrics(&metrics);
+    assert!(scrape.contains("\njump_etcd_reachable 0\n"), "{scrape}");
+    assert!(
+        scrape.contains(&format!("\njump_etcd_revision {r4}\n")),
+        "{scrape}"
+    );
+    let since = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("jump_etcd_unreachable_since_seconds "))
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    assert!(
+        since > 1_700_000_000,
+        "the metrics say since when etcd is away: {scrape}"
+    );
+
     // A host restarted while etcd is away enforces its cached revision, not its fallback.
     hosts[2].jumpd.kill();
     hosts[2].jumpd.restart().expect("restart without etcd");
@@ -560,6 +584,18 @@ fn three_hosts_follow_one_policy_through_etcd_and_its_outages() {
         let list = v["hosts"].as_array().cloned().unwrap_or_default();
         (list.len() == 2 && list.iter().all(|h| h["node"] != dead.as_str())).then_some(())
     });
+}
+
+/// `GET /metrics` from jumpd's metrics endpoint.
+fn get_metrics(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
 }
 
 /// Makes a CA, a server certificate for 127.0.0.1 and a client certificate with openssl.
