@@ -6,7 +6,7 @@
 //!   is rejected by every host, which keep the old one, and `fleet` exits 1 saying why;
 //! - etcd killed: enforcement unchanged, `status` says since when etcd is unreachable; a jumpd
 //!   restarted meanwhile enforces its cached revision (not its fallback directory); etcd back:
-//!   every host catches up on a push made meanwhile;
+//!   every host catches up on a push made meanwhile; a host that dies leaves `fleet`'s list;
 //! - mutual TLS with certificates the test makes (openssl): a client without a certificate is
 //!   refused, jumpd and jumpctl with one work.
 //!
@@ -235,7 +235,7 @@ struct Host {
 }
 
 /// A jumpd on the etcd source, with `fallback` as its policy directory.
-fn start_host(bins: &Bins, etcd: &Etcd, prefix: &str, fallback: &Path, tls: &[String]) -> Host {
+fn start_host(bins: &Bins, etcd: &Etcd, prefix: &str, fallback: &Path, extra: &[String]) -> Host {
     let topo = Topology::new().expect("topology");
     let servers = Servers::start(
         bins,
@@ -262,7 +262,7 @@ fn start_host(bins: &Bins, etcd: &Etcd, prefix: &str, fallback: &Path, tls: &[St
         &state_dir,
         "--no-watch",
     ];
-    args.extend(tls.iter().map(String::as_str));
+    args.extend(extra.iter().map(String::as_str));
     let jumpd = Jumpd::start(bins, fallback, &cg.path, &args).expect("jumpd");
     Host {
         jumpd,
@@ -397,8 +397,16 @@ fn three_hosts_follow_one_policy_through_etcd_and_its_outages() {
     // The fallback directory allows nothing: a host that used it would be seen at once.
     let fallback = TempDir::policy("fallback", &[("10-access.yaml", "rules: []\n")]);
     let r1 = push(&bins, &v1.0, &url, &prefix, &[]);
+    let metrics = format!("127.0.0.1:{}", free_port());
     let mut hosts: Vec<Host> = (0..3)
-        .map(|_| start_host(&bins, &etcd, &prefix, &fallback.0, &[]))
+        .map(|i| {
+            let extra = if i == 0 {
+                vec!["--metrics-listen".to_string(), metrics.clone()]
+            } else {
+                vec![]
+            };
+            start_host(&bins, &etcd, &prefix, &fallback.0, &extra)
+        })
         .collect();
     all_applied(&bins, &url, &prefix, &[], 3, r1, 10.0);
     for h in &hosts {
@@ -487,8 +495,35 @@ fn three_hosts_follow_one_policy_through_etcd_and_its_outages() {
     for h in &hosts {
         h.enforces(&bins, &[7001], "after a rejected revision");
     }
-    let r4 = etcd.write(&["del", &bad_key]);
+    etcd.write(&["del", &bad_key]);
+
+    // A key no directory entry could be named like (here reaching for the status keys) is
+    // refused by every host as such, never read as a file elsewhere.
+    let odd_key = format!("{prefix}policies/x/../../status/evil.yaml");
+    let r_odd = etcd.write(&["put", &odd_key, "rules: []\n"]);
+    let report = poll_until(5.0, "every host to reject the odd key", || {
+        let (_, v) = fleet(&bins, &url, &prefix, &[]);
+        let list = v["hosts"].as_array().cloned().unwrap_or_default();
+        (list.len() == 3
+            && list
+                .iter()
+                .all(|h| h["status"]["attempted_revision"] == r_odd))
+        .then_some(v)
+    });
+    for h in report["hosts"].as_array().unwrap() {
+        assert_eq!(h["status"]["result"], "rejected", "{h}");
+        assert!(
+            h["problem"].as_str().unwrap_or_default().contains(&format!(
+                "{odd_key}: not a policy file name: a file name cannot hold `/`"
+            )),
+            "{h}"
+        );
+    }
+    let r4 = etcd.write(&["del", &odd_key]);
     all_applied(&bins, &url, &prefix, &[], 3, r4, 5.0);
+    for h in &hosts {
+        h.enforces(&bins, &[7001], "after the odd key");
+    }
 
     // etcd away: nothing changes in the kernel; each host says so.
     etcd.kill();
@@ -503,6 +538,22 @@ fn three_hosts_follow_one_policy_through_etcd_and_its_outages() {
         assert!(s.contains(&format!("enforcing revision {r4}")), "{s}");
         h.enforces(&bins, &[7001], "with etcd unreachable");
     }
+
+    let scrape = get_metrics(&metrics);
+    assert!(scrape.contains("\njump_etcd_reachable 0\n"), "{scrape}");
+    assert!(
+        scrape.contains(&format!("\njump_etcd_revision {r4}\n")),
+        "{scrape}"
+    );
+    let since = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("jump_etcd_unreachable_since_seconds "))
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    assert!(
+        since > 1_700_000_000,
+        "the metrics say since when etcd is away: {scrape}"
+    );
 
     // A host restarted while etcd is away enforces its cached revision, not its fallback.
     hosts[2].jumpd.kill();
@@ -524,6 +575,27 @@ fn three_hosts_follow_one_policy_through_etcd_and_its_outages() {
         let s = h.status(&bins);
         assert!(!s.contains("unreachable since"), "{s}");
     }
+
+    // A host that dies leaves the list when its status lease runs out (10 s).
+    let dead = hosts[0].node.clone();
+    hosts[0].jumpd.kill();
+    poll_until(16.0, "the dead host's status entry to expire", || {
+        let (_, v) = fleet(&bins, &url, &prefix, &[]);
+        let list = v["hosts"].as_array().cloned().unwrap_or_default();
+        (list.len() == 2 && list.iter().all(|h| h["node"] != dead.as_str())).then_some(())
+    });
+}
+
+/// `GET /metrics` from jumpd's metrics endpoint.
+fn get_metrics(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
 }
 
 /// Makes a CA, a server certificate for 127.0.0.1 and a client certificate with openssl.
@@ -607,6 +679,24 @@ fn mutual_tls_keeps_out_clients_without_a_certificate() {
         return;
     }
     let bins = Bins::from_env();
+    // A node name is part of a key: one reaching for another key is refused before anything.
+    let out = Command::new(&bins.jumpd)
+        .args([
+            "--cgroup",
+            "/nonexistent",
+            "--policy-etcd",
+            "http://127.0.0.1:1",
+            "--node-name",
+            "../policies/x.yaml",
+        ])
+        .output()
+        .expect("jumpd");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid node name `../policies/x.yaml`"),
+        "{}",
+        text(&out)
+    );
     let pki_dir = TempDir::new("pki");
     let pki = make_pki(&pki_dir.0);
     let ca = pki.ca.display().to_string();

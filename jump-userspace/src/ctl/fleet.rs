@@ -43,6 +43,9 @@ pub struct PushArgs {
     pub dir: PathBuf,
     #[command(flatten)]
     pub etcd: EtcdArgs,
+    /// With --passwd/--group the hosts' accounts are checked: unknown ones are errors
+    #[command(flatten)]
+    pub accounts: super::offline::AccountArgs,
 }
 
 #[derive(Debug, Args)]
@@ -121,9 +124,11 @@ fn is_unknown_account(d: &Diagnostic) -> bool {
 }
 
 /// `validate`, with accounts unknown here as warnings. Returns the files to push, or 1.
+/// `lenient: false` (accounts files given): unknown accounts stay errors.
 pub fn check_for_push(
     dir: &std::path::Path,
     directory: &dyn Directory,
+    lenient: bool,
     now: jiff::Timestamp,
     err: &mut dyn Write,
 ) -> Result<Vec<policy::Named>, u8> {
@@ -139,8 +144,10 @@ pub fn check_for_push(
     match compile::compile_full(&loaded.policy, directory, now) {
         Ok(c) => warnings.extend(c.warnings),
         Err(e) => {
-            let (mut unknown, real): (Vec<Diagnostic>, Vec<Diagnostic>) =
-                e.errors.into_iter().partition(is_unknown_account);
+            let (mut unknown, real): (Vec<Diagnostic>, Vec<Diagnostic>) = e
+                .errors
+                .into_iter()
+                .partition(|d| lenient && is_unknown_account(d));
             if !real.is_empty() {
                 return Err(fail(err, &policy::PolicyErrors::new(real)));
             }
@@ -161,8 +168,11 @@ pub fn check_for_push(
 }
 
 pub fn push(a: &PushArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let directory = compile::SystemDirectory::default();
-    let files = match check_for_push(&a.dir, &directory, jiff::Timestamp::now(), err) {
+    let Some(directory) = a.accounts.load(err) else {
+        return exit::ERROR;
+    };
+    let lenient = a.accounts.passwd.is_none() && a.accounts.group.is_none();
+    let files = match check_for_push(&a.dir, &directory, lenient, jiff::Timestamp::now(), err) {
         Ok(f) => f,
         Err(code) => return code,
     };
@@ -403,7 +413,9 @@ mod tests {
         let d = FakeDirectory::default().user("alice", 1000, 1000);
         let now = jiff::Timestamp::now();
         let mut err = Vec::new();
-        let ok = check_for_push(&dir, &d, now, &mut err);
+        let ok = check_for_push(&dir, &d, true, now, &mut err);
+        let mut strict_err = Vec::new();
+        let strict = check_for_push(&dir, &d, false, now, &mut strict_err);
         let warned = String::from_utf8(err).unwrap();
         std::fs::write(
             dir.join("q.yaml"),
@@ -411,7 +423,7 @@ mod tests {
         )
         .unwrap();
         let mut err = Vec::new();
-        let bad = check_for_push(&dir, &d, now, &mut err);
+        let bad = check_for_push(&dir, &d, true, now, &mut err);
         let refused = String::from_utf8(err).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(ok.unwrap().len(), 1);
@@ -421,6 +433,14 @@ mod tests {
             format!("{f}:3:20: warning: unknown user `ghost`\n  help: not known on this machine; each jump host resolves it\n")
         );
         assert_eq!(bad.unwrap_err(), exit::FAIL);
+        assert_eq!(
+            strict.unwrap_err(),
+            exit::FAIL,
+            "with the hosts' accounts given, unknown is an error"
+        );
+        assert!(String::from_utf8(strict_err)
+            .unwrap()
+            .contains("error: invalid policy, nothing pushed"));
         assert!(
             refused.ends_with("error: invalid policy, nothing pushed\n"),
             "{refused}"

@@ -14,6 +14,7 @@ use std::{
 
 use anyhow::Context;
 use etcd_client::WatchOptions;
+use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch as tw};
 
@@ -59,6 +60,46 @@ pub struct Link {
     current: Option<(i64, Result<Vec<Named>, PolicyErrors>)>,
     status: NodeStatus,
     publish: tw::Sender<NodeStatus>,
+    gauges: Gauges,
+}
+
+/// The link's metrics (`jump_etcd_*`), registered with jumpd's (`daemon::metrics`).
+#[derive(Clone, Default)]
+struct Gauges {
+    reachable: Gauge,
+    unreachable_since: Gauge,
+    revision: Gauge,
+}
+
+impl Gauges {
+    fn register(&self, m: &super::metrics::Metrics) {
+        let Ok(mut r) = m.registry.lock() else { return };
+        r.register(
+            "etcd_reachable",
+            "1 while jumpd is connected to etcd (its policy source), 0 while it is not",
+            self.reachable.clone(),
+        );
+        r.register(
+            "etcd_unreachable_since_seconds",
+            "Since when (Unix time) etcd has been unreachable; 0 while it is reachable",
+            self.unreachable_since.clone(),
+        );
+        r.register(
+            "etcd_revision",
+            "The etcd revision of the policy in force (0: none from etcd yet)",
+            self.revision.clone(),
+        );
+    }
+
+    fn set(&self, v: &EtcdView, since: Option<jiff::Timestamp>) {
+        self.reachable.set(i64::from(v.reachable));
+        if let Some(t) = since {
+            self.unreachable_since.set(t.as_second());
+        } else if v.unreachable_since.is_none() {
+            self.unreachable_since.set(0);
+        }
+        self.revision.set(v.revision);
+    }
 }
 
 impl Link {
@@ -281,7 +322,10 @@ pub fn start(st: &mut State, opts: &Options, conn: Connection, boot: Boot) -> mp
         current: boot.files.map(|f| (boot.revision, Ok(f))),
         status: NodeStatus::default(),
         publish,
+        gauges: Gauges::default(),
     };
+    link.gauges.register(&st.metrics);
+    link.gauges.set(&link.view, None);
     if boot.source == "etcd" {
         if let Some((r, Ok(files))) = &link.current {
             if let Err(e) = write_cache(&link.cache, &conn.prefix, *r, files) {
@@ -343,10 +387,14 @@ pub fn on_message(dp: &mut dyn Datapath, st: &mut State, opts: &Options, msg: Ms
             }
             link.view.reachable = true;
             link.view.last_error = None;
+            link.gauges.set(&link.view, None);
         }
         Msg::Down(e) => {
+            let mut began = None;
             if link.view.unreachable_since.is_none() {
-                let since = jiff::Timestamp::now().to_string();
+                let now = jiff::Timestamp::now();
+                began = Some(now);
+                let since = now.to_string();
                 tracing::error!(
                     message_id = message_id::ETCD_UNREACHABLE,
                     jump_etcd_endpoints = %link.view.endpoints.join(","),
@@ -365,6 +413,7 @@ pub fn on_message(dp: &mut dyn Datapath, st: &mut State, opts: &Options, msg: Ms
             }
             link.view.reachable = false;
             link.view.last_error = Some(e);
+            link.gauges.set(&link.view, began);
         }
         Msg::Policy { revision, files } => {
             // A reconnect reads the revision in force again: nothing to do.
@@ -374,6 +423,13 @@ pub fn on_message(dp: &mut dyn Datapath, st: &mut State, opts: &Options, msg: Ms
                 .is_some_and(|(r, f)| *r == revision && *f == files)
                 && link.status.attempted_revision == revision
             {
+                // Booted from the cache, and etcd holds the same revision: it is etcd's now.
+                if link.view.source == "cache" && link.status.result == "applied" {
+                    link.view.source = "etcd".into();
+                    link.status.source = "etcd".into();
+                    link.status.published_at = jiff::Timestamp::now().to_string();
+                    link.publish.send_replace(link.status.clone());
+                }
                 return;
             }
             link.current = Some((revision, files));
@@ -420,6 +476,9 @@ fn attempt(dp: &mut dyn Datapath, st: &mut State, opts: &Options, trigger: &str)
         ),
         _ => (true, Vec::new()),
     };
+    if ok {
+        warn_if_cut_off(st);
+    }
     let Some(link) = st.etcd.as_mut() else { return };
     if ok {
         let changed = link.view.revision != revision || link.view.source != "etcd";
@@ -440,6 +499,31 @@ fn attempt(dp: &mut dyn Datapath, st: &mut State, opts: &Options, trigger: &str)
     if let Some(link) = st.etcd.as_mut() {
         link.status = status.clone();
         link.publish.send_replace(status);
+        link.gauges.set(&link.view, None);
+    }
+}
+
+/// jumpd runs under the policy it enforces: one that does not let root reach etcd would be the
+/// last revision this host ever gets. Said loudly (endpoints given by address only; a name
+/// would need a lookup here).
+fn warn_if_cut_off(st: &State) {
+    let (Some(link), Some(active)) = (&st.etcd, &st.active) else {
+        return;
+    };
+    for e in &link.conn.endpoints {
+        let hostport = e.split("://").last().unwrap_or(e).trim_end_matches('/');
+        let Ok(dest) = crate::ctl::parse_dest(hostport) else {
+            continue;
+        };
+        let allowed = crate::ctl::check(&active.compiled, "root", 0, dest, jiff::Timestamp::now())
+            .map(|r| r.allowed)
+            .unwrap_or(true);
+        if !allowed {
+            tracing::warn!(
+                jump_policy_generation = st.generation,
+                "the policy in force does not let root (jumpd) connect to etcd at `{hostport}`: where jumpd runs under it (the cgroup v2 root), this host gets no further revision until it does"
+            );
+        }
     }
 }
 
@@ -603,6 +687,7 @@ mod tests {
             current: None,
             status: NodeStatus::default(),
             publish,
+            gauges: Gauges::default(),
         });
         let policy = |revision, text| Msg::Policy {
             revision,
@@ -651,8 +736,15 @@ mod tests {
         let v = st.etcd.as_ref().unwrap().view();
         assert!(v.unreachable_since.is_some() && !v.reachable);
         assert_eq!(st.generation(), 2, "etcd away changes nothing enforced");
+        let g = &st.etcd.as_ref().unwrap().gauges;
+        assert_eq!((g.reachable.get(), g.revision.get()), (0, 7));
+        assert!(
+            g.unreachable_since.get() > 1_700_000_000,
+            "metrics say since when"
+        );
         on_message(&mut dp, &mut st, &o, Msg::Up);
         assert!(st.etcd.as_ref().unwrap().view().unreachable_since.is_none());
+        assert_eq!(st.etcd.as_ref().unwrap().gauges.unreachable_since.get(), 0);
     }
 
     #[test]
