@@ -17,6 +17,10 @@
 //!   jumpd's entries, as `journalctl -o json` prints it, without the journal's own `_`/`__`
 //!   fields), sent to journald's socket in its native protocol, one datagram each, the way
 //!   `tracing-journald` sends them: the anchor of the journald sink's rate.
+//! - `reference OBJECT CGROUP UID ADDR PORT…`: loads the reference programs (jump-ebpf's
+//!   `reference.rs`), grants them UID's PORTs and ADDR, attaches them to CGROUP (one of the
+//!   bench's own), prints `ready` and keeps them attached until stdin closes or it is killed;
+//!   the kernel detaches them with its last file descriptor.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -28,6 +32,8 @@ use std::{
 
 use nix::sys::socket::{setsockopt, sockopt};
 use serde_json::json;
+
+mod reference;
 
 fn addr(s: &str) -> Result<SocketAddr, String> {
     s.parse().map_err(|_| format!("bad address `{s}`"))
@@ -222,6 +228,14 @@ fn main() {
         })(),
         ["serve", ..] => serve(&args[1..]),
         ["journal", n, file] => num(n, "count").and_then(|n| journal(n, file)),
+        ["reference", object, cgroup, uid, to, ..] => (|| {
+            let ports = args[6..]
+                .iter()
+                .map(|p| num::<u16>(p, "port"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let to: std::net::Ipv4Addr = num(to, "IPv4 address")?;
+            reference::serve(object, cgroup, num(uid, "uid")?, to, &ports)
+        })(),
         ["exec", prog, ..] => Err(format!(
             "exec {prog}: {}",
             std::process::Command::new(prog).args(&args[2..]).exec()

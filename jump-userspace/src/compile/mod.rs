@@ -16,6 +16,7 @@
 //! 5. Candidates are ordered enforce-deny, audit-deny, enforce-allow, audit-allow (rule id order
 //!    within a level), and cut after the first that is always open.
 
+pub mod accounts;
 pub mod bench;
 pub mod directory;
 pub mod dump;
@@ -31,6 +32,7 @@ use jump_common::{
     action, Candidate, ANY_UID, LISTEN_CLASS, MAX_CANDIDATES, MAX_WINDOWS, WINDOW_ALWAYS,
 };
 
+pub use accounts::{AccountFiles, Accounts};
 pub use directory::{Directory, FakeDirectory, SystemDirectory};
 use image::{DestEntry, Intervals, MapImage, PortEntry, RuleInfo};
 pub use resolve::{resolve, EffRule, RuleSet, Subordinate, Vanished};

@@ -175,7 +175,7 @@ pub fn resolve_with(
                     None => missing.push((
                         format!("user {name}"),
                         Diagnostic::error(span.clone(), format!("unknown user `{name}`"))
-                            .with_help("users come from /etc/passwd; give users known only to a directory service (LDAP) by numeric uid"),
+                            .with_help("users come from /etc/passwd and NSS (LDAP, SSSD), or the file given with `--passwd`"),
                         format!("user `{name}` no longer exists"),
                     )),
                 },
@@ -201,8 +201,9 @@ pub fn resolve_with(
                 }
                 None => missing.push((
                     format!("group {g}"),
-                    Diagnostic::error(span.clone(), format!("unknown group `{g}`"))
-                        .with_help("groups come from /etc/group"),
+                    Diagnostic::error(span.clone(), format!("unknown group `{g}`")).with_help(
+                        "groups come from /etc/group and NSS, or the file given with `--group`",
+                    ),
                     format!("group `{g}` no longer exists"),
                 )),
             }
@@ -309,8 +310,8 @@ mod tests {
         let after = FakeDirectory::default().user("bob", 1002, 1002);
         assert_eq!(
             resolve(&p, &after).unwrap_err().to_string(),
-            "p.yaml:3:13: unknown user `alice`\n  help: users come from /etc/passwd; give users known only to a directory service (LDAP) by numeric uid\n\
-             p.yaml:4:14: unknown group `ops`\n  help: groups come from /etc/group",
+            "p.yaml:3:13: unknown user `alice`\n  help: users come from /etc/passwd and NSS (LDAP, SSSD), or the file given with `--passwd`\n\
+             p.yaml:4:14: unknown group `ops`\n  help: groups come from /etc/group and NSS, or the file given with `--group`",
             "validate still calls it an error"
         );
         let (next, warnings) = resolve_with(&p, &after, Vanished::Warn(&first.principals)).unwrap();

@@ -255,8 +255,8 @@ fn unknown_users_and_groups_are_errors_at_their_position() {
     let src = "rules:\n  - name: a\n    users: [alice, alcie]\n    groups: [opz]\n    allow: [{to: 10.0.0.0/8}]\n";
     assert_eq!(
         compile_src(src, &demo_directory()).unwrap_err(),
-        "p.yaml:3:20: unknown user `alcie`\n  help: users come from /etc/passwd; give users known only to a directory service (LDAP) by numeric uid\n\
-         p.yaml:4:14: unknown group `opz`\n  help: groups come from /etc/group"
+        "p.yaml:3:20: unknown user `alcie`\n  help: users come from /etc/passwd and NSS (LDAP, SSSD), or the file given with `--passwd`\n\
+         p.yaml:4:14: unknown group `opz`\n  help: groups come from /etc/group and NSS, or the file given with `--group`"
     );
 }
 

@@ -126,12 +126,40 @@ fn parse_cases(file: &str, text: &str) -> Result<Vec<Case>, Vec<Diagnostic>> {
     }
 }
 
+/// How `run_cases` reports: text, `--json` on stdout, and/or `--junit FILE`.
+#[derive(Clone, Debug, Default)]
+pub struct CaseOutput {
+    pub json: bool,
+    pub junit: Option<std::path::PathBuf>,
+}
+
 /// Runs every case; prints each failure with its position and a `N passed, M failed` line.
 pub fn run_cases(
     dir: &Path,
     cases_path: &Path,
     directory: &dyn Directory,
     now: jiff::Timestamp,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    run_cases_as(
+        dir,
+        cases_path,
+        directory,
+        now,
+        &CaseOutput::default(),
+        out,
+        err,
+    )
+}
+
+/// `run_cases` with machine output.
+pub fn run_cases_as(
+    dir: &Path,
+    cases_path: &Path,
+    directory: &dyn Directory,
+    now: jiff::Timestamp,
+    how: &CaseOutput,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
@@ -163,15 +191,20 @@ pub fn run_cases(
             return exit::ERROR;
         }
     };
+    if !super::offline::readable_dir(dir, err) {
+        return exit::ERROR;
+    }
     let loaded = match policy::load_dir(dir) {
         Ok(l) => l,
         Err(e) => {
+            // An invalid policy fails every case: 1, as `validate` says.
             let _ = writeln!(err, "{e}");
-            return exit::ERROR;
+            return exit::FAIL;
         }
     };
     let mut compiled: HashMap<jiff::Timestamp, Compiled> = HashMap::new();
     let (mut passed, mut failed) = (0, 0);
+    let mut results = Vec::new();
     for case in &cases {
         let at = case.at.unwrap_or(now);
         let c = match compiled.entry(at) {
@@ -209,15 +242,46 @@ pub fn run_cases(
                 })
             }
         };
-        match failure {
+        match &failure {
             None => passed += 1,
             Some(msg) => {
                 failed += 1;
-                let _ = writeln!(out, "{}: {msg}", case.span);
+                if !how.json {
+                    let _ = writeln!(out, "{}: {msg}", case.span);
+                }
             }
         }
+        results.push(super::offline::CaseResult {
+            file: case.span.file.to_string(),
+            line: case.span.line,
+            col: case.span.col,
+            user: case.user.clone(),
+            to: case.to.clone(),
+            expect: case.expect.clone(),
+            passed: failure.is_none(),
+            failure,
+        });
     }
-    let _ = writeln!(out, "{passed} passed, {failed} failed");
+    let report = super::offline::TestReport {
+        passed,
+        failed,
+        cases: results,
+    };
+    if let Some(path) = &how.junit {
+        if let Err(e) = std::fs::write(path, super::offline::junit(&report, &file)) {
+            let _ = writeln!(err, "error: cannot write `{}`: {e}", path.display());
+            return exit::ERROR;
+        }
+    }
+    if how.json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        let _ = writeln!(out, "{passed} passed, {failed} failed");
+    }
     if failed == 0 {
         exit::OK
     } else {

@@ -6,18 +6,17 @@
 mod cases;
 mod check;
 pub mod daemon;
+pub mod fleet;
+pub mod offline;
 
 use std::{io::Write, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-pub use cases::run_cases;
+pub use cases::{run_cases, run_cases_as, CaseOutput};
 pub use check::{check, parse_dest, render as render_check, CheckReport, Dest};
 
-use crate::{
-    compile::{self, Directory},
-    policy::{self, Severity},
-};
+use crate::{compile::Directory, policy};
 
 /// Exit codes shared by the subcommands.
 pub mod exit {
@@ -66,12 +65,22 @@ pub enum Command {
     Events(daemon::EventsArgs),
     /// Stop enforcement: jumpd detaches its programs and exits
     Detach(daemon::DetachArgs),
+    /// Validate DIR (users and groups unknown here are warnings) and make it the policy of
+    /// every jump host: one etcd transaction replaces the policy keys; prints the revision
+    Push(fleet::PushArgs),
+    /// Every jump host's state from etcd; exit 0 when all applied the latest revision
+    Fleet(fleet::FleetArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// The policy directory
     pub dir: PathBuf,
+    /// Print JSON: `{dir, valid, errors, warnings, counts}`
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub accounts: offline::AccountArgs,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +100,9 @@ pub struct CheckArgs {
     /// jumpd's control socket (for the live policy)
     #[arg(long, env = "JUMP_SOCKET", default_value = crate::daemon::config::DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// With DIR only
+    #[command(flatten)]
+    pub accounts: offline::AccountArgs,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +111,14 @@ pub struct TestArgs {
     pub dir: PathBuf,
     /// A YAML list of cases like `- {user: alice, to: "198.51.100.130:5432", expect: allow}`
     pub cases: PathBuf,
+    /// Print JSON: `{passed, failed, cases: [{file, line, col, user, to, expect, passed, failure}]}`
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the results as JUnit XML to FILE (for CI systems)
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    #[command(flatten)]
+    pub accounts: offline::AccountArgs,
 }
 
 impl CheckArgs {
@@ -115,9 +135,11 @@ impl CheckArgs {
 /// Runs the policy subcommands with the system's users and the current time.
 pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let now = jiff::Timestamp::now();
-    let dir = compile::SystemDirectory::default();
     match command {
-        Command::Validate(a) => validate(&a.dir, &dir, now, out, err),
+        Command::Validate(a) => match a.accounts.load(err) {
+            Some(dir) => offline::validate(&a.dir, &dir, now, a.json, out, err),
+            None => exit::ERROR,
+        },
         Command::Check(a) => {
             let at = match a.at.as_deref().map(parse_time).transpose() {
                 Ok(at) => at.unwrap_or(now),
@@ -127,7 +149,10 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 }
             };
             match a.parts() {
-                (Some(d), user, dest) => check::run(&d, user, dest, at, a.json, &dir, out, err),
+                (Some(d), user, dest) => match a.accounts.load(err) {
+                    Some(dir) => check::run(&d, user, dest, at, a.json, &dir, out, err),
+                    None => exit::ERROR,
+                },
                 (None, user, dest) => {
                     let conn = daemon::Conn {
                         socket: a.socket.clone(),
@@ -137,7 +162,16 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 }
             }
         }
-        Command::Test(a) => run_cases(&a.dir, &a.cases, &dir, now, out, err),
+        Command::Test(a) => match a.accounts.load(err) {
+            Some(dir) => {
+                let how = CaseOutput {
+                    json: a.json,
+                    junit: a.junit.clone(),
+                };
+                run_cases_as(&a.dir, &a.cases, &dir, now, &how, out, err)
+            }
+            None => exit::ERROR,
+        },
         Command::Schema => {
             let _ = out.write_all(policy::schema::json_schema().as_bytes());
             exit::OK
@@ -147,6 +181,8 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Stats(c) => daemon::stats(c, out, err),
         Command::Events(a) => daemon::events(a, out, err),
         Command::Detach(a) => daemon::detach(a, out, err),
+        Command::Push(a) => fleet::push(a, out, err),
+        Command::Fleet(a) => fleet::fleet(a, out, err),
     }
 }
 
@@ -159,7 +195,8 @@ pub fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
     })
 }
 
-/// Loads and compiles; prints every diagnostic. Exit 0 when valid (warnings allowed), else 1.
+/// Loads and compiles; prints every diagnostic. Exit 0 when valid (warnings allowed), 1 when
+/// not, 2 when the directory cannot be read (`offline::validate`).
 pub fn validate(
     dir: &std::path::Path,
     directory: &dyn Directory,
@@ -167,49 +204,7 @@ pub fn validate(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    let loaded = match policy::load_dir(dir) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = writeln!(err, "{e}");
-            let warnings = e
-                .errors
-                .iter()
-                .filter(|d| d.severity == Severity::Warning)
-                .count();
-            let _ = writeln!(err, "{}", summary(e.errors.len() - warnings, warnings));
-            return exit::FAIL;
-        }
-    };
-    match compile::compile_full(&loaded.policy, directory, now) {
-        Ok(c) => {
-            let mut warnings = loaded.warnings;
-            warnings.extend(c.warnings);
-            for w in &warnings {
-                let _ = writeln!(err, "{w}");
-            }
-            debug_assert!(warnings.iter().all(|w| w.severity == Severity::Warning));
-            let _ = writeln!(
-                out,
-                "{}: valid policy, {} rules, {} profiles, {} destination and {} port entries ({} warning{})",
-                dir.display(),
-                c.image.rules.len() - 1,
-                c.image.users.values().collect::<std::collections::BTreeSet<_>>().len(),
-                c.image.dests.len(),
-                c.image.ports.len(),
-                warnings.len(),
-                if warnings.len() == 1 { "" } else { "s" },
-            );
-            exit::OK
-        }
-        Err(e) => {
-            for w in &loaded.warnings {
-                let _ = writeln!(err, "{w}");
-            }
-            let _ = writeln!(err, "{e}");
-            let _ = writeln!(err, "{}", summary(e.errors.len(), loaded.warnings.len()));
-            exit::FAIL
-        }
-    }
+    offline::validate(dir, directory, now, false, out, err)
 }
 
 fn summary(errors: usize, warnings: usize) -> String {

@@ -98,23 +98,46 @@ fn validate_reports_every_error_and_exits_1() {
     let f = t.0.join("20-access.yaml").display().to_string();
     assert_eq!(code, 1);
     assert_eq!(out, "");
+    // Every error at once: the unknown user too, not only once the files are otherwise valid.
     assert_eq!(
         err,
         format!(
-            "{f}:4:18: unknown zone `dnz`\n  help: did you mean `dmz`?\n{f}:4:31: invalid port range `90-80`: start is greater than end\nerror: invalid policy: 2 errors, 0 warnings\n"
+            "{f}:3:20: unknown user `mallory`\n  help: users come from /etc/passwd and NSS (LDAP, SSSD), or the file given with `--passwd`\n{f}:4:18: unknown zone `dnz`\n  help: did you mean `dmz`?\n{f}:4:31: invalid port range `90-80`: start is greater than end\nerror: invalid policy: 3 errors, 0 warnings\n"
         )
     );
-    // Users are resolved once the files are valid.
-    std::fs::write(
-        t.0.join("20-access.yaml"),
-        "rules:\n  - name: a\n    users: [alice, mallory]\n    allow: [{to: dmz}]\n",
-    )
-    .unwrap();
-    let (code, _, err) = run_validate(&t.0);
+}
+
+#[test]
+fn validate_of_an_unreadable_directory_exits_2_and_json_has_one_shape() {
+    let (code, out, err) = run_validate(Path::new("/nonexistent/policy"));
+    assert_eq!(code, 2, "no answer, not an invalid policy");
+    assert_eq!(out, "");
+    assert!(
+        err.starts_with("error: cannot read policy directory `/nonexistent/policy`: "),
+        "{err}"
+    );
+    let t = TempDir::new(
+        "json",
+        &[(
+            "p.yaml",
+            "rules:\n  - name: a\n    users: [mallory]\n    allow: [{to: 10.0.0.0/8}]\n",
+        )],
+    );
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = super::offline::validate(&t.0, &directory(), now(), true, &mut out, &mut err);
     assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["errors"][0]["line"], 3);
+    assert_eq!(v["errors"][0]["message"], "unknown user `mallory`");
+    assert_eq!(v["warnings"], serde_json::json!([]));
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = super::offline::validate(&policies(), &directory(), now(), true, &mut out, &mut err);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(
-        err,
-        format!("{f}:3:20: unknown user `mallory`\n  help: users come from /etc/passwd; give users known only to a directory service (LDAP) by numeric uid\nerror: invalid policy: 1 error, 0 warnings\n")
+        (v["valid"].clone(), v["counts"]["rules"].clone()),
+        (true.into(), 8.into())
     );
 }
 

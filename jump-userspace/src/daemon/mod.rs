@@ -7,6 +7,8 @@ pub mod audit;
 pub mod config;
 pub mod control;
 pub mod diff;
+pub mod etcd;
+pub mod metrics;
 pub mod privileges;
 pub mod systemd;
 pub mod watch;
@@ -53,6 +55,10 @@ pub mod message_id {
     pub const EVENTS_HELD: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f809";
     /// The kernel maps were rewritten behind jumpd's back (journald PRIORITY 2).
     pub const MAPS_TAMPERED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80a";
+    /// etcd (the policy source) cannot be reached; enforcement is unchanged (`daemon::etcd`).
+    pub const ETCD_UNREACHABLE: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f821";
+    /// etcd reachable again after `ETCD_UNREACHABLE`.
+    pub const ETCD_REACHABLE: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f822";
 }
 
 /// How often jumpd reads its maps back to find rewrites (`check_integrity`), at the least.
@@ -87,10 +93,17 @@ pub fn plan(
     subuid: &std::path::Path,
 ) -> anyhow::Result<Plan> {
     let loaded = policy::load_dir_with(dir, READ).map_err(|e| anyhow::anyhow!("{e}"))?;
+    plan_loaded(loaded, known, subuid)
+}
+
+/// `plan` of a policy already read (a directory, or etcd's keys).
+pub fn plan_loaded(
+    loaded: policy::Loaded,
+    known: &std::collections::BTreeSet<String>,
+    subuid: &std::path::Path,
+) -> anyhow::Result<Plan> {
     let now = jiff::Timestamp::now();
-    let directory = compile::SystemDirectory {
-        subuid: subuid.to_path_buf(),
-    };
+    let directory = compile::Accounts::host(subuid);
     let compiled = compile::compile_with(
         &loaded.policy,
         &directory,
@@ -133,9 +146,16 @@ pub trait Live: Datapath {
     fn verify(&self) -> anyhow::Result<Vec<String>>;
     /// Writes back what jumpd wrote.
     fn restore(&mut self) -> anyhow::Result<()>;
+    /// (program, runs, run time) of each attached program (`metrics`).
+    fn program_stats(&self) -> Vec<(String, u64, std::time::Duration)> {
+        Vec::new()
+    }
 }
 
 impl Live for Kernel {
+    fn program_stats(&self) -> Vec<(String, u64, std::time::Duration)> {
+        Kernel::program_stats(self)
+    }
     fn verify(&self) -> anyhow::Result<Vec<String>> {
         Kernel::verify(self)
     }
@@ -232,6 +252,9 @@ pub struct State {
     integrity: control::Integrity,
     maps_tampered: u64,
     next_verify: Instant,
+    pub metrics: metrics::Metrics,
+    /// The etcd policy source, when jumpd has one.
+    etcd: Option<etcd::Link>,
 }
 
 /// How many generations' rule tables are kept for naming rules in revocation records.
@@ -259,6 +282,8 @@ impl State {
             integrity: control::Integrity::default(),
             maps_tampered: 0,
             next_verify: Instant::now() + VERIFY_EVERY,
+            metrics: metrics::Metrics::new(),
+            etcd: None,
         }
     }
 
@@ -297,6 +322,8 @@ fn log_revocations(st: &State, trigger: &revoke::Trigger, outcome: revoke::Outco
     for e in &outcome.failures {
         tracing::error!("revocation: {e}");
     }
+    st.metrics
+        .revoked(outcome.revoked.len(), outcome.failures.len());
     for r in outcome.revoked {
         let rec = &r.record;
         let (rule, location) = st.rule_name(rec.generation, rec.rule_id);
@@ -503,8 +530,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let first = plan(&opts.policy_dir, &Default::default(), &opts.subuid_file)
-        .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?;
+    let (first, etcd_boot) = match &opts.etcd {
+        Some(conn) => etcd::first_plan(&opts, conn).map(|(p, b)| (p, Some((conn.clone(), b))))?,
+        None => (
+            plan(&opts.policy_dir, &Default::default(), &opts.subuid_file)
+                .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?,
+            None,
+        ),
+    };
     pins::ensure_bpffs(&opts.pin_dir)?;
     let pin_dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
     // INVARIANT (one daemon per cgroup): locked before any map is touched; held until exit.
@@ -574,8 +607,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Bound before the capability drop: giving the socket to the admin group needs CAP_CHOWN.
     let listener = control::bind(&opts.control_socket, &opts.control_group)?;
     let _socket = control::SocketFile(opts.control_socket.clone());
+    let metrics_listener = opts.metrics_listen.map(metrics::bind).transpose()?;
     let kept = privileges::drop_privileges().context("failed to drop capabilities")?;
     st.capabilities = privileges::names(&kept);
+    // After the drop: threads the etcd client starts (name resolution) inherit the reduced sets.
+    let (_no_etcd, mut etcd_rx) = mpsc::channel::<etcd::Msg>(1);
+    if let Some((conn, boot)) = etcd_boot {
+        etcd_rx = etcd::start(&mut st, &opts, conn, boot);
+    }
     tracing::info!(
         "capabilities dropped; kept {} and set no-new-privileges",
         st.capabilities.join(",")
@@ -594,6 +633,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         calls_tx,
         st.bus.clone(),
     );
+    if let Some(l) = metrics_listener {
+        let addr = l.local_addr()?;
+        metrics::serve(l, &st.metrics)?;
+        tracing::info!("metrics at http://{addr}/metrics");
+    }
     let hooks = kernel.hooks().join(",");
     tracing::info!(
         message_id = message_id::STARTED,
@@ -656,8 +700,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                     reload(&mut kernel, &mut st, &opts, "interfaces");
                 }
             }
+            Some(()) = st.metrics.wanted() => metrics::refresh(&kernel, &mut st),
             _ = hup.recv() => reload(&mut kernel, &mut st, &opts, "sighup"),
             Some(trigger) = watch_rx.recv() => reload(&mut kernel, &mut st, &opts, &trigger),
+            Some(msg) = etcd_rx.recv() => etcd::on_message(&mut kernel, &mut st, &opts, msg),
             Some(call) = calls.recv() => {
                 if let Some(exit) = handle(&mut kernel, &mut st, &opts, call) {
                     break exit;
@@ -752,7 +798,7 @@ pub fn detach(opts: &Options) -> anyhow::Result<()> {
 }
 
 /// One line for `systemctl status`.
-fn status_line(st: &State, opts: &Options) -> String {
+pub(crate) fn status_line(st: &State, opts: &Options) -> String {
     let sha = st.active.as_ref().map(|a| a.sha256.as_str()).unwrap_or("");
     format!(
         "{} generation {} (sha256 {}){}",
@@ -773,6 +819,9 @@ fn status_line(st: &State, opts: &Options) -> String {
 /// Re-reads the policy directory and the user database and applies the result. A policy that
 /// does not compile, or that the kernel refuses, leaves the active generation in force.
 pub fn reload(dp: &mut dyn Datapath, st: &mut State, opts: &Options, trigger: &str) {
+    if st.etcd.as_ref().is_some_and(etcd::Link::has_policy) {
+        return etcd::reload(dp, st, opts, trigger);
+    }
     systemd::reloading();
     let known = st
         .active
@@ -817,6 +866,7 @@ fn reload_with(
                     st.generation
                 ),
             });
+            st.metrics.reloaded(true, false);
             return;
         }
     }
@@ -850,6 +900,7 @@ fn reload_with(
             }
         }
     };
+    st.metrics.reloaded(outcome.ok, true);
     st.last_reload = Some(outcome);
 }
 
@@ -897,11 +948,9 @@ impl<T: Live> LiveDatapath for T {
     }
 }
 
-pub fn status(dp: &dyn LiveDatapath, st: &State, opts: &Options) -> control::Status {
-    use jump_common::counter;
-    let c = dp.counters().unwrap_or_default();
-    let (rules, users, profiles) = st
-        .active
+/// (rules, users, profiles) of the policy in force.
+fn status_counts(st: &State) -> (usize, usize, usize) {
+    st.active
         .as_ref()
         .map(|a| {
             let i = &a.compiled.image;
@@ -917,7 +966,13 @@ pub fn status(dp: &dyn LiveDatapath, st: &State, opts: &Options) -> control::Sta
                     .len(),
             )
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+pub fn status(dp: &dyn LiveDatapath, st: &State, opts: &Options) -> control::Status {
+    use jump_common::counter;
+    let c = dp.counters().unwrap_or_default();
+    let (rules, users, profiles) = status_counts(st);
     control::Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
@@ -952,6 +1007,7 @@ pub fn status(dp: &dyn LiveDatapath, st: &State, opts: &Options) -> control::Sta
         capabilities: st.capabilities.clone(),
         watching: st.watching.clone(),
         integrity: st.integrity.clone(),
+        etcd: st.etcd.as_ref().map(etcd::Link::view),
     }
 }
 
@@ -964,6 +1020,8 @@ pub fn stats(dp: &dyn LiveDatapath, st: &State) -> anyhow::Result<control::Stats
         });
     };
     let infos = &active.compiled.image.rules;
+    let by_name: std::collections::HashMap<String, [u64; 3]> =
+        hits_by_name(dp, st)?.into_iter().collect();
     let mut rules: Vec<control::RuleStats> = infos
         .iter()
         .enumerate()
@@ -976,22 +1034,6 @@ pub fn stats(dp: &dyn LiveDatapath, st: &State) -> anyhow::Result<control::Stats
             audit: 0,
         })
         .collect();
-    // Totals over jumpd's life, by rule name: generations gone, the previous one (its slot may
-    // still count in-flight decisions) and the active one.
-    let mut by_name = st.retired_hits.clone();
-    let previous = st.tables.iter().rev().nth(1);
-    if let Some((_, table)) = previous {
-        for (rule, act, n) in dp.previous_rule_hits(table.len())? {
-            if let (Some(r), true) = (table.get(rule as usize), act < 3) {
-                by_name.entry(r.name.clone()).or_default()[act as usize] += n;
-            }
-        }
-    }
-    for (rule, act, n) in dp.rule_hits(infos.len())? {
-        if let (Some(r), true) = (infos.get(rule as usize), act < 3) {
-            by_name.entry(r.name.clone()).or_default()[act as usize] += n;
-        }
-    }
     for r in &mut rules {
         if let Some(h) = by_name.get(&r.name) {
             r.allow = h[action::ALLOW as usize];
@@ -1003,6 +1045,41 @@ pub fn stats(dp: &dyn LiveDatapath, st: &State) -> anyhow::Result<control::Stats
         generation: st.generation,
         rules,
     })
+}
+
+/// Rule hits over jumpd's life by rule name and action: generations gone, the previous one
+/// (its slot may still count in-flight decisions) and the active one. The active policy's
+/// rules come first, in id order.
+fn hits_by_name(dp: &dyn LiveDatapath, st: &State) -> anyhow::Result<Vec<(String, [u64; 3])>> {
+    let mut by_name = st.retired_hits.clone();
+    let previous = st.tables.iter().rev().nth(1);
+    if let Some((_, table)) = previous {
+        for (rule, act, n) in dp.previous_rule_hits(table.len())? {
+            if let (Some(r), true) = (table.get(rule as usize), act < 3) {
+                by_name.entry(r.name.clone()).or_default()[act as usize] += n;
+            }
+        }
+    }
+    let infos = st
+        .active
+        .as_ref()
+        .map(|a| a.compiled.image.rules.as_slice())
+        .unwrap_or_default();
+    for (rule, act, n) in dp.rule_hits(infos.len())? {
+        if let (Some(r), true) = (infos.get(rule as usize), act < 3) {
+            by_name.entry(r.name.clone()).or_default()[act as usize] += n;
+        }
+    }
+    let mut out = Vec::with_capacity(by_name.len());
+    for r in infos {
+        if let Some(h) = by_name.remove(&r.name) {
+            out.push((r.name.clone(), h));
+        }
+    }
+    let mut rest: Vec<_> = by_name.into_iter().collect();
+    rest.sort();
+    out.extend(rest);
+    Ok(out)
 }
 
 /// `jumpctl check USER DEST` against the policy in force.
@@ -1136,6 +1213,7 @@ fn report_held(kernel: &mut dyn Live, st: &mut State) {
                     "{}",
                     crate::events::held::message(&s, &user)
                 );
+                st.metrics.held(s.uid, s.over_budget, s.similar, s.lost);
                 if let Err(e) = kernel.mark_reported(s.uid, s.counts) {
                     tracing::error!("uid {}: {e:#}", s.uid);
                 }

@@ -19,7 +19,7 @@ use aya::{
 use jump_common::{
     counter, maps, rule_hit_index, DestKey, DestValue, Limits, PortKey, PortValue, RuleTableChunk,
     SlotConfig, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, ViaKey, ViaSet,
-    Window, MAX_RULES, RULE_TABLE_CHUNK, RULE_TABLE_CHUNKS,
+    Window, HIT_COUNTED_RULES, RULE_TABLE_CHUNK, RULE_TABLE_CHUNKS,
 };
 use nix::time::{clock_gettime, ClockId};
 
@@ -416,7 +416,7 @@ impl Kernel {
     fn slot_hits(&self, slot: u32, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>> {
         let map: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map(maps::RULE_HITS)?)?;
         let mut out = Vec::new();
-        for rule in 0..(rules as u32).min(MAX_RULES) {
+        for rule in 0..(rules as u32).min(HIT_COUNTED_RULES) {
             for action in 0..3u8 {
                 let n: u64 = map
                     .get(&rule_hit_index(slot, rule, action), 0)?
@@ -433,7 +433,7 @@ impl Kernel {
     /// Zeroes a slot's rule hits from rule `from` up to `rules`, before the slot is filled
     /// with a new policy.
     fn zero_hits(&mut self, slot: u32, from: usize, rules: usize) -> anyhow::Result<()> {
-        let range = (from as u32).min(MAX_RULES)..(rules as u32).min(MAX_RULES);
+        let range = (from as u32).min(HIT_COUNTED_RULES)..(rules as u32).min(HIT_COUNTED_RULES);
         let entries: Vec<(u32, u8)> = range
             .flat_map(|rule| (0..3u8).map(move |action| (rule, action)))
             .collect();
@@ -828,5 +828,33 @@ impl Kernel {
             }
         }
         Ok(())
+    }
+}
+
+/// Per-program statistics for the metrics (`daemon::metrics`).
+impl Kernel {
+    /// (program, runs, run time) of each attached program, as the kernel counts them while
+    /// `kernel.bpf_stats_enabled` is 1. An adopted program (a previous jumpd's, still attached
+    /// through its pinned link) is the one that runs, not this jumpd's copy: it is found
+    /// through the link.
+    pub fn program_stats(&self) -> Vec<(String, u64, Duration)> {
+        let ids: Vec<(&str, u32)> = PROGRAMS
+            .iter()
+            .filter_map(|name| {
+                let pin = super::pins::link_path(&self.pin_dir, name);
+                let id = match aya::programs::links::PinnedLink::from_pin(&pin) {
+                    Ok(link) => FdLink::from(link).info().ok()?.program_id(),
+                    Err(_) => self.ebpf.program(name)?.info().ok()?.id(),
+                };
+                Some((*name, id))
+            })
+            .collect();
+        aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .filter_map(|info| {
+                let (name, _) = ids.iter().find(|(_, id)| *id == info.id())?;
+                Some((name.to_string(), info.run_count(), info.run_time()))
+            })
+            .collect()
     }
 }

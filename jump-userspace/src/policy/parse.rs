@@ -181,6 +181,18 @@ struct RawEntry {
 pub(crate) fn parse_files(
     files: &[(String, String)],
 ) -> Result<(Policy, Vec<Diagnostic>), PolicyErrors> {
+    let (policy, warnings, errors) = parse_files_lenient(files);
+    if !errors.is_empty() {
+        return Err(PolicyErrors::new(errors));
+    }
+    Ok((policy, warnings))
+}
+
+/// `parse_files`, keeping what parsed despite errors: the rules without errors of their own,
+/// so that `jumpctl validate` can resolve their users and groups and report every error at once.
+pub(crate) fn parse_files_lenient(
+    files: &[(String, String)],
+) -> (Policy, Vec<Diagnostic>, Vec<Diagnostic>) {
     let mut errors = Vec::new();
     let mut dropped = 0;
     let mut warnings = Vec::new();
@@ -293,18 +305,16 @@ pub(crate) fn parse_files(
             ));
         }
     }
-    if !errors.is_empty() {
-        return Err(PolicyErrors::new(errors));
-    }
     warnings.sort_by(|a, b| a.span.cmp(&b.span));
-    Ok((
+    (
         Policy {
             defaults,
             zones,
             rules: out_rules,
         },
         warnings,
-    ))
+        errors,
+    )
 }
 
 /// "Did you mean" suggestions for unknown zones, per policy.

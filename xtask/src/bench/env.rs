@@ -21,6 +21,43 @@ pub fn bench_bin(bins: &Bins) -> PathBuf {
     bins.probe.with_file_name("jump-bench")
 }
 
+/// The reference programs' object (`jump-ebpf/src/reference.rs`), built beside jump's.
+pub fn reference_object(bins: &Bins) -> PathBuf {
+    let release = bins.probe.parent().unwrap_or(Path::new("."));
+    release.join("../ebpf/bpfel-unknown-none/release/reference")
+}
+
+/// `jump-bench reference`: the reference programs attached to `cgroup` (one of the bench's
+/// own) with the client's grants, until the returned guard ends the loader (the kernel then
+/// detaches them).
+pub fn reference(
+    bins: &Bins,
+    cgroup: &Path,
+    uid: u32,
+    server: std::net::Ipv4Addr,
+    ports: &[u16],
+) -> anyhow::Result<Proc> {
+    let mut p = Proc::spawn(
+        Command::new(bench_bin(bins))
+            .arg("reference")
+            .arg(reference_object(bins))
+            .arg(cgroup)
+            .arg(uid.to_string())
+            .arg(server.to_string())
+            .args(ports.iter().map(u16::to_string))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+        "the reference programs' loader",
+    )?;
+    let mut line = String::new();
+    BufReader::new(p.child.stdout.take().expect("piped")).read_line(&mut line)?;
+    anyhow::ensure!(
+        line.trim() == "ready",
+        "the reference programs were not attached: {line}"
+    );
+    Ok(p)
+}
+
 /// The policy pipeline timer (a jump-userspace example), built in the same profile.
 pub fn compile_time_bin(bins: &Bins) -> PathBuf {
     bins.probe

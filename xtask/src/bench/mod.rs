@@ -35,8 +35,8 @@ use jump_tests::{cgroup::TestCgroup, netns::Topology, Bins};
 use serde_json::Value;
 
 use env::{Jumpd, Proc};
-use report::{Events, Latency, Op, Policy, ProgTime, Report, System, Teams, Throughput};
-use rules::{CLIENT_UID, DENIED_PORT, IPERF_PORT, SERVER, TCP_PORT, UDP_PORT};
+use report::{Added, Events, Latency, Op, Policy, ProgTime, Report, System, Teams, Throughput};
+use rules::{CLIENT_UID, DENIED_PORT, IPERF_PORT, SERVER, SERVER6, TCP_PORT, UDP_PORT};
 use stats::{Batch, Spread};
 
 pub struct Options {
@@ -188,6 +188,17 @@ fn client(
     max_ms: u64,
     port: u16,
 ) -> anyhow::Result<ClientRun> {
+    client_to(bins, place, op, n, max_ms, &format!("{SERVER}:{port}"))
+}
+
+fn client_to(
+    bins: &Bins,
+    place: &(PathBuf, PathBuf),
+    op: &str,
+    n: usize,
+    max_ms: u64,
+    to: &str,
+) -> anyhow::Result<ClientRun> {
     let out = Command::new(env::bench_bin(bins))
         .arg("--cgroup")
         .arg(&place.0)
@@ -199,12 +210,7 @@ fn client(
             "--gid",
             &CLIENT_UID.to_string(),
         ])
-        .args([
-            op,
-            &n.to_string(),
-            &max_ms.to_string(),
-            &format!("{SERVER}:{port}"),
-        ])
+        .args([op, &n.to_string(), &max_ms.to_string(), to])
         .stderr(Stdio::inherit())
         .output()
         .context("failed to start jump-bench")?;
@@ -286,53 +292,113 @@ fn jumpd_policy(
     Ok(d)
 }
 
-/// Per-call run time of the programs on `system`'s cgroup: one client batch per repetition with
-/// `kernel.bpf_stats_enabled` on, the kernel's totals differenced around each.
+/// The batches the programs' run time is measured in: (name, client op, destination). `bulk`
+/// is iperf3 (TCP, as in the throughput table): almost all its packets are of an established
+/// connection, the egress fast path.
+fn prog_batches() -> [(&'static str, &'static str, String); 5] {
+    [
+        ("bulk", "iperf", String::new()),
+        ("tcp", "tcp", format!("{SERVER}:{TCP_PORT}")),
+        ("udp", "udp", format!("{SERVER}:{UDP_PORT}")),
+        ("tcp6", "tcp", format!("[{SERVER6}]:{TCP_PORT}")),
+        ("udp6", "udp", format!("[{SERVER6}]:{UDP_PORT}")),
+    ]
+}
+
+/// Per-call run time of the programs on each system's cgroup, and all of them per operation:
+/// one client batch of each kind per system and repetition with `kernel.bpf_stats_enabled` on,
+/// the kernel's totals differenced around each batch. The systems alternate within every
+/// repetition (in a rotating order), so jump and the reference programs share the noise.
 fn prog_times(
     bins: &Bins,
     plan: &Plan,
     places: &Places,
-    system: System,
+    systems: &[System],
     rules: usize,
-) -> anyhow::Result<Vec<ProgTime>> {
-    let place = places.of(system);
+) -> anyhow::Result<(Vec<ProgTime>, Vec<Added>)> {
     let _stats = env::BpfStats::enable()?;
-    let mut per: Vec<(String, Vec<f64>, u64)> = Vec::new();
-    for _ in 0..plan.reps {
-        check()?;
-        let before = env::cgroup_progs(&place.0)?;
-        let r = client(bins, place, "tcp", plan.tcp_iters, plan.batch_ms, TCP_PORT)?;
-        ensure!(r.errors == 0, "granted connects failed: {}", r.error);
-        for a in env::cgroup_progs(&place.0)? {
-            let Some(b) = before.iter().find(|b| b.id == a.id) else {
-                continue;
-            };
-            let calls = a.run_cnt.saturating_sub(b.run_cnt);
-            if calls == 0 {
-                continue;
-            }
-            let ns = a.run_time_ns.saturating_sub(b.run_time_ns) as f64 / calls as f64;
-            match per.iter_mut().find(|(n, ..)| *n == a.name) {
-                Some((_, v, c)) => {
-                    v.push(ns);
-                    *c += calls;
+    type Key = (System, &'static str, String);
+    let mut per: Vec<(Key, Vec<f64>, u64)> = Vec::new();
+    let mut added: Vec<((System, &'static str), Vec<f64>)> = Vec::new();
+    for rep in 0..plan.reps {
+        for system in stats::rotation(systems, rep) {
+            let place = places.of(system);
+            for (batch, op, to) in prog_batches() {
+                check()?;
+                let iters = if op == "tcp" {
+                    plan.tcp_iters
+                } else {
+                    plan.udp_iters
+                };
+                let before = env::cgroup_progs(&place.0)?;
+                let ops = if op == "iperf" {
+                    iperf(bins, place, plan.iperf_secs, false)?;
+                    None
+                } else {
+                    let r = client_to(bins, place, op, iters, plan.batch_ms, &to)?;
+                    ensure!(
+                        r.errors == 0,
+                        "{}: granted {op} to {to} failed: {}",
+                        system.label(),
+                        r.error
+                    );
+                    Some(r.ns.len())
+                };
+                let mut total = 0u64;
+                for a in env::cgroup_progs(&place.0)? {
+                    let Some(b) = before.iter().find(|b| b.id == a.id) else {
+                        continue;
+                    };
+                    let calls = a.run_cnt.saturating_sub(b.run_cnt);
+                    let time = a.run_time_ns.saturating_sub(b.run_time_ns);
+                    total += time;
+                    if calls == 0 {
+                        continue;
+                    }
+                    let ns = time as f64 / calls as f64;
+                    let key = (system, batch, a.name.clone());
+                    match per.iter_mut().find(|(k, ..)| *k == key) {
+                        Some((_, v, c)) => {
+                            v.push(ns);
+                            *c += calls;
+                        }
+                        None => per.push((key, vec![ns], calls)),
+                    }
                 }
-                None => per.push((a.name.clone(), vec![ns], calls)),
+                let Some(ops) = ops else { continue };
+                let per_op = total as f64 / ops.max(1) as f64;
+                match added.iter_mut().find(|(k, _)| *k == (system, batch)) {
+                    Some((_, v)) => v.push(per_op),
+                    None => added.push(((system, batch), vec![per_op])),
+                }
             }
         }
     }
-    Ok(per
+    let progs = per
         .into_iter()
-        .filter_map(|(prog, v, calls)| {
+        .filter_map(|((system, op, prog), v, calls)| {
             Some(ProgTime {
                 rules,
                 system,
+                op,
                 prog,
                 ns_per_call: Spread::of(&v)?,
                 calls,
             })
         })
-        .collect())
+        .collect();
+    let added = added
+        .into_iter()
+        .filter_map(|((system, op), v)| {
+            Some(Added {
+                rules,
+                system,
+                op,
+                ns_per_op: Spread::of(&v)?,
+            })
+        })
+        .collect();
+    Ok((progs, added))
 }
 
 const SYSTEMS: [System; 5] = [
@@ -632,6 +698,8 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
     let specs = vec![
         format!("tcp:{SERVER}:{TCP_PORT}"),
         format!("udp:{SERVER}:{UDP_PORT}"),
+        format!("tcp:[{SERVER6}]:{TCP_PORT}"),
+        format!("udp:[{SERVER6}]:{UDP_PORT}"),
     ];
     let mut servers: Vec<Proc> = Vec::new();
     for t in [&topo_a, &topo_n, &topo_i] {
@@ -649,6 +717,14 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
     let cg_plain = TestCgroup::new()?;
     let cg_jump = TestCgroup::new()?;
     let cg_audit = TestCgroup::new()?;
+    let cg_ref = TestCgroup::new()?;
+    let _reference = env::reference(
+        bins,
+        &cg_ref.path,
+        CLIENT_UID,
+        SERVER,
+        &[TCP_PORT, UDP_PORT, IPERF_PORT],
+    )?;
     let places = Places {
         at: HashMap::from([
             (
@@ -662,6 +738,10 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
             (
                 System::JumpAudit.key(),
                 (cg_audit.path.clone(), topo_a.host.path()),
+            ),
+            (
+                System::Reference.key(),
+                (cg_ref.path.clone(), topo_a.host.path()),
             ),
             (
                 System::Nft.key(),
@@ -724,12 +804,14 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
             plan.reloads,
             &mut p,
         )?;
+        // Every decision an event: without the per-destination rate limit and the per-uid
+        // budget, each connect emits one (the emitting cost of issue 19).
         let audit = Jumpd::start(
             bins,
             &dir_a,
             &cg_audit.path,
             work.0.join(format!("{n}/audit.log")),
-            &[],
+            &["--event-rate-window-ms", "0", "--event-user-rate", "0"],
         )?;
         report.jump_hooks = jump.hooks.clone();
         report.policy.push(p);
@@ -745,11 +827,15 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
         progress(format!("{n} rules: connect and sendto latency"));
         report.latency.extend(latencies(bins, &plan, &places, n)?);
         progress(format!("{n} rules: programs' run time"));
-        for sys in [System::Jump, System::JumpAudit] {
-            report
-                .progs
-                .extend(prog_times(bins, &plan, &places, sys, n)?);
-        }
+        let (progs, added) = prog_times(
+            bins,
+            &plan,
+            &places,
+            &[System::Reference, System::Jump, System::JumpAudit],
+            n,
+        )?;
+        report.progs.extend(progs);
+        report.added.extend(added);
         if k + 1 == plan.sizes.len() {
             progress(format!("{n} rules: throughput"));
             report.throughput = throughput(bins, &plan, &places, n)?;

@@ -14,6 +14,8 @@ pub enum System {
     JumpAudit,
     Nft,
     Iptables,
+    /// The reference programs (`jump-ebpf/src/reference.rs`): one hash lookup per call.
+    Reference,
 }
 
 impl System {
@@ -24,6 +26,7 @@ impl System {
             System::JumpAudit => "jump-audit",
             System::Nft => "nftables",
             System::Iptables => "iptables",
+            System::Reference => "reference",
         }
     }
 
@@ -34,6 +37,7 @@ impl System {
             System::JumpAudit => "jump (log: all)",
             System::Nft => "nftables set",
             System::Iptables => "iptables linear",
+            System::Reference => "reference (one lookup)",
         }
     }
 }
@@ -95,10 +99,22 @@ pub struct Policy {
 pub struct ProgTime {
     pub rules: usize,
     pub system: System,
+    /// The client batch it was measured in: `tcp` (connect + close), `udp` (sendto).
+    pub op: &'static str,
     pub prog: String,
     /// Over the repetitions.
     pub ns_per_call: Spread,
     pub calls: u64,
+}
+
+/// All programs' run time on a system's cgroup per client operation (connect + close, or one
+/// sendto): what the hooks add to the operation's wall time.
+#[derive(Clone, Debug)]
+pub struct Added {
+    pub rules: usize,
+    pub system: System,
+    pub op: &'static str,
+    pub ns_per_op: Spread,
 }
 
 #[derive(Clone, Debug)]
@@ -146,6 +162,7 @@ pub struct Report {
     pub latency: Vec<Latency>,
     pub policy: Vec<Policy>,
     pub progs: Vec<ProgTime>,
+    pub added: Vec<Added>,
     pub events: Option<Events>,
     pub throughput: Vec<Throughput>,
     pub teams: Option<Teams>,
@@ -245,7 +262,163 @@ impl Report {
         v
     }
 
-    /// Issue 8's targets, judged on this run.
+    fn prog(&self, rules: usize, system: System, op: &str, name: &str) -> Option<&ProgTime> {
+        self.progs
+            .iter()
+            .find(|p| p.rules == rules && p.system == system && p.op == op && p.prog == name)
+    }
+
+    fn prog_sizes(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.progs.iter().map(|p| p.rules).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// `jump`'s program `name` ÷ the reference program `ref_name` in the same batches, at every
+    /// rule count: (rules, jump ns, reference ns).
+    fn versus_reference(&self, op: &str, name: &str) -> Vec<(usize, f64, f64)> {
+        self.prog_sizes()
+            .into_iter()
+            .filter_map(|n| {
+                let j = self.prog(n, System::Jump, op, name)?;
+                let r = self.prog(n, System::Reference, op, &format!("ref_{name}"))?;
+                Some((n, j.ns_per_call.median, r.ns_per_call.median))
+            })
+            .collect()
+    }
+
+    /// A ratio target judged at every rule count measured: met when every ratio is at most
+    /// `limit`.
+    fn ratio_target(
+        goal: &'static str,
+        limit: f64,
+        pairs: &[(usize, f64, f64)],
+        absent: &str,
+    ) -> Target {
+        if pairs.is_empty() {
+            return Target {
+                goal,
+                status: Status::NotMeasured,
+                detail: absent.into(),
+            };
+        }
+        let ok = pairs.iter().all(|(_, a, b)| a / b <= limit);
+        Target {
+            goal,
+            status: if ok { Status::Met } else { Status::Missed },
+            detail: pairs
+                .iter()
+                .map(|(n, a, b)| format!("{n} rules: {a:.0} ÷ {b:.0} ns = {:.2}×", a / b))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
+
+    /// Issue 19's targets (the hot paths against the reference programs), judged on this run.
+    pub fn hot_path_targets(&self) -> Vec<Target> {
+        let mut t = Vec::new();
+        for (op, name, goal) in [
+            (
+                "tcp",
+                "connect4",
+                "`connect4` per call ≤ 2× a one-lookup `connect4` (reference)",
+            ),
+            (
+                "udp",
+                "sendmsg4",
+                "`sendmsg4` per call ≤ 2× a one-lookup `sendmsg4` (reference)",
+            ),
+            (
+                "tcp6",
+                "connect6",
+                "`connect6` per call ≤ 2× a one-lookup `connect6` (reference)",
+            ),
+            (
+                "udp6",
+                "sendmsg6",
+                "`sendmsg6` per call ≤ 2× a one-lookup `sendmsg6` (reference)",
+            ),
+        ] {
+            let mut target = Self::ratio_target(
+                goal,
+                2.0,
+                &self.versus_reference(op, name),
+                "not in this run",
+            );
+            if name == "connect4" {
+                // The floor with a per-socket record, measured on the same connects.
+                let floors: Vec<String> = self
+                    .prog_sizes()
+                    .into_iter()
+                    .filter_map(|n| {
+                        let r = self.prog(n, System::Reference, op, "ref_connect4_record")?;
+                        Some(format!("{n}: {:.0} ns", r.ns_per_call.median))
+                    })
+                    .collect();
+                if !floors.is_empty() {
+                    target.detail += &format!(
+                        " (one lookup and creating an 80-byte socket storage, `ref_connect4_record`: {})",
+                        floors.join("; ")
+                    );
+                }
+            }
+            t.push(target);
+        }
+        t.push(Self::ratio_target(
+            "`egress` on packets of connected TCP sockets (bulk batch) ≤ 1.2× a one-lookup cgroup_skb (reference)",
+            1.2,
+            &self.versus_reference("bulk", "egress"),
+            "not in this run",
+        ));
+        let emitting: Vec<(usize, f64, f64)> = self
+            .prog_sizes()
+            .into_iter()
+            .filter_map(|n| {
+                let e = self.prog(n, System::JumpAudit, "tcp", "connect4")?;
+                let q = self.prog(n, System::Jump, "tcp", "connect4")?;
+                Some((n, e.ns_per_call.median, q.ns_per_call.median))
+            })
+            .collect();
+        t.push(Self::ratio_target(
+            "`connect4` emitting an event (log: all, no limits) ≤ 3× non-emitting (log: deny)",
+            3.0,
+            &emitting,
+            "not in this run",
+        ));
+        let goal = "connect()+close() at 100,000 rules ≤ 1.03× bare, by the programs' run time added to bare wall time";
+        let base = self.latency_of(100_000, Op::Connect, System::Baseline);
+        let added = self
+            .added
+            .iter()
+            .find(|a| a.rules == 100_000 && a.system == System::Jump && a.op == "tcp");
+        t.push(match (base, added) {
+            (Some(b), Some(a)) => {
+                let r = (b.median.median + a.ns_per_op.median) / b.median.median;
+                let wall = self
+                    .latency_of(100_000, Op::Connect, System::Jump)
+                    .and_then(|l| l.ratio);
+                Target {
+                    goal,
+                    status: if r <= 1.03 { Status::Met } else { Status::Missed },
+                    detail: format!(
+                        "bare {:.1} µs + programs {:.0} ns per connect = {r:.3}×; wall-time ratio {}",
+                        b.median.median / 1000.0,
+                        a.ns_per_op.median,
+                        wall.map_or("—".into(), |w| spread(w, |x| format!("{x:.3}")))
+                    ),
+                }
+            }
+            _ => Target {
+                goal,
+                status: Status::NotMeasured,
+                detail: "100,000 rules not in this run".into(),
+            },
+        });
+        t
+    }
+
+    /// Issue 8's targets, then issue 19's, judged on this run.
     pub fn targets(&self) -> Vec<Target> {
         let mut t = Vec::new();
         let jump100k = self
@@ -375,6 +548,7 @@ impl Report {
         t.push(self.events_target());
         t.push(self.journald_target());
         t.push(self.grants_target());
+        t.extend(self.hot_path_targets());
         t
     }
 
@@ -439,23 +613,61 @@ impl Report {
         }
         if !self.progs.is_empty() {
             s.push_str("### Programs' own run time (kernel.bpf_stats_enabled)\n\n");
+            s.push_str(
+                "Per call, median over repetitions (min–max); batches `bulk` (iperf3 TCP), `tcp` \
+                 (connect + close), `udp` (sendto), the `6` ones over IPv6; the systems alternate within each \
+                 repetition. ÷ reference: jump's program over the reference program of the same \
+                 hook in the same batches (one hash lookup, `jump-ebpf/src/reference.rs`).\n\n",
+            );
             let rows: Vec<Vec<String>> = self
                 .progs
                 .iter()
                 .map(|p| {
+                    let floor = (p.system != System::Reference)
+                        .then(|| {
+                            self.prog(p.rules, System::Reference, p.op, &format!("ref_{}", p.prog))
+                        })
+                        .flatten();
                     vec![
                         p.rules.to_string(),
                         p.system.label().to_string(),
+                        p.op.to_string(),
                         p.prog.clone(),
                         spread(p.ns_per_call, |x| format!("{x:.0}")),
+                        floor.map_or("—".into(), |r| {
+                            format!("{:.2}", p.ns_per_call.median / r.ns_per_call.median)
+                        }),
                         p.calls.to_string(),
                     ]
                 })
                 .collect();
             s.push_str(&table(
-                &["rules", "system", "program", "ns/call", "calls"],
+                &[
+                    "rules",
+                    "system",
+                    "batch",
+                    "program",
+                    "ns/call",
+                    "÷ reference",
+                    "calls",
+                ],
                 &rows,
             ));
+            s.push('\n');
+            let rows: Vec<Vec<String>> = self
+                .added
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.rules.to_string(),
+                        a.system.label().to_string(),
+                        a.op.to_string(),
+                        spread(a.ns_per_op, |x| format!("{x:.0}")),
+                    ]
+                })
+                .collect();
+            s.push_str("All programs' run time per operation (what the hooks add to it), ns:\n\n");
+            s.push_str(&table(&["rules", "system", "batch", "ns/op"], &rows));
             s.push('\n');
         }
         let policy_row = |label: String, p: &Policy| {
@@ -615,8 +827,12 @@ impl Report {
             })).collect::<Vec<_>>(),
             "policy": self.policy.iter().map(|p| self.policy_json(p)).collect::<Vec<_>>(),
             "bpf_run_time": self.progs.iter().map(|p| json!({
-                "rules": p.rules, "system": p.system.key(), "prog": p.prog,
+                "rules": p.rules, "system": p.system.key(), "batch": p.op, "prog": p.prog,
                 "ns_per_call": sp(p.ns_per_call), "calls": p.calls,
+            })).collect::<Vec<_>>(),
+            "bpf_run_time_per_op": self.added.iter().map(|a| json!({
+                "rules": a.rules, "system": a.system.key(), "batch": a.op,
+                "ns_per_op": sp(a.ns_per_op),
             })).collect::<Vec<_>>(),
             "events": self.events.as_ref().map(|e| json!({
                 "attempts": e.attempts, "attempts_per_second": e.attempts_per_second, "events": e.events, "lost": e.lost, "seconds": e.seconds,

@@ -1,0 +1,300 @@
+//! jumpd's Prometheus endpoint against the real kernel: the real `promtool check metrics`
+//! accepts what it serves, a denied connection moves the deny counters, a reload neither resets
+//! nor double-counts them, and a local user who floods the endpoint with idle connections
+//! neither stops jumpd nor keeps the endpoint closed.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use jump_tests::{
+    cgroup::TestCgroup,
+    daemon::Jumpd,
+    netns::{Topology, INTERNAL_V4},
+    privileged,
+    probe::{self, Outcome, Placement, Servers},
+    Bins,
+};
+
+/// Granted tcp/7000 on the internal host.
+const A: u32 = 64501;
+/// Granted nothing.
+const B: u32 = 64502;
+
+const POLICY: &str = "\
+defaults:
+  egress: deny
+  log: all
+  loopback: allow
+rules:
+  - name: a-internal
+    users: [64501]
+    allow:
+      - {to: [198.51.100.10], ports: [7000], proto: [tcp]}
+";
+
+/// Fields drop in order: jumpd first, then what it enforced on.
+struct Fixture {
+    jumpd: Jumpd,
+    bins: Bins,
+    policy: tempfile::TempDir,
+    cg: TestCgroup,
+    topo: Topology,
+    _servers: Servers,
+    addr: SocketAddr,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let bins = Bins::from_env();
+        let topo = Topology::new().expect("topology");
+        let servers = Servers::start(
+            &bins,
+            &topo.internal.path(),
+            &["tcp:198.51.100.10:7000".into()],
+        )
+        .expect("servers");
+        let policy = tempfile::tempdir().expect("policy dir");
+        std::fs::write(policy.path().join("10-a.yaml"), POLICY).expect("policy file");
+        let cg = TestCgroup::new().expect("cgroup");
+        // Port 0: the kernel picks a free one, which jumpd logs.
+        let jumpd = Jumpd::start(
+            &bins,
+            policy.path(),
+            &cg.path,
+            &["--metrics-listen", "127.0.0.1:0"],
+        )
+        .expect("jumpd");
+        let line = jumpd.wait_line("the metrics address", |l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("metrics at http://"))
+        });
+        let addr = line["message"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("metrics at http://")
+            .trim_end_matches("/metrics")
+            .parse()
+            .expect("a socket address in the log line");
+        Self {
+            jumpd,
+            bins,
+            policy,
+            cg,
+            topo,
+            _servers: servers,
+            addr,
+        }
+    }
+
+    fn probe(&self, uid: u32) -> Outcome {
+        let at = Placement::user(uid, &self.cg.path, &self.topo.host.path());
+        probe::run(&self.bins, &at, "tcp", &format!("{INTERNAL_V4}:7000"))
+    }
+
+    /// GET `path`: (status line, body), or why there was no answer.
+    fn try_get(&self, path: &str) -> Result<(String, String), String> {
+        let mut s = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(|e| format!("write: {e}"))?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)
+            .map_err(|e| format!("read: {e}"))?;
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| format!("not an HTTP response: {text:?}"))?;
+        Ok((
+            head.lines().next().unwrap_or("").to_string(),
+            body.to_string(),
+        ))
+    }
+
+    fn get(&self, path: &str) -> (String, String) {
+        self.try_get(path)
+            .expect("an answer from the metrics endpoint")
+    }
+
+    fn scrape(&self) -> String {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+        body
+    }
+
+    /// Scrapes until `what` holds of a sample's value (jumpd reads the kernel at most once a
+    /// second), returning the value.
+    fn wait_sample(&self, series: &str, what: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = match self.try_get("/metrics") {
+                Ok((status, body)) if status == "HTTP/1.1 200 OK" => body,
+                Ok((status, body)) => format!("{status}\n{body}"),
+                Err(e) => e,
+            };
+            let v = sample(&text, series);
+            if let Some(v) = v.filter(|v| ok(*v)) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{series} never became {what} (last {v:?}):\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `promtool check metrics` on `text`: the real Prometheus parser and linter.
+fn promtool(text: &str) -> (bool, String) {
+    let promtool =
+        which("promtool").expect("promtool (Debian package `prometheus`; `cargo xtask setup`)");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|p| p.exists())
+    })
+}
+
+const DENY: &str = "jump_decisions_total{verdict=\"deny\"}";
+const DEFAULT_DENY: &str = "jump_rule_hits_total{rule=\"default\",verdict=\"deny\"}";
+const A_ALLOW: &str = "jump_rule_hits_total{rule=\"a-internal\",verdict=\"allow\"}";
+
+#[test]
+fn promtool_accepts_the_metrics_and_a_denied_probe_moves_the_deny_counter() {
+    if !privileged("promtool_accepts_the_metrics_and_a_denied_probe_moves_the_deny_counter") {
+        return;
+    }
+    let f = Fixture::new();
+    f.jumpd.wait_generation(1);
+    let text = f.scrape();
+    let (ok, out) = promtool(&text);
+    assert!(
+        ok,
+        "promtool check metrics rejected /metrics: {out}\n{text}"
+    );
+    for series in [
+        "jump_policy_generation 1",
+        "jump_policy_rules 2",
+        "jump_policy_users 1",
+        "jump_reloads_total{result=\"applied\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == series), "`{series}` in:\n{text}");
+    }
+    let before = sample(&text, DENY).unwrap_or(0.0);
+    let rule_before = sample(&text, DEFAULT_DENY).unwrap_or(0.0);
+
+    assert!(f.probe(B).is_refused(), "uid {B} has no grant");
+    let after = f.wait_sample(DENY, "larger after a denied probe", |v| v > before);
+    let rule_after = sample(&f.scrape(), DEFAULT_DENY).unwrap_or(0.0);
+    assert!(
+        rule_after > rule_before,
+        "the default rule's deny hits should grow with the denied probe: {rule_before} then {rule_after}"
+    );
+    assert_eq!(f.probe(A), Outcome::Ok, "the granted twin still connects");
+    let allowed = f.wait_sample(A_ALLOW, "at least 1", |v| v >= 1.0);
+
+    // A reload moves the active rules to the other kernel slot, whose hits start at zero; two
+    // more recycle the first slot: the counters must neither drop nor jump.
+    for g in 2..=4u64 {
+        let tmp = f.policy.path().join(".10-a.yaml.tmp");
+        std::fs::write(&tmp, format!("# edit {g}\n{POLICY}")).unwrap();
+        std::fs::rename(&tmp, f.policy.path().join("10-a.yaml")).unwrap();
+        f.jumpd.wait_generation(g);
+    }
+    f.wait_sample("jump_policy_generation", "4", |v| v == 4.0);
+    let text = f.scrape();
+    assert_eq!(
+        sample(&text, DENY),
+        Some(after),
+        "reloads keep the deny total:\n{text}"
+    );
+    assert_eq!(
+        sample(&text, A_ALLOW),
+        Some(allowed),
+        "and the rule's hits:\n{text}"
+    );
+    assert_eq!(
+        sample(&text, "jump_reloads_total{result=\"applied\"}"),
+        Some(4.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "jump_last_successful_reload_timestamp_seconds").unwrap_or(0.0) > 1.7e9,
+        "{text}"
+    );
+    let (ok, out) = promtool(&text);
+    assert!(ok, "promtool, after reloads: {out}");
+
+    assert!(f.probe(B).is_refused(), "still no grant after the reloads");
+    f.wait_sample(DENY, "larger after another denied probe", |v| v > after);
+}
+
+#[test]
+fn idle_connections_neither_stop_jumpd_nor_keep_the_endpoint_closed() {
+    if !privileged("idle_connections_neither_stop_jumpd_nor_keep_the_endpoint_closed") {
+        return;
+    }
+    let f = Fixture::new();
+    f.jumpd.wait_generation(1);
+    let (status, _) = f.get("/");
+    assert!(
+        status.contains(" 404 "),
+        "only /metrics is served: {status}"
+    );
+    // An unprivileged user opens many connections and sends nothing (slowloris).
+    let idle: Vec<TcpStream> = (0..64)
+        .filter_map(|_| TcpStream::connect(f.addr).ok())
+        .collect();
+    assert!(!idle.is_empty());
+    assert!(
+        f.probe(B).is_refused(),
+        "enforcement goes on while the endpoint is flooded"
+    );
+    assert_eq!(f.probe(A), Outcome::Ok, "and the granted twin connects");
+    // Idle clients are closed after the header timeout (5 s): the endpoint answers again.
+    f.wait_sample(
+        "jump_policy_generation",
+        "1 once the idle clients are gone",
+        |v| v == 1.0,
+    );
+    drop(idle);
+    let _ = (&f.policy, &f.jumpd);
+}
