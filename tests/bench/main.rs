@@ -13,14 +13,14 @@
 //!   `ready` once bound. Unlike `jump-probe serve` it spawns no thread per connection, which
 //!   would make the server, not the filter, the thing measured.
 //! - `exec PROG ARGS…`: replaces itself with PROG once placed (iperf3 as a granted user).
-//! - `journal N FILE`: N journal entries, each the fields of the JSON object in FILE (one of
-//!   jumpd's entries, as `journalctl -o json` prints it, without the journal's own `_`/`__`
-//!   fields), sent to journald's socket in its native protocol, one datagram each, the way
-//!   `tracing-journald` sends them: the anchor of the journald sink's rate.
 //! - `reference OBJECT CGROUP UID ADDR PORT…`: loads the reference programs (jump-ebpf's
 //!   `reference.rs`), grants them UID's PORTs and ADDR, attaches them to CGROUP (one of the
 //!   bench's own), prints `ready` and keeps them attached until stdin closes or it is killed;
 //!   the kernel detaches them with its last file descriptor.
+//! - `journal N FILE`: N journal entries, each the fields of the JSON object in FILE (one of
+//!   jumpd's entries, as `journalctl -o json` prints it, without the journal's own `_`/`__`
+//!   fields), sent to journald's socket in its native protocol, one datagram each, the way
+//!   `tracing-journald` sends them: the anchor of the journald sink's rate.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -227,7 +227,6 @@ fn main() {
             Ok(())
         })(),
         ["serve", ..] => serve(&args[1..]),
-        ["journal", n, file] => num(n, "count").and_then(|n| journal(n, file)),
         ["reference", object, cgroup, uid, to, ..] => (|| {
             let ports = args[6..]
                 .iter()
@@ -236,6 +235,7 @@ fn main() {
             let to: std::net::Ipv4Addr = num(to, "IPv4 address")?;
             reference::serve(object, cgroup, num(uid, "uid")?, to, &ports)
         })(),
+        ["journal", n, file] => num(n, "count").and_then(|n| journal(n, file)),
         ["exec", prog, ..] => Err(format!(
             "exec {prog}: {}",
             std::process::Command::new(prog).args(&args[2..]).exec()

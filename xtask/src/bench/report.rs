@@ -545,10 +545,10 @@ impl Report {
                 detail: "not in this run".into(),
             },
         });
+        t.extend(self.hot_path_targets());
         t.push(self.events_target());
         t.push(self.journald_target());
         t.push(self.grants_target());
-        t.extend(self.hot_path_targets());
         t
     }
 
