@@ -1131,7 +1131,7 @@ mod tests {
             rss_kib: 1,
             peak_rss_kib: 1,
         });
-        let t = &r.targets()[5];
+        let t = &r.events_target();
         assert_eq!(
             t.status,
             Status::Missed,
