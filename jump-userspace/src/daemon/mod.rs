@@ -475,6 +475,9 @@ fn install(
         }
         Err(e) => tracing::warn!("failed to encode the rule table: {e}"),
     }
+    if let Err(e) = dp.clear_previous() {
+        tracing::error!("failed to empty the previous generation's slot: {e:#}");
+    }
     st.enricher
         .set_generation(generation, plan.image.rules.clone(), plan.sha256.clone());
     st.active = Some(Active {

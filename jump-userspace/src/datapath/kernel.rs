@@ -81,6 +81,9 @@ pub struct Kernel {
     /// nothing there since, so a reload can fill it without scanning the maps for leftovers
     /// first. False for slots of adopted pinned state, which a previous jumpd may have left.
     slot_empty: [bool; 2],
+    /// The slot `apply` switched away from and what this jumpd wrote there, if it did, until
+    /// `clear_previous` empties it.
+    previous: Option<(u32, Option<Written>)>,
     /// (generation, hits) of recycled slots, until `take_retired_hits`.
     retired: Vec<(u64, super::RuleHits)>,
     /// `JUMP_LOCAL_ADDRS` and `JUMP_HOST_NETNS` as last written: also compared by `verify`.
@@ -142,6 +145,7 @@ impl Kernel {
             attached: Vec::new(),
             slot_rules: [0; 2],
             slot_empty: [false; 2],
+            previous: None,
             retired: Vec::new(),
             written: None,
             limits: opts.limits,
@@ -636,7 +640,23 @@ impl Datapath for Kernel {
         std::mem::take(&mut self.retired)
     }
 
+    fn clear_previous(&mut self) -> anyhow::Result<()> {
+        let Some((slot, written)) = self.previous.take() else {
+            return Ok(());
+        };
+        // The old slot's entries are the ones this jumpd wrote there (its `written` image):
+        // removed by key, without scanning the maps. Anything else there (adopted state, or
+        // entries root added, which `verify` reports) needs the scan.
+        match written.filter(|w| w.slot == slot) {
+            Some(w) => self.remove_written(&w.image)?,
+            None => self.clear(slot)?,
+        }
+        self.slot_empty[slot as usize] = true;
+        Ok(())
+    }
+
     fn apply(&mut self, image: &MapImage, generation: u64) -> anyhow::Result<()> {
+        self.clear_previous()?;
         let active = self.active_slot()?;
         let target = 1 - active;
         let s = SlotImage::build(image, target, generation, self.tai_offset_ns)?;
@@ -678,14 +698,7 @@ impl Datapath for Kernel {
             slot: target,
             image: s,
         });
-        // The old slot's entries are the ones this jumpd wrote there (its `written` image):
-        // removed by key, without scanning the maps. Anything else there (adopted state, or
-        // entries root added, which `verify` reports) needs the scan.
-        match previous.filter(|w| w.slot == active) {
-            Some(w) => self.remove_written(&w.image)?,
-            None => self.clear(active)?,
-        }
-        self.slot_empty[active as usize] = true;
+        self.previous = Some((active, previous));
         Ok(())
     }
 }

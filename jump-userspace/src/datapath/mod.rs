@@ -63,6 +63,14 @@ pub trait Datapath {
     fn keep_rule_table(&mut self, _json: &[u8]) -> anyhow::Result<()> {
         Ok(())
     }
+
+    /// Empties the slot the last `apply` switched away from. The switch alone put the new
+    /// generation in force, so the daemon reports it loaded first and calls this right after
+    /// (before anything else, integrity checks included, looks at the maps); `apply` also does
+    /// it first if it was not called.
+    fn clear_previous(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// An in-memory datapath: keeps the last applied image, as the kernel would.
