@@ -58,9 +58,9 @@ pub struct DetachArgs {
 }
 
 /// Why a request did not get an answer.
-struct Failure {
-    code: u8,
-    message: String,
+pub(super) struct Failure {
+    pub(super) code: u8,
+    pub(super) message: String,
 }
 
 fn connect(socket: &Path) -> Result<UnixStream, Failure> {
@@ -137,7 +137,7 @@ fn exchange(
 }
 
 /// One request, one reply; a failed reply is a `Failure` unless `keep_failed`.
-fn call(socket: &Path, request: &Request) -> Result<Reply, Failure> {
+pub(super) fn call(socket: &Path, request: &Request) -> Result<Reply, Failure> {
     let mut got = None;
     exchange(socket, request, |r| {
         got = Some(r);
@@ -149,14 +149,14 @@ fn call(socket: &Path, request: &Request) -> Result<Reply, Failure> {
     })
 }
 
-fn fail(reply: &Reply) -> Failure {
+pub(super) fn fail(reply: &Reply) -> Failure {
     Failure {
         code: code_of(reply.kind),
         message: reply.error.clone().unwrap_or_else(|| "failed".into()),
     }
 }
 
-fn print_json(out: &mut dyn Write, v: &Value) {
+pub(super) fn print_json(out: &mut dyn Write, v: &Value) {
     let _ = writeln!(
         out,
         "{}",
@@ -164,7 +164,7 @@ fn print_json(out: &mut dyn Write, v: &Value) {
     );
 }
 
-fn finish(result: Result<u8, Failure>, err: &mut dyn Write) -> u8 {
+pub(super) fn finish(result: Result<u8, Failure>, err: &mut dyn Write) -> u8 {
     match result {
         Ok(code) => code,
         Err(f) => {

@@ -7,6 +7,7 @@ mod cases;
 mod check;
 pub mod daemon;
 pub mod offline;
+mod show;
 
 use std::{io::Write, path::PathBuf};
 
@@ -64,6 +65,10 @@ pub enum Command {
     Events(daemon::EventsArgs),
     /// Stop enforcement: jumpd detaches its programs and exits
     Detach(daemon::DetachArgs),
+    /// The effective policy — what USER (or every profile) may reach, listen on and when — read
+    /// back from the compiled image the running jumpd installed in the kernel, or with --dir
+    /// from a policy directory compiled offline
+    Show(show::ShowArgs),
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +180,7 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Stats(c) => daemon::stats(c, out, err),
         Command::Events(a) => daemon::events(a, out, err),
         Command::Detach(a) => daemon::detach(a, out, err),
+        Command::Show(a) => show::run(a, now, out, err),
     }
 }
 

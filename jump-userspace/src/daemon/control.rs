@@ -19,6 +19,7 @@
 //! {"cmd":"events","follow":false,"user":"alice","verdict":"deny"}   filters optional
 //! {"cmd":"check","user":"alice","dest":"198.51.100.7:22/tcp","at":"2026-01-01T09:00:00Z"}
 //! {"cmd":"detach"}
+//! {"cmd":"show","user":"alice"}                                    user optional
 //! ```
 //! Replies: `{"ok":true,"data":…}` with `data` a `Status`, `ReloadOutcome`, `Stats`, a list of
 //! event records, a check report or a `Detached`; with `follow`, one `{"ok":true,"data":RECORD}`
@@ -92,6 +93,11 @@ pub enum Request {
         at: Option<String>,
     },
     Detach,
+    /// The effective policy, of one user or of everyone (`jumpctl show`).
+    Show {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+    },
 }
 
 impl Request {
@@ -103,6 +109,7 @@ impl Request {
             Request::Events { .. } => "events",
             Request::Check { .. } => "check",
             Request::Detach => "detach",
+            Request::Show { .. } => "show",
         }
     }
 }
@@ -652,6 +659,13 @@ mod tests {
                 r#"{"cmd":"check","user":"alice","dest":"198.51.100.7:22"}"#,
             ),
             (Request::Detach, r#"{"cmd":"detach"}"#),
+            (Request::Show { user: None }, r#"{"cmd":"show"}"#),
+            (
+                Request::Show {
+                    user: Some("alice".into()),
+                },
+                r#"{"cmd":"show","user":"alice"}"#,
+            ),
         ];
         for (req, json) in cases {
             assert_eq!(serde_json::to_string(&req).unwrap(), json);

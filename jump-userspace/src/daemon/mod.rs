@@ -9,6 +9,7 @@ pub mod control;
 pub mod diff;
 pub mod metrics;
 pub mod privileges;
+pub mod show;
 pub mod systemd;
 pub mod watch;
 
@@ -885,6 +886,7 @@ fn handle(dp: &mut dyn LiveDatapath, st: &mut State, opts: &Options, call: Call)
             ),
         },
         control::Request::Check { user, dest, at } => check(st, opts, user, dest, at.as_deref()),
+        control::Request::Show { user } => show::show(st, opts, user.as_deref()),
         control::Request::Detach => {
             tracing::warn!("detach requested by {}", call.peer);
             return Some(Exit::Detach(call.reply));
