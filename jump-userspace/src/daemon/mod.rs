@@ -747,6 +747,12 @@ pub fn detach_standalone(opts: &Options) -> anyhow::Result<()> {
 pub fn detach(opts: &Options) -> anyhow::Result<()> {
     let dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
     let detached = pins::detach(&dir)?;
+    // The layout and root directories too, once nothing else is pinned below them (removing a
+    // directory that is not empty, or a mount point, fails and is left alone).
+    if let Some(layout) = dir.parent() {
+        let _ = std::fs::remove_dir(layout);
+    }
+    let _ = std::fs::remove_dir(&opts.pin_dir);
     let what = if detached.is_empty() {
         "nothing (no pinned state)".to_string()
     } else {
