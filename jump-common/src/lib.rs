@@ -37,8 +37,13 @@ pub const MAX_DESTS: u32 = 262_144;
 pub const MAX_PORTS: u32 = 262_144;
 pub const MAX_WINDOWS: u32 = 4_096;
 pub const EVENTS_BYTES: u32 = 1 << 22;
-/// Rule ids per slot that `JUMP_RULE_HITS` counts; hits of higher ids are not counted.
-pub const MAX_RULES: u32 = 16_384;
+/// Rules per policy image. A rule id is a `u32` everywhere (candidates, `via`, events, the
+/// socket record), so this only bounds what the compiler accepts; no map is sized by it.
+pub const MAX_RULES: u32 = 1 << 20;
+/// Rule ids per slot that `JUMP_RULE_HITS` counts (`jumpctl stats`); hits of higher ids are
+/// not counted. Apart from `MAX_RULES`: a per-CPU counter per rule and action costs 48 bytes
+/// per rule and CPU, and the daemon zeroes a slot's counters before each reload.
+pub const HIT_COUNTED_RULES: u32 = 16_384;
 
 /// Two complete policy images live side by side in every map, told apart by `slot`. A reload
 /// fills the inactive slot, then flips `JUMP_ACTIVE[0]` with one array write; a program reads the
@@ -450,7 +455,7 @@ pub mod counter {
 /// Index of `JUMP_RULE_HITS` (per-CPU array of u64): hits of a rule with an action in a slot.
 /// The daemon zeroes a slot's hits before it fills the slot.
 pub const fn rule_hit_index(slot: u32, rule_id: u32, action: u8) -> u32 {
-    (slot * MAX_RULES + rule_id) * 3 + action as u32
+    (slot * HIT_COUNTED_RULES + rule_id) * 3 + action as u32
 }
 
 /// Value of `JUMP_SOCKS` (`BPF_MAP_TYPE_SK_STORAGE`, socket-local storage): who connected a
@@ -487,6 +492,13 @@ pub struct SockRecord {
     pub family: u16,
     pub dst_addr: [u8; 16],
     pub comm: [u8; COMM_LEN],
+    /// The interface the socket's packets were last seen to leave on with their path checked
+    /// (`path.rs`) and the deciding rule's `via` holding, under `generation`; 0 = not checked.
+    /// Set by the egress backstop for TCP sockets only; while a packet leaves on this interface
+    /// and `generation` is active, the backstop passes it on the record alone, without reading
+    /// the packet beyond its first header bytes (docs/enforcement.md, "The egress fast path").
+    pub path_ifindex: u32,
+    pub _pad: u32,
 }
 
 pub mod record_flags {
@@ -539,7 +551,8 @@ const _: () = {
     assert!(core::mem::size_of::<Window>() == 8 + 16 * MAX_INTERVALS);
     assert!(core::mem::size_of::<SlotConfig>() == 16);
     assert!(core::mem::size_of::<Event>() == 120);
-    assert!(core::mem::size_of::<SockRecord>() == 72);
+    assert!(core::mem::size_of::<SockRecord>() == 80);
+    assert!(core::mem::offset_of!(SockRecord, path_ifindex) == 72);
     assert!(core::mem::offset_of!(SockRecord, generation) == 0);
     assert!(core::mem::offset_of!(SockRecord, uid) == 8);
     assert!(core::mem::offset_of!(SockRecord, rule_id) == 28);

@@ -237,6 +237,33 @@ fn headers(skb: &SkBuffContext, p: &mut Packet) {
     }
 }
 
+/// The device an egress packet leaves on (`skb->dev`), from the context alone.
+#[inline(always)]
+pub fn ifindex(skb: &SkBuffContext) -> u32 {
+    // SAFETY: the context pointer of this program; the verifier checks the field access.
+    unsafe { (*skb.skb.skb).ifindex }
+}
+
+const IPV4_NO_OPTIONS: u8 = 0x45;
+const IPV6_VERSION: u8 = 6;
+
+/// Whether the packet starts with an IPv4 header without options, or an IPv6 header followed
+/// directly by TCP: the only shapes the egress fast path passes unread. Anything else (a source
+/// route set while no `setsockopt` program judged the socket, an extension header) goes the
+/// slow path, which reads the packet. Direct packet access: a bounds check and two loads, no
+/// helper call.
+#[inline(always)]
+pub fn plain_tcp_header(skb: &SkBuffContext) -> bool {
+    // SAFETY: context field reads; the verifier types them as packet pointers.
+    let (start, end) = unsafe { ((*skb.skb.skb).data as usize, (*skb.skb.skb).data_end as usize) };
+    if start + 8 > end {
+        return false;
+    }
+    // SAFETY: within [data, data_end), checked just above.
+    let (first, next) = unsafe { (*(start as *const u8), *((start + 6) as *const u8)) };
+    first == IPV4_NO_OPTIONS || (first >> 4 == IPV6_VERSION && next == IPPROTO_TCP)
+}
+
 /// What the listen shortcut needs of an egress packet's socket: `ANY_PORT` for a listener's
 /// SYN-ACK (sent from a `TCP_NEW_SYN_RECV` request socket), the local port of a full TCP stream
 /// socket, else 0 (no socket, raw and UDP sockets, time-wait).

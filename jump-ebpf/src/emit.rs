@@ -6,7 +6,7 @@
 
 use jump_common::{
     action, counter, dest_hash, log_mode, rule_hit_index, sketch_slot, Event, Limits, RateKey,
-    RateState, UidHeld, UidSketch, MAX_RULES, NO_NS_UID, SKETCH_REGISTERS,
+    RateState, UidHeld, UidSketch, HIT_COUNTED_RULES, NO_NS_UID, SKETCH_REGISTERS,
 };
 
 use crate::{
@@ -44,7 +44,7 @@ pub fn count(index: u32) {
 
 /// Counts the decision against its rule, for `jumpctl stats`.
 pub fn count_hit(d: &Decision) {
-    if d.rule_id >= MAX_RULES || d.action > action::AUDIT {
+    if d.rule_id >= HIT_COUNTED_RULES || d.action > action::AUDIT {
         return;
     }
     if let Some(p) = JUMP_RULE_HITS.get_ptr_mut(rule_hit_index(d.slot, d.rule_id, d.action)) {

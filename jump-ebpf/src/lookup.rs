@@ -98,14 +98,21 @@ impl Active {
             PortKey { slot_be: self.slot.to_be(), class_be: class.to_be(), proto, _pad: 0, port_be: port.to_be() },
         );
         let value = JUMP_PORTS.get(&key)?;
-        let now = now_tai();
+        // The clock is read only for a candidate with a time window (most lists have none).
+        let mut now = 0;
         for i in 0..MAX_CANDIDATES {
             if i as u32 >= value.len {
                 break;
             }
             let c = &value.candidates[i];
-            if c.window == WINDOW_ALWAYS || window_open(self.slot, c.window, now) {
-                return Some((c.action, c.rule_id, i > 0 || c.window != WINDOW_ALWAYS));
+            if c.window == WINDOW_ALWAYS {
+                return Some((c.action, c.rule_id, i > 0));
+            }
+            if now == 0 {
+                now = now_tai();
+            }
+            if window_open(self.slot, c.window, now) {
+                return Some((c.action, c.rule_id, true));
             }
         }
         None
@@ -157,6 +164,13 @@ pub fn flags(uid: u32) -> (u32, Decision) {
 /// The active slot and its generation (0: none), for checking a socket's record.
 pub fn active_slot() -> (u32, u64) {
     Active::get(0).map_or((0, 0), |a| (a.slot, a.cfg.generation))
+}
+
+/// The active generation (0: none): two array reads, which the verifier inlines.
+#[inline(always)]
+pub fn active_generation() -> u64 {
+    let slot = JUMP_ACTIVE.get(0).copied().unwrap_or(0);
+    JUMP_SLOTS.get(slot).map_or(0, |c| c.generation)
 }
 
 pub fn now_tai() -> u64 {

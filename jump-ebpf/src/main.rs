@@ -96,14 +96,14 @@ pub fn sock_create(ctx: SockContext) -> i32 {
         (SOCK_DGRAM, 1 | 58) | (SOCK_RAW, _) => true,
         _ => false,
     };
-    let who = current();
-    let (flags, deny) = lookup::flags(who.uid);
+    let uid = bpf_get_current_uid_gid() as u32;
+    let (flags, deny) = lookup::flags(uid);
     if needs_icmp && flags & profile_flags::ICMP != 0 {
         // Raw and ping sockets are judged as their creator, not as whoever the socket is later
         // `fchown`ed to (which moves `sk_uid`); a connect records its connector instead.
         // SAFETY: the helper reads the socket of this program's context.
         let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
-        let _ = maps::JUMP_OWNERS.insert(&cookie, &who.uid, 0);
+        let _ = maps::JUMP_OWNERS.insert(&cookie, &uid, 0);
         return PASS;
     }
     let dest = ctx::Dest {
@@ -112,14 +112,19 @@ pub fn sock_create(ctx: SockContext) -> i32 {
         proto: if s.protocol > 255 { 255 } else { s.protocol as u8 },
         family: s.family as u16,
     };
-    record(hook::SOCK_CREATE, &who, &dest, 0, &deny);
+    record_current(hook::SOCK_CREATE, &dest, &deny);
     REFUSE
 }
 
 /// Forgets a closing socket's owner, so `JUMP_OWNERS` holds live sockets only and its inserts
-/// never have to evict.
+/// never have to evict. Only raw and ping sockets have one (`sock_create`): TCP and UDP sockets
+/// close without touching the shared map.
 #[cgroup_sock(sock_release)]
 pub fn sock_release(ctx: SockContext) -> i32 {
+    let s = ctx::new_socket(&ctx);
+    if !matches!((s.kind, s.protocol), (SOCK_DGRAM, 1 | 58) | (SOCK_RAW, _)) {
+        return PASS;
+    }
     // SAFETY: the helper reads the socket of this program's context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
     let _ = maps::JUMP_OWNERS.remove(&cookie);
@@ -139,10 +144,23 @@ pub fn netns_probe(ctx: SkBuffContext) -> i32 {
 
 #[cgroup_skb(egress)]
 pub fn egress(ctx: SkBuffContext) -> i32 {
-    let p = ctx::packet(&ctx);
     // The socket's record (TCP and UDP sockets connected here), else for raw and ping sockets
     // their creator, else the socket's own uid (accepted and unconnected ones).
     let rec = socks::of_packet(&ctx);
+    // (0) The fast path: a connected TCP socket whose path was checked on this interface under
+    // the active generation passes on its record, without a lookup or reading the packet
+    // beyond a header without IPv4 options or IPv6 extension headers (docs/enforcement.md,
+    // "The egress fast path").
+    let ifindex = ctx::ifindex(&ctx);
+    if let Some(r) = rec {
+        // SAFETY: this socket's storage, valid during this program run.
+        if socks::settled(unsafe { &*r }, ifindex, lookup::active_generation())
+            && ctx::plain_tcp_header(&ctx)
+        {
+            return PASS;
+        }
+    }
+    let p = ctx::packet(&ctx);
     let uid = match rec {
         // SAFETY: this socket's storage, valid during this program run.
         Some(r) => unsafe { (*r).uid },
@@ -172,6 +190,8 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
                     && generation == active
                     && path::via_holds(slot, rule, p.ifindex)
                 {
+                    // SAFETY: as above.
+                    unsafe { socks::settle(&mut *r, p.ifindex) };
                     return PASS;
                 }
             }
@@ -196,7 +216,10 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
                 if let Some(r) = rec {
                     // Still allowed under this generation: the record vouches for it again.
                     // SAFETY: as above.
-                    unsafe { socks::refresh(&mut *r, &d) };
+                    unsafe {
+                        socks::refresh(&mut *r, &d);
+                        socks::settle(&mut *r, p.ifindex);
+                    }
                 }
                 return PASS;
             } else {
@@ -241,8 +264,9 @@ static LOGINUID_OFFSET: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static SESSIONID_OFFSET: Global<u32> = Global::new(0);
 
-/// The audit login uid and session of the current task: the person behind `sudo`/`su`.
-fn audit_ids() -> (u32, u32) {
+/// The audit login uid and session of the current task: the person behind `sudo`/`su`. Two
+/// `probe_read`s: called only where an event is built, or where a decision needs the person.
+pub fn audit_ids() -> (u32, u32) {
     let (lo, so) = (LOGINUID_OFFSET.load(), SESSIONID_OFFSET.load());
     if lo == 0 || so == 0 {
         return (u32::MAX, u32::MAX);
@@ -280,16 +304,28 @@ fn record(hook: u8, who: &emit::Origin, dest: &ctx::Dest, src_port: u16, d: &Dec
     }
 }
 
+/// `record` for a decision about the current task: who it is beyond the uid (gid, pid, comm,
+/// audit ids) is read only when the decision becomes an event.
+#[inline(never)]
+fn record_current(hook: u8, dest: &ctx::Dest, d: &Decision) {
+    emit::count(counter::DECISIONS);
+    emit::count_hit(d);
+    if emit::wanted(d) {
+        let who = current();
+        emit::emit(hook, &who, dest, 0, d);
+    }
+}
+
 #[inline(always)]
 fn egress_call(ctx: &SockAddrContext, hook: u8, dest: &ctx::Dest) -> i32 {
-    let who = current();
-    let d = lookup::decide(who.uid, dest);
-    record(hook, &who, dest, 0, &d);
+    let uid_gid = bpf_get_current_uid_gid();
+    let d = lookup::decide(uid_gid as u32, dest);
+    record_current(hook, dest, &d);
     if d.action != action::DENY {
         // A connect (re)writes the record; an unconnected send only creates one, so a
         // socket's sends do not replace who connected it.
         let connect = hook == hook::CONNECT4 || hook == hook::CONNECT6;
-        socks::write(ctx, hook, &who, dest, &d, !connect);
+        socks::write(ctx, hook, uid_gid, dest, &d, !connect);
     }
     verdict(ctx, &d, dest)
 }
@@ -300,9 +336,8 @@ fn bind_call(ctx: &SockAddrContext, hook: u8, local: &ctx::Dest) -> i32 {
     if local.port == 0 {
         return PASS;
     }
-    let who = current();
-    let d = lookup::listen(who.uid, local.proto, local.port);
-    record(hook, &who, local, 0, &d);
+    let d = lookup::listen(bpf_get_current_uid_gid() as u32, local.proto, local.port);
+    record_current(hook, local, &d);
     verdict(ctx, &d, local)
 }
 

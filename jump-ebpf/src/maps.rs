@@ -15,7 +15,7 @@ use jump_common::{
     RuleTableChunk, SlotConfig, SockRecord, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey,
     UserValue, ViaKey, ViaSet, MAX_LOCAL_ADDRS, MAX_SUBUID_BLOCKS, MAX_VIA_RULES, OWNER_SOCKETS,
     RATE_KEYS, RULE_TABLE_CHUNKS, UID_HELD_ENTRIES,
-    Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, MAX_RULES, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
+    Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, HIT_COUNTED_RULES, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
 };
 
 // Every map is pinned by name (under the daemon's pin directory) so that enforcement, policy and
@@ -50,7 +50,7 @@ pub static JUMP_EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
 pub static JUMP_COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(counter::LEN, 0);
 
 #[map]
-pub static JUMP_RULE_HITS: PerCpuArray<u64> = PerCpuArray::pinned(SLOT_COUNT * MAX_RULES * 3, 0);
+pub static JUMP_RULE_HITS: PerCpuArray<u64> = PerCpuArray::pinned(SLOT_COUNT * HIT_COUNTED_RULES * 3, 0);
 
 #[map]
 pub static JUMP_LIMITS: Array<Limits> = Array::pinned(1, 0);

@@ -13,4 +13,5 @@ pub mod datapath;
 pub mod escape;
 pub mod eval;
 pub mod events;
+pub mod fleet;
 pub mod policy;

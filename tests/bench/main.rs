@@ -13,6 +13,14 @@
 //!   `ready` once bound. Unlike `jump-probe serve` it spawns no thread per connection, which
 //!   would make the server, not the filter, the thing measured.
 //! - `exec PROG ARGS…`: replaces itself with PROG once placed (iperf3 as a granted user).
+//! - `reference OBJECT CGROUP UID ADDR PORT…`: loads the reference programs (jump-ebpf's
+//!   `reference.rs`), grants them UID's PORTs and ADDR, attaches them to CGROUP (one of the
+//!   bench's own), prints `ready` and keeps them attached until stdin closes or it is killed;
+//!   the kernel detaches them with its last file descriptor.
+//! - `journal N FILE`: N journal entries, each the fields of the JSON object in FILE (one of
+//!   jumpd's entries, as `journalctl -o json` prints it, without the journal's own `_`/`__`
+//!   fields), sent to journald's socket in its native protocol, one datagram each, the way
+//!   `tracing-journald` sends them: the anchor of the journald sink's rate.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -24,6 +32,8 @@ use std::{
 
 use nix::sys::socket::{setsockopt, sockopt};
 use serde_json::json;
+
+mod reference;
 
 fn addr(s: &str) -> Result<SocketAddr, String> {
     s.parse().map_err(|_| format!("bad address `{s}`"))
@@ -148,6 +158,49 @@ fn serve(specs: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// journald's native protocol: `KEY=value\n` per field, or for a value holding a newline
+/// `KEY\n`, its length as 64-bit little-endian, the bytes and `\n`.
+fn journal_datagram(entry: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
+    let mut d = Vec::new();
+    for (k, v) in entry {
+        let Some(v) = v.as_str() else { continue };
+        if k.starts_with('_') {
+            continue;
+        }
+        if v.contains('\n') {
+            d.extend_from_slice(k.as_bytes());
+            d.push(b'\n');
+            d.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        } else {
+            d.extend_from_slice(k.as_bytes());
+            d.push(b'=');
+        }
+        d.extend_from_slice(v.as_bytes());
+        d.push(b'\n');
+    }
+    d
+}
+
+fn journal(n: usize, file: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+    let entry: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
+    let datagram = journal_datagram(&entry);
+    let s = std::os::unix::net::UnixDatagram::unbound().map_err(|e| e.to_string())?;
+    let socket = "/run/systemd/journal/socket";
+    let start = Instant::now();
+    for _ in 0..n {
+        // Blocking, as tracing-journald's: journald's queue pushes back, nothing is dropped.
+        s.send_to(&datagram, socket)
+            .map_err(|e| format!("{socket}: {e}"))?;
+    }
+    println!(
+        "{}",
+        json!({"ok": true, "n": n, "bytes": datagram.len(), "elapsed_ns": start.elapsed().as_nanos() as u64})
+    );
+    Ok(())
+}
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if let Err(e) = jump_tests::place::place_self(&mut args) {
@@ -174,13 +227,23 @@ fn main() {
             Ok(())
         })(),
         ["serve", ..] => serve(&args[1..]),
+        ["reference", object, cgroup, uid, to, ..] => (|| {
+            let ports = args[6..]
+                .iter()
+                .map(|p| num::<u16>(p, "port"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let to: std::net::Ipv4Addr = num(to, "IPv4 address")?;
+            reference::serve(object, cgroup, num(uid, "uid")?, to, &ports)
+        })(),
+        ["journal", n, file] => num(n, "count").and_then(|n| journal(n, file)),
         ["exec", prog, ..] => Err(format!(
             "exec {prog}: {}",
             std::process::Command::new(prog).args(&args[2..]).exec()
         )),
         _ => Err(
             "usage: jump-bench [--cgroup DIR] [--netns FILE] [--uid U] [--gid G] \
-                  (tcp N MAX_MS ADDR | udp N MAX_MS ADDR | serve SPEC… | exec PROG ARGS…)"
+                  (tcp N MAX_MS ADDR | udp N MAX_MS ADDR | serve SPEC… | exec PROG ARGS… | \
+                  journal N FILE)"
                 .into(),
         ),
     };

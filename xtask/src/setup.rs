@@ -32,6 +32,13 @@ pub const PACKAGES: &[&str] = &[
     "iperf3",
     // promtool: the metrics test checks /metrics with the real Prometheus parser.
     "prometheus",
+    // etcd-client's build script generates its gRPC code from etcd's .proto files.
+    "protobuf-compiler",
+    // The fleet test runs its own etcd (3.4) and writes to it with etcdctl.
+    "etcd-server",
+    "etcd-client",
+    // `perf`, to profile jumpd under the bench's event storm.
+    "linux-perf",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -396,6 +396,9 @@ pub fn render_status(s: &Status) -> String {
         "events:      {} decisions, {} sent, {} suppressed, {} over a user's budget, {} dropped (ring buffer full), {} followers dropped\n",
         c.decisions, c.events_sent, c.events_suppressed, c.events_over_budget, c.events_dropped, c.followers_dropped
     );
+    if let Some(e) = &s.etcd {
+        o += &e.render();
+    }
     let i = &s.integrity;
     o += &match &i.last_tampering {
         Some(t) => format!(
@@ -620,6 +623,7 @@ mod tests {
             capabilities: vec!["cap_bpf".into()],
             watching: vec![],
             integrity: Default::default(),
+            etcd: None,
         };
         let text = render_status(&s);
         assert!(

@@ -6,6 +6,7 @@
 mod cases;
 mod check;
 pub mod daemon;
+pub mod fleet;
 pub mod offline;
 mod show;
 
@@ -69,6 +70,11 @@ pub enum Command {
     /// back from the compiled image the running jumpd installed in the kernel, or with --dir
     /// from a policy directory compiled offline
     Show(show::ShowArgs),
+    /// Validate DIR (users and groups unknown here are warnings) and make it the policy of
+    /// every jump host: one etcd transaction replaces the policy keys; prints the revision
+    Push(fleet::PushArgs),
+    /// Every jump host's state from etcd; exit 0 when all applied the latest revision
+    Fleet(fleet::FleetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +187,8 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Events(a) => daemon::events(a, out, err),
         Command::Detach(a) => daemon::detach(a, out, err),
         Command::Show(a) => show::run(a, now, out, err),
+        Command::Push(a) => fleet::push(a, out, err),
+        Command::Fleet(a) => fleet::fleet(a, out, err),
     }
 }
 

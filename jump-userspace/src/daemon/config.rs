@@ -13,6 +13,7 @@ pub const DEFAULT_POLICY_DIR: &str = "/etc/jump/policies";
 pub const DEFAULT_SOCKET: &str = "/run/jump/jumpd.sock";
 pub const DEFAULT_GROUP: &str = "jump-admin";
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/jump";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/jump";
 
 /// Enforce refuses what the policy denies; audit decides and logs the same way but never
 /// refuses (every deny becomes a "would-deny"), for rolling out a new policy.
@@ -106,6 +107,12 @@ pub struct FileConfig {
     /// Subordinate uid ranges (subuid(5)).
     pub subuid_file: Option<PathBuf>,
     pub metrics: Option<MetricsConfig>,
+    /// Where the policy comes from besides the directory: `{etcd: {...}}`.
+    pub policy_source: Option<PolicySourceConfig>,
+    /// This host's name in a fleet (etcd status key); default the host name.
+    pub node_name: Option<String>,
+    /// jumpd's state (the cached etcd revision below `etcd/`).
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -113,6 +120,23 @@ pub struct FileConfig {
 pub struct MetricsConfig {
     /// `ADDR:PORT` to serve Prometheus metrics on; unset: no metrics.
     pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySourceConfig {
+    pub etcd: Option<EtcdConfig>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConfig {
+    pub endpoints: Vec<String>,
+    pub prefix: Option<String>,
+    /// PEM CA certificate; with `cert` and `key`, mutual TLS.
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -189,6 +213,30 @@ pub struct Flags {
     /// and naming rules and uids: use a loopback address such as 127.0.0.1:9464
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Take the policy from etcd (`http(s)://host:port`, comma-separated): the keys
+    /// `PREFIX policies/NAME.yaml`; --policy-dir, if given, is the fallback for a first start
+    /// with neither etcd nor a cached revision
+    #[arg(long, value_delimiter = ',', value_name = "URL[,URL…]")]
+    pub policy_etcd: Vec<String>,
+    /// Key prefix of the fleet in etcd [default: /jump/]
+    #[arg(long)]
+    pub etcd_prefix: Option<String>,
+    /// PEM CA certificate that signed etcd's server certificate (TLS)
+    #[arg(long)]
+    pub etcd_ca: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with --etcd-key)
+    #[arg(long)]
+    pub etcd_cert: Option<PathBuf>,
+    /// PEM private key of --etcd-cert
+    #[arg(long)]
+    pub etcd_key: Option<PathBuf>,
+    /// This host's name in the fleet: its status key `PREFIX status/NODE` [default: the host name]
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// jumpd's state directory; the cached etcd revision is kept in `etcd/` below it
+    /// [default: /var/lib/jump]
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// The settings jumpd runs with: flags over file over defaults.
@@ -210,6 +258,65 @@ pub struct Settings {
     pub debug_kernel: bool,
     pub subuid_file: PathBuf,
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The etcd policy source, if any.
+    pub etcd: Option<crate::fleet::Connection>,
+    pub node_name: String,
+    pub state_dir: PathBuf,
+    /// Whether a policy directory was named (with etcd: the fallback), not only defaulted.
+    pub policy_dir_given: bool,
+}
+
+/// The etcd source from flags over file, checked.
+fn etcd_source(
+    file: &FileConfig,
+    flags: &Flags,
+) -> Result<Option<crate::fleet::Connection>, String> {
+    let conf = file
+        .policy_source
+        .as_ref()
+        .and_then(|p| p.etcd.clone())
+        .unwrap_or_default();
+    let endpoints = if flags.policy_etcd.is_empty() {
+        conf.endpoints.clone()
+    } else {
+        flags.policy_etcd.clone()
+    };
+    let endpoints: Vec<String> = endpoints
+        .iter()
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    if endpoints.is_empty() {
+        return Ok(None);
+    }
+    let prefix = crate::fleet::normalize_prefix(
+        flags
+            .etcd_prefix
+            .as_deref()
+            .or(conf.prefix.as_deref())
+            .unwrap_or(crate::fleet::DEFAULT_PREFIX),
+    )?;
+    let ca = flags.etcd_ca.clone().or(conf.ca);
+    let cert = flags.etcd_cert.clone().or(conf.cert);
+    let key = flags.etcd_key.clone().or(conf.key);
+    let tls = match (ca, &cert, &key) {
+        (None, None, None) => None,
+        (Some(ca), Some(_), Some(_)) | (Some(ca), None, None) => Some(crate::fleet::Tls {
+            ca,
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (None, _, _) => return Err(
+            "etcd TLS: a client certificate needs the CA (`ca` / --etcd-ca) to verify etcd with"
+                .into(),
+        ),
+        _ => return Err("etcd TLS: give both a client certificate and its key, or neither".into()),
+    };
+    Ok(Some(crate::fleet::Connection {
+        endpoints,
+        prefix,
+        tls,
+    }))
 }
 
 /// `msg at line L column C` → (`msg`, L, C), as serde_yaml words its errors.
@@ -262,8 +369,25 @@ pub fn merge(
     let cgroup = flags.cgroup.clone().or_else(|| file.cgroup.clone()).ok_or_else(|| {
         "no cgroup to enforce on: set `cgroup:` in the config file or pass `--cgroup` (on a jump host, the cgroup v2 root `/sys/fs/cgroup`)".to_string()
     })?;
+    let etcd = etcd_source(file, flags)?;
+    let node_name = flags
+        .node_name
+        .clone()
+        .or_else(|| file.node_name.clone())
+        .unwrap_or_else(crate::fleet::hostname);
+    if etcd.is_some() {
+        crate::fleet::check_node_name(&node_name)?;
+    }
     Ok(Settings {
         config,
+        etcd,
+        node_name,
+        state_dir: flags
+            .state_dir
+            .clone()
+            .or_else(|| file.state_dir.clone())
+            .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+        policy_dir_given: flags.policy_dir.is_some() || file.policy_dir.is_some(),
         policy_dir: flags
             .policy_dir
             .clone()
@@ -360,6 +484,15 @@ watch: false
 subuid_file: /srv/subuid
 metrics:
   listen: 127.0.0.1:9464
+policy_source:
+  etcd:
+    endpoints: [https://10.0.0.1:2379, https://10.0.0.2:2379]
+    prefix: /fleet
+    ca: /etc/jump/etcd/ca.pem
+    cert: /etc/jump/etcd/jump1.pem
+    key: /etc/jump/etcd/jump1.key
+node_name: jump1
+state_dir: /srv/state
 ";
 
     #[test]
@@ -387,6 +520,21 @@ metrics:
                 debug_kernel: false,
                 subuid_file: "/srv/subuid".into(),
                 metrics_listen: Some("127.0.0.1:9464".parse().unwrap()),
+                etcd: Some(crate::fleet::Connection {
+                    endpoints: vec![
+                        "https://10.0.0.1:2379".into(),
+                        "https://10.0.0.2:2379".into()
+                    ],
+                    prefix: "/fleet/".into(),
+                    tls: Some(crate::fleet::Tls {
+                        ca: "/etc/jump/etcd/ca.pem".into(),
+                        cert: Some("/etc/jump/etcd/jump1.pem".into()),
+                        key: Some("/etc/jump/etcd/jump1.key".into()),
+                    }),
+                }),
+                node_name: "jump1".into(),
+                state_dir: "/srv/state".into(),
+                policy_dir_given: true,
             }
         );
     }
@@ -490,6 +638,32 @@ metrics:
             e.starts_with("j.yaml:1:7: mode: unknown variant `strict`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn an_etcd_source_needs_a_safe_node_name_and_whole_tls() {
+        let f = parse("j.yaml", "cgroup: /a\n").unwrap();
+        let flags = |node: &str| Flags {
+            policy_etcd: vec!["http://127.0.0.1:2379".into()],
+            node_name: Some(node.into()),
+            ..Flags::default()
+        };
+        let s = merge(&f, &flags("jump1"), None).unwrap();
+        assert_eq!(s.etcd.unwrap().prefix, "/jump/");
+        assert!(!s.policy_dir_given);
+        assert!(merge(&f, &flags("../policies/x"), None)
+            .unwrap_err()
+            .starts_with("invalid node name `../policies/x`"));
+        let half = Flags {
+            etcd_cert: Some("/c.pem".into()),
+            etcd_ca: Some("/ca.pem".into()),
+            ..flags("jump1")
+        };
+        assert_eq!(
+            merge(&f, &half, None).unwrap_err(),
+            "etcd TLS: give both a client certificate and its key, or neither"
+        );
+        assert!(merge(&f, &Flags::default(), None).unwrap().etcd.is_none());
     }
 
     #[test]

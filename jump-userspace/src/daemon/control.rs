@@ -249,6 +249,9 @@ pub struct Status {
     pub watching: Vec<String>,
     #[serde(default)]
     pub integrity: Integrity,
+    /// The etcd policy source, when jumpd has one.
+    #[serde(default)]
+    pub etcd: Option<crate::fleet::EtcdView>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod config;
 pub mod control;
 pub mod diff;
+pub mod etcd;
 pub mod metrics;
 pub mod privileges;
 pub mod show;
@@ -55,6 +56,10 @@ pub mod message_id {
     pub const EVENTS_HELD: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f809";
     /// The kernel maps were rewritten behind jumpd's back (journald PRIORITY 2).
     pub const MAPS_TAMPERED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80a";
+    /// etcd (the policy source) cannot be reached; enforcement is unchanged (`daemon::etcd`).
+    pub const ETCD_UNREACHABLE: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f821";
+    /// etcd reachable again after `ETCD_UNREACHABLE`.
+    pub const ETCD_REACHABLE: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f822";
 }
 
 /// How often jumpd reads its maps back to find rewrites (`check_integrity`), at the least.
@@ -89,6 +94,15 @@ pub fn plan(
     subuid: &std::path::Path,
 ) -> anyhow::Result<Plan> {
     let loaded = policy::load_dir_with(dir, READ).map_err(|e| anyhow::anyhow!("{e}"))?;
+    plan_loaded(loaded, known, subuid)
+}
+
+/// `plan` of a policy already read (a directory, or etcd's keys).
+pub fn plan_loaded(
+    loaded: policy::Loaded,
+    known: &std::collections::BTreeSet<String>,
+    subuid: &std::path::Path,
+) -> anyhow::Result<Plan> {
     let now = jiff::Timestamp::now();
     let directory = compile::Accounts::host(subuid);
     let compiled = compile::compile_with(
@@ -240,6 +254,8 @@ pub struct State {
     maps_tampered: u64,
     next_verify: Instant,
     pub metrics: metrics::Metrics,
+    /// The etcd policy source, when jumpd has one.
+    etcd: Option<etcd::Link>,
 }
 
 /// How many generations' rule tables are kept for naming rules in revocation records.
@@ -268,6 +284,7 @@ impl State {
             maps_tampered: 0,
             next_verify: Instant::now() + VERIFY_EVERY,
             metrics: metrics::Metrics::new(),
+            etcd: None,
         }
     }
 
@@ -479,6 +496,24 @@ fn async_fd<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
     AsyncFd::with_interest(inner, tokio::io::Interest::READABLE)
 }
 
+/// Up to `EVENT_BATCH` events from the ring buffer to the sinks and the bus; how many.
+fn drain(rb: &mut aya::maps::RingBuf<aya::maps::MapData>, st: &mut State) -> usize {
+    let mut handled = 0;
+    while handled < EVENT_BATCH {
+        let Some(item) = rb.next() else { break };
+        handled += 1;
+        match decode(&item) {
+            Some(e) => {
+                let record = st.enricher.record(&e);
+                sink::emit(&record);
+                st.bus.publish(record);
+            }
+            None => tracing::error!("malformed event of {} bytes from the kernel", item.len()),
+        }
+    }
+    handled
+}
+
 /// How the main loop ended.
 enum Exit {
     Stop,
@@ -493,8 +528,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let first = plan(&opts.policy_dir, &Default::default(), &opts.subuid_file)
-        .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?;
+    let (first, etcd_boot) = match &opts.etcd {
+        Some(conn) => etcd::first_plan(&opts, conn).map(|(p, b)| (p, Some((conn.clone(), b))))?,
+        None => (
+            plan(&opts.policy_dir, &Default::default(), &opts.subuid_file)
+                .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?,
+            None,
+        ),
+    };
     pins::ensure_bpffs(&opts.pin_dir)?;
     let pin_dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
     // INVARIANT (one daemon per cgroup): locked before any map is touched; held until exit.
@@ -567,6 +608,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let metrics_listener = opts.metrics_listen.map(metrics::bind).transpose()?;
     let kept = privileges::drop_privileges().context("failed to drop capabilities")?;
     st.capabilities = privileges::names(&kept);
+    // After the drop: threads the etcd client starts (name resolution) inherit the reduced sets.
+    let (_no_etcd, mut etcd_rx) = mpsc::channel::<etcd::Msg>(1);
+    if let Some((conn, boot)) = etcd_boot {
+        etcd_rx = etcd::start(&mut st, &opts, conn, boot);
+    }
     tracing::info!(
         "capabilities dropped; kept {} and set no-new-privileges",
         st.capabilities.join(",")
@@ -628,19 +674,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 let rb = guard.get_inner_mut();
                 // A bounded batch per wake-up: under an event flood, reloads, signals and the
                 // control socket still get their turn (readiness stays set while items remain).
-                let mut handled = 0;
-                while handled < EVENT_BATCH {
-                    let Some(item) = rb.next() else { break };
-                    handled += 1;
-                    match decode(&item) {
-                        Some(e) => {
-                            let record = st.enricher.record(&e);
-                            sink::emit(&record);
-                            st.bus.publish(record);
-                        }
-                        None => tracing::error!("malformed event of {} bytes from the kernel", item.len()),
-                    }
-                }
+                let handled = sink::batch(|| drain(rb, &mut st));
                 if handled < EVENT_BATCH {
                     guard.clear_ready();
                 } else {
@@ -667,6 +701,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             Some(()) = st.metrics.wanted() => metrics::refresh(&kernel, &mut st),
             _ = hup.recv() => reload(&mut kernel, &mut st, &opts, "sighup"),
             Some(trigger) = watch_rx.recv() => reload(&mut kernel, &mut st, &opts, &trigger),
+            Some(msg) = etcd_rx.recv() => etcd::on_message(&mut kernel, &mut st, &opts, msg),
             Some(call) = calls.recv() => {
                 if let Some(exit) = handle(&mut kernel, &mut st, &opts, call) {
                     break exit;
@@ -767,7 +802,7 @@ pub fn detach(opts: &Options) -> anyhow::Result<()> {
 }
 
 /// One line for `systemctl status`.
-fn status_line(st: &State, opts: &Options) -> String {
+pub(crate) fn status_line(st: &State, opts: &Options) -> String {
     let sha = st.active.as_ref().map(|a| a.sha256.as_str()).unwrap_or("");
     format!(
         "{} generation {} (sha256 {}){}",
@@ -788,6 +823,9 @@ fn status_line(st: &State, opts: &Options) -> String {
 /// Re-reads the policy directory and the user database and applies the result. A policy that
 /// does not compile, or that the kernel refuses, leaves the active generation in force.
 pub fn reload(dp: &mut dyn Datapath, st: &mut State, opts: &Options, trigger: &str) {
+    if st.etcd.as_ref().is_some_and(etcd::Link::has_policy) {
+        return etcd::reload(dp, st, opts, trigger);
+    }
     systemd::reloading();
     let known = st
         .active
@@ -974,6 +1012,7 @@ pub fn status(dp: &dyn LiveDatapath, st: &State, opts: &Options) -> control::Sta
         capabilities: st.capabilities.clone(),
         watching: st.watching.clone(),
         integrity: st.integrity.clone(),
+        etcd: st.etcd.as_ref().map(etcd::Link::view),
     }
 }
 

@@ -42,7 +42,7 @@ rules:
       - {to: [198.51.100.10], ports: [90-80], proto: [tcp]}
 ";
 
-fn opts(dir: &Path, mode: Mode) -> Options {
+pub(super) fn opts(dir: &Path, mode: Mode) -> Options {
     Options {
         config: None,
         policy_dir: dir.to_path_buf(),
@@ -57,6 +57,10 @@ fn opts(dir: &Path, mode: Mode) -> Options {
         debug_kernel: false,
         subuid_file: "/etc/subuid".into(),
         metrics_listen: None,
+        etcd: None,
+        node_name: "test".into(),
+        state_dir: "/nonexistent".into(),
+        policy_dir_given: true,
     }
 }
 

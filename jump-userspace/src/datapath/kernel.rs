@@ -19,7 +19,7 @@ use aya::{
 use jump_common::{
     counter, maps, rule_hit_index, DestKey, DestValue, Limits, PortKey, PortValue, RuleTableChunk,
     SlotConfig, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, ViaKey, ViaSet,
-    Window, MAX_RULES, RULE_TABLE_CHUNK, RULE_TABLE_CHUNKS,
+    Window, HIT_COUNTED_RULES, RULE_TABLE_CHUNK, RULE_TABLE_CHUNKS,
 };
 use nix::time::{clock_gettime, ClockId};
 
@@ -77,6 +77,10 @@ pub struct Kernel {
     /// How many rules each slot's image has (0: not written by this jumpd), so the hits of a
     /// slot about to be recycled can be read in full first.
     slot_rules: [usize; 2],
+    /// Whether this jumpd emptied the slot itself (`remove_written` or `clear`) and wrote
+    /// nothing there since, so a reload can fill it without scanning the maps for leftovers
+    /// first. False for slots of adopted pinned state, which a previous jumpd may have left.
+    slot_empty: [bool; 2],
     /// (generation, hits) of recycled slots, until `take_retired_hits`.
     retired: Vec<(u64, super::RuleHits)>,
     /// `JUMP_LOCAL_ADDRS` and `JUMP_HOST_NETNS` as last written: also compared by `verify`.
@@ -137,6 +141,7 @@ impl Kernel {
             tai_offset_ns: tai_offset_ns()?,
             attached: Vec::new(),
             slot_rules: [0; 2],
+            slot_empty: [false; 2],
             retired: Vec::new(),
             written: None,
             limits: opts.limits,
@@ -407,7 +412,7 @@ impl Kernel {
     fn slot_hits(&self, slot: u32, rules: usize) -> anyhow::Result<Vec<(u32, u8, u64)>> {
         let map: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map(maps::RULE_HITS)?)?;
         let mut out = Vec::new();
-        for rule in 0..(rules as u32).min(MAX_RULES) {
+        for rule in 0..(rules as u32).min(HIT_COUNTED_RULES) {
             for action in 0..3u8 {
                 let n: u64 = map
                     .get(&rule_hit_index(slot, rule, action), 0)?
@@ -421,18 +426,27 @@ impl Kernel {
         Ok(out)
     }
 
-    /// Zeroes a slot's rule hits up to `rules`, before the slot is filled with a new policy.
-    fn zero_hits(&mut self, slot: u32, rules: usize) -> anyhow::Result<()> {
+    /// Zeroes a slot's rule hits from rule `from` up to `rules`, before the slot is filled
+    /// with a new policy.
+    fn zero_hits(&mut self, slot: u32, from: usize, rules: usize) -> anyhow::Result<()> {
+        let range = (from as u32).min(HIT_COUNTED_RULES)..(rules as u32).min(HIT_COUNTED_RULES);
+        let entries: Vec<(u32, u8)> = range
+            .flat_map(|rule| (0..3u8).map(move |action| (rule, action)))
+            .collect();
+        self.zero_hit_entries(slot, &entries)
+    }
+
+    /// Zeroes the rule hits of (rule, action) `entries` of a slot.
+    fn zero_hit_entries(&mut self, slot: u32, entries: &[(u32, u8)]) -> anyhow::Result<()> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
         let mut map: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map_mut(maps::RULE_HITS)?)?;
-        for rule in 0..(rules as u32).min(MAX_RULES) {
-            for action in 0..3u8 {
-                map.set(
-                    rule_hit_index(slot, rule, action),
-                    PerCpuValues::try_from(vec![0u64; cpus])?,
-                    0,
-                )?;
-            }
+        // Rules past `HIT_COUNTED_RULES` have no counters.
+        for &(rule, action) in entries.iter().filter(|(r, _)| *r < HIT_COUNTED_RULES) {
+            map.set(
+                rule_hit_index(slot, rule, action),
+                PerCpuValues::try_from(vec![0u64; cpus])?,
+                0,
+            )?;
         }
         Ok(())
     }
@@ -512,6 +526,36 @@ impl Kernel {
             .collect();
         for k in &stale {
             subuids.remove(k).ok();
+        }
+        Ok(())
+    }
+
+    /// Removes the entries of image `s` (in its slot), as `write` wrote them. An entry that is
+    /// already gone is no error: the goal is that none is left.
+    fn remove_written(&mut self, s: &SlotImage) -> anyhow::Result<()> {
+        let mut users: HashMap<_, UserKey, UserValue> =
+            HashMap::try_from(self.map_mut(maps::USERS)?)?;
+        for (k, _) in &s.users {
+            users.remove(k).ok();
+        }
+        let mut dests: LpmTrie<_, DestKey, DestValue> =
+            LpmTrie::try_from(self.map_mut(maps::DESTS)?)?;
+        for (len, k, _) in &s.dests {
+            dests.remove(&Key::new(*len, *k)).ok();
+        }
+        let mut ports: LpmTrie<_, PortKey, PortValue> =
+            LpmTrie::try_from(self.map_mut(maps::PORTS)?)?;
+        for (len, k, _) in &s.ports {
+            ports.remove(&Key::new(*len, *k)).ok();
+        }
+        let mut vias: HashMap<_, ViaKey, ViaSet> = HashMap::try_from(self.map_mut(maps::VIAS)?)?;
+        for (k, _) in &s.vias {
+            vias.remove(k).ok();
+        }
+        let mut subuids: LpmTrie<_, SubuidKey, SubuidValue> =
+            LpmTrie::try_from(self.map_mut(maps::SUBUIDS)?)?;
+        for (len, k, _) in &s.subuids {
+            subuids.remove(&Key::new(*len, *k)).ok();
         }
         Ok(())
     }
@@ -603,13 +647,22 @@ impl Datapath for Kernel {
             let slots: Array<_, SlotConfig> = Array::try_from(self.map(maps::SLOTS)?)?;
             let old_generation = slots.get(&target, 0)?.generation;
             let hits = self.slot_hits(target, old_rules)?;
+            // Only the counts just read as non-zero need zeroing below the old rule count,
+            // and everything from there up to the new one (one write per entry each).
+            let nonzero: Vec<(u32, u8)> = hits.iter().map(|(r, a, _)| (*r, *a)).collect();
+            self.zero_hit_entries(target, &nonzero)?;
             self.retired.push((old_generation, hits));
         }
-        self.clear(target)?;
-        self.zero_hits(target, image.rules.len().max(old_rules))?;
+        if !self.slot_empty[target as usize] {
+            self.clear(target)?;
+        }
+        self.zero_hits(target, old_rules, image.rules.len())?;
         self.slot_rules[target as usize] = image.rules.len();
+        self.slot_empty[target as usize] = false;
         if let Err(e) = self.write(target, &s) {
-            self.clear(target).ok();
+            if self.clear(target).is_ok() {
+                self.slot_empty[target as usize] = true;
+            }
             return Err(e);
         }
         // INVARIANT (one generation per decision): the switch is this single array write; a
@@ -621,11 +674,18 @@ impl Datapath for Kernel {
         // Programs run under RCU and finish in microseconds; let any that still read the old
         // slot finish before its entries go (a miss there would fall back to the default).
         std::thread::sleep(Duration::from_millis(2));
-        self.written = Some(Written {
+        let previous = self.written.replace(Written {
             slot: target,
             image: s,
         });
-        self.clear(active)?;
+        // The old slot's entries are the ones this jumpd wrote there (its `written` image):
+        // removed by key, without scanning the maps. Anything else there (adopted state, or
+        // entries root added, which `verify` reports) needs the scan.
+        match previous.filter(|w| w.slot == active) {
+            Some(w) => self.remove_written(&w.image)?,
+            None => self.clear(active)?,
+        }
+        self.slot_empty[active as usize] = true;
         Ok(())
     }
 }

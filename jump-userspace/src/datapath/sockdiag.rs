@@ -189,6 +189,8 @@ pub fn decode_record(v: &[u8]) -> Option<SockRecord> {
         family: u16_at(v, 38)?,
         dst_addr: v[40..56].try_into().ok()?,
         comm: v[56..56 + COMM_LEN].try_into().ok()?,
+        path_ifindex: u32_at(v, 72)?,
+        _pad: 0,
     })
 }
 
@@ -404,7 +406,7 @@ mod tests {
             comm: *b"probe\0\0\0\0\0\0\0\0\0\0\0",
             ..Default::default()
         };
-        let mut value = vec![0u8; 72];
+        let mut value = vec![0u8; 80];
         value[0..8].copy_from_slice(&3u64.to_ne_bytes());
         value[8..12].copy_from_slice(&64001u32.to_ne_bytes());
         value[16..20].copy_from_slice(&42u32.to_ne_bytes());

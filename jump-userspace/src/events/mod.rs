@@ -1,11 +1,12 @@
 //! Ring buffer → decoded events → log records. `decode` turns the kernel's bytes into an
 //! `Event` without `unsafe`; `record` names the person and the rule behind it, with what `proc`
-//! reads about the process; `sink::emit` hands the record to `tracing`, whose layers write
+//! reads about the process (kept per live process by `pids`); `sink::emit` hands the record to `tracing`, whose layers write
 //! journald, JSON lines or text; `held` summarises, per uid, what the kernel held back.
 
 pub mod decode;
 pub mod held;
 pub mod login;
+pub mod pids;
 pub mod proc;
 pub mod record;
 pub mod sink;

@@ -89,14 +89,24 @@ impl Proc {
     /// so an exec between the reads is seen too. A program that execs another of the same name
     /// is the one case this cannot tell.
     pub fn exe_of(&self, pid: u32, comm: &str, decided_boot_ns: u64) -> Option<String> {
-        let same = || -> Option<()> {
+        self.exe_and_start(pid, comm, decided_boot_ns)
+            .map(|(exe, _)| exe)
+    }
+
+    /// `exe_of` with the process's start time (CLOCK_BOOTTIME ns, truncated to its tick).
+    pub fn exe_and_start(
+        &self,
+        pid: u32,
+        comm: &str,
+        decided_boot_ns: u64,
+    ) -> Option<(String, u64)> {
+        let same = || -> Option<u64> {
             let started = self.start_ns(pid)?;
-            (started <= decided_boot_ns && self.has_thread_named(pid, comm)).then_some(())
+            (started <= decided_boot_ns && self.has_thread_named(pid, comm)).then_some(started)
         };
-        same()?;
+        let started = same()?;
         let exe = self.exe(pid)?;
-        same()?;
-        Some(exe)
+        (same()? == started).then_some((exe, started))
     }
 
     /// When the process started, in CLOCK_BOOTTIME ns (field 22 of `stat`, in clock ticks of

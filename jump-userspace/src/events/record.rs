@@ -9,7 +9,10 @@ use std::{
     net::{IpAddr, Ipv6Addr},
 };
 
-use super::proc::{Proc, SshConn, UNSET};
+use super::{
+    pids::{Decider, Pids},
+    proc::{Proc, SshConn, UNSET},
+};
 
 use jump_common::{action, hook, proto, Event};
 use serde::Serialize;
@@ -228,6 +231,8 @@ fn system_user_name(uid: u32) -> Option<String> {
 /// Turns kernel events into records for the policy generation that is active.
 pub struct Enricher {
     proc: Proc,
+    /// What `proc` said per live process (`pids`).
+    pids: Pids,
     logins: super::login::LoginTrust,
     user_name: fn(u32) -> Option<String>,
     users: BoundedCache<u32, String>,
@@ -269,6 +274,7 @@ impl Enricher {
         Self {
             logins: super::login::LoginTrust::new(proc.root()),
             proc,
+            pids: Pids::default(),
             user_name,
             users: BoundedCache::new(USER_CACHE),
             ssh: BoundedCache::new(SESSION_CACHE),
@@ -278,12 +284,11 @@ impl Enricher {
         }
     }
 
-    /// `JUMP_EXE`, only where it is the decider's (`Proc::exe_of`): the decision's time moved
-    /// from CLOCK_TAI to CLOCK_BOOTTIME, which process start times use.
-    fn exe(&self, e: &Event, comm: &str) -> Option<String> {
+    /// The decision's time moved from CLOCK_TAI to CLOCK_BOOTTIME, which process start times
+    /// use; `None` if the clocks say it is in the future or before boot.
+    fn decided_boot(&self, e: &Event) -> Option<u64> {
         let (tai, boot) = (self.clocks)();
-        let decided_boot = boot.checked_sub(tai.checked_sub(e.ts_ns)?)?;
-        self.proc.exe_of(e.pid, comm, decided_boot)
+        boot.checked_sub(tai.checked_sub(e.ts_ns)?)
     }
 
     pub fn set_tai_offset(&mut self, ns: i64) {
@@ -339,19 +344,32 @@ impl Enricher {
             Some((f, l)) => (Some(f), Some(l)),
             None => (at, None),
         };
+        let comm_len = e.comm.iter().position(|&c| c == 0).unwrap_or(e.comm.len());
+        let comm = String::from_utf8_lossy(&e.comm[..comm_len]).into_owned();
+        let decided_boot = self.decided_boot(e);
+        let decider = decided_boot.map(|decided_boot| Decider {
+            pid: e.pid,
+            comm: &comm,
+            comm_raw: &e.comm,
+            decided_tai: e.ts_ns,
+            decided_boot,
+        });
+        // `JUMP_EXE`, only where it is the decider's (`Proc::exe_of`).
+        let exe = decider.as_ref().and_then(|d| self.pids.exe(&self.proc, d));
         // The kernel's values when it captured them (they are right even if the process has
         // exited since), else what /proc says now.
         let (login_uid, session_id) = if e.login_uid != UNSET || e.session_id != UNSET {
             (e.login_uid, e.session_id)
         } else {
-            self.proc.audit(e.pid)
+            match &decider {
+                Some(d) => self.pids.audit(&self.proc, d),
+                None => self.proc.audit(e.pid),
+            }
         };
         let login_uid = (login_uid != UNSET).then_some(login_uid);
         let login_user = login_uid.map(|l| self.user(l));
         let login_trusted = login_uid.map(|_| self.logins.trusted(session_id));
         let ssh = self.ssh_conn(session_id);
-        let comm_len = e.comm.iter().position(|&c| c == 0).unwrap_or(e.comm.len());
-        let comm = String::from_utf8_lossy(&e.comm[..comm_len]).into_owned();
         let time = jiff::Timestamp::from_nanosecond(e.ts_ns as i128 - self.tai_offset_ns as i128)
             .map(|t| t.to_string())
             .unwrap_or_default();
@@ -363,8 +381,8 @@ impl Enricher {
             ns_uid: (e.ns_uid != jump_common::NO_NS_UID).then_some(e.ns_uid),
             gid: e.gid,
             pid: e.pid,
-            comm: comm.clone(),
-            exe: self.exe(e, &comm),
+            comm,
+            exe,
             login_uid,
             login_user,
             login_trusted,

@@ -3,7 +3,11 @@
 //! share one path; decision events use the target `jump::event` and levels chosen so journald's
 //! PRIORITY reads 4 for deny, 5 for would-deny and 6 for allow.
 
-use std::{io::IsTerminal, path::Path};
+use std::{
+    cell::RefCell,
+    io::{IsTerminal, Write},
+    path::Path,
+};
 
 use tracing_subscriber::{filter::EnvFilter, prelude::*};
 
@@ -102,7 +106,7 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
                 .flatten_event(true)
                 .with_current_span(false)
                 .with_span_list(false)
-                .with_writer(std::io::stdout);
+                .with_writer(|| Batched);
             registry.with(layer.with_filter(filter())).try_init()?;
         }
         LogFormat::Text => {
@@ -119,12 +123,70 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
                 .with_target(false)
                 .fmt_fields(message_only)
                 .with_ansi(std::io::stdout().is_terminal())
-                .with_writer(std::io::stdout);
+                .with_writer(|| Batched);
             registry.with(layer.with_filter(filter())).try_init()?;
         }
     }
     Ok(())
 }
+
+thread_local! {
+    /// The lines of the drain in progress on this thread (`batch`), `None` outside one.
+    static BATCH: RefCell<(bool, Vec<u8>)> = const { RefCell::new((false, Vec::new())) };
+}
+
+/// Standard output for the JSON and text sinks: inside `batch`, lines are collected and
+/// written together at its end; outside, each goes out at once (the daemon's own messages,
+/// which the admin and the tests wait for).
+struct Batched;
+
+impl Write for Batched {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let collected = BATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.0 {
+                b.1.extend_from_slice(buf);
+            }
+            b.0
+        });
+        if collected {
+            Ok(buf.len())
+        } else {
+            std::io::stdout().lock().write(buf)
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()
+    }
+}
+
+/// Runs `f` (one ring-buffer drain) with the records it emits to standard output written in
+/// one `write` at its end instead of one per record. journald gets one datagram per record
+/// either way: its protocol has one entry per datagram.
+pub fn batch<R>(f: impl FnOnce() -> R) -> R {
+    BATCH.with(|b| b.borrow_mut().0 = true);
+    let r = f();
+    let mut lines = BATCH.with(|b| {
+        let mut b = b.borrow_mut();
+        b.0 = false;
+        std::mem::take(&mut b.1)
+    });
+    if !lines.is_empty() {
+        // As tracing's own writer: a failed write to standard output is not the events' loss
+        // to report anywhere else.
+        let _ = std::io::stdout().lock().write_all(&lines);
+    }
+    lines.clear();
+    // The buffer is kept for the next drain, up to a bound, so a drain allocates nothing.
+    if lines.capacity() <= BATCH_KEEP_BYTES {
+        BATCH.with(|b| b.borrow_mut().1 = lines);
+    }
+    r
+}
+
+/// The largest line buffer kept between drains (a full drain of 512 records is ~600 KiB).
+const BATCH_KEEP_BYTES: usize = 1 << 20;
 
 /// MESSAGE_IDs of decision events, one per verdict, fixed forever so auditors can filter on them.
 pub mod message_id {

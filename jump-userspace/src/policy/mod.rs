@@ -8,6 +8,7 @@
 mod diag;
 mod model;
 pub mod moment;
+mod named;
 mod parse;
 mod read;
 pub mod schema;
@@ -19,6 +20,7 @@ pub use diag::{Diagnostic, PolicyErrors, Severity, Span};
 pub use model::*;
 use sha2::{Digest, Sha256};
 
+pub use named::{bad_file_name, load_named, read_named, Named};
 pub use read::check_config_file;
 pub use read::{
     is_policy_name, Ownership, ReadOptions, Source, MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES,
@@ -110,7 +112,7 @@ pub fn load_files(files: &[(String, String)]) -> Result<Loaded, PolicyErrors> {
 }
 
 /// The policy's hash: SHA-256 over each file's name and contents, in order.
-fn hash<'a>(files: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+pub(crate) fn hash<'a>(files: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     let mut hasher = Sha256::new();
     for (name, text) in files {
         // Length-prefixed, so no two different directories hash alike.

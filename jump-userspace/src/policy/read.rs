@@ -28,9 +28,10 @@ use super::{Diagnostic, PolicyErrors, Span};
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 /// At most this many policy files in one directory.
 pub const MAX_FILES: usize = 1024;
-/// At most this many bytes over all files: the largest policy the maps hold (16,384 rules)
-/// is about 2 MiB of YAML, and parsing takes a bounded multiple of the input.
-pub const MAX_TOTAL_BYTES: u64 = 8 << 20;
+/// At most this many bytes over all files: 100,000 rules of one line each are about 12 MiB
+/// of YAML (the rule table itself holds `jump_common::MAX_RULES`), and parsing takes a
+/// bounded multiple of the input.
+pub const MAX_TOTAL_BYTES: u64 = 16 << 20;
 
 /// What happens when a policy file or directory can be written by someone other than root.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

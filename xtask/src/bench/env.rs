@@ -21,6 +21,43 @@ pub fn bench_bin(bins: &Bins) -> PathBuf {
     bins.probe.with_file_name("jump-bench")
 }
 
+/// The reference programs' object (`jump-ebpf/src/reference.rs`), built beside jump's.
+pub fn reference_object(bins: &Bins) -> PathBuf {
+    let release = bins.probe.parent().unwrap_or(Path::new("."));
+    release.join("../ebpf/bpfel-unknown-none/release/reference")
+}
+
+/// `jump-bench reference`: the reference programs attached to `cgroup` (one of the bench's
+/// own) with the client's grants, until the returned guard ends the loader (the kernel then
+/// detaches them).
+pub fn reference(
+    bins: &Bins,
+    cgroup: &Path,
+    uid: u32,
+    server: std::net::Ipv4Addr,
+    ports: &[u16],
+) -> anyhow::Result<Proc> {
+    let mut p = Proc::spawn(
+        Command::new(bench_bin(bins))
+            .arg("reference")
+            .arg(reference_object(bins))
+            .arg(cgroup)
+            .arg(uid.to_string())
+            .arg(server.to_string())
+            .args(ports.iter().map(u16::to_string))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+        "the reference programs' loader",
+    )?;
+    let mut line = String::new();
+    BufReader::new(p.child.stdout.take().expect("piped")).read_line(&mut line)?;
+    anyhow::ensure!(
+        line.trim() == "ready",
+        "the reference programs were not attached: {line}"
+    );
+    Ok(p)
+}
+
 /// The policy pipeline timer (a jump-userspace example), built in the same profile.
 pub fn compile_time_bin(bins: &Bins) -> PathBuf {
     bins.probe
@@ -185,6 +222,69 @@ impl Jumpd {
         self.proc.pid()
     }
 
+    /// `start`, but logging to `journal` (`--log-format journald`, run in its mount namespace);
+    /// ready once the journal has jumpd's "jumpd ready" entry. Its standard output (nothing,
+    /// normally) goes to `log`.
+    pub fn start_journald(
+        bins: &Bins,
+        policy: &Path,
+        cgroup: &Path,
+        log: PathBuf,
+        journal: &jump_tests::journal::Journald,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let out = fs::File::create(&log)
+            .with_context(|| format!("failed to create `{}`", log.display()))?;
+        let pin_root = PathBuf::from("/sys/fs/bpf").join(jump_tests::unique("jt"));
+        let t = Instant::now();
+        let proc = Proc::spawn(
+            journal
+                .command(&bins.jumpd)
+                .arg("--policy-dir")
+                .arg(policy)
+                .arg("--cgroup")
+                .arg(cgroup)
+                .arg("--pin-dir")
+                .arg(&pin_root)
+                .arg("--control-socket")
+                .arg(log.with_extension("sock"))
+                .args(["--log-format", "journald", "--no-watch"])
+                .args(extra)
+                .stdout(out),
+            "jumpd (journald)",
+        )?;
+        let mut d = Self {
+            proc,
+            jumpd: bins.jumpd.clone(),
+            cgroup: cgroup.to_path_buf(),
+            policy: policy.to_path_buf(),
+            pin_root,
+            log,
+            seen: 0,
+            generation: 1,
+            start_time: Duration::ZERO,
+            hooks: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let ready = journal.jumpd_entries().into_iter().any(|e| {
+                e["MESSAGE"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("jumpd ready"))
+            });
+            if ready {
+                break;
+            }
+            d.proc.alive()?;
+            if Instant::now() > deadline {
+                bail!("jumpd logging to journald: not ready within 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d.start_time = t.elapsed();
+        Ok(d)
+    }
+
     /// Waits for a log line whose `message` satisfies `pred`, returning the message.
     fn wait_line(
         &mut self,
@@ -243,7 +343,10 @@ impl Jumpd {
     /// which makes jumpd compile and write every profile again. The file is written before the
     /// clock starts and left alone long enough that jumpd takes it as whole at once (it re-reads
     /// a file changed within the last 150 ms), as it would an admin's finished edit.
-    pub fn reload(&mut self) -> anyhow::Result<Duration> {
+    ///
+    /// Also returns the CPU time jumpd spent from SIGHUP to "loaded" (10 ms ticks): on a
+    /// shared machine the wall time says as much about the neighbours as about jumpd.
+    pub fn reload_with_cpu(&mut self) -> anyhow::Result<(Duration, Duration)> {
         let next = self.generation + 1;
         let change = self.policy.join("zz-bench-reload.yaml");
         fs::write(
@@ -256,12 +359,14 @@ impl Jumpd {
         .with_context(|| format!("failed to write `{}`", change.display()))?;
         std::thread::sleep(Duration::from_millis(300));
         let want = format!("policy generation {next} loaded");
+        let cpu = self.cpu_time();
         let t = Instant::now();
         self.proc.signal(Signal::SIGHUP);
         self.wait_line(Duration::from_secs(120), |m| m.starts_with(&want))?;
         let took = t.elapsed();
+        let cpu = self.cpu_time().saturating_sub(cpu);
         self.generation = next;
-        Ok(took)
+        Ok((took, cpu))
     }
 
     /// Resident and peak memory (KiB) from /proc.
@@ -307,24 +412,49 @@ impl Drop for Jumpd {
     }
 }
 
+/// What a jumpd log says about decision events.
+pub struct EventCounts {
+    /// Decision events logged.
+    pub events: u64,
+    /// Events reported held back: lost, over a uid's budget or suppressed as similar.
+    pub held: u64,
+    /// Byte offset just past the last decision event's line.
+    pub last_event_end: u64,
+}
+
 /// Decision events and reported losses in a jumpd log (counted without parsing each line: a
 /// storm writes hundreds of thousands).
-pub fn event_counts(log: &Path) -> anyhow::Result<(u64, u64)> {
+pub fn event_counts(log: &Path) -> anyhow::Result<EventCounts> {
     let f = fs::File::open(log)?;
-    let (mut events, mut lost) = (0, 0);
-    for line in BufReader::new(f).lines() {
-        let line = line?;
+    let mut c = EventCounts {
+        events: 0,
+        held: 0,
+        last_event_end: 0,
+    };
+    let mut offset = 0u64;
+    for line in BufReader::new(f).split(b'\n') {
+        let line = String::from_utf8(line?)?;
+        offset += line.len() as u64 + 1;
         if line.contains("\"jump_verdict\"") {
-            events += 1;
+            c.events += 1;
+            c.last_event_end = offset;
         } else if line.contains("jump_events_lost") {
+            // Per-uid summaries count what was lost, over budget or suppressed; the untracked
+            // report only what was lost.
             let v: Value = serde_json::from_str(&line)?;
-            lost += v["jump_events_lost"]
-                .as_u64()
-                .or_else(|| v["fields"]["jump_events_lost"].as_u64())
-                .unwrap_or(0);
+            for field in [
+                "jump_events_lost",
+                "jump_events_over_budget",
+                "jump_events_suppressed",
+            ] {
+                c.held += v[field]
+                    .as_u64()
+                    .or_else(|| v["fields"][field].as_u64())
+                    .unwrap_or(0);
+            }
         }
     }
-    Ok((events, lost))
+    Ok(c)
 }
 
 /// utime + stime of a process, from /proc/PID/stat (clock ticks of 10 ms on Debian's kernels;

@@ -16,6 +16,7 @@
 //! targets), `env` (guards for processes, jumpd, bpf_stats). All but `env` and this file are pure.
 
 pub mod env;
+pub mod journal;
 pub mod report;
 pub mod rules;
 pub mod stats;
@@ -34,8 +35,8 @@ use jump_tests::{cgroup::TestCgroup, netns::Topology, Bins};
 use serde_json::Value;
 
 use env::{Jumpd, Proc};
-use report::{Events, Latency, Op, Policy, ProgTime, Report, System, Teams, Throughput};
-use rules::{CLIENT_UID, DENIED_PORT, IPERF_PORT, SERVER, TCP_PORT, UDP_PORT};
+use report::{Added, Events, Latency, Op, Policy, ProgTime, Report, System, Teams, Throughput};
+use rules::{CLIENT_UID, DENIED_PORT, IPERF_PORT, SERVER, SERVER6, TCP_PORT, UDP_PORT};
 use stats::{Batch, Spread};
 
 pub struct Options {
@@ -97,6 +98,23 @@ impl Plan {
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Whether a section of the bench runs: all of them unless `JUMP_BENCH_ONLY` names some
+/// (comma-separated: `sizes`, `teams`, `events`, `journald`, and `grants`, which runs only
+/// when named and the sizes did not include 100,000), so one engineer's
+/// part can be measured alone on a shared machine. The report marks what did not run as not
+/// measured.
+fn section(name: &str) -> bool {
+    match std::env::var("JUMP_BENCH_ONLY") {
+        Ok(only) if !only.trim().is_empty() => only.split(',').any(|s| s.trim() == name),
+        _ => true,
+    }
+}
+
+/// Whether `JUMP_BENCH_ONLY` names this section (one that only runs when asked for).
+fn named(name: &str) -> bool {
+    std::env::var("JUMP_BENCH_ONLY").is_ok_and(|only| only.split(',').any(|s| s.trim() == name))
+}
 
 /// Fails once Ctrl-C was pressed, so the guards unwind and remove everything.
 fn check() -> anyhow::Result<()> {
@@ -170,6 +188,17 @@ fn client(
     max_ms: u64,
     port: u16,
 ) -> anyhow::Result<ClientRun> {
+    client_to(bins, place, op, n, max_ms, &format!("{SERVER}:{port}"))
+}
+
+fn client_to(
+    bins: &Bins,
+    place: &(PathBuf, PathBuf),
+    op: &str,
+    n: usize,
+    max_ms: u64,
+    to: &str,
+) -> anyhow::Result<ClientRun> {
     let out = Command::new(env::bench_bin(bins))
         .arg("--cgroup")
         .arg(&place.0)
@@ -181,12 +210,7 @@ fn client(
             "--gid",
             &CLIENT_UID.to_string(),
         ])
-        .args([
-            op,
-            &n.to_string(),
-            &max_ms.to_string(),
-            &format!("{SERVER}:{port}"),
-        ])
+        .args([op, &n.to_string(), &max_ms.to_string(), to])
         .stderr(Stdio::inherit())
         .output()
         .context("failed to start jump-bench")?;
@@ -253,65 +277,128 @@ fn jumpd_policy(
 ) -> anyhow::Result<Jumpd> {
     let mut d = Jumpd::start(bins, dir, cgroup, log, &[])?;
     p.start_ms = ms(d.start_time);
-    let mut times = Vec::new();
+    let (mut times, mut cpu) = (Vec::new(), Vec::new());
     for _ in 0..reloads {
         check()?;
-        times.push(ms(d.reload()?));
+        let (wall, used) = d.reload_with_cpu()?;
+        times.push(ms(wall));
+        cpu.push(ms(used));
     }
     p.reload_ms = Spread::of(&times);
+    p.reload_cpu_ms = Spread::of(&cpu);
     p.rss_kib = d.memory_kib().0;
     let progs = env::cgroup_progs(cgroup)?;
     p.maps_bytes = env::map_memory(&progs)?.iter().map(|(_, b)| b).sum();
     Ok(d)
 }
 
-/// Per-call run time of the programs on `system`'s cgroup: one client batch per repetition with
-/// `kernel.bpf_stats_enabled` on, the kernel's totals differenced around each.
+/// The batches the programs' run time is measured in: (name, client op, destination). `bulk`
+/// is iperf3 (TCP, as in the throughput table): almost all its packets are of an established
+/// connection, the egress fast path.
+fn prog_batches() -> [(&'static str, &'static str, String); 5] {
+    [
+        ("bulk", "iperf", String::new()),
+        ("tcp", "tcp", format!("{SERVER}:{TCP_PORT}")),
+        ("udp", "udp", format!("{SERVER}:{UDP_PORT}")),
+        ("tcp6", "tcp", format!("[{SERVER6}]:{TCP_PORT}")),
+        ("udp6", "udp", format!("[{SERVER6}]:{UDP_PORT}")),
+    ]
+}
+
+/// Per-call run time of the programs on each system's cgroup, and all of them per operation:
+/// one client batch of each kind per system and repetition with `kernel.bpf_stats_enabled` on,
+/// the kernel's totals differenced around each batch. The systems alternate within every
+/// repetition (in a rotating order), so jump and the reference programs share the noise.
 fn prog_times(
     bins: &Bins,
     plan: &Plan,
     places: &Places,
-    system: System,
+    systems: &[System],
     rules: usize,
-) -> anyhow::Result<Vec<ProgTime>> {
-    let place = places.of(system);
+) -> anyhow::Result<(Vec<ProgTime>, Vec<Added>)> {
     let _stats = env::BpfStats::enable()?;
-    let mut per: Vec<(String, Vec<f64>, u64)> = Vec::new();
-    for _ in 0..plan.reps {
-        check()?;
-        let before = env::cgroup_progs(&place.0)?;
-        let r = client(bins, place, "tcp", plan.tcp_iters, plan.batch_ms, TCP_PORT)?;
-        ensure!(r.errors == 0, "granted connects failed: {}", r.error);
-        for a in env::cgroup_progs(&place.0)? {
-            let Some(b) = before.iter().find(|b| b.id == a.id) else {
-                continue;
-            };
-            let calls = a.run_cnt.saturating_sub(b.run_cnt);
-            if calls == 0 {
-                continue;
-            }
-            let ns = a.run_time_ns.saturating_sub(b.run_time_ns) as f64 / calls as f64;
-            match per.iter_mut().find(|(n, ..)| *n == a.name) {
-                Some((_, v, c)) => {
-                    v.push(ns);
-                    *c += calls;
+    type Key = (System, &'static str, String);
+    let mut per: Vec<(Key, Vec<f64>, u64)> = Vec::new();
+    let mut added: Vec<((System, &'static str), Vec<f64>)> = Vec::new();
+    for rep in 0..plan.reps {
+        for system in stats::rotation(systems, rep) {
+            let place = places.of(system);
+            for (batch, op, to) in prog_batches() {
+                check()?;
+                let iters = if op == "tcp" {
+                    plan.tcp_iters
+                } else {
+                    plan.udp_iters
+                };
+                let before = env::cgroup_progs(&place.0)?;
+                let ops = if op == "iperf" {
+                    iperf(bins, place, plan.iperf_secs, false)?;
+                    None
+                } else {
+                    let r = client_to(bins, place, op, iters, plan.batch_ms, &to)?;
+                    ensure!(
+                        r.errors == 0,
+                        "{}: granted {op} to {to} failed: {}",
+                        system.label(),
+                        r.error
+                    );
+                    Some(r.ns.len())
+                };
+                let mut total = 0u64;
+                for a in env::cgroup_progs(&place.0)? {
+                    let Some(b) = before.iter().find(|b| b.id == a.id) else {
+                        continue;
+                    };
+                    let calls = a.run_cnt.saturating_sub(b.run_cnt);
+                    let time = a.run_time_ns.saturating_sub(b.run_time_ns);
+                    total += time;
+                    if calls == 0 {
+                        continue;
+                    }
+                    let ns = time as f64 / calls as f64;
+                    let key = (system, batch, a.name.clone());
+                    match per.iter_mut().find(|(k, ..)| *k == key) {
+                        Some((_, v, c)) => {
+                            v.push(ns);
+                            *c += calls;
+                        }
+                        None => per.push((key, vec![ns], calls)),
+                    }
                 }
-                None => per.push((a.name.clone(), vec![ns], calls)),
+                let Some(ops) = ops else { continue };
+                let per_op = total as f64 / ops.max(1) as f64;
+                match added.iter_mut().find(|(k, _)| *k == (system, batch)) {
+                    Some((_, v)) => v.push(per_op),
+                    None => added.push(((system, batch), vec![per_op])),
+                }
             }
         }
     }
-    Ok(per
+    let progs = per
         .into_iter()
-        .filter_map(|(prog, v, calls)| {
+        .filter_map(|((system, op, prog), v, calls)| {
             Some(ProgTime {
                 rules,
                 system,
+                op,
                 prog,
                 ns_per_call: Spread::of(&v)?,
                 calls,
             })
         })
-        .collect())
+        .collect();
+    let added = added
+        .into_iter()
+        .filter_map(|((system, op), v)| {
+            Some(Added {
+                rules,
+                system,
+                op,
+                ns_per_op: Spread::of(&v)?,
+            })
+        })
+        .collect();
+    Ok((progs, added))
 }
 
 const SYSTEMS: [System; 5] = [
@@ -479,7 +566,10 @@ fn throughput(
         .collect())
 }
 
-/// A storm of denied connects from the audit cgroup: events logged vs attempts, jumpd's CPU.
+/// A storm of denied sendtos from the audit cgroup: events logged vs attempts, jumpd's CPU.
+/// `sendto` on one unconnected UDP socket is the cheapest way to make the kernel decide (and
+/// emit) again and again: a TCP connect storm tops out at ~40,000 attempts/s here, below the
+/// rate the pipeline is meant to carry.
 fn events(bins: &Bins, plan: &Plan, work: &WorkDir, places: &Places) -> anyhow::Result<Events> {
     let dir = work.dir("storm")?;
     write_files(&dir, &rules::jump_policy(&rules::grants(10), "all"))?;
@@ -496,38 +586,46 @@ fn events(bins: &Bins, plan: &Plan, work: &WorkDir, places: &Places) -> anyhow::
     )?;
     let cpu0 = d.cpu_time();
     let t0 = Instant::now();
-    let r = client(bins, place, "tcp", plan.storm, 60_000, DENIED_PORT)?;
+    let r = client(bins, place, "udp", plan.storm, 60_000, DENIED_PORT)?;
     ensure!(
         r.errno == Some(1) && r.errors as usize == r.ns.len(),
-        "the storm's connects should all be refused with EPERM, got {} errors of {} ({})",
+        "the storm's sendtos should all be refused with EPERM, got {} errors of {} ({})",
         r.errors,
         r.ns.len(),
         r.error
     );
-    // The sink is done when the log stops growing.
-    let mut last = (d.log_len(), Instant::now());
+    // The sink is done when the log stops growing; when each length was reached is kept, to
+    // find when the last decision event was written (a held-back summary may follow later).
+    let mut grew = vec![(d.log_len(), Instant::now())];
+    let mut last = grew[0];
     while last.1.elapsed() < Duration::from_millis(300) {
         check()?;
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
         let len = d.log_len();
         if len != last.0 {
             last = (len, Instant::now());
+            grew.push(last);
         }
     }
-    let seconds = (last.1 - t0).as_secs_f64().max(r.elapsed.as_secs_f64());
     let cpu = d.cpu_time().saturating_sub(cpu0);
     let (rss, peak) = d.memory_kib();
     // Stopping jumpd makes it report the kernel's drop counter one last time.
     drop(d);
-    let (events, lost) = env::event_counts(&log)?;
+    let counts = env::event_counts(&log)?;
+    let written = grew
+        .iter()
+        .find(|(len, _)| *len >= counts.last_event_end)
+        .map_or(last.1, |g| g.1);
+    let seconds = (written - t0).as_secs_f64().max(r.elapsed.as_secs_f64());
     Ok(Events {
         attempts: r.ns.len() as u64,
         attempts_per_second: r.ns.len() as f64 / r.elapsed.as_secs_f64(),
-        events,
-        lost,
+        events: counts.events,
+        lost: counts.held,
         seconds,
-        per_second: events as f64 / seconds,
+        per_second: counts.events as f64 / seconds,
         cpu_percent: cpu.as_secs_f64() / seconds * 100.0,
+        per_cpu_second: counts.events as f64 / cpu.as_secs_f64().max(0.01),
         rss_kib: rss,
         peak_rss_kib: peak,
     })
@@ -600,6 +698,8 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
     let specs = vec![
         format!("tcp:{SERVER}:{TCP_PORT}"),
         format!("udp:{SERVER}:{UDP_PORT}"),
+        format!("tcp:[{SERVER6}]:{TCP_PORT}"),
+        format!("udp:[{SERVER6}]:{UDP_PORT}"),
     ];
     let mut servers: Vec<Proc> = Vec::new();
     for t in [&topo_a, &topo_n, &topo_i] {
@@ -617,6 +717,14 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
     let cg_plain = TestCgroup::new()?;
     let cg_jump = TestCgroup::new()?;
     let cg_audit = TestCgroup::new()?;
+    let cg_ref = TestCgroup::new()?;
+    let _reference = env::reference(
+        bins,
+        &cg_ref.path,
+        CLIENT_UID,
+        SERVER,
+        &[TCP_PORT, UDP_PORT, IPERF_PORT],
+    )?;
     let places = Places {
         at: HashMap::from([
             (
@@ -630,6 +738,10 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
             (
                 System::JumpAudit.key(),
                 (cg_audit.path.clone(), topo_a.host.path()),
+            ),
+            (
+                System::Reference.key(),
+                (cg_ref.path.clone(), topo_a.host.path()),
             ),
             (
                 System::Nft.key(),
@@ -658,7 +770,8 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
         ..Report::default()
     };
 
-    for (k, &n) in plan.sizes.iter().enumerate() {
+    let sizes: &[usize] = if section("sizes") { &plan.sizes } else { &[] };
+    for (k, &n) in sizes.iter().enumerate() {
         check()?;
         progress(format!("{n} rules: generating and loading"));
         let grants = rules::grants(n);
@@ -691,12 +804,14 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
             plan.reloads,
             &mut p,
         )?;
+        // Every decision an event: without the per-destination rate limit and the per-uid
+        // budget, each connect emits one (the emitting cost of issue 19).
         let audit = Jumpd::start(
             bins,
             &dir_a,
             &cg_audit.path,
             work.0.join(format!("{n}/audit.log")),
-            &[],
+            &["--event-rate-window-ms", "0", "--event-user-rate", "0"],
         )?;
         report.jump_hooks = jump.hooks.clone();
         report.policy.push(p);
@@ -712,11 +827,15 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
         progress(format!("{n} rules: connect and sendto latency"));
         report.latency.extend(latencies(bins, &plan, &places, n)?);
         progress(format!("{n} rules: programs' run time"));
-        for sys in [System::Jump, System::JumpAudit] {
-            report
-                .progs
-                .extend(prog_times(bins, &plan, &places, sys, n)?);
-        }
+        let (progs, added) = prog_times(
+            bins,
+            &plan,
+            &places,
+            &[System::Reference, System::Jump, System::JumpAudit],
+            n,
+        )?;
+        report.progs.extend(progs);
+        report.added.extend(added);
         if k + 1 == plan.sizes.len() {
             progress(format!("{n} rules: throughput"));
             report.throughput = throughput(bins, &plan, &places, n)?;
@@ -725,29 +844,32 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
     }
 
     check()?;
-    progress("10,000 users × 20 rules: compile and apply");
-    let dir = work.dir("teams")?;
-    write_files(&dir, &rules::teams_policy(10_000, 20, 20))?;
-    let mut p = compile_times(bins, &dir, plan.compile_reps)?;
-    p.rules = 10_000;
-    let d = jumpd_policy(
-        bins,
-        &dir,
-        &cg_jump.path,
-        work.0.join("teams.log"),
-        plan.reloads,
-        &mut p,
-    )?;
-    drop(d);
-    report.teams = Some(Teams {
-        users: 10_000,
-        rules_per_user: 20,
-        policy: p,
-    });
+    // 100,000 grants applied by jump and by `nft -f`, side by side, when the size loop did
+    // not measure it already (the quick run, or this section alone).
+    if named("grants") && !report.policy.iter().any(|p| p.rules == GRANTS) {
+        report
+            .policy
+            .push(grants_apply(bins, &plan, &work, &cg_jump)?);
+    }
 
     check()?;
-    progress(format!("events: a storm of {} denied connects", plan.storm));
-    report.events = Some(events(bins, &plan, &work, &places)?);
+    if section("teams") {
+        report.teams = Some(teams(bins, &plan, &work, &cg_jump)?);
+    }
+
+    check()?;
+    if section("events") {
+        progress(format!("events: a storm of {} denied sendtos", plan.storm));
+        report.events = Some(events(bins, &plan, &work, &places)?);
+    }
+    check()?;
+    if section("journald") {
+        progress(format!(
+            "journald sink: a storm of {} denied sendtos logged to a private journald",
+            plan.storm
+        ));
+        report.journald = journal::journald_sink(bins, &plan, &work, &places)?;
+    }
 
     report.seconds = started.elapsed().as_secs_f64();
     let md = report.markdown();
@@ -764,4 +886,65 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
         report.seconds
     ));
     Ok(())
+}
+
+/// The grant count of the apply comparison with `nft -f`.
+const GRANTS: usize = 100_000;
+
+/// `GRANTS` grants applied by jump (start, reloads) and by `nft -f` (an atomic replace of the
+/// same set, in a namespace of its own), with nothing else measured: the apply comparison
+/// alone, for `JUMP_BENCH_ONLY=grants`.
+fn grants_apply(
+    bins: &Bins,
+    plan: &Plan,
+    work: &WorkDir,
+    cg: &TestCgroup,
+) -> anyhow::Result<Policy> {
+    progress(format!("{GRANTS} grants: jump and nft -f apply"));
+    let grants = rules::grants(GRANTS);
+    let dir = work.dir("grants")?;
+    write_files(&dir, &rules::jump_policy(&grants, "deny"))?;
+    let nft = work.0.join("grants-nft.conf");
+    fs::write(&nft, rules::nft_script(&grants))?;
+    let topo = Topology::new()?;
+    let mut p = compile_times(bins, &dir, plan.compile_reps)?;
+    p.rules = GRANTS;
+    // The first load creates the table, the timed one replaces it, as a reload does.
+    env::run(env::in_netns(&topo.host.path(), "nft").arg("-f").arg(&nft))?;
+    let t = Instant::now();
+    env::run(env::in_netns(&topo.host.path(), "nft").arg("-f").arg(&nft))?;
+    p.nft_load_ms = ms(t.elapsed());
+    let d = jumpd_policy(
+        bins,
+        &dir,
+        &cg.path,
+        work.0.join("grants.log"),
+        plan.reloads,
+        &mut p,
+    )?;
+    drop(d);
+    Ok(p)
+}
+
+/// The 10,000 users × 20 rules policy: compile and apply (SIGHUP to loaded).
+fn teams(bins: &Bins, plan: &Plan, work: &WorkDir, cg: &TestCgroup) -> anyhow::Result<Teams> {
+    progress("10,000 users × 20 rules: compile and apply");
+    let dir = work.dir("teams")?;
+    write_files(&dir, &rules::teams_policy(10_000, 20, 20))?;
+    let mut p = compile_times(bins, &dir, plan.compile_reps)?;
+    p.rules = 10_000;
+    let d = jumpd_policy(
+        bins,
+        &dir,
+        &cg.path,
+        work.0.join("teams.log"),
+        plan.reloads,
+        &mut p,
+    )?;
+    drop(d);
+    Ok(Teams {
+        users: 10_000,
+        rules_per_user: 20,
+        policy: p,
+    })
 }

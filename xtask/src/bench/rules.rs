@@ -1,5 +1,5 @@
 //! The one rule set every system is measured with, and its expression in each system's own
-//! language: jump policy files (a rule per user, an entry per grant), an nftables ruleset with a concatenated set, an
+//! language: jump policy files (a rule per grant), an nftables ruleset with a concatenated set, an
 //! iptables-restore file with one owner-match rule per grant. Pure.
 //!
 //! A grant is (uid, IPv4 host, port, protocol). For N rules there are N grants: N − 4 generated
@@ -7,12 +7,19 @@
 //! client's four. Last is the worst case for iptables' linear chain (every grant is tried before
 //! the client's); for jump and nftables the position does not matter.
 
-use std::{fmt::Write, net::Ipv4Addr};
+use std::{
+    fmt::Write,
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
 /// The granted uid the bench client runs as (no account needed: policies use numbers).
 pub const CLIENT_UID: u32 = 60_000;
 /// The server every measured connection goes to (`jump_tests::netns::INTERNAL_V4`).
 pub const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+/// The same server's IPv6 address (`jump_tests::netns::INTERNAL_V6`), for the `connect6` and
+/// `sendmsg6` batches of the programs' run time. Granted in jump's policy only: the netfilter
+/// systems are measured over IPv4.
+pub const SERVER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10);
 pub const TCP_PORT: u16 = 7000;
 pub const UDP_PORT: u16 = 7001;
 /// iperf3's port, granted for tcp and udp.
@@ -106,37 +113,28 @@ fn defaults(log: &str) -> String {
     format!("defaults:\n  egress: deny\n  log: {log}\n  loopback: allow\n")
 }
 
-/// jump: one rule per user, one `allow` entry per grant (in grant order). One rule per grant
-/// would not fit: jump's rule table holds 16,384 rules (`jump_common::MAX_RULES`). `log` is
-/// `deny` (filtering only, like the netfilter systems) or `all` (every decision an event:
-/// jump's audit use).
+/// jump: one rule per grant (`g<index>`), as iptables has, and for the bench client one more
+/// with its IPv6 grants. `log` is `deny` (filtering only, like the netfilter systems) or `all`
+/// (every decision an event: jump's audit use).
 pub fn jump_policy(grants: &[Grant], log: &str) -> Vec<(String, String)> {
-    let mut users: Vec<(u32, Vec<&Grant>)> = Vec::new();
-    for g in grants {
-        match users.last_mut() {
-            Some((uid, v)) if *uid == g.uid => v.push(g),
-            _ => users.push((g.uid, vec![g])),
-        }
-    }
+    let v6 = format!(
+        "  - {{name: client-v6, users: [{CLIENT_UID}], allow: [{{to: [{SERVER6}], ports: [{TCP_PORT}, {UDP_PORT}], proto: [tcp, udp]}}]}}\n"
+    );
     policy_files(
         &defaults(log),
-        users.into_iter().map(|(uid, gs)| {
-            let allow: Vec<String> = gs
-                .iter()
-                .map(|g| {
-                    format!(
-                        "{{to: [{}], ports: [{}], proto: [{}]}}",
-                        g.addr,
-                        g.port,
-                        g.proto.name()
-                    )
-                })
-                .collect();
-            format!(
-                "  - {{name: u{uid}, users: [{uid}], allow: [{}]}}\n",
-                allow.join(", ")
-            )
-        }),
+        grants
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                format!(
+                    "  - {{name: g{i}, users: [{}], allow: [{{to: [{}], ports: [{}], proto: [{}]}}]}}\n",
+                    g.uid,
+                    g.addr,
+                    g.port,
+                    g.proto.name()
+                )
+            })
+            .chain(std::iter::once(v6)),
     )
 }
 
@@ -245,8 +243,8 @@ mod tests {
     }
 
     #[test]
-    fn jump_policy_is_one_rule_per_user_and_one_entry_per_grant() {
-        let files = jump_policy(&grants(6), "deny");
+    fn jump_policy_is_one_rule_per_grant() {
+        let files = jump_policy(&grants(5), "deny");
         assert_eq!(
             files,
             vec![
@@ -257,8 +255,12 @@ mod tests {
                 (
                     "01-rules.yaml".to_string(),
                     "rules:\n\
-                     \x20 - {name: u100000, users: [100000], allow: [{to: [10.0.0.0], ports: [1024], proto: [tcp]}, {to: [10.0.0.1], ports: [1025], proto: [tcp]}]}\n\
-                     \x20 - {name: u60000, users: [60000], allow: [{to: [198.51.100.10], ports: [7000], proto: [tcp]}, {to: [198.51.100.10], ports: [7001], proto: [udp]}, {to: [198.51.100.10], ports: [5201], proto: [tcp]}, {to: [198.51.100.10], ports: [5201], proto: [udp]}]}\n"
+                     \x20 - {name: g0, users: [100000], allow: [{to: [10.0.0.0], ports: [1024], proto: [tcp]}]}\n\
+                     \x20 - {name: g1, users: [60000], allow: [{to: [198.51.100.10], ports: [7000], proto: [tcp]}]}\n\
+                     \x20 - {name: g2, users: [60000], allow: [{to: [198.51.100.10], ports: [7001], proto: [udp]}]}\n\
+                     \x20 - {name: g3, users: [60000], allow: [{to: [198.51.100.10], ports: [5201], proto: [tcp]}]}\n\
+                     \x20 - {name: g4, users: [60000], allow: [{to: [198.51.100.10], ports: [5201], proto: [udp]}]}\n\
+                     \x20 - {name: client-v6, users: [60000], allow: [{to: [2001:db8:1::10], ports: [7000, 7001], proto: [tcp, udp]}]}\n"
                         .to_string()
                 ),
             ]
@@ -278,11 +280,15 @@ mod tests {
         let count =
             |what: &str| -> usize { files.iter().map(|(_, t)| t.matches(what).count()).sum() };
         assert_eq!(
-            count("name: u"),
-            10_001,
-            "one rule per generated uid, and the client's"
+            count("name: "),
+            100_001,
+            "one rule per grant, and the client's IPv6 one"
         );
-        assert_eq!(count("{to: "), 100_000, "no grant lost at a file boundary");
+        assert_eq!(
+            count("{to: "),
+            100_001,
+            "no grant lost at a file boundary (and the client's IPv6 one)"
+        );
     }
 
     #[test]

@@ -1,0 +1,83 @@
+//! Loads and attaches the reference programs (`jump-ebpf/src/reference.rs`): the floor the
+//! bench measures jump's programs against.
+
+use std::{fs::File, io::Read, net::Ipv4Addr};
+
+use aya::{
+    maps::HashMap,
+    programs::{links::CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr},
+    Ebpf,
+};
+
+const SOCK_ADDR: [&str; 5] = [
+    "ref_connect4",
+    "ref_connect4_record",
+    "ref_connect6",
+    "ref_sendmsg4",
+    "ref_sendmsg6",
+];
+
+fn attach(
+    object: &str,
+    cgroup: &str,
+    uid: u32,
+    to: Ipv4Addr,
+    ports: &[u16],
+) -> Result<Ebpf, String> {
+    let mut bpf = Ebpf::load_file(object).map_err(|e| format!("failed to load `{object}`: {e}"))?;
+    {
+        let mut grants: HashMap<_, u64, u32> =
+            HashMap::try_from(bpf.map_mut("REF_GRANTS").ok_or("no map `REF_GRANTS`")?)
+                .map_err(|e| e.to_string())?;
+        // The keys as the programs build them: `user_port` holds the port in network byte
+        // order in its low 16 bits, `remote_ip4` the address as the kernel stores it.
+        for &p in ports {
+            grants
+                .insert(u64::from(uid) << 32 | u64::from(p.to_be()), 1, 0)
+                .map_err(|e| e.to_string())?;
+        }
+        grants
+            .insert(u64::from(u32::from_ne_bytes(to.octets())), 1, 0)
+            .map_err(|e| e.to_string())?;
+    }
+    let fd = File::open(cgroup).map_err(|e| format!("failed to open `{cgroup}`: {e}"))?;
+    let mode = CgroupAttachMode::Single;
+    for name in SOCK_ADDR {
+        let p: &mut CgroupSockAddr = bpf
+            .program_mut(name)
+            .ok_or(format!("no program `{name}`"))?
+            .try_into()
+            .map_err(|e| format!("{name}: {e}"))?;
+        p.load()
+            .map_err(|e| format!("failed to load `{name}`: {e}"))?;
+        p.attach(&fd, mode)
+            .map_err(|e| format!("failed to attach `{name}` to `{cgroup}`: {e}"))?;
+    }
+    let p: &mut CgroupSkb = bpf
+        .program_mut("ref_egress")
+        .ok_or("no program `ref_egress`")?
+        .try_into()
+        .map_err(|e| format!("ref_egress: {e}"))?;
+    p.load()
+        .map_err(|e| format!("failed to load `ref_egress`: {e}"))?;
+    p.attach(&fd, CgroupSkbAttachType::Egress, mode)
+        .map_err(|e| format!("failed to attach `ref_egress` to `{cgroup}`: {e}"))?;
+    Ok(bpf)
+}
+
+/// Attaches, says `ready`, and holds the programs until stdin reaches its end.
+pub fn serve(
+    object: &str,
+    cgroup: &str,
+    uid: u32,
+    to: Ipv4Addr,
+    ports: &[u16],
+) -> Result<(), String> {
+    let bpf = attach(object, cgroup, uid, to, ports)?;
+    println!("ready");
+    std::io::Write::flush(&mut std::io::stdout()).map_err(|e| e.to_string())?;
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
+    drop(bpf);
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! The journald sink against journald itself (issue 19): in a private journald
+//! (`jump_tests::journal`, its own mount namespace, volatile storage, no rate limit), first
+//! jumpd logs a storm of denied sendtos with `--log-format journald`; then `jump-bench journal`
+//! sends the same number of copies of one of those entries (the same record shape: every field
+//! jumpd wrote, the journal's own `_` fields aside) in the same protocol. The ratio of the two
+//! rates says whether jumpd keeps up with what journald can take.
+
+use std::{
+    fs,
+    time::{Duration, Instant},
+};
+
+use anyhow::{ensure, Context};
+use jump_tests::{journal::Journald, Bins};
+use serde_json::Value;
+
+use super::{
+    check, client, env, progress, report::JournalSink, rules, rules::DENIED_PORT, write_files,
+    Places, Plan, System, WorkDir,
+};
+
+/// A journal entry's field as text (journalctl prints numbers as strings).
+fn field(e: &Value, k: &str) -> Option<u64> {
+    e[k].as_str()?.parse().ok()
+}
+
+pub(super) fn journald_sink(
+    bins: &Bins,
+    plan: &Plan,
+    work: &WorkDir,
+    places: &Places,
+) -> anyhow::Result<Option<JournalSink>> {
+    if let Some(why) = jump_tests::journal::unavailable() {
+        progress(format!("journald sink: skipped, {why}"));
+        return Ok(None);
+    }
+    let journal = Journald::start().context("failed to start a private journald")?;
+    let dir = work.dir("journald")?;
+    write_files(&dir, &rules::jump_policy(&rules::grants(10), "all"))?;
+    let place = places.of(System::JumpAudit);
+    let d = env::Jumpd::start_journald(
+        bins,
+        &dir,
+        &place.0,
+        work.0.join("journald-jumpd.log"),
+        &journal,
+        &["--event-rate-window-ms", "0"],
+    )?;
+    let n = plan.storm;
+    let cpu0 = d.cpu_time();
+    let t0 = Instant::now();
+    let r = client(bins, place, "udp", n, 60_000, DENIED_PORT)?;
+    ensure!(
+        r.errno == Some(1) && r.errors as usize == r.ns.len(),
+        "the storm's sendtos should all be refused with EPERM, got {} errors of {} ({})",
+        r.errors,
+        r.ns.len(),
+        r.error
+    );
+    // jumpd is done when its CPU time stops growing (it is idle: the ring buffer is empty).
+    let mut last = (d.cpu_time(), Instant::now());
+    while last.1.elapsed() < Duration::from_millis(400) {
+        check()?;
+        std::thread::sleep(Duration::from_millis(10));
+        let cpu = d.cpu_time();
+        if cpu != last.0 {
+            last = (cpu, Instant::now());
+        }
+    }
+    let seconds = (last.1 - t0).as_secs_f64().max(r.elapsed.as_secs_f64());
+    let cpu = last.0.saturating_sub(cpu0);
+    // Stopping jumpd makes it report what the kernel held back one last time.
+    drop(d);
+    let entries = journal.jumpd_entries();
+    let events: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["JUMP_VERDICT"].is_string())
+        .collect();
+    let held: u64 = entries
+        .iter()
+        .map(|e| {
+            [
+                "JUMP_EVENTS_LOST",
+                "JUMP_EVENTS_OVER_BUDGET",
+                "JUMP_EVENTS_SUPPRESSED",
+            ]
+            .iter()
+            .filter_map(|k| field(e, k))
+            .sum::<u64>()
+        })
+        .sum();
+    let sample = events
+        .first()
+        .context("jumpd logged no event to journald")?;
+    let shape: serde_json::Map<String, Value> = sample
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| !k.starts_with('_') && v.is_string())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let shape_file = work.0.join("journald-entry.json");
+    fs::write(&shape_file, serde_json::to_vec(&shape)?)?;
+
+    check()?;
+    progress(format!(
+        "journald sink: journald's own ingest of {n} such entries"
+    ));
+    let out = journal
+        .command(env::bench_bin(bins))
+        .arg("journal")
+        .arg(n.to_string())
+        .arg(&shape_file)
+        .output()
+        .context("failed to run jump-bench journal")?;
+    let v: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "jump-bench journal printed no result: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    ensure!(v["ok"] == true, "jump-bench journal: {}", v["error"]);
+    let anchor_seconds = v["elapsed_ns"].as_u64().unwrap_or(0) as f64 / 1e9;
+    let logged = events.len() as u64;
+    let per_second = logged as f64 / seconds;
+    let anchor_per_second = n as f64 / anchor_seconds.max(1e-9);
+    Ok(Some(JournalSink {
+        attempts: r.ns.len() as u64,
+        events: logged,
+        held,
+        fields: shape.len(),
+        seconds,
+        per_second,
+        cpu_percent: cpu.as_secs_f64() / seconds * 100.0,
+        anchor_entries: n as u64,
+        anchor_per_second,
+        ratio: per_second / anchor_per_second,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn journal_entries_numbers_are_read_from_text() {
+        let e = serde_json::json!({"JUMP_EVENTS_LOST": "12", "JUMP_UID": 5});
+        assert_eq!(super::field(&e, "JUMP_EVENTS_LOST"), Some(12));
+        assert_eq!(super::field(&e, "JUMP_UID"), None, "journalctl prints text");
+    }
+}
