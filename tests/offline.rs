@@ -212,3 +212,32 @@ fn what_cannot_be_answered_exits_2() {
         );
     }
 }
+
+#[test]
+fn show_prints_a_users_effective_policy_from_the_compiled_image() {
+    let r = Repo::new();
+    let acc = r.accounts();
+    let acc: Vec<&str> = acc.iter().map(String::as_str).collect();
+    let dir = s(&r.path("policies"));
+    let (code, out, err) = jumpctl(&[&["show", "--dir", &dir, "jt-zed"][..], &acc].concat());
+    assert_eq!(code, 0, "{err}");
+    let f = r.path("policies/10-access.yaml").display().to_string();
+    for line in [
+        "user jt-zed (uid 64510)".to_string(),
+        "  subordinate uids 300000-365535 are decided as this user".to_string(),
+        format!("      tcp 22: allow by rule `ops-ssh` ({f}:4:5)"),
+        format!("      tcp 5432: allow by rule `zed-db` ({f}:8:5)"),
+        "  anything else: deny (default); listening on any other port: deny".to_string(),
+    ] {
+        assert!(out.lines().any(|l| l == line), "`{line}` in:\n{out}");
+    }
+    // A uid no rule names gets the default, said in so many words.
+    let (code, out, _) = jumpctl(&[&["show", "--dir", &dir, "64599"][..], &acc].concat());
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("no rule names this user: the rules for everyone apply"),
+        "{out}"
+    );
+    let (code, _, err) = jumpctl(&[&["show", "--dir", &dir, "jt-nobody"][..], &acc].concat());
+    assert_eq!((code, err.trim()), (2, "unknown user `jt-nobody`"));
+}

@@ -64,16 +64,29 @@ impl Jumpd {
         cgroup: &Path,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
+        let prefix: Vec<String> = match netns {
+            Some(ns) => vec![
+                "nsenter".into(),
+                format!("--net={}", ns.display()),
+                "--".into(),
+            ],
+            None => Vec::new(),
+        };
+        let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        Self::start_prefixed(bins, &prefix, policy_dir, cgroup, extra)
+    }
+
+    /// As `start`, with jumpd run by `PREFIX… jumpd …` (`nsenter`, `setpriv`).
+    pub fn start_prefixed(
+        bins: &Bins,
+        prefix: &[&str],
+        policy_dir: &Path,
+        cgroup: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         sweep_pins();
         let pin_root = PathBuf::from("/sys/fs/bpf").join(crate::unique(PIN_PREFIX));
-        let mut program: Vec<std::ffi::OsString> = Vec::new();
-        if let Some(ns) = netns {
-            program.extend([
-                "nsenter".into(),
-                format!("--net={}", ns.display()).into(),
-                "--".into(),
-            ]);
-        }
+        let mut program: Vec<std::ffi::OsString> = prefix.iter().map(|a| a.into()).collect();
         program.push(bins.jumpd.clone().into());
         for a in [
             "--policy-dir".as_ref(),

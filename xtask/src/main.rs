@@ -59,11 +59,33 @@ enum Cmd {
     },
 }
 
+/// The checkout xtask works on, found at run time — not the tree it was compiled in, which a
+/// copied checkout (with its `target/`) would otherwise keep using: `cargo run` (what `cargo
+/// xtask` is) sets `CARGO_MANIFEST_DIR` to this tree's `xtask/`; run directly, the nearest
+/// ancestor of the working directory that holds `xtask/Cargo.toml`.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
+    let from_cargo = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.ends_with("xtask") && d.join("Cargo.toml").is_file())
+        .and_then(|d| d.parent().map(PathBuf::from));
+    let from_cwd = || {
+        std::env::current_dir()
+            .ok()
+            .and_then(|d| find_workspace(&d))
+    };
+    from_cargo.or_else(from_cwd).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask lives in the workspace")
+            .to_path_buf()
+    })
+}
+
+/// The nearest of `dir` and its ancestors that holds `xtask/Cargo.toml` and a `Cargo.toml`.
+fn find_workspace(dir: &std::path::Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|a| a.join("xtask/Cargo.toml").is_file() && a.join("Cargo.toml").is_file())
+        .map(PathBuf::from)
 }
 
 /// bpffs at /sys/fs/bpf as this xtask found it. jumpd mounts it when missing (its pins live
@@ -137,5 +159,23 @@ fn main() -> ExitCode {
             eprintln!("xtask: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_copied_checkout_is_found_from_inside_it() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("copy");
+        std::fs::create_dir_all(root.join("xtask")).unwrap();
+        std::fs::create_dir_all(root.join("policies/tests")).unwrap();
+        std::fs::write(root.join("Cargo.toml"), "[workspace]\n").unwrap();
+        std::fs::write(root.join("xtask/Cargo.toml"), "[package]\n").unwrap();
+        assert_eq!(
+            super::find_workspace(&root.join("policies/tests")),
+            Some(root.clone())
+        );
+        assert_eq!(super::find_workspace(d.path()), None);
     }
 }

@@ -7,7 +7,7 @@ use jump_userspace::{
 
 /// Enforces per-user egress policy in the kernel and logs every decision.
 #[derive(Parser)]
-#[command(version)]
+#[command(name = "jumpd", version)]
 struct Args {
     #[command(flatten)]
     flags: config::Flags,
@@ -25,10 +25,25 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let format = opts.log_format.unwrap_or_else(LogFormat::detect);
+    let (format, warning) = match opts.log_format {
+        Some(f) => (f, None),
+        None => LogFormat::detect_at(std::path::Path::new(sink::JOURNALD_SOCKET)),
+    };
     if let Err(e) = sink::init(format) {
         eprintln!("jumpd: cannot start logging to {}: {e:#}", format.name());
         return std::process::ExitCode::from(2);
+    }
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    if args.detach {
+        return match daemon::detach_standalone(&opts) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jumpd: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     tracing::info!(
         message_id = daemon::message_id::STARTED,
@@ -40,15 +55,6 @@ fn main() -> std::process::ExitCode {
             .map(|c| format!(", config `{}`", c.display()))
             .unwrap_or_default()
     );
-    if args.detach {
-        return match daemon::detach_standalone(&opts) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("jumpd: {e:#}");
-                std::process::ExitCode::FAILURE
-            }
-        };
-    }
     // INVARIANT (single thread at drop): one thread, so the capability drop covers the process.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -7,7 +7,7 @@ use jump_common::{action, log_mode, ANY_UID};
 
 use super::image::MapImage;
 
-fn action_name(a: u8) -> &'static str {
+pub(super) fn action_name(a: u8) -> &'static str {
     match a {
         action::DENY => "deny",
         action::ALLOW => "allow",
@@ -16,7 +16,7 @@ fn action_name(a: u8) -> &'static str {
     }
 }
 
-fn proto_name(p: u8) -> String {
+pub(super) fn proto_name(p: u8) -> String {
     match p {
         jump_common::proto::TCP => "tcp".into(),
         jump_common::proto::UDP => "udp".into(),
@@ -26,7 +26,7 @@ fn proto_name(p: u8) -> String {
     }
 }
 
-fn time(ns: u64) -> String {
+pub(super) fn time(ns: u64) -> String {
     jiff::Timestamp::from_nanosecond(i128::from(ns))
         .map(|t| t.to_string())
         .unwrap_or_else(|_| ns.to_string())

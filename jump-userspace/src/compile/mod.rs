@@ -22,6 +22,7 @@ pub mod directory;
 pub mod dump;
 pub mod image;
 pub mod resolve;
+pub mod show;
 pub mod subuid;
 pub mod time;
 

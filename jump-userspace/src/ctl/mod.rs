@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod fleet;
 pub mod grant;
 pub mod offline;
+mod show;
 
 use std::{io::Write, path::PathBuf};
 
@@ -72,6 +73,10 @@ pub enum Command {
     Grants(daemon::Conn),
     /// End a just-in-time grant now; its connections are closed
     Revoke(grant::RevokeArgs),
+    /// The effective policy — what USER (or every profile) may reach, listen on and when — read
+    /// back from the compiled image the running jumpd installed in the kernel, or with --dir
+    /// from a policy directory compiled offline
+    Show(show::ShowArgs),
     /// Validate DIR (users and groups unknown here are warnings) and make it the policy of
     /// every jump host: one etcd transaction replaces the policy keys; prints the revision
     Push(fleet::PushArgs),
@@ -213,6 +218,7 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Grant(a) => grant::grant(a, out, err),
         Command::Grants(c) => grant::grants(c, out, err),
         Command::Revoke(a) => grant::revoke(a, out, err),
+        Command::Show(a) => show::run(a, now, out, err),
         Command::Push(a) => fleet::push(a, out, err),
         Command::Fleet(a) => fleet::fleet(a, out, err),
     }

@@ -181,7 +181,7 @@ pub struct Flags {
     /// restart of jumpd [default: /sys/fs/bpf/jump]
     #[arg(long)]
     pub pin_dir: Option<PathBuf>,
-    /// Log sink; journald when its socket exists, otherwise JSON lines on stdout
+    /// Log sink; journald when it answers on its socket, otherwise JSON lines on stdout
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
     /// `enforce` refuses what the policy denies; `audit` only logs it ("would-deny")
@@ -259,7 +259,7 @@ pub struct Settings {
     pub cgroup: PathBuf,
     /// Root of the pinned state; each cgroup gets a directory below.
     pub pin_dir: PathBuf,
-    /// `None`: detect (journald when its socket exists).
+    /// `None`: detect (journald when it answers on its socket).
     pub log_format: Option<LogFormat>,
     pub mode: Mode,
     pub control_socket: PathBuf,

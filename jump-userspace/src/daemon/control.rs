@@ -22,6 +22,7 @@
 //! {"cmd":"grant","user":"alice","dests":["198.51.100.7:22"],"duration":"2h","reason":"INC-1"}
 //! {"cmd":"grants"}
 //! {"cmd":"revoke","id":3}
+//! {"cmd":"show","user":"alice"}                                    user optional
 //! ```
 //! Replies: `{"ok":true,"data":…}` with `data` a `Status`, `ReloadOutcome`, `Stats`, a list of
 //! event records, a check report or a `Detached`; with `follow`, one `{"ok":true,"data":RECORD}`
@@ -106,6 +107,11 @@ pub enum Request {
     Revoke {
         id: u64,
     },
+    /// The effective policy, of one user or of everyone (`jumpctl show`).
+    Show {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+    },
 }
 
 impl Request {
@@ -120,6 +126,7 @@ impl Request {
             Request::Grant(_) => "grant",
             Request::Grants => "grants",
             Request::Revoke { .. } => "revoke",
+            Request::Show { .. } => "show",
         }
     }
 }
@@ -673,6 +680,13 @@ mod tests {
                 r#"{"cmd":"check","user":"alice","dest":"198.51.100.7:22"}"#,
             ),
             (Request::Detach, r#"{"cmd":"detach"}"#),
+            (Request::Show { user: None }, r#"{"cmd":"show"}"#),
+            (
+                Request::Show {
+                    user: Some("alice".into()),
+                },
+                r#"{"cmd":"show","user":"alice"}"#,
+            ),
         ];
         for (req, json) in cases {
             assert_eq!(serde_json::to_string(&req).unwrap(), json);

@@ -427,20 +427,27 @@ pub(super) fn refresh(dp: &dyn super::LiveDatapath, st: &mut super::State) {
         users: status.1,
         profiles: status.2,
         maps_tampered: st.maps_tampered,
-        programs: if bpf_stats_enabled() {
-            dp.program_stats()
-        } else {
-            Vec::new()
-        },
+        programs: program_stats(dp),
     };
     st.metrics.update(&snapshot);
     st.metrics.refreshed(true);
 }
 
-/// `kernel.bpf_stats_enabled`: the kernel counts program runs and run time only while it is 1
-/// (it costs every run two clock reads, so it is the administrator's choice, not jumpd's).
-fn bpf_stats_enabled() -> bool {
-    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|s| s.trim() == "1")
+/// Per-program runs and run time. The kernel counts them only while `kernel.bpf_stats_enabled`
+/// is 1 (it costs every run two clock reads, so it is the administrator's choice, not jumpd's).
+/// jumpd may not see that sysctl (the unit's `ProcSubset=pid` hides /proc/sys): a program is
+/// reported once the kernel has counted a run of it, and the counts stay for jumpd's life.
+fn program_stats(dp: &dyn super::LiveDatapath) -> Vec<(String, u64, Duration)> {
+    let enabled = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+        .map(|s| s.trim() == "1")
+        .unwrap_or(true);
+    if !enabled {
+        return Vec::new();
+    }
+    dp.program_stats()
+        .into_iter()
+        .filter(|(_, runs, _)| *runs > 0)
+        .collect()
 }
 
 /// Binds the metrics address (before jumpd drops its capabilities: a port below 1024 needs

@@ -11,6 +11,7 @@ pub mod etcd;
 pub mod grants;
 pub mod metrics;
 pub mod privileges;
+pub mod show;
 pub mod systemd;
 pub mod watch;
 
@@ -802,6 +803,12 @@ pub fn detach_standalone(opts: &Options) -> anyhow::Result<()> {
 pub fn detach(opts: &Options) -> anyhow::Result<()> {
     let dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
     let detached = pins::detach(&dir)?;
+    // The layout and root directories too, once nothing else is pinned below them (removing a
+    // directory that is not empty, or a mount point, fails and is left alone).
+    if let Some(layout) = dir.parent() {
+        let _ = std::fs::remove_dir(layout);
+    }
+    let _ = std::fs::remove_dir(&opts.pin_dir);
     let what = if detached.is_empty() {
         "nothing (no pinned state)".to_string()
     } else {
@@ -957,6 +964,7 @@ fn handle(dp: &mut dyn LiveDatapath, st: &mut State, opts: &Options, call: Call)
             at,
             login,
         } => check(st, opts, user, login.as_deref(), dest, at.as_deref()),
+        control::Request::Show { user } => show::show(st, opts, user.as_deref()),
         control::Request::Detach => {
             tracing::warn!("detach requested by {}", call.peer);
             return Some(Exit::Detach(call.reply));

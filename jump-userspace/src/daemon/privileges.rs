@@ -43,9 +43,12 @@ pub fn names(set: &CapsHashSet) -> Vec<String> {
 /// is returned and jumpd stops, rather than running with more than it should.
 pub fn drop_privileges() -> anyhow::Result<CapsHashSet> {
     let keep = kept();
-    // The bounding set first: dropping from it needs CAP_SETPCAP in the effective set.
+    // The bounding set first: dropping from it needs CAP_SETPCAP in the effective set. Without
+    // it (the systemd unit leaves it out), the service manager's bounding set stands: once the
+    // permitted set is cut and no-new-privileges is set below, nothing can regain the rest.
+    let can_bound = caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP)?;
     for cap in caps::read(None, CapSet::Bounding)? {
-        if !keep.contains(&cap) {
+        if can_bound && !keep.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
                 anyhow::anyhow!("failed to drop `{cap}` from the bounding set: {e}")
             })?;

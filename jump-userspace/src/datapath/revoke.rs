@@ -348,8 +348,10 @@ pub const WORKER_CAPS: &[caps::Capability] = &[
 fn restrict_thread() -> anyhow::Result<()> {
     use caps::{CapSet, CapsHashSet};
     let keep: CapsHashSet = WORKER_CAPS.iter().copied().collect();
+    // As `daemon::privileges`: without CAP_SETPCAP the service manager's bounding set stands.
+    let can_bound = caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP)?;
     for cap in caps::read(None, CapSet::Bounding)? {
-        if !keep.contains(&cap) {
+        if can_bound && !keep.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap)?;
         }
     }

@@ -17,7 +17,7 @@ pub const EVENT_TARGET: &str = "jump::event";
 /// The daemon's alarms (its maps were rewritten behind its back): journald PRIORITY 2 (crit),
 /// which the `ERROR` level alone cannot express.
 pub const ALARM_TARGET: &str = "jump::alarm";
-const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
+pub const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -28,12 +28,28 @@ pub enum LogFormat {
 }
 
 impl LogFormat {
-    /// journald when its socket exists, otherwise JSON lines.
+    /// journald when it listens on its socket, otherwise JSON lines.
     pub fn detect() -> Self {
-        if Path::new(JOURNALD_SOCKET).exists() {
-            LogFormat::Journald
-        } else {
-            LogFormat::Json
+        Self::detect_at(Path::new(JOURNALD_SOCKET)).0
+    }
+
+    /// journald when something listens on `socket`, else JSON lines, with a warning when the
+    /// socket file exists but nobody listens (a stopped journald leaves it behind, and logging
+    /// into it would lose every record).
+    pub fn detect_at(socket: &Path) -> (Self, Option<String>) {
+        if !socket.exists() {
+            return (LogFormat::Json, None);
+        }
+        // A datagram connect() to a socket nobody holds fails with ECONNREFUSED.
+        match std::os::unix::net::UnixDatagram::unbound().and_then(|s| s.connect(socket)) {
+            Ok(()) => (LogFormat::Journald, None),
+            Err(e) => (
+                LogFormat::Json,
+                Some(format!(
+                    "journald's socket `{}` does not answer ({e}): logging JSON lines to stdout instead",
+                    socket.display()
+                )),
+            ),
         }
     }
 
@@ -231,5 +247,34 @@ pub fn emit(r: &Record) {
         "allow" => emit_at!(tracing::Level::DEBUG, message_id::ALLOW, r),
         "would-deny" => emit_at!(tracing::Level::INFO, message_id::WOULD_DENY, r),
         _ => emit_at!(tracing::Level::WARN, message_id::DENY, r),
+    }
+}
+
+#[cfg(test)]
+mod detect_tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_file_nobody_listens_on_is_not_journald() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("socket");
+        assert_eq!(LogFormat::detect_at(&path), (LogFormat::Json, None));
+        let live = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        assert_eq!(LogFormat::detect_at(&path), (LogFormat::Journald, None));
+        drop(live);
+        assert!(
+            path.exists(),
+            "the file stays, as journald's does when it stops"
+        );
+        let (format, warning) = LogFormat::detect_at(&path);
+        assert_eq!(format, LogFormat::Json);
+        let w = warning.unwrap();
+        assert!(
+            w.starts_with(&format!(
+                "journald's socket `{}` does not answer (",
+                path.display()
+            )),
+            "{w}"
+        );
     }
 }

@@ -220,12 +220,22 @@ mod tests {
                 .to_string(),
             "etcd prefix `/jump/`: more than 1024 policy files, the limit"
         );
-        let nine: Vec<Named> = (0..9)
-            .map(|i| named(&format!("{i}.yaml"), &vec![b'#'; 1 << 20]))
+        // One file over the total: as many full-size files as fit, and one more.
+        let over = (super::super::MAX_TOTAL_BYTES / super::super::MAX_FILE_BYTES + 1) as usize;
+        let too_much: Vec<Named> = (0..over)
+            .map(|i| {
+                named(
+                    &format!("{i}.yaml"),
+                    &vec![b'#'; super::super::MAX_FILE_BYTES as usize],
+                )
+            })
             .collect();
         assert_eq!(
-            load_named(nine, "etcd").unwrap_err().to_string(),
-            "etcd: the policy files hold more than 8388608 bytes in total, the limit"
+            load_named(too_much, "etcd").unwrap_err().to_string(),
+            format!(
+                "etcd: the policy files hold more than {} bytes in total, the limit",
+                super::super::MAX_TOTAL_BYTES
+            )
         );
         assert_eq!(
             load_named(vec![], "etcd").unwrap_err().to_string(),
