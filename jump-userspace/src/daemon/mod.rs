@@ -311,6 +311,10 @@ fn now_ns() -> u64 {
     jiff::Timestamp::now().as_nanosecond().max(0) as u64
 }
 
+/// How far back a window edge still gets its own revocation pass when the run loop reaches it
+/// late.
+const EDGE_CATCH_UP_NS: u64 = 10_000_000_000;
+
 /// Asks for a revocation pass over the installed image.
 fn request_revocation(st: &State, trigger: revoke::Trigger) {
     if let (Some(worker), Some(image)) = (&st.revoker, &st.installed) {
@@ -673,12 +677,18 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .unwrap_or(std::time::Duration::from_secs(1));
     let watchdog = systemd::watchdog_interval().is_some();
     let mut tick = tokio::time::interval(tick_every);
+    // Edges up to here have had their pass. Kept rather than read from the clock: a wake-up by
+    // another branch (an event, often the very drop the edge caused) in the few ms between an
+    // edge and its timer must not skip that edge's pass. Edges long past (a stalled loop, a
+    // reload's image) are left to the reload's own pass.
+    let mut edges_done = now_ns();
     let exit = loop {
         // The next edge of a time window: connections it ends are revoked right after it.
+        let since = edges_done.max(now_ns().saturating_sub(EDGE_CATCH_UP_NS));
         let edge = st
             .installed
             .as_ref()
-            .and_then(|i| revoke::next_edge(i, now_ns()));
+            .and_then(|i| revoke::next_edge(i, since));
         let until_edge = edge.map(|e| {
             // A few ms late, so the kernel's half-open window has surely closed.
             std::time::Duration::from_nanos(e.saturating_sub(now_ns()))
@@ -686,7 +696,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         });
         tokio::select! {
             _ = tokio::time::sleep(until_edge.unwrap_or_default()), if until_edge.is_some() => {
-                request_revocation(&st, revoke::Trigger::Edge(edge.unwrap_or_default()));
+                let at = edge.unwrap_or_default();
+                edges_done = at;
+                request_revocation(&st, revoke::Trigger::Edge(at));
             }
             Some((trigger, outcome)) = revoked_rx.recv() => log_revocations(&st, &trigger, outcome),
             guard = events.readable_mut() => {
