@@ -99,7 +99,7 @@ impl Drop for Accounts {
     }
 }
 
-fn instructions(ssh: &Path, policies: &Path, cg: &Path) -> String {
+fn instructions(ssh: &Path, policies: &Path, cg: &Path, jumpctl: &Path) -> String {
     let cfg = ssh.join("ssh_config");
     format!(
         "\n\
@@ -113,7 +113,7 @@ jump demo: a jump host in a box
 
 In another terminal, define this alias, then try the commands below:
 
-  alias jssh='sudo ip netns exec {NETNS}-ws ssh -F {cfg}'
+  alias jssh='ip netns exec {NETNS}-ws ssh -F {cfg}'
 
   jssh -J alice@jump alice@target id          # allowed: rule ops-ssh (alice is in ops)
   jssh -J bob@jump bob@target id              # refused: bob has no grant (see the deny line here)
@@ -124,14 +124,15 @@ In another terminal, define this alias, then try the commands below:
 
 Each decision appears below as one line: verdict, user(uid) -> destination, the deciding rule
 and its file:line:col. Change the policy: edit {policies}/20-access.yaml (e.g. add `users: [bob]`
-to rule ops-ssh), then `sudo kill -HUP <jumpd pid>` and retry bob. A shell on the jump host
-without ssh: `sudo cargo xtask shell alice`.
+to rule ops-ssh) and save: the watcher reloads it (or `kill -HUP <jumpd pid>`, not both); retry bob.
+A shell on the jump host without ssh: `cargo xtask shell alice`. jumpctl is {jumpctl}.
 Ctrl-C here stops everything and removes the namespaces, cgroups, users and keys.
 ",
         cg = cg.display(),
         cfg = cfg.display(),
         ssh = ssh.display(),
         policies = policies.display(),
+        jumpctl = jumpctl.display(),
     )
 }
 
@@ -144,7 +145,7 @@ pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
     }
     anyhow::ensure!(
         nix::unistd::Uid::effective().is_root(),
-        "the demo needs root (namespaces, cgroups, BPF): run `sudo cargo xtask run`"
+        "the demo needs root (namespaces, cgroups, BPF): run `cargo xtask run` as root"
     );
     anyhow::ensure!(
         jump_tests::ssh::available(),
@@ -243,7 +244,10 @@ pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
     let policies = workspace_root().join("policies");
     // The demo's own pin root, so its detach can never touch a real deployment's state.
     let pins = std::path::PathBuf::from("/sys/fs/bpf/jump-demo");
-    println!("{}", instructions(&ssh.path, &policies, &cg.path));
+    println!(
+        "{}",
+        instructions(&ssh.path, &policies, &cg.path, &bins.jumpctl)
+    );
     // In the jump host's namespace, where the sockets it may have to revoke live.
     let mut child = Command::new("nsenter")
         .arg(format!("--net={}", topo.host.path().display()))
@@ -286,7 +290,7 @@ pub fn shell(user: &str) -> anyhow::Result<()> {
         .join(CGROUP);
     anyhow::ensure!(
         cg.exists(),
-        "the demo is not running (no cgroup `{}`); start it with `sudo cargo xtask run`",
+        "the demo is not running (no cgroup `{}`); start it with `cargo xtask run` (as root)",
         cg.display()
     );
     let probe = "probe() { timeout 3 bash -c \"exec 3<>/dev/tcp/$1/$2\" && echo \"$1:$2 reachable\"; }; export -f probe";
