@@ -7,7 +7,7 @@ use std::{
     io::{BufRead, BufReader, Write},
     path::PathBuf,
     process::{Child, ChildStdout, Command, Stdio},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use jump_tests::{
@@ -16,13 +16,12 @@ use jump_tests::{
     daemon::Jumpd,
     netns::{Topology, INTERNAL_V4},
     privileged,
-    probe::{self, Outcome, Placement, Servers},
+    probe::{self, unix_now, Held, Outcome, Placement, Servers, ECONNABORTED},
     Bins,
 };
 use serde_json::Value;
 
 const A: u32 = 64411;
-const ECONNABORTED: i64 = 103;
 
 /// A may reach 7000 only; 7002 is denied to A outright (a grant must not open it).
 fn policy() -> String {
@@ -164,54 +163,6 @@ fn ctl_as(
     )
 }
 
-struct Held {
-    child: Child,
-    out: BufReader<ChildStdout>,
-}
-
-impl Held {
-    fn verdict(&mut self) -> Value {
-        self.child.wait().unwrap();
-        let mut line = String::new();
-        self.out.read_line(&mut line).unwrap();
-        serde_json::from_str(line.trim()).unwrap_or_else(|_| panic!("probe printed `{line}`"))
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn unix_now() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
-}
-
-/// The held session ended with ECONNABORTED, not before `edge` and within a second after it.
-fn closed_at(h: &mut Held, edge: Duration, what: &str) {
-    let v = h.verdict();
-    let now = unix_now();
-    assert_eq!(
-        v["errno"], ECONNABORTED,
-        "{what}: the application should see ECONNABORTED, got {v}"
-    );
-    assert!(
-        now + Duration::from_millis(50) >= edge,
-        "{what}: closed before the edge"
-    );
-    assert!(
-        now < edge + Duration::from_secs(1),
-        "{what}: closed {:?} after the edge",
-        now - edge
-    );
-    eprintln!(
-        "{what}: closed {:?} after the edge",
-        now.saturating_sub(edge)
-    );
-}
-
 #[test]
 fn a_grant_opens_for_its_time_and_its_connections_close_at_its_end() {
     if !privileged("a_grant_opens_for_its_time_and_its_connections_close_at_its_end") {
@@ -269,7 +220,7 @@ fn a_grant_opens_for_its_time_and_its_connections_close_at_its_end() {
 
     // An open session ends with the grant, by the kernel's clock and the edge's revocation.
     let mut h = w.hold(7001, 30);
-    closed_at(&mut h, until, "at the grant's end");
+    probe::closed_at_edge(&mut h, until, "at the grant's end");
     assert!(w.reach(7001).is_refused(), "refused after the grant");
     w.jumpd.wait_line("the grant's expiry entry", |l| {
         l["message_id"] == "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80d" && l["jump_grant_id"] == id

@@ -7,8 +7,8 @@
 use std::{
     io::{BufRead, BufReader},
     path::PathBuf,
-    process::{Child, ChildStdout, Command, Stdio},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
 };
 
 use jump_tests::{
@@ -16,14 +16,13 @@ use jump_tests::{
     daemon::Jumpd,
     netns::{Topology, INTERNAL_V4, INTERNAL_V6},
     privileged,
-    probe::Servers,
+    probe::{closed_at_edge, unix_now, Held, Servers, ECONNABORTED},
     Bins,
 };
 use nix::sys::signal::Signal;
 
 const A: u32 = 64001;
 const B: u32 = 64002;
-const ECONNABORTED: i64 = 103;
 
 /// The policy: A may reach the internal host on `ports` (tcp and udp), with `extra` appended
 /// to A's rule (an `expires:` or `schedule:` line), and `other` adds a rule for an unrelated
@@ -157,32 +156,6 @@ impl Drop for World {
 }
 
 /// A running probe, killed (by pid) if the test ends before it does.
-struct Held {
-    child: Child,
-    out: BufReader<ChildStdout>,
-}
-
-impl Held {
-    /// Waits for the probe to end and returns its verdict line.
-    fn verdict(&mut self) -> serde_json::Value {
-        self.child.wait().unwrap();
-        let mut line = String::new();
-        self.out.read_line(&mut line).unwrap();
-        serde_json::from_str(line.trim()).unwrap_or_else(|_| panic!("probe printed `{line}`"))
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Asserts the held session ended with ECONNABORTED within a second of `since`.
 fn aborted_promptly(h: &mut Held, since: Instant, what: &str) {
     let v = h.verdict();
@@ -308,33 +281,6 @@ fn rfc3339(secs: u64) -> String {
         .output()
         .expect("date");
     String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn unix_now() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
-}
-
-/// Waits for the held session to end and asserts it ended within a second after `edge`.
-fn closed_at_edge(h: &mut Held, edge: Duration, what: &str) {
-    let v = h.verdict();
-    let now = unix_now();
-    assert_eq!(
-        v["errno"], ECONNABORTED,
-        "{what}: the application should see ECONNABORTED, got {v}"
-    );
-    assert!(
-        now + Duration::from_millis(50) >= edge,
-        "{what}: closed before the edge ({now:?} < {edge:?})"
-    );
-    assert!(
-        now < edge + Duration::from_secs(1),
-        "{what}: closed {:?} after the edge",
-        now - edge
-    );
-    eprintln!(
-        "{what}: closed {:?} after the edge",
-        now.saturating_sub(edge)
-    );
 }
 
 #[test]

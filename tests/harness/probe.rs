@@ -121,3 +121,65 @@ impl Drop for Servers {
         let _ = self.child.wait();
     }
 }
+
+/// A probe holding a TCP session (`hold`): its verdict is how the session ended. Killed with
+/// the test if it is still running.
+pub struct Held {
+    pub child: Child,
+    pub out: BufReader<std::process::ChildStdout>,
+}
+
+impl Held {
+    /// Waits for the probe to end and returns its verdict line.
+    pub fn verdict(&mut self) -> serde_json::Value {
+        self.child.wait().unwrap();
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        serde_json::from_str(line.trim()).unwrap_or_else(|_| panic!("probe printed `{line}`"))
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `errno` of ECONNABORTED, what a revoked session's application sees.
+pub const ECONNABORTED: i64 = 103;
+
+/// Time since the Unix epoch, as window edges are given.
+pub fn unix_now() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+}
+
+/// Waits for the held session to end and asserts it ended with ECONNABORTED, not before
+/// `edge` (Unix time) and within a second after it.
+pub fn closed_at_edge(h: &mut Held, edge: std::time::Duration, what: &str) {
+    let v = h.verdict();
+    let now = unix_now();
+    assert_eq!(
+        v["errno"], ECONNABORTED,
+        "{what}: the application should see ECONNABORTED, got {v}"
+    );
+    assert!(
+        now + std::time::Duration::from_millis(50) >= edge,
+        "{what}: closed before the edge ({now:?} < {edge:?})"
+    );
+    assert!(
+        now < edge + std::time::Duration::from_secs(1),
+        "{what}: closed {:?} after the edge",
+        now - edge
+    );
+    eprintln!(
+        "{what}: closed {:?} after the edge",
+        now.saturating_sub(edge)
+    );
+}
