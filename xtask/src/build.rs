@@ -11,13 +11,13 @@ use jump_tests::Bins;
 
 use crate::{setup::cargo_bin_dir, workspace_root};
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
-fn sh(cmd: &mut Command) -> anyhow::Result<()> {
+pub(crate) fn sh(cmd: &mut Command) -> anyhow::Result<()> {
     let status = cmd
         .status()
         .with_context(|| format!("failed to start {cmd:?}"))?;
@@ -28,7 +28,7 @@ fn sh(cmd: &mut Command) -> anyhow::Result<()> {
 }
 
 /// The host cargo, as invoked by `cargo xtask`.
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
@@ -122,8 +122,11 @@ pub fn test(bins: &Bins) -> anyhow::Result<()> {
     if !root {
         bail!("the kernel tests need root (they create namespaces and cgroups and load BPF programs); run `sudo cargo xtask test`");
     }
+    // tests/package.rs reads the package `cargo xtask deb` makes.
+    let deb = crate::deb::run(bins)?;
     eprintln!("test: privileged kernel tests (one at a time)");
     sh(cargo()
+        .env("JUMP_DEB", &deb)
         .current_dir(workspace_root())
         .env("JUMP_EBPF_OBJECT", &object)
         .env("JUMPD_BIN", &bins.jumpd)

@@ -1,180 +1,178 @@
-//! `cargo xtask install [--prefix /usr/local] [--destdir DIR]`: puts a built jump on a host.
+//! `cargo xtask install [--prefix /usr/local] [--destdir DIR]`: puts a built jump on a host —
+//! the same files as the Debian package (`dist::stage`), with `/usr` at PREFIX.
 //!
-//! | what                         | where                                               |
-//! |------------------------------|-----------------------------------------------------|
-//! | jumpd                        | `PREFIX/sbin/jumpd`                                 |
-//! | jumpctl                      | `PREFIX/bin/jumpctl`                                |
-//! | systemd unit                 | `/etc/systemd/system/jumpd.service` (ExecStart at PREFIX) |
-//! | example config               | `/etc/jump/jumpd.yaml`, unless one exists           |
-//! | example policies             | `/etc/jump/policies/`, unless the directory has files |
-//! | README, policy docs          | `PREFIX/share/doc/jump/`                            |
-//!
-//! An admin's config and policies are never overwritten. Everything lands under `DESTDIR` when
-//! given (for packaging, and for the test below); nothing is enabled or started.
+//! An admin's config and policies are never overwritten: an existing `/etc/jump/jumpd.yaml` is
+//! kept, and the example policy goes in only when the policy directory has no files. Everything
+//! lands under DESTDIR when given (for packaging, and for the tests below); nothing is enabled
+//! or started.
 
 use std::{
     fs,
-    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
 };
 
 use anyhow::Context;
+
+use crate::dist::{self, File};
 
 pub struct Layout {
     pub prefix: PathBuf,
     pub destdir: PathBuf,
 }
 
-impl Layout {
-    fn at(&self, path: &Path) -> PathBuf {
-        self.destdir.join(path.strip_prefix("/").unwrap_or(path))
-    }
-    fn sbin(&self) -> PathBuf {
-        self.prefix.join("sbin")
-    }
-}
-
-fn copy(from: &Path, to: &Path, mode: u32) -> anyhow::Result<()> {
-    if let Some(dir) = to.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
-    }
-    fs::copy(from, to)
-        .with_context(|| format!("failed to copy `{}` to `{}`", from.display(), to.display()))?;
-    fs::set_permissions(to, fs::Permissions::from_mode(mode))?;
-    eprintln!("install: {}", to.display());
-    Ok(())
-}
-
-/// The unit with its ExecStart pointing at PREFIX/sbin/jumpd.
-pub fn unit_text(unit: &str, layout: &Layout) -> String {
-    unit.replace(
-        "/usr/local/sbin/jumpd",
-        &layout.sbin().join("jumpd").display().to_string(),
-    )
-    .replace(
-        "/usr/local/share/doc/jump",
-        &layout.prefix.join("share/doc/jump").display().to_string(),
-    )
-}
-
-/// Installs from `root` (the workspace) and `bin` (the release binaries).
-pub fn install(root: &Path, bin: &Path, layout: &Layout) -> anyhow::Result<()> {
-    copy(
-        &bin.join("jumpd"),
-        &layout.at(&layout.sbin().join("jumpd")),
-        0o755,
-    )?;
-    copy(
-        &bin.join("jumpctl"),
-        &layout.at(&layout.prefix.join("bin/jumpctl")),
-        0o755,
-    )?;
-    let unit = fs::read_to_string(root.join("contrib/systemd/jumpd.service"))?;
-    let unit_path = layout.at(Path::new("/etc/systemd/system/jumpd.service"));
-    fs::create_dir_all(unit_path.parent().expect("has a parent"))?;
-    fs::write(&unit_path, unit_text(&unit, layout))?;
-    fs::set_permissions(&unit_path, fs::Permissions::from_mode(0o644))?;
-    eprintln!("install: {}", unit_path.display());
-
-    let etc = layout.at(Path::new("/etc/jump"));
-    let config = etc.join("jumpd.yaml");
-    if config.exists() {
-        eprintln!("install: keeping the existing {}", config.display());
-    } else {
-        copy(&root.join("contrib/jumpd.yaml"), &config, 0o640)?;
-    }
-    let policies = etc.join("policies");
-    let has_files = fs::read_dir(&policies).is_ok_and(|mut d| d.next().is_some());
-    if has_files {
-        eprintln!(
-            "install: keeping the existing policies in {}",
-            policies.display()
-        );
-    } else {
-        for entry in fs::read_dir(root.join("policies"))? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "yaml") {
-                copy(
-                    &path,
-                    &policies.join(path.file_name().expect("a file")),
-                    0o640,
-                )?;
-            }
+/// Copies the staged files (`dist::stage` into `staged`) under `layout.destdir`.
+pub fn install(staged: &Path, files: &[File], layout: &Layout) -> anyhow::Result<()> {
+    for f in files {
+        let to = dist::under(&layout.destdir, &f.path);
+        if f.conffile && to.exists() {
+            eprintln!("install: keeping the existing {}", to.display());
+            continue;
         }
+        let dir = to.parent().expect("a file has a directory");
+        if f.conffile && dir.ends_with("etc/jump/policies") && has_files(dir) {
+            eprintln!(
+                "install: keeping the existing policies in {} (no example added)",
+                dir.display()
+            );
+            continue;
+        }
+        fs::create_dir_all(dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
+        let from = dist::under(staged, &f.path);
+        // Copy, then rename: a running jumpd's binary is replaced, not written into.
+        let tmp = to.with_extension("jump-install-new");
+        fs::copy(&from, &tmp).with_context(|| {
+            format!("failed to copy `{}` to `{}`", from.display(), tmp.display())
+        })?;
+        fs::rename(&tmp, &to)?;
+        eprintln!("install: {}", to.display());
     }
-    let doc = layout.at(&layout.prefix.join("share/doc/jump"));
-    copy(&root.join("README.md"), &doc.join("README.md"), 0o644)?;
-    copy(
-        &root.join("policies/README.md"),
-        &doc.join("policies.md"),
-        0o644,
-    )?;
-    copy(
-        &root.join("contrib/systemd/ssh-requires-jumpd.conf"),
-        &doc.join("ssh-requires-jumpd.conf"),
-        0o644,
-    )?;
-    eprintln!(
-        "install: done. Next: `groupadd --system jump-admin`, review /etc/jump/jumpd.yaml, then `systemctl daemon-reload && systemctl enable --now jumpd`"
-    );
     Ok(())
+}
+
+fn has_files(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
+}
+
+/// After installing onto this host: create the admin group the way the package's postinst
+/// does, and say what is left to the admin.
+pub fn finish(layout: &Layout) {
+    if layout.destdir != Path::new("/") {
+        return;
+    }
+    let sysusers = layout.prefix.join("lib/sysusers.d/jump.conf");
+    match std::process::Command::new("systemd-sysusers")
+        .arg(&sysusers)
+        .status()
+    {
+        Ok(s) if s.success() => {}
+        _ => eprintln!(
+            "install: could not run `systemd-sysusers {}`: run `groupadd --system jump-admin`",
+            sysusers.display()
+        ),
+    }
+    eprintln!(
+        "install: done. Next: review /etc/jump/jumpd.yaml and /etc/jump/policies, `jumpctl validate /etc/jump/policies`, then `systemctl daemon-reload && systemctl enable --now jumpd`"
+    );
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
-    fn fake_bins(dir: &Path) {
-        for b in ["jumpd", "jumpctl"] {
-            fs::write(dir.join(b), "#!/bin/sh\nexit 0\n").unwrap();
+    use super::*;
+    use crate::dist::{stage, unit_text, Prefix};
+
+    /// Stand-ins for the binaries and the generated pages and completions.
+    fn fake_inputs(dir: &Path) -> (PathBuf, PathBuf) {
+        let bin = dir.join("bin");
+        let gen = dir.join("generated");
+        for d in [&bin, &gen.join("man"), &gen.join("completions")] {
+            fs::create_dir_all(d).unwrap();
         }
+        for b in ["jumpd", "jumpctl"] {
+            fs::write(bin.join(b), "#!/bin/sh\nexit 0\n").unwrap();
+        }
+        for page in [
+            "jumpd.8",
+            "jumpctl.1",
+            "jumpctl-validate.1",
+            "jump-policy.5",
+        ] {
+            fs::write(gen.join("man").join(page), ".TH X 1\n").unwrap();
+        }
+        for c in ["jumpctl", "_jumpctl", "jumpctl.fish"] {
+            fs::write(gen.join("completions").join(c), "# completion\n").unwrap();
+        }
+        (bin, gen)
     }
 
     #[test]
-    fn installs_everything_into_a_destdir_and_keeps_an_admins_files() {
+    fn installs_the_packages_files_at_the_prefix_and_keeps_an_admins_files() {
         let root = crate::workspace_root();
-        let bin = tempfile::tempdir().unwrap();
-        fake_bins(bin.path());
-        let dest = tempfile::tempdir().unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let (bin, gen) = fake_inputs(t.path());
+        let staged = t.path().join("staged");
         let layout = Layout {
             prefix: "/usr/local".into(),
-            destdir: dest.path().into(),
+            destdir: t.path().join("dest"),
         };
-        install(&root, bin.path(), &layout).unwrap();
-        let d = dest.path();
+        let files = stage(&root, &bin, &gen, &Prefix(layout.prefix.clone()), &staged).unwrap();
+        install(&staged, &files, &layout).unwrap();
+        let d = &layout.destdir;
+        for f in &files {
+            assert!(
+                dist::under(d, &f.path).is_file(),
+                "{} is installed",
+                f.path.display()
+            );
+        }
         for f in [
             "usr/local/sbin/jumpd",
             "usr/local/bin/jumpctl",
-            "etc/systemd/system/jumpd.service",
+            "usr/local/lib/systemd/system/jumpd.service",
+            "usr/local/lib/sysusers.d/jump.conf",
             "etc/jump/jumpd.yaml",
-            "etc/jump/policies/00-defaults.yaml",
-            "etc/jump/policies/20-access.yaml",
+            "etc/jump/policies/00-example.yaml",
+            "usr/local/share/jump/schema.json",
+            "usr/local/share/man/man8/jumpd.8.gz",
+            "usr/local/share/man/man1/jumpctl-validate.1.gz",
+            "usr/local/share/man/man5/jump-policy.5.gz",
+            "usr/local/share/bash-completion/completions/jumpctl",
+            "usr/local/share/zsh/site-functions/_jumpctl",
+            "usr/local/share/fish/vendor_completions.d/jumpctl.fish",
             "usr/local/share/doc/jump/README.md",
         ] {
             assert!(d.join(f).is_file(), "{f} is installed");
         }
-        let mode = fs::metadata(d.join("usr/local/sbin/jumpd"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o755);
-        assert!(
-            !d.join("etc/jump/policies/README.md").exists(),
-            "only policy files go into the policy directory"
+        let mode = |f: &str| fs::metadata(d.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("usr/local/sbin/jumpd"), 0o755);
+        assert_eq!(mode("etc/jump/jumpd.yaml"), 0o644);
+        let conffiles: Vec<_> = files
+            .iter()
+            .filter(|f| f.conffile)
+            .map(|f| f.path.clone())
+            .collect();
+        assert_eq!(
+            conffiles,
+            [
+                PathBuf::from("/etc/jump/jumpd.yaml"),
+                PathBuf::from("/etc/jump/policies/00-example.yaml")
+            ]
         );
 
+        // The admin's edits, and a policy directory of their own, survive a second install.
         fs::write(d.join("etc/jump/jumpd.yaml"), "cgroup: /mine\n").unwrap();
-        fs::write(d.join("etc/jump/policies/00-defaults.yaml"), "# mine\n").unwrap();
-        install(&root, bin.path(), &layout).unwrap();
+        fs::remove_file(d.join("etc/jump/policies/00-example.yaml")).unwrap();
+        fs::write(d.join("etc/jump/policies/10-mine.yaml"), "# mine\n").unwrap();
+        install(&staged, &files, &layout).unwrap();
         assert_eq!(
             fs::read_to_string(d.join("etc/jump/jumpd.yaml")).unwrap(),
             "cgroup: /mine\n",
             "an existing config is kept"
         );
-        assert_eq!(
-            fs::read_to_string(d.join("etc/jump/policies/00-defaults.yaml")).unwrap(),
-            "# mine\n",
-            "existing policies are kept"
+        assert!(
+            !d.join("etc/jump/policies/00-example.yaml").exists(),
+            "no example is added to a policy directory that has policies"
         );
     }
 
@@ -182,15 +180,13 @@ mod tests {
     fn the_unit_points_at_the_prefix_and_systemd_analyze_verifies_it() {
         let root = crate::workspace_root();
         let unit = fs::read_to_string(root.join("contrib/systemd/jumpd.service")).unwrap();
-        let bin = tempfile::tempdir().unwrap();
-        fake_bins(bin.path());
+        assert!(
+            unit.contains("ExecStart=/usr/sbin/jumpd --config"),
+            "the unit as packaged"
+        );
         let dest = tempfile::tempdir().unwrap();
-        // The prefix is the destdir itself, so ExecStart names an executable that exists.
-        let layout = Layout {
-            prefix: dest.path().into(),
-            destdir: "/".into(),
-        };
-        let text = unit_text(&unit, &layout);
+        // The prefix is the tempdir itself, so ExecStart names an executable that exists.
+        let text = unit_text(&unit, &Prefix(dest.path().into()));
         let exec = format!("ExecStart={}/sbin/jumpd --config", dest.path().display());
         assert!(text.contains(&exec), "{text}");
         for key in [
@@ -200,8 +196,10 @@ mod tests {
             "NoNewPrivileges=yes",
             "ProtectSystem=strict",
             "ReadWritePaths=/sys/fs/bpf",
+            "StateDirectory=jump",
             "WatchdogSec=",
             "CapabilityBoundingSet=",
+            "Documentation=man:jumpd(8) man:jumpctl(1) man:jump-policy(5)",
         ] {
             assert!(text.contains(key), "the unit has `{key}`");
         }
@@ -213,10 +211,11 @@ mod tests {
             return;
         };
         assert!(out.status.success());
-        copy(
-            &bin.path().join("jumpd"),
-            &dest.path().join("sbin/jumpd"),
-            0o755,
+        fs::create_dir_all(dest.path().join("sbin")).unwrap();
+        fs::write(dest.path().join("sbin/jumpd"), "#!/bin/sh\nexit 0\n").unwrap();
+        fs::set_permissions(
+            dest.path().join("sbin/jumpd"),
+            fs::Permissions::from_mode(0o755),
         )
         .unwrap();
         let unit_path = dest.path().join("jumpd.service");

@@ -1,10 +1,12 @@
-//! `cargo xtask setup|build|run|test|bench|shell`: the project's own build chain. Everything a
+//! `cargo xtask setup|build|run|test|bench|shell|deb|install`: the project's own build chain. Everything a
 //! fresh machine needs is installed by `setup`, so `run` and `test` work on it unaided.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod build;
+mod deb;
 mod demo;
+mod dist;
 mod install;
 mod setup;
 
@@ -47,8 +49,12 @@ enum Cmd {
     },
     /// Open a shell as USER inside the running demo's enforced cgroup and jump-host namespace.
     Shell { user: String },
-    /// Build, then install binaries, the systemd unit, the example config and policies (an
-    /// existing config or policy directory is kept). Enables nothing.
+    /// Build the Debian package into target/debian/ (with cargo-deb): jumpd, jumpctl, the
+    /// systemd unit, the jump-admin group, config and example policy, schema, manual pages,
+    /// completions. Installing it enables and starts nothing.
+    Deb,
+    /// Build, then install the Debian package's files with `/usr` at PREFIX (an existing config
+    /// or policy directory is kept). Enables nothing.
     Install {
         /// Where binaries go (`PREFIX/sbin/jumpd`, `PREFIX/bin/jumpctl`)
         #[arg(long, default_value = "/usr/local")]
@@ -142,14 +148,22 @@ fn main() -> ExitCode {
             .and_then(|()| build::run())
             .and_then(|b| bench::run(&b, &bench::Options { quick, json, out })),
         Cmd::Shell { user } => demo::shell(&user),
+        Cmd::Deb => setup::run()
+            .and_then(|()| build::run())
+            .and_then(|b| deb::run(&b).map(drop)),
         Cmd::Install { prefix, destdir } => {
             setup::run().and_then(|()| build::run()).and_then(|b| {
-                let bin = b.jumpd.parent().expect("in a directory").to_path_buf();
-                install::install(
-                    &workspace_root(),
-                    &bin,
-                    &install::Layout { prefix, destdir },
-                )
+                let root = workspace_root();
+                let generated = build::target_dir().join("jump-generated");
+                dist::generate(&root, &b, &generated)?;
+                let staged = build::target_dir().join("jump-install");
+                let bin = b.jumpd.parent().expect("in a directory");
+                let layout = install::Layout { prefix, destdir };
+                let prefix = dist::Prefix(layout.prefix.clone());
+                let files = dist::stage(&root, bin, &generated, &prefix, &staged)?;
+                install::install(&staged, &files, &layout)?;
+                install::finish(&layout);
+                Ok(())
             })
         }
     };

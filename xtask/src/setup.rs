@@ -1,5 +1,5 @@
 //! `cargo xtask setup`: installs the eBPF build chain and the test dependencies, skipping what
-//! is there. Checking is one `dpkg-query` and one `bpf-linker --version`, so a ready machine
+//! is there. Checking is one `dpkg-query`, `bpf-linker --version` and `cargo-deb --version`, so a ready machine
 //! passes in well under a second.
 
 use std::process::Command;
@@ -39,9 +39,17 @@ pub const PACKAGES: &[&str] = &[
     "etcd-client",
     // `perf`, to profile jumpd under the bench's event storm.
     "linux-perf",
+    // jump-policy(5) from policies/README.md (`cargo xtask deb` and `install`).
+    "go-md2man",
+    // `cargo xtask deb`: cargo-deb's dependency resolution (dpkg-shlibdeps), and the package
+    // test reads the package with dpkg-deb and renders its pages with man.
+    "dpkg-dev",
+    "man-db",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The newest cargo-deb when this was written; builds with rustc 1.85 and later.
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 fn missing_packages() -> anyhow::Result<Vec<&'static str>> {
     let out = Command::new("dpkg-query")
@@ -77,6 +85,13 @@ fn bpf_linker_ok() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
 }
 
+fn cargo_deb_ok() -> bool {
+    Command::new(cargo_bin_dir().join("cargo-deb"))
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_DEB_VERSION))
+}
+
 fn sh(cmd: &mut Command) -> anyhow::Result<()> {
     let status = cmd
         .status()
@@ -104,6 +119,14 @@ pub fn run() -> anyhow::Result<()> {
                 .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
                 .args(["--no-default-features", "--features", "llvm-22", "--force"])
                 .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
+        )?;
+    }
+    if !cargo_deb_ok() {
+        eprintln!("setup: installing cargo-deb {CARGO_DEB_VERSION}");
+        sh(
+            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["install", "cargo-deb", "--version", CARGO_DEB_VERSION])
+                .args(["--locked", "--force"]),
         )?;
     }
     Ok(())

@@ -1,20 +1,9 @@
 //! `jumpd`: the jump enforcement daemon.
 use clap::Parser;
 use jump_userspace::{
-    daemon::{self, config},
+    daemon::{self, args::Args, config},
     events::sink::{self, LogFormat},
 };
-
-/// Enforces per-user egress policy in the kernel and logs every decision.
-#[derive(Parser)]
-#[command(name = "jumpd", version)]
-struct Args {
-    #[command(flatten)]
-    flags: config::Flags,
-    /// Remove the pinned enforcement of --cgroup, then exit. A normal stop leaves it in force.
-    #[arg(long)]
-    detach: bool,
-}
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();

@@ -5,6 +5,7 @@
 
 mod cases;
 mod check;
+pub mod completions;
 pub mod daemon;
 pub mod fleet;
 pub mod grant;
@@ -82,6 +83,8 @@ pub enum Command {
     Push(fleet::PushArgs),
     /// Every jump host's state from etcd; exit 0 when all applied the latest revision
     Fleet(fleet::FleetArgs),
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell)
+    Completions(completions::CompletionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -221,6 +224,7 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Show(a) => show::run(a, now, out, err),
         Command::Push(a) => fleet::push(a, out, err),
         Command::Fleet(a) => fleet::fleet(a, out, err),
+        Command::Completions(a) => completions::run(a, out),
     }
 }
 

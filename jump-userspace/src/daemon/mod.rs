@@ -3,6 +3,7 @@
 //! compile) is pure and may fail without touching the kernel; `Datapath::apply` is the one write.
 
 pub mod addrs;
+pub mod args;
 pub mod audit;
 pub mod config;
 pub mod control;
