@@ -109,6 +109,36 @@ fn validate_reports_every_error_and_exits_1() {
 }
 
 #[test]
+fn validate_reports_the_unknown_users_of_rules_with_errors_of_their_own() {
+    // A rule without a name, with a name of the wrong type, or with a name already taken is
+    // rejected at parse; its unknown users and groups are still reported with that error,
+    // not only once the error is fixed.
+    let allow = "    allow: [{to: 192.0.2.0/24, ports: [22]}]\n";
+    let text = format!(
+        "rules:\n  - name: a\n    users: [alice]\n{allow}  - name: a\n    users: [dup]\n{allow}  - users: [nameless]\n{allow}  - name: [x]\n    groups: [nogroup]\n{allow}"
+    );
+    let t = TempDir::new("own-errors", &[("20-access.yaml", &text)]);
+    let (code, out, err) = run_validate(&t.0);
+    let f = t.0.join("20-access.yaml").display().to_string();
+    let user_help = "  help: users come from /etc/passwd and NSS (LDAP, SSSD), or the file given with `--passwd`";
+    let group_help =
+        "  help: groups come from /etc/group and NSS, or the file given with `--group`";
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(
+        err,
+        format!(
+            "{f}:5:5: duplicate rule `a`: first defined at {f}:2:5\n\
+             {f}:6:13: unknown user `dup`\n{user_help}\n\
+             {f}:8:5: rule has no `name`\n  help: every rule needs a unique `name`; events and `jumpctl check` show it\n\
+             {f}:8:13: unknown user `nameless`\n{user_help}\n\
+             {f}:10:11: `name` must be a string, found a list\n\
+             {f}:11:14: unknown group `nogroup`\n{group_help}\n\
+             error: invalid policy: 6 errors, 0 warnings\n"
+        )
+    );
+}
+
+#[test]
 fn validate_of_an_unreadable_directory_exits_2_and_json_has_one_shape() {
     let (code, out, err) = run_validate(Path::new("/nonexistent/policy"));
     assert_eq!(code, 2, "no answer, not an invalid policy");

@@ -188,8 +188,9 @@ pub(crate) fn parse_files(
     Ok((policy, warnings))
 }
 
-/// `parse_files`, keeping what parsed despite errors: the rules without errors of their own,
-/// so that `jumpctl validate` can resolve their users and groups and report every error at once.
+/// `parse_files`, keeping what parsed despite errors — every rule, also those with errors of
+/// their own (a missing or duplicate name included) — so that `jumpctl validate` can resolve
+/// their users and groups and report every error at once.
 pub(crate) fn parse_files_lenient(
     files: &[(String, String)],
 ) -> (Policy, Vec<Diagnostic>, Vec<Diagnostic>) {
@@ -237,12 +238,18 @@ pub(crate) fn parse_files_lenient(
                 Kind::Seq(items) => {
                     for item in items {
                         if let Some(rule) = parse_rule(&mut cx, item) {
-                            if let Some(first) = rule_index.get(&rule.0.name) {
+                            // A rule refused for its name (none, or one already taken) stays
+                            // in the lenient policy, so that its users and groups are resolved
+                            // and reported with that error; `parse_files` refuses the policy.
+                            if rule.0.name.is_empty() {
+                                rules.push(rule);
+                            } else if let Some(first) = rule_index.get(&rule.0.name) {
                                 let msg = format!(
                                     "duplicate rule `{}`: first defined at {first}",
                                     rule.0.name
                                 );
                                 cx.push(Diagnostic::error(rule.0.span.clone(), msg));
+                                rules.push(rule);
                             } else {
                                 rule_index.insert(rule.0.name.clone(), rule.0.span.clone());
                                 rules.push(rule);
@@ -1038,7 +1045,9 @@ fn parse_rule(cx: &mut Ctx, n: &Node) -> Option<(Rule, Vec<RawEntry>, Vec<RawEnt
         .get("via")
         .map(|(_, v)| parse_via(cx, v))
         .unwrap_or_default();
-    let name = name?;
+    // INVARIANT (unnamed rules are errors): `None` was reported above (missing, or not a
+    // string); the empty name marks the rule as refused for `parse_files_lenient`.
+    let name = name.unwrap_or_default();
     let rule = Rule {
         name,
         span,
