@@ -3,7 +3,9 @@
 //! reads about the process (kept per live process by `pids`); `sink::emit` hands the record to `tracing`, whose layers write
 //! journald, JSON lines or text; `held` summarises, per uid, what the kernel held back.
 
+pub mod cache;
 pub mod decode;
+pub mod enrich;
 pub mod held;
 pub mod login;
 pub mod pids;
@@ -11,4 +13,5 @@ pub mod proc;
 pub mod record;
 pub mod sink;
 
-pub use record::{Enricher, Record};
+pub use enrich::Enricher;
+pub use record::Record;
