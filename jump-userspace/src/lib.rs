@@ -15,3 +15,4 @@ pub mod eval;
 pub mod events;
 pub mod fleet;
 pub mod policy;
+pub mod verdict;

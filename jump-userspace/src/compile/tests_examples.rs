@@ -29,9 +29,9 @@ fn verdict(c: &Compiled, uid: u32, dest: &str, t: &str) -> (u8, String) {
     let d = ctl::parse_dest(dest).unwrap();
     let r = ctl::check(c, "u", uid, d, at(t)).unwrap();
     let action = match r.verdict {
-        "deny" => action::DENY,
-        "audit" => action::AUDIT,
-        _ => action::ALLOW,
+        crate::verdict::Verdict::Deny => action::DENY,
+        crate::verdict::Verdict::WouldDeny => action::AUDIT,
+        crate::verdict::Verdict::Allow => action::ALLOW,
     };
     (action, r.rule.name)
 }

@@ -51,7 +51,7 @@ fn ask(
         jiff::Timestamp::now(),
     )
     .unwrap();
-    (r.verdict, r.rule.name, r.decided_by)
+    (r.verdict.check_word(), r.rule.name, r.decided_by)
 }
 
 #[test]

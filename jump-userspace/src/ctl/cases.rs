@@ -19,6 +19,7 @@ use crate::{
         yaml::{self, Kind, Node},
         Diagnostic, Span,
     },
+    verdict::Verdict,
 };
 
 struct Case {
@@ -225,9 +226,10 @@ pub fn run_cases_as(
         let failure = match result {
             Err(e) => Some(e),
             Ok(report) => {
-                let verdict_ok = match case.expect.as_str() {
-                    "allow" => report.allowed,
-                    v => report.verdict == v,
+                // `expect: allow` holds for anything let through, audited or not.
+                let verdict_ok = match case.expect.parse() {
+                    Ok(Verdict::Allow) => report.allowed,
+                    v => v == Ok(report.verdict),
                 };
                 let rule_ok = case.rule.as_ref().is_none_or(|r| *r == report.rule.name);
                 (!verdict_ok || !rule_ok).then(|| {
@@ -237,7 +239,10 @@ pub fn run_cases_as(
                     };
                     format!(
                         "{} → {}: expected {wanted}, got {} by rule `{}`",
-                        case.user, report.dest, report.verdict, report.rule.name
+                        case.user,
+                        report.dest,
+                        report.verdict.check_word(),
+                        report.rule.name
                     )
                 })
             }

@@ -15,6 +15,7 @@ use crate::{
     compile::{self, time, Compiled, Directory},
     eval::{self, Kind},
     policy::{self, Proto},
+    verdict::Verdict,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +126,8 @@ pub struct MatchRef {
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckReport {
     /// `allow`, `deny` or `audit` (allowed, logged as "would deny").
-    pub verdict: &'static str,
+    #[serde(serialize_with = "Verdict::serialize_check_word")]
+    pub verdict: Verdict,
     pub allowed: bool,
     pub user: String,
     pub uid: u32,
@@ -261,11 +263,7 @@ pub fn check_person(
         })
         .collect();
     Ok(CheckReport {
-        verdict: match kernel.action {
-            action::DENY => "deny",
-            action::AUDIT => "audit",
-            _ => "allow",
-        },
+        verdict: Verdict::from_action(kernel.action),
         allowed: kernel.action != action::DENY,
         user: user.to_string(),
         uid,
@@ -361,8 +359,8 @@ pub fn render(r: &CheckReport) -> String {
         format!("{} (uid {})", escape(&r.user), r.uid)
     };
     let verdict = match r.verdict {
-        "audit" => "audit (allowed, logged as \"would deny\")",
-        v => v,
+        Verdict::WouldDeny => "audit (allowed, logged as \"would deny\")",
+        v => v.check_word(),
     };
     let mut s = format!("{verdict}: {who} → {} at {}\n", r.dest, r.at);
     if let Some(owner) = r.decided_as {

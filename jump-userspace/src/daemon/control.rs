@@ -351,15 +351,12 @@ fn admin_group(name: &str) -> Option<AdminGroup> {
 /// `allow`, `deny`, `would-deny` (or `audit`).
 pub fn matches(r: &Record, user: Option<&str>, verdict: Option<&str>) -> bool {
     let user_ok = user.is_none_or(|u| u == r.user || u == r.uid.to_string());
-    let verdict_ok = verdict.is_none_or(|v| {
-        let v = if v == "audit" { "would-deny" } else { v };
-        v == r.verdict
-    });
+    let verdict_ok = verdict.is_none_or(|v| v.parse() == Ok(r.verdict));
     user_ok && verdict_ok
 }
 
 /// The verdicts `jumpctl events --verdict` knows (`audit` is `would-deny`).
-pub const VERDICTS: [&str; 4] = ["allow", "deny", "would-deny", "audit"];
+pub const VERDICTS: [&str; 4] = crate::verdict::Verdict::ACCEPTED;
 
 /// Checks `jumpctl events` filters, so a typo is an error rather than an empty answer: the
 /// verdict must be one of `VERDICTS`, the user a uid or a name `known` accepts.
@@ -755,13 +752,13 @@ mod tests {
         );
     }
 
-    fn record(user: &str, uid: u32, verdict: &'static str) -> Record {
+    fn record(user: &str, uid: u32, verdict: &str) -> Record {
         Record {
             time: String::new(),
             rule_name: String::new(),
             rule_file: None,
             rule_line: None,
-            verdict,
+            verdict: verdict.parse().unwrap(),
             uid,
             user: user.into(),
             ns_uid: None,

@@ -26,6 +26,8 @@ use std::{
 };
 
 use anyhow::Context;
+
+use crate::verdict::Verdict;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{body::Incoming, Method, Request, Response, StatusCode};
@@ -86,7 +88,11 @@ struct ProgramLabels {
 }
 
 /// Verdict label by `jump_common::action` index.
-const VERDICTS: [&str; 3] = ["deny", "allow", "would_deny"];
+const VERDICTS: [&str; 3] = [
+    Verdict::from_action(0).metric_label(),
+    Verdict::from_action(1).metric_label(),
+    Verdict::from_action(2).metric_label(),
+];
 
 /// Turns readings of a source that only grows (but may restart from zero) into increments.
 #[derive(Debug, Default)]

@@ -9,9 +9,9 @@ use super::{
     cache::BoundedCache,
     pids::{Decider, Pids},
     proc::{Proc, SshConn, UNSET},
-    record::{proto_name, split_location, unmap, verdict_name, Record},
+    record::{proto_name, split_location, unmap, Record},
 };
-use crate::compile::image::RuleInfo;
+use crate::{compile::image::RuleInfo, verdict::Verdict};
 
 /// How many user names and sessions the enricher remembers. A host has far fewer active users
 /// and sessions; a flood of distinct ones only costs lookups, never memory.
@@ -175,7 +175,7 @@ impl Enricher {
             .unwrap_or_default();
         Record {
             time,
-            verdict: verdict_name(e.action),
+            verdict: Verdict::from_action(e.action),
             uid,
             user,
             ns_uid: (e.ns_uid != jump_common::NO_NS_UID).then_some(e.ns_uid),

@@ -3,10 +3,13 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use jump_common::{action, proto};
+use jump_common::proto;
 use serde::Serialize;
 
-use crate::escape::{escape, escape_word};
+use crate::{
+    escape::{escape, escape_word},
+    verdict::Verdict,
+};
 
 /// One decision, as every sink writes it. Field names are the journald fields without the
 /// `JUMP_` prefix, lower-case. `None` means "not known" and the field is left out (here and
@@ -16,7 +19,7 @@ pub struct Record {
     /// When the kernel decided (RFC 3339, UTC): the journal's own timestamp is when jumpd
     /// logged it, which is later for events decided while jumpd was not reading.
     pub time: String,
-    pub verdict: &'static str,
+    pub verdict: Verdict,
     pub uid: u32,
     pub user: String,
     /// The task's own uid where `uid` is the owner of that subordinate uid (a user namespace).
@@ -154,14 +157,6 @@ pub(super) fn unmap(addr: [u8; 16]) -> IpAddr {
         .unwrap_or(IpAddr::V6(v6))
 }
 
-pub fn verdict_name(a: u8) -> &'static str {
-    match a {
-        action::ALLOW => "allow",
-        action::AUDIT => "would-deny",
-        _ => "deny",
-    }
-}
-
 pub fn proto_name(p: u8) -> &'static str {
     match p {
         proto::TCP => "tcp",
@@ -178,7 +173,7 @@ mod tests {
     fn record() -> Record {
         Record {
             time: "2026-01-05T09:00:00Z".into(),
-            verdict: "deny",
+            verdict: Verdict::Deny,
             uid: 1001,
             user: "alice".into(),
             ns_uid: None,
