@@ -17,10 +17,13 @@
 //!    within a level), and cut after the first that is always open.
 
 pub mod accounts;
-pub mod bench;
+// A test fixture (a large synthetic policy), not part of the library.
+#[cfg(test)]
+mod bench;
 pub mod directory;
 pub mod dump;
 pub mod image;
+pub mod prefix;
 pub mod resolve;
 pub mod show;
 pub mod subuid;
@@ -36,6 +39,8 @@ use jump_common::{
 pub use accounts::{AccountFiles, Accounts};
 pub use directory::{Directory, FakeDirectory, SystemDirectory};
 use image::{DestEntry, Intervals, MapImage, PortEntry, RuleInfo};
+pub use prefix::port_blocks;
+use prefix::{contains, V4_MAPPED};
 pub use resolve::{resolve, EffRule, RuleSet, Subordinate, Vanished};
 
 use crate::policy::{Diagnostic, Mode, Policy, PolicyErrors, Proto};
@@ -375,7 +380,8 @@ impl Builder<'_> {
         let mut v6_covers_v4 = false;
         for list in rule_atoms {
             for &(atom, net) in list.iter() {
-                let (addr, len) = mapped(&net);
+                let (addr, len) = prefix::mapped(&net);
+                let addr = u128::from(addr);
                 if net.addr().is_ipv6() && contains(addr, len, V4_MAPPED, 96) {
                     v6_covers_v4 = true;
                 }
@@ -418,50 +424,6 @@ impl Builder<'_> {
             stack.push((addr, len, v4, own));
         }
     }
-}
-
-const V4_MAPPED: u128 = 0xffff_0000_0000;
-
-fn mapped(net: &IpNet) -> (u128, u8) {
-    match net {
-        IpNet::V4(n) => (
-            u128::from(n.network().to_ipv6_mapped()),
-            n.prefix_len() + 96,
-        ),
-        IpNet::V6(n) => (u128::from(n.network()), n.prefix_len()),
-    }
-}
-
-/// Whether network `(a, la)` contains network `(b, lb)`.
-fn contains(a: u128, la: u8, b: u128, lb: u8) -> bool {
-    if la > lb {
-        return false;
-    }
-    let mask = if la == 0 {
-        0
-    } else {
-        u128::MAX << (128 - u32::from(la))
-    };
-    a & mask == b & mask
-}
-
-/// The aligned prefix blocks `(first port, prefix bits)` covering `lo..=hi`.
-pub fn port_blocks(lo: u32, hi: u32) -> Vec<(u16, u8)> {
-    let mut out = Vec::new();
-    let mut a = lo;
-    while a <= hi {
-        let mut size: u32 = if a == 0 {
-            1 << 16
-        } else {
-            a & a.wrapping_neg()
-        };
-        while a + size - 1 > hi {
-            size >>= 1;
-        }
-        out.push((a as u16, (16 - size.trailing_zeros()) as u8));
-        a += size;
-    }
-    out
 }
 
 /// The compiler proper, over an already resolved rule set.
@@ -775,34 +737,6 @@ pub fn compile_rules(
         .map(|(id, &s)| (id as u32, s))
         .collect();
     Ok((b.image, warnings))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn port_blocks_are_aligned_and_exact() {
-        assert_eq!(port_blocks(0, 65535), vec![(0, 0)]);
-        assert_eq!(port_blocks(22, 22), vec![(22, 16)]);
-        assert_eq!(port_blocks(3306, 3307), vec![(3306, 15)]);
-        assert_eq!(port_blocks(1, 3), vec![(1, 16), (2, 15)]);
-        for (lo, hi) in [
-            (0u32, 0u32),
-            (5, 1000),
-            (1024, 65535),
-            (65535, 65535),
-            (1, 65534),
-        ] {
-            let mut covered = 0u32;
-            for (p, bits) in port_blocks(lo, hi) {
-                let size = 1u32 << (16 - bits);
-                assert_eq!(u32::from(p) % size, 0, "block {p}/{bits} should be aligned");
-                covered += size;
-            }
-            assert_eq!(covered, hi - lo + 1);
-        }
-    }
 }
 
 #[cfg(test)]
