@@ -2,8 +2,18 @@
 //!
 //! YAML files (`policy`) → validated model → compiled map image (`compile`) → kernel maps
 //! (`datapath`) → decision events (`events`) → journald / JSON / text. `eval` is the reference
-//! evaluator the compiler is tested against; `daemon` and `ctl` are `jumpd` and `jumpctl`;
-//! `escape` makes user-controlled text safe for every human output.
+//! evaluator the compiler is tested against; `daemon` and `ctl` are `jumpd` and `jumpctl`.
+//!
+//! Layers, lowest first. A module imports only modules of lower layers (the `layering` test
+//! reads this list and checks every `crate::` import outside tests):
+//! 1. `escape`, `verdict` — safe text for human output; the one verdict vocabulary
+//! 2. `policy` — YAML → validated model, with spans for `file:line:col`
+//! 3. `compile` — model → resolved rules → map image; pure, no aya
+//! 4. `eval` — the reference evaluator, straight from the semantics
+//! 5. `datapath` — map image → kernel: programs, maps, pins
+//! 6. `events` — ring buffer → decoded events → records → journald
+//! 7. `fleet` — policies from etcd
+//! 8. `daemon`, `ctl` — `jumpd` and `jumpctl`
 #![forbid(unsafe_code)]
 
 pub mod compile;
@@ -16,3 +26,6 @@ pub mod events;
 pub mod fleet;
 pub mod policy;
 pub mod verdict;
+
+#[cfg(test)]
+mod layering;
