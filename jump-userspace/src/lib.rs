@@ -2,8 +2,10 @@
 //!
 //! YAML files (`policy`) → validated model → compiled map image (`compile`) → kernel maps
 //! (`datapath`) → decision events (`events`) → journald / JSON / text. `eval` is the reference
-//! evaluator the compiler is tested against; `daemon` and `ctl` are `jumpd` and `jumpctl`;
-//! `escape` makes user-controlled text safe for every human output.
+//! evaluator the compiler is tested against, and `explain` answers `check` with both; `protocol`
+//! is the control socket's wire format; `daemon` and `ctl` (`jumpd` and `jumpctl`) sit on top and
+//! share only what lies below them, never each other; `escape` makes user-controlled text safe
+//! for every human output.
 #![forbid(unsafe_code)]
 
 pub mod compile;
@@ -13,5 +15,7 @@ pub mod datapath;
 pub mod escape;
 pub mod eval;
 pub mod events;
+pub mod explain;
 pub mod fleet;
 pub mod policy;
+pub mod protocol;
