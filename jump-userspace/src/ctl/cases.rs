@@ -11,9 +11,10 @@
 
 use std::{collections::HashMap, io::Write, path::Path};
 
-use super::{check, exit, parse_time};
+use super::{check, exit};
 use crate::{
     compile::{self, Compiled, Directory},
+    explain,
     policy::{
         self,
         yaml::{self, Kind, Node},
@@ -91,7 +92,7 @@ fn parse_cases(file: &str, text: &str) -> Result<Vec<Case>, Vec<Diagnostic>> {
         };
         let (user, to, expect) = (need("user"), need("to"), need("expect"));
         let at = match get.remove("at") {
-            Some((v, s)) => match parse_time(&v) {
+            Some((v, s)) => match explain::parse_time(&v) {
                 Ok(t) => Some(t),
                 Err(e) => {
                     errors.push(Diagnostic::error(s, e));
@@ -220,9 +221,9 @@ pub fn run_cases_as(
                 }
             }
         };
-        let result = check::parse_dest(&case.to)
+        let result = explain::parse_dest(&case.to)
             .and_then(|dest| Ok((dest, check::resolve_user(&case.user, directory)?)))
-            .and_then(|(dest, uid)| check::check(c, &case.user, uid, dest, at));
+            .and_then(|(dest, uid)| explain::check(c, &case.user, uid, dest, at));
         let failure = match result {
             Err(e) => Some(e),
             Ok(report) => {

@@ -16,6 +16,9 @@
 //! within `HEADER_TIMEOUT`. Label sets are bounded (`MAX_RULE_SERIES`, `MAX_UID_SERIES`): what
 //! goes beyond is summed under `rule="(other)"` / `uid="(other)"`. The endpoint has no
 //! authentication and names rules and uids: bind it to loopback (README "Metrics").
+//!
+//! (Over 500 lines: one metric family per counter, each a few lines of registration and
+//! bookkeeping; the tests are a fifth.)
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -416,7 +419,7 @@ impl Metrics {
 
 /// Reads what the kernel and the active policy hold into the metrics, unless a scrape did so
 /// within `MIN_REFRESH`; then wakes the scrapes waiting for it.
-pub(super) fn refresh(dp: &dyn super::LiveDatapath, st: &mut super::State) {
+pub(super) fn refresh(dp: &dyn crate::datapath::Live, st: &mut super::State) {
     if !st.metrics.due() {
         st.metrics.refreshed(false);
         return;
@@ -443,7 +446,7 @@ pub(super) fn refresh(dp: &dyn super::LiveDatapath, st: &mut super::State) {
 /// is 1 (it costs every run two clock reads, so it is the administrator's choice, not jumpd's).
 /// jumpd may not see that sysctl (the unit's `ProcSubset=pid` hides /proc/sys): a program is
 /// reported once the kernel has counted a run of it, and the counts stay for jumpd's life.
-fn program_stats(dp: &dyn super::LiveDatapath) -> Vec<(String, u64, Duration)> {
+fn program_stats(dp: &dyn crate::datapath::Live) -> Vec<(String, u64, Duration)> {
     let enabled = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
         .map(|s| s.trim() == "1")
         .unwrap_or(true);
