@@ -42,13 +42,15 @@ rules:
     )
 }
 
+/// Fields drop in order: jumpd first (its guard detaches from the cgroup, which must still
+/// exist), then what it enforced on.
 struct World {
-    bins: Bins,
-    topo: Topology,
-    cg: TestCgroup,
-    _servers: Servers,
     jumpd: Jumpd,
     dir: tempfile::TempDir,
+    _servers: Servers,
+    cg: TestCgroup,
+    topo: Topology,
+    bins: Bins,
 }
 
 impl World {
