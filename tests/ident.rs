@@ -17,7 +17,7 @@ use jump_tests::{
     daemon::Jumpd,
     netns::{Topology, INTERNAL_V4, INTERNAL_V6, INTERNET_V4},
     privileged,
-    probe::{self, Outcome, Placement, Servers},
+    probe::{self, FarSide, Outcome, Placement, Servers},
     Bins,
 };
 
@@ -146,46 +146,7 @@ impl World {
     }
 
     fn far_side_in(bins: &Bins, topo: &Topology, port: u16) -> FarSide {
-        let mut child = Command::new(&bins.probe)
-            .arg("--netns")
-            .arg(topo.internal.path())
-            .args(["accept", &port.to_string(), "3"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("jump-probe accept");
-        let mut out = BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        out.read_line(&mut line).expect("listener line");
-        assert!(
-            line.contains("\"port\""),
-            "the far-side listener failed: {line}"
-        );
-        FarSide { child, out }
-    }
-}
-
-struct FarSide {
-    child: Child,
-    out: BufReader<std::process::ChildStdout>,
-}
-
-impl FarSide {
-    /// Waits out the listener's window and asserts no connection came.
-    fn nothing_arrived(mut self, what: &str) {
-        let mut line = String::new();
-        self.out.read_line(&mut line).expect("listener verdict");
-        let _ = self.child.wait();
-        assert!(
-            line.contains("\"ok\":false") && line.contains("timed out"),
-            "{what}: the far side should have seen no connection, it reported {line}"
-        );
-    }
-}
-
-impl Drop for FarSide {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        FarSide::start(bins, &topo.internal.path(), port, 3)
     }
 }
 
@@ -442,7 +403,10 @@ fn rewritten_maps_are_detected_reported_and_restored() {
 /// own MESSAGE_ID, while jumpd's other errors keep PRIORITY 3.
 #[test]
 fn the_tampering_alarm_is_a_crit_journal_entry() {
-    use jump_tests::journal::{self, Guarded, Journald};
+    use jump_tests::{
+        child::Guarded,
+        journal::{self, Journald},
+    };
     if !privileged("the_tampering_alarm_is_a_crit_journal_entry") {
         return;
     }
@@ -470,8 +434,8 @@ fn the_tampering_alarm_is_a_crit_journal_entry() {
         }
     }
     let _pins = Pins(&pin_root, &cg.path, &bins);
-    let mut jumpd = Guarded {
-        child: journal
+    let mut jumpd = Guarded::new(
+        journal
             .command(&bins.jumpd)
             .arg("--policy-dir")
             .arg(policy_dir())
@@ -484,7 +448,7 @@ fn the_tampering_alarm_is_a_crit_journal_entry() {
             .args(["--log-format", "journald"])
             .spawn()
             .expect("start jumpd"),
-    };
+    );
     let text = |e: &serde_json::Value, k: &str| e[k].as_str().map(String::from);
     journal.wait_entry("jumpd ready", |e| {
         text(e, "MESSAGE").is_some_and(|m| m.starts_with("jumpd ready"))
@@ -644,7 +608,7 @@ fn a_forged_login_uid_is_reported_as_untrusted() {
 /// real /etc/subuid and decides and logs that connection as the account.
 #[test]
 fn a_user_namespace_of_a_real_account_is_decided_as_that_account() {
-    use jump_tests::users::Accounts;
+    use jump_tests::accounts::Accounts;
     if !privileged("a_user_namespace_of_a_real_account_is_decided_as_that_account") {
         return;
     }

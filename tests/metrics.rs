@@ -8,14 +8,14 @@ use std::{
     net::{SocketAddr, TcpStream},
     path::PathBuf,
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use jump_tests::{
     cgroup::TestCgroup,
     daemon::Jumpd,
     netns::{Topology, INTERNAL_V4},
-    privileged,
+    poll_until, privileged,
     probe::{self, Outcome, Placement, Servers},
     Bins,
 };
@@ -132,23 +132,20 @@ impl Fixture {
     /// Scrapes until `what` holds of a sample's value (jumpd reads the kernel at most once a
     /// second), returning the value.
     fn wait_sample(&self, series: &str, what: &str, ok: impl Fn(f64) -> bool) -> f64 {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let text = match self.try_get("/metrics") {
-                Ok((status, body)) if status == "HTTP/1.1 200 OK" => body,
-                Ok((status, body)) => format!("{status}\n{body}"),
-                Err(e) => e,
-            };
-            let v = sample(&text, series);
-            if let Some(v) = v.filter(|v| ok(*v)) {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{series} never became {what} (last {v:?}):\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let mut last = String::new();
+        poll_until(
+            Duration::from_secs(15),
+            &format!("{series} to become {what}"),
+            || {
+                last = match self.try_get("/metrics") {
+                    Ok((status, body)) if status == "HTTP/1.1 200 OK" => body,
+                    Ok((status, body)) => format!("{status}\n{body}"),
+                    Err(e) => e,
+                };
+                sample(&last, series).filter(|v| ok(*v))
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e} (last {:?}):\n{last}", sample(&last, series)))
     }
 }
 

@@ -13,9 +13,10 @@ use std::{
 use jump_tests::{
     accounts::{TestGroup, TestUser},
     cgroup::TestCgroup,
+    child::Guarded,
     daemon::Jumpd,
     netns::{Topology, INTERNAL_V4, INTERNET_V4},
-    privileged,
+    poll_until, privileged,
     probe::{self, Outcome, Placement, Servers},
     Bins,
 };
@@ -473,25 +474,45 @@ fn jumpctl_status_stats_events_check_and_detach_report_the_live_daemon() {
     f.start(&[]);
 
     // A follower started before the traffic sees it live.
-    let mut follower = Command::new(&f.bins.jumpctl)
-        .args(["events", "--follow", "--json", "--verdict", "deny"])
-        .env("JUMP_SOCKET", &f.socket)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("jumpctl events --follow");
-    std::thread::sleep(Duration::from_millis(300));
+    let mut follower = Guarded::new(
+        Command::new(&f.bins.jumpctl)
+            .args(["events", "--follow", "--json", "--verdict", "deny"])
+            .env("JUMP_SOCKET", &f.socket)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("jumpctl events --follow"),
+    );
+    let (tx, followed) = std::sync::mpsc::channel::<Value>();
+    let stdout = follower.child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let e = serde_json::from_str(&line).expect("a JSON event line");
+            if tx.send(e).is_err() {
+                return;
+            }
+        }
+    });
+    // The follower is subscribed once it sees a canary refusal (B to 7000), made until it does.
+    let canary = |e: &Value| e["uid"] == B && e["dst_port"] == 7000;
+    poll_until(
+        Duration::from_secs(10),
+        "the follower to see a canary",
+        || {
+            f.assert_reach(B, 7000, false, "the canary");
+            followed.recv_timeout(Duration::from_millis(100)).ok()
+        },
+    )
+    .unwrap();
 
     f.assert_reach(A, 7000, true, "granted");
     f.assert_reach(A, 7001, false, "not granted");
     f.assert_reach(B, 7000, false, "not granted");
 
-    let mut line = String::new();
-    BufReader::new(follower.stdout.take().unwrap())
-        .read_line(&mut line)
+    let e = followed
+        .iter()
+        .find(|e| !canary(e))
         .expect("a followed event");
-    let _ = follower.kill();
-    let _ = follower.wait();
-    let e: Value = serde_json::from_str(&line).expect("a JSON event line");
+    follower.kill();
     assert_eq!(e["verdict"], "deny", "the follower's filter: {e}");
     assert_eq!(
         (e["uid"].clone(), e["dst_port"].clone()),

@@ -4,7 +4,6 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::Path,
     process::{Child, Command, Stdio},
 };
 
@@ -13,7 +12,7 @@ use jump_tests::{
     daemon::Jumpd,
     netns::{Topology, INTERNAL_V4},
     privileged,
-    probe::Servers,
+    probe::{FarSide, Servers},
     Bins,
 };
 use nix::sys::signal::Signal;
@@ -43,13 +42,15 @@ rules:
     )
 }
 
+/// Fields drop in order: jumpd first (its guard detaches from the cgroup, which must still
+/// exist), then what it enforced on.
 struct World {
-    bins: Bins,
-    topo: Topology,
-    cg: TestCgroup,
-    _servers: Servers,
     jumpd: Jumpd,
     dir: tempfile::TempDir,
+    _servers: Servers,
+    cg: TestCgroup,
+    topo: Topology,
+    bins: Bins,
 }
 
 impl World {
@@ -114,7 +115,7 @@ impl World {
 
     /// A TCP listener as root on the internal host: proves a refused connect never arrived.
     fn far_side(&self, port: u16) -> FarSide {
-        FarSide::start(&self.bins, &self.topo.internal.path(), port)
+        FarSide::start(&self.bins, &self.topo.internal.path(), port, 2)
     }
 }
 
@@ -169,48 +170,6 @@ impl Drop for Probe {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-    }
-}
-
-struct FarSide {
-    child: Child,
-    out: BufReader<std::process::ChildStdout>,
-}
-
-impl FarSide {
-    fn start(bins: &Bins, netns: &Path, port: u16) -> Self {
-        let mut child = Command::new(&bins.probe)
-            .arg("--netns")
-            .arg(netns)
-            .args(["accept", &port.to_string(), "2"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("jump-probe accept");
-        let mut out = BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        out.read_line(&mut line).expect("listener line");
-        assert!(
-            line.contains("\"port\""),
-            "the far-side listener failed: {line}"
-        );
-        Self { child, out }
-    }
-
-    fn nothing_arrived(mut self, what: &str) {
-        let mut line = String::new();
-        self.out.read_line(&mut line).expect("listener verdict");
-        let _ = self.child.wait();
-        assert!(
-            line.contains("\"ok\":false") && line.contains("timed out"),
-            "{what}: the far side should have seen no connection, it reported {line}"
-        );
-    }
-}
-
-impl Drop for FarSide {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -122,6 +122,51 @@ impl Drop for Servers {
     }
 }
 
+/// A TCP listener on `port` in `netns`, as root, accepting for `window_secs`: the far side of
+/// a refused attempt. `nothing_arrived` proves the attempt never reached it.
+pub struct FarSide {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl FarSide {
+    pub fn start(bins: &Bins, netns: &Path, port: u16, window_secs: u32) -> Self {
+        let mut child = Command::new(&bins.probe)
+            .arg("--netns")
+            .arg(netns)
+            .args(["accept", &port.to_string(), &window_secs.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("jump-probe accept");
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("listener line");
+        assert!(
+            line.contains("\"port\""),
+            "the far-side listener failed: {line}"
+        );
+        Self { child, out }
+    }
+
+    /// Waits out the listener's window and asserts no connection came.
+    pub fn nothing_arrived(mut self, what: &str) {
+        let mut line = String::new();
+        self.out.read_line(&mut line).expect("listener verdict");
+        let _ = self.child.wait();
+        assert!(
+            line.contains("\"ok\":false") && line.contains("timed out"),
+            "{what}: the far side should have seen no connection, it reported {line}"
+        );
+    }
+}
+
+impl Drop for FarSide {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A probe holding a TCP session (`hold`): its verdict is how the session ended. Killed with
 /// the test if it is still running.
 pub struct Held {
