@@ -7,9 +7,8 @@
 //! the granted twin with an echo that comes back.
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
 };
 
 use jump_tests::{
@@ -17,7 +16,7 @@ use jump_tests::{
     daemon::Jumpd,
     netns::{Topology, INTERNAL_V4, INTERNAL_V6, INTERNET_V4},
     privileged,
-    probe::{self, FarSide, Outcome, Placement, Servers},
+    probe::{self, FarSide, Lingering, Outcome, Placement, Servers},
     Bins,
 };
 
@@ -482,39 +481,6 @@ fn the_tampering_alarm_is_a_crit_journal_entry() {
         "the alarm is written once, by the crit layer only"
     );
     jumpd.stop();
-}
-
-/// A process placed like `World::run` but kept alive until `finish` (its session's opener must
-/// still be there when jumpd looks), returning its pid and verdict line.
-struct Lingering {
-    child: Child,
-    verdict: serde_json::Value,
-}
-
-impl Lingering {
-    fn start(mut cmd: Command) -> Self {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped"))
-            .read_line(&mut line)
-            .expect("verdict line");
-        let verdict = serde_json::from_str(line.trim())
-            .unwrap_or_else(|_| panic!("no verdict from the probe: {line:?}"));
-        Self { child, verdict }
-    }
-}
-
-impl Drop for Lingering {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        if !matches!(self.child.wait(), Ok(s) if s.success()) {
-            let _ = self.child.kill();
-        }
-    }
 }
 
 /// Item 7: a login uid names the person only when a privileged process opened its audit

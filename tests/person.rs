@@ -2,17 +2,14 @@
 //! may reach — `sudo` to root cannot widen what the person may reach, and a login uid an
 //! unprivileged process forges for itself cannot widen what its uid may reach.
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-};
+use std::process::Command;
 
 use jump_tests::{
     cgroup::TestCgroup,
     daemon::Jumpd,
     netns::{Topology, INTERNAL_V4},
     privileged,
-    probe::{FarSide, Servers},
+    probe::{FarSide, Lingering, Servers},
     Bins,
 };
 use nix::sys::signal::Signal;
@@ -85,7 +82,7 @@ impl World {
     /// `jump-probe tcp INTERNAL:PORT` in the test cgroup: as root with login uid `login` set by
     /// a privileged process (`--loginuid`, as `pam_loginuid` does), or as `uid` forging
     /// `forge` for itself, kept alive until its event is read. Returns (pid, verdict).
-    fn connect(&self, who: Who, port: u16) -> Probe {
+    fn connect(&self, who: Who, port: u16) -> Lingering {
         let mut cmd = Command::new(&self.bins.probe);
         cmd.arg("--cgroup")
             .arg(&self.cg.path)
@@ -105,7 +102,7 @@ impl World {
             }
         }
         cmd.args(["tcp", &format!("{INTERNAL_V4}:{port}")]);
-        Probe::start(cmd)
+        Lingering::start(cmd)
     }
 
     fn event(&self, pid: u32) -> Value {
@@ -127,50 +124,6 @@ enum Who {
     Unset(u32),
     /// A uid whose login uid was unset and which then claims one itself.
     Forging(u32, u32),
-}
-
-struct Probe {
-    child: Child,
-    verdict: Value,
-}
-
-impl Probe {
-    fn start(mut cmd: Command) -> Self {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start jump-probe");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped"))
-            .read_line(&mut line)
-            .expect("verdict line");
-        let verdict = serde_json::from_str(line.trim())
-            .unwrap_or_else(|_| panic!("no verdict from the probe: {line:?}"));
-        Self { child, verdict }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn allowed(&self) -> bool {
-        self.verdict["ok"] == true
-    }
-
-    fn refused(&self) -> bool {
-        self.verdict["errno"] == 1
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        if !matches!(self.child.wait(), Ok(s) if s.success()) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// This test's own login uid must be unset, or its children could not have an unset one.

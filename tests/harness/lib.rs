@@ -1,9 +1,10 @@
 //! The privileged test harness: network namespaces joined by veth (`netns`), a child cgroup
 //! (`cgroup`), `jumpd` as a child process whose events are collected (`daemon`), and client and
 //! server programs run as a chosen uid inside a chosen cgroup and namespace (`probe`), Unix
-//! accounts made for one test (`accounts`), real OpenSSH servers and clients (`ssh`), and a
-//! standalone journald in a private mount namespace (`journal`), and `poll_until`, the one way
-//! to wait on a condition (`wait`).
+//! accounts made for one test (`accounts`), real OpenSSH servers and clients (`ssh`), a
+//! standalone journald in a private mount namespace (`journal`), `poll_until`, the one way to
+//! wait on a condition (`wait`), and the common set-up of servers, cgroup, policy and jumpd
+//! (`world`).
 //!
 //! Every resource is an RAII guard, so it is removed on success, failure and panic; names carry
 //! the test process's pid, and each constructor first sweeps leftovers of dead test processes.
@@ -20,6 +21,7 @@ pub mod probe;
 pub mod sniff;
 pub mod ssh;
 pub mod wait;
+pub mod world;
 
 pub use wait::poll_until;
 
