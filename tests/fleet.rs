@@ -73,19 +73,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `poll_until`: `f` until it gives `Some`, or panic with `what` after `secs`.
-fn poll_until<T>(secs: f64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs} s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+/// The harness's `poll_until`, in seconds, panicking on a timeout.
+fn poll_until<T>(secs: f64, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    jump_tests::poll_until(Duration::from_secs_f64(secs), what, f).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// TLS material for etcd: paths of the CA, the server's and a client's certificate and key.

@@ -7,9 +7,8 @@
 //! the granted twin with an echo that comes back.
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
 };
 
 use jump_tests::{
@@ -17,7 +16,7 @@ use jump_tests::{
     daemon::Jumpd,
     netns::{Topology, INTERNAL_V4, INTERNAL_V6, INTERNET_V4},
     privileged,
-    probe::{self, Outcome, Placement, Servers},
+    probe::{self, FarSide, Lingering, Outcome, Placement, Servers},
     Bins,
 };
 
@@ -146,46 +145,7 @@ impl World {
     }
 
     fn far_side_in(bins: &Bins, topo: &Topology, port: u16) -> FarSide {
-        let mut child = Command::new(&bins.probe)
-            .arg("--netns")
-            .arg(topo.internal.path())
-            .args(["accept", &port.to_string(), "3"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("jump-probe accept");
-        let mut out = BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        out.read_line(&mut line).expect("listener line");
-        assert!(
-            line.contains("\"port\""),
-            "the far-side listener failed: {line}"
-        );
-        FarSide { child, out }
-    }
-}
-
-struct FarSide {
-    child: Child,
-    out: BufReader<std::process::ChildStdout>,
-}
-
-impl FarSide {
-    /// Waits out the listener's window and asserts no connection came.
-    fn nothing_arrived(mut self, what: &str) {
-        let mut line = String::new();
-        self.out.read_line(&mut line).expect("listener verdict");
-        let _ = self.child.wait();
-        assert!(
-            line.contains("\"ok\":false") && line.contains("timed out"),
-            "{what}: the far side should have seen no connection, it reported {line}"
-        );
-    }
-}
-
-impl Drop for FarSide {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        FarSide::start(bins, &topo.internal.path(), port, 3)
     }
 }
 
@@ -442,7 +402,10 @@ fn rewritten_maps_are_detected_reported_and_restored() {
 /// own MESSAGE_ID, while jumpd's other errors keep PRIORITY 3.
 #[test]
 fn the_tampering_alarm_is_a_crit_journal_entry() {
-    use jump_tests::journal::{self, Guarded, Journald};
+    use jump_tests::{
+        child::Guarded,
+        journal::{self, Journald},
+    };
     if !privileged("the_tampering_alarm_is_a_crit_journal_entry") {
         return;
     }
@@ -470,8 +433,8 @@ fn the_tampering_alarm_is_a_crit_journal_entry() {
         }
     }
     let _pins = Pins(&pin_root, &cg.path, &bins);
-    let mut jumpd = Guarded {
-        child: journal
+    let mut jumpd = Guarded::new(
+        journal
             .command(&bins.jumpd)
             .arg("--policy-dir")
             .arg(policy_dir())
@@ -484,7 +447,7 @@ fn the_tampering_alarm_is_a_crit_journal_entry() {
             .args(["--log-format", "journald"])
             .spawn()
             .expect("start jumpd"),
-    };
+    );
     let text = |e: &serde_json::Value, k: &str| e[k].as_str().map(String::from);
     journal.wait_entry("jumpd ready", |e| {
         text(e, "MESSAGE").is_some_and(|m| m.starts_with("jumpd ready"))
@@ -518,39 +481,6 @@ fn the_tampering_alarm_is_a_crit_journal_entry() {
         "the alarm is written once, by the crit layer only"
     );
     jumpd.stop();
-}
-
-/// A process placed like `World::run` but kept alive until `finish` (its session's opener must
-/// still be there when jumpd looks), returning its pid and verdict line.
-struct Lingering {
-    child: Child,
-    verdict: serde_json::Value,
-}
-
-impl Lingering {
-    fn start(mut cmd: Command) -> Self {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped"))
-            .read_line(&mut line)
-            .expect("verdict line");
-        let verdict = serde_json::from_str(line.trim())
-            .unwrap_or_else(|_| panic!("no verdict from the probe: {line:?}"));
-        Self { child, verdict }
-    }
-}
-
-impl Drop for Lingering {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        if !matches!(self.child.wait(), Ok(s) if s.success()) {
-            let _ = self.child.kill();
-        }
-    }
 }
 
 /// Item 7: a login uid names the person only when a privileged process opened its audit
@@ -644,7 +574,7 @@ fn a_forged_login_uid_is_reported_as_untrusted() {
 /// real /etc/subuid and decides and logs that connection as the account.
 #[test]
 fn a_user_namespace_of_a_real_account_is_decided_as_that_account() {
-    use jump_tests::users::Accounts;
+    use jump_tests::accounts::Accounts;
     if !privileged("a_user_namespace_of_a_real_account_is_decided_as_that_account") {
         return;
     }

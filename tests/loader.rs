@@ -10,7 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use jump_tests::{accounts::TestUser, cgroup::TestCgroup, daemon::Jumpd, privileged, Bins};
+use jump_tests::{
+    accounts::TestUser, cgroup::TestCgroup, daemon::Jumpd, poll_until, privileged, Bins,
+};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -51,14 +53,6 @@ fn loaded_lines(j: &Jumpd) -> Vec<Value> {
         .into_iter()
         .filter(|l| l["message_id"] == LOADED)
         .collect()
-}
-
-fn poll_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn write(dir: &Path, name: &str, text: &str) {
@@ -327,10 +321,11 @@ fn control_connections_are_capped_and_idle_ones_closed() {
     assert!(err.contains("busy"), "the refusal says why: {err}{out}");
     // The idle connections are closed after the idle timeout, and status works again.
     poll_until(
-        30,
+        Duration::from_secs(30),
         "status answers once idle connections are closed",
-        || jumpctl(&bins, j.socket(), &["status"]).0 == 0,
-    );
+        || (jumpctl(&bins, j.socket(), &["status"]).0 == 0).then_some(()),
+    )
+    .unwrap();
     drop(idle);
 }
 
@@ -366,9 +361,12 @@ fn a_stream_of_changes_does_not_postpone_a_reload_beyond_the_maximum_delay() {
     std::thread::sleep(Duration::from_millis(500));
     let revoked_at = Instant::now();
     write(dir.path(), "10-grant.yaml", &policy(64151, 7001));
-    poll_until(10, "the revocation is loaded despite the churn", || {
-        !live_allows(&bins, &j, 64151, 7000)
-    });
+    poll_until(
+        Duration::from_secs(10),
+        "the revocation is loaded despite the churn",
+        || (!live_allows(&bins, &j, 64151, 7000)).then_some(()),
+    )
+    .unwrap();
     let took = revoked_at.elapsed();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     churn.join().unwrap();

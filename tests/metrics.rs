@@ -8,17 +8,10 @@ use std::{
     net::{SocketAddr, TcpStream},
     path::PathBuf,
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use jump_tests::{
-    cgroup::TestCgroup,
-    daemon::Jumpd,
-    netns::{Topology, INTERNAL_V4},
-    privileged,
-    probe::{self, Outcome, Placement, Servers},
-    Bins,
-};
+use jump_tests::{poll_until, privileged, probe::Outcome, world::World};
 
 /// Granted tcp/7000 on the internal host.
 const A: u32 = 64501;
@@ -37,43 +30,31 @@ rules:
       - {to: [198.51.100.10], ports: [7000], proto: [tcp]}
 ";
 
-/// Fields drop in order: jumpd first, then what it enforced on.
+/// The harness's world, enforcing with jumpd's metrics endpoint on `addr`.
 struct Fixture {
-    jumpd: Jumpd,
-    bins: Bins,
-    policy: tempfile::TempDir,
-    cg: TestCgroup,
-    topo: Topology,
-    _servers: Servers,
+    world: World,
     addr: SocketAddr,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
+    }
 }
 
 impl Fixture {
     fn new() -> Self {
-        let bins = Bins::from_env();
-        let topo = Topology::new().expect("topology");
-        let servers = Servers::start(
-            &bins,
-            &topo.internal.path(),
-            &["tcp:198.51.100.10:7000".into()],
-        )
-        .expect("servers");
-        let policy = tempfile::tempdir().expect("policy dir");
-        std::fs::write(policy.path().join("10-a.yaml"), POLICY).expect("policy file");
-        let cg = TestCgroup::new().expect("cgroup");
+        let mut world = World::new(&[7000], &[("10-a.yaml", POLICY)]);
         // Port 0: the kernel picks a free one, which jumpd logs.
-        let jumpd = Jumpd::start(
-            &bins,
-            policy.path(),
-            &cg.path,
-            &["--metrics-listen", "127.0.0.1:0"],
-        )
-        .expect("jumpd");
-        let line = jumpd.wait_line("the metrics address", |l| {
-            l["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("metrics at http://"))
-        });
+        let line = world.start(&["--metrics-listen", "127.0.0.1:0"]).wait_line(
+            "the metrics address",
+            |l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("metrics at http://"))
+            },
+        );
         let addr = line["message"]
             .as_str()
             .unwrap()
@@ -81,20 +62,11 @@ impl Fixture {
             .trim_end_matches("/metrics")
             .parse()
             .expect("a socket address in the log line");
-        Self {
-            jumpd,
-            bins,
-            policy,
-            cg,
-            topo,
-            _servers: servers,
-            addr,
-        }
+        Self { world, addr }
     }
 
     fn probe(&self, uid: u32) -> Outcome {
-        let at = Placement::user(uid, &self.cg.path, &self.topo.host.path());
-        probe::run(&self.bins, &at, "tcp", &format!("{INTERNAL_V4}:7000"))
+        self.tcp(uid, 7000)
     }
 
     /// GET `path`: (status line, body), or why there was no answer.
@@ -132,23 +104,20 @@ impl Fixture {
     /// Scrapes until `what` holds of a sample's value (jumpd reads the kernel at most once a
     /// second), returning the value.
     fn wait_sample(&self, series: &str, what: &str, ok: impl Fn(f64) -> bool) -> f64 {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let text = match self.try_get("/metrics") {
-                Ok((status, body)) if status == "HTTP/1.1 200 OK" => body,
-                Ok((status, body)) => format!("{status}\n{body}"),
-                Err(e) => e,
-            };
-            let v = sample(&text, series);
-            if let Some(v) = v.filter(|v| ok(*v)) {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{series} never became {what} (last {v:?}):\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let mut last = String::new();
+        poll_until(
+            Duration::from_secs(15),
+            &format!("{series} to become {what}"),
+            || {
+                last = match self.try_get("/metrics") {
+                    Ok((status, body)) if status == "HTTP/1.1 200 OK" => body,
+                    Ok((status, body)) => format!("{status}\n{body}"),
+                    Err(e) => e,
+                };
+                sample(&last, series).filter(|v| ok(*v))
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e} (last {:?}):\n{last}", sample(&last, series)))
     }
 }
 
@@ -203,7 +172,7 @@ fn promtool_accepts_the_metrics_and_a_denied_probe_moves_the_deny_counter() {
         return;
     }
     let f = Fixture::new();
-    f.jumpd.wait_generation(1);
+    f.jumpd().wait_generation(1);
     let text = f.scrape();
     let (ok, out) = promtool(&text);
     assert!(
@@ -234,10 +203,8 @@ fn promtool_accepts_the_metrics_and_a_denied_probe_moves_the_deny_counter() {
     // A reload moves the active rules to the other kernel slot, whose hits start at zero; two
     // more recycle the first slot: the counters must neither drop nor jump.
     for g in 2..=4u64 {
-        let tmp = f.policy.path().join(".10-a.yaml.tmp");
-        std::fs::write(&tmp, format!("# edit {g}\n{POLICY}")).unwrap();
-        std::fs::rename(&tmp, f.policy.path().join("10-a.yaml")).unwrap();
-        f.jumpd.wait_generation(g);
+        f.write("10-a.yaml", &format!("# edit {g}\n{POLICY}"));
+        f.jumpd().wait_generation(g);
     }
     f.wait_sample("jump_policy_generation", "4", |v| v == 4.0);
     let text = f.scrape();
@@ -273,7 +240,7 @@ fn idle_connections_neither_stop_jumpd_nor_keep_the_endpoint_closed() {
         return;
     }
     let f = Fixture::new();
-    f.jumpd.wait_generation(1);
+    f.jumpd().wait_generation(1);
     let (status, _) = f.get("/");
     assert!(
         status.contains(" 404 "),
@@ -296,5 +263,4 @@ fn idle_connections_neither_stop_jumpd_nor_keep_the_endpoint_closed() {
         |v| v == 1.0,
     );
     drop(idle);
-    let _ = (&f.policy, &f.jumpd);
 }

@@ -12,11 +12,11 @@ use std::{
 
 use jump_tests::{
     accounts::{TestGroup, TestUser},
-    cgroup::TestCgroup,
+    child::Guarded,
     daemon::Jumpd,
-    netns::{Topology, INTERNAL_V4, INTERNET_V4},
-    privileged,
-    probe::{self, Outcome, Placement, Servers},
+    netns::{INTERNAL_V4, INTERNET_V4},
+    poll_until, privileged,
+    world::World,
     Bins,
 };
 use serde_json::Value;
@@ -38,51 +38,40 @@ rules:
       - {to: [198.51.100.10], ports: [7000], proto: [tcp]}
 ";
 
-/// Everything one test needs; fields drop in order, jumpd first.
+/// The harness's world with a control socket of its own; the world (jumpd first) drops before
+/// the socket's directory.
 struct Fixture {
-    jumpd: Option<Jumpd>,
-    bins: Bins,
-    policy: tempfile::TempDir,
+    world: World,
     socket: PathBuf,
     _socket_dir: tempfile::TempDir,
-    cg: TestCgroup,
-    topo: Topology,
-    _servers: Servers,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
+    }
+}
+
+impl std::ops::DerefMut for Fixture {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
 }
 
 impl Fixture {
-    /// Servers on tcp/7000-7002 in the internal zone and on the internet; `files` written into
-    /// a fresh policy directory; jumpd not started yet.
+    /// Servers on tcp/7000-7001 in the internal zone; `files` written into a fresh policy
+    /// directory; jumpd not started yet.
     fn new(files: &[(&str, &str)]) -> Self {
-        let bins = Bins::from_env();
-        let topo = Topology::new().expect("topology");
-        let servers = Servers::start(
-            &bins,
-            &topo.internal.path(),
-            &[
-                "tcp:198.51.100.10:7000".into(),
-                "tcp:198.51.100.10:7001".into(),
-            ],
-        )
-        .expect("servers");
-        let policy = tempfile::tempdir().expect("policy dir");
-        for (name, text) in files {
-            std::fs::write(policy.path().join(name), text).expect("policy file");
-        }
         // Traversable by the unprivileged callers of the permission test; the socket itself is
         // what jumpd protects.
         let socket_dir = tempfile::tempdir().expect("socket dir");
         std::fs::set_permissions(socket_dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
         Self {
-            jumpd: None,
-            bins,
+            world: World::new(&[7000, 7001], files),
             socket: socket_dir.path().join("jumpd.sock"),
             _socket_dir: socket_dir,
-            policy,
-            cg: TestCgroup::new().expect("cgroup"),
-            topo,
-            _servers: servers,
         }
     }
 
@@ -90,43 +79,11 @@ impl Fixture {
         let socket = self.socket.display().to_string();
         let mut args = vec!["--control-socket", &socket];
         args.extend_from_slice(extra);
-        self.jumpd = Some(
-            Jumpd::start(&self.bins, self.policy.path(), &self.cg.path, &args).expect("jumpd"),
-        );
-        self.jumpd.as_ref().unwrap()
-    }
-
-    fn jumpd(&self) -> &Jumpd {
-        self.jumpd.as_ref().expect("jumpd started")
-    }
-
-    fn probe(&self, uid: u32, port: u16) -> Outcome {
-        let at = Placement::user(uid, &self.cg.path, &self.topo.host.path());
-        probe::run(&self.bins, &at, "tcp", &format!("{INTERNAL_V4}:{port}"))
-    }
-
-    fn assert_reach(&self, uid: u32, port: u16, allowed: bool, why: &str) {
-        let got = self.probe(uid, port);
-        if allowed {
-            assert_eq!(got, Outcome::Ok, "uid {uid} should reach :{port} ({why})");
-        } else {
-            assert!(
-                got.is_refused(),
-                "uid {uid} should be refused :{port} ({why}), got {got:?}"
-            );
-        }
+        self.world.start(&args)
     }
 
     fn ctl(&self, args: &[&str]) -> Ctl {
         jumpctl(&self.bins, &self.socket, &[], args)
-    }
-
-    fn write(&self, name: &str, text: &str) {
-        // Written to a temporary name and renamed into place, as editors and config management
-        // do; the rename is one inotify event.
-        let tmp = self.policy.path().join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, text).expect("write policy");
-        std::fs::rename(&tmp, self.policy.path().join(name)).expect("rename policy");
     }
 
     /// Waits for the log line of generation `g` and returns it.
@@ -473,25 +430,45 @@ fn jumpctl_status_stats_events_check_and_detach_report_the_live_daemon() {
     f.start(&[]);
 
     // A follower started before the traffic sees it live.
-    let mut follower = Command::new(&f.bins.jumpctl)
-        .args(["events", "--follow", "--json", "--verdict", "deny"])
-        .env("JUMP_SOCKET", &f.socket)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("jumpctl events --follow");
-    std::thread::sleep(Duration::from_millis(300));
+    let mut follower = Guarded::new(
+        Command::new(&f.bins.jumpctl)
+            .args(["events", "--follow", "--json", "--verdict", "deny"])
+            .env("JUMP_SOCKET", &f.socket)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("jumpctl events --follow"),
+    );
+    let (tx, followed) = std::sync::mpsc::channel::<Value>();
+    let stdout = follower.child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let e = serde_json::from_str(&line).expect("a JSON event line");
+            if tx.send(e).is_err() {
+                return;
+            }
+        }
+    });
+    // The follower is subscribed once it sees a canary refusal (B to 7000), made until it does.
+    let canary = |e: &Value| e["uid"] == B && e["dst_port"] == 7000;
+    poll_until(
+        Duration::from_secs(10),
+        "the follower to see a canary",
+        || {
+            f.assert_reach(B, 7000, false, "the canary");
+            followed.recv_timeout(Duration::from_millis(100)).ok()
+        },
+    )
+    .unwrap();
 
     f.assert_reach(A, 7000, true, "granted");
     f.assert_reach(A, 7001, false, "not granted");
     f.assert_reach(B, 7000, false, "not granted");
 
-    let mut line = String::new();
-    BufReader::new(follower.stdout.take().unwrap())
-        .read_line(&mut line)
+    let e = followed
+        .iter()
+        .find(|e| !canary(e))
         .expect("a followed event");
-    let _ = follower.kill();
-    let _ = follower.wait();
-    let e: Value = serde_json::from_str(&line).expect("a JSON event line");
+    follower.kill();
     assert_eq!(e["verdict"], "deny", "the follower's filter: {e}");
     assert_eq!(
         (e["uid"].clone(), e["dst_port"].clone()),
@@ -650,12 +627,12 @@ fn events_decided_while_jumpd_was_down_name_their_rule_and_policy() {
     let loaded = f.wait_generation(1, "start");
     let sha = loaded["jump_policy_sha256"].as_str().unwrap().to_string();
     // A crash: the pinned programs keep deciding and queue events nobody reads.
-    f.jumpd.as_mut().unwrap().kill();
+    f.jumpd_mut().kill();
     f.assert_reach(A, 7000, true, "granted while jumpd is down");
     f.assert_reach(B, 7000, false, "refused while jumpd is down");
     // The policy changes before the restart: the restarted jumpd's own generation differs.
     f.write("10-a.yaml", &format!("# changed while down\n{POLICY}"));
-    f.jumpd.as_mut().unwrap().restart().expect("restart jumpd");
+    f.jumpd_mut().restart().expect("restart jumpd");
     let allowed = f.jumpd().wait_event("A's connect of generation 1", |e| {
         e["jump_uid"] == A && e["jump_verdict"] == "allow" && e["jump_policy_generation"] == 1
     });

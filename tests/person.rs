@@ -2,18 +2,14 @@
 //! may reach — `sudo` to root cannot widen what the person may reach, and a login uid an
 //! unprivileged process forges for itself cannot widen what its uid may reach.
 
-use std::{
-    io::{BufRead, BufReader},
-    path::Path,
-    process::{Child, Command, Stdio},
-};
+use std::process::Command;
 
 use jump_tests::{
     cgroup::TestCgroup,
     daemon::Jumpd,
     netns::{Topology, INTERNAL_V4},
     privileged,
-    probe::Servers,
+    probe::{FarSide, Lingering, Servers},
     Bins,
 };
 use nix::sys::signal::Signal;
@@ -43,13 +39,15 @@ rules:
     )
 }
 
+/// Fields drop in order: jumpd first (its guard detaches from the cgroup, which must still
+/// exist), then what it enforced on.
 struct World {
-    bins: Bins,
-    topo: Topology,
-    cg: TestCgroup,
-    _servers: Servers,
     jumpd: Jumpd,
     dir: tempfile::TempDir,
+    _servers: Servers,
+    cg: TestCgroup,
+    topo: Topology,
+    bins: Bins,
 }
 
 impl World {
@@ -84,7 +82,7 @@ impl World {
     /// `jump-probe tcp INTERNAL:PORT` in the test cgroup: as root with login uid `login` set by
     /// a privileged process (`--loginuid`, as `pam_loginuid` does), or as `uid` forging
     /// `forge` for itself, kept alive until its event is read. Returns (pid, verdict).
-    fn connect(&self, who: Who, port: u16) -> Probe {
+    fn connect(&self, who: Who, port: u16) -> Lingering {
         let mut cmd = Command::new(&self.bins.probe);
         cmd.arg("--cgroup")
             .arg(&self.cg.path)
@@ -104,7 +102,7 @@ impl World {
             }
         }
         cmd.args(["tcp", &format!("{INTERNAL_V4}:{port}")]);
-        Probe::start(cmd)
+        Lingering::start(cmd)
     }
 
     fn event(&self, pid: u32) -> Value {
@@ -114,7 +112,7 @@ impl World {
 
     /// A TCP listener as root on the internal host: proves a refused connect never arrived.
     fn far_side(&self, port: u16) -> FarSide {
-        FarSide::start(&self.bins, &self.topo.internal.path(), port)
+        FarSide::start(&self.bins, &self.topo.internal.path(), port, 2)
     }
 }
 
@@ -126,92 +124,6 @@ enum Who {
     Unset(u32),
     /// A uid whose login uid was unset and which then claims one itself.
     Forging(u32, u32),
-}
-
-struct Probe {
-    child: Child,
-    verdict: Value,
-}
-
-impl Probe {
-    fn start(mut cmd: Command) -> Self {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start jump-probe");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped"))
-            .read_line(&mut line)
-            .expect("verdict line");
-        let verdict = serde_json::from_str(line.trim())
-            .unwrap_or_else(|_| panic!("no verdict from the probe: {line:?}"));
-        Self { child, verdict }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn allowed(&self) -> bool {
-        self.verdict["ok"] == true
-    }
-
-    fn refused(&self) -> bool {
-        self.verdict["errno"] == 1
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        if !matches!(self.child.wait(), Ok(s) if s.success()) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-struct FarSide {
-    child: Child,
-    out: BufReader<std::process::ChildStdout>,
-}
-
-impl FarSide {
-    fn start(bins: &Bins, netns: &Path, port: u16) -> Self {
-        let mut child = Command::new(&bins.probe)
-            .arg("--netns")
-            .arg(netns)
-            .args(["accept", &port.to_string(), "2"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("jump-probe accept");
-        let mut out = BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        out.read_line(&mut line).expect("listener line");
-        assert!(
-            line.contains("\"port\""),
-            "the far-side listener failed: {line}"
-        );
-        Self { child, out }
-    }
-
-    fn nothing_arrived(mut self, what: &str) {
-        let mut line = String::new();
-        self.out.read_line(&mut line).expect("listener verdict");
-        let _ = self.child.wait();
-        assert!(
-            line.contains("\"ok\":false") && line.contains("timed out"),
-            "{what}: the far side should have seen no connection, it reported {line}"
-        );
-    }
-}
-
-impl Drop for FarSide {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// This test's own login uid must be unset, or its children could not have an unset one.

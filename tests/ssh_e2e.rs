@@ -23,6 +23,7 @@ use std::{
 };
 
 use jump_tests::{
+    accounts::{Accounts, User},
     cgroup::TestCgroup,
     daemon::Jumpd,
     netns::{
@@ -32,7 +33,6 @@ use jump_tests::{
     privileged,
     probe::Servers,
     ssh::{self, echo, socks5_echo, wait_listening, Finished, SshDir, Sshd, SshdSpec},
-    users::{Accounts, User},
     Bins,
 };
 use nix::sys::signal::Signal;
@@ -534,24 +534,6 @@ fn remote_forward_listens_on_the_jump_host_only_with_a_listen_grant() {
     }
 }
 
-/// Waits for jumpd's log line announcing policy generation `generation`.
-fn wait_generation(jumpd: &Jumpd, generation: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if jumpd.lines().iter().any(|l| {
-            l["jump_policy_generation"] == generation
-                && l["message"].as_str().is_some_and(|m| m.contains("loaded"))
-        }) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!(
-        "policy generation {generation} not loaded; jumpd's log: {:#?}",
-        jumpd.lines()
-    );
-}
-
 #[test]
 fn removing_a_grant_cuts_an_established_proxy_jump_session() {
     let Some(b) = Bastion::up("removing_a_grant_cuts_an_established_proxy_jump_session") else {
@@ -581,7 +563,7 @@ fn removing_a_grant_cuts_an_established_proxy_jump_session() {
     fs::remove_file(b.policy.join("20-ops-ssh.yaml")).unwrap();
     let cut_from = Instant::now();
     b.jumpd.signal(Signal::SIGHUP);
-    wait_generation(&b.jumpd, 2);
+    b.jumpd.wait_generation(2);
     // Promptly: before the ssh keepalives (2 s x 3 on client and servers) would notice a
     // connection whose packets the egress backstop merely drops.
     let status = session.wait(Duration::from_secs(3));

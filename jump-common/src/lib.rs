@@ -1,8 +1,8 @@
 //! The one source of truth for what crosses the kernel/userspace boundary: map names and sizes,
 //! key and value layouts, and the decision event. `jump-ebpf` reads these layouts, the daemon's
 //! `datapath` writes them, and the compiler produces them. Everything is `#[repr(C)]`, padding is
-//! spelled out as named fields, and every type's size is asserted at compile time so a layout
-//! change on one side cannot go unnoticed on the other.
+//! spelled out as named fields, and every field's offset and every type's size is asserted at
+//! compile time (`layout!`), so a layout change on one side cannot go unnoticed on the other.
 #![no_std]
 
 /// Names of the maps in the eBPF object, so both sides agree on them.
@@ -572,48 +572,57 @@ pub struct SubuidValue {
 }
 
 // Compile-time layout checks: both sides compile these, so a drifting layout fails the build.
-const _: () = {
-    assert!(core::mem::size_of::<UserKey>() == 8);
-    assert!(core::mem::size_of::<UserValue>() == 8);
-    assert!(core::mem::size_of::<Limits>() == 24);
-    assert!(core::mem::size_of::<RateKey>() == 28);
-    assert!(core::mem::size_of::<RateState>() == 16);
-    assert!(core::mem::size_of::<DestKey>() == 24);
-    assert!(core::mem::size_of::<DestValue>() == 4);
-    assert!(core::mem::size_of::<PortKey>() == 12);
-    assert!(core::mem::size_of::<Candidate>() == 12);
-    assert!(core::mem::size_of::<PortValue>() == 4 + 12 * MAX_CANDIDATES);
-    assert!(core::mem::size_of::<Window>() == 8 + 16 * MAX_INTERVALS);
-    assert!(core::mem::size_of::<SlotConfig>() == 16);
-    assert!(core::mem::size_of::<Event>() == 120);
-    assert!(core::mem::size_of::<SockRecord>() == 80);
-    assert!(core::mem::offset_of!(SockRecord, path_ifindex) == 72);
-    assert!(core::mem::offset_of!(SockRecord, generation) == 0);
-    assert!(core::mem::offset_of!(SockRecord, uid) == 8);
-    assert!(core::mem::offset_of!(SockRecord, rule_id) == 28);
-    assert!(core::mem::offset_of!(SockRecord, action) == 32);
-    assert!(core::mem::offset_of!(SockRecord, flags) == 34);
-    assert!(core::mem::offset_of!(SockRecord, dst_port) == 36);
-    assert!(core::mem::offset_of!(SockRecord, dst_addr) == 40);
-    assert!(core::mem::offset_of!(SockRecord, comm) == 56);
-    assert!(core::mem::size_of::<ViaKey>() == 8);
-    assert!(core::mem::size_of::<ViaSet>() == 32);
-    assert!(core::mem::offset_of!(ViaSet, ifindex) == 4);
-    assert!(core::mem::size_of::<SubuidKey>() == 8);
-    assert!(core::mem::size_of::<SubuidValue>() == 4);
-    assert!(core::mem::offset_of!(SubuidKey, uid_be) == 4);
-    assert!(core::mem::offset_of!(Event, ns_uid) == 52);
-    assert!(core::mem::offset_of!(Event, decided_by) == 97);
-    assert!(core::mem::offset_of!(Event, comm) == 104);
-    assert!(core::mem::offset_of!(SlotConfig, identity) == 10);
-    assert!(core::mem::offset_of!(Window, session) == 4);
-};
+/// Pins a shared type's layout: the offset of every field, in declaration order, and its size.
+/// The size must equal the sum of the field sizes, which proves there is no implicit padding
+/// (all padding is a named field); the offsets then catch a reordering that keeps the size.
+macro_rules! layout {
+    ($t:ty, size $size:expr; $($field:ident @ $off:expr),+ $(,)?) => {
+        const _: () = {
+            assert!(core::mem::size_of::<$t>() == $size);
+            $(assert!(core::mem::offset_of!($t, $field) == $off);)+
+            // The size of a field without naming its type: an unevaluated projection.
+            const fn field_size<T, F>(_: fn(&T) -> &F) -> usize {
+                core::mem::size_of::<F>()
+            }
+            let fields = 0 $(+ field_size(|v: &$t| &v.$field))+;
+            assert!(fields == $size, "implicit padding");
+        };
+    };
+}
+
+layout!(UserKey, size 8; slot @ 0, uid @ 4);
+layout!(UserValue, size 8; profile @ 0, flags @ 4);
+layout!(DestKey, size 24; slot_be @ 0, profile_be @ 4, addr @ 8);
+layout!(DestValue, size 4; class @ 0);
+layout!(PortKey, size 12; slot_be @ 0, class_be @ 4, proto @ 8, _pad @ 9, port_be @ 10);
+layout!(Candidate, size 12; rule_id @ 0, window @ 4, action @ 8, _pad @ 9);
+layout!(PortValue, size 4 + 12 * MAX_CANDIDATES; len @ 0, candidates @ 4);
+layout!(Window, size 8 + 16 * MAX_INTERVALS; len @ 0, session @ 4, intervals @ 8);
+layout!(SlotConfig, size 16;
+    generation @ 0, default_action @ 8, log_mode @ 9, identity @ 10, _pad @ 11);
+layout!(Limits, size 24; window_ns @ 0, burst @ 8, uid_burst @ 12, uid_interval_ns @ 16);
+layout!(RateKey, size 28;
+    uid @ 0, dst_port @ 4, hook @ 6, action @ 7, proto @ 8, _pad @ 9, dst_addr @ 12);
+layout!(RateState, size 16; window_start @ 0, sent @ 8, suppressed @ 12);
+layout!(Event, size 120;
+    ts_ns @ 0, generation @ 8, cookie @ 16, uid @ 24, gid @ 28, pid @ 32, rule_id @ 36,
+    login_uid @ 40, session_id @ 44, suppressed @ 48, ns_uid @ 52, dst_addr @ 56,
+    src_addr @ 72, dst_port @ 88, src_port @ 90, family @ 92, proto @ 94, hook @ 95,
+    action @ 96, decided_by @ 97, _pad1 @ 98, comm @ 104);
+layout!(ViaKey, size 8; slot @ 0, rule_id @ 4);
+layout!(ViaSet, size 32; len @ 0, ifindex @ 4);
+layout!(SockRecord, size 80;
+    generation @ 0, uid @ 8, gid @ 12, pid @ 16, login_uid @ 20, session_id @ 24,
+    rule_id @ 28, action @ 32, hook @ 33, flags @ 34, proto @ 35, dst_port @ 36,
+    family @ 38, dst_addr @ 40, comm @ 56, path_ifindex @ 72, _pad @ 76);
+layout!(SubuidKey, size 8; slot_be @ 0, uid_be @ 4);
+layout!(SubuidValue, size 4; owner @ 0);
 
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
     // SAFETY: every type is `#[repr(C)]`, `Copy`, made only of integers and integer arrays, with
-    // all padding spelled out as fields (see the size asserts above), so any bit pattern is valid.
+    // all padding spelled out as fields (see the `layout!` asserts above), so any bit pattern is valid.
     unsafe impl aya::Pod for UserKey {}
     unsafe impl aya::Pod for UserValue {}
     unsafe impl aya::Pod for DestKey {}
@@ -726,20 +735,9 @@ pub fn sketch_slot(h: u64) -> (usize, u8) {
     (index, zeros as u8 + 1)
 }
 
-const _: () = {
-    assert!(core::mem::size_of::<UidHeld>() == 56);
-    assert!(core::mem::size_of::<UidSketch>() == 16 + SKETCH_REGISTERS);
-    assert!(core::mem::offset_of!(UidHeld, tat_ns) == 0);
-    assert!(core::mem::offset_of!(UidHeld, over_budget) == 8);
-    assert!(core::mem::offset_of!(UidHeld, similar) == 16);
-    assert!(core::mem::offset_of!(UidHeld, lost) == 24);
-    assert!(core::mem::offset_of!(UidHeld, allow) == 32);
-    assert!(core::mem::offset_of!(UidHeld, deny) == 40);
-    assert!(core::mem::offset_of!(UidHeld, audit) == 48);
-    assert!(core::mem::offset_of!(UidSketch, registers) == 16);
-    assert!(core::mem::offset_of!(Limits, uid_burst) == 12);
-    assert!(core::mem::offset_of!(Limits, uid_interval_ns) == 16);
-};
+layout!(UidHeld, size 56;
+    tat_ns @ 0, over_budget @ 8, similar @ 16, lost @ 24, allow @ 32, deny @ 40, audit @ 48);
+layout!(UidSketch, size 16 + SKETCH_REGISTERS; first_ns @ 0, last_ns @ 8, registers @ 16);
 
 /// `JUMP_RULE_TABLES` (array, written and read by the daemon only): each slot's rule table
 /// (names and places, with the generation and policy hash) in `RULE_TABLE_CHUNKS` chunks at
@@ -755,4 +753,4 @@ pub struct RuleTableChunk {
     pub bytes: [u8; RULE_TABLE_CHUNK],
 }
 
-const _: () = assert!(core::mem::size_of::<RuleTableChunk>() == RULE_TABLE_CHUNK);
+layout!(RuleTableChunk, size RULE_TABLE_CHUNK; bytes @ 0);

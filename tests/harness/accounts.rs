@@ -1,32 +1,113 @@
-//! Throw-away Unix users and groups (useradd/groupadd), removed by their guards — and, if a test
-//! process died before its guards ran, by the next test's sweep. Names carry the owning test
-//! process's pid like every harness name (`jtu1234x0`).
+//! Unix accounts created for one test (`useradd`/`groupadd`) and removed on drop, also on
+//! failure: `Accounts`, a test's set of named login accounts, and `TestUser`/`TestGroup`, one
+//! account with a chosen uid or one group. Names are `<unique><role>`, e.g. `jt4711x2alice`
+//! (`TestUser`: role `u`, `TestGroup`: role `g`): the test's pid is in the name, so accounts
+//! left by a killed test are swept by the next one. Users carry the comment `jump-tests`, and
+//! only such users are ever swept.
+//!
+//! The accounts can log in with a key only: the password field is `*`, which matches no
+//! password but, unlike useradd's default `!`, does not mark the account locked (sshd without
+//! PAM refuses locked accounts).
+
+use std::process::Command;
 
 use crate::{owner_alive, sh, unique};
 
-const USER_PREFIX: &str = "jtu";
-const GROUP_PREFIX: &str = "jtg";
+const PREFIX: &str = "jt";
+const COMMENT: &str = "jump-tests";
 
-fn names_in(file: &str, prefix: &str) -> Vec<String> {
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(':').next())
-        .filter(|n| n.starts_with(prefix))
-        .map(str::to_string)
-        .collect()
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
 }
 
-/// Removes users and groups of test processes that no longer exist.
-fn sweep() {
-    for u in names_in("/etc/passwd", USER_PREFIX) {
-        if !owner_alive(&u, USER_PREFIX) {
-            let _ = sh(&["userdel", &u]);
-        }
+/// Accounts of one test, removed (users, then groups, in reverse creation order) on drop.
+pub struct Accounts {
+    base: String,
+    users: Vec<User>,
+    groups: Vec<String>,
+}
+
+/// The numeric id of a user (`id -u`) or a group (`getent group`).
+fn lookup_uid(name: &str) -> anyhow::Result<(u32, u32)> {
+    let uid = sh(&["id", "-u", name])?.trim().parse()?;
+    let gid = sh(&["id", "-g", name])?.trim().parse()?;
+    Ok((uid, gid))
+}
+
+impl Accounts {
+    pub fn new() -> anyhow::Result<Self> {
+        sweep();
+        Ok(Self {
+            base: unique(PREFIX),
+            users: Vec::new(),
+            groups: Vec::new(),
+        })
     }
-    for g in names_in("/etc/group", GROUP_PREFIX) {
-        if !owner_alive(&g, GROUP_PREFIX) {
-            let _ = sh(&["groupdel", &g]);
+
+    /// Creates group `<base><role>` and returns its name.
+    pub fn group(&mut self, role: &str) -> anyhow::Result<String> {
+        let name = format!("{}{role}", self.base);
+        sh(&["groupadd", &name])?;
+        self.groups.push(name.clone());
+        Ok(name)
+    }
+
+    /// Creates user `<base><role>` (own primary group, no home directory, bash) with the given
+    /// supplementary groups.
+    pub fn user(&mut self, role: &str, groups: &[&str]) -> anyhow::Result<User> {
+        let name = format!("{}{role}", self.base);
+        let list = groups.join(",");
+        let mut args = vec![
+            "useradd",
+            "--no-create-home",
+            "--home-dir",
+            "/",
+            "--shell",
+            "/bin/bash",
+            "--user-group",
+            "--comment",
+            COMMENT,
+            "--password",
+            "*",
+        ];
+        if !groups.is_empty() {
+            args.extend(["--groups", &list]);
+        }
+        args.push(&name);
+        sh(&args)?;
+        let (uid, gid) = match lookup_uid(&name) {
+            Ok(ids) => ids,
+            Err(e) => {
+                let _ = sh(&["userdel", &name]);
+                return Err(e);
+            }
+        };
+        let user = User { name, uid, gid };
+        self.users.push(user.clone());
+        Ok(user)
+    }
+}
+
+impl Drop for Accounts {
+    fn drop(&mut self) {
+        let mut failed = Vec::new();
+        for u in self.users.iter().rev() {
+            // -f: a session process of the user that outlived its sshd must not keep the
+            // account alive; the processes themselves are ended by the sshd guard.
+            if let Err(e) = sh(&["userdel", "-f", &u.name]) {
+                failed.push(e.to_string());
+            }
+        }
+        for g in self.groups.iter().rev() {
+            if let Err(e) = sh(&["groupdel", g.as_str()]) {
+                failed.push(e.to_string());
+            }
+        }
+        if !failed.is_empty() {
+            crate::cleanup_failed(failed.join("; "));
         }
     }
 }
@@ -39,7 +120,7 @@ pub struct TestGroup {
 impl TestGroup {
     pub fn new() -> anyhow::Result<Self> {
         sweep();
-        let name = unique(GROUP_PREFIX);
+        let name = format!("{}g", unique(PREFIX));
         sh(&["groupadd", &name])?;
         let gid = nix::unistd::Group::from_name(&name)?
             .ok_or_else(|| anyhow::anyhow!("group `{name}` missing after groupadd"))?
@@ -57,7 +138,7 @@ impl TestGroup {
 impl Drop for TestGroup {
     fn drop(&mut self) {
         if let Err(e) = sh(&["groupdel", &self.name]) {
-            eprintln!("warning: could not remove test group `{}`: {e}", self.name);
+            crate::cleanup_failed(format!("remove test group `{}`: {e}", self.name));
         }
     }
 }
@@ -68,16 +149,19 @@ pub struct TestUser {
 }
 
 impl TestUser {
-    /// A user with this uid, no home, primary group `users` (so no group of its own is made).
+    /// A user with this uid, no home, primary group `users` (so no group of its own is made),
+    /// no login shell.
     pub fn new(uid: u32) -> anyhow::Result<Self> {
         sweep();
-        let name = unique(USER_PREFIX);
+        let name = format!("{}u", unique(PREFIX));
         sh(&[
             "useradd",
             "--no-create-home",
             "--no-user-group",
             "--shell",
             "/usr/sbin/nologin",
+            "--comment",
+            COMMENT,
             "--uid",
             &uid.to_string(),
             &name,
@@ -89,7 +173,55 @@ impl TestUser {
 impl Drop for TestUser {
     fn drop(&mut self) {
         if let Err(e) = sh(&["userdel", &self.name]) {
-            eprintln!("warning: could not remove test user `{}`: {e}", self.name);
+            crate::cleanup_failed(format!("remove test user `{}`: {e}", self.name));
         }
+    }
+}
+
+/// `jt<digits>x<digits><letters>`: the shape of every name this module creates.
+fn is_test_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(PREFIX) else {
+        return false;
+    };
+    let Some((pid, rest)) = rest.split_once('x') else {
+        return false;
+    };
+    let n = rest.trim_end_matches(|c: char| c.is_ascii_lowercase());
+    !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+        && n.len() < rest.len()
+}
+
+/// Removes accounts left behind by test processes that no longer exist.
+fn sweep() {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for line in passwd.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() >= 5 && f[4] == COMMENT && is_test_name(f[0]) && !owner_alive(f[0], PREFIX) {
+            let _ = Command::new("userdel").args(["-f", f[0]]).output();
+        }
+    }
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    for line in group.lines() {
+        let name = line.split(':').next().unwrap_or("");
+        if is_test_name(name) && !owner_alive(name, PREFIX) {
+            let _ = Command::new("groupdel").arg(name).output();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_test_name;
+
+    #[test]
+    fn only_harness_shaped_names_are_swept() {
+        assert!(is_test_name("jt4711x2alice"));
+        assert!(!is_test_name("jt4711x2"), "no role");
+        assert!(!is_test_name("jtx2alice"), "no pid");
+        assert!(!is_test_name("jt47a11x2alice"));
+        assert!(!is_test_name("alice"));
     }
 }

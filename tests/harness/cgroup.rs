@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{owner_alive, unique};
+use crate::{owner_alive, poll_until, unique};
 
 const PREFIX: &str = "jump-test-";
 
@@ -36,7 +36,7 @@ impl TestCgroup {
         sweep(&root);
         let path = root.join(name);
         if path.exists() {
-            remove(&path);
+            remove(&path)?;
         }
         fs::create_dir(&path)
             .map_err(|e| anyhow::anyhow!("failed to create cgroup `{}`: {e}", path.display()))?;
@@ -58,18 +58,17 @@ fn read_procs(path: &Path) -> Vec<u32> {
 
 /// Removes a test cgroup: its processes are this test's own children, which have been ended by
 /// their guards; wait briefly for the kernel to reap them, then rmdir.
-fn remove(path: &Path) {
-    for _ in 0..50 {
-        if read_procs(path).is_empty() && fs::remove_dir(path).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    eprintln!(
-        "warning: could not remove cgroup `{}` (still has processes {:?})",
-        path.display(),
-        read_procs(path)
-    );
+fn remove(path: &Path) -> anyhow::Result<()> {
+    poll_until(Duration::from_secs(1), "the cgroup to empty", || {
+        (read_procs(path).is_empty() && fs::remove_dir(path).is_ok()).then_some(())
+    })
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "could not remove cgroup `{}` (still has processes {:?}): {e}",
+            path.display(),
+            read_procs(path)
+        )
+    })
 }
 
 /// Removes test cgroups left behind by test processes that no longer exist.
@@ -78,13 +77,17 @@ fn sweep(root: &Path) {
     for entry in dir.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with(PREFIX) && !owner_alive(&name, PREFIX) {
-            remove(&entry.path());
+            if let Err(e) = remove(&entry.path()) {
+                eprintln!("warning: {e}");
+            }
         }
     }
 }
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
-        remove(&self.path);
+        if let Err(e) = remove(&self.path) {
+            crate::cleanup_failed(e);
+        }
     }
 }

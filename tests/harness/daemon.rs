@@ -4,18 +4,18 @@
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{mpsc, Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use nix::{sys::signal::Signal, unistd::Pid};
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::Bins;
+use crate::{child::Guarded, poll_until, Bins};
 
 pub struct Jumpd {
-    child: Child,
+    child: Guarded,
     lines: Arc<Mutex<Vec<Value>>>,
     /// The command line, to restart jumpd on the same pinned state.
     program: Vec<std::ffi::OsString>,
@@ -137,8 +137,7 @@ impl Jumpd {
 
     /// SIGKILL, as a crash would: no cleanup runs.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill();
     }
 
     /// `jumpd --detach` for this instance's cgroup and pins; returns its log line.
@@ -165,18 +164,11 @@ impl Jumpd {
 
     /// Waits for the exit of a jumpd that stops on its own (`jumpctl detach`).
     pub fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        self.child.wait_exit(Duration::from_secs(secs))
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     pub fn lines(&self) -> Vec<Value> {
@@ -193,105 +185,92 @@ impl Jumpd {
 
     /// Waits up to 10 s until jumpd logged `policy generation N loaded` for `generation`.
     pub fn wait_generation(&self, generation: u64) {
-        let deadline = Instant::now() + Duration::from_secs(10);
         let want = format!("policy generation {generation} loaded");
         // Scans every line once: under an event storm the "loaded" line can be buried under
         // thousands of decisions logged after it.
         let mut seen = 0;
-        loop {
-            let found = {
+        poll_until(
+            Duration::from_secs(10),
+            &format!("jumpd to load generation {generation}"),
+            || {
                 let lines = self.lines.lock().unwrap();
                 let found = lines[seen..]
                     .iter()
                     .any(|l| l["message"].as_str().is_some_and(|m| m.starts_with(&want)));
                 seen = lines.len();
-                found
-            };
-            if found {
-                return;
-            }
-            if Instant::now() > deadline {
-                let lines = self.lines();
-                panic!(
-                    "jumpd did not load generation {generation}; its last lines: {:#?}",
-                    &lines[lines.len().saturating_sub(8)..]
-                );
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+                found.then_some(())
+            },
+        )
+        .unwrap_or_else(|e| {
+            let lines = self.lines();
+            panic!(
+                "{e}; its last lines: {:#?}",
+                &lines[lines.len().saturating_sub(8)..]
+            )
+        });
     }
 
     /// Waits up to 5 s for any log line matching `pred`.
     pub fn wait_line(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(l) = self.lines().into_iter().find(&pred) {
-                return l;
-            }
-            if Instant::now() > deadline {
-                panic!("no log line for {what}; lines so far: {:#?}", self.lines());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll_until(Duration::from_secs(5), what, || {
+            self.lines().into_iter().find(&pred)
+        })
+        .unwrap_or_else(|e| panic!("{e}; lines so far: {:#?}", self.lines()))
     }
 
     /// Waits up to 5 s for an event matching `pred`.
     pub fn wait_event(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(e) = self.events().into_iter().find(&pred) {
-                return e;
-            }
-            if Instant::now() > deadline {
-                panic!("no event for {what}; events so far: {:#?}", self.events());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll_until(Duration::from_secs(5), what, || {
+            self.events().into_iter().find(&pred)
+        })
+        .unwrap_or_else(|e| panic!("{e}; events so far: {:#?}", self.events()))
     }
 
     pub fn signal(&self, sig: Signal) {
-        let _ = nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), sig);
+        self.child.signal(sig);
     }
 
     /// SIGTERM, then wait; SIGKILL after 10 s.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        self.signal(Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        self.child.wait().ok()
+        self.child.stop()
     }
 }
 
 impl Drop for Jumpd {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.stop();
-        }
+        self.stop();
         // A stopped jumpd leaves its programs pinned and enforcing: remove them.
+        let mut failed = Vec::new();
         if let Err(e) = self.detach(&crate::Bins::from_env()) {
-            eprintln!("warning: {e}");
+            failed.push(e.to_string());
         }
-        let _ = std::fs::remove_dir_all(&self.pin_root);
-        if let Some(dir) = &self.socket_dir {
-            let _ = std::fs::remove_dir_all(dir);
+        for dir in std::iter::once(&self.pin_root).chain(&self.socket_dir) {
+            match std::fs::remove_dir_all(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    failed.push(format!("remove `{}`: {e}", dir.display()))
+                }
+                _ => {}
+            }
+        }
+        if !failed.is_empty() {
+            crate::cleanup_failed(failed.join("; "));
         }
     }
 }
 
 /// Spawns jumpd and waits for its `jumpd ready` line, collecting every JSON line into `lines`.
-fn spawn(program: &[std::ffi::OsString], lines: &Arc<Mutex<Vec<Value>>>) -> anyhow::Result<Child> {
-    let mut child = Command::new(&program[0])
-        .args(&program[1..])
-        .stdout(Stdio::piped())
-        .spawn()?;
+fn spawn(
+    program: &[std::ffi::OsString],
+    lines: &Arc<Mutex<Vec<Value>>>,
+) -> anyhow::Result<Guarded> {
+    let mut child = Guarded::new(
+        Command::new(&program[0])
+            .args(&program[1..])
+            .stdout(Stdio::piped())
+            .spawn()?,
+    );
     let (ready_tx, ready_rx) = mpsc::channel();
-    let stdout = child.stdout.take().expect("piped");
+    let stdout = child.child.stdout.take().expect("piped");
     let sink = lines.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -308,21 +287,19 @@ fn spawn(program: &[std::ffi::OsString], lines: &Arc<Mutex<Vec<Value>>>) -> anyh
             sink.lock().unwrap().push(v);
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if ready_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
-            return Ok(child);
+    // Ready, or exited first (`Some(status)`); on a timeout the guard kills it.
+    let exited = poll_until(Duration::from_secs(30), "jumpd to be ready", || {
+        if ready_rx.try_recv().is_ok() {
+            Some(None)
+        } else {
+            child.exited().map(Some)
         }
-        if let Some(status) = child.try_wait()? {
-            anyhow::bail!(
-                "jumpd exited with {status} before it was ready; its log: {:?}",
-                lines.lock().unwrap()
-            );
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            anyhow::bail!("jumpd not ready after 30 s");
-        }
+    })?;
+    if let Some(status) = exited {
+        anyhow::bail!(
+            "jumpd exited with {status} before it was ready; its log: {:?}",
+            lines.lock().unwrap()
+        );
     }
+    Ok(child)
 }

@@ -14,12 +14,14 @@
 use std::{
     ffi::OsStr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
+    time::Duration,
 };
 
-use nix::{sys::signal::Signal, unistd::Pid};
 use serde_json::Value;
+
+use crate::child::Guarded;
+use crate::poll_until;
 
 const JOURNALD: &str = "/lib/systemd/systemd-journald";
 
@@ -58,7 +60,7 @@ pub fn unavailable() -> Option<String> {
 }
 
 pub struct Journald {
-    child: Child,
+    child: Guarded,
 }
 
 impl Journald {
@@ -70,24 +72,25 @@ impl Journald {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()?;
-        let mut j = Self { child };
+        let mut j = Self {
+            child: Guarded::with_grace(child, Duration::from_secs(5)),
+        };
         let socket = j.root().join("run/systemd/journal/socket");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            if let Some(status) = j.child.try_wait()? {
-                anyhow::bail!("journald exited with {status} before its socket appeared");
+        let exited = poll_until(Duration::from_secs(10), "journald's socket", || {
+            if socket.exists() {
+                Some(None)
+            } else {
+                j.child.exited().map(Some)
             }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "journald's socket did not appear"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        })?;
+        if let Some(status) = exited {
+            anyhow::bail!("journald exited with {status} before its socket appeared");
         }
         Ok(j)
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// The namespace's root as seen from outside it.
@@ -133,72 +136,13 @@ impl Journald {
 
     /// Waits up to 10 s for a jumpd entry matching `pred`.
     pub fn wait_entry(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        poll_until(Duration::from_secs(10), what, || {
+            self.jumpd_entries().into_iter().find(|e| pred(e))
+        })
+        .unwrap_or_else(|e| {
             let entries = self.jumpd_entries();
-            if let Some(e) = entries.iter().find(|e| pred(e)) {
-                return e.clone();
-            }
-            if Instant::now() > deadline {
-                let messages: Vec<&Value> = entries.iter().map(|e| &e["MESSAGE"]).collect();
-                panic!("no journal entry for {what}; jumpd's entries so far: {messages:#?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Journald {
-    fn drop(&mut self) {
-        let pid = Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A child process (jumpd in the journal's namespace, a lingering probe) that is stopped by its
-/// pid when the guard goes: SIGTERM, then SIGKILL after 10 s.
-pub struct Guarded {
-    pub child: Child,
-}
-
-impl Guarded {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn signal(&self, sig: Signal) {
-        let _ = nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), sig);
-    }
-
-    /// SIGTERM, then wait; SIGKILL after 10 s.
-    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        if let Ok(Some(s)) = self.child.try_wait() {
-            return Some(s);
-        }
-        self.signal(Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        self.child.wait().ok()
-    }
-}
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        self.stop();
+            let messages: Vec<&Value> = entries.iter().map(|e| &e["MESSAGE"]).collect();
+            panic!("{e}; jumpd's entries so far: {messages:#?}")
+        })
     }
 }

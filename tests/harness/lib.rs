@@ -1,8 +1,10 @@
 //! The privileged test harness: network namespaces joined by veth (`netns`), a child cgroup
 //! (`cgroup`), `jumpd` as a child process whose events are collected (`daemon`), and client and
 //! server programs run as a chosen uid inside a chosen cgroup and namespace (`probe`), Unix
-//! accounts made for one test (`users`), real OpenSSH servers and clients (`ssh`), and a
-//! standalone journald in a private mount namespace (`journal`).
+//! accounts made for one test (`accounts`), real OpenSSH servers and clients (`ssh`), a
+//! standalone journald in a private mount namespace (`journal`), `poll_until`, the one way to
+//! wait on a condition (`wait`), and the common set-up of servers, cgroup, policy and jumpd
+//! (`world`).
 //!
 //! Every resource is an RAII guard, so it is removed on success, failure and panic; names carry
 //! the test process's pid, and each constructor first sweeps leftovers of dead test processes.
@@ -10,6 +12,7 @@
 
 pub mod accounts;
 pub mod cgroup;
+pub mod child;
 pub mod daemon;
 pub mod journal;
 pub mod netns;
@@ -17,7 +20,10 @@ pub mod place;
 pub mod probe;
 pub mod sniff;
 pub mod ssh;
-pub mod users;
+pub mod wait;
+pub mod world;
+
+pub use wait::poll_until;
 
 use std::{
     path::PathBuf,
@@ -104,6 +110,18 @@ pub fn privileged(test: &str) -> bool {
     }
     eprintln!("{msg}");
     false
+}
+
+/// Reports a cleanup that failed in a guard's `Drop`: a panic, which fails the test (a leaked
+/// link, namespace or account must not pass silently, as in aya's integration tests) — unless
+/// the thread is already panicking, where a second panic would abort and hide the first
+/// failure; then it is printed.
+pub fn cleanup_failed(what: impl std::fmt::Display) {
+    if std::thread::panicking() {
+        eprintln!("cleanup failed: {what}");
+    } else {
+        panic!("cleanup failed: {what}");
+    }
 }
 
 /// Runs a command, failing with its output.

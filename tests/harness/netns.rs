@@ -70,7 +70,7 @@ impl NetNs {
 impl Drop for NetNs {
     fn drop(&mut self) {
         if let Err(e) = sh(&["ip", "netns", "del", &self.name]) {
-            eprintln!("warning: {e}");
+            crate::cleanup_failed(e);
         }
     }
 }

@@ -122,6 +122,98 @@ impl Drop for Servers {
     }
 }
 
+/// A probe kept alive after its verdict until the guard goes (its session's opener must still
+/// be there when jumpd looks): the command's first stdout line is the verdict; dropping closes
+/// its stdin, which ends it.
+pub struct Lingering {
+    pub child: Child,
+    pub verdict: serde_json::Value,
+}
+
+impl Lingering {
+    pub fn start(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start jump-probe");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("verdict line");
+        let verdict = serde_json::from_str(line.trim())
+            .unwrap_or_else(|_| panic!("no verdict from the probe: {line:?}"));
+        Self { child, verdict }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn allowed(&self) -> bool {
+        self.verdict["ok"] == true
+    }
+
+    pub fn refused(&self) -> bool {
+        self.verdict["errno"] == 1
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        if !matches!(self.child.wait(), Ok(s) if s.success()) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A TCP listener on `port` in `netns`, as root, accepting for `window_secs`: the far side of
+/// a refused attempt. `nothing_arrived` proves the attempt never reached it.
+pub struct FarSide {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl FarSide {
+    pub fn start(bins: &Bins, netns: &Path, port: u16, window_secs: u32) -> Self {
+        let mut child = Command::new(&bins.probe)
+            .arg("--netns")
+            .arg(netns)
+            .args(["accept", &port.to_string(), &window_secs.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("jump-probe accept");
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("listener line");
+        assert!(
+            line.contains("\"port\""),
+            "the far-side listener failed: {line}"
+        );
+        Self { child, out }
+    }
+
+    /// Waits out the listener's window and asserts no connection came.
+    pub fn nothing_arrived(mut self, what: &str) {
+        let mut line = String::new();
+        self.out.read_line(&mut line).expect("listener verdict");
+        let _ = self.child.wait();
+        assert!(
+            line.contains("\"ok\":false") && line.contains("timed out"),
+            "{what}: the far side should have seen no connection, it reported {line}"
+        );
+    }
+}
+
+impl Drop for FarSide {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A probe holding a TCP session (`hold`): its verdict is how the session ended. Killed with
 /// the test if it is still running.
 pub struct Held {

@@ -46,7 +46,7 @@ fn main() -> std::process::ExitCode {
         };
     }
     tracing::info!(
-        message_id = daemon::message_id::STARTED,
+        message_id = daemon::message_id::STARTING,
         "jumpd {} starting, logging to {}{}",
         env!("CARGO_PKG_VERSION"),
         format.name(),

@@ -1,4 +1,4 @@
-//! A synthetic large policy for the compile benchmark (`cargo xtask bench` / criterion): many
+//! A synthetic large policy for the compiler's scale tests (compiled only with `cfg(test)`): many
 //! users spread over overlapping rules, so most users get a profile of their own — the
 //! compiler's worst case for profile sharing.
 

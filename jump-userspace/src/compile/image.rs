@@ -8,6 +8,8 @@ use std::{collections::BTreeMap, net::IpAddr};
 use ipnet::IpNet;
 use jump_common::{action, Candidate, ANY_UID, MAX_CANDIDATES};
 
+use super::prefix::{same_prefix_128, same_prefix_16, same_prefix_32};
+
 /// What a rule id stands for, so an event can name `policies/20-access.yaml:14:5`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RuleInfo {
@@ -101,17 +103,10 @@ fn to_v6(addr: IpAddr) -> std::net::Ipv6Addr {
     }
 }
 
-fn net_to_v6(net: &IpNet) -> (std::net::Ipv6Addr, u8) {
-    match net {
-        IpNet::V4(n) => (n.network().to_ipv6_mapped(), n.prefix_len() + 96),
-        IpNet::V6(n) => (n.network(), n.prefix_len()),
-    }
-}
-
 impl DestEntry {
     /// The address and prefix length as the kernel trie stores them (IPv4 mapped into IPv6).
     pub fn v6(&self) -> (std::net::Ipv6Addr, u8) {
-        net_to_v6(&self.net)
+        super::prefix::mapped(&self.net)
     }
 }
 
@@ -125,10 +120,7 @@ impl MapImage {
         let uid = self
             .subuids
             .iter()
-            .find(|b| {
-                let mask = u32::MAX.checked_shl(32 - u32::from(b.bits)).unwrap_or(0);
-                b.first & mask == uid & mask
-            })
+            .find(|b| same_prefix_32(b.first, uid, b.bits))
             .map_or(uid, |b| b.owner);
         (
             uid,
@@ -240,12 +232,7 @@ impl MapImage {
             .filter(|d| d.profile == profile)
             .filter_map(|d| {
                 let (net, len) = d.v6();
-                let mask = if len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - u32::from(len))
-                };
-                (u128::from(net) & mask == addr & mask).then_some((len, d.class))
+                same_prefix_128(u128::from(net), addr, len).then_some((len, d.class))
             })
             .max_by_key(|&(len, _)| len);
         let Some((_, class)) = class else {
@@ -302,14 +289,7 @@ impl MapImage {
             .ports
             .iter()
             .filter(|p| p.class == class && p.proto == proto)
-            .filter(|p| {
-                let mask = if p.bits == 0 {
-                    0
-                } else {
-                    u16::MAX << (16 - p.bits)
-                };
-                p.port & mask == port & mask
-            })
+            .filter(|p| same_prefix_16(p.port, port, p.bits))
             .max_by_key(|p| p.bits)?;
         entry.candidates.iter().take(MAX_CANDIDATES).find_map(|c| {
             let in_session = self

@@ -5,7 +5,7 @@ use std::{net::IpAddr, path::PathBuf};
 use jump_common::action;
 
 use super::*;
-use crate::{ctl, eval, policy};
+use crate::{ctl, eval, explain, policy};
 
 pub(crate) fn demo_directory() -> FakeDirectory {
     FakeDirectory::default()
@@ -26,12 +26,12 @@ fn at(s: &str) -> jiff::Timestamp {
 }
 
 fn verdict(c: &Compiled, uid: u32, dest: &str, t: &str) -> (u8, String) {
-    let d = ctl::parse_dest(dest).unwrap();
-    let r = ctl::check(c, "u", uid, d, at(t)).unwrap();
+    let d = explain::parse_dest(dest).unwrap();
+    let r = explain::check(c, "u", uid, d, at(t)).unwrap();
     let action = match r.verdict {
-        "deny" => action::DENY,
-        "audit" => action::AUDIT,
-        _ => action::ALLOW,
+        crate::verdict::Verdict::Deny => action::DENY,
+        crate::verdict::Verdict::WouldDeny => action::AUDIT,
+        crate::verdict::Verdict::Allow => action::ALLOW,
     };
     (action, r.rule.name)
 }

@@ -4,7 +4,7 @@
 use jump_common::{action, LOGIN_UNSET};
 
 use super::*;
-use crate::{ctl, eval, policy};
+use crate::{eval, explain, policy};
 
 fn directory() -> FakeDirectory {
     FakeDirectory::default()
@@ -41,8 +41,8 @@ fn ask(
     login: Option<(&str, u32)>,
     dest: &str,
 ) -> (&'static str, String, &'static str) {
-    let d = ctl::parse_dest(dest).unwrap();
-    let r = ctl::check_person(
+    let d = explain::parse_dest(dest).unwrap();
+    let r = explain::check_person(
         c,
         "u",
         uid,
@@ -51,7 +51,7 @@ fn ask(
         jiff::Timestamp::now(),
     )
     .unwrap();
-    (r.verdict, r.rule.name, r.decided_by)
+    (r.verdict.check_word(), r.rule.name, r.decided_by)
 }
 
 #[test]

@@ -32,6 +32,7 @@
 
 use std::net::IpAddr;
 
+use jump_common::action;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::*;

@@ -11,14 +11,16 @@
 
 use std::{collections::HashMap, io::Write, path::Path};
 
-use super::{check, exit, parse_time};
+use super::{check, exit};
 use crate::{
     compile::{self, Compiled, Directory},
+    explain,
     policy::{
         self,
         yaml::{self, Kind, Node},
         Diagnostic, Span,
     },
+    verdict::Verdict,
 };
 
 struct Case {
@@ -90,7 +92,7 @@ fn parse_cases(file: &str, text: &str) -> Result<Vec<Case>, Vec<Diagnostic>> {
         };
         let (user, to, expect) = (need("user"), need("to"), need("expect"));
         let at = match get.remove("at") {
-            Some((v, s)) => match parse_time(&v) {
+            Some((v, s)) => match explain::parse_time(&v) {
                 Ok(t) => Some(t),
                 Err(e) => {
                     errors.push(Diagnostic::error(s, e));
@@ -219,15 +221,16 @@ pub fn run_cases_as(
                 }
             }
         };
-        let result = check::parse_dest(&case.to)
+        let result = explain::parse_dest(&case.to)
             .and_then(|dest| Ok((dest, check::resolve_user(&case.user, directory)?)))
-            .and_then(|(dest, uid)| check::check(c, &case.user, uid, dest, at));
+            .and_then(|(dest, uid)| explain::check(c, &case.user, uid, dest, at));
         let failure = match result {
             Err(e) => Some(e),
             Ok(report) => {
-                let verdict_ok = match case.expect.as_str() {
-                    "allow" => report.allowed,
-                    v => report.verdict == v,
+                // `expect: allow` holds for anything let through, audited or not.
+                let verdict_ok = match case.expect.parse() {
+                    Ok(Verdict::Allow) => report.allowed,
+                    v => v == Ok(report.verdict),
                 };
                 let rule_ok = case.rule.as_ref().is_none_or(|r| *r == report.rule.name);
                 (!verdict_ok || !rule_ok).then(|| {
@@ -237,7 +240,10 @@ pub fn run_cases_as(
                     };
                     format!(
                         "{} → {}: expected {wanted}, got {} by rule `{}`",
-                        case.user, report.dest, report.verdict, report.rule.name
+                        case.user,
+                        report.dest,
+                        report.verdict.check_word(),
+                        report.rule.name
                     )
                 })
             }

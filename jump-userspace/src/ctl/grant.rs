@@ -1,20 +1,17 @@
 //! `jumpctl grant | grants | revoke`: just-in-time grants, kept and applied by the running
-//! jumpd (`daemon::grants`). Only root and jumpd's admin group reach the control socket.
+//! jumpd (`daemon::grants`; wire types in `protocol`). Only root and jumpd's admin group reach the control socket.
 
 use std::io::Write;
 
 use clap::Args;
 
 use super::{
-    daemon::{call, fail, finish, print_json, Conn, Failure},
+    client::{finish, request, Conn},
     exit,
 };
 use crate::{
-    daemon::{
-        control::Request,
-        grants::{Grant, GrantRequest},
-    },
     escape::{escape, escape_word},
+    protocol::{Grant, GrantRequest, Granted, Request, Revoked},
 };
 
 #[derive(Debug, Args)]
@@ -55,13 +52,6 @@ pub struct RevokeArgs {
     pub conn: Conn,
 }
 
-fn unreadable(e: serde_json::Error) -> Failure {
-    Failure {
-        code: exit::ERROR,
-        message: format!("unreadable reply from jumpd: {e}"),
-    }
-}
-
 /// One grant on one line, user text escaped.
 pub fn render(g: &Grant) -> String {
     let session = g
@@ -86,69 +76,40 @@ pub fn render(g: &Grant) -> String {
 }
 
 pub fn grant(a: &GrantArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let result = (|| {
-        let request = Request::Grant(GrantRequest {
-            user: a.user.clone(),
-            dests: a.dests.clone(),
-            duration: a.duration.clone(),
-            until: a.until.clone(),
-            reason: a.reason.clone(),
-            session: a.session,
-        });
-        let reply = call(&a.conn.socket, &request)?;
-        if !reply.ok {
-            return Err(fail(&reply));
-        }
-        if a.conn.json {
-            print_json(out, &reply.data);
-        } else {
-            let g: Grant =
-                serde_json::from_value(reply.data["grant"].clone()).map_err(unreadable)?;
-            let _ = writeln!(out, "{}", g.id);
-        }
-        Ok(exit::OK)
-    })();
+    let req = Request::Grant(GrantRequest {
+        user: a.user.clone(),
+        dests: a.dests.clone(),
+        duration: a.duration.clone(),
+        until: a.until.clone(),
+        reason: a.reason.clone(),
+        session: a.session,
+    });
+    let result = request::<Granted>(&a.conn.socket, &req).map(|answer| {
+        answer.print(a.conn.json, out, |g| format!("{}\n", g.grant.id));
+        exit::OK
+    });
     finish(result, err)
 }
 
 pub fn grants(conn: &Conn, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let result = (|| {
-        let reply = call(&conn.socket, &Request::Grants)?;
-        if !reply.ok {
-            return Err(fail(&reply));
-        }
-        if conn.json {
-            print_json(out, &reply.data);
-        } else {
-            let list: Vec<Grant> = serde_json::from_value(reply.data).map_err(unreadable)?;
+    let result = request::<Vec<Grant>>(&conn.socket, &Request::Grants).map(|answer| {
+        answer.print(conn.json, out, |list| {
             if list.is_empty() {
-                let _ = writeln!(out, "no grants in force");
+                return "no grants in force\n".into();
             }
-            for g in &list {
-                let _ = write!(out, "{}", render(g));
-            }
-        }
-        Ok(exit::OK)
-    })();
+            list.iter().map(render).collect()
+        });
+        exit::OK
+    });
     finish(result, err)
 }
 
 pub fn revoke(a: &RevokeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let result = (|| {
-        let reply = call(&a.conn.socket, &Request::Revoke { id: a.id })?;
-        if !reply.ok {
-            return Err(fail(&reply));
-        }
-        if a.conn.json {
-            print_json(out, &reply.data);
-        } else {
-            let _ = writeln!(
-                out,
-                "revoked grant {} (generation {})",
-                a.id, reply.data["generation"]
-            );
-        }
-        Ok(exit::OK)
-    })();
+    let result = request::<Revoked>(&a.conn.socket, &Request::Revoke { id: a.id }).map(|answer| {
+        answer.print(a.conn.json, out, |r| {
+            format!("revoked grant {} (generation {})\n", a.id, r.generation)
+        });
+        exit::OK
+    });
     finish(result, err)
 }

@@ -5,20 +5,19 @@
 
 mod cases;
 mod check;
-pub mod daemon;
+pub mod client;
 pub mod fleet;
 pub mod grant;
 pub mod offline;
+pub mod render;
 mod show;
 
 use std::{io::Write, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::{compile::Directory, explain::parse_time, policy};
 pub use cases::{run_cases, run_cases_as, CaseOutput};
-pub use check::{check, check_person, parse_dest, render as render_check, CheckReport, Dest};
-
-use crate::{compile::Directory, policy};
 
 /// Exit codes shared by the subcommands.
 pub mod exit {
@@ -58,19 +57,19 @@ pub enum Command {
     /// Print the JSON Schema of policy files (for editors)
     Schema,
     /// The running jumpd: generation, policy hash, counts, hooks, uptime, last reload, counters
-    Status(daemon::Conn),
+    Status(client::Conn),
     /// Make jumpd reload its policy directory and users now; exit 1 if it was rejected
-    Reload(daemon::Conn),
+    Reload(client::Conn),
     /// Hits per rule and verdict over jumpd's life (kernel counters, kept across reloads)
-    Stats(daemon::Conn),
+    Stats(client::Conn),
     /// Decision events: the most recent ones, or a live tail with --follow
-    Events(daemon::EventsArgs),
+    Events(client::EventsArgs),
     /// Stop enforcement: jumpd detaches its programs and exits
-    Detach(daemon::DetachArgs),
+    Detach(client::DetachArgs),
     /// Grant USER access to DEST... for a time, with a reason; prints the grant's id
     Grant(grant::GrantArgs),
     /// The just-in-time grants in force
-    Grants(daemon::Conn),
+    Grants(client::Conn),
     /// End a just-in-time grant now; its connections are closed
     Revoke(grant::RevokeArgs),
     /// The effective policy — what USER (or every profile) may reach, listen on and when — read
@@ -114,7 +113,7 @@ pub struct CheckArgs {
     #[arg(long)]
     pub json: bool,
     /// jumpd's control socket (for the live policy)
-    #[arg(long, env = "JUMP_SOCKET", default_value = crate::daemon::config::DEFAULT_SOCKET)]
+    #[arg(long, env = "JUMP_SOCKET", default_value = crate::protocol::DEFAULT_SOCKET)]
     pub socket: PathBuf,
     /// With DIR only
     #[command(flatten)]
@@ -180,11 +179,11 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                     None => exit::ERROR,
                 },
                 (None, user, dest) => {
-                    let conn = daemon::Conn {
+                    let conn = client::Conn {
                         socket: a.socket.clone(),
                         json: a.json,
                     };
-                    daemon::check_live(
+                    client::check_live(
                         &conn,
                         user,
                         a.login.as_deref(),
@@ -210,11 +209,11 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             let _ = out.write_all(policy::schema::json_schema().as_bytes());
             exit::OK
         }
-        Command::Status(c) => daemon::status(c, out, err),
-        Command::Reload(c) => daemon::reload(c, out, err),
-        Command::Stats(c) => daemon::stats(c, out, err),
-        Command::Events(a) => daemon::events(a, out, err),
-        Command::Detach(a) => daemon::detach(a, out, err),
+        Command::Status(c) => client::status(c, out, err),
+        Command::Reload(c) => client::reload(c, out, err),
+        Command::Stats(c) => client::stats(c, out, err),
+        Command::Events(a) => client::events(a, out, err),
+        Command::Detach(a) => client::detach(a, out, err),
         Command::Grant(a) => grant::grant(a, out, err),
         Command::Grants(c) => grant::grants(c, out, err),
         Command::Revoke(a) => grant::revoke(a, out, err),
@@ -222,15 +221,6 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Push(a) => fleet::push(a, out, err),
         Command::Fleet(a) => fleet::fleet(a, out, err),
     }
-}
-
-/// `--at` and `at:` in test cases: an RFC 3339 time with an offset.
-/// The same parser and range as `expires`, so every time a policy can name can be asked about.
-pub fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
-    policy::moment::parse(s).map_err(|(why, help)| match why {
-        Some(why) => format!("invalid time `{s}`: {why}; {help}"),
-        None => format!("invalid time `{s}`: {help}"),
-    })
 }
 
 /// Loads and compiles; prints every diagnostic. Exit 0 when valid (warnings allowed), 1 when

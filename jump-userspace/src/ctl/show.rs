@@ -6,11 +6,11 @@ use std::{io::Write, path::PathBuf};
 
 use clap::Args;
 
-use super::{daemon, exit, offline};
+use super::{client, exit, offline};
 use crate::{
     compile::{self, Directory},
-    daemon::control::Request,
     policy,
+    protocol::{Request, Shown},
 };
 
 #[derive(Debug, Args)]
@@ -24,31 +24,21 @@ pub struct ShowArgs {
     #[command(flatten)]
     pub accounts: offline::AccountArgs,
     #[command(flatten)]
-    pub conn: daemon::Conn,
+    pub conn: client::Conn,
 }
 
 pub fn run(a: &ShowArgs, now: jiff::Timestamp, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     match &a.dir {
         Some(dir) => offline_show(a, dir, now, out, err),
         None => {
-            let result = (|| {
-                let reply = daemon::call(
-                    &a.conn.socket,
-                    &Request::Show {
-                        user: a.user.clone(),
-                    },
-                )?;
-                if !reply.ok {
-                    return Err(daemon::fail(&reply));
-                }
-                if a.conn.json {
-                    daemon::print_json(out, &reply.data);
-                } else {
-                    let _ = write!(out, "{}", reply.data["text"].as_str().unwrap_or(""));
-                }
-                Ok(exit::OK)
-            })();
-            daemon::finish(result, err)
+            let req = Request::Show {
+                user: a.user.clone(),
+            };
+            let result = client::request::<Shown>(&a.conn.socket, &req).map(|answer| {
+                answer.print(a.conn.json, out, |s| s.text.clone());
+                exit::OK
+            });
+            client::finish(result, err)
         }
     }
 }
@@ -89,7 +79,7 @@ fn offline_show(
     let names: std::collections::BTreeMap<u32, String> = accounts_names(&accounts, &compiled);
     let text = compile::show::show(&compiled.image, who, &|uid| names.get(&uid).cloned());
     if a.conn.json {
-        daemon::print_json(
+        client::print_json(
             out,
             &serde_json::json!({"user": who.map(|(_, u)| u), "text": text}),
         );

@@ -209,6 +209,9 @@ fn check_json_is_machine_readable() {
     let (code, out, _) = run_check(&policies(), "carol", "[2001:db8:1::7]:22", true);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["allowed"], true);
+    assert!(v.get("generation").is_none(), "offline: no generation");
+    let v = &v["report"];
     assert_eq!(v["verdict"], "allow");
     assert_eq!(v["uid"], 1002);
     assert_eq!(v["rule"]["name"], "contractor-window");
@@ -291,4 +294,17 @@ fn check_at_refuses_times_the_kernel_cannot_express() {
         parse_time("2026-01-01T00:00:00+25:00").unwrap_err(),
         "invalid time `2026-01-01T00:00:00+25:00`: the offset is out of range; RFC 3339 offsets run from -23:59 to +23:59"
     );
+}
+
+#[test]
+fn a_live_answer_in_audit_mode_says_the_denial_is_only_logged() {
+    let (code, out, _) = run_check(&policies(), "alice", "203.0.113.10:443", true);
+    assert_eq!(code, 1, "{out}");
+    // The offline JSON is the live reply's shape: it reads back as jumpd's answer would.
+    let mut answer: crate::explain::CheckAnswer = serde_json::from_str(&out).unwrap();
+    assert!(!check::render(&answer).contains("audit mode"));
+    answer.mode = Some("audit".into());
+    assert!(check::render(&answer).ends_with(
+        "  jumpd runs in audit mode: this connection is allowed and logged as \"would deny\"\n"
+    ));
 }

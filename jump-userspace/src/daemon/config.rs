@@ -10,7 +10,7 @@ use crate::events::sink::LogFormat;
 
 pub const DEFAULT_CONFIG: &str = "/etc/jump/jumpd.yaml";
 pub const DEFAULT_POLICY_DIR: &str = "/etc/jump/policies";
-pub const DEFAULT_SOCKET: &str = "/run/jump/jumpd.sock";
+use crate::protocol::DEFAULT_SOCKET;
 pub const DEFAULT_GROUP: &str = "jump-admin";
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/jump";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/jump";

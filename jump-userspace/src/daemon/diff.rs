@@ -5,20 +5,9 @@
 use std::collections::BTreeSet;
 
 use jump_common::ANY_UID;
-use serde::{Deserialize, Serialize};
 
 use crate::compile::image::MapImage;
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Diff {
-    pub rules_added: Vec<String>,
-    pub rules_removed: Vec<String>,
-    pub users_added: Vec<u32>,
-    pub users_removed: Vec<u32>,
-    /// The entries themselves changed (networks, ports, windows, defaults), even if no rule or
-    /// principal came or went.
-    pub entries_changed: bool,
-}
+pub use crate::protocol::Diff;
 
 fn rule_names(image: &MapImage) -> BTreeSet<&str> {
     // Rule 0 is the policy default, present in every image.

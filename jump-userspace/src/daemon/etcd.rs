@@ -5,6 +5,9 @@
 //! `PREFIX status/NODE` under a lease. etcd being away changes nothing that is enforced: it is
 //! logged once (`ETCD_UNREACHABLE`), shown by `jumpctl status`, and the task reconnects with
 //! backoff and catches up on the newest revision.
+//!
+//! (Over 500 lines: the watch task, the status lease and the boot order share one connection
+//! state and are tested together; about a quarter is tests.)
 
 use std::{
     io::Write,
@@ -512,12 +515,13 @@ fn warn_if_cut_off(st: &State) {
     };
     for e in &link.conn.endpoints {
         let hostport = e.split("://").last().unwrap_or(e).trim_end_matches('/');
-        let Ok(dest) = crate::ctl::parse_dest(hostport) else {
+        let Ok(dest) = crate::explain::parse_dest(hostport) else {
             continue;
         };
-        let allowed = crate::ctl::check(&active.compiled, "root", 0, dest, jiff::Timestamp::now())
-            .map(|r| r.allowed)
-            .unwrap_or(true);
+        let allowed =
+            crate::explain::check(&active.compiled, "root", 0, dest, jiff::Timestamp::now())
+                .map(|r| r.allowed)
+                .unwrap_or(true);
         if !allowed {
             tracing::warn!(
                 jump_policy_generation = st.generation,

@@ -9,6 +9,9 @@
 //!
 //! The state file (`<state-dir>/grants.json`) is replaced atomically (write, fsync, rename,
 //! fsync the directory): a crash leaves the old list or the new one, never a torn one.
+//!
+//! (Over 500 lines with its tests; the store, its state file and the grant-to-rule step are one
+//! life cycle.)
 
 use std::{
     collections::BTreeSet,
@@ -21,6 +24,8 @@ use ipnet::IpNet;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
+pub use crate::protocol::{Grant, GrantRequest};
+use crate::protocol::{Granted, Revoked};
 use crate::{
     compile::EffRule,
     policy::{Entry, Mode, Proto, Span},
@@ -46,60 +51,6 @@ pub mod message_id {
     pub const GRANTED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80b";
     pub const REVOKED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80c";
     pub const EXPIRED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80d";
-}
-
-/// One grant, as `jumpctl grants` lists it and the state file keeps it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Grant {
-    pub id: u64,
-    /// The user as the admin named them, and their uid then.
-    pub user: String,
-    pub uid: u32,
-    /// Each as `jumpctl check` writes a destination (`198.51.100.7:22/tcp`).
-    pub dests: Vec<String>,
-    #[serde(with = "rfc3339")]
-    pub from: Timestamp,
-    #[serde(with = "rfc3339")]
-    pub until: Timestamp,
-    pub reason: String,
-    /// The audit session the grant is scoped to (`--session`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session: Option<u32>,
-    /// Who granted it: the control socket peer's uid and pid, and the login uid of that
-    /// process (`/proc/PID/loginuid`), the person behind a `sudo`.
-    pub granted_by_uid: u32,
-    pub granted_by_pid: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub granted_by_login_uid: Option<u32>,
-}
-
-mod rfc3339 {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(t: &jiff::Timestamp, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&t.to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<jiff::Timestamp, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// A grant request as the control socket carries it (`Request::Grant`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GrantRequest {
-    pub user: String,
-    pub dests: Vec<String>,
-    /// `--for`, like `90m` or `2h`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration: Option<String>,
-    /// `--until`, RFC 3339.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub until: Option<String>,
-    pub reason: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session: Option<u32>,
 }
 
 /// Who asks (the control socket's peer credentials).
@@ -178,7 +129,7 @@ fn check_reason(reason: &str) -> Result<(), String> {
 
 /// One destination of a grant as an allow entry: one address, one protocol, one port (ICMP:
 /// every "port").
-fn entry(dest: &crate::ctl::Dest) -> Entry {
+fn entry(dest: &crate::explain::Dest) -> Entry {
     let addr = crate::eval::canonical(dest.addr);
     let net = IpNet::from(addr);
     let proto = Proto::from_number(dest.proto).unwrap_or(Proto::Tcp);
@@ -195,7 +146,7 @@ fn entry(dest: &crate::ctl::Dest) -> Entry {
     }
 }
 
-fn parse_dests(dests: &[String]) -> Result<Vec<crate::ctl::Dest>, String> {
+fn parse_dests(dests: &[String]) -> Result<Vec<crate::explain::Dest>, String> {
     if dests.is_empty() {
         return Err("a grant needs at least one destination".into());
     }
@@ -208,7 +159,7 @@ fn parse_dests(dests: &[String]) -> Result<Vec<crate::ctl::Dest>, String> {
     dests
         .iter()
         .map(|d| {
-            let parsed = crate::ctl::parse_dest(d)?;
+            let parsed = crate::explain::parse_dest(d)?;
             if parsed.listen {
                 return Err(format!(
                     "`{d}`: a grant is for destinations, not for listening"
@@ -313,7 +264,7 @@ impl Store {
                 now.checked_add(d).map_err(|e| e.to_string())?
             }
             (None, Some(u)) => {
-                let t = crate::ctl::parse_time(u)?;
+                let t = crate::explain::parse_time(u)?;
                 if t <= now {
                     return Err(format!("`--until {u}` is not in the future"));
                 }
@@ -407,7 +358,7 @@ impl Store {
                 allow: g
                     .dests
                     .iter()
-                    .filter_map(|d| crate::ctl::parse_dest(d).ok())
+                    .filter_map(|d| crate::explain::parse_dest(d).ok())
                     .filter(|d| !d.listen)
                     .map(|d| entry(&d))
                     .collect(),
@@ -535,7 +486,10 @@ pub fn grant(
         );
     }
     log(message_id::GRANTED, "given", &g, "");
-    Reply::ok(serde_json::json!({ "grant": g, "generation": st.generation }))
+    Reply::ok(Granted {
+        grant: g,
+        generation: st.generation,
+    })
 }
 
 /// `jumpctl revoke ID`: ends the grant at once; the reload's revocation pass closes its
@@ -565,7 +519,10 @@ pub fn revoke(
         &g,
         &format!("; revoked by uid {}{login} pid {}", by.uid, by.pid),
     );
-    Reply::ok(serde_json::json!({ "revoked": g, "generation": st.generation }))
+    Reply::ok(Revoked {
+        revoked: g,
+        generation: st.generation,
+    })
 }
 
 /// Prunes the grants that ended (the kernel ended them already, by their window), logs each,

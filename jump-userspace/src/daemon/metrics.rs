@@ -16,6 +16,9 @@
 //! within `HEADER_TIMEOUT`. Label sets are bounded (`MAX_RULE_SERIES`, `MAX_UID_SERIES`): what
 //! goes beyond is summed under `rule="(other)"` / `uid="(other)"`. The endpoint has no
 //! authentication and names rules and uids: bind it to loopback (README "Metrics").
+//!
+//! (Over 500 lines: one metric family per counter, each a few lines of registration and
+//! bookkeeping; the tests are a fifth.)
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -26,6 +29,8 @@ use std::{
 };
 
 use anyhow::Context;
+
+use crate::verdict::Verdict;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{body::Incoming, Method, Request, Response, StatusCode};
@@ -86,7 +91,11 @@ struct ProgramLabels {
 }
 
 /// Verdict label by `jump_common::action` index.
-const VERDICTS: [&str; 3] = ["deny", "allow", "would_deny"];
+const VERDICTS: [&str; 3] = [
+    Verdict::from_action(0).metric_label(),
+    Verdict::from_action(1).metric_label(),
+    Verdict::from_action(2).metric_label(),
+];
 
 /// Turns readings of a source that only grows (but may restart from zero) into increments.
 #[derive(Debug, Default)]
@@ -410,7 +419,7 @@ impl Metrics {
 
 /// Reads what the kernel and the active policy hold into the metrics, unless a scrape did so
 /// within `MIN_REFRESH`; then wakes the scrapes waiting for it.
-pub(super) fn refresh(dp: &dyn super::LiveDatapath, st: &mut super::State) {
+pub(super) fn refresh(dp: &dyn crate::datapath::Live, st: &mut super::State) {
     if !st.metrics.due() {
         st.metrics.refreshed(false);
         return;
@@ -437,7 +446,7 @@ pub(super) fn refresh(dp: &dyn super::LiveDatapath, st: &mut super::State) {
 /// is 1 (it costs every run two clock reads, so it is the administrator's choice, not jumpd's).
 /// jumpd may not see that sysctl (the unit's `ProcSubset=pid` hides /proc/sys): a program is
 /// reported once the kernel has counted a run of it, and the counts stay for jumpd's life.
-fn program_stats(dp: &dyn super::LiveDatapath) -> Vec<(String, u64, Duration)> {
+fn program_stats(dp: &dyn crate::datapath::Live) -> Vec<(String, u64, Duration)> {
     let enabled = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
         .map(|s| s.trim() == "1")
         .unwrap_or(true);

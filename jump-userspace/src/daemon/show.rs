@@ -1,10 +1,8 @@
 //! `jumpctl show [USER]` against the running jumpd: the effective policy rendered from the image
 //! jumpd installed in the kernel (audit mode applied), so it shows what is enforced now.
 
-use super::{
-    control::{ErrorKind, Reply},
-    State,
-};
+use super::State;
+use crate::protocol::{ErrorKind, Reply, Shown};
 
 /// Serves `{"cmd":"show","user":…}`: `{generation, mode, user?, text}`.
 pub(super) fn show(st: &State, opts: &super::Options, user: Option<&str>) -> Reply {
@@ -32,10 +30,10 @@ pub(super) fn show(st: &State, opts: &super::Options, user: Option<&str>) -> Rep
         who.as_ref().map(|(n, u)| (n.as_str(), *u)),
         &super::user_name,
     ));
-    Reply::ok(serde_json::json!({
-        "generation": st.generation,
-        "mode": opts.mode.name(),
-        "user": who.map(|(_, u)| u),
-        "text": text,
-    }))
+    Reply::ok(Shown {
+        generation: st.generation,
+        mode: opts.mode.name().to_string(),
+        user: who.map(|(_, u)| u),
+        text,
+    })
 }

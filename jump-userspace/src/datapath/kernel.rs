@@ -1,5 +1,8 @@
 //! The real datapath: loads jump's eBPF object with aya, attaches its programs to a cgroup and
 //! writes policy images into the maps with an atomic slot switch.
+//!
+//! (Over 500 lines: the one module that holds aya's objects; keeping every map write here keeps
+//! the kernel I/O edge in one place.)
 
 use std::{
     fs::File,
@@ -691,9 +694,9 @@ impl Datapath for Kernel {
         active_map
             .set(0, target, 0)
             .context("failed to switch to the new policy slot")?;
-        // Programs run under RCU and finish in microseconds; let any that still read the old
-        // slot finish before its entries go (a miss there would fall back to the default).
-        std::thread::sleep(Duration::from_millis(2));
+        // Programs run under RCU: wait for a grace period, so none still reads the old slot
+        // when its entries go (a miss there would fall back to the default).
+        wait_for_readers();
         let previous = self.written.replace(Written {
             slot: target,
             image: s,
@@ -857,5 +860,16 @@ impl Kernel {
                 Some((name.to_string(), info.run_count(), info.run_time()))
             })
             .collect()
+    }
+}
+
+/// Returns once every BPF program that started before the call has finished: cgroup programs
+/// run inside an RCU read-side section, and `membarrier(MEMBARRIER_CMD_GLOBAL)` is
+/// `synchronize_rcu()` (kernel/sched/membarrier.c, since Linux 4.3 as `MEMBARRIER_CMD_SHARED`).
+/// Unavailable (`nohz_full` kernels refuse it) or on one CPU it returns at once; a program that
+/// still reads the old slot then finds it emptied and takes the default, which is logged.
+fn wait_for_readers() {
+    if let Err(e) = rustix::thread::membarrier(rustix::thread::MembarrierCommand::Global) {
+        tracing::debug!("membarrier(GLOBAL) failed, not waiting for the old slot's readers: {e}");
     }
 }

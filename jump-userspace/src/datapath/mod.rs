@@ -1,10 +1,13 @@
 //! Compiled map image → kernel. This is the only module that talks to the kernel's BPF objects
 //! (through aya, in `kernel`); the rest of the daemon sees the `Datapath` trait, which `Fake`
-//! also implements so reload logic can be tested without root.
+//! also implements so reload logic can be tested without root (and `Live`, what the kernel
+//! reports back).
 
 pub mod btf;
+mod fake;
 pub mod integrity;
 mod kernel;
+mod live;
 pub mod pins;
 pub mod revoke;
 mod slots;
@@ -12,7 +15,9 @@ pub mod sockdiag;
 
 use crate::compile::image::MapImage;
 
+pub use fake::Fake;
 pub use kernel::{Kernel, KernelOptions, DEFAULT_LIMITS};
+pub use live::Live;
 pub use slots::SlotImage;
 
 /// One uid's entry of the kernel's held-event maps (`jump_common::UidHeld`).
@@ -69,26 +74,6 @@ pub trait Datapath {
     /// (before anything else, integrity checks included, looks at the maps); `apply` also does
     /// it first if it was not called.
     fn clear_previous(&mut self) -> anyhow::Result<()> {
-        Ok(())
-    }
-}
-
-/// An in-memory datapath: keeps the last applied image, as the kernel would.
-#[derive(Default)]
-pub struct Fake {
-    pub active: Option<(u64, MapImage)>,
-    /// Makes the next `apply` fail, as a full map or a detached program would.
-    pub fail_next: bool,
-    /// What `verify` reports until `restore` (a test's stand-in for a rewritten map).
-    pub tampered: Vec<String>,
-}
-
-impl Datapath for Fake {
-    fn apply(&mut self, image: &MapImage, generation: u64) -> anyhow::Result<()> {
-        if std::mem::take(&mut self.fail_next) {
-            anyhow::bail!("injected failure");
-        }
-        self.active = Some((generation, image.clone()));
         Ok(())
     }
 }

@@ -65,11 +65,9 @@ pub fn ensure_bpffs(root: &Path) -> anyhow::Result<()> {
     if !root.starts_with(bpffs) {
         return Ok(());
     }
-    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
-    if mounts.lines().any(|l| {
-        l.split_whitespace().nth(1) == Some("/sys/fs/bpf")
-            && l.split_whitespace().nth(2) == Some("bpf")
-    }) {
+    // The filesystem magic answers "is bpffs mounted here" without parsing /proc/mounts.
+    if matches!(nix::sys::statfs::statfs(bpffs), Ok(s) if s.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
+    {
         return Ok(());
     }
     nix::mount::mount(

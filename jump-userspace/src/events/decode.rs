@@ -66,34 +66,36 @@ mod tests {
             proto: 17,
             hook: 2,
             action: 1,
-            decided_by: 1,
+            decided_by: 3,
             _pad1: [0; 6],
             comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
         };
-        // The same bytes the kernel writes: the struct's memory, field by field.
-        let mut b = Vec::new();
-        for v in [e.ts_ns, e.generation, e.cookie] {
-            b.extend(v.to_ne_bytes());
-        }
-        for v in [
-            e.uid,
-            e.gid,
-            e.pid,
-            e.rule_id,
-            e.login_uid,
-            e.session_id,
-            e.suppressed,
-            e.ns_uid,
-        ] {
-            b.extend(v.to_ne_bytes());
-        }
-        b.extend(e.dst_addr);
-        b.extend(e.src_addr);
-        for v in [e.dst_port, e.src_port, e.family] {
-            b.extend(v.to_ne_bytes());
-        }
-        b.extend([e.proto, e.hook, e.action, e.decided_by, 0, 0, 0, 0, 0, 0]);
-        b.extend(e.comm);
+        // The bytes the kernel writes, placed at the compiler's offsets rather than in the
+        // order `decode` reads them, so a field decoded out of place fails here.
+        let mut b = vec![0u8; core::mem::size_of::<Event>()];
+        let mut put = |at: usize, v: &[u8]| b[at..at + v.len()].copy_from_slice(v);
+        use core::mem::offset_of;
+        put(offset_of!(Event, ts_ns), &e.ts_ns.to_ne_bytes());
+        put(offset_of!(Event, generation), &e.generation.to_ne_bytes());
+        put(offset_of!(Event, cookie), &e.cookie.to_ne_bytes());
+        put(offset_of!(Event, uid), &e.uid.to_ne_bytes());
+        put(offset_of!(Event, gid), &e.gid.to_ne_bytes());
+        put(offset_of!(Event, pid), &e.pid.to_ne_bytes());
+        put(offset_of!(Event, rule_id), &e.rule_id.to_ne_bytes());
+        put(offset_of!(Event, login_uid), &e.login_uid.to_ne_bytes());
+        put(offset_of!(Event, session_id), &e.session_id.to_ne_bytes());
+        put(offset_of!(Event, suppressed), &e.suppressed.to_ne_bytes());
+        put(offset_of!(Event, ns_uid), &e.ns_uid.to_ne_bytes());
+        put(offset_of!(Event, dst_addr), &e.dst_addr);
+        put(offset_of!(Event, src_addr), &e.src_addr);
+        put(offset_of!(Event, dst_port), &e.dst_port.to_ne_bytes());
+        put(offset_of!(Event, src_port), &e.src_port.to_ne_bytes());
+        put(offset_of!(Event, family), &e.family.to_ne_bytes());
+        put(offset_of!(Event, proto), &[e.proto]);
+        put(offset_of!(Event, hook), &[e.hook]);
+        put(offset_of!(Event, action), &[e.action]);
+        put(offset_of!(Event, decided_by), &[e.decided_by]);
+        put(offset_of!(Event, comm), &e.comm);
         assert_eq!(b.len(), core::mem::size_of::<Event>());
         assert_eq!(decode(&b), Some(e));
         assert_eq!(decode(&b[..10]), None, "a short record is rejected");

@@ -15,7 +15,7 @@
 
 use std::{os::unix::fs::PermissionsExt, path::PathBuf};
 
-use super::{proc::UNSET, record::BoundedCache};
+use super::{cache::BoundedCache, proc::UNSET};
 
 /// How many sessions' answers are kept.
 pub const TRUST_CACHE: usize = 4096;

@@ -1,9 +1,12 @@
 //! Ring buffer → decoded events → log records. `decode` turns the kernel's bytes into an
-//! `Event` without `unsafe`; `record` names the person and the rule behind it, with what `proc`
-//! reads about the process (kept per live process by `pids`); `sink::emit` hands the record to `tracing`, whose layers write
-//! journald, JSON lines or text; `held` summarises, per uid, what the kernel held back.
+//! `Event` without `unsafe`; `enrich` names the person and the rule behind it (a `record`),
+//! with what `proc` reads about the process (kept per live process by `pids`) and bounded
+//! caches (`cache`); `sink::emit` hands the record to `tracing`, whose layers write journald,
+//! JSON lines or text; `held` summarises, per uid, what the kernel held back.
 
+pub mod cache;
 pub mod decode;
+pub mod enrich;
 pub mod held;
 pub mod login;
 pub mod pids;
@@ -11,4 +14,5 @@ pub mod proc;
 pub mod record;
 pub mod sink;
 
-pub use record::{Enricher, Record};
+pub use enrich::Enricher;
+pub use record::Record;

@@ -12,6 +12,7 @@ use std::{
 use tracing_subscriber::{filter::EnvFilter, prelude::*};
 
 use super::Record;
+use crate::verdict::Verdict;
 
 pub const EVENT_TARGET: &str = "jump::event";
 /// The daemon's alarms (its maps were rewritten behind its back): journald PRIORITY 2 (crit),
@@ -202,7 +203,7 @@ macro_rules! emit_at {
             $level,
             message_id = $id,
             jump_time = %$r.time,
-            jump_verdict = $r.verdict,
+            jump_verdict = $r.verdict.as_str(),
             jump_uid = $r.uid,
             jump_user = %$r.user,
             jump_ns_uid = $r.ns_uid,
@@ -244,9 +245,9 @@ macro_rules! emit_at {
 /// fields is the one `tracing::event!` brings into scope.)
 pub fn emit(r: &Record) {
     match r.verdict {
-        "allow" => emit_at!(tracing::Level::DEBUG, message_id::ALLOW, r),
-        "would-deny" => emit_at!(tracing::Level::INFO, message_id::WOULD_DENY, r),
-        _ => emit_at!(tracing::Level::WARN, message_id::DENY, r),
+        Verdict::Allow => emit_at!(tracing::Level::DEBUG, message_id::ALLOW, r),
+        Verdict::WouldDeny => emit_at!(tracing::Level::INFO, message_id::WOULD_DENY, r),
+        Verdict::Deny => emit_at!(tracing::Level::WARN, message_id::DENY, r),
     }
 }
 
