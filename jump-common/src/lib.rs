@@ -526,6 +526,16 @@ pub struct SockRecord {
     pub _pad: u32,
 }
 
+impl SockRecord {
+    /// INVARIANT (blank record): `sock_create` allocates every TCP and UDP socket's record
+    /// zeroed, and a connect or first send fills it, writing the generation last. A record
+    /// with generation 0 therefore says nothing (no uid, no grant) and every reader treats it
+    /// as no record.
+    pub const fn is_blank(&self) -> bool {
+        self.generation == 0
+    }
+}
+
 pub mod record_flags {
     /// The grant depends on time (a window decided it, or one could change the answer): the
     /// backstop decides every packet again instead of trusting the record.

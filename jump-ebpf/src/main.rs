@@ -93,7 +93,13 @@ pub fn sock_create(ctx: SockContext) -> i32 {
         return PASS;
     }
     let needs_icmp = match (s.kind, s.protocol) {
-        (SOCK_STREAM, 0 | 6) | (SOCK_DGRAM, 0 | 17) => return PASS,
+        (SOCK_STREAM, 0 | 6) | (SOCK_DGRAM, 0 | 17) => {
+            // The socket's record is allocated here, blank, once: a connect or first send
+            // then only fills it (docs/enforcement.md, "The socket record, created at
+            // sock_create").
+            socks::create(&ctx);
+            return PASS;
+        }
         (SOCK_DGRAM, 1 | 58) | (SOCK_RAW, _) => true,
         _ => false,
     };

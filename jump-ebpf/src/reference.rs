@@ -13,8 +13,13 @@
 //! | `ref_egress`   | cgroup_skb/egress    | the packet's remote IPv4 address (`__sk_buff`) |
 //! | `ref_connect4_record` | cgroup/connect4 | as `ref_connect4`, then creates an 80-byte socket-local storage (`REF_SOCKS`), as jump's record |
 //!
+//! | `ref_sock_create_record` | cgroup/sock_create | no lookup: creates an 80-byte socket-local storage (`REF_CREATED`) |
+//!
 //! `ref_connect4_record` runs beside `ref_connect4` on the same connects: it shows what a
 //! per-socket record costs to create on this kernel, apart from any decision.
+//! `ref_sock_create_record` creates the same storage when the socket is made, as jump's
+//! `sock_create` does, in a map of its own (so `ref_connect4_record` still creates): whether
+//! creating it there is any cheaper than at connect.
 //!
 //! A key found with value 0 is refused; anything else passes, so the bench's granted client
 //! behaves exactly as under jump. The bench fills the map with its client's keys, so the
@@ -26,9 +31,9 @@ use aya_ebpf::{
     bindings::BPF_SK_STORAGE_GET_F_CREATE,
     btf_maps::SkStorage,
     helpers::{bpf_get_current_uid_gid, generated::bpf_sk_storage_get},
-    macros::{btf_map, cgroup_skb, cgroup_sock_addr, map},
+    macros::{btf_map, cgroup_skb, cgroup_sock, cgroup_sock_addr, map},
     maps::HashMap,
-    programs::{SkBuffContext, SockAddrContext},
+    programs::{SkBuffContext, SockAddrContext, SockContext},
 };
 
 #[map]
@@ -43,6 +48,9 @@ pub struct RefRecord {
 
 #[btf_map]
 static REF_SOCKS: SkStorage<RefRecord> = SkStorage::new();
+
+#[btf_map]
+static REF_CREATED: SkStorage<RefRecord> = SkStorage::new();
 
 #[inline(always)]
 fn verdict(key: u64) -> i32 {
@@ -83,6 +91,21 @@ pub fn ref_connect4_record(ctx: SockAddrContext) -> i32 {
         }
     }
     v
+}
+
+#[cgroup_sock(sock_create)]
+pub fn ref_sock_create_record(ctx: SockContext) -> i32 {
+    let map = core::ptr::from_ref(&REF_CREATED).cast_mut().cast();
+    // SAFETY: the context's own socket (the helper takes the context pointer here); F_CREATE
+    // allocates a zeroed value.
+    let p = unsafe {
+        bpf_sk_storage_get(map, ctx.sock.cast(), core::ptr::null_mut(), BPF_SK_STORAGE_GET_F_CREATE.into())
+    } as *mut RefRecord;
+    if !p.is_null() {
+        // SAFETY: this socket's storage, valid during this program run.
+        unsafe { (*p).bytes[0] = 1 };
+    }
+    1
 }
 
 #[cgroup_sock_addr(connect6)]

@@ -5,7 +5,9 @@ use std::{fs::File, io::Read, net::Ipv4Addr};
 
 use aya::{
     maps::HashMap,
-    programs::{links::CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr},
+    programs::{
+        links::CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
+    },
     Ebpf,
 };
 
@@ -53,6 +55,16 @@ fn attach(
         p.attach(&fd, mode)
             .map_err(|e| format!("failed to attach `{name}` to `{cgroup}`: {e}"))?;
     }
+    let name = "ref_sock_create_record";
+    let p: &mut CgroupSock = bpf
+        .program_mut(name)
+        .ok_or(format!("no program `{name}`"))?
+        .try_into()
+        .map_err(|e| format!("{name}: {e}"))?;
+    p.load()
+        .map_err(|e| format!("failed to load `{name}`: {e}"))?;
+    p.attach(&fd, mode)
+        .map_err(|e| format!("failed to attach `{name}` to `{cgroup}`: {e}"))?;
     let p: &mut CgroupSkb = bpf
         .program_mut("ref_egress")
         .ok_or("no program `ref_egress`")?

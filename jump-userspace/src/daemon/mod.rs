@@ -58,6 +58,9 @@ use crate::{
 
 /// Events handled per ring-buffer wake-up before the loop looks at its other sources.
 const EVENT_BATCH: usize = 512;
+/// How often the ring buffer is drained without a wake-up: the kernel wakes jumpd only when
+/// events pile up (jump-ebpf `emit.rs`, `WAKE_BYTES`), so this bounds an event's delay.
+const EVENTS_TICK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// How often jumpd reads its maps back to find rewrites (`check_integrity`), at the least.
 pub const VERIFY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);

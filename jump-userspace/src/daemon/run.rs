@@ -193,6 +193,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // edge and its timer must not skip that edge's pass. Edges long past (a stalled loop, a
     // reload's image) are left to the reload's own pass.
     let mut edges_done = now_ns();
+    let mut events_tick = tokio::time::interval(EVENTS_TICK);
+    events_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let exit = loop {
         // The next edge of a time window: connections it ends are revoked right after it.
         let since = edges_done.max(now_ns().saturating_sub(EDGE_CATCH_UP_NS));
@@ -224,6 +226,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                     guard.retain_ready();
                     tokio::task::yield_now().await;
                 }
+            }
+            _ = events_tick.tick() => {
+                sink::batch(|| drain(events.get_mut(), &mut st));
             }
             guard = addr_watch.readable_mut() => {
                 let mut guard = guard?;
@@ -272,6 +277,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
     };
     systemd::stopping();
+    // The events since the last drain (the kernel wakes jumpd only for a pile, `EVENTS_TICK`),
+    // before the held counts; bounded, as a storm may go on filling the ring meanwhile.
+    for _ in 0..64 {
+        if sink::batch(|| drain(events.get_mut(), &mut st)) < EVENT_BATCH {
+            break;
+        }
+    }
     report_held(&mut kernel, &mut st);
     match exit {
         Exit::Stop => {

@@ -194,7 +194,8 @@ impl ByDescriptor {
         let sock =
             rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
                 .ok()?;
-        self.map.get(&sock, 0).ok()
+        // A blank record (`SockRecord::is_blank`) is no record.
+        self.map.get(&sock, 0).ok().filter(|r| !r.is_blank())
     }
 
     /// Forgets the sockets found so far: a new pass looks again.

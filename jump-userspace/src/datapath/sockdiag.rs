@@ -167,13 +167,14 @@ fn attrs(b: &[u8]) -> Vec<(u16, &[u8])> {
     out
 }
 
-/// A `SockRecord` from the bytes of its map value (the kernel copies the value as stored).
+/// A `SockRecord` from the bytes of its map value (the kernel copies the value as stored);
+/// `None` for a blank one (allocated at `sock_create`, never filled: `SockRecord::is_blank`).
 pub fn decode_record(v: &[u8]) -> Option<SockRecord> {
     if v.len() < core::mem::size_of::<SockRecord>() {
         return None;
     }
     let u8_at = |at: usize| v[at];
-    Some(SockRecord {
+    let r = SockRecord {
         generation: u64::from_ne_bytes(v[0..8].try_into().ok()?),
         uid: u32_at(v, 8)?,
         gid: u32_at(v, 12)?,
@@ -191,7 +192,8 @@ pub fn decode_record(v: &[u8]) -> Option<SockRecord> {
         comm: v[56..56 + COMM_LEN].try_into().ok()?,
         path_ifindex: u32_at(v, 72)?,
         _pad: 0,
-    })
+    };
+    (!r.is_blank()).then_some(r)
 }
 
 fn addr(family: u8, b: &[u8]) -> Option<IpAddr> {
@@ -471,6 +473,21 @@ mod tests {
             Some(rec),
             "the record decodes from the nested map value"
         );
+    }
+
+    #[test]
+    fn a_blank_record_is_no_record() {
+        // A record `sock_create` allocated and no connect filled: all zero but for bytes a
+        // connect would also set, with generation 0.
+        let mut value = vec![0u8; 80];
+        value[36..38].copy_from_slice(&7000u16.to_ne_bytes());
+        assert_eq!(
+            decode_record(&value),
+            None,
+            "a blank record must not be judged as uid 0's"
+        );
+        value[0..8].copy_from_slice(&1u64.to_ne_bytes());
+        assert!(decode_record(&value).is_some(), "a filled record decodes");
     }
 
     #[test]

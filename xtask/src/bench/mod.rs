@@ -64,7 +64,27 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(quick: bool) -> Self {
+    /// The plan of `--quick` or of the full run; `JUMP_BENCH_SIZES` (comma-separated rule
+    /// counts, e.g. `100000`) replaces the rule counts, so one size can be measured alone
+    /// with the full run's repetitions.
+    fn new(quick: bool) -> anyhow::Result<Self> {
+        let mut plan = Self::preset(quick);
+        if let Ok(sizes) = std::env::var("JUMP_BENCH_SIZES") {
+            if !sizes.trim().is_empty() {
+                plan.sizes = sizes
+                    .split(',')
+                    .map(|n| {
+                        n.trim().replace('_', "").parse().with_context(|| {
+                            format!("JUMP_BENCH_SIZES: `{}` is not a rule count", n.trim())
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+            }
+        }
+        Ok(plan)
+    }
+
+    fn preset(quick: bool) -> Self {
         if quick {
             Plan {
                 sizes: vec![10, 10_000],
@@ -687,7 +707,22 @@ pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
     // Ctrl-C reaches the children too (same process group); here it only stops the loop, and
     // the guards below undo everything on the way out.
     ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)).context("failed to handle Ctrl-C")?;
-    let plan = Plan::new(opts.quick);
+    let plan = Plan::new(opts.quick)?;
+    // Another jumpd (e.g. main's build) measured in place of this tree's, for a before/after
+    // comparison against the same reference programs.
+    let other;
+    let bins = match std::env::var_os("JUMP_BENCH_JUMPD") {
+        Some(p) => {
+            progress(format!("jumpd: {}", Path::new(&p).display()));
+            other = Bins {
+                jumpd: p.into(),
+                jumpctl: bins.jumpctl.clone(),
+                probe: bins.probe.clone(),
+            };
+            &other
+        }
+        None => bins,
+    };
     let started = Instant::now();
     let work = WorkDir::new()?;
 
