@@ -429,7 +429,7 @@ fn revoking_a_grant_cuts_established_connections_promptly() {
         line.contains("connected"),
         "A should connect first, got `{line}`"
     );
-    // A keeps its echo session while nothing changes.
+    // A keeps its echo session while nothing changes: a window in which nothing may happen.
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(
         child.try_wait().unwrap().is_none(),

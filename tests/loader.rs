@@ -157,6 +157,7 @@ fn a_replaced_policy_directory_is_watched_again_and_reloaded() {
     assert!(live_allows(&bins, &j, 64111, 7004), "after the rename");
     // The directory moved aside is no longer watched.
     write(&root.path().join("old"), "p.yaml", &policy(64111, 7005));
+    // A window in which nothing may happen: a reload of the old directory would show within it.
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(
         loaded_lines(&j).len(),
@@ -209,8 +210,20 @@ fn a_file_rewritten_in_place_is_never_applied_half_written() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // SIGHUPs go on once the file is whole: those reloads apply it (while it was being
-    // written, reloads waited for it or were refused as "kept changing").
-    std::thread::sleep(Duration::from_millis(1500));
+    // written, reloads waited for it or were refused as "kept changing"). Wait for two of them.
+    poll_until(
+        Duration::from_secs(10),
+        "two reloads that read the whole file",
+        || {
+            let unchanged = j
+                .lines()
+                .into_iter()
+                .filter(|l| l["jump_policy_unchanged"] == true)
+                .count();
+            (unchanged >= 2).then_some(())
+        },
+    )
+    .unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     hups.join().unwrap();
     // The file ends as it began, so a reload that read it whole changes nothing: any

@@ -186,6 +186,7 @@ fn ipv6_tcp_is_revoked_on_reload() {
     }
     let mut w = World::new(&policy("7000", "", false));
     let mut h = w.spawn(A, None, None, &["hold", &v6(7000), "10"]);
+    // A window in which nothing may happen (no signal to wait on): the session must survive it.
     std::thread::sleep(Duration::from_millis(300));
     assert!(h.running(), "the session runs while its grant stands");
     let t0 = w.reload(&policy("7001", "", false));
@@ -249,6 +250,8 @@ fn a_socket_created_by_b_and_connected_by_a_is_judged_as_a() {
     // 1. A reload that changes nothing for A leaves the connection alone (B has no grant).
     let mut h = w.spawn(A, None, Some(B), &["hold", &v4(fin_port), "3"]);
     w.reload(&policy("7000, 7005", "", true));
+    // A window after the reload in which nothing may happen: a revocation pass would cut the
+    // connection within it.
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         h.running(),

@@ -84,7 +84,7 @@ pub fn compile_with(
 }
 
 #[cfg(test)]
-mod tests_examples;
+pub(crate) mod tests_examples;
 #[cfg(test)]
 mod tests_person;
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::{net::IpAddr, path::PathBuf};
 use jump_common::action;
 
 use super::*;
-use crate::{ctl, eval, explain, policy};
+use crate::{eval, explain, policy};
 
 pub(crate) fn demo_directory() -> FakeDirectory {
     FakeDirectory::default()
@@ -148,23 +148,6 @@ fn foundation_policy_for_the_kernel_test() {
     );
     assert_eq!(c.image.rules[2].name, "a-internal");
     assert_eq!(c.image.rules[1].name, "loopback");
-}
-
-#[test]
-fn example_test_cases_pass() {
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    let code = ctl::run_cases(
-        &policies(),
-        &policies().join("tests/access.yaml"),
-        &demo_directory(),
-        at("2026-11-23T12:00:00Z"),
-        &mut out,
-        &mut err,
-    );
-    let out = String::from_utf8(out).unwrap();
-    assert_eq!(code, 0, "{out}{}", String::from_utf8_lossy(&err));
-    assert!(out.ends_with(" passed, 0 failed\n"), "{out}");
 }
 
 fn compile_src(src: &str, dir: &FakeDirectory) -> Result<Compiled, String> {

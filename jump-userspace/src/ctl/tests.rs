@@ -338,3 +338,20 @@ fn a_live_answer_in_audit_mode_says_the_denial_is_only_logged() {
         "  jumpd runs in audit mode: this connection is allowed and logged as \"would deny\"\n"
     ));
 }
+
+#[test]
+fn example_test_cases_pass() {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let code = run_cases(
+        &policies(),
+        &policies().join("tests/access.yaml"),
+        &crate::compile::tests_examples::demo_directory(),
+        "2026-11-23T12:00:00Z".parse().unwrap(),
+        &mut out,
+        &mut err,
+    );
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(code, 0, "{out}{}", String::from_utf8_lossy(&err));
+    assert!(out.ends_with(" passed, 0 failed\n"), "{out}");
+}
