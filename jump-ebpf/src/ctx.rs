@@ -20,7 +20,9 @@ const IPPROTO_ICMPV6: u32 = 58;
 /// The IPv4-mapped form of an IPv4 address given in network byte order as the kernel stores it.
 fn mapped_v4(ip4_be: u32) -> [u8; 16] {
     let b = ip4_be.to_ne_bytes();
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, b[0], b[1], b[2], b[3]]
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, b[0], b[1], b[2], b[3],
+    ]
 }
 
 fn proto_of(protocol: u32) -> u8 {
@@ -124,7 +126,11 @@ pub fn new_socket(ctx: &SockContext) -> NewSocket {
     let sk = ctx.sock;
     // SAFETY: the context pointer of this program; the verifier checks each field access.
     let (family, kind, protocol) = unsafe { ((*sk).family, (*sk).type_, (*sk).protocol) };
-    NewSocket { family, kind, protocol }
+    NewSocket {
+        family,
+        kind,
+        protocol,
+    }
 }
 
 /// An outgoing IP packet as the egress hook reads it (`skb` data starts at the IP header).
@@ -159,13 +165,17 @@ fn source_routed(skb: &SkBuffContext, ihl: usize) -> bool {
         if off >= ihl {
             return false;
         }
-        let Ok(kind) = skb.load::<u8>(off) else { return true };
+        let Ok(kind) = skb.load::<u8>(off) else {
+            return true;
+        };
         match kind {
             IPOPT_END => return false,
             IPOPT_NOOP => off += 1,
             IPOPT_LSRR | IPOPT_SSRR => return true,
             _ => {
-                let Ok(len) = skb.load::<u8>(off + 1) else { return true };
+                let Ok(len) = skb.load::<u8>(off + 1) else {
+                    return true;
+                };
                 if len < 2 {
                     return true;
                 }
@@ -182,7 +192,12 @@ pub fn packet(skb: &SkBuffContext) -> Packet {
     // SAFETY: the context pointer of this program; the verifier checks the field access.
     let ifindex = unsafe { (*skb.skb.skb).ifindex };
     let mut p = Packet {
-        dst: Dest { addr: [0; 16], port: 0, proto: 255, family: 0 },
+        dst: Dest {
+            addr: [0; 16],
+            port: 0,
+            proto: 255,
+            family: 0,
+        },
         src: [0; 16],
         src_port: 0,
         source_route: false,
@@ -202,8 +217,12 @@ fn headers(skb: &SkBuffContext, p: &mut Packet) {
             let ihl = usize::from(first & 0x0f) * 4;
             let Ok(frag) = skb.load::<u16>(6) else { return };
             let Ok(proto) = skb.load::<u8>(9) else { return };
-            let Ok(s) = skb.load::<[u8; 4]>(12) else { return };
-            let Ok(d) = skb.load::<[u8; 4]>(16) else { return };
+            let Ok(s) = skb.load::<[u8; 4]>(12) else {
+                return;
+            };
+            let Ok(d) = skb.load::<[u8; 4]>(16) else {
+                return;
+            };
             p.src[10] = 0xff;
             p.src[11] = 0xff;
             p.src[12..].copy_from_slice(&s);
@@ -219,9 +238,13 @@ fn headers(skb: &SkBuffContext, p: &mut Packet) {
             // ICMPv6 is decided under that protocol number, which no grant names, so it fails
             // closed.
             let Ok(proto) = skb.load::<u8>(6) else { return };
-            let Ok(s) = skb.load::<[u8; 16]>(8) else { return };
+            let Ok(s) = skb.load::<[u8; 16]>(8) else {
+                return;
+            };
             p.src = s;
-            let Ok(d) = skb.load::<[u8; 16]>(24) else { return };
+            let Ok(d) = skb.load::<[u8; 16]>(24) else {
+                return;
+            };
             p.dst.addr = d;
             p.dst.family = AF_INET6;
             (proto, 40, false)
@@ -255,7 +278,12 @@ const IPV6_VERSION: u8 = 6;
 #[inline(always)]
 pub fn plain_tcp_header(skb: &SkBuffContext) -> bool {
     // SAFETY: context field reads; the verifier types them as packet pointers.
-    let (start, end) = unsafe { ((*skb.skb.skb).data as usize, (*skb.skb.skb).data_end as usize) };
+    let (start, end) = unsafe {
+        (
+            (*skb.skb.skb).data as usize,
+            (*skb.skb.skb).data_end as usize,
+        )
+    };
     if start + 8 > end {
         return false;
     }

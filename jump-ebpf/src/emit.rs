@@ -5,8 +5,8 @@
 //! users' events out), or lost (ring buffer full anyway).
 
 use jump_common::{
-    action, counter, dest_hash, log_mode, EVENTS_BYTES, rule_hit_index, sketch_slot, Event, Limits, RateKey,
-    RateState, UidHeld, UidSketch, HIT_COUNTED_RULES, NO_NS_UID, SKETCH_REGISTERS,
+    action, counter, dest_hash, log_mode, rule_hit_index, sketch_slot, Event, Limits, RateKey,
+    RateState, UidHeld, UidSketch, EVENTS_BYTES, HIT_COUNTED_RULES, NO_NS_UID, SKETCH_REGISTERS,
 };
 
 use crate::{
@@ -39,7 +39,11 @@ static ZERO_HELD: UidHeld = UidHeld {
     deny: 0,
     audit: 0,
 };
-static ZERO_SKETCH: UidSketch = UidSketch { first_ns: 0, last_ns: 0, registers: [0; SKETCH_REGISTERS] };
+static ZERO_SKETCH: UidSketch = UidSketch {
+    first_ns: 0,
+    last_ns: 0,
+    registers: [0; SKETCH_REGISTERS],
+};
 
 #[inline(always)]
 pub fn count(index: u32) {
@@ -85,7 +89,11 @@ fn admit(key: &RateKey, limits: &Limits, now: u64) -> Option<u32> {
         return Some(0);
     }
     let Some(st) = JUMP_RATE.get_ptr_mut(key) else {
-        let fresh = RateState { window_start: now, sent: 1, suppressed: 0 };
+        let fresh = RateState {
+            window_start: now,
+            sent: 1,
+            suppressed: 0,
+        };
         // An insert that fails (a racing CPU inserted first) only costs one unlimited event.
         let _ = JUMP_RATE.insert(key, &fresh, 0);
         return Some(0);
@@ -151,7 +159,11 @@ enum Held {
 #[inline(always)]
 fn add(p: *mut u64) {
     // SAFETY: `p` points at an aligned u64 inside a map value, valid during this run.
-    unsafe { core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(p, 1) };
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+            p, 1,
+        )
+    };
 }
 
 /// Counts a held-back event against its uid: the reason, the verdict, and (approximately) when
@@ -186,7 +198,9 @@ fn sketch(uid: u32, dest: &Dest, now: u64) {
         Some(p) => p,
         None => {
             let _ = JUMP_UID_SKETCH.insert(&uid, &ZERO_SKETCH, BPF_NOEXIST);
-            let Some(p) = JUMP_UID_SKETCH.get_ptr_mut(&uid) else { return };
+            let Some(p) = JUMP_UID_SKETCH.get_ptr_mut(&uid) else {
+                return;
+            };
             p
         }
     };
@@ -205,10 +219,16 @@ fn sketch(uid: u32, dest: &Dest, now: u64) {
 pub fn emit(hook: u8, who: &Origin, dest: &Dest, src_port: u16, d: &Decision) {
     let now = now_tai();
     // By reference: the hooks' stack is nearly full.
-    let Some(limits) = JUMP_LIMITS.get(0) else { return };
+    let Some(limits) = JUMP_LIMITS.get(0) else {
+        return;
+    };
     // Decided as the owner of a subordinate uid: the event (and the rate limit and budget, so a
     // user's 65,536 subordinate uids share one) names the owner, and `ns_uid` the task's own.
-    let (uid, ns_uid) = if d.uid != who.uid { (d.uid, who.uid) } else { (who.uid, NO_NS_UID) };
+    let (uid, ns_uid) = if d.uid != who.uid {
+        (d.uid, who.uid)
+    } else {
+        (who.uid, NO_NS_UID)
+    };
     let held = held_entry(uid);
     let key = RateKey {
         uid,
@@ -265,7 +285,11 @@ pub fn emit(hook: u8, who: &Origin, dest: &Dest, src_port: u16, d: &Decision) {
     // Waking jumpd per event cost ~6 µs of the hook's run time here (the wake-up is a
     // self-IPI, an exit on a VM), most of an emitting connect. jumpd drains the ring every
     // `EVENTS_TICK` anyway (daemon), so an event wakes it only when events pile up.
-    let flags = if JUMP_EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKE_BYTES { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+    let flags = if JUMP_EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKE_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
     entry.submit(flags);
     count(counter::EVENTS_SENT);
 }

@@ -28,9 +28,9 @@ use jump_common::{
 
 use crate::{
     ctx::Dest,
+    maps::{JUMP_ACTIVE, JUMP_DESTS, JUMP_PORTS, JUMP_SLOTS, JUMP_USERS, JUMP_WINDOWS},
     person::{session_holds, SESSION_CURRENT},
     subuid,
-    maps::{JUMP_ACTIVE, JUMP_DESTS, JUMP_PORTS, JUMP_SLOTS, JUMP_USERS, JUMP_WINDOWS},
 };
 
 pub struct Decision {
@@ -69,11 +69,26 @@ impl Active {
         let slot = JUMP_ACTIVE.get(0).copied().unwrap_or(0);
         let cfg = JUMP_SLOTS.get(slot).copied()?;
         // (1)
-        (cfg.generation != 0).then_some(Self { slot, cfg, uid, session })
+        (cfg.generation != 0).then_some(Self {
+            slot,
+            cfg,
+            uid,
+            session,
+        })
     }
 
     fn decision(&self, action: u8, rule_id: u32) -> Decision {
-        Decision { slot: self.slot, uid: self.uid, action, rule_id, generation: self.cfg.generation, log_mode: self.cfg.log_mode, timed: false, identity: self.cfg.identity, decided_by: 0 }
+        Decision {
+            slot: self.slot,
+            uid: self.uid,
+            action,
+            rule_id,
+            generation: self.cfg.generation,
+            log_mode: self.cfg.log_mode,
+            timed: false,
+            identity: self.cfg.identity,
+            decided_by: 0,
+        }
     }
 
     fn default(&self) -> Decision {
@@ -82,19 +97,28 @@ impl Active {
 
     // (2)
     fn user(&mut self) -> Option<UserValue> {
-        let p = match JUMP_USERS.get_ptr(UserKey { slot: self.slot, uid: self.uid }) {
+        let p = match JUMP_USERS.get_ptr(UserKey {
+            slot: self.slot,
+            uid: self.uid,
+        }) {
             Some(p) => p,
             None => {
                 let owned = match subuid::owner(self.slot, self.uid) {
                     Some(owner) => {
                         self.uid = owner;
-                        JUMP_USERS.get_ptr(UserKey { slot: self.slot, uid: owner })
+                        JUMP_USERS.get_ptr(UserKey {
+                            slot: self.slot,
+                            uid: owner,
+                        })
                     }
                     None => None,
                 };
                 match owned {
                     Some(p) => p,
-                    None => JUMP_USERS.get_ptr(UserKey { slot: self.slot, uid: ANY_UID })?,
+                    None => JUMP_USERS.get_ptr(UserKey {
+                        slot: self.slot,
+                        uid: ANY_UID,
+                    })?,
                 }
             }
         };
@@ -110,7 +134,13 @@ impl Active {
     fn ports(&self, class: u32, proto: u8, port: u16) -> Option<(u8, u32, bool)> {
         let key = Key::new(
             PORT_FIXED_BITS + 16,
-            PortKey { slot_be: self.slot.to_be(), class_be: class.to_be(), proto, _pad: 0, port_be: port.to_be() },
+            PortKey {
+                slot_be: self.slot.to_be(),
+                class_be: class.to_be(),
+                proto,
+                _pad: 0,
+                port_be: port.to_be(),
+            },
         );
         let value = JUMP_PORTS.get(&key)?;
         // The clock is read only for a candidate with a time window (most lists have none).
@@ -136,7 +166,17 @@ impl Active {
 
 /// Fail closed when no policy is active.
 fn unloaded(uid: u32) -> Decision {
-    Decision { slot: 0, uid, action: action::DENY, rule_id: 0, generation: 0, log_mode: jump_common::log_mode::ALL, timed: false, identity: 0, decided_by: 0 }
+    Decision {
+        slot: 0,
+        uid,
+        action: action::DENY,
+        rule_id: 0,
+        generation: 0,
+        log_mode: jump_common::log_mode::ALL,
+        timed: false,
+        identity: 0,
+        decided_by: 0,
+    }
 }
 
 /// May `uid` send to `dest`? (A task's own connect or send: its session is read if needed.)
@@ -147,16 +187,29 @@ pub fn decide(uid: u32, dest: &Dest) -> Decision {
 
 /// `decide`, with session-scoped windows matched against `session` (egress: the socket's).
 pub fn decide_in(uid: u32, session: u32, dest: &Dest) -> Decision {
-    let Some(mut a) = Active::get_in(uid, session) else { return unloaded(uid) };
-    let Some(user) = a.user() else { return a.default() };
+    let Some(mut a) = Active::get_in(uid, session) else {
+        return unloaded(uid);
+    };
+    let Some(user) = a.user() else {
+        return a.default();
+    };
     // (3)
     let dkey = Key::new(
         DEST_FIXED_BITS + 128,
-        DestKey { slot_be: a.slot.to_be(), profile_be: user.profile.to_be(), addr: dest.addr },
+        DestKey {
+            slot_be: a.slot.to_be(),
+            profile_be: user.profile.to_be(),
+            addr: dest.addr,
+        },
     );
-    let Some(class) = JUMP_DESTS.get(&dkey) else { return a.default() };
+    let Some(class) = JUMP_DESTS.get(&dkey) else {
+        return a.default();
+    };
     match a.ports(class.class, dest.proto, dest.port) {
-        Some((action, rule, timed)) => Decision { timed, ..a.decision(action, rule) },
+        Some((action, rule, timed)) => Decision {
+            timed,
+            ..a.decision(action, rule)
+        },
         // (6)
         None => a.default(),
     }
@@ -164,12 +217,17 @@ pub fn decide_in(uid: u32, session: u32, dest: &Dest) -> Decision {
 
 /// May `uid` listen on (`proto`, `port`)?
 pub fn listen(uid: u32, proto: u8, port: u16) -> Decision {
-    let Some(mut a) = Active::get(uid) else { return unloaded(uid) };
+    let Some(mut a) = Active::get(uid) else {
+        return unloaded(uid);
+    };
     let user = a.user();
     let deny = a.decision(action::DENY, 0);
     let Some(user) = user else { return deny };
     match a.ports(LISTEN_CLASS | user.profile, proto, port) {
-        Some((action, rule, timed)) => Decision { timed, ..a.decision(action, rule) },
+        Some((action, rule, timed)) => Decision {
+            timed,
+            ..a.decision(action, rule)
+        },
         None => deny,
     }
 }
@@ -177,7 +235,9 @@ pub fn listen(uid: u32, proto: u8, port: u16) -> Decision {
 /// The profile flags of `uid` (`jump_common::profile_flags`), and the decision to report when
 /// they do not allow a socket.
 pub fn flags(uid: u32) -> (u32, Decision) {
-    let Some(mut a) = Active::get(uid) else { return (0, unloaded(uid)) };
+    let Some(mut a) = Active::get(uid) else {
+        return (0, unloaded(uid));
+    };
     let flags = a.user().map_or(0, |u| u.flags);
     (flags, a.decision(action::DENY, 0))
 }

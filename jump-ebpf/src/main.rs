@@ -25,11 +25,11 @@ mod ctx;
 mod emit;
 mod lookup;
 mod maps;
-mod person;
-mod subuid;
 mod path;
+mod person;
 mod sockopt;
 mod socks;
+mod subuid;
 
 use aya_ebpf::{
     helpers::{
@@ -58,22 +58,38 @@ const SOCK_RAW: u32 = 3;
 
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
-    egress_call(&ctx, hook::CONNECT4, &ctx::unspecified_as_loopback(ctx::dest4(&ctx)))
+    egress_call(
+        &ctx,
+        hook::CONNECT4,
+        &ctx::unspecified_as_loopback(ctx::dest4(&ctx)),
+    )
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn connect6(ctx: SockAddrContext) -> i32 {
-    egress_call(&ctx, hook::CONNECT6, &ctx::unspecified_as_loopback(ctx::dest6(&ctx)))
+    egress_call(
+        &ctx,
+        hook::CONNECT6,
+        &ctx::unspecified_as_loopback(ctx::dest6(&ctx)),
+    )
 }
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
-    egress_call(&ctx, hook::SENDMSG4, &ctx::unspecified_as_loopback(ctx::dest4(&ctx)))
+    egress_call(
+        &ctx,
+        hook::SENDMSG4,
+        &ctx::unspecified_as_loopback(ctx::dest4(&ctx)),
+    )
 }
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
-    egress_call(&ctx, hook::SENDMSG6, &ctx::unspecified_as_loopback(ctx::dest6(&ctx)))
+    egress_call(
+        &ctx,
+        hook::SENDMSG6,
+        &ctx::unspecified_as_loopback(ctx::dest6(&ctx)),
+    )
 }
 
 #[cgroup_sock_addr(bind4)]
@@ -117,7 +133,11 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     let dest = ctx::Dest {
         addr: [0; 16],
         port: 0,
-        proto: if s.protocol > 255 { 255 } else { s.protocol as u8 },
+        proto: if s.protocol > 255 {
+            255
+        } else {
+            s.protocol as u8
+        },
         family: s.family as u16,
     };
     record_current(hook::SOCK_CREATE, &dest, &deny);
@@ -191,7 +211,8 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
                 // and its grant does not depend on time; otherwise the packet is decided again
                 // as the connector (a reload or an expiry revocation has not closed yet).
                 // SAFETY: as above.
-                let (flags, generation, rule) = unsafe { ((*r).flags, (*r).generation, (*r).rule_id) };
+                let (flags, generation, rule) =
+                    unsafe { ((*r).flags, (*r).generation, (*r).rule_id) };
                 let (slot, active) = lookup::active_slot();
                 // The rule's `via` (interfaces) is checked per packet all the same.
                 if flags & record_flags::TIMED == 0
@@ -223,7 +244,11 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
                 Some(r) => unsafe { ((*r).login_uid, (*r).session_id) },
                 None => (jump_common::LOGIN_UNSET, jump_common::LOGIN_UNSET),
             };
-            let d = person::narrow(lookup::decide_in(uid, session, &p.dst), || login, |l| lookup::decide_in(l, session, &p.dst));
+            let d = person::narrow(
+                lookup::decide_in(uid, session, &p.dst),
+                || login,
+                |l| lookup::decide_in(l, session, &p.dst),
+            );
             if d.action == action::DENY {
                 (hook::EGRESS, d)
             } else if path::via_holds(d.slot, d.rule_id, p.ifindex) {
@@ -238,7 +263,10 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
                 return PASS;
             } else {
                 // The deciding rule's `via` does not name the interface the packet leaves on.
-                let deny = Decision { action: action::DENY, ..d };
+                let deny = Decision {
+                    action: action::DENY,
+                    ..d
+                };
                 (hook::EGRESS_INTERFACE, deny)
             }
         }
@@ -247,7 +275,14 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
         // SAFETY: as above.
         Some(r) => socks::origin(unsafe { &*r }),
         // Softirq context and no record: only the socket's uid is known.
-        None => emit::Origin { uid, gid: 0, pid: 0, login_uid: u32::MAX, session_id: u32::MAX, comm: [0; 16] },
+        None => emit::Origin {
+            uid,
+            gid: 0,
+            pid: 0,
+            login_uid: u32::MAX,
+            session_id: u32::MAX,
+            comm: [0; 16],
+        },
     };
     record(why, &who, &p.dst, p.src_port, &d);
     REFUSE
@@ -326,7 +361,11 @@ fn record_current(hook: u8, dest: &ctx::Dest, d: &Decision) {
 fn egress_call(ctx: &SockAddrContext, hook: u8, dest: &ctx::Dest) -> i32 {
     let uid_gid = bpf_get_current_uid_gid();
     let uid = uid_gid as u32;
-    let d = person::narrow(lookup::decide(uid, dest), || audit_ids().0, |l| lookup::decide(l, dest));
+    let d = person::narrow(
+        lookup::decide(uid, dest),
+        || audit_ids().0,
+        |l| lookup::decide(l, dest),
+    );
     record_current(hook, dest, &d);
     if d.action != action::DENY {
         // A connect (re)writes the record; an unconnected send only creates one, so a
@@ -356,7 +395,10 @@ fn bind_call(ctx: &SockAddrContext, hook: u8, local: &ctx::Dest) -> i32 {
 #[inline(always)]
 fn verdict(ctx: &SockAddrContext, d: &Decision, dest: &ctx::Dest) -> i32 {
     if d.action == action::DENY {
-        debug!(ctx, "refused port {} proto {} rule {}", dest.port, dest.proto, d.rule_id);
+        debug!(
+            ctx,
+            "refused port {} proto {} rule {}", dest.port, dest.proto, d.rule_id
+        );
         REFUSE
     } else {
         PASS

@@ -13,9 +13,9 @@ use aya_ebpf::{
 use jump_common::{
     counter, DestKey, DestValue, Event, Limits, PortKey, PortValue, RateKey, RateState,
     RuleTableChunk, SlotConfig, SockRecord, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey,
-    UserValue, ViaKey, ViaSet, MAX_LOCAL_ADDRS, MAX_SUBUID_BLOCKS, MAX_VIA_RULES, OWNER_SOCKETS,
-    RATE_KEYS, RULE_TABLE_CHUNKS, UID_HELD_ENTRIES,
-    Window, EVENTS_BYTES, MAX_DESTS, MAX_PORTS, HIT_COUNTED_RULES, MAX_USERS, MAX_WINDOWS, SLOT_COUNT,
+    UserValue, ViaKey, ViaSet, Window, EVENTS_BYTES, HIT_COUNTED_RULES, MAX_DESTS, MAX_LOCAL_ADDRS,
+    MAX_PORTS, MAX_SUBUID_BLOCKS, MAX_USERS, MAX_VIA_RULES, MAX_WINDOWS, OWNER_SOCKETS, RATE_KEYS,
+    RULE_TABLE_CHUNKS, SLOT_COUNT, UID_HELD_ENTRIES,
 };
 
 // Every map is pinned by name (under the daemon's pin directory) so that enforcement, policy and
@@ -29,16 +29,13 @@ pub static JUMP_ACTIVE: Array<u32> = Array::pinned(1, 0);
 pub static JUMP_SLOTS: Array<SlotConfig> = Array::pinned(SLOT_COUNT, 0);
 
 #[map]
-pub static JUMP_USERS: HashMap<UserKey, UserValue> =
-    HashMap::pinned(MAX_USERS * SLOT_COUNT, 0);
+pub static JUMP_USERS: HashMap<UserKey, UserValue> = HashMap::pinned(MAX_USERS * SLOT_COUNT, 0);
 
 #[map]
-pub static JUMP_DESTS: LpmTrie<DestKey, DestValue> =
-    LpmTrie::pinned(MAX_DESTS * SLOT_COUNT, 0);
+pub static JUMP_DESTS: LpmTrie<DestKey, DestValue> = LpmTrie::pinned(MAX_DESTS * SLOT_COUNT, 0);
 
 #[map]
-pub static JUMP_PORTS: LpmTrie<PortKey, PortValue> =
-    LpmTrie::pinned(MAX_PORTS * SLOT_COUNT, 0);
+pub static JUMP_PORTS: LpmTrie<PortKey, PortValue> = LpmTrie::pinned(MAX_PORTS * SLOT_COUNT, 0);
 
 #[map]
 pub static JUMP_WINDOWS: Array<Window> = Array::pinned(MAX_WINDOWS * SLOT_COUNT, 0);
@@ -50,7 +47,8 @@ pub static JUMP_EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
 pub static JUMP_COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(counter::LEN, 0);
 
 #[map]
-pub static JUMP_RULE_HITS: PerCpuArray<u64> = PerCpuArray::pinned(SLOT_COUNT * HIT_COUNTED_RULES * 3, 0);
+pub static JUMP_RULE_HITS: PerCpuArray<u64> =
+    PerCpuArray::pinned(SLOT_COUNT * HIT_COUNTED_RULES * 3, 0);
 
 #[map]
 pub static JUMP_LIMITS: Array<Limits> = Array::pinned(1, 0);

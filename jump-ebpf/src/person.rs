@@ -44,7 +44,13 @@ pub fn narrow(
     let timed = d.timed || l.timed;
     if rank(l.action) < rank(d.action) {
         // The event still names the task's uid (`d.uid`); its login uid is in the event too.
-        Decision { action: l.action, rule_id: l.rule_id, timed, decided_by: decided_by::LOGIN, ..d }
+        Decision {
+            action: l.action,
+            rule_id: l.rule_id,
+            timed,
+            decided_by: decided_by::LOGIN,
+            ..d
+        }
     } else {
         Decision { timed, ..d }
     }
@@ -54,7 +60,12 @@ pub fn narrow(
 /// too (with `identity: person` and a login uid set). Sets `deny.decided_by` when the login
 /// uid's profile took a flag away.
 #[inline(always)]
-pub fn narrow_flags(flags: u32, deny: &mut Decision, login: impl FnOnce() -> u32, by_login: impl FnOnce(u32) -> u32) -> u32 {
+pub fn narrow_flags(
+    flags: u32,
+    deny: &mut Decision,
+    login: impl FnOnce() -> u32,
+    by_login: impl FnOnce(u32) -> u32,
+) -> u32 {
     if deny.identity != identity::PERSON {
         return flags;
     }
@@ -76,7 +87,11 @@ pub fn session_holds(want: u32, have: u32) -> bool {
     if want == 0 {
         return true;
     }
-    let have = if have == SESSION_CURRENT { crate::audit_ids().1 } else { have };
+    let have = if have == SESSION_CURRENT {
+        crate::audit_ids().1
+    } else {
+        have
+    };
     // An unset session (a task no login started, or a socket without a record) matches none.
     have != LOGIN_UNSET && have == want
 }

@@ -83,7 +83,12 @@ pub fn ref_connect4_record(ctx: SockAddrContext) -> i32 {
         let map = core::ptr::from_ref(&REF_SOCKS).cast_mut().cast();
         // SAFETY: a non-null socket of this context; F_CREATE allocates a zeroed value.
         let p = unsafe {
-            bpf_sk_storage_get(map, sk.cast(), core::ptr::null_mut(), BPF_SK_STORAGE_GET_F_CREATE.into())
+            bpf_sk_storage_get(
+                map,
+                sk.cast(),
+                core::ptr::null_mut(),
+                BPF_SK_STORAGE_GET_F_CREATE.into(),
+            )
         } as *mut RefRecord;
         if !p.is_null() {
             // SAFETY: this socket's storage, valid during this program run.
@@ -99,7 +104,12 @@ pub fn ref_sock_create_record(ctx: SockContext) -> i32 {
     // SAFETY: the context's own socket (the helper takes the context pointer here); F_CREATE
     // allocates a zeroed value.
     let p = unsafe {
-        bpf_sk_storage_get(map, ctx.sock.cast(), core::ptr::null_mut(), BPF_SK_STORAGE_GET_F_CREATE.into())
+        bpf_sk_storage_get(
+            map,
+            ctx.sock.cast(),
+            core::ptr::null_mut(),
+            BPF_SK_STORAGE_GET_F_CREATE.into(),
+        )
     } as *mut RefRecord;
     if !p.is_null() {
         // SAFETY: this socket's storage, valid during this program run.

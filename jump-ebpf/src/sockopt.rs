@@ -121,7 +121,9 @@ impl Optval {
 }
 
 fn mapped(g: [u8; 4]) -> [u8; 16] {
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, g[0], g[1], g[2], g[3]]
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, g[0], g[1], g[2], g[3],
+    ]
 }
 
 enum Class {
@@ -176,13 +178,19 @@ pub fn judge(ctx: &SockoptContext) -> i32 {
         // (4)
         (
             SOL_IP,
-            IP_ADD_MEMBERSHIP | IP_ADD_SOURCE_MEMBERSHIP | IP_BLOCK_SOURCE | IP_UNBLOCK_SOURCE
+            IP_ADD_MEMBERSHIP
+            | IP_ADD_SOURCE_MEMBERSHIP
+            | IP_BLOCK_SOURCE
+            | IP_UNBLOCK_SOURCE
             | IP_MSFILTER,
         ) => Class::Join(v.group_at_start(false)),
         (SOL_IPV6, IPV6_ADD_MEMBERSHIP | IPV6_JOIN_ANYCAST) => Class::Join(v.group_at_start(true)),
         (
             SOL_IP | SOL_IPV6,
-            MCAST_JOIN_GROUP | MCAST_JOIN_SOURCE_GROUP | MCAST_BLOCK_SOURCE | MCAST_UNBLOCK_SOURCE
+            MCAST_JOIN_GROUP
+            | MCAST_JOIN_SOURCE_GROUP
+            | MCAST_BLOCK_SOURCE
+            | MCAST_UNBLOCK_SOURCE
             | MCAST_MSFILTER,
         ) => Class::Join(v.group_sockaddr()),
         _ => return PASS,
@@ -197,8 +205,20 @@ pub fn judge(ctx: &SockoptContext) -> i32 {
         Class::Join(group) => {
             let d = match group {
                 Some(addr) => {
-                    let family = if addr[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] { AF_INET } else { AF_INET6 };
-                    lookup::decide(who.uid, &Dest { addr, port: 0, proto: proto::IGMP, family })
+                    let family = if addr[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] {
+                        AF_INET
+                    } else {
+                        AF_INET6
+                    };
+                    lookup::decide(
+                        who.uid,
+                        &Dest {
+                            addr,
+                            port: 0,
+                            proto: proto::IGMP,
+                            family,
+                        },
+                    )
                 }
                 None => lookup::flags(who.uid).1,
             };
@@ -210,7 +230,12 @@ pub fn judge(ctx: &SockoptContext) -> i32 {
     };
     // The event names the option: its name where a destination port would be, its level
     // where a source port would be.
-    let shown = Dest { addr: g, port: name as u16, proto: proto::IGMP, family };
+    let shown = Dest {
+        addr: g,
+        port: name as u16,
+        proto: proto::IGMP,
+        family,
+    };
     crate::record(hook, &who, &shown, level as u16, &d);
     if d.action == jump_common::action::DENY {
         REFUSE

@@ -32,7 +32,12 @@ pub fn create(ctx: &SockContext) {
     // SAFETY: the context's own socket (the helper takes the context pointer at sock_create);
     // F_CREATE allocates a zeroed record. Failure (no memory) leaves it to `write`.
     let _ = unsafe {
-        bpf_sk_storage_get(map(), ctx.sock.cast(), core::ptr::null_mut(), BPF_SK_STORAGE_GET_F_CREATE.into())
+        bpf_sk_storage_get(
+            map(),
+            ctx.sock.cast(),
+            core::ptr::null_mut(),
+            BPF_SK_STORAGE_GET_F_CREATE.into(),
+        )
     };
 }
 
@@ -44,9 +49,21 @@ pub fn create(ctx: &SockContext) {
 /// uid and session are read only when a judgement needs them (below); otherwise events and
 /// revocations of the socket take them from `/proc` by the pid.
 #[inline(always)]
-pub fn write(ctx: &SockAddrContext, hook: u8, uid_gid: u64, dest: &Dest, d: &Decision, only_if_new: bool) {
+pub fn write(
+    ctx: &SockAddrContext,
+    hook: u8,
+    uid_gid: u64,
+    dest: &Dest,
+    d: &Decision,
+    only_if_new: bool,
+) {
     // SAFETY: the context pointer of this program; the verifier checks the field access.
-    let (protocol, sk) = unsafe { ((*ctx.sock_addr).protocol, (*ctx.sock_addr).__bindgen_anon_1.sk) };
+    let (protocol, sk) = unsafe {
+        (
+            (*ctx.sock_addr).protocol,
+            (*ctx.sock_addr).__bindgen_anon_1.sk,
+        )
+    };
     if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP || sk.is_null() {
         return;
     }
@@ -54,7 +71,12 @@ pub fn write(ctx: &SockAddrContext, hook: u8, uid_gid: u64, dest: &Dest, d: &Dec
     // allocated at sock_create, or allocates a zeroed one for a socket created before jump
     // was attached.
     let p = unsafe {
-        bpf_sk_storage_get(map(), sk.cast(), core::ptr::null_mut(), BPF_SK_STORAGE_GET_F_CREATE.into())
+        bpf_sk_storage_get(
+            map(),
+            sk.cast(),
+            core::ptr::null_mut(),
+            BPF_SK_STORAGE_GET_F_CREATE.into(),
+        )
     } as *mut SockRecord;
     if p.is_null() {
         // No memory for the record: the backstop then decides the packets by the creator.
@@ -112,7 +134,8 @@ pub fn of_packet(ctx: &SkBuffContext) -> Option<*mut SockRecord> {
     }
     // SAFETY: a non-null socket of this packet; flags 0 only looks up (the helper returns null
     // for sockets that are not full sockets).
-    let p = unsafe { bpf_sk_storage_get(map(), sk.cast(), core::ptr::null_mut(), 0) } as *mut SockRecord;
+    let p = unsafe { bpf_sk_storage_get(map(), sk.cast(), core::ptr::null_mut(), 0) }
+        as *mut SockRecord;
     // INVARIANT (blank record): a record no connect or send filled yet is no record.
     // SAFETY: a non-null pointer to this socket's storage, read at once.
     (!p.is_null() && unsafe { (*p).generation } != 0).then_some(p)
@@ -134,7 +157,10 @@ pub fn refresh(r: &mut SockRecord, d: &Decision) {
 /// is active, and the grant does not depend on time.
 #[inline(always)]
 pub fn settled(r: &SockRecord, ifindex: u32, active: u64) -> bool {
-    r.path_ifindex == ifindex && ifindex != 0 && r.generation == active && r.flags & record_flags::TIMED == 0
+    r.path_ifindex == ifindex
+        && ifindex != 0
+        && r.generation == active
+        && r.flags & record_flags::TIMED == 0
 }
 
 /// Notes that a packet of this socket left on `ifindex` with its path checked and the record's

@@ -14,7 +14,10 @@ use crate::maps::JUMP_SUBUIDS;
 pub fn owner(slot: u32, uid: u32) -> Option<u32> {
     let key = Key::new(
         SUBUID_FIXED_BITS + 32,
-        SubuidKey { slot_be: slot.to_be(), uid_be: uid.to_be() },
+        SubuidKey {
+            slot_be: slot.to_be(),
+            uid_be: uid.to_be(),
+        },
     );
     JUMP_SUBUIDS.get(&key).map(|v| v.owner)
 }
