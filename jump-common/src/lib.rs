@@ -28,6 +28,7 @@ pub mod maps {
     pub const LOCAL_ADDRS: &str = "JUMP_LOCAL_ADDRS";
     pub const HOST_NETNS: &str = "JUMP_HOST_NETNS";
     pub const VIAS: &str = "JUMP_VIAS";
+    pub const EXACT: &str = "JUMP_EXACT";
 }
 
 /// Capacities. The daemon refuses a policy whose compiled image does not fit, so a lookup never
@@ -122,6 +123,39 @@ pub struct PortKey {
     pub port_be: u16,
 }
 pub const PORT_FIXED_BITS: u32 = 80;
+
+/// Key of `JUMP_EXACT` (hash): the answer of both tries for one host destination and one port,
+/// looked up before them (lookup step 3a), so the common grant — a host and a port — costs one
+/// hash lookup instead of two trie walks.
+///
+/// The fields are the tries' own inputs, in the same form: `addr` is the normalised
+/// destination (IPv4-mapped) that `JUMP_DESTS` is searched with, so an address form reaches
+/// this map exactly when it reaches the same full-length trie entry. Host byte order for the
+/// rest (a hash compares whole keys; no field is matched by prefix); `_pad` is always zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExactKey {
+    pub slot: u32,
+    pub profile: u32,
+    pub addr: [u8; 16],
+    pub proto: u8,
+    pub _pad: u8,
+    pub port: u16,
+}
+
+/// The one candidate that decides at an `ExactKey`: the datapath writes an entry only where the
+/// trie's candidate list starts with an always-open candidate (which then decides, untimed).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExactValue {
+    pub rule_id: u32,
+    pub action: u8,
+    pub _pad: [u8; 3],
+}
+
+/// `JUMP_EXACT` entries per slot. A policy with more host-and-port pairs gets this many (any
+/// subset is correct: a miss falls through to the tries).
+pub const MAX_EXACT: u32 = 131_072;
 
 /// IP protocol numbers as the kernel programs see them.
 pub mod proto {
@@ -595,6 +629,9 @@ layout!(UserValue, size 8; profile @ 0, flags @ 4);
 layout!(DestKey, size 24; slot_be @ 0, profile_be @ 4, addr @ 8);
 layout!(DestValue, size 4; class @ 0);
 layout!(PortKey, size 12; slot_be @ 0, class_be @ 4, proto @ 8, _pad @ 9, port_be @ 10);
+layout!(ExactKey, size 28;
+    slot @ 0, profile @ 4, addr @ 8, proto @ 24, _pad @ 25, port @ 26);
+layout!(ExactValue, size 8; rule_id @ 0, action @ 4, _pad @ 5);
 layout!(Candidate, size 12; rule_id @ 0, window @ 4, action @ 8, _pad @ 9);
 layout!(PortValue, size 4 + 12 * MAX_CANDIDATES; len @ 0, candidates @ 4);
 layout!(Window, size 8 + 16 * MAX_INTERVALS; len @ 0, session @ 4, intervals @ 8);
@@ -629,6 +666,8 @@ mod pod {
     unsafe impl aya::Pod for DestValue {}
     unsafe impl aya::Pod for PortKey {}
     unsafe impl aya::Pod for PortValue {}
+    unsafe impl aya::Pod for ExactKey {}
+    unsafe impl aya::Pod for ExactValue {}
     unsafe impl aya::Pod for Window {}
     unsafe impl aya::Pod for SlotConfig {}
     unsafe impl aya::Pod for Event {}

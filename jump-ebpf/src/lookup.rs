@@ -7,6 +7,13 @@
 //!    owner's profile, and the decision is made and logged as the owner; else the profile for
 //!    every uid (`ANY_UID`).
 //! 3. The longest destination prefix of that profile gives the destination class.
+//!    a. First, the exact entry for (profile, address, protocol, port), if the compiled image
+//!       has one: the answer of steps 3–5 for a host destination and a single port, written by
+//!       the datapath only where the trie entries are full-length (/128 and a whole port, so
+//!       the longest matches by construction) and the list starts with an always-open
+//!       candidate (which decides, untimed). Its key is the tries' own input, so whatever
+//!       reaches it reaches the same trie entries (INVARIANT exact-is-trie, checked on
+//!       random policies by `compile/tests_prop.rs`).
 //! 4. The longest port prefix of (class, protocol) gives the candidate list.
 //! 5. The first candidate whose time window is open (and, for a session-scoped grant's window,
 //!    whose audit session is the task's: `person::session_holds`) decides; the compiler orders candidates
@@ -22,13 +29,13 @@
 
 use aya_ebpf::{helpers::generated::bpf_ktime_get_tai_ns, maps::lpm_trie::Key};
 use jump_common::{
-    action, DestKey, PortKey, SlotConfig, UserKey, UserValue, Window, ANY_UID, DEST_FIXED_BITS,
+    action, DestKey, ExactKey, PortKey, SlotConfig, UserKey, UserValue, Window, ANY_UID, DEST_FIXED_BITS,
     LISTEN_CLASS, MAX_CANDIDATES, MAX_INTERVALS, MAX_WINDOWS, PORT_FIXED_BITS, WINDOW_ALWAYS,
 };
 
 use crate::{
     ctx::Dest,
-    maps::{JUMP_ACTIVE, JUMP_DESTS, JUMP_PORTS, JUMP_SLOTS, JUMP_USERS, JUMP_WINDOWS},
+    maps::{JUMP_ACTIVE, JUMP_DESTS, JUMP_EXACT, JUMP_PORTS, JUMP_SLOTS, JUMP_USERS, JUMP_WINDOWS},
     person::{session_holds, SESSION_CURRENT},
     subuid,
 };
@@ -193,6 +200,20 @@ pub fn decide_in(uid: u32, session: u32, dest: &Dest) -> Decision {
     let Some(user) = a.user() else {
         return a.default();
     };
+    // (3a)
+    let ekey = ExactKey {
+        slot: a.slot,
+        profile: user.profile,
+        addr: dest.addr,
+        proto: dest.proto,
+        _pad: 0,
+        port: dest.port,
+    };
+    if let Some(e) = JUMP_EXACT.get_ptr(&ekey) {
+        // SAFETY: a non-null pointer into a map value, read at once.
+        let (action, rule_id) = unsafe { ((*e).action, (*e).rule_id) };
+        return a.decision(action, rule_id);
+    }
     // (3)
     let dkey = Key::new(
         DEST_FIXED_BITS + 128,

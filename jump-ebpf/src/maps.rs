@@ -4,6 +4,9 @@
 // Per-CPU LRU lists: an insert into a full map evicts from its own CPU's list instead of
 // scanning a shared one under a lock (measured: microseconds per connect with the common LRU).
 const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
+// Entries allocated as written rather than all up front: `JUMP_EXACT` is sized for the largest
+// policy, and most use a fraction of it. Lookups cost the same.
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 use aya_ebpf::{
     btf_maps::SkStorage,
@@ -11,10 +14,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use jump_common::{
-    counter, DestKey, DestValue, Event, Limits, PortKey, PortValue, RateKey, RateState,
+    counter, DestKey, DestValue, ExactKey, ExactValue, Event, Limits, PortKey, PortValue, RateKey, RateState,
     RuleTableChunk, SlotConfig, SockRecord, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey,
     UserValue, ViaKey, ViaSet, Window, EVENTS_BYTES, HIT_COUNTED_RULES, MAX_DESTS, MAX_LOCAL_ADDRS,
-    MAX_PORTS, MAX_SUBUID_BLOCKS, MAX_USERS, MAX_VIA_RULES, MAX_WINDOWS, OWNER_SOCKETS, RATE_KEYS,
+    MAX_EXACT, MAX_PORTS, MAX_SUBUID_BLOCKS, MAX_USERS, MAX_VIA_RULES, MAX_WINDOWS, OWNER_SOCKETS, RATE_KEYS,
     RULE_TABLE_CHUNKS, SLOT_COUNT, UID_HELD_ENTRIES,
 };
 
@@ -36,6 +39,10 @@ pub static JUMP_DESTS: LpmTrie<DestKey, DestValue> = LpmTrie::pinned(MAX_DESTS *
 
 #[map]
 pub static JUMP_PORTS: LpmTrie<PortKey, PortValue> = LpmTrie::pinned(MAX_PORTS * SLOT_COUNT, 0);
+
+#[map]
+pub static JUMP_EXACT: HashMap<ExactKey, ExactValue> =
+    HashMap::pinned(MAX_EXACT * SLOT_COUNT, BPF_F_NO_PREALLOC);
 
 #[map]
 pub static JUMP_WINDOWS: Array<Window> = Array::pinned(MAX_WINDOWS * SLOT_COUNT, 0);

@@ -6,7 +6,7 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
-use jump_common::{action, Candidate, ANY_UID, MAX_CANDIDATES};
+use jump_common::{action, Candidate, ANY_UID, MAX_CANDIDATES, MAX_EXACT, WINDOW_ALWAYS};
 
 use super::prefix::{same_prefix_128, same_prefix_16, same_prefix_32};
 
@@ -40,6 +40,18 @@ pub struct PortEntry {
     pub bits: u8,
     /// In precedence order, at most `MAX_CANDIDATES`.
     pub candidates: Vec<Candidate>,
+}
+
+/// One `JUMP_EXACT` entry (lookup step 3a): what both tries answer for a host destination and a
+/// single port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExactEntry {
+    pub profile: u32,
+    /// As the destination trie stores it (IPv4 mapped into IPv6).
+    pub addr: std::net::Ipv6Addr,
+    pub proto: u8,
+    pub port: u16,
+    pub verdict: Verdict,
 }
 
 /// One `JUMP_SUBUIDS` entry: the uids `first ..= first | (u32::MAX >> bits)` are `owner`'s
@@ -206,23 +218,68 @@ impl MapImage {
         }
     }
 
-    /// `lookup` for a task in audit session `session` (`LOGIN_UNSET`: none).
-    pub fn lookup_in(
+    /// Step (3a)'s entries, derived from the tries' own: for every full-length destination
+    /// entry (a /128, IPv4 mapped), each whole-port entry (16 bits) of its class whose list
+    /// starts with an always-open candidate.
+    ///
+    /// INVARIANT (exact-is-trie): at such a key the longest matches of both tries are these
+    /// full-length entries (nothing is longer), and the first candidate decides, untimed; so
+    /// the entry is the tries' answer, at any time and in any session. The key is the tries'
+    /// own input (profile, normalised address, protocol, port): no address form reaches an
+    /// entry without reaching the same trie entries. Checked on random policies by
+    /// `tests_prop`. At most `MAX_EXACT`, in destination order: any subset is correct, since
+    /// a miss goes on to the tries.
+    pub fn exact_entries(&self) -> Vec<ExactEntry> {
+        let mut by_class: BTreeMap<u32, Vec<&PortEntry>> = BTreeMap::new();
+        for p in &self.ports {
+            if p.bits == 16
+                && p.candidates
+                    .first()
+                    .is_some_and(|c| c.window == WINDOW_ALWAYS)
+            {
+                by_class.entry(p.class).or_default().push(p);
+            }
+        }
+        let mut out = Vec::new();
+        for d in &self.dests {
+            let (addr, len) = d.v6();
+            if len != 128 {
+                continue;
+            }
+            for p in by_class.get(&d.class).into_iter().flatten() {
+                if out.len() == MAX_EXACT as usize {
+                    return out;
+                }
+                let c = p.candidates[0];
+                out.push(ExactEntry {
+                    profile: d.profile,
+                    addr,
+                    proto: p.proto,
+                    port: p.port,
+                    verdict: Verdict {
+                        action: c.action,
+                        rule_id: c.rule_id,
+                    },
+                });
+            }
+        }
+        out
+    }
+
+    /// Steps (3)–(6) for a profile, through the tries alone (no exact entry): what an exact
+    /// entry must agree with.
+    pub fn by_tries(
         &self,
-        uid: u32,
-        session: u32,
+        profile: u32,
         addr: IpAddr,
         proto: u8,
         port: u16,
         now_ns: u64,
+        session: u32,
     ) -> Verdict {
         let default = Verdict {
             action: self.default_action,
             rule_id: 0,
-        };
-        // (2)
-        let Some(profile) = self.user(uid).1 else {
-            return default;
         };
         // (3)
         let addr = u128::from(to_v6(addr));
@@ -244,6 +301,28 @@ impl MapImage {
         }
         // (6)
         default
+    }
+
+    /// `lookup` for a task in audit session `session` (`LOGIN_UNSET`: none).
+    pub fn lookup_in(
+        &self,
+        uid: u32,
+        session: u32,
+        addr: IpAddr,
+        proto: u8,
+        port: u16,
+        now_ns: u64,
+    ) -> Verdict {
+        let default = Verdict {
+            action: self.default_action,
+            rule_id: 0,
+        };
+        // (2)
+        let Some(profile) = self.user(uid).1 else {
+            return default;
+        };
+        // (3a) is not emulated: by INVARIANT (exact-is-trie) its answer is the tries'.
+        self.by_tries(profile, addr, proto, port, now_ns, session)
     }
 
     /// May `uid` bind and accept on (`proto`, `port`)? Emulates `lookup::listen` in

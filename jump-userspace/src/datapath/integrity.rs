@@ -5,8 +5,8 @@
 //! writing.
 //!
 //! Owned (compared): `JUMP_ACTIVE`, the active slot's `JUMP_SLOTS` entry, `JUMP_LIMITS`, every
-//! entry of `JUMP_USERS`, `JUMP_DESTS`, `JUMP_PORTS` and `JUMP_SUBUIDS` (an entry of the
-//! inactive slot is extra: a reload empties it), the time windows the image uses, and the
+//! entry of `JUMP_USERS`, `JUMP_DESTS`, `JUMP_PORTS`, `JUMP_EXACT` and `JUMP_SUBUIDS` (an entry
+//! of the inactive slot is extra: a reload empties it), the time windows the image uses, and the
 //! host's addresses and namespace for the source check (`JUMP_LOCAL_ADDRS`, `JUMP_HOST_NETNS`,
 //! compared in `Kernel::verify`). Not
 //! owned: what the kernel programs write (counters, rule hits, rate-limit state, socket
@@ -15,8 +15,8 @@
 use std::{collections::BTreeMap, fmt::Debug};
 
 use jump_common::{
-    DestKey, DestValue, Limits, PortKey, PortValue, SlotConfig, SubuidKey, SubuidValue, UserKey,
-    UserValue, Window,
+    DestKey, DestValue, ExactKey, ExactValue, Limits, PortKey, PortValue, SlotConfig, SubuidKey,
+    SubuidValue, UserKey, UserValue, Window,
 };
 
 use super::SlotImage;
@@ -37,6 +37,7 @@ pub struct ReadBack {
     pub users: Vec<(UserKey, UserValue)>,
     pub dests: Vec<(u32, DestKey, DestValue)>,
     pub ports: Vec<(u32, PortKey, PortValue)>,
+    pub exact: Vec<(ExactKey, ExactValue)>,
     pub subuids: Vec<(u32, SubuidKey, SubuidValue)>,
     /// The windows at the indexes `written.image.windows` uses.
     pub windows: Vec<(u32, Window)>,
@@ -152,6 +153,10 @@ pub fn compare(w: &Written, limits: &Limits, r: &ReadBack) -> Vec<String> {
         &diff_entries(split(w.image.ports.clone()), split(r.ports.clone())),
     ));
     out.extend(describe(
+        maps::EXACT,
+        &diff_entries(w.image.exact.clone(), r.exact.clone()),
+    ));
+    out.extend(describe(
         maps::SUBUIDS,
         &diff_entries(split(w.image.subuids.clone()), split(r.subuids.clone())),
     ));
@@ -191,6 +196,7 @@ mod tests {
             users: w.image.users.clone(),
             dests: w.image.dests.clone(),
             ports: w.image.ports.clone(),
+            exact: w.image.exact.clone(),
             subuids: w.image.subuids.clone(),
             windows: w.image.windows.clone(),
         }

@@ -20,9 +20,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use jump_common::{
-    counter, maps, rule_hit_index, DestKey, DestValue, Limits, PortKey, PortValue, RuleTableChunk,
-    SlotConfig, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey, UserValue, ViaKey, ViaSet,
-    Window, HIT_COUNTED_RULES, RULE_TABLE_CHUNK, RULE_TABLE_CHUNKS,
+    counter, maps, rule_hit_index, DestKey, DestValue, ExactKey, ExactValue, Limits, PortKey,
+    PortValue, RuleTableChunk, SlotConfig, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey,
+    UserValue, ViaKey, ViaSet, Window, HIT_COUNTED_RULES, RULE_TABLE_CHUNK, RULE_TABLE_CHUNKS,
 };
 use nix::time::{clock_gettime, ClockId};
 
@@ -515,6 +515,16 @@ impl Kernel {
         for k in &stale {
             ports.remove(k).ok();
         }
+        let mut exact: HashMap<_, ExactKey, ExactValue> =
+            HashMap::try_from(self.map_mut(maps::EXACT)?)?;
+        let stale: Vec<ExactKey> = exact
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.slot == slot)
+            .collect();
+        for k in &stale {
+            exact.remove(k).ok();
+        }
         let mut vias: HashMap<_, ViaKey, ViaSet> = HashMap::try_from(self.map_mut(maps::VIAS)?)?;
         let stale: Vec<ViaKey> = vias
             .keys()
@@ -555,6 +565,11 @@ impl Kernel {
         for (len, k, _) in &s.ports {
             ports.remove(&Key::new(*len, *k)).ok();
         }
+        let mut exact: HashMap<_, ExactKey, ExactValue> =
+            HashMap::try_from(self.map_mut(maps::EXACT)?)?;
+        for (k, _) in &s.exact {
+            exact.remove(k).ok();
+        }
         let mut vias: HashMap<_, ViaKey, ViaSet> = HashMap::try_from(self.map_mut(maps::VIAS)?)?;
         for (k, _) in &s.vias {
             vias.remove(k).ok();
@@ -588,6 +603,13 @@ impl Kernel {
             ports
                 .insert(&Key::new(*len, *k), v, 0)
                 .context("failed to write a port entry")?;
+        }
+        let mut exact: HashMap<_, ExactKey, ExactValue> =
+            HashMap::try_from(self.map_mut(maps::EXACT)?)?;
+        for (k, v) in &s.exact {
+            exact
+                .insert(k, v, 0)
+                .context("failed to write an exact destination entry")?;
         }
         let mut vias: HashMap<_, ViaKey, ViaSet> = HashMap::try_from(self.map_mut(maps::VIAS)?)?;
         for (k, v) in &s.vias {
@@ -712,6 +734,7 @@ impl Kernel {
         let slots: Array<_, SlotConfig> = Array::try_from(self.map(maps::SLOTS)?)?;
         let limits: Array<_, Limits> = Array::try_from(self.map(maps::LIMITS)?)?;
         let users: HashMap<_, UserKey, UserValue> = HashMap::try_from(self.map(maps::USERS)?)?;
+        let exact: HashMap<_, ExactKey, ExactValue> = HashMap::try_from(self.map(maps::EXACT)?)?;
         let windows: Array<_, Window> = Array::try_from(self.map(maps::WINDOWS)?)?;
         Ok(ReadBack {
             active: self.active_slot()?,
@@ -720,6 +743,7 @@ impl Kernel {
             users: users.iter().collect::<Result<_, _>>()?,
             dests: self.lpm_entries::<DestKey, DestValue>(maps::DESTS)?,
             ports: self.lpm_entries::<PortKey, PortValue>(maps::PORTS)?,
+            exact: exact.iter().collect::<Result<_, _>>()?,
             subuids: self.lpm_entries::<SubuidKey, SubuidValue>(maps::SUBUIDS)?,
             windows: w
                 .image
@@ -789,6 +813,16 @@ impl Kernel {
         let rewrite: std::collections::BTreeSet<_> = d.changed.iter().chain(&d.missing).collect();
         for (k, v) in w.image.users.iter().filter(|(k, _)| rewrite.contains(k)) {
             users.insert(k, v, 0)?;
+        }
+        let mut exact: HashMap<_, ExactKey, ExactValue> =
+            HashMap::try_from(self.map_mut(maps::EXACT)?)?;
+        let d = integrity::diff_entries(w.image.exact.clone(), r.exact);
+        for k in &d.extra {
+            exact.remove(k).ok();
+        }
+        let rewrite: std::collections::BTreeSet<_> = d.changed.iter().chain(&d.missing).collect();
+        for (k, v) in w.image.exact.iter().filter(|(k, _)| rewrite.contains(k)) {
+            exact.insert(k, v, 0)?;
         }
         self.restore_lpm(maps::DESTS, &w.image.dests, r.dests)?;
         self.restore_lpm(maps::PORTS, &w.image.ports, r.ports)?;

@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use jump_common::{
-    action, profile_flags, proto, Candidate, DestKey, DestValue, PortKey, PortValue, SlotConfig,
-    SubuidKey, SubuidValue, UserKey, UserValue, ViaKey, ViaSet, Window, DEST_FIXED_BITS,
-    MAX_CANDIDATES, MAX_DESTS, MAX_INTERVALS, MAX_PORTS, MAX_SUBUID_BLOCKS, MAX_USERS,
-    MAX_VIA_INTERFACES, MAX_WINDOWS, PORT_FIXED_BITS, SUBUID_FIXED_BITS,
+    action, profile_flags, proto, Candidate, DestKey, DestValue, ExactKey, ExactValue, PortKey,
+    PortValue, SlotConfig, SubuidKey, SubuidValue, UserKey, UserValue, ViaKey, ViaSet, Window,
+    DEST_FIXED_BITS, MAX_CANDIDATES, MAX_DESTS, MAX_INTERVALS, MAX_PORTS, MAX_SUBUID_BLOCKS,
+    MAX_USERS, MAX_VIA_INTERFACES, MAX_WINDOWS, PORT_FIXED_BITS, SUBUID_FIXED_BITS,
 };
 
 use crate::compile::image::MapImage;
@@ -21,6 +21,9 @@ pub struct SlotImage {
     /// (prefix length, key data, value)
     pub dests: Vec<(u32, DestKey, DestValue)>,
     pub ports: Vec<(u32, PortKey, PortValue)>,
+    /// Lookup step 3a: the tries' answers for host-and-port destinations
+    /// (`MapImage::exact_entries`).
+    pub exact: Vec<(ExactKey, ExactValue)>,
     /// (array index, value)
     pub windows: Vec<(u32, Window)>,
     pub vias: Vec<(ViaKey, ViaSet)>,
@@ -127,6 +130,29 @@ impl SlotImage {
                 Ok((PORT_FIXED_BITS + u32::from(p.bits), key, value))
             })
             .collect::<anyhow::Result<_>>()?;
+        // Derived here, from the image as written, so every transform of the image (audit
+        // mode, grants) is reflected in it.
+        let exact = image
+            .exact_entries()
+            .into_iter()
+            .map(|e| {
+                (
+                    ExactKey {
+                        slot,
+                        profile: e.profile,
+                        addr: e.addr.octets(),
+                        proto: e.proto,
+                        _pad: 0,
+                        port: e.port,
+                    },
+                    ExactValue {
+                        rule_id: e.verdict.rule_id,
+                        action: e.verdict.action,
+                        _pad: [0; 3],
+                    },
+                )
+            })
+            .collect();
         let windows = image
             .windows
             .iter()
@@ -181,6 +207,7 @@ impl SlotImage {
             users,
             dests,
             ports,
+            exact,
             windows,
             vias,
             subuids,
