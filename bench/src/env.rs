@@ -58,11 +58,9 @@ pub fn reference(
     Ok(p)
 }
 
-/// The policy pipeline timer (a jump-userspace example), built in the same profile.
+/// The policy pipeline timer (this crate's `policy-compile-time`), built in the same profile.
 pub fn compile_time_bin(bins: &Bins) -> PathBuf {
-    bins.probe
-        .with_file_name("examples")
-        .join("policy-compile-time")
+    bins.probe.with_file_name("policy-compile-time")
 }
 
 /// A child process, ended by its pid on drop: SIGTERM, then SIGKILL after 5 s.
