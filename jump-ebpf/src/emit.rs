@@ -95,7 +95,7 @@ fn admit(key: &RateKey, limits: &Limits, now: u64) -> Option<u32> {
             suppressed: 0,
         };
         // An insert that fails (a racing CPU inserted first) only costs one unlimited event.
-        let _ = JUMP_RATE.insert(key, &fresh, 0);
+        let _ = JUMP_RATE.insert(key, fresh, 0);
         return Some(0);
     };
     // SAFETY: a pointer into this LRU map's value, valid during this run. Two CPUs may update
@@ -118,12 +118,12 @@ fn admit(key: &RateKey, limits: &Limits, now: u64) -> Option<u32> {
 /// The uid's entry of `JUMP_UID_HELD`, created on first use; `None` only when the map is full.
 #[inline(always)]
 fn held_entry(uid: u32) -> Option<*mut UidHeld> {
-    if let Some(p) = JUMP_UID_HELD.get_ptr_mut(&uid) {
+    if let Some(p) = JUMP_UID_HELD.get_ptr_mut(uid) {
         return Some(p);
     }
     // A racing CPU may insert first; either way the entry then exists.
-    let _ = JUMP_UID_HELD.insert(&uid, &ZERO_HELD, BPF_NOEXIST);
-    JUMP_UID_HELD.get_ptr_mut(&uid)
+    let _ = JUMP_UID_HELD.insert(uid, ZERO_HELD, BPF_NOEXIST);
+    JUMP_UID_HELD.get_ptr_mut(uid)
 }
 
 /// The uid's budget (GCRA, the token bucket as one timestamp): takes a token if there is one.
@@ -194,11 +194,11 @@ fn hold(h: Option<*mut UidHeld>, why: Held, uid: u32, action: u8, dest: &Dest, n
 /// destination estimate a little, never a count.
 #[inline(always)]
 fn sketch(uid: u32, dest: &Dest, now: u64) {
-    let p = match JUMP_UID_SKETCH.get_ptr_mut(&uid) {
+    let p = match JUMP_UID_SKETCH.get_ptr_mut(uid) {
         Some(p) => p,
         None => {
-            let _ = JUMP_UID_SKETCH.insert(&uid, &ZERO_SKETCH, BPF_NOEXIST);
-            let Some(p) = JUMP_UID_SKETCH.get_ptr_mut(&uid) else {
+            let _ = JUMP_UID_SKETCH.insert(uid, ZERO_SKETCH, BPF_NOEXIST);
+            let Some(p) = JUMP_UID_SKETCH.get_ptr_mut(uid) else {
                 return;
             };
             p

@@ -127,7 +127,7 @@ pub fn sock_create(ctx: SockContext) -> i32 {
         // `fchown`ed to (which moves `sk_uid`); a connect records its connector instead.
         // SAFETY: the helper reads the socket of this program's context.
         let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
-        let _ = maps::JUMP_OWNERS.insert(&cookie, &uid, 0);
+        let _ = maps::JUMP_OWNERS.insert(cookie, uid, 0);
         return PASS;
     }
     let dest = ctx::Dest {
@@ -155,7 +155,7 @@ pub fn sock_release(ctx: SockContext) -> i32 {
     }
     // SAFETY: the helper reads the socket of this program's context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
-    let _ = maps::JUMP_OWNERS.remove(&cookie);
+    let _ = maps::JUMP_OWNERS.remove(cookie);
     PASS
 }
 
