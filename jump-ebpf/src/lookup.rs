@@ -8,12 +8,12 @@
 //!    every uid (`ANY_UID`).
 //! 3. The longest destination prefix of that profile gives the destination class.
 //!    a. First, the exact entry for (profile, address, protocol, port), if the compiled image
-//!       has one: the answer of steps 3–5 for a host destination and a single port, written by
-//!       the datapath only where the trie entries are full-length (/128 and a whole port, so
-//!       the longest matches by construction) and the list starts with an always-open
+//!       has one: the answer of steps 3–5 for a host destination and a port of a small block,
+//!       written by the datapath only where the destination entry is full-length (/128), no
+//!       longer port block contains the port, and the list starts with an always-open
 //!       candidate (which decides, untimed). Its key is the tries' own input, so whatever
-//!       reaches it reaches the same trie entries (INVARIANT exact-is-trie, checked on
-//!       random policies by `compile/tests_prop.rs`).
+//!       reaches it reaches the same trie entries (INVARIANT exact-is-trie,
+//!       `MapImage::exact_entries`, checked on random policies by `compile/tests_prop.rs`).
 //! 4. The longest port prefix of (class, protocol) gives the candidate list.
 //! 5. The first candidate whose time window is open (and, for a session-scoped grant's window,
 //!    whose audit session is the task's: `person::session_holds`) decides; the compiler orders candidates
@@ -29,13 +29,14 @@
 
 use aya_ebpf::{helpers::generated::bpf_ktime_get_tai_ns, maps::lpm_trie::Key};
 use jump_common::{
-    action, DestKey, ExactKey, PortKey, SlotConfig, UserKey, UserValue, Window, ANY_UID, DEST_FIXED_BITS,
-    LISTEN_CLASS, MAX_CANDIDATES, MAX_INTERVALS, MAX_WINDOWS, PORT_FIXED_BITS, WINDOW_ALWAYS,
+    action, DestKey, ExactKey, PortKey, SlotConfig, UserKey, UserValue, Window, ANY_UID,
+    DEST_FIXED_BITS, LISTEN_CLASS, MAX_CANDIDATES, MAX_INTERVALS, MAX_WINDOWS, PORT_FIXED_BITS,
+    WINDOW_ALWAYS,
 };
 
 use crate::{
     ctx::Dest,
-    maps::{JUMP_ACTIVE, JUMP_DESTS, JUMP_EXACT, JUMP_PORTS, JUMP_SLOTS, JUMP_USERS, JUMP_WINDOWS},
+    maps::{self, JUMP_ACTIVE, JUMP_DESTS, JUMP_PORTS, JUMP_SLOTS, JUMP_USERS, JUMP_WINDOWS},
     person::{session_holds, SESSION_CURRENT},
     subuid,
 };
@@ -209,9 +210,7 @@ pub fn decide_in(uid: u32, session: u32, dest: &Dest) -> Decision {
         _pad: 0,
         port: dest.port,
     };
-    if let Some(e) = JUMP_EXACT.get_ptr(&ekey) {
-        // SAFETY: a non-null pointer into a map value, read at once.
-        let (action, rule_id) = unsafe { ((*e).action, (*e).rule_id) };
+    if let Some((action, rule_id)) = maps::exact(&ekey) {
         return a.decision(action, rule_id);
     }
     // (3)

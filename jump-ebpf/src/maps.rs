@@ -15,11 +15,11 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use jump_common::{
-    counter, DestKey, DestValue, ExactKey, ExactValue, Event, Limits, PortKey, PortValue, RateKey, RateState,
-    RuleTableChunk, SlotConfig, SockRecord, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey,
-    UserValue, ViaKey, ViaSet, Window, EVENTS_BYTES, HIT_COUNTED_RULES, MAX_DESTS, MAX_LOCAL_ADDRS,
-    MAX_EXACT, MAX_PORTS, MAX_SUBUID_BLOCKS, MAX_USERS, MAX_VIA_RULES, MAX_WINDOWS, OWNER_SOCKETS, RATE_KEYS,
-    RULE_TABLE_CHUNKS, SLOT_COUNT, UID_HELD_ENTRIES,
+    counter, DestKey, DestValue, Event, ExactKey, ExactValue, Limits, PortKey, PortValue, RateKey,
+    RateState, RuleTableChunk, SlotConfig, SockRecord, SubuidKey, SubuidValue, UidHeld, UidSketch,
+    UserKey, UserValue, ViaKey, ViaSet, Window, EVENTS_BYTES, HIT_COUNTED_RULES, MAX_DESTS,
+    MAX_EXACT, MAX_LOCAL_ADDRS, MAX_PORTS, MAX_SUBUID_BLOCKS, MAX_USERS, MAX_VIA_RULES,
+    MAX_WINDOWS, OWNER_SOCKETS, RATE_KEYS, RULE_TABLE_CHUNKS, SLOT_COUNT, UID_HELD_ENTRIES,
 };
 
 // Every map is pinned by name (under the daemon's pin directory) so that enforcement, policy and
@@ -44,6 +44,15 @@ pub static JUMP_PORTS: LpmTrie<PortKey, PortValue> = LpmTrie::pinned(MAX_PORTS *
 #[map]
 pub static JUMP_EXACT: HashMap<ExactKey, ExactValue> =
     HashMap::pinned(MAX_EXACT * SLOT_COUNT, BPF_F_NO_PREALLOC);
+
+/// The exact entry for `key` (lookup step 3a): (action, rule id).
+#[inline(always)]
+pub fn exact(key: &ExactKey) -> Option<(u8, u32)> {
+    // SAFETY: a pointer into this map's value, read at once.
+    JUMP_EXACT
+        .get_ptr(key)
+        .map(|e| unsafe { ((*e).action, (*e).rule_id) })
+}
 
 #[map]
 pub static JUMP_WINDOWS: Array<Window> = Array::pinned(MAX_WINDOWS * SLOT_COUNT, 0);

@@ -3,7 +3,10 @@
 //! emulates the kernel's lookups over it (the same precedence as `jump-ebpf/src/lookup.rs`), so
 //! the compiler can be checked against the reference evaluator without root.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
 use ipnet::IpNet;
 use jump_common::{action, Candidate, ANY_UID, MAX_CANDIDATES, MAX_EXACT, WINDOW_ALWAYS};
@@ -41,6 +44,9 @@ pub struct PortEntry {
     /// In precedence order, at most `MAX_CANDIDATES`.
     pub candidates: Vec<Candidate>,
 }
+
+/// The largest port block (a power of two) whose ports get exact entries one by one.
+pub const EXACT_BLOCK_PORTS: u16 = 16;
 
 /// One `JUMP_EXACT` entry (lookup step 3a): what both tries answer for a host destination and a
 /// single port.
@@ -219,20 +225,28 @@ impl MapImage {
     }
 
     /// Step (3a)'s entries, derived from the tries' own: for every full-length destination
-    /// entry (a /128, IPv4 mapped), each whole-port entry (16 bits) of its class whose list
-    /// starts with an always-open candidate.
+    /// entry (a /128, IPv4 mapped), each port of a small port block of its class (at most
+    /// `EXACT_BLOCK_PORTS`: a single port, or e.g. `7000-7001`) that no longer block of the
+    /// same class and protocol contains, where the block's list starts with an always-open
+    /// candidate.
     ///
-    /// INVARIANT (exact-is-trie): at such a key the longest matches of both tries are these
-    /// full-length entries (nothing is longer), and the first candidate decides, untimed; so
-    /// the entry is the tries' answer, at any time and in any session. The key is the tries'
-    /// own input (profile, normalised address, protocol, port): no address form reaches an
-    /// entry without reaching the same trie entries. Checked on random policies by
-    /// `tests_prop`. At most `MAX_EXACT`, in destination order: any subset is correct, since
-    /// a miss goes on to the tries.
+    /// INVARIANT (exact-is-trie): at such a key the destination trie's longest match is that
+    /// full-length entry (nothing is longer) and the port trie's is that block (no longer one
+    /// contains the port), and the first candidate decides, untimed; so the entry is the
+    /// tries' answer, at any time and in any session. The key is the tries' own input
+    /// (profile, normalised address, protocol, port): no address form reaches an entry without
+    /// reaching the same trie entries. Checked on random policies by `tests_prop`. At most
+    /// `MAX_EXACT`, in destination order: any subset is correct, since a miss goes on to the
+    /// tries.
     pub fn exact_entries(&self) -> Vec<ExactEntry> {
+        let blocks: BTreeSet<(u32, u8, u16, u8)> = self
+            .ports
+            .iter()
+            .map(|p| (p.class, p.proto, p.port, p.bits))
+            .collect();
         let mut by_class: BTreeMap<u32, Vec<&PortEntry>> = BTreeMap::new();
         for p in &self.ports {
-            if p.bits == 16
+            if p.bits >= 16 - EXACT_BLOCK_PORTS.trailing_zeros() as u8
                 && p.candidates
                     .first()
                     .is_some_and(|c| c.window == WINDOW_ALWAYS)
@@ -240,6 +254,13 @@ impl MapImage {
                 by_class.entry(p.class).or_default().push(p);
             }
         }
+        // Whether a block longer than `bits` of (class, proto) contains `port`.
+        let shadowed = |class: u32, proto: u8, port: u16, bits: u8| {
+            (bits + 1..=16).any(|b| {
+                let mask = !(u16::MAX.checked_shr(u32::from(b)).unwrap_or(0));
+                blocks.contains(&(class, proto, port & mask, b))
+            })
+        };
         let mut out = Vec::new();
         for d in &self.dests {
             let (addr, len) = d.v6();
@@ -247,20 +268,26 @@ impl MapImage {
                 continue;
             }
             for p in by_class.get(&d.class).into_iter().flatten() {
-                if out.len() == MAX_EXACT as usize {
-                    return out;
-                }
                 let c = p.candidates[0];
-                out.push(ExactEntry {
-                    profile: d.profile,
-                    addr,
-                    proto: p.proto,
-                    port: p.port,
-                    verdict: Verdict {
-                        action: c.action,
-                        rule_id: c.rule_id,
-                    },
-                });
+                let last = p.port | u16::MAX.checked_shr(u32::from(p.bits)).unwrap_or(0);
+                for port in p.port..=last {
+                    if shadowed(p.class, p.proto, port, p.bits) {
+                        continue;
+                    }
+                    if out.len() == MAX_EXACT as usize {
+                        return out;
+                    }
+                    out.push(ExactEntry {
+                        profile: d.profile,
+                        addr,
+                        proto: p.proto,
+                        port,
+                        verdict: Verdict {
+                            action: c.action,
+                            rule_id: c.rule_id,
+                        },
+                    });
+                }
             }
         }
         out
