@@ -6,14 +6,14 @@
 //! 2. The uid's own profile; else, for a subordinate uid (`/etc/subuid`, `subuid.rs`), its
 //!    owner's profile, and the decision is made and logged as the owner; else the profile for
 //!    every uid (`ANY_UID`).
-//! 3. The longest destination prefix of that profile gives the destination class.
-//!    a. First, the exact entry for (profile, address, protocol, port), if the compiled image
-//!       has one: the answer of steps 3–5 for a host destination and a port of a small block,
-//!       written by the datapath only where the destination entry is full-length (/128), no
-//!       longer port block contains the port, and the list starts with an always-open
-//!       candidate (which decides, untimed). Its key is the tries' own input, so whatever
-//!       reaches it reaches the same trie entries (INVARIANT exact-is-trie,
-//!       `MapImage::exact_entries`, checked on random policies by `compile/tests_prop.rs`).
+//! 3. The longest destination prefix of that profile gives the destination class. Before it
+//!    (3a), the exact entry for (profile, address, protocol, port), if the compiled image has
+//!    one: the answer of steps 3–5 for a host destination and a port of a small block, written
+//!    by the datapath only where the destination entry is full-length (/128), no longer port
+//!    block contains the port, and the list starts with an always-open candidate (which
+//!    decides, untimed). Its key is the tries' own input, so whatever reaches it reaches the
+//!    same trie entries (INVARIANT exact-is-trie, `MapImage::exact_entries`, checked on random
+//!    policies by `compile/tests_prop.rs`).
 //! 4. The longest port prefix of (class, protocol) gives the candidate list.
 //! 5. The first candidate whose time window is open (and, for a session-scoped grant's window,
 //!    whose audit session is the task's: `person::session_holds`) decides; the compiler orders candidates
