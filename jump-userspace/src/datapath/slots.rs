@@ -308,6 +308,67 @@ mod tests {
     }
 
     #[test]
+    fn a_host_and_a_port_block_get_exact_keys_as_the_kernel_asks() {
+        let c = |rule_id, window| Candidate {
+            rule_id,
+            window,
+            action: action::ALLOW,
+            _pad: [0; 3],
+        };
+        let port = |port, bits, candidates| PortEntry {
+            class: 5,
+            proto: 6,
+            port,
+            bits,
+            candidates,
+        };
+        let image = MapImage {
+            dests: vec![
+                DestEntry {
+                    profile: 3,
+                    net: "198.51.100.10/32".parse().unwrap(),
+                    class: 5,
+                },
+                // Not a host: the tries alone answer for it.
+                DestEntry {
+                    profile: 3,
+                    net: "198.51.100.0/24".parse().unwrap(),
+                    class: 5,
+                },
+            ],
+            ports: vec![
+                // 7000-7001, with 7001 carved out by a longer block of its own.
+                port(7000, 15, vec![c(4, 0)]),
+                port(7001, 16, vec![c(6, 0)]),
+                // Timed first: the kernel must see the window, so no exact entry.
+                port(22, 16, vec![c(8, 2)]),
+                // More than 16 ports: left to the trie.
+                port(1024, 8, vec![c(9, 0)]),
+            ],
+            ..Default::default()
+        };
+        let s = SlotImage::build(&image, 1, 7, 0).unwrap();
+        let addr = "::ffff:198.51.100.10"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        let got: Vec<(u16, u32)> = s.exact.iter().map(|(k, v)| (k.port, v.rule_id)).collect();
+        assert_eq!(
+            got,
+            [(7000, 4), (7001, 6)],
+            "one entry per port of the 7000/15 block, 7001 from its longer block"
+        );
+        for (k, v) in &s.exact {
+            assert_eq!(
+                (k.slot, k.profile, k.addr, k.proto, k._pad),
+                (1, 3, addr, 6, 0),
+                "the key is what connect4 asks: slot, profile, IPv4-mapped host, protocol"
+            );
+            assert_eq!(v.action, action::ALLOW);
+        }
+    }
+
+    #[test]
     fn only_profiles_with_an_icmp_grant_may_open_ping_sockets() {
         let allow = Candidate {
             rule_id: 1,
