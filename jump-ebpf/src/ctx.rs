@@ -1,7 +1,15 @@
-//! Raw reads from the program contexts, and nothing else: each returns plain values so the
-//! decision code above it stays safe.
+//! Raw reads from the program contexts and the current task, and nothing else: each returns
+//! plain values so the decision code above it stays safe.
 
-use aya_ebpf::programs::{SkBuffContext, SockAddrContext, SockContext};
+use aya_ebpf::{
+    helpers::{
+        bpf_probe_read_kernel,
+        generated::{bpf_get_current_task, bpf_get_socket_cookie},
+    },
+    programs::{SkBuffContext, SockAddrContext, SockContext},
+    Global,
+};
+use jump_common::proto;
 
 /// The destination of a `sock_addr` hook, normalised for lookup.
 pub struct Dest {
@@ -13,9 +21,23 @@ pub struct Dest {
     pub family: u16,
 }
 
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
-const IPPROTO_ICMPV6: u32 = 58;
+// Kernel ABI numbers the contexts carry: address families (include/linux/socket.h), socket
+// types (include/linux/net.h) and protocols as the socket hooks give them, 32 bits wide
+// (include/uapi/linux/in.h; packet headers carry the one-byte forms in `jump_common::proto`).
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+pub const SOCK_STREAM: u32 = 1;
+pub const SOCK_DGRAM: u32 = 2;
+pub const SOCK_RAW: u32 = 3;
+/// `socket(…, 0)`: the socket type's default protocol (TCP for streams, UDP for datagrams).
+pub const IPPROTO_DEFAULT: u32 = 0;
+pub const IPPROTO_ICMP: u32 = proto::ICMP as u32;
+pub const IPPROTO_TCP: u32 = proto::TCP as u32;
+pub const IPPROTO_UDP: u32 = proto::UDP as u32;
+pub const IPPROTO_ICMPV6: u32 = proto::ICMPV6 as u32;
+/// The protocol of what is not a TCP, UDP or ICMP header, or does not fit a byte: 255, which
+/// IANA reserves and no grant names, so it fails closed.
+pub const PROTO_NONE: u8 = u8::MAX;
 
 /// The IPv4-mapped form of an IPv4 address given in network byte order as the kernel stores it.
 fn mapped_v4(ip4_be: u32) -> [u8; 16] {
@@ -115,6 +137,43 @@ pub fn bind6(ctx: &SockAddrContext) -> Dest {
     dest6(ctx)
 }
 
+/// The cookie of the socket of a `sock_create` or `sock_release` context.
+#[inline(always)]
+pub fn sock_cookie(ctx: &SockContext) -> u64 {
+    // SAFETY: the helper reads the socket of this program's context.
+    unsafe { bpf_get_socket_cookie(ctx.sock.cast()) }
+}
+
+/// The cookie of the socket that sent an egress packet.
+#[inline(always)]
+pub fn skb_cookie(ctx: &SkBuffContext) -> u64 {
+    // SAFETY: the helper reads the skb this program was given.
+    unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) }
+}
+
+/// Byte offsets of `task_struct.loginuid` and `.sessionid` in the running kernel, set by the
+/// daemon from the kernel's BTF before load (`datapath::btf`); 0 = unknown, fields left unset.
+#[unsafe(no_mangle)]
+static LOGINUID_OFFSET: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static SESSIONID_OFFSET: Global<u32> = Global::new(0);
+
+/// The audit login uid and session of the current task: the person behind `sudo`/`su`. Two
+/// `probe_read`s: called only where an event is built, or where a decision needs the person.
+pub fn audit_ids() -> (u32, u32) {
+    let (lo, so) = (LOGINUID_OFFSET.load(), SESSIONID_OFFSET.load());
+    if lo == 0 || so == 0 {
+        return (u32::MAX, u32::MAX);
+    }
+    // SAFETY: a helper call; the pointer is only ever passed to bpf_probe_read_kernel.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    // SAFETY: bpf_probe_read_kernel checks the address; a fault yields an error, not a crash.
+    let login = unsafe { bpf_probe_read_kernel(task.wrapping_add(lo as usize) as *const u32) };
+    // SAFETY: as above.
+    let session = unsafe { bpf_probe_read_kernel(task.wrapping_add(so as usize) as *const u32) };
+    (login.unwrap_or(u32::MAX), session.unwrap_or(u32::MAX))
+}
+
 /// What `sock_create` sees of a new socket.
 pub struct NewSocket {
     pub family: u32,
@@ -147,8 +206,6 @@ pub struct Packet {
     pub ifindex: u32,
 }
 
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
 const IPOPT_END: u8 = 0;
 const IPOPT_NOOP: u8 = 1;
 const IPOPT_LSRR: u8 = 131;
@@ -195,7 +252,7 @@ pub fn packet(skb: &SkBuffContext) -> Packet {
         dst: Dest {
             addr: [0; 16],
             port: 0,
-            proto: 255,
+            proto: PROTO_NONE,
             family: 0,
         },
         src: [0; 16],
@@ -252,7 +309,7 @@ fn headers(skb: &SkBuffContext, p: &mut Packet) {
         _ => return,
     };
     p.dst.proto = proto_of(u32::from(proto));
-    if !fragment && (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+    if !fragment && (proto == jump_common::proto::TCP || proto == jump_common::proto::UDP) {
         if let (Ok(s), Ok(d)) = (skb.load::<u16>(l4), skb.load::<u16>(l4 + 2)) {
             p.src_port = u16::from_be(s);
             p.dst.port = u16::from_be(d);
@@ -289,7 +346,7 @@ pub fn plain_tcp_header(skb: &SkBuffContext) -> bool {
     }
     // SAFETY: within [data, data_end), checked just above.
     let (first, next) = unsafe { (*(start as *const u8), *((start + 6) as *const u8)) };
-    first == IPV4_NO_OPTIONS || (first >> 4 == IPV6_VERSION && next == IPPROTO_TCP)
+    first == IPV4_NO_OPTIONS || (first >> 4 == IPV6_VERSION && next == proto::TCP)
 }
 
 /// What the listen shortcut needs of an egress packet's socket: `ANY_PORT` for a listener's
@@ -298,7 +355,6 @@ pub fn plain_tcp_header(skb: &SkBuffContext) -> bool {
 pub const ANY_PORT: u32 = u32::MAX;
 
 const TCP_NEW_SYN_RECV: u32 = 12;
-const SOCK_STREAM: u32 = 1;
 
 // A plain integer result: returning a struct from a non-inlined function left r0 unset on one
 // path ("R0 !read_ok").
@@ -321,7 +377,7 @@ pub fn tcp_socket_port(skb: &SkBuffContext) -> u32 {
     }
     // SAFETY: full-socket fields of the pointer `bpf_sk_fullsock` returned non-null.
     let (kind, protocol, port) = unsafe { ((*full).type_, (*full).protocol, (*full).src_port) };
-    if kind == SOCK_STREAM && protocol == u32::from(IPPROTO_TCP) {
+    if kind == SOCK_STREAM && protocol == IPPROTO_TCP {
         port
     } else {
         0

@@ -19,7 +19,10 @@
 #![no_main]
 // `atomic_xadd` for exact per-uid counts (emit.rs); the eBPF build runs with RUSTC_BOOTSTRAP.
 #![feature(core_intrinsics)]
-#![allow(internal_features)]
+#![expect(
+    internal_features,
+    reason = "`core_intrinsics` is internal; the eBPF build runs with RUSTC_BOOTSTRAP"
+)]
 
 mod ctx;
 mod emit;
@@ -32,16 +35,15 @@ mod socks;
 mod subuid;
 
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_probe_read_kernel,
-        generated::{bpf_get_current_task, bpf_get_socket_cookie},
-    },
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
     macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, cgroup_sockopt},
     programs::{SkBuffContext, SockAddrContext, SockContext, SockoptContext},
-    Global,
 };
 use aya_log_ebpf::debug;
+use ctx::{
+    audit_ids, AF_INET, AF_INET6, IPPROTO_DEFAULT, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
+    IPPROTO_UDP, PROTO_NONE, SOCK_DGRAM, SOCK_RAW, SOCK_STREAM,
+};
 use jump_common::{action, counter, hook, profile_flags, proto, record_flags};
 use lookup::Decision;
 
@@ -49,12 +51,6 @@ use lookup::Decision;
 /// with EPERM (or drops the packet).
 const PASS: i32 = 1;
 const REFUSE: i32 = 0;
-
-const AF_INET: u32 = 2;
-const AF_INET6: u32 = 10;
-const SOCK_STREAM: u32 = 1;
-const SOCK_DGRAM: u32 = 2;
-const SOCK_RAW: u32 = 3;
 
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
@@ -105,18 +101,19 @@ pub fn bind6(ctx: SockAddrContext) -> i32 {
 #[cgroup_sock(sock_create)]
 pub fn sock_create(ctx: SockContext) -> i32 {
     let s = ctx::new_socket(&ctx);
-    if s.family != AF_INET && s.family != AF_INET6 {
+    if s.family != u32::from(AF_INET) && s.family != u32::from(AF_INET6) {
         return PASS;
     }
     let needs_icmp = match (s.kind, s.protocol) {
-        (SOCK_STREAM, 0 | 6) | (SOCK_DGRAM, 0 | 17) => {
+        (SOCK_STREAM, IPPROTO_DEFAULT | IPPROTO_TCP)
+        | (SOCK_DGRAM, IPPROTO_DEFAULT | IPPROTO_UDP) => {
             // The socket's record is allocated here, blank, once: a connect or first send
             // then only fills it (docs/enforcement.md, "The socket record, created at
             // sock_create").
             socks::create(&ctx);
             return PASS;
         }
-        (SOCK_DGRAM, 1 | 58) | (SOCK_RAW, _) => true,
+        (SOCK_DGRAM, IPPROTO_ICMP | IPPROTO_ICMPV6) | (SOCK_RAW, _) => true,
         _ => false,
     };
     let uid = bpf_get_current_uid_gid() as u32;
@@ -125,19 +122,15 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     if needs_icmp && flags & profile_flags::ICMP != 0 {
         // Raw and ping sockets are judged as their creator, not as whoever the socket is later
         // `fchown`ed to (which moves `sk_uid`); a connect records its connector instead.
-        // SAFETY: the helper reads the socket of this program's context.
-        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
+        let cookie = ctx::sock_cookie(&ctx);
+        #[expect(clippy::needless_borrows_for_generic_args, reason = "see `emit.rs`")]
         let _ = maps::JUMP_OWNERS.insert(&cookie, &uid, 0);
         return PASS;
     }
     let dest = ctx::Dest {
         addr: [0; 16],
         port: 0,
-        proto: if s.protocol > 255 {
-            255
-        } else {
-            s.protocol as u8
-        },
+        proto: u8::try_from(s.protocol).unwrap_or(PROTO_NONE),
         family: s.family as u16,
     };
     record_current(hook::SOCK_CREATE, &dest, &deny);
@@ -150,11 +143,14 @@ pub fn sock_create(ctx: SockContext) -> i32 {
 #[cgroup_sock(sock_release)]
 pub fn sock_release(ctx: SockContext) -> i32 {
     let s = ctx::new_socket(&ctx);
-    if !matches!((s.kind, s.protocol), (SOCK_DGRAM, 1 | 58) | (SOCK_RAW, _)) {
+    if !matches!(
+        (s.kind, s.protocol),
+        (SOCK_DGRAM, IPPROTO_ICMP | IPPROTO_ICMPV6) | (SOCK_RAW, _)
+    ) {
         return PASS;
     }
-    // SAFETY: the helper reads the socket of this program's context.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
+    let cookie = ctx::sock_cookie(&ctx);
+    #[expect(clippy::needless_borrows_for_generic_args, reason = "see `emit.rs`")]
     let _ = maps::JUMP_OWNERS.remove(&cookie);
     PASS
 }
@@ -180,47 +176,35 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
     // beyond a header without IPv4 options or IPv6 extension headers (docs/enforcement.md,
     // "The egress fast path").
     let ifindex = ctx::ifindex(&ctx);
-    if let Some(r) = rec {
-        // SAFETY: this socket's storage, valid during this program run.
-        if socks::settled(unsafe { &*r }, ifindex, lookup::active_generation())
-            && ctx::plain_tcp_header(&ctx)
-        {
+    if let Some(r) = rec.map(socks::Record::get) {
+        if socks::settled(r, ifindex, lookup::active_generation()) && ctx::plain_tcp_header(&ctx) {
             return PASS;
         }
     }
     let p = ctx::packet(&ctx);
-    let uid = match rec {
-        // SAFETY: this socket's storage, valid during this program run.
-        Some(r) => unsafe { (*r).uid },
-        None => {
-            // SAFETY: the helper reads the skb this program was given.
-            let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
-            // SAFETY: a pointer into this map's value, read at once.
-            match maps::JUMP_OWNERS.get_ptr(cookie) {
-                Some(p) => unsafe { *p },
-                None => ctx.get_socket_uid(),
-            }
-        }
+    let uid = match rec.map(socks::Record::get) {
+        Some(r) => r.uid,
+        None => match maps::owner(ctx::skb_cookie(&ctx)) {
+            Some(owner) => owner,
+            None => ctx.get_socket_uid(),
+        },
     };
     // One `record` call site: each inlined copy costs its event's stack.
     let (why, d) = match path::refusal(&ctx, &p) {
         Some(why) => (why, lookup::flags(uid).1),
         None => {
-            if let Some(r) = rec {
+            if let Some(r) = rec.map(socks::Record::get_mut) {
                 // The record decides, without a lookup, while it is of the active generation
                 // and its grant does not depend on time; otherwise the packet is decided again
                 // as the connector (a reload or an expiry revocation has not closed yet).
-                // SAFETY: as above.
-                let (flags, generation, rule) =
-                    unsafe { ((*r).flags, (*r).generation, (*r).rule_id) };
+                let (flags, generation, rule) = (r.flags, r.generation, r.rule_id);
                 let (slot, active) = lookup::active_slot();
                 // The rule's `via` (interfaces) is checked per packet all the same.
                 if flags & record_flags::TIMED == 0
                     && generation == active
                     && path::via_holds(slot, rule, p.ifindex)
                 {
-                    // SAFETY: as above.
-                    unsafe { socks::settle(&mut *r, p.ifindex) };
+                    socks::settle(r, p.ifindex);
                     return PASS;
                 }
             }
@@ -239,9 +223,8 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
             // Fragments and short headers have port 0 here: only an all-ports grant lets them
             // out. The person and session are the socket's, as recorded at connect; without a
             // record, unknown (the uid alone decides, session-scoped grants do not apply).
-            let (login, session) = match rec {
-                // SAFETY: as above.
-                Some(r) => unsafe { ((*r).login_uid, (*r).session_id) },
+            let (login, session) = match rec.map(socks::Record::get) {
+                Some(r) => (r.login_uid, r.session_id),
                 None => (jump_common::LOGIN_UNSET, jump_common::LOGIN_UNSET),
             };
             let d = person::narrow(
@@ -252,13 +235,10 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
             if d.action == action::DENY {
                 (hook::EGRESS, d)
             } else if path::via_holds(d.slot, d.rule_id, p.ifindex) {
-                if let Some(r) = rec {
+                if let Some(r) = rec.map(socks::Record::get_mut) {
                     // Still allowed under this generation: the record vouches for it again.
-                    // SAFETY: as above.
-                    unsafe {
-                        socks::refresh(&mut *r, &d);
-                        socks::settle(&mut *r, p.ifindex);
-                    }
+                    socks::refresh(r, &d);
+                    socks::settle(r, p.ifindex);
                 }
                 return PASS;
             } else {
@@ -271,9 +251,8 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
             }
         }
     };
-    let who = match rec {
-        // SAFETY: as above.
-        Some(r) => socks::origin(unsafe { &*r }),
+    let who = match rec.map(socks::Record::get) {
+        Some(r) => socks::origin(r),
         // Softirq context and no record: only the socket's uid is known.
         None => emit::Origin {
             uid,
@@ -296,29 +275,6 @@ fn accepted(ctx: &SkBuffContext, p: &ctx::Packet, has_record: bool) -> bool {
         ctx::ANY_PORT => true,
         port => port == u32::from(p.src_port) && !has_record,
     }
-}
-
-/// Byte offsets of `task_struct.loginuid` and `.sessionid` in the running kernel, set by the
-/// daemon from the kernel's BTF before load (`datapath::btf`); 0 = unknown, fields left unset.
-#[unsafe(no_mangle)]
-static LOGINUID_OFFSET: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-static SESSIONID_OFFSET: Global<u32> = Global::new(0);
-
-/// The audit login uid and session of the current task: the person behind `sudo`/`su`. Two
-/// `probe_read`s: called only where an event is built, or where a decision needs the person.
-pub fn audit_ids() -> (u32, u32) {
-    let (lo, so) = (LOGINUID_OFFSET.load(), SESSIONID_OFFSET.load());
-    if lo == 0 || so == 0 {
-        return (u32::MAX, u32::MAX);
-    }
-    // SAFETY: a helper call; the pointer is only ever passed to bpf_probe_read_kernel.
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    // SAFETY: bpf_probe_read_kernel checks the address; a fault yields an error, not a crash.
-    let login = unsafe { bpf_probe_read_kernel(task.wrapping_add(lo as usize) as *const u32) };
-    // SAFETY: as above.
-    let session = unsafe { bpf_probe_read_kernel(task.wrapping_add(so as usize) as *const u32) };
-    (login.unwrap_or(u32::MAX), session.unwrap_or(u32::MAX))
 }
 
 fn current() -> emit::Origin {

@@ -1,5 +1,6 @@
-//! The map definitions. Names, sizes and layouts come from `jump-common`, which the daemon reads
-//! too; this file only instantiates them.
+//! The map definitions, and the helpers that read them where a read needs `unsafe`. Names,
+//! sizes and layouts come from `jump-common`, which the daemon reads too; this file only
+//! instantiates them.
 
 // Per-CPU LRU lists: an insert into a full map evicts from its own CPU's list instead of
 // scanning a shared one under a lock (measured: microseconds per connect with the common LRU).
@@ -64,6 +65,13 @@ pub static JUMP_RATE: LruHashMap<RateKey, RateState> =
 pub static JUMP_OWNERS: LruHashMap<u64, u32> =
     LruHashMap::pinned(OWNER_SOCKETS, BPF_F_NO_COMMON_LRU);
 
+/// The creator of the raw or ping socket with this cookie, if `sock_create` recorded one.
+#[inline(always)]
+pub fn owner(cookie: u64) -> Option<u32> {
+    // SAFETY: a pointer into this map's value, read at once.
+    JUMP_OWNERS.get_ptr(cookie).map(|p| unsafe { *p })
+}
+
 // Socket-local storage needs BTF for its key and value, which only a BTF map definition
 // (`.maps` section) carries. Such a definition has no pinning field here: the daemon pins it
 // by name itself (`EbpfLoader::map_pin_path`), so it is shared and adopted like the others.
@@ -103,5 +111,5 @@ pub static JUMP_HOST_NETNS: Array<u64> = Array::pinned(1, 0);
 pub static JUMP_VIAS: HashMap<ViaKey, ViaSet> = HashMap::pinned(MAX_VIA_RULES * SLOT_COUNT, 0);
 
 // Keeps `Event` referenced so its BTF is emitted for `bpftool` users.
-#[allow(dead_code)]
+#[expect(dead_code, reason = "never read: it exists for the BTF of `Event`")]
 pub static EVENT_LAYOUT: Option<Event> = None;

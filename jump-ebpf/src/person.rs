@@ -88,7 +88,7 @@ pub fn session_holds(want: u32, have: u32) -> bool {
         return true;
     }
     let have = if have == SESSION_CURRENT {
-        crate::audit_ids().1
+        crate::ctx::audit_ids().1
     } else {
         have
     };

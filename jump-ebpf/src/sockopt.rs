@@ -21,10 +21,10 @@
 use aya_ebpf::programs::SockoptContext;
 use jump_common::{hook, proto, sockopt::*};
 
-use crate::{ctx::Dest, lookup, PASS, REFUSE};
-
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
+use crate::{
+    ctx::{Dest, AF_INET, AF_INET6},
+    lookup, PASS, REFUSE,
+};
 
 /// The option value: `optval` up to `optval_end`, at most one page of what the user passed.
 struct Optval {

@@ -7,12 +7,14 @@ use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, generated as gen, generated::bpf_sk_storage_get},
     programs::{SkBuffContext, SockAddrContext, SockContext},
 };
-use jump_common::{identity, record_flags, SockRecord};
+use jump_common::{identity, proto, record_flags, SockRecord};
 
-use crate::{ctx::Dest, emit::Origin, lookup::Decision, maps::JUMP_SOCKS};
-
-const IPPROTO_TCP: u32 = 6;
-const IPPROTO_UDP: u32 = 17;
+use crate::{
+    ctx::{Dest, IPPROTO_TCP, IPPROTO_UDP},
+    emit::Origin,
+    lookup::Decision,
+    maps::JUMP_SOCKS,
+};
 
 fn map() -> *mut core::ffi::c_void {
     // The helper takes the map definition's address; the loader relocates it to the map.
@@ -98,7 +100,7 @@ pub fn write(
     // needs them: `identity: person` (egress and revocation narrow by the login uid) or a
     // timed grant (a session-scoped window is matched against the socket's session).
     let (login_uid, session_id) = if d.timed || d.identity == identity::PERSON {
-        crate::audit_ids()
+        crate::ctx::audit_ids()
     } else {
         (u32::MAX, u32::MAX)
     };
@@ -124,9 +126,32 @@ pub fn write(
     r.generation = d.generation;
 }
 
+/// A socket's record in its storage, found by `of_packet`: the kernel keeps it for the socket's
+/// life, so it stays valid while this program runs. Copied like the pointer it is (a borrowing
+/// handle moved egress's record pointer to the stack: 8 bytes more of its frame).
+///
+/// INVARIANT (record in one run): a `Record` and the references it gives out live only within
+/// the program run that found it; none is stored.
+#[derive(Clone, Copy)]
+pub struct Record(*mut SockRecord);
+
+impl Record {
+    #[inline(always)]
+    pub fn get<'a>(self) -> &'a SockRecord {
+        // SAFETY: non-null (`of_packet`), this socket's storage, valid during this program run.
+        unsafe { &*self.0 }
+    }
+
+    #[inline(always)]
+    pub fn get_mut<'a>(self) -> &'a mut SockRecord {
+        // SAFETY: as in `get`; each caller holds the reference only for one call.
+        unsafe { &mut *self.0 }
+    }
+}
+
 /// The record of the socket that sent this packet, if it has one.
 #[inline(always)]
-pub fn of_packet(ctx: &SkBuffContext) -> Option<*mut SockRecord> {
+pub fn of_packet(ctx: &SkBuffContext) -> Option<Record> {
     // SAFETY: the context pointer of this program; the verifier checks the field access.
     let sk: *mut bpf_sock = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
     if sk.is_null() {
@@ -136,9 +161,12 @@ pub fn of_packet(ctx: &SkBuffContext) -> Option<*mut SockRecord> {
     // for sockets that are not full sockets).
     let p = unsafe { bpf_sk_storage_get(map(), sk.cast(), core::ptr::null_mut(), 0) }
         as *mut SockRecord;
+    if p.is_null() {
+        return None;
+    }
+    let r = Record(p);
     // INVARIANT (blank record): a record no connect or send filled yet is no record.
-    // SAFETY: a non-null pointer to this socket's storage, read at once.
-    (!p.is_null() && unsafe { (*p).generation } != 0).then_some(p)
+    (r.get().generation != 0).then_some(r)
 }
 
 /// Marks `r` as vouched for by decision `d` (the packet's, under the active generation).
@@ -167,7 +195,7 @@ pub fn settled(r: &SockRecord, ifindex: u32, active: u64) -> bool {
 /// grant (and its `via`) holding under the record's generation. TCP only (see `settled`).
 #[inline(always)]
 pub fn settle(r: &mut SockRecord, ifindex: u32) {
-    if r.proto == IPPROTO_TCP as u8 && r.flags & record_flags::TIMED == 0 {
+    if r.proto == proto::TCP && r.flags & record_flags::TIMED == 0 {
         r.path_ifindex = ifindex;
     }
 }

@@ -32,8 +32,9 @@ pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn build_ebpf() -> anyhow::Result<PathBuf> {
-    let target = target_dir().join("ebpf");
+/// Cargo for jump-ebpf with Debian's toolchain, running `subcommand` for `bpfel-unknown-none`
+/// (release, `-Z build-std=core`) into `target/ebpf`: what the build and the lints both use.
+fn ebpf_cargo(subcommand: &str) -> anyhow::Result<Command> {
     let mut cmd = Command::new("/usr/bin/cargo");
     // The outer cargo's variables (toolchain, flags, target dir) would leak into the inner
     // build and pick rustup's compiler, which has no `core` sources for build-std.
@@ -49,14 +50,16 @@ fn build_ebpf() -> anyhow::Result<PathBuf> {
         }
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut paths = vec![cargo_bin_dir()];
+    // Debian's `cargo-clippy` before rustup's proxy of the same name (which would pick rustup's
+    // toolchain); bpf-linker from cargo's bin directory.
+    let mut paths = vec![PathBuf::from("/usr/bin"), cargo_bin_dir()];
     paths.extend(std::env::split_paths(&path));
     cmd.current_dir(workspace_root().join("jump-ebpf"))
         .env("PATH", std::env::join_paths(paths)?)
         .env("RUSTC", "/usr/bin/rustc")
         .env("RUSTC_BOOTSTRAP", "1")
         .args([
-            "build",
+            subcommand,
             "--release",
             "-Z",
             "build-std=core",
@@ -64,15 +67,35 @@ fn build_ebpf() -> anyhow::Result<PathBuf> {
             "bpfel-unknown-none",
         ])
         .arg("--target-dir")
-        .arg(&target);
+        .arg(target_dir().join("ebpf"));
+    Ok(cmd)
+}
+
+fn build_ebpf() -> anyhow::Result<PathBuf> {
     eprintln!("build: eBPF programs (Debian rustc, bpfel-unknown-none)");
-    sh(&mut cmd)?;
-    Ok(target.join("bpfel-unknown-none/release/jump"))
+    sh(&mut ebpf_cargo("build")?)?;
+    Ok(target_dir().join("ebpf/bpfel-unknown-none/release/jump"))
+}
+
+/// `cargo xtask lint-ebpf`: the house rules for jump-ebpf, which is outside the host workspace
+/// that `cargo fmt --all` and `cargo clippy --workspace` cover. Formatting needs no target, so
+/// the host's rustfmt checks it; clippy is Debian's (`rust-web-clippy`), matching the compiler
+/// that builds the object.
+pub fn lint_ebpf() -> anyhow::Result<()> {
+    eprintln!("lint: jump-ebpf formatting");
+    sh(cargo().current_dir(workspace_root()).args([
+        "fmt",
+        "--manifest-path",
+        "jump-ebpf/Cargo.toml",
+        "--check",
+    ]))?;
+    eprintln!("lint: jump-ebpf clippy (Debian toolchain, bpfel-unknown-none)");
+    sh(ebpf_cargo("clippy")?.args(["--", "-D", "warnings"]))
 }
 
 pub fn run() -> anyhow::Result<Bins> {
     let object = build_ebpf()?;
-    eprintln!("build: jumpd, jumpctl and the test programs");
+    eprintln!("build: jumpd, jumpctl, the test programs and the benchmark");
     sh(cargo()
         .current_dir(workspace_root())
         .env("JUMP_EBPF_OBJECT", &object)
@@ -84,18 +107,8 @@ pub fn run() -> anyhow::Result<Bins> {
             "jump-userspace",
             "-p",
             "jump-tests",
-        ]))?;
-    // The benchmark's timer of the policy pipeline, built like jumpd.
-    sh(cargo()
-        .current_dir(workspace_root())
-        .env("JUMP_EBPF_OBJECT", &object)
-        .args([
-            "build",
-            "--release",
             "-p",
-            "jump-userspace",
-            "--example",
-            "policy-compile-time",
+            "jump-bench",
         ]))?;
     let bin = target_dir().join("release");
     Ok(Bins {

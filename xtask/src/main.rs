@@ -1,4 +1,4 @@
-//! `cargo xtask setup|build|run|test|bench|shell|deb|install`: the project's own build chain. Everything a
+//! `cargo xtask setup|build|lint-ebpf|run|test|bench|shell|deb|install`: the project's own build chain. Everything a
 //! fresh machine needs is installed by `setup`, so `run` and `test` work on it unaided.
 #![forbid(unsafe_code)]
 
@@ -26,6 +26,8 @@ enum Cmd {
     Setup,
     /// Build the eBPF object with Debian's toolchain, then jumpd and jumpctl embedding it.
     Build,
+    /// `cargo fmt --check` and `clippy -D warnings` for jump-ebpf (outside the host workspace).
+    LintEbpf,
     /// The demo: a jump host in a box in network namespaces, jumpd in the foreground.
     /// With `-- ARGS…`, runs jumpd with those arguments instead (a real deployment).
     Run {
@@ -138,6 +140,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Setup => setup::run(),
         Cmd::Build => setup::run().and_then(|()| build::run().map(drop)),
+        Cmd::LintEbpf => setup::run().and_then(|()| build::lint_ebpf()),
         Cmd::Run { args } => setup::run()
             .and_then(|()| build::run())
             .and_then(|b| demo::run(&b, &args)),

@@ -14,6 +14,8 @@ pub const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
     "rust-web-src",
+    // clippy matching Debian's rustc, for jump-ebpf (`cargo xtask lint-ebpf`).
+    "rust-web-clippy",
     "llvm-22-dev",
     "libpolly-22-dev",
     "zlib1g-dev",
