@@ -10,6 +10,10 @@ use std::time::Instant;
 use jump_userspace::{compile, policy};
 use serde_json::json;
 
+/// jumpd's allocator, so the times are jumpd's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn run(dir: &str, reps: usize) -> Result<(), String> {
     let (mut load_ns, mut compile_ns) = (Vec::new(), Vec::new());
     let mut shape = json!(null);

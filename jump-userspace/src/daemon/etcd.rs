@@ -265,8 +265,13 @@ pub fn first_plan(opts: &Options, conn: &Connection) -> anyhow::Result<(Plan, Bo
             why.join("; "),
             opts.policy_dir.display()
         );
-        let p = super::plan(&opts.policy_dir, &none, &opts.subuid_file)
-            .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?;
+        let p = super::plan(
+            &opts.policy_dir,
+            &none,
+            &opts.subuid_file,
+            &mut Default::default(),
+        )
+        .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?;
         return Ok((
             p,
             Boot {

@@ -106,6 +106,8 @@ pub struct State {
     pub metrics: metrics::Metrics,
     /// The etcd policy source, when jumpd has one.
     etcd: Option<etcd::Link>,
+    /// The policy files parsed by the last load (`plan`).
+    memo: crate::policy::Memo,
 }
 
 /// How many generations' rule tables are kept for naming rules in revocation records.
@@ -136,6 +138,7 @@ impl State {
             grants: grants::Store::in_memory(),
             metrics: metrics::Metrics::new(),
             etcd: None,
+            memo: Default::default(),
         }
     }
 

@@ -25,13 +25,16 @@ pub const READ: policy::ReadOptions = policy::ReadOptions {
 
 /// Parse and compile the policy directory against the host's accounts and `subuid` file. Pure
 /// with respect to the kernel. `known`: the principals the active policy resolved, which may
-/// have been deleted since (their grants go, with a warning).
+/// have been deleted since (their grants go, with a warning). `memo`: the files parsed by the
+/// last call, so only changed files are parsed again (`policy::Memo`).
 pub fn plan(
     dir: &std::path::Path,
     known: &std::collections::BTreeSet<String>,
     subuid: &std::path::Path,
+    memo: &mut policy::Memo,
 ) -> anyhow::Result<Plan> {
-    let loaded = policy::load_dir_with(dir, READ).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let loaded =
+        policy::load_dir_memo(dir, READ, Some(memo)).map_err(|e| anyhow::anyhow!("{e}"))?;
     plan_loaded(loaded, known, subuid)
 }
 

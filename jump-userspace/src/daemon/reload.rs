@@ -206,7 +206,7 @@ pub fn reload(dp: &mut dyn Datapath, st: &mut State, opts: &Options, trigger: &s
         .map(|a| a.compiled.rules.principals.clone())
         .unwrap_or_default();
     let planned = grants::with_grants(
-        plan(&opts.policy_dir, &known, &opts.subuid_file),
+        plan(&opts.policy_dir, &known, &opts.subuid_file, &mut st.memo),
         &st.grants,
     );
     reload_with(dp, st, opts, trigger, planned);

@@ -50,11 +50,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut memo = crate::policy::Memo::default();
     let (first, etcd_boot) = match &opts.etcd {
         Some(conn) => etcd::first_plan(&opts, conn).map(|(p, b)| (p, Some((conn.clone(), b))))?,
         None => (
-            plan(&opts.policy_dir, &Default::default(), &opts.subuid_file)
-                .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?,
+            plan(
+                &opts.policy_dir,
+                &Default::default(),
+                &opts.subuid_file,
+                &mut memo,
+            )
+            .with_context(|| format!("policy `{}` rejected", opts.policy_dir.display()))?,
             None,
         ),
     };
@@ -80,6 +86,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         });
     }
     let mut st = State::new();
+    st.memo = memo;
     st.enricher.set_tai_offset(kernel.tai_offset_ns());
     // Adopting pinned state: continue its generation numbering, and name the rules of the
     // events its generations decided (pending in the ring buffer) with their kept tables.

@@ -1,7 +1,9 @@
 //! Where records go: journald (the default where its socket exists), JSON lines or text on
 //! stdout. Every sink is a `tracing` layer, so decision events and the daemon's own messages
 //! share one path; decision events use the target `jump::event` and levels chosen so journald's
-//! PRIORITY reads 4 for deny, 5 for would-deny and 6 for allow.
+//! PRIORITY reads 4 for deny, 5 for would-deny and 6 for allow. The one exception is decision
+//! events to journald, which `journal` writes itself (the same entries, without `tracing`'s
+//! cost per entry) and sends at the end of each drain.
 
 use std::{
     cell::RefCell,
@@ -11,7 +13,7 @@ use std::{
 
 use tracing_subscriber::{filter::EnvFilter, prelude::*};
 
-use super::Record;
+use super::{journal, Record};
 use crate::verdict::Verdict;
 
 pub const EVENT_TARGET: &str = "jump::event";
@@ -19,6 +21,8 @@ pub const EVENT_TARGET: &str = "jump::event";
 /// which the `ERROR` level alone cannot express.
 pub const ALARM_TARGET: &str = "jump::alarm";
 pub const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
+/// journald's `SYSLOG_IDENTIFIER` of every entry jumpd writes.
+const IDENTIFIER: &str = "jumpd";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -78,12 +82,14 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
     let registry = tracing_subscriber::registry();
     match format {
         LogFormat::Journald => {
+            let writer = journal::Writer::new(JOURNALD_SOCKET, IDENTIFIER)?;
+            JOURNAL.with(|j| *j.borrow_mut() = Some(writer));
             let layer = tracing_journald::layer()?
-                .with_syslog_identifier("jumpd".into())
+                .with_syslog_identifier(IDENTIFIER.into())
                 // Field names are already namespaced (`jump_…`); journald upper-cases them.
                 .with_field_prefix(None);
             let alarms = tracing_journald::layer()?
-                .with_syslog_identifier("jumpd".into())
+                .with_syslog_identifier(IDENTIFIER.into())
                 .with_field_prefix(None)
                 .with_priority_mappings(tracing_journald::PriorityMappings {
                     error: tracing_journald::Priority::Critical,
@@ -134,6 +140,10 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
 thread_local! {
     /// The lines of the drain in progress on this thread (`batch`), `None` outside one.
     static BATCH: RefCell<(bool, Vec<u8>)> = const { RefCell::new((false, Vec::new())) };
+    /// With the journald sink, decision events go to journald through this writer
+    /// (`journal`), not through `tracing`; set by `init` on the thread that drains the ring
+    /// buffer (jumpd has one).
+    static JOURNAL: RefCell<Option<journal::Writer>> = const { RefCell::new(None) };
 }
 
 /// Standard output for the JSON and text sinks: inside `batch`, lines are collected and
@@ -163,8 +173,8 @@ impl Write for Batched {
 }
 
 /// Runs `f` (one ring-buffer drain) with the records it emits to standard output written in
-/// one `write` at its end instead of one per record. journald gets one datagram per record
-/// either way: its protocol has one entry per datagram.
+/// one `write` at its end instead of one per record, and those to journald sent at its end
+/// (one datagram per record: journald's protocol has one entry per datagram).
 pub fn batch<R>(f: impl FnOnce() -> R) -> R {
     BATCH.with(|b| b.borrow_mut().0 = true);
     let r = f();
@@ -183,7 +193,18 @@ pub fn batch<R>(f: impl FnOnce() -> R) -> R {
     if lines.capacity() <= BATCH_KEEP_BYTES {
         BATCH.with(|b| b.borrow_mut().1 = lines);
     }
+    flush_journal();
     r
+}
+
+/// Sends the journal entries collected so far. As `tracing-journald`, an entry journald does
+/// not take is not reported anywhere else: the journal is where it would be reported.
+fn flush_journal() {
+    JOURNAL.with(|j| {
+        if let Some(w) = j.borrow_mut().as_mut().filter(|w| w.pending()) {
+            w.flush();
+        }
+    });
 }
 
 /// The largest line buffer kept between drains (a full drain of 512 records is ~600 KiB).
@@ -244,6 +265,21 @@ macro_rules! emit_at {
 /// than written empty, so `journalctl JUMP_EXE=…` never matches a blank. (`display` in the
 /// fields is the one `tracing::event!` brings into scope.)
 pub fn emit(r: &Record) {
+    let id = match r.verdict {
+        Verdict::Allow => message_id::ALLOW,
+        Verdict::WouldDeny => message_id::WOULD_DENY,
+        Verdict::Deny => message_id::DENY,
+    };
+    let code = (file!(), line!());
+    let written = JOURNAL.with(|j| j.borrow_mut().as_mut().map(|w| w.push(r, id, code)));
+    if written == Some(true) {
+        if !BATCH.with(|b| b.borrow().0) {
+            flush_journal();
+        }
+        return;
+    }
+    // Other sinks, and an entry too large for one datagram (`tracing-journald` sends it in a
+    // memfd).
     match r.verdict {
         Verdict::Allow => emit_at!(tracing::Level::DEBUG, message_id::ALLOW, r),
         Verdict::WouldDeny => emit_at!(tracing::Level::INFO, message_id::WOULD_DENY, r),

@@ -18,6 +18,7 @@ use std::path::Path;
 
 pub use diag::{Diagnostic, PolicyErrors, Severity, Span};
 pub use model::*;
+pub use parse::Memo;
 use sha2::{Digest, Sha256};
 
 pub use named::{bad_file_name, load_named, read_named, Named};
@@ -45,6 +46,16 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, PolicyErrors> {
 
 /// `load_dir` with jumpd's options (ownership refused, reads until stable).
 pub fn load_dir_with(dir: &Path, opts: ReadOptions) -> Result<Loaded, PolicyErrors> {
+    load_dir_memo(dir, opts, None)
+}
+
+/// `load_dir_with`, parsing only the files whose text differs from the last call with the same
+/// `memo` (`Memo`): jumpd keeps one across reloads.
+pub fn load_dir_memo(
+    dir: &Path,
+    opts: ReadOptions,
+    memo: Option<&mut Memo>,
+) -> Result<Loaded, PolicyErrors> {
     let sources = read::read_dir(dir, opts)?;
     let files: Vec<(String, String)> = sources
         .files
@@ -57,7 +68,7 @@ pub fn load_dir_with(dir: &Path, opts: ReadOptions) -> Result<Loaded, PolicyErro
         .filter(|s| s.private)
         .map(|s| s.name.clone())
         .collect();
-    let mut loaded = load_files(&files).map_err(|mut e| {
+    let mut loaded = load_files_memo(&files, memo).map_err(|mut e| {
         e.errors.extend(sources.warnings.iter().cloned());
         if opts.redact_private {
             redact(&mut e.errors, &private);
@@ -101,8 +112,15 @@ pub fn redact(diags: &mut [Diagnostic], private: &[String]) {
 /// Loads a policy from `(file name, contents)` pairs, in the order given (the name is what
 /// errors show). `load_dir` and tests both come through here.
 pub fn load_files(files: &[(String, String)]) -> Result<Loaded, PolicyErrors> {
+    load_files_memo(files, None)
+}
+
+fn load_files_memo(
+    files: &[(String, String)],
+    memo: Option<&mut Memo>,
+) -> Result<Loaded, PolicyErrors> {
     let sha256 = hash(files.iter().map(|(n, t)| (n.as_str(), t.as_str())));
-    let (policy, warnings) = parse::parse_files(files)?;
+    let (policy, warnings) = parse::parse_files(files, memo)?;
     Ok(Loaded {
         policy,
         warnings,

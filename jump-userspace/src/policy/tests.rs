@@ -584,3 +584,67 @@ fn the_hash_does_not_depend_on_how_the_directory_is_spelled() {
     assert_eq!(plain, dotted, "`dir` and `dir/.` are one policy");
     assert_eq!(plain, parent, "`dir` and `parent/../dir` are one policy");
 }
+
+/// Loads `files` through `memo`, as jumpd's reloads do.
+fn memo_load(memo: &mut Memo, files: &[(&str, &str)]) -> Result<Loaded, String> {
+    let files: Vec<(String, String)> = files
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    load_files_memo(&files, Some(memo)).map_err(|e| e.to_string())
+}
+
+#[test]
+fn memoised_files_load_as_if_parsed_again() {
+    let a = "defaults:\n  egress: deny\nzones:\n  dmz: [10.0.0.0/8]\nrules:\n  - name: a\n    users: [\"*\"]\n    allow: [{to: dmz, ports: [22]}]\n";
+    let b = "rules:\n  - name: b\n    users: [root]\n    deny: [{to: 192.0.2.0/24}]\n";
+    let b2 = "rules:\n  - name: b\n    users: [root]\n    deny: [{to: 198.51.100.0/24}]\n";
+    let mut memo = Memo::default();
+    for files in [
+        vec![("a.yaml", a), ("b.yaml", b)],
+        vec![("a.yaml", a), ("b.yaml", b)],
+        vec![("a.yaml", a), ("b.yaml", b2)],
+        vec![("b.yaml", b2), ("a.yaml", a)],
+    ] {
+        let fresh = memo_load(&mut Memo::default(), &files).unwrap();
+        let memoised = memo_load(&mut memo, &files).unwrap();
+        assert_eq!(
+            memoised.policy, fresh.policy,
+            "a memoised file should give the policy parsing it again gives"
+        );
+        assert_eq!(memoised.sha256, fresh.sha256);
+    }
+    assert_eq!(memo.len(), 2, "both files are clean, so both are kept");
+    memo_load(&mut memo, &[("b.yaml", b2)]).unwrap();
+    assert_eq!(memo.len(), 1, "a file gone from the directory is forgotten");
+}
+
+#[test]
+fn what_spans_files_is_checked_again_for_memoised_files() {
+    let a = "defaults:\n  egress: deny\nzones:\n  dmz: [10.0.0.0/8]\nrules:\n  - name: a\n    users: [\"*\"]\n    allow: [{to: dmz}]\n";
+    let mut memo = Memo::default();
+    memo_load(&mut memo, &[("a.yaml", a)]).unwrap();
+    // A new file that clashes with the memoised one, in every way that spans files.
+    let c = "defaults:\n  egress: allow\nzones:\n  dmz: [10.1.0.0/16]\nrules:\n  - name: a\n    users: [\"*\"]\n    allow: [{to: dmz}]\n";
+    let e = memo_load(&mut memo, &[("a.yaml", a), ("c.yaml", c)]).unwrap_err();
+    assert_eq!(
+        e,
+        "c.yaml:2:3: `defaults.egress` is set twice: first set at a.yaml:2:3\n\
+         c.yaml:4:3: duplicate zone `dmz`: first defined at a.yaml:4:3\n\
+         c.yaml:6:5: duplicate rule `a`: first defined at a.yaml:6:5"
+    );
+    let fresh =
+        load_files(&[("a.yaml".into(), a.into()), ("c.yaml".into(), c.into())]).unwrap_err();
+    assert_eq!(e, fresh.to_string(), "the same errors as without a memo");
+}
+
+#[test]
+fn files_with_diagnostics_are_not_memoised_and_report_every_time() {
+    let bad =
+        "rules:\n  - name: a\n    users: [\"*\"]\n    allow: [{to: 10.0.0.0/8, ports: [90-80]}]\n";
+    let mut memo = Memo::default();
+    let first = memo_load(&mut memo, &[("a.yaml", bad)]).unwrap_err();
+    assert_eq!(memo.len(), 0, "a file with an error is not kept");
+    let again = memo_load(&mut memo, &[("a.yaml", bad)]).unwrap_err();
+    assert_eq!(first, again, "its error is reported on every load");
+}

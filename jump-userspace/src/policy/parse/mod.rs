@@ -60,20 +60,57 @@ pub(crate) const RESERVED_RULE_NAMES: &[&str] = &["default", "loopback"];
 pub(crate) const MAX_ERRORS: usize = 1000;
 
 /// A zone reference or an inline address, before zones are resolved.
+#[derive(Clone)]
 pub(super) enum Target {
     Zone(String, Span),
     Nets(Vec<IpNet>),
 }
 
+#[derive(Clone)]
 pub(super) struct RawEntry {
     entry: Entry,
     targets: Vec<Target>,
 }
 
+/// A rule as one file's `rules:` list gives it: the rule and its allow and deny entries.
+type ParsedRule = (Rule, Vec<RawEntry>, Vec<RawEntry>);
+
+/// One file as parsed before: its text, its `defaults` and `zones` as written (which depend on
+/// the other files: set twice, defined twice), and its rules.
+struct MemoFile {
+    text: String,
+    defaults: Option<Node>,
+    zones: Option<Node>,
+    rules: Vec<ParsedRule>,
+}
+
+/// The rules of the files of the last load, so that a reload parses only the files whose text
+/// changed (a reload of 100,000 rules spent most of its time parsing YAML that had not
+/// changed). Only files without any diagnostic are kept: their rules are a function of their
+/// name and text alone (`parse_rule` reads nothing else), so a file read again with the same
+/// text gives the same rules; everything that spans files (duplicate rule names, defaults set
+/// twice, zones defined twice or unused, zone references) is checked again on every load.
+#[derive(Default)]
+pub struct Memo {
+    files: HashMap<String, MemoFile>,
+}
+
+impl Memo {
+    /// How many files are kept.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
 pub(crate) fn parse_files(
     files: &[(String, String)],
+    memo: Option<&mut Memo>,
 ) -> Result<(Policy, Vec<Diagnostic>), PolicyErrors> {
-    let (policy, warnings, errors) = parse_files_lenient(files);
+    let (policy, warnings, errors) = parse_files_with(files, memo);
     if !errors.is_empty() {
         return Err(PolicyErrors::new(errors));
     }
@@ -86,6 +123,62 @@ pub(crate) fn parse_files(
 pub(crate) fn parse_files_lenient(
     files: &[(String, String)],
 ) -> (Policy, Vec<Diagnostic>, Vec<Diagnostic>) {
+    parse_files_with(files, None)
+}
+
+/// The top-level nodes of one file that parsed: `defaults`, `zones` and the parsed rules.
+struct FileParts {
+    defaults: Option<Node>,
+    zones: Option<Node>,
+    rules: Vec<ParsedRule>,
+    /// Whether parsing the file said nothing (no error, no warning): only then is it memoised.
+    clean: bool,
+}
+
+/// Parses one file's YAML and its rules; `None` when there is nothing to take from it (a
+/// syntax error, an empty file, a top level that is not a mapping).
+fn parse_file(cx: &mut Ctx, text: &str, errors: &mut Vec<Diagnostic>) -> Option<FileParts> {
+    let root = match yaml::parse(text) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.push(Diagnostic::error(
+                Span::new(&cx.file, e.pos.line, e.pos.col),
+                format!("invalid YAML: {}", e.message),
+            ));
+            return None;
+        }
+    };
+    let root = root.filter(|r| !r.is_null())?;
+    let Some(top) = cx.map(&root, "policy file", TOP_KEYS) else {
+        errors.append(&mut cx.errors);
+        return None;
+    };
+    let defaults = top.get("defaults").map(|(_, d)| (*d).clone());
+    let zones = top.get("zones").map(|(_, z)| (*z).clone());
+    let mut rules = Vec::new();
+    if let Some((_, r)) = top.get("rules") {
+        match &r.kind {
+            Kind::Seq(items) => rules.extend(items.iter().filter_map(|i| parse_rule(cx, i))),
+            _ if r.is_null() => {}
+            _ => cx.wrong_type(r, "rules", "a list of rules"),
+        }
+    }
+    let clean = cx.errors.is_empty() && cx.dropped == 0;
+    Some(FileParts {
+        defaults,
+        zones,
+        rules,
+        clean,
+    })
+}
+
+/// `parse_files_lenient`, taking the rules of files unchanged since the last call from `memo`
+/// and leaving there those of this call.
+pub(crate) fn parse_files_with(
+    files: &[(String, String)],
+    mut memo: Option<&mut Memo>,
+) -> (Policy, Vec<Diagnostic>, Vec<Diagnostic>) {
+    let mut kept: HashMap<String, MemoFile> = HashMap::new();
     let mut errors = Vec::new();
     let mut dropped = 0;
     let mut warnings = Vec::new();
@@ -102,55 +195,57 @@ pub(crate) fn parse_files_lenient(
             errors: Vec::new(),
             dropped: 0,
         };
-        let root = match yaml::parse(text) {
-            Ok(r) => r,
-            Err(e) => {
-                errors.push(Diagnostic::error(
-                    Span::new(&cx.file, e.pos.line, e.pos.col),
-                    format!("invalid YAML: {}", e.message),
-                ));
-                continue;
+        let remembered = memo
+            .as_deref_mut()
+            .and_then(|m| m.files.remove(name))
+            .filter(|f| f.text == *text);
+        let parts = match remembered {
+            Some(f) => {
+                let parts = FileParts {
+                    defaults: f.defaults.clone(),
+                    zones: f.zones.clone(),
+                    rules: f.rules.clone(),
+                    clean: true,
+                };
+                kept.insert(name.clone(), f);
+                parts
+            }
+            None => {
+                let Some(parts) = parse_file(&mut cx, text, &mut errors) else {
+                    continue;
+                };
+                if parts.clean && memo.is_some() {
+                    let f = MemoFile {
+                        text: text.clone(),
+                        defaults: parts.defaults.clone(),
+                        zones: parts.zones.clone(),
+                        rules: parts.rules.clone(),
+                    };
+                    kept.insert(name.clone(), f);
+                }
+                parts
             }
         };
-        let Some(root) = root.filter(|r| !r.is_null()) else {
-            continue;
-        };
-        let Some(top) = cx.map(&root, "policy file", TOP_KEYS) else {
-            errors.append(&mut cx.errors);
-            continue;
-        };
-        if let Some((_, d)) = top.get("defaults") {
+        // What spans files, checked on every load, memoised file or not.
+        if let Some(d) = &parts.defaults {
             parse_defaults(&mut cx, d, &mut defaults, &mut defaults_seen);
         }
-        if let Some((_, z)) = top.get("zones") {
+        if let Some(z) = &parts.zones {
             parse_zones(&mut cx, z, &mut zones, &mut zone_index);
         }
-        if let Some((_, r)) = top.get("rules") {
-            match &r.kind {
-                Kind::Seq(items) => {
-                    for item in items {
-                        if let Some(rule) = parse_rule(&mut cx, item) {
-                            // A rule refused for its name (none, or one already taken) stays
-                            // in the lenient policy, so that its users and groups are resolved
-                            // and reported with that error; `parse_files` refuses the policy.
-                            if rule.0.name.is_empty() {
-                                rules.push(rule);
-                            } else if let Some(first) = rule_index.get(&rule.0.name) {
-                                let msg = format!(
-                                    "duplicate rule `{}`: first defined at {first}",
-                                    rule.0.name
-                                );
-                                cx.push(Diagnostic::error(rule.0.span.clone(), msg));
-                                rules.push(rule);
-                            } else {
-                                rule_index.insert(rule.0.name.clone(), rule.0.span.clone());
-                                rules.push(rule);
-                            }
-                        }
-                    }
-                }
-                _ if r.is_null() => {}
-                _ => cx.wrong_type(r, "rules", "a list of rules"),
+        for rule in parts.rules {
+            // A rule refused for its name (none, or one already taken) stays in the lenient
+            // policy, so that its users and groups are resolved and reported with that error;
+            // `parse_files` refuses the policy.
+            if rule.0.name.is_empty() {
+                rules.push(rule);
+            } else if let Some(first) = rule_index.get(&rule.0.name) {
+                let msg = format!("duplicate rule `{}`: first defined at {first}", rule.0.name);
+                cx.push(Diagnostic::error(rule.0.span.clone(), msg));
+                rules.push(rule);
+            } else {
+                rule_index.insert(rule.0.name.clone(), rule.0.span.clone());
+                rules.push(rule);
             }
         }
         dropped += cx.dropped;
@@ -159,6 +254,11 @@ pub(crate) fn parse_files_lenient(
             dropped += errors.len() - MAX_ERRORS;
             errors.truncate(MAX_ERRORS);
         }
+    }
+
+    if let Some(m) = memo {
+        // Files gone or changed since the last load are forgotten.
+        m.files = kept;
     }
 
     // Zones are visible across files, so references are resolved once all files are read.

@@ -1,0 +1,307 @@
+//! Decision events → journald's native protocol, written here rather than through `tracing`:
+//! the entries of one ring-buffer drain are built back to back in one buffer kept from drain to
+//! drain, and sent when the drain ends. Under an event storm, going through `tracing` cost a
+//! field visitor, a formatted value and a fresh buffer per entry, and a send between every two
+//! records. The entries are the ones `tracing-journald` wrote (the same fields, names and
+//! priorities), so nothing that reads the journal can tell.
+//!
+//! journald's protocol (systemd.io/JOURNAL_NATIVE_PROTOCOL) takes one entry per datagram, so a
+//! drain is still one datagram per entry; each field is written length-prefixed (`NAME\n`,
+//! 64-bit little-endian length, value, `\n`), which holds any value, newlines included.
+
+use std::{
+    io::{self, Write},
+    os::unix::net::UnixDatagram,
+    path::PathBuf,
+};
+
+use super::Record;
+use crate::verdict::Verdict;
+
+/// An entry larger than this is not written here (`push` says so), so that the caller sends it
+/// the way that handles any size (`tracing-journald` passes a large entry in a memfd). A
+/// decision's fields are bounded well below it; the bound only keeps a datagram within what
+/// the socket takes.
+pub const MAX_ENTRY_BYTES: usize = 64 << 10;
+
+/// journald's send buffer: what systemd's own `sd_journal_send` asks for (8 MiB), so a
+/// drain's entries queue in the kernel instead of each send waiting for journald.
+const SEND_BUFFER_BYTES: usize = 8 << 20;
+
+pub struct Writer {
+    socket: UnixDatagram,
+    path: PathBuf,
+    identifier: String,
+    /// The entries of the drain in progress, back to back; `ends[i]` is where entry `i` ends.
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Writer {
+    /// A writer to the journald socket at `path`, entries tagged `SYSLOG_IDENTIFIER=identifier`.
+    pub fn new(path: impl Into<PathBuf>, identifier: &str) -> io::Result<Self> {
+        let socket = UnixDatagram::unbound()?;
+        // Best effort: a smaller buffer only means sends wait for journald sooner.
+        let _ = nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::SndBuf,
+            &SEND_BUFFER_BYTES,
+        );
+        Ok(Self {
+            socket,
+            path: path.into(),
+            identifier: identifier.to_string(),
+            buf: Vec::new(),
+            ends: Vec::new(),
+        })
+    }
+
+    /// Adds `r` as an entry to the drain in progress; false (nothing added) when it would be
+    /// larger than `MAX_ENTRY_BYTES`. `code` is the file and line the event is written from,
+    /// `CODE_FILE` and `CODE_LINE` as `tracing-journald` gives them.
+    pub fn push(&mut self, r: &Record, message_id: &str, code: (&str, u32)) -> bool {
+        let start = self.buf.len();
+        let b = &mut self.buf;
+        // PRIORITY as `tracing-journald`'s default mapping of the levels `sink::emit` used:
+        // deny WARN → 4, would-deny INFO → 5, allow DEBUG → 6.
+        let priority = match r.verdict {
+            Verdict::Deny => "4",
+            Verdict::WouldDeny => "5",
+            Verdict::Allow => "6",
+        };
+        field(b, "PRIORITY", priority);
+        field(b, "TARGET", super::sink::EVENT_TARGET);
+        field(b, "CODE_FILE", code.0);
+        field(b, "CODE_LINE", code.1);
+        field(b, "SYSLOG_IDENTIFIER", &self.identifier);
+        field(b, "MESSAGE_ID", message_id);
+        field(b, "JUMP_TIME", &r.time);
+        field(b, "JUMP_VERDICT", r.verdict.as_str());
+        field(b, "JUMP_UID", r.uid);
+        field(b, "JUMP_USER", &r.user);
+        opt(b, "JUMP_NS_UID", r.ns_uid);
+        field(b, "JUMP_GID", r.gid);
+        field(b, "JUMP_PID", r.pid);
+        field(b, "JUMP_COMM", &r.comm);
+        opt(b, "JUMP_EXE", r.exe.as_deref());
+        opt(b, "JUMP_LOGIN_UID", r.login_uid);
+        opt(b, "JUMP_LOGIN_TRUSTED", r.login_trusted.map(u8::from));
+        opt(b, "JUMP_SESSION_ID", r.session_id);
+        opt(b, "JUMP_SSH_CLIENT", r.ssh_client);
+        opt(b, "JUMP_SSH_CLIENT_PORT", r.ssh_client_port);
+        opt(b, "JUMP_SSH_SERVER", r.ssh_server);
+        opt(b, "JUMP_SSH_SERVER_PORT", r.ssh_server_port);
+        field(b, "JUMP_PROTO", r.proto);
+        field(b, "JUMP_DST_ADDR", r.dst_addr);
+        field(b, "JUMP_DST_PORT", r.dst_port);
+        opt(b, "JUMP_SRC_ADDR", r.src_addr);
+        opt(b, "JUMP_SRC_PORT", r.src_port);
+        field(b, "JUMP_RULE", &r.rule);
+        field(b, "JUMP_RULE_NAME", &r.rule_name);
+        opt(b, "JUMP_RULE_FILE", r.rule_file.as_deref());
+        opt(b, "JUMP_RULE_LINE", r.rule_line);
+        field(b, "JUMP_HOOK", r.hook);
+        field(b, "JUMP_DECIDED_BY", r.decided_by);
+        opt(b, "JUMP_GRANT_REASON", r.grant_reason.as_deref());
+        opt(b, "JUMP_OPTION", r.option);
+        field(b, "JUMP_POLICY_GENERATION", r.policy_generation);
+        field(b, "JUMP_POLICY_SHA256", &r.policy_sha256);
+        opt(
+            b,
+            "JUMP_SUPPRESSED",
+            (r.suppressed > 0).then_some(r.suppressed),
+        );
+        field(b, "MESSAGE", r.message());
+        if self.buf.len() - start > MAX_ENTRY_BYTES {
+            self.buf.truncate(start);
+            return false;
+        }
+        self.ends.push(self.buf.len());
+        true
+    }
+
+    /// Whether entries wait for `flush`.
+    pub fn pending(&self) -> bool {
+        !self.ends.is_empty()
+    }
+
+    /// Sends the entries of the drain, one datagram each, and empties the buffer (keeping its
+    /// memory for the next drain). Returns how many journald did not take. The socket blocks:
+    /// journald's queue pushes back on jumpd, and the kernel's ring buffer holds (or counts
+    /// as lost) what comes meanwhile, as with `tracing-journald`.
+    pub fn flush(&mut self) -> usize {
+        let mut failed = 0;
+        let mut start = 0;
+        for &end in &self.ends {
+            if self
+                .socket
+                .send_to(&self.buf[start..end], &self.path)
+                .is_err()
+            {
+                failed += 1;
+            }
+            start = end;
+        }
+        self.buf.clear();
+        self.ends.clear();
+        failed
+    }
+}
+
+/// One length-prefixed field.
+fn field(b: &mut Vec<u8>, name: &str, value: impl std::fmt::Display) {
+    b.extend_from_slice(name.as_bytes());
+    b.push(b'\n');
+    let at = b.len();
+    b.extend_from_slice(&[0; 8]);
+    // Writing into a Vec cannot fail.
+    let _ = write!(b, "{value}");
+    let len = (b.len() - at - 8) as u64;
+    b[at..at + 8].copy_from_slice(&len.to_le_bytes());
+    b.push(b'\n');
+}
+
+/// A field that is left out when not known, as `tracing` leaves out a `None`.
+fn opt(b: &mut Vec<u8>, name: &str, value: Option<impl std::fmt::Display>) {
+    if let Some(v) = value {
+        field(b, name, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses datagrams of the native protocol as journald does: `NAME=value\n`, or `NAME\n`
+    /// with a 64-bit little-endian length, the value and `\n`.
+    fn parse(mut d: &[u8]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        while !d.is_empty() {
+            let nl = d.iter().position(|&c| c == b'\n').expect("a line");
+            let line = &d[..nl];
+            if let Some(eq) = line.iter().position(|&c| c == b'=') {
+                out.push((
+                    String::from_utf8(line[..eq].to_vec()).unwrap(),
+                    String::from_utf8(line[eq + 1..].to_vec()).unwrap(),
+                ));
+                d = &d[nl + 1..];
+            } else {
+                let name = String::from_utf8(line.to_vec()).unwrap();
+                let len = u64::from_le_bytes(d[nl + 1..nl + 9].try_into().unwrap()) as usize;
+                let value = &d[nl + 9..nl + 9 + len];
+                assert_eq!(d[nl + 9 + len], b'\n', "a value ends with a newline");
+                out.push((name, String::from_utf8(value.to_vec()).unwrap()));
+                d = &d[nl + 10 + len..];
+            }
+        }
+        out
+    }
+
+    fn record() -> Record {
+        Record {
+            time: "2026-01-02T03:04:05.000000006Z".into(),
+            verdict: Verdict::Deny,
+            uid: 1001,
+            user: "alice".into(),
+            ns_uid: None,
+            gid: 1001,
+            pid: 4711,
+            comm: "cu\nrl".into(),
+            exe: Some("/usr/bin/curl".into()),
+            login_uid: None,
+            login_user: None,
+            login_trusted: None,
+            session_id: Some(7),
+            ssh_client: None,
+            ssh_client_port: None,
+            ssh_server: None,
+            ssh_server_port: None,
+            proto: "tcp",
+            dst_addr: "203.0.113.7".parse().unwrap(),
+            dst_port: 443,
+            src_addr: None,
+            src_port: Some(40000),
+            rule: "default".into(),
+            rule_name: "default".into(),
+            rule_file: None,
+            rule_line: None,
+            hook: "connect4",
+            decided_by: "uid",
+            grant_reason: None,
+            option: None,
+            policy_generation: 3,
+            policy_sha256: "ab".repeat(32),
+            suppressed: 0,
+        }
+    }
+
+    #[test]
+    fn entries_carry_every_known_field_and_leave_out_the_unknown() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("socket");
+        let journald = UnixDatagram::bind(&path).unwrap();
+        let mut w = Writer::new(&path, "jumpd").unwrap();
+        let r = record();
+        assert!(w.push(&r, "id1", ("f.rs", 10)));
+        let mut allow = record();
+        allow.verdict = Verdict::Allow;
+        allow.suppressed = 2;
+        assert!(w.push(&allow, "id2", ("f.rs", 11)));
+        assert!(w.pending());
+        assert_eq!(w.flush(), 0);
+        assert!(!w.pending());
+        let mut buf = vec![0; 1 << 16];
+        let n = journald.recv(&mut buf).unwrap();
+        let fields = parse(&buf[..n]);
+        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("PRIORITY"), Some("4"));
+        assert_eq!(get("SYSLOG_IDENTIFIER"), Some("jumpd"));
+        assert_eq!(get("TARGET"), Some("jump::event"));
+        assert_eq!(get("CODE_FILE"), Some("f.rs"));
+        assert_eq!(get("CODE_LINE"), Some("10"));
+        assert_eq!(get("MESSAGE_ID"), Some("id1"));
+        assert_eq!(get("JUMP_UID"), Some("1001"));
+        assert_eq!(
+            get("JUMP_COMM"),
+            Some("cu\nrl"),
+            "a newline in a value survives"
+        );
+        assert_eq!(get("JUMP_EXE"), Some("/usr/bin/curl"));
+        assert_eq!(get("JUMP_SESSION_ID"), Some("7"));
+        assert_eq!(get("JUMP_DST_ADDR"), Some("203.0.113.7"));
+        assert_eq!(get("JUMP_SRC_PORT"), Some("40000"));
+        assert_eq!(get("MESSAGE"), Some(r.message().as_str()));
+        for absent in [
+            "JUMP_NS_UID",
+            "JUMP_LOGIN_UID",
+            "JUMP_RULE_FILE",
+            "JUMP_SUPPRESSED",
+        ] {
+            assert_eq!(get(absent), None, "{absent} is not known and left out");
+        }
+        let n = journald.recv(&mut buf).unwrap();
+        let second = parse(&buf[..n]);
+        assert!(second.contains(&("PRIORITY".into(), "6".into())));
+        assert!(second.contains(&("JUMP_SUPPRESSED".into(), "2".into())));
+    }
+
+    #[test]
+    fn an_entry_too_large_is_refused_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = Writer::new(d.path().join("socket"), "jumpd").unwrap();
+        let mut r = record();
+        r.grant_reason = Some("x".repeat(MAX_ENTRY_BYTES));
+        assert!(!w.push(&r, "id", ("f.rs", 1)));
+        assert!(!w.pending(), "nothing of it is left in the buffer");
+        assert!(w.buf.is_empty());
+    }
+
+    #[test]
+    fn journald_gone_counts_every_entry_not_taken() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = Writer::new(d.path().join("nobody"), "jumpd").unwrap();
+        assert!(w.push(&record(), "id", ("f.rs", 1)));
+        assert!(w.push(&record(), "id", ("f.rs", 1)));
+        assert_eq!(w.flush(), 2);
+    }
+}
