@@ -72,7 +72,12 @@ fn build_ebpf() -> anyhow::Result<PathBuf> {
 
 pub fn run() -> anyhow::Result<Bins> {
     let object = build_ebpf()?;
-    eprintln!("build: jumpd, jumpctl, the test programs and the benchmark");
+    // One cargo call for everything, so every crate is compiled once with one set of features:
+    // a second call with another package set (the manuals example alone, say) unifies features
+    // differently and compiles jump-userspace and etcd-client again.
+    eprintln!(
+        "build: jumpd, jumpctl, the manual page generator, the test programs and the benchmark"
+    );
     sh(cargo()
         .current_dir(workspace_root())
         .env("JUMP_EBPF_OBJECT", &object)
@@ -80,6 +85,8 @@ pub fn run() -> anyhow::Result<Bins> {
             "build",
             "--release",
             "--bins",
+            "--example",
+            "manuals",
             "-p",
             "jump-userspace",
             "-p",
