@@ -25,9 +25,8 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use jump_tests::Bins;
 
-use crate::build::{sh, target_dir};
+use crate::build::{sh, target_dir, Bins};
 
 /// Where the files under `/usr` go: `/usr` for the package, `--prefix` for `install`.
 pub struct Prefix(pub PathBuf);

@@ -4,10 +4,15 @@
 //! enforced cgroup and a target sshd plus echo services on the internal network, and runs jumpd
 //! in the foreground on that cgroup with `policies/`. Ctrl-C stops jumpd and removes everything
 //! it created: processes, namespaces, cgroups, users, keys.
+//!
+//! `jump-demo run POLICY_DIR` is that demo, `jump-demo shell USER` is `cargo xtask shell USER`;
+//! the binaries it runs come from `JUMPD_BIN`/`JUMPCTL_BIN`/`JUMP_PROBE_BIN`, as the tests'.
+//! A binary of the test harness's crate because it is built from the harness's guards.
+#![forbid(unsafe_code)]
 
 use std::{
     path::Path,
-    process::Command,
+    process::{Command, ExitCode},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -23,8 +28,6 @@ use jump_tests::{
     ssh::{SshDir, Sshd, SshdSpec},
     Bins,
 };
-
-use crate::workspace_root;
 
 const NETNS: &str = "jdemo";
 const CGROUP: &str = "jump-demo";
@@ -136,13 +139,26 @@ Ctrl-C here stops everything and removes the namespaces, cgroups, users and keys
     )
 }
 
-pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
-    if !args.is_empty() {
-        // A real deployment: jumpd with the operator's arguments, nothing else.
-        let status = Command::new(&bins.jumpd).args(args).status()?;
-        anyhow::ensure!(status.success(), "jumpd exited with {status}");
-        return Ok(());
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["run", policies] => run(&Bins::from_env(), Path::new(policies)),
+        ["shell", user] => shell(user),
+        _ => Err(anyhow::anyhow!(
+            "usage: jump-demo run POLICY_DIR | jump-demo shell USER \
+             (`cargo xtask run`, `cargo xtask shell USER`)"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo: {e:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn run(bins: &Bins, policies: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(
         nix::unistd::Uid::effective().is_root(),
         "the demo needs root (namespaces, cgroups, BPF): run `cargo xtask run` as root"
@@ -241,12 +257,11 @@ pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
             log_level: "VERBOSE",
         },
     )?;
-    let policies = workspace_root().join("policies");
     // The demo's own pin root, so its detach can never touch a real deployment's state.
     let pins = std::path::PathBuf::from("/sys/fs/bpf/jump-demo");
     println!(
         "{}",
-        instructions(&ssh.path, &policies, &cg.path, &bins.jumpctl)
+        instructions(&ssh.path, policies, &cg.path, &bins.jumpctl)
     );
     // In the jump host's namespace, where the sockets it may have to revoke live.
     let mut child = Command::new("nsenter")
@@ -254,7 +269,7 @@ pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
         .arg("--")
         .arg(&bins.jumpd)
         .arg("--policy-dir")
-        .arg(&policies)
+        .arg(policies)
         .arg("--cgroup")
         .arg(&cg.path)
         .arg("--pin-dir")
@@ -284,7 +299,7 @@ pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
 /// `cargo xtask shell USER`: a login-like shell as USER in the demo's cgroup and namespace.
 /// The cgroup is joined first, then the namespace: `ip netns exec` would remount /sys and hide
 /// the cgroup2 mount.
-pub fn shell(user: &str) -> anyhow::Result<()> {
+fn shell(user: &str) -> anyhow::Result<()> {
     let cg = jump_tests::cgroup::cgroup2_root()
         .context("no cgroup2 mount")?
         .join(CGROUP);
