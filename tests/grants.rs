@@ -15,7 +15,7 @@ use jump_tests::{
     cgroup::TestCgroup,
     daemon::Jumpd,
     netns::{Topology, INTERNAL_V4},
-    privileged,
+    poll_until, privileged,
     probe::{self, unix_now, Held, Outcome, Placement, Servers, ECONNABORTED},
     Bins,
 };
@@ -293,9 +293,10 @@ fn a_grant_survives_a_restart_of_jumpd() {
     );
     w.jumpd.stop();
     // The short grant ends while jumpd is down: the kernel ends it, the restart logs it.
-    while unix_now() < short_until + Duration::from_millis(100) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll_until(Duration::from_secs(10), "the short grant's end", || {
+        (unix_now() >= short_until + Duration::from_millis(100)).then_some(())
+    })
+    .expect("the clock passes the short grant's end");
     w.jumpd.restart().expect("restart");
     w.jumpd.wait_line("the restarted jumpd", |l| {
         l["message"]
