@@ -21,10 +21,10 @@ use std::{
 
 use anyhow::Context;
 use jump_tests::{
+    accounts::Accounts,
     cgroup::TestCgroup,
     netns::{Topology, INTERNAL_V4, INTERNAL_V6, JUMP_V4},
     probe::Servers,
-    sh,
     ssh::{SshDir, Sshd, SshdSpec},
     Bins,
 };
@@ -39,67 +39,14 @@ const SSH_DIR: &str = "/tmp/jump-demo";
 /// contractor.
 const USERS: &[(&str, &[&str])] = &[("alice", &["ops"]), ("bob", &[]), ("carol", &[])];
 
-/// Users and groups the demo created (and so removes), in creation order.
-#[derive(Default)]
-struct Accounts {
-    users: Vec<String>,
-    groups: Vec<String>,
-}
-
-impl Accounts {
-    fn ensure() -> anyhow::Result<Self> {
-        let mut acc = Accounts::default();
-        let exists = |db: &str, name: &str| {
-            Command::new("getent")
-                .args([db, name])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        for group in ["ops"] {
-            if !exists("group", group) {
-                sh(&["groupadd", group])?;
-                acc.groups.push(group.into());
-            }
-        }
-        for (user, groups) in USERS {
-            if !exists("passwd", user) {
-                // Password `*`: no password matches it, and unlike useradd's `!` it does not
-                // lock the account (sshd without PAM refuses locked accounts even with a key).
-                let mut args = vec![
-                    "useradd",
-                    "--no-create-home",
-                    "--home-dir",
-                    "/",
-                    "--shell",
-                    "/bin/bash",
-                    "--user-group",
-                    "--comment",
-                    "jump demo",
-                    "--password",
-                    "*",
-                ];
-                let list = groups.join(",");
-                if !groups.is_empty() {
-                    args.extend(["--groups", &list]);
-                }
-                args.push(user);
-                sh(&args)?;
-                acc.users.push(user.to_string());
-            }
-        }
-        Ok(acc)
+/// The example policy's accounts; those the demo created (and only those) are removed on drop.
+fn accounts() -> anyhow::Result<Accounts> {
+    let mut acc = Accounts::fixed("jump demo");
+    acc.ensure_group("ops")?;
+    for (user, groups) in USERS {
+        acc.ensure_user(user, groups)?;
     }
-}
-
-impl Drop for Accounts {
-    fn drop(&mut self) {
-        for u in self.users.iter().rev() {
-            let _ = sh(&["userdel", "-f", u]);
-        }
-        for g in self.groups.iter().rev() {
-            let _ = sh(&["groupdel", g]);
-        }
-    }
+    Ok(acc)
 }
 
 fn instructions(ssh: &Path, policies: &Path, cg: &Path, jumpctl: &Path) -> String {
@@ -178,7 +125,7 @@ fn run(bins: &Bins, policies: &Path) -> anyhow::Result<()> {
     // namespaces.
     let topo = Topology::named_with_workstation(NETNS)?;
     let ssh = SshDir::at(Path::new(SSH_DIR))?;
-    let _accounts = Accounts::ensure()?;
+    let _accounts = accounts()?;
     for user in USERS.iter().map(|u| u.0).chain(["root"]) {
         ssh.authorize(user)?;
     }
