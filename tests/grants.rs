@@ -6,13 +6,14 @@
 use std::{
     io::{BufRead, BufReader, Write},
     path::PathBuf,
-    process::{Child, ChildStdout, Command, Stdio},
+    process::{ChildStdout, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use jump_tests::{
     accounts::{TestGroup, TestUser},
     cgroup::TestCgroup,
+    child::Guarded,
     daemon::Jumpd,
     netns::{Topology, INTERNAL_V4},
     poll_until, privileged,
@@ -128,7 +129,7 @@ impl World {
             line.contains("connected"),
             "hold should connect first: {line}"
         );
-        Held { child, out }
+        Held::new(child, out)
     }
 }
 
@@ -324,7 +325,7 @@ fn a_grant_survives_a_restart_of_jumpd() {
 /// A root shell that opens an audit session for A (as `pam_loginuid` does at login) and prints
 /// its session id; each line written to it runs one probe connect as A in that session.
 struct Session {
-    child: Child,
+    child: Guarded,
     out: BufReader<ChildStdout>,
     id: u32,
 }
@@ -352,11 +353,15 @@ impl Session {
             .trim()
             .parse()
             .unwrap_or_else(|_| panic!("no session id: {line:?}"));
-        Self { child, out, id }
+        Self {
+            child: Guarded::new(child),
+            out,
+            id,
+        }
     }
 
     fn connect(&mut self) -> Value {
-        writeln!(self.child.stdin.as_mut().unwrap()).unwrap();
+        writeln!(self.child.child.stdin.as_mut().unwrap()).unwrap();
         let mut line = String::new();
         self.out.read_line(&mut line).unwrap();
         serde_json::from_str(line.trim()).unwrap_or_else(|_| panic!("probe printed {line:?}"))
@@ -365,9 +370,8 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Its loop ends with its input; the guard then ends what is left.
+        drop(self.child.child.stdin.take());
     }
 }
 

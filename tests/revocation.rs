@@ -130,7 +130,7 @@ impl World {
             "`{}` should connect first, got `{line}`",
             args.join(" ")
         );
-        Held { child, out }
+        Held::new(child, out)
     }
 
     /// The revocation record of a connection to `port` of uid `uid`.

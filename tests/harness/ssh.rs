@@ -30,7 +30,7 @@ use std::{
 
 use nix::{sys::signal::Signal, unistd::Pid};
 
-use crate::{owner_alive, sh, unique};
+use crate::{child::Guarded, owner_alive, sh, unique};
 
 const PREFIX: &str = "jt";
 const SSHD: &str = "/usr/sbin/sshd";
@@ -336,7 +336,7 @@ pub struct SshdSpec<'a> {
 
 /// A running sshd, stopped on drop together with every process left in its cgroup.
 pub struct Sshd {
-    child: Child,
+    child: Guarded,
     cgroup: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -418,7 +418,7 @@ impl Sshd {
             }
         });
         let sshd = Self {
-            child,
+            child: Guarded::with_grace(child, Duration::from_secs(5)),
             cgroup: spec.cgroup.to_path_buf(),
             log,
         };
@@ -439,7 +439,7 @@ impl Sshd {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// sshd's own log lines (`-e`: its stderr), for failure messages.
@@ -450,13 +450,7 @@ impl Sshd {
 
 impl Drop for Sshd {
     fn drop(&mut self) {
-        signal(self.child.id(), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.stop();
         // Session processes run in sessions of their own and outlive the listener.
         end_cgroup_processes(&self.cgroup);
     }
