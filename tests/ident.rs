@@ -13,10 +13,9 @@ use std::{
 
 use jump_tests::{
     cgroup::TestCgroup,
-    daemon::Jumpd,
     netns::{Topology, INTERNAL_V4, INTERNAL_V6, INTERNET_V4},
     privileged,
-    probe::{self, FarSide, Lingering, Outcome, Placement, Servers},
+    probe::{self, FarSide, Lingering, Outcome, Placement},
     Bins,
 };
 
@@ -569,28 +568,13 @@ fn a_user_namespace_of_a_real_account_is_decided_as_that_account() {
     }) else {
         panic!("useradd gave {} no subordinate uids: {subuid}", alice.name);
     };
-    let scratch = Scratch::new();
-    let policies = scratch.0.join("policies");
-    std::fs::create_dir(&policies).expect("policy directory");
-    std::fs::write(
-        policies.join("policy.yaml"),
-        format!(
-            "defaults: {{egress: deny, log: all, loopback: allow}}\nrules:\n  - name: alice-internal\n    users: [{}]\n    allow:\n      - {{to: [{INTERNAL_V4}], ports: [7000], proto: [tcp]}}\n",
-            alice.name
-        ),
-    )
-    .expect("policy");
-    let bins = Bins::from_env();
-    let topo = Topology::new().expect("topology");
-    let _servers = Servers::start(
-        &bins,
-        &topo.internal.path(),
-        &[format!("tcp:{INTERNAL_V4}:7000")],
-    )
-    .expect("servers");
-    let cg = TestCgroup::new().expect("cgroup");
-    let jumpd =
-        Jumpd::start_in(&bins, Some(&topo.host.path()), &policies, &cg.path, &[]).expect("jumpd");
+    let policy = format!(
+        "defaults: {{egress: deny, log: all, loopback: allow}}\nrules:\n  - name: alice-internal\n    users: [{}]\n    allow:\n      - {{to: [{INTERNAL_V4}], ports: [7000], proto: [tcp]}}\n",
+        alice.name
+    );
+    let mut w = jump_tests::world::World::new(&[7000], &[("policy.yaml", &policy)]);
+    w.start_in_host(&[]);
+    let (bins, topo, cg, jumpd) = (&w.bins, &w.topo, &w.cg, w.jumpd());
     // Joins the cgroup and the jump host's namespace as root, then becomes alice, who maps
     // her subordinate range with newuidmap and runs the probe as the namespace's root.
     let as_namespace_root = |target: &str| -> serde_json::Value {
@@ -629,7 +613,7 @@ fn a_user_namespace_of_a_real_account_is_decided_as_that_account() {
             && e["jump_user"] == alice.name.as_str()
             && e["jump_verdict"] == "allow"
     });
-    let far = World::far_side_in(&bins, &topo, 7002);
+    let far = World::far_side_in(bins, topo, 7002);
     let refused = as_namespace_root(&format!("{INTERNAL_V4}:7002"));
     assert_eq!(
         refused["errno"], 1,
