@@ -13,12 +13,9 @@ use std::{
 };
 
 use jump_tests::{
-    cgroup::TestCgroup,
-    daemon::Jumpd,
-    netns::{Topology, INTERNAL_V4, INTERNAL_V6, INTERNET_V4, INTERNET_V6},
+    netns::{INTERNAL_V4, INTERNAL_V6, INTERNET_V4, INTERNET_V6},
     privileged,
-    probe::{self, Outcome, Placement, Servers},
-    Bins,
+    probe::{self, Outcome, Placement},
 };
 
 const A: u32 = 64001;
@@ -28,23 +25,28 @@ fn policy_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies/tests/enforcement")
 }
 
-/// One test's world: topology, echo servers on 7000/7001 (tcp, udp) everywhere and on
-/// loopback 7100 in the jump host, a cgroup, and jumpd in the jump host namespace.
+/// One test's world: the harness's, with echo servers on 7000/7001 (tcp, udp) everywhere and on
+/// loopback 7100 in the jump host, `policies/tests/enforcement/policy.yaml` copied into its
+/// policy directory (which a test may edit), and jumpd in the jump host namespace once started.
 struct World {
-    bins: Bins,
-    // Field order is drop order: jumpd first, then the cgroup, servers, namespaces.
-    jumpd: Option<Jumpd>,
-    cg: TestCgroup,
-    _servers: Vec<Servers>,
-    topo: Topology,
+    base: jump_tests::world::World,
+}
+
+impl std::ops::Deref for World {
+    type Target = jump_tests::world::World;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
 }
 
 impl World {
     fn new() -> Self {
-        let bins = Bins::from_env();
-        let topo = Topology::new().expect("topology");
+        let policy = std::fs::read_to_string(policy_dir().join("policy.yaml"))
+            .expect("the enforcement policy");
+        let mut base = jump_tests::world::World::bare(&[("policy.yaml", &policy)]);
         // Unprivileged ping sockets for every gid, in the jump host namespace only.
-        topo.host
+        base.topo
+            .host
             .sysctl("net.ipv4.ping_group_range", "0 2147483647")
             .expect("sysctl");
         let specs = |a4: &str, a6: &str| -> Vec<String> {
@@ -60,48 +62,26 @@ impl World {
                 })
                 .collect()
         };
-        let servers = vec![
-            Servers::start(
-                &bins,
-                &topo.internal.path(),
-                &specs(INTERNAL_V4, INTERNAL_V6),
-            )
-            .expect("internal servers"),
-            Servers::start(
-                &bins,
-                &topo.internet.path(),
-                &specs(INTERNET_V4, INTERNET_V6),
-            )
-            .expect("internet servers"),
-            Servers::start(
-                &bins,
-                &topo.host.path(),
-                &["tcp:127.0.0.1:7100".into(), "tcp:[::1]:7100".into()],
-            )
-            .expect("loopback servers"),
-        ];
-        let cg = TestCgroup::new().expect("cgroup");
-        World {
-            bins,
-            jumpd: None,
-            cg,
-            _servers: servers,
-            topo,
-        }
+        base.serve(&base.topo.internal.path(), &specs(INTERNAL_V4, INTERNAL_V6));
+        base.serve(&base.topo.internet.path(), &specs(INTERNET_V4, INTERNET_V6));
+        base.serve(
+            &base.topo.host.path(),
+            &["tcp:127.0.0.1:7100".into(), "tcp:[::1]:7100".into()],
+        );
+        World { base }
     }
 
     fn start(mut self) -> Self {
-        self.jumpd = Some(
-            Jumpd::start_in(
-                &self.bins,
-                Some(&self.topo.host.path()),
-                &policy_dir(),
-                &self.cg.path,
-                &[],
-            )
-            .expect("jumpd"),
-        );
+        self.base.start_in_host(&[]);
         self
+    }
+
+    /// Replaces `from` with `to` in the world's copy of the policy (in place).
+    fn edit(&self, from: &str, to: &str) {
+        let p = self.policy_file("policy.yaml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains(from), "the policy should contain `{from}`");
+        std::fs::write(&p, text.replace(from, to)).unwrap();
     }
 
     fn at(&self, uid: Option<u32>) -> Placement {
@@ -113,10 +93,6 @@ impl World {
 
     fn run(&self, uid: Option<u32>, op: &str, target: &str) -> Outcome {
         probe::run(&self.bins, &self.at(uid), op, target)
-    }
-
-    fn jumpd(&self) -> &Jumpd {
-        self.jumpd.as_ref().expect("started")
     }
 
     /// Asserts an event for `uid` from `hook` with `verdict` was logged.
@@ -379,50 +355,12 @@ fn a_socket_is_decided_by_the_uid_that_connects_it() {
     refused(&w, Some(B), "tcp-presock", &format!("{INTERNAL_V4}:7000"));
 }
 
-/// A temporary copy of the enforcement policy that a test may edit, removed on drop.
-struct PolicyCopy {
-    dir: PathBuf,
-}
-
-impl PolicyCopy {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(jump_tests::unique("jump-policy-"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(policy_dir().join("policy.yaml"), dir.join("policy.yaml")).unwrap();
-        Self { dir }
-    }
-
-    fn edit(&self, from: &str, to: &str) {
-        let p = self.dir.join("policy.yaml");
-        let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.contains(from), "the policy should contain `{from}`");
-        std::fs::write(&p, text.replace(from, to)).unwrap();
-    }
-}
-
-impl Drop for PolicyCopy {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[test]
 fn revoking_a_grant_cuts_established_connections_promptly() {
     if !privileged("revoking_a_grant_cuts_established_connections_promptly") {
         return;
     }
-    let policy = PolicyCopy::new();
-    let mut w = World::new();
-    w.jumpd = Some(
-        Jumpd::start_in(
-            &w.bins,
-            Some(&w.topo.host.path()),
-            &policy.dir,
-            &w.cg.path,
-            &[],
-        )
-        .expect("jumpd"),
-    );
+    let w = World::new().start();
     let (mut child, mut out, line) =
         spawn_probe(&w, A, &["hold", &format!("{INTERNAL_V4}:7000"), "8"]);
     assert!(
@@ -436,7 +374,7 @@ fn revoking_a_grant_cuts_established_connections_promptly() {
         "the session should still run"
     );
 
-    policy.edit("ports: [7000]", "ports: [7001]");
+    w.edit("ports: [7000]", "ports: [7001]");
     let t0 = std::time::Instant::now();
     w.jumpd().signal(nix::sys::signal::Signal::SIGHUP);
     let status = child.wait().unwrap();

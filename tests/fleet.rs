@@ -15,12 +15,13 @@
 use std::{
     net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
 use jump_tests::{
     cgroup::TestCgroup,
+    child::Guarded,
     daemon::Jumpd,
     netns::{Topology, INTERNAL_V4},
     privileged,
@@ -87,7 +88,7 @@ struct Pki {
 
 /// etcd on loopback, killed (by pid) and its data removed on drop.
 struct Etcd {
-    child: Option<Child>,
+    child: Option<Guarded>,
     data: TempDir,
     client_port: u16,
     peer_port: u16,
@@ -134,10 +135,10 @@ impl Etcd {
                 .arg(&p.ca)
                 .arg("--client-cert-auth");
         }
-        self.child = Some(
+        self.child = Some(Guarded::new(
             cmd.spawn()
                 .expect("etcd (apt etcd-server; `cargo xtask setup`)"),
-        );
+        ));
         poll_until(20.0, "etcd to answer", || {
             self.ctl(&["endpoint", "health"])
                 .status
@@ -149,8 +150,7 @@ impl Etcd {
     /// SIGKILL, as a crash or a partition would look to the hosts.
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            c.kill();
         }
     }
 

@@ -6,17 +6,16 @@
 use std::{
     io::{BufRead, BufReader, Write},
     path::PathBuf,
-    process::{Child, ChildStdout, Command, Stdio},
+    process::{ChildStdout, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use jump_tests::{
     accounts::{TestGroup, TestUser},
-    cgroup::TestCgroup,
-    daemon::Jumpd,
-    netns::{Topology, INTERNAL_V4},
-    privileged,
-    probe::{self, unix_now, Held, Outcome, Placement, Servers, ECONNABORTED},
+    child::Guarded,
+    netns::INTERNAL_V4,
+    poll_until, privileged,
+    probe::{self, unix_now, Held, Outcome, Placement, ECONNABORTED},
     Bins,
 };
 use serde_json::Value;
@@ -31,49 +30,40 @@ fn policy() -> String {
     )
 }
 
+/// The harness's world with echo servers on 7000–7002, `policy()`, and jumpd (in the jump host
+/// namespace, where the sockets it revokes live) keeping its grants in `state`.
 struct World {
-    bins: Bins,
-    // Field order is drop order.
-    jumpd: Jumpd,
-    cg: TestCgroup,
-    _servers: Servers,
-    topo: Topology,
-    dir: PathBuf,
+    base: jump_tests::world::World,
     state: PathBuf,
+    _state_dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for World {
+    type Target = jump_tests::world::World;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
+}
+
+impl std::ops::DerefMut for World {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.base
+    }
 }
 
 impl World {
     fn new(extra: &[&str]) -> Self {
-        let bins = Bins::from_env();
-        let topo = Topology::new().expect("topology");
-        let specs: Vec<String> = (7000..=7002)
-            .map(|p| format!("tcp:{INTERNAL_V4}:{p}"))
-            .collect();
-        let servers = Servers::start(&bins, &topo.internal.path(), &specs).expect("servers");
-        let cg = TestCgroup::new().expect("cgroup");
-        let dir = std::env::temp_dir().join(jump_tests::unique("jump-grants-"));
-        let state = dir.join("state");
-        std::fs::create_dir_all(dir.join("policies")).unwrap();
-        std::fs::write(dir.join("policies/p.yaml"), policy()).unwrap();
+        let mut base = jump_tests::world::World::new(&[7000, 7001, 7002], &[("p.yaml", &policy())]);
+        let state_dir = tempfile::tempdir().expect("state dir");
+        let state = state_dir.path().join("state");
         let state_arg = state.display().to_string();
         let mut args = vec!["--no-watch", "--state-dir", &state_arg];
         args.extend_from_slice(extra);
-        let jumpd = Jumpd::start_in(
-            &bins,
-            Some(&topo.host.path()),
-            &dir.join("policies"),
-            &cg.path,
-            &args,
-        )
-        .expect("jumpd");
+        base.start_in_host(&args);
         World {
-            bins,
-            jumpd,
-            cg,
-            _servers: servers,
-            topo,
-            dir,
+            base,
             state,
+            _state_dir: state_dir,
         }
     }
 
@@ -92,7 +82,7 @@ impl World {
 
     /// `jumpctl ARGS` as root against this jumpd: (exit code, stdout, stderr).
     fn ctl(&self, args: &[&str]) -> (i32, String, String) {
-        ctl_as(&self.bins, self.jumpd.socket(), &[], args)
+        ctl_as(&self.bins, self.jumpd().socket(), &[], args)
     }
 
     /// Grants `dests` to A and returns (id, until as Unix time).
@@ -128,13 +118,7 @@ impl World {
             line.contains("connected"),
             "hold should connect first: {line}"
         );
-        Held { child, out }
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        Held::new(child, out)
     }
 }
 
@@ -184,7 +168,7 @@ fn a_grant_opens_for_its_time_and_its_connections_close_at_its_end() {
         reason,
     ]);
     assert_eq!(w.reach(7001), Outcome::Ok, "allowed during the grant");
-    let e = w.jumpd.wait_event("the granted connect", |e| {
+    let e = w.jumpd().wait_event("the granted connect", |e| {
         e["jump_uid"] == A && e["jump_dst_port"] == 7001 && e["jump_verdict"] == "allow"
     });
     assert_eq!(e["jump_rule_name"], format!("grant-{id}"), "{e}");
@@ -199,7 +183,7 @@ fn a_grant_opens_for_its_time_and_its_connections_close_at_its_end() {
         "the policy's deny wins over the grant"
     );
 
-    let given = w.jumpd.wait_line("the grant's journal entry", |l| {
+    let given = w.jumpd().wait_line("the grant's journal entry", |l| {
         l["message_id"] == "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80b" && l["jump_grant_id"] == id
     });
     assert_eq!(
@@ -222,7 +206,7 @@ fn a_grant_opens_for_its_time_and_its_connections_close_at_its_end() {
     let mut h = w.hold(7001, 30);
     probe::closed_at_edge(&mut h, until, "at the grant's end");
     assert!(w.reach(7001).is_refused(), "refused after the grant");
-    w.jumpd.wait_line("the grant's expiry entry", |l| {
+    w.jumpd().wait_line("the grant's expiry entry", |l| {
         l["message_id"] == "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80d" && l["jump_grant_id"] == id
     });
     let (_, out, _) = w.ctl(&["grants", "--json"]);
@@ -257,7 +241,7 @@ fn a_revoked_grant_ends_at_once_and_its_connections_close() {
         t0.elapsed()
     );
     assert!(w.reach(7001).is_refused(), "refused after the revocation");
-    w.jumpd.wait_line("the revocation's journal entry", |l| {
+    w.jumpd().wait_line("the revocation's journal entry", |l| {
         l["message_id"] == "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80c" && l["jump_grant_id"] == id
     });
     let (code, _, err) = w.ctl(&["revoke", &id.to_string()]);
@@ -291,18 +275,19 @@ fn a_grant_survives_a_restart_of_jumpd() {
         w.state.join("grants.json").exists(),
         "kept in the state directory"
     );
-    w.jumpd.stop();
+    w.jumpd_mut().stop();
     // The short grant ends while jumpd is down: the kernel ends it, the restart logs it.
-    while unix_now() < short_until + Duration::from_millis(100) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    w.jumpd.restart().expect("restart");
-    w.jumpd.wait_line("the restarted jumpd", |l| {
+    poll_until(Duration::from_secs(10), "the short grant's end", || {
+        (unix_now() >= short_until + Duration::from_millis(100)).then_some(())
+    })
+    .expect("the clock passes the short grant's end");
+    w.jumpd_mut().restart().expect("restart");
+    w.jumpd().wait_line("the restarted jumpd", |l| {
         l["message"]
             .as_str()
             .is_some_and(|m| m.starts_with("jumpd ready") && m.contains("(adopted)"))
     });
-    w.jumpd.wait_line(
+    w.jumpd().wait_line(
         "the expiry of the grant that ended while jumpd was down",
         |l| l["message_id"] == "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80d" && l["jump_grant_id"] == id + 1,
     );
@@ -323,7 +308,7 @@ fn a_grant_survives_a_restart_of_jumpd() {
 /// A root shell that opens an audit session for A (as `pam_loginuid` does at login) and prints
 /// its session id; each line written to it runs one probe connect as A in that session.
 struct Session {
-    child: Child,
+    child: Guarded,
     out: BufReader<ChildStdout>,
     id: u32,
 }
@@ -351,11 +336,15 @@ impl Session {
             .trim()
             .parse()
             .unwrap_or_else(|_| panic!("no session id: {line:?}"));
-        Self { child, out, id }
+        Self {
+            child: Guarded::new(child),
+            out,
+            id,
+        }
     }
 
     fn connect(&mut self) -> Value {
-        writeln!(self.child.stdin.as_mut().unwrap()).unwrap();
+        writeln!(self.child.child.stdin.as_mut().unwrap()).unwrap();
         let mut line = String::new();
         self.out.read_line(&mut line).unwrap();
         serde_json::from_str(line.trim()).unwrap_or_else(|_| panic!("probe printed {line:?}"))
@@ -364,9 +353,8 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Its loop ends with its input; the guard then ends what is left.
+        drop(self.child.child.stdin.take());
     }
 }
 
@@ -416,7 +404,7 @@ fn only_admins_may_grant_and_a_refusal_is_logged() {
     let target = format!("{INTERNAL_V4}:7001");
     let (code, out, err) = ctl_as(
         &w.bins,
-        w.jumpd.socket(),
+        w.jumpd().socket(),
         &setpriv,
         &[
             "grant",
@@ -429,11 +417,11 @@ fn only_admins_may_grant_and_a_refusal_is_logged() {
         ],
     );
     assert_eq!(code, 4, "a non-admin's grant is refused: {out} {err}");
-    w.jumpd.wait_line("the refusal", |l| {
+    w.jumpd().wait_line("the refusal", |l| {
         l["message"].as_str().is_some_and(|m| m.contains("refused"))
             && l["jump_peer_uid"] == user.uid
     });
-    let (code, _, err) = ctl_as(&w.bins, w.jumpd.socket(), &setpriv, &["grants"]);
+    let (code, _, err) = ctl_as(&w.bins, w.jumpd().socket(), &setpriv, &["grants"]);
     assert_eq!(code, 4, "nor may a non-admin read the grants: {err}");
     let (_, out, _) = w.ctl(&["grants", "--json"]);
     assert_eq!(out.trim(), "[]", "nothing was granted");

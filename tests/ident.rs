@@ -13,10 +13,9 @@ use std::{
 
 use jump_tests::{
     cgroup::TestCgroup,
-    daemon::Jumpd,
     netns::{Topology, INTERNAL_V4, INTERNAL_V6, INTERNET_V4},
     privileged,
-    probe::{self, FarSide, Lingering, Outcome, Placement, Servers},
+    probe::{self, FarSide, Lingering, Outcome, Placement},
     Bins,
 };
 
@@ -55,21 +54,25 @@ impl Drop for Scratch {
     }
 }
 
-/// Topology, echo servers on the internal and internet hosts (tcp and udp 7000/7001), a
-/// cgroup, and jumpd in the jump host's namespace.
+/// The harness's world: echo servers on the internal and internet hosts (tcp and udp
+/// 7000/7001), `policies/tests/enforcement/policy.yaml` copied into its policy directory, and
+/// jumpd in the jump host's namespace.
 struct World {
-    bins: Bins,
-    // Field order is drop order: jumpd first, then the cgroup, servers, namespaces.
-    jumpd: Jumpd,
-    cg: TestCgroup,
-    _servers: Vec<Servers>,
-    topo: Topology,
+    base: jump_tests::world::World,
+}
+
+impl std::ops::Deref for World {
+    type Target = jump_tests::world::World;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
 }
 
 impl World {
     fn new(extra: &[&str]) -> Self {
-        let bins = Bins::from_env();
-        let topo = Topology::new().expect("topology");
+        let policy = std::fs::read_to_string(policy_dir().join("policy.yaml"))
+            .expect("the enforcement policy");
+        let mut base = jump_tests::world::World::bare(&[("policy.yaml", &policy)]);
         let specs = |a4: &str, a6: &str| -> Vec<String> {
             [7000, 7001]
                 .iter()
@@ -82,36 +85,13 @@ impl World {
                 })
                 .collect()
         };
-        let servers = vec![
-            Servers::start(
-                &bins,
-                &topo.internal.path(),
-                &specs(INTERNAL_V4, INTERNAL_V6),
-            )
-            .expect("internal servers"),
-            Servers::start(
-                &bins,
-                &topo.internet.path(),
-                &specs(INTERNET_V4, "2001:db8:ff::10"),
-            )
-            .expect("internet servers"),
-        ];
-        let cg = TestCgroup::new().expect("cgroup");
-        let jumpd = Jumpd::start_in(
-            &bins,
-            Some(&topo.host.path()),
-            &policy_dir(),
-            &cg.path,
-            extra,
-        )
-        .expect("jumpd");
-        World {
-            bins,
-            jumpd,
-            cg,
-            _servers: servers,
-            topo,
-        }
+        base.serve(&base.topo.internal.path(), &specs(INTERNAL_V4, INTERNAL_V6));
+        base.serve(
+            &base.topo.internet.path(),
+            &specs(INTERNET_V4, "2001:db8:ff::10"),
+        );
+        base.start_in_host(extra);
+        World { base }
     }
 
     fn at(&self, uid: u32) -> Placement {
@@ -166,13 +146,13 @@ fn a_subordinate_uid_is_decided_and_logged_as_its_owner() {
 
     // Without a range the uid is nobody in particular: the default refuses it.
     w.refused(sub, "tcp", &format!("{INTERNAL_V4}:7000"));
-    w.jumpd.wait_event("the bare uid's refusal", |e| {
+    w.jumpd().wait_event("the bare uid's refusal", |e| {
         e["jump_uid"] == sub && e["jump_ns_uid"].is_null() && e["jump_verdict"] == "deny"
     });
 
     // The range appears (by rename, as usermod writes it): jumpd reloads on its own.
     scratch.write("subuid", &format!("{A}:{FIRST}:65536\n"));
-    w.jumpd.wait_generation(2);
+    w.jumpd().wait_generation(2);
 
     // Granted twins: what A may do, the subordinate uid may do, and the echo comes back.
     w.ok(sub, "tcp", &format!("{INTERNAL_V4}:7000"));
@@ -180,7 +160,7 @@ fn a_subordinate_uid_is_decided_and_logged_as_its_owner() {
     w.ok(sub, "udp", &format!("{INTERNAL_V4}:7000"));
     w.ok(sub, "listen", "8000");
     let allowed = w
-        .jumpd
+        .jumpd()
         .wait_event("the subordinate uid's grant, logged as A", |e| {
             e["jump_uid"] == A
                 && e["jump_ns_uid"] == sub
@@ -201,7 +181,7 @@ fn a_subordinate_uid_is_decided_and_logged_as_its_owner() {
     w.refused(sub, "listen", "8001");
     far.nothing_arrived("a subordinate uid connecting where its owner may not");
     for (hook, port) in [("connect4", 7002), ("bind6", 8001)] {
-        w.jumpd
+        w.jumpd()
             .wait_event(&format!("the refusal at {hook}, logged as A"), |e| {
                 e["jump_uid"] == A
                     && e["jump_ns_uid"] == sub
@@ -276,7 +256,7 @@ fn map_update(map: &Path, key: &[u8], value: &[u8]) {
 fn jumpctl_status(w: &World) -> serde_json::Value {
     let out = Command::new(&w.bins.jumpctl)
         .args(["status", "--json"])
-        .env("JUMP_SOCKET", w.jumpd.socket())
+        .env("JUMP_SOCKET", w.jumpd().socket())
         .output()
         .expect("jumpctl");
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -300,7 +280,7 @@ fn rewritten_maps_are_detected_reported_and_restored() {
     const TAMPERED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80a";
     let w = World::new(&[]);
     let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&w.cg.path).expect("cgroup"));
-    let maps = w.jumpd.pin_root.join(format!("v3/cgroup-{ino}/maps"));
+    let maps = w.jumpd().pin_root.join(format!("v3/cgroup-{ino}/maps"));
     w.refused(B, "tcp", &format!("{INTERNET_V4}:7000"));
     w.ok(A, "tcp", &format!("{INTERNAL_V4}:7000"));
 
@@ -316,7 +296,7 @@ fn rewritten_maps_are_detected_reported_and_restored() {
     config[8] = 1;
     config[9] = 0;
     map_update(&maps.join("JUMP_SLOTS"), &slot, &config);
-    let alarm = w.jumpd.wait_line("the tampering alarm", |l| {
+    let alarm = w.jumpd().wait_line("the tampering alarm", |l| {
         l["message_id"] == TAMPERED
             && l["jump_tampered"]
                 .as_str()
@@ -346,7 +326,7 @@ fn rewritten_maps_are_detected_reported_and_restored() {
     w.refused(B, "tcp", &format!("{INTERNAL_V4}:7002"));
     w.refused(B, "tcp", &format!("{INTERNET_V4}:7000"));
     far.nothing_arrived("a refusal after the restore");
-    w.jumpd.wait_event("the refusal, logged again", |e| {
+    w.jumpd().wait_event("the refusal, logged again", |e| {
         e["jump_uid"] == B && e["jump_verdict"] == "deny" && e["jump_dst_port"] == 7002
     });
     w.ok(A, "tcp", &format!("{INTERNAL_V4}:7000"));
@@ -355,7 +335,7 @@ fn rewritten_maps_are_detected_reported_and_restored() {
     let key_of = |uid: u32| [&slot[..], &uid.to_ne_bytes()[..]].concat();
     let a_profile = map_value(&maps.join("JUMP_USERS"), &key_of(A));
     map_update(&maps.join("JUMP_USERS"), &key_of(B), &a_profile);
-    w.jumpd.wait_line("the second alarm", |l| {
+    w.jumpd().wait_line("the second alarm", |l| {
         l["message_id"] == TAMPERED
             && l["jump_tampered"]
                 .as_str()
@@ -373,7 +353,7 @@ fn rewritten_maps_are_detected_reported_and_restored() {
         .to_vec();
     let addrs = maps.join("JUMP_LOCAL_ADDRS");
     map_update(&addrs, &spoofed, &2u32.to_ne_bytes());
-    w.jumpd.wait_line("the third alarm", |l| {
+    w.jumpd().wait_line("the third alarm", |l| {
         l["message_id"] == TAMPERED
             && l["jump_tampered"]
                 .as_str()
@@ -507,9 +487,10 @@ fn a_forged_login_uid_is_reported_as_untrusted() {
         Lingering::start(cmd)
     };
     let event = |pid: u32, verdict: &str| {
-        w.jumpd.wait_event(&format!("pid {pid}'s {verdict}"), |e| {
-            e["jump_pid"] == pid && e["jump_verdict"] == verdict
-        })
+        w.jumpd()
+            .wait_event(&format!("pid {pid}'s {verdict}"), |e| {
+                e["jump_pid"] == pid && e["jump_verdict"] == verdict
+            })
     };
 
     // Forged: granted and refused connects alike carry the claim, marked untrusted.
@@ -556,7 +537,7 @@ fn a_forged_login_uid_is_reported_as_untrusted() {
     let opened = Lingering::start(sh);
     assert_eq!(opened.verdict["ok"], true, "{}", opened.verdict);
     let e = w
-        .jumpd
+        .jumpd()
         .wait_event("A's connect in a session root opened", |e| {
             e["jump_uid"] == A && e["jump_login_uid"] == B && e["jump_login_trusted"] == 1
         });
@@ -587,28 +568,13 @@ fn a_user_namespace_of_a_real_account_is_decided_as_that_account() {
     }) else {
         panic!("useradd gave {} no subordinate uids: {subuid}", alice.name);
     };
-    let scratch = Scratch::new();
-    let policies = scratch.0.join("policies");
-    std::fs::create_dir(&policies).expect("policy directory");
-    std::fs::write(
-        policies.join("policy.yaml"),
-        format!(
-            "defaults: {{egress: deny, log: all, loopback: allow}}\nrules:\n  - name: alice-internal\n    users: [{}]\n    allow:\n      - {{to: [{INTERNAL_V4}], ports: [7000], proto: [tcp]}}\n",
-            alice.name
-        ),
-    )
-    .expect("policy");
-    let bins = Bins::from_env();
-    let topo = Topology::new().expect("topology");
-    let _servers = Servers::start(
-        &bins,
-        &topo.internal.path(),
-        &[format!("tcp:{INTERNAL_V4}:7000")],
-    )
-    .expect("servers");
-    let cg = TestCgroup::new().expect("cgroup");
-    let jumpd =
-        Jumpd::start_in(&bins, Some(&topo.host.path()), &policies, &cg.path, &[]).expect("jumpd");
+    let policy = format!(
+        "defaults: {{egress: deny, log: all, loopback: allow}}\nrules:\n  - name: alice-internal\n    users: [{}]\n    allow:\n      - {{to: [{INTERNAL_V4}], ports: [7000], proto: [tcp]}}\n",
+        alice.name
+    );
+    let mut w = jump_tests::world::World::new(&[7000], &[("policy.yaml", &policy)]);
+    w.start_in_host(&[]);
+    let (bins, topo, cg, jumpd) = (&w.bins, &w.topo, &w.cg, w.jumpd());
     // Joins the cgroup and the jump host's namespace as root, then becomes alice, who maps
     // her subordinate range with newuidmap and runs the probe as the namespace's root.
     let as_namespace_root = |target: &str| -> serde_json::Value {
@@ -647,7 +613,7 @@ fn a_user_namespace_of_a_real_account_is_decided_as_that_account() {
             && e["jump_user"] == alice.name.as_str()
             && e["jump_verdict"] == "allow"
     });
-    let far = World::far_side_in(&bins, &topo, 7002);
+    let far = World::far_side_in(bins, topo, 7002);
     let refused = as_namespace_root(&format!("{INTERNAL_V4}:7002"));
     assert_eq!(
         refused["errno"], 1,

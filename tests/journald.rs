@@ -567,32 +567,36 @@ fn a_connect_storm_is_rate_limited_and_every_event_is_accounted_for() {
     assert!(String::from_utf8_lossy(&last.stdout).contains("\"errno\":1"));
     let wanted = STORM + 1;
 
-    // Wait until the counts add up (jumpd reports suppressed and lost events every second).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let (logged, suppressed, lost, carried) = loop {
-        let entries = journal.jumpd_entries();
-        let storm_entries: Vec<&Value> = entries
-            .iter()
-            .filter(|e| {
-                field(e, "JUMP_UID") == Some(&*A.to_string())
-                    && field(e, "JUMP_DST_ADDR") == Some(INTERNET_V4)
-            })
-            .collect();
-        let logged = storm_entries.len() as u64;
-        let carried: u64 = storm_entries
-            .iter()
-            .map(|e| number(e, "JUMP_SUPPRESSED"))
-            .sum();
-        let suppressed: u64 = entries
-            .iter()
-            .map(|e| number(e, "JUMP_EVENTS_SUPPRESSED"))
-            .sum();
-        let lost: u64 = entries.iter().map(|e| number(e, "JUMP_EVENTS_LOST")).sum();
-        if logged + suppressed + lost >= wanted || std::time::Instant::now() > deadline {
-            break (logged, suppressed, lost, carried);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    // Wait until the counts add up (jumpd reports suppressed and lost events every second); on
+    // timeout the last counts are asserted below, so the failure shows them.
+    let mut last = (0, 0, 0, 0);
+    let (logged, suppressed, lost, carried) = poll_until(
+        std::time::Duration::from_secs(20),
+        "the storm's entries and summaries to add up",
+        || {
+            let entries = journal.jumpd_entries();
+            let storm_entries: Vec<&Value> = entries
+                .iter()
+                .filter(|e| {
+                    field(e, "JUMP_UID") == Some(&*A.to_string())
+                        && field(e, "JUMP_DST_ADDR") == Some(INTERNET_V4)
+                })
+                .collect();
+            let logged = storm_entries.len() as u64;
+            let carried: u64 = storm_entries
+                .iter()
+                .map(|e| number(e, "JUMP_SUPPRESSED"))
+                .sum();
+            let suppressed: u64 = entries
+                .iter()
+                .map(|e| number(e, "JUMP_EVENTS_SUPPRESSED"))
+                .sum();
+            let lost: u64 = entries.iter().map(|e| number(e, "JUMP_EVENTS_LOST")).sum();
+            last = (logged, suppressed, lost, carried);
+            (logged + suppressed + lost >= wanted).then_some(last)
+        },
+    )
+    .unwrap_or(last);
     eprintln!("storm: {logged} logged, {suppressed} suppressed, {lost} lost");
     assert_eq!(
         logged + suppressed + lost,
@@ -767,28 +771,33 @@ fn one_users_flood_cannot_push_another_users_decisions_out_of_the_log() {
 
     // Wait until the flood is accounted for: logged one by one, or in its uid's summaries.
     let a_uid = A.to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let (entries, logged, summarised) = loop {
-        let entries = journal.jumpd_entries();
-        let logged = entries
-            .iter()
-            .filter(|e| {
-                field(e, "JUMP_UID") == Some(&*flood_uid) && field(e, "JUMP_VERDICT").is_some()
-            })
-            .count() as u64;
-        let summarised: u64 = entries
-            .iter()
-            .filter(|e| {
-                field(e, "MESSAGE_ID") == Some(message_id::EVENTS_HELD)
-                    && field(e, "JUMP_UID") == Some(&*flood_uid)
-            })
-            .map(|e| number(e, "JUMP_EVENTS_HELD"))
-            .sum();
-        if logged + summarised >= flood_attempts || std::time::Instant::now() > deadline {
-            break (entries, logged, summarised);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    };
+    // On timeout the last counts are asserted below, so the failure shows them.
+    let mut last = (Vec::new(), 0, 0);
+    let (entries, logged, summarised) = poll_until(
+        std::time::Duration::from_secs(60),
+        "the flood to be logged or summarised",
+        || {
+            let entries = journal.jumpd_entries();
+            let logged = entries
+                .iter()
+                .filter(|e| {
+                    field(e, "JUMP_UID") == Some(&*flood_uid) && field(e, "JUMP_VERDICT").is_some()
+                })
+                .count() as u64;
+            let summarised: u64 = entries
+                .iter()
+                .filter(|e| {
+                    field(e, "MESSAGE_ID") == Some(message_id::EVENTS_HELD)
+                        && field(e, "JUMP_UID") == Some(&*flood_uid)
+                })
+                .map(|e| number(e, "JUMP_EVENTS_HELD"))
+                .sum();
+            let done = logged + summarised >= flood_attempts;
+            last = (entries, logged, summarised);
+            done.then(|| last.clone())
+        },
+    )
+    .unwrap_or(last);
     eprintln!("flood: {flood_attempts} connects, {logged} logged one by one, {summarised} in per-user summaries");
     assert_eq!(
         logged + summarised,

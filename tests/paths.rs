@@ -14,13 +14,10 @@ use std::{
 };
 
 use jump_tests::{
-    cgroup::TestCgroup,
-    daemon::Jumpd,
-    netns::{NetNs, Topology, INTERNAL_V4, INTERNAL_V6, INTERNET_V4, INTERNET_V6},
+    netns::{NetNs, INTERNAL_V4, INTERNAL_V6, INTERNET_V4, INTERNET_V6},
     privileged,
     probe::{self, Outcome, Placement, Servers},
     sniff::{carries, mentions, Sniffer},
-    Bins,
 };
 
 const A: u32 = 64001;
@@ -33,19 +30,25 @@ fn policy_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies/tests/paths")
 }
 
+/// The harness's world with echo servers in the internal and internet namespaces and on the
+/// jump host's loopback, `policies/tests/paths/policy.yaml` (copied into its policy directory),
+/// and jumpd in the jump host's namespace.
 struct World {
-    bins: Bins,
-    // Field order is drop order: jumpd first, then the cgroup, servers, namespaces.
-    jumpd: Jumpd,
-    cg: TestCgroup,
-    _servers: Vec<Servers>,
-    topo: Topology,
+    base: jump_tests::world::World,
+}
+
+impl std::ops::Deref for World {
+    type Target = jump_tests::world::World;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
 }
 
 impl World {
     fn new() -> Self {
-        let bins = Bins::from_env();
-        let topo = Topology::new().expect("topology");
+        let policy =
+            std::fs::read_to_string(policy_dir().join("policy.yaml")).expect("the paths policy");
+        let mut base = jump_tests::world::World::bare(&[("policy.yaml", &policy)]);
         let specs = |a4: &str, a6: &str| -> Vec<String> {
             vec![
                 format!("tcp:{a4}:7000"),
@@ -54,36 +57,14 @@ impl World {
                 format!("udp:[{a6}]:7000"),
             ]
         };
-        let servers = vec![
-            Servers::start(
-                &bins,
-                &topo.internal.path(),
-                &specs(INTERNAL_V4, INTERNAL_V6),
-            )
-            .expect("internal servers"),
-            Servers::start(
-                &bins,
-                &topo.internet.path(),
-                &specs(INTERNET_V4, INTERNET_V6),
-            )
-            .expect("internet servers"),
-            Servers::start(
-                &bins,
-                &topo.host.path(),
-                &["udp:127.0.0.1:7200".into(), "udp:[::1]:7200".into()],
-            )
-            .expect("loopback servers"),
-        ];
-        let cg = TestCgroup::new().expect("cgroup");
-        let jumpd = Jumpd::start_in(&bins, Some(&topo.host.path()), &policy_dir(), &cg.path, &[])
-            .expect("jumpd");
-        World {
-            bins,
-            jumpd,
-            cg,
-            _servers: servers,
-            topo,
-        }
+        base.serve(&base.topo.internal.path(), &specs(INTERNAL_V4, INTERNAL_V6));
+        base.serve(&base.topo.internet.path(), &specs(INTERNET_V4, INTERNET_V6));
+        base.serve(
+            &base.topo.host.path(),
+            &["udp:127.0.0.1:7200".into(), "udp:[::1]:7200".into()],
+        );
+        base.start_in_host(&[]);
+        World { base }
     }
 
     fn run(&self, uid: u32, op: &str, args: &[&str]) -> Outcome {
@@ -125,7 +106,7 @@ impl World {
 
     /// Asserts a deny event for `uid` from `hook` (and with `option`, for setsockopt).
     fn logged(&self, uid: u32, hook: &str, option: Option<&str>) {
-        self.jumpd
+        self.jumpd()
             .wait_event(&format!("deny uid {uid} at {hook} {option:?}"), |e| {
                 e["jump_uid"] == uid
                     && e["jump_hook"] == hook

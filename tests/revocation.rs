@@ -12,12 +12,9 @@ use std::{
 };
 
 use jump_tests::{
-    cgroup::TestCgroup,
-    daemon::Jumpd,
-    netns::{Topology, INTERNAL_V4, INTERNAL_V6},
+    netns::{INTERNAL_V4, INTERNAL_V6},
     privileged,
-    probe::{closed_at_edge, unix_now, Held, Servers, ECONNABORTED},
-    Bins,
+    probe::{closed_at_edge, unix_now, Held, ECONNABORTED},
 };
 use nix::sys::signal::Signal;
 
@@ -40,23 +37,24 @@ fn policy(ports: &str, extra: &str, other: bool) -> String {
     p
 }
 
-/// One test's world: topology, echo servers on the internal host, a cgroup, a policy
-/// directory of its own, and jumpd in the jump host namespace.
+/// One test's world: the harness's (topology, echo servers on the internal host, a cgroup, a
+/// policy directory of its own) with jumpd in the jump host namespace, and the generation it
+/// has loaded.
 struct World {
-    bins: Bins,
-    // Field order is drop order.
-    jumpd: Option<Jumpd>,
-    cg: TestCgroup,
-    _servers: Servers,
-    topo: Topology,
-    dir: PathBuf,
+    base: jump_tests::world::World,
     generation: u64,
+}
+
+impl std::ops::Deref for World {
+    type Target = jump_tests::world::World;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
 }
 
 impl World {
     fn new(first: &str) -> Self {
-        let bins = Bins::from_env();
-        let topo = Topology::new().expect("topology");
+        let mut base = jump_tests::world::World::bare(&[]);
         let specs: Vec<String> = [7000, 7001]
             .iter()
             .flat_map(|p| {
@@ -67,37 +65,18 @@ impl World {
                 ]
             })
             .collect();
-        let servers = Servers::start(&bins, &topo.internal.path(), &specs).expect("servers");
-        let cg = TestCgroup::new().expect("cgroup");
-        let dir = std::env::temp_dir().join(jump_tests::unique("jump-revoke-"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("policy.yaml"), first).unwrap();
-        let jumpd = Jumpd::start_in(
-            &bins,
-            Some(&topo.host.path()),
-            &dir,
-            &cg.path,
-            &["--no-watch"],
-        )
-        .expect("jumpd");
+        base.serve(&base.topo.internal.path(), &specs);
+        std::fs::write(base.policy_file("policy.yaml"), first).unwrap();
+        base.start_in_host(&["--no-watch"]);
         World {
-            bins,
-            jumpd: Some(jumpd),
-            cg,
-            _servers: servers,
-            topo,
-            dir,
+            base,
             generation: 1,
         }
     }
 
-    fn jumpd(&self) -> &Jumpd {
-        self.jumpd.as_ref().unwrap()
-    }
-
     /// Installs `text` as the next generation and returns when jumpd has loaded it.
     fn reload(&mut self, text: &str) -> Instant {
-        std::fs::write(self.dir.join("policy.yaml"), text).unwrap();
+        std::fs::write(self.policy_file("policy.yaml"), text).unwrap();
         let t0 = Instant::now();
         self.jumpd().signal(Signal::SIGHUP);
         self.generation += 1;
@@ -130,7 +109,7 @@ impl World {
             "`{}` should connect first, got `{line}`",
             args.join(" ")
         );
-        Held { child, out }
+        Held::new(child, out)
     }
 
     /// The revocation record of a connection to `port` of uid `uid`.
@@ -146,12 +125,6 @@ impl World {
                     && l["jump_dst_port"] == port
             },
         )
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

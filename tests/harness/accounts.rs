@@ -3,7 +3,8 @@
 //! account with a chosen uid or one group. Names are `<unique><role>`, e.g. `jt4711x2alice`
 //! (`TestUser`: role `u`, `TestGroup`: role `g`): the test's pid is in the name, so accounts
 //! left by a killed test are swept by the next one. Users carry the comment `jump-tests`, and
-//! only such users are ever swept.
+//! only such users are ever swept. `Accounts::fixed` is the demo's variant: given names, each
+//! created only when missing.
 //!
 //! The accounts can log in with a key only: the password field is `*`, which matches no
 //! password but, unlike useradd's default `!`, does not mark the account locked (sshd without
@@ -26,8 +27,18 @@ pub struct User {
 /// Accounts of one test, removed (users, then groups, in reverse creation order) on drop.
 pub struct Accounts {
     base: String,
+    /// The users' comment (GECOS) field.
+    comment: &'static str,
     users: Vec<User>,
     groups: Vec<String>,
+}
+
+/// Whether `name` is in the `passwd` or `group` database.
+fn exists(db: &str, name: &str) -> bool {
+    Command::new("getent")
+        .args([db, name])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// The numeric id of a user (`id -u`) or a group (`getent group`).
@@ -42,9 +53,38 @@ impl Accounts {
         sweep();
         Ok(Self {
             base: unique(PREFIX),
+            comment: COMMENT,
             users: Vec::new(),
             groups: Vec::new(),
         })
+    }
+
+    /// Accounts under the names given, as they are (the demo's `alice`, group `ops`), users
+    /// marked with `comment`. `ensure_*` creates each only when missing, so only what was created
+    /// here is removed. Nothing is swept: such names carry no pid.
+    pub fn fixed(comment: &'static str) -> Self {
+        Self {
+            base: String::new(),
+            comment,
+            users: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    /// Creates group `name` unless it exists.
+    pub fn ensure_group(&mut self, name: &str) -> anyhow::Result<()> {
+        if !exists("group", name) {
+            self.group(name)?;
+        }
+        Ok(())
+    }
+
+    /// Creates user `name` (as `user` does) unless it exists.
+    pub fn ensure_user(&mut self, name: &str, groups: &[&str]) -> anyhow::Result<()> {
+        if !exists("passwd", name) {
+            self.user(name, groups)?;
+        }
+        Ok(())
     }
 
     /// Creates group `<base><role>` and returns its name.
@@ -69,7 +109,7 @@ impl Accounts {
             "/bin/bash",
             "--user-group",
             "--comment",
-            COMMENT,
+            self.comment,
             "--password",
             "*",
         ];

@@ -6,7 +6,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use crate::Bins;
+use crate::{child::Guarded, Bins};
 
 /// Where and as whom a probe runs.
 #[derive(Clone, Debug, Default)]
@@ -94,7 +94,7 @@ pub fn run_args(bins: &Bins, at: &Placement, op: &str, target: &str, more: &[&st
 
 /// Echo servers in a namespace, ended (by pid) on drop.
 pub struct Servers {
-    child: Child,
+    _child: Guarded,
 }
 
 impl Servers {
@@ -109,16 +109,11 @@ impl Servers {
             .spawn()?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-        let servers = Self { child };
+        let servers = Self {
+            _child: Guarded::new(child),
+        };
         anyhow::ensure!(line.trim() == "ready", "echo servers did not start");
         Ok(servers)
-    }
-}
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -172,7 +167,7 @@ impl Drop for Lingering {
 /// A TCP listener on `port` in `netns`, as root, accepting for `window_secs`: the far side of
 /// a refused attempt. `nothing_arrived` proves the attempt never reached it.
 pub struct FarSide {
-    child: Child,
+    child: Guarded,
     out: BufReader<std::process::ChildStdout>,
 }
 
@@ -188,6 +183,7 @@ impl FarSide {
         let mut out = BufReader::new(child.stdout.take().expect("piped"));
         let mut line = String::new();
         out.read_line(&mut line).expect("listener line");
+        let child = Guarded::new(child);
         assert!(
             line.contains("\"port\""),
             "the far-side listener failed: {line}"
@@ -199,7 +195,7 @@ impl FarSide {
     pub fn nothing_arrived(mut self, what: &str) {
         let mut line = String::new();
         self.out.read_line(&mut line).expect("listener verdict");
-        let _ = self.child.wait();
+        let _ = self.child.child.wait();
         assert!(
             line.contains("\"ok\":false") && line.contains("timed out"),
             "{what}: the far side should have seen no connection, it reported {line}"
@@ -207,38 +203,32 @@ impl FarSide {
     }
 }
 
-impl Drop for FarSide {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A probe holding a TCP session (`hold`): its verdict is how the session ended. Killed with
+/// A probe holding a TCP session (`hold`): its verdict is how the session ended. Ended with
 /// the test if it is still running.
 pub struct Held {
-    pub child: Child,
+    pub child: Guarded,
     pub out: BufReader<std::process::ChildStdout>,
 }
 
 impl Held {
+    /// `child`, whose stdout `out` is, guarded.
+    pub fn new(child: Child, out: BufReader<std::process::ChildStdout>) -> Self {
+        Self {
+            child: Guarded::new(child),
+            out,
+        }
+    }
+
     /// Waits for the probe to end and returns its verdict line.
     pub fn verdict(&mut self) -> serde_json::Value {
-        self.child.wait().unwrap();
+        self.child.child.wait().unwrap();
         let mut line = String::new();
         self.out.read_line(&mut line).unwrap();
         serde_json::from_str(line.trim()).unwrap_or_else(|_| panic!("probe printed `{line}`"))
     }
 
     pub fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.child.try_wait().unwrap().is_none()
     }
 }
 

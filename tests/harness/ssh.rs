@@ -23,14 +23,14 @@ use std::{
     net::{SocketAddr, TcpStream},
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Command, ExitStatus, Stdio},
     sync::{mpsc, Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use nix::{sys::signal::Signal, unistd::Pid};
 
-use crate::{owner_alive, sh, unique};
+use crate::{child::Guarded, owner_alive, poll_until, sh, unique};
 
 const PREFIX: &str = "jt";
 const SSHD: &str = "/usr/sbin/sshd";
@@ -38,10 +38,6 @@ const SSHD: &str = "/usr/sbin/sshd";
 /// Whether OpenSSH's server and client are installed (`cargo xtask setup` installs them).
 pub fn available() -> bool {
     Path::new(SSHD).exists() && Path::new("/usr/bin/ssh").exists()
-}
-
-fn signal(pid: u32, sig: Signal) {
-    let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), sig);
 }
 
 /// Ends every process still in `cgroup`, by pid: the caller created the cgroup and started
@@ -58,10 +54,12 @@ pub fn end_cgroup_processes(cgroup: &Path) {
         for pid in procs(()) {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
         }
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while !procs(()).is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        // Those left after SIGTERM get SIGKILL.
+        let _ = poll_until(
+            Duration::from_secs(2),
+            "the cgroup's processes to end",
+            || procs(()).is_empty().then_some(()),
+        );
     }
 }
 
@@ -230,9 +228,9 @@ pub struct Finished {
     pub stderr: String,
 }
 
-/// One `ssh` client process, killed (by pid) on drop.
+/// One `ssh` client process, ended (by pid) on drop: SIGTERM, then SIGKILL after 2 s.
 pub struct SshClient {
-    child: Child,
+    child: Guarded,
     out: Arc<Mutex<Vec<u8>>>,
     err: Arc<Mutex<Vec<u8>>>,
 }
@@ -252,43 +250,39 @@ impl SshClient {
         }
         collect(child.stdout.take().expect("piped"), out.clone());
         collect(child.stderr.take().expect("piped"), err.clone());
-        Ok(Self { child, out, err })
+        Ok(Self {
+            child: Guarded::with_grace(child, Duration::from_secs(2)),
+            out,
+            err,
+        })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// Waits up to `timeout` for the client to exit; None when it is still running.
     pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                // Let the readers drain what the process wrote last.
-                std::thread::sleep(Duration::from_millis(50));
-                return Some(s);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let s = self.child.wait_exit(timeout)?;
+        // Let the readers drain what the process wrote last.
+        std::thread::sleep(Duration::from_millis(50));
+        Some(s)
     }
 
     /// Waits up to `timeout` until stdout contains `text`; false if it never does.
     pub fn wait_stdout(&mut self, text: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
+        poll_until(timeout, text, || {
             if self.stdout().contains(text) {
-                return true;
+                return Some(true);
             }
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
+            if self.child.exited().is_some() {
+                // Let the readers drain what the process wrote last.
                 std::thread::sleep(Duration::from_millis(50));
-                return self.stdout().contains(text);
+                return Some(self.stdout().contains(text));
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+            None
+        })
+        .unwrap_or(false)
     }
 
     pub fn stdout(&self) -> String {
@@ -300,19 +294,7 @@ impl SshClient {
     }
 
     pub fn kill(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            signal(self.child.id(), Signal::SIGTERM);
-            if self.wait(Duration::from_secs(2)).is_none() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-    }
-}
-
-impl Drop for SshClient {
-    fn drop(&mut self) {
-        self.kill();
+        self.child.stop();
     }
 }
 
@@ -336,7 +318,7 @@ pub struct SshdSpec<'a> {
 
 /// A running sshd, stopped on drop together with every process left in its cgroup.
 pub struct Sshd {
-    child: Child,
+    child: Guarded,
     cgroup: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -418,7 +400,7 @@ impl Sshd {
             }
         });
         let sshd = Self {
-            child,
+            child: Guarded::with_grace(child, Duration::from_secs(5)),
             cgroup: spec.cgroup.to_path_buf(),
             log,
         };
@@ -439,7 +421,7 @@ impl Sshd {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// sshd's own log lines (`-e`: its stderr), for failure messages.
@@ -450,13 +432,7 @@ impl Sshd {
 
 impl Drop for Sshd {
     fn drop(&mut self) {
-        signal(self.child.id(), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.stop();
         // Session processes run in sessions of their own and outlive the listener.
         end_cgroup_processes(&self.cgroup);
     }
@@ -464,18 +440,14 @@ impl Drop for Sshd {
 
 /// Waits up to `timeout` until something listens on TCP `port` in `netns`.
 pub fn wait_listening(netns: &Path, port: u16, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
+    poll_until(timeout, "a listener", || {
         let out = Command::new("nsenter")
             .arg(format!("--net={}", netns.display()))
             .args(["ss", "-Hltn", &format!("sport = :{port}")])
             .output();
-        if out.is_ok_and(|o| !o.stdout.is_empty()) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+        out.is_ok_and(|o| !o.stdout.is_empty()).then_some(())
+    })
+    .is_ok()
 }
 
 const IO_TIMEOUT: Duration = Duration::from_secs(3);

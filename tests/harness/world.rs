@@ -2,7 +2,7 @@
 //! policy directory, and jumpd enforcing it on the cgroup once started. Tests that need more
 //! (a control socket of their own, a metrics address) wrap it and deref to it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::{
     cgroup::TestCgroup,
@@ -19,20 +19,26 @@ pub struct World {
     pub policy: tempfile::TempDir,
     pub cg: TestCgroup,
     pub topo: Topology,
-    _servers: Servers,
+    servers: Vec<Servers>,
 }
 
 impl World {
     /// Echo servers on `tcp/PORT` of the internal host for each of `ports`, `files` written into
     /// a fresh policy directory; jumpd not started yet.
     pub fn new(ports: &[u16], files: &[(&str, &str)]) -> Self {
-        let bins = Bins::from_env();
-        let topo = Topology::new().expect("topology");
+        let mut world = Self::bare(files);
         let specs: Vec<String> = ports
             .iter()
             .map(|p| format!("tcp:{INTERNAL_V4}:{p}"))
             .collect();
-        let servers = Servers::start(&bins, &topo.internal.path(), &specs).expect("servers");
+        world.serve(&world.topo.internal.path(), &specs);
+        world
+    }
+
+    /// As `new`, with no servers yet (`serve` adds them).
+    pub fn bare(files: &[(&str, &str)]) -> Self {
+        let bins = Bins::from_env();
+        let topo = Topology::new().expect("topology");
         let policy = tempfile::tempdir().expect("policy dir");
         let world = Self {
             jumpd: None,
@@ -40,7 +46,7 @@ impl World {
             policy,
             cg: TestCgroup::new().expect("cgroup"),
             topo,
-            _servers: servers,
+            servers: Vec::new(),
         };
         for (name, text) in files {
             world.write(name, text);
@@ -48,10 +54,33 @@ impl World {
         world
     }
 
+    /// Echo servers for the world's life in namespace `netns`: `specs` like
+    /// `tcp:198.51.100.10:7000`, `udp:[2001:db8:1::10]:7000`.
+    pub fn serve(&mut self, netns: &Path, specs: &[String]) {
+        let servers = Servers::start(&self.bins, netns, specs).expect("servers");
+        self.servers.push(servers);
+    }
+
     /// Starts `jumpd EXTRA…` on the policy directory and the cgroup, and waits until it is ready.
     pub fn start(&mut self, extra: &[&str]) -> &Jumpd {
         self.jumpd = Some(
             Jumpd::start(&self.bins, self.policy.path(), &self.cg.path, extra).expect("jumpd"),
+        );
+        self.jumpd()
+    }
+
+    /// As `start`, with jumpd in the jump host's namespace: revocation closes the sockets of the
+    /// namespace jumpd runs in.
+    pub fn start_in_host(&mut self, extra: &[&str]) -> &Jumpd {
+        self.jumpd = Some(
+            Jumpd::start_in(
+                &self.bins,
+                Some(&self.host()),
+                self.policy.path(),
+                &self.cg.path,
+                extra,
+            )
+            .expect("jumpd"),
         );
         self.jumpd()
     }

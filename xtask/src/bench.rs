@@ -4,9 +4,8 @@
 use std::process::Command;
 
 use anyhow::Context;
-use jump_tests::Bins;
 
-use crate::build::sh;
+use crate::build::{sh, Bins};
 
 pub struct Options {
     pub quick: bool,

@@ -7,9 +7,16 @@
 use std::{path::PathBuf, process::Command};
 
 use anyhow::{bail, Context};
-use jump_tests::Bins;
 
 use crate::{setup::cargo_bin_dir, workspace_root};
+
+/// The binaries `run` built, which the tests, the bench and the demo are told of.
+#[derive(Clone, Debug)]
+pub struct Bins {
+    pub jumpd: PathBuf,
+    pub jumpctl: PathBuf,
+    pub probe: PathBuf,
+}
 
 pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -95,7 +102,12 @@ pub fn lint_ebpf() -> anyhow::Result<()> {
 
 pub fn run() -> anyhow::Result<Bins> {
     let object = build_ebpf()?;
-    eprintln!("build: jumpd, jumpctl, the test programs and the benchmark");
+    // One cargo call for everything, so every crate is compiled once with one set of features:
+    // a second call with another package set (the manuals example alone, say) unifies features
+    // differently and compiles jump-userspace and etcd-client again.
+    eprintln!(
+        "build: jumpd, jumpctl, the manual page generator, the test programs, the demo and the benchmark"
+    );
     sh(cargo()
         .current_dir(workspace_root())
         .env("JUMP_EBPF_OBJECT", &object)
@@ -103,6 +115,8 @@ pub fn run() -> anyhow::Result<Bins> {
             "build",
             "--release",
             "--bins",
+            "--example",
+            "manuals",
             "-p",
             "jump-userspace",
             "-p",

@@ -7,10 +7,9 @@
 use std::{path::PathBuf, process::Command};
 
 use anyhow::{bail, Context};
-use jump_tests::Bins;
 
 use crate::{
-    build::target_dir,
+    build::{target_dir, Bins},
     dist::{self, Prefix},
     setup::cargo_bin_dir,
     workspace_root,

@@ -25,9 +25,8 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use jump_tests::Bins;
 
-use crate::build::{cargo, sh, target_dir};
+use crate::build::{sh, target_dir, Bins};
 
 /// Where the files under `/usr` go: `/usr` for the package, `--prefix` for `install`.
 pub struct Prefix(pub PathBuf);
@@ -83,20 +82,7 @@ pub fn generate(root: &Path, bins: &Bins, out: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(&man)?;
     fs::create_dir_all(&completions)?;
     eprintln!("dist: manual pages and completions");
-    sh(cargo()
-        .current_dir(root)
-        .env(
-            "JUMP_EBPF_OBJECT",
-            target_dir().join("ebpf/bpfel-unknown-none/release/jump"),
-        )
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "jump-userspace",
-            "--example",
-            "manuals",
-        ]))?;
+    // `build::run` built the generator with the binaries.
     sh(Command::new(target_dir().join("release/examples/manuals")).arg(&man))?;
 
     let readme = fs::read_to_string(root.join("policies/README.md"))?;

@@ -5,9 +5,9 @@
 mod bench;
 mod build;
 mod deb;
-mod demo;
 mod dist;
 mod install;
+mod run;
 mod setup;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -143,14 +143,14 @@ fn main() -> ExitCode {
         Cmd::LintEbpf => setup::run().and_then(|()| build::lint_ebpf()),
         Cmd::Run { args } => setup::run()
             .and_then(|()| build::run())
-            .and_then(|b| demo::run(&b, &args)),
+            .and_then(|b| run::run(&b, &args)),
         Cmd::Test => setup::run()
             .and_then(|()| build::run())
             .and_then(|b| build::test(&b)),
         Cmd::Bench { quick, json, out } => setup::run()
             .and_then(|()| build::run())
             .and_then(|b| bench::run(&b, &bench::Options { quick, json, out })),
-        Cmd::Shell { user } => demo::shell(&user),
+        Cmd::Shell { user } => run::shell(&user),
         Cmd::Deb => setup::run()
             .and_then(|()| build::run())
             .and_then(|b| deb::run(&b).map(drop)),

@@ -4,10 +4,15 @@
 //! enforced cgroup and a target sshd plus echo services on the internal network, and runs jumpd
 //! in the foreground on that cgroup with `policies/`. Ctrl-C stops jumpd and removes everything
 //! it created: processes, namespaces, cgroups, users, keys.
+//!
+//! `jump-demo run POLICY_DIR` is that demo, `jump-demo shell USER` is `cargo xtask shell USER`;
+//! the binaries it runs come from `JUMPD_BIN`/`JUMPCTL_BIN`/`JUMP_PROBE_BIN`, as the tests'.
+//! A binary of the test harness's crate because it is built from the harness's guards.
+#![forbid(unsafe_code)]
 
 use std::{
     path::Path,
-    process::Command,
+    process::{Command, ExitCode},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -16,15 +21,13 @@ use std::{
 
 use anyhow::Context;
 use jump_tests::{
+    accounts::Accounts,
     cgroup::TestCgroup,
     netns::{Topology, INTERNAL_V4, INTERNAL_V6, JUMP_V4},
     probe::Servers,
-    sh,
     ssh::{SshDir, Sshd, SshdSpec},
     Bins,
 };
-
-use crate::workspace_root;
 
 const NETNS: &str = "jdemo";
 const CGROUP: &str = "jump-demo";
@@ -36,67 +39,14 @@ const SSH_DIR: &str = "/tmp/jump-demo";
 /// contractor.
 const USERS: &[(&str, &[&str])] = &[("alice", &["ops"]), ("bob", &[]), ("carol", &[])];
 
-/// Users and groups the demo created (and so removes), in creation order.
-#[derive(Default)]
-struct Accounts {
-    users: Vec<String>,
-    groups: Vec<String>,
-}
-
-impl Accounts {
-    fn ensure() -> anyhow::Result<Self> {
-        let mut acc = Accounts::default();
-        let exists = |db: &str, name: &str| {
-            Command::new("getent")
-                .args([db, name])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        for group in ["ops"] {
-            if !exists("group", group) {
-                sh(&["groupadd", group])?;
-                acc.groups.push(group.into());
-            }
-        }
-        for (user, groups) in USERS {
-            if !exists("passwd", user) {
-                // Password `*`: no password matches it, and unlike useradd's `!` it does not
-                // lock the account (sshd without PAM refuses locked accounts even with a key).
-                let mut args = vec![
-                    "useradd",
-                    "--no-create-home",
-                    "--home-dir",
-                    "/",
-                    "--shell",
-                    "/bin/bash",
-                    "--user-group",
-                    "--comment",
-                    "jump demo",
-                    "--password",
-                    "*",
-                ];
-                let list = groups.join(",");
-                if !groups.is_empty() {
-                    args.extend(["--groups", &list]);
-                }
-                args.push(user);
-                sh(&args)?;
-                acc.users.push(user.to_string());
-            }
-        }
-        Ok(acc)
+/// The example policy's accounts; those the demo created (and only those) are removed on drop.
+fn accounts() -> anyhow::Result<Accounts> {
+    let mut acc = Accounts::fixed("jump demo");
+    acc.ensure_group("ops")?;
+    for (user, groups) in USERS {
+        acc.ensure_user(user, groups)?;
     }
-}
-
-impl Drop for Accounts {
-    fn drop(&mut self) {
-        for u in self.users.iter().rev() {
-            let _ = sh(&["userdel", "-f", u]);
-        }
-        for g in self.groups.iter().rev() {
-            let _ = sh(&["groupdel", g]);
-        }
-    }
+    Ok(acc)
 }
 
 fn instructions(ssh: &Path, policies: &Path, cg: &Path, jumpctl: &Path) -> String {
@@ -136,13 +86,26 @@ Ctrl-C here stops everything and removes the namespaces, cgroups, users and keys
     )
 }
 
-pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
-    if !args.is_empty() {
-        // A real deployment: jumpd with the operator's arguments, nothing else.
-        let status = Command::new(&bins.jumpd).args(args).status()?;
-        anyhow::ensure!(status.success(), "jumpd exited with {status}");
-        return Ok(());
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["run", policies] => run(&Bins::from_env(), Path::new(policies)),
+        ["shell", user] => shell(user),
+        _ => Err(anyhow::anyhow!(
+            "usage: jump-demo run POLICY_DIR | jump-demo shell USER \
+             (`cargo xtask run`, `cargo xtask shell USER`)"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo: {e:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn run(bins: &Bins, policies: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(
         nix::unistd::Uid::effective().is_root(),
         "the demo needs root (namespaces, cgroups, BPF): run `cargo xtask run` as root"
@@ -162,7 +125,7 @@ pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
     // namespaces.
     let topo = Topology::named_with_workstation(NETNS)?;
     let ssh = SshDir::at(Path::new(SSH_DIR))?;
-    let _accounts = Accounts::ensure()?;
+    let _accounts = accounts()?;
     for user in USERS.iter().map(|u| u.0).chain(["root"]) {
         ssh.authorize(user)?;
     }
@@ -241,12 +204,11 @@ pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
             log_level: "VERBOSE",
         },
     )?;
-    let policies = workspace_root().join("policies");
     // The demo's own pin root, so its detach can never touch a real deployment's state.
     let pins = std::path::PathBuf::from("/sys/fs/bpf/jump-demo");
     println!(
         "{}",
-        instructions(&ssh.path, &policies, &cg.path, &bins.jumpctl)
+        instructions(&ssh.path, policies, &cg.path, &bins.jumpctl)
     );
     // In the jump host's namespace, where the sockets it may have to revoke live.
     let mut child = Command::new("nsenter")
@@ -254,7 +216,7 @@ pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
         .arg("--")
         .arg(&bins.jumpd)
         .arg("--policy-dir")
-        .arg(&policies)
+        .arg(policies)
         .arg("--cgroup")
         .arg(&cg.path)
         .arg("--pin-dir")
@@ -284,7 +246,7 @@ pub fn run(bins: &Bins, args: &[String]) -> anyhow::Result<()> {
 /// `cargo xtask shell USER`: a login-like shell as USER in the demo's cgroup and namespace.
 /// The cgroup is joined first, then the namespace: `ip netns exec` would remount /sys and hide
 /// the cgroup2 mount.
-pub fn shell(user: &str) -> anyhow::Result<()> {
+fn shell(user: &str) -> anyhow::Result<()> {
     let cg = jump_tests::cgroup::cgroup2_root()
         .context("no cgroup2 mount")?
         .join(CGROUP);
