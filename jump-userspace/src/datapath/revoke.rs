@@ -29,7 +29,7 @@ use aya::maps::{Map, MapData, SkStorage};
 use jump_common::SockRecord;
 
 use super::sockdiag::{self, Diag, Sock};
-use crate::compile::image::MapImage;
+use crate::{compile::image::MapImage, policy::Proto};
 
 /// Why a pass runs; carried through to the revocation records.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -231,7 +231,7 @@ fn pass_here(
                 Err(e) => {
                     out.failures.push(format!(
                         "netns {ino}: failed to list {} sockets of family {family}: {e}",
-                        proto_name(proto)
+                        Proto::name_of(proto)
                     ));
                     continue;
                 }
@@ -252,7 +252,7 @@ fn pass_here(
                     }),
                     Err(e) => out.failures.push(format!(
                         "failed to close {} {} -> {} of uid {}: {e}",
-                        proto_name(proto),
+                        Proto::name_of(proto),
                         s.local,
                         s.peer,
                         rec.uid
@@ -260,14 +260,6 @@ fn pass_here(
                 }
             }
         }
-    }
-}
-
-pub fn proto_name(proto: u8) -> &'static str {
-    if proto == sockdiag::IPPROTO_UDP {
-        "udp"
-    } else {
-        "tcp"
     }
 }
 

@@ -584,3 +584,25 @@ fn the_hash_does_not_depend_on_how_the_directory_is_spelled() {
     assert_eq!(plain, dotted, "`dir` and `dir/.` are one policy");
     assert_eq!(plain, parent, "`dir` and `parent/../dir` are one policy");
 }
+
+#[test]
+fn protocol_numbers_have_one_name_for_users() {
+    use jump_common::proto;
+    let names: Vec<_> = [
+        proto::TCP,
+        proto::UDP,
+        proto::ICMP,
+        proto::ICMPV6,
+        proto::IGMP,
+        132,
+        255,
+    ]
+    .into_iter()
+    .map(Proto::name_of)
+    .collect();
+    assert_eq!(
+        names,
+        ["tcp", "udp", "icmp", "icmp", "join", "other", "other"],
+        "ICMPv6 should read as the policy's `icmp`, IGMP as the `join` entries, the rest `other`"
+    );
+}
