@@ -337,7 +337,7 @@ fn compiled_lookup_agrees_with_the_reference() {
             let p4 = if proto == 58 { 1 } else { proto };
             let k = c.image.lookup_person(uid, login, jump_common::LOGIN_UNSET, addr, p4, port, time::ns(t));
             let (r, r_login) = eval::evaluate_person(&c.rules, uid, login, jump_common::LOGIN_UNSET, addr, proto, port, t);
-            if (k.verdict.action, k.verdict.rule_id, k.by_login) != (r.action, r.rule_id, r_login) {
+            if (k.ruling.action, k.ruling.rule_id, k.by_login) != (r.action, r.rule_id, r_login) {
                 return Err(TestCaseError::fail(format!(
                     "person probe uid {uid} login {login} {addr} proto {proto} port {port} at {t}: compiled says {k:?}, reference says action {} rule {} by login {r_login}\n{src}",
                     r.action, r.rule_id
@@ -345,7 +345,7 @@ fn compiled_lookup_agrees_with_the_reference() {
             }
             let kl = c.image.listen_person(uid, login, proto, port, time::ns(t));
             let (rl, rl_login) = eval::evaluate_listen_person(&c.rules, uid, login, proto, port, t);
-            if (kl.verdict.action, kl.verdict.rule_id, kl.by_login) != (rl.action, rl.rule_id, rl_login) {
+            if (kl.ruling.action, kl.ruling.rule_id, kl.by_login) != (rl.action, rl.rule_id, rl_login) {
                 return Err(TestCaseError::fail(format!(
                     "person listen probe uid {uid} login {login} proto {proto} port {port} at {t}: compiled says {kl:?}, reference says action {} rule {} by login {rl_login}\n{src}",
                     rl.action, rl.rule_id

@@ -75,7 +75,7 @@ pub fn refuses(image: &MapImage, s: &Sock, rec: &SockRecord, now_ns: u64) -> boo
         s.peer.port(),
         now_ns,
     );
-    !MapImage::allows(v.verdict)
+    !MapImage::allows(v.ruling)
 }
 
 /// The next instant after `now_ns` at which some time window of `image` opens or closes.
