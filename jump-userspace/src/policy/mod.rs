@@ -21,6 +21,7 @@ pub use model::*;
 use sha2::{Digest, Sha256};
 
 pub use named::{bad_file_name, load_named, read_named, Named};
+pub(crate) use parse::reader::Ctx as Reader;
 pub use read::check_config_file;
 pub use read::{
     is_policy_name, Ownership, ReadOptions, Source, MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES,

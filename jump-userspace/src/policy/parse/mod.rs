@@ -3,7 +3,7 @@
 //! and zones with the cross-file resolution (`zones`) each have a file; this one holds the
 //! policy's top level.
 
-mod reader;
+pub(crate) mod reader;
 mod rule;
 mod scalar;
 mod zones;
@@ -97,20 +97,10 @@ pub(crate) fn parse_files_lenient(
     let mut rule_index: HashMap<String, Span> = HashMap::new();
 
     for (name, text) in files {
-        let mut cx = Ctx {
-            file: name.as_str().into(),
-            errors: Vec::new(),
-            dropped: 0,
-        };
-        let root = match yaml::parse(text) {
-            Ok(r) => r,
-            Err(e) => {
-                errors.push(Diagnostic::error(
-                    Span::new(&cx.file, e.pos.line, e.pos.col),
-                    format!("invalid YAML: {}", e.message),
-                ));
-                continue;
-            }
+        let mut cx = Ctx::new(name);
+        let Ok(root) = cx.parse(text) else {
+            errors.append(&mut cx.errors);
+            continue;
         };
         let Some(root) = root.filter(|r| !r.is_null()) else {
             continue;
