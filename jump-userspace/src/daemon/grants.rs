@@ -10,8 +10,8 @@
 //! The state file (`<state-dir>/grants.json`) is replaced atomically (write, fsync, rename,
 //! fsync the directory): a crash leaves the old list or the new one, never a torn one.
 //!
-//! (Over 500 lines with its tests; the store, its state file and the grant-to-rule step are one
-//! life cycle.)
+//! (Over 500 lines, a quarter of them tests: the store, its state file, the grant-to-rule step
+//! and the three requests that change it are one life cycle.)
 
 use std::{
     collections::BTreeSet,
