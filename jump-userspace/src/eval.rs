@@ -38,8 +38,9 @@ use jiff::Timestamp;
 use jump_common::action;
 
 use crate::{
-    compile::{time, EffRule, RuleSet},
+    compile::time,
     policy::{Entry, Mode, Proto},
+    resolve::{EffRule, RuleSet},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

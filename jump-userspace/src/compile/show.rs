@@ -212,7 +212,7 @@ fn candidates_text(image: &MapImage, candidates: &[Candidate]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::{compile_full, FakeDirectory};
+    use crate::{compile::compile_full, resolve::FakeDirectory};
 
     fn image(policy: &str) -> MapImage {
         let loaded = crate::policy::load_str("p.yaml", policy).unwrap();

@@ -36,7 +36,7 @@ use jump_common::action;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::*;
-use crate::{eval, policy};
+use crate::{eval, policy, resolve::FakeDirectory};
 
 const NETS: &[&str] = &[
     "0.0.0.0/0",

@@ -13,9 +13,10 @@ use std::{collections::HashMap, io::Write, path::Path};
 
 use super::{check, exit};
 use crate::{
-    compile::{self, Compiled, Directory},
+    compile::{self, Compiled},
     explain,
     policy::{self, yaml::Kind, Diagnostic, Reader, Span},
+    resolve::Directory,
     verdict::Verdict,
 };
 

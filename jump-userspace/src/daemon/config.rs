@@ -457,7 +457,7 @@ pub fn merge(
             .subuid_file
             .clone()
             .or_else(|| file.subuid_file.clone())
-            .unwrap_or_else(|| crate::compile::directory::SUBUID_FILE.into()),
+            .unwrap_or_else(|| crate::resolve::directory::SUBUID_FILE.into()),
         grant_max: match flags
             .grant_max_duration
             .clone()

@@ -337,7 +337,7 @@ proptest::proptest! {
             "rules:\n  - name: a\n    users: [\"*\"]\n    allow: [{{to: \"{to}\", ports: [\"{port}\"]}}]\n    expires: \"{expires}\"\n    schedule: {{hours: \"{hours}\", tz: \"{tz}\"}}\n"
         );
         if let Ok(l) = load_str("p.yaml", &src) {
-            let _ = crate::compile::compile(&l.policy, &crate::compile::FakeDirectory::default(), jiff::Timestamp::UNIX_EPOCH);
+            let _ = crate::compile::compile(&l.policy, &crate::resolve::FakeDirectory::default(), jiff::Timestamp::UNIX_EPOCH);
         }
     }
 }
