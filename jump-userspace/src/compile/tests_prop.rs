@@ -1,6 +1,7 @@
 //! Differential property test: for random policies and random probes, the kernel's lookup
 //! emulated over the compiled image (`MapImage::lookup`) gives the same action and rule id as
-//! the reference evaluator (`eval`).
+//! the reference evaluator (`eval`), and the resolved rule set (ids, names, the loopback rule,
+//! who each rule names) is what the reference's own reading of the model says it should be.
 //!
 //! Generator bounds, and why:
 //! - Addresses come from a small pool of nested and disjoint networks (v4 and v6, loopback, the
@@ -292,6 +293,47 @@ fn compiled_lookup_agrees_with_the_reference() {
         let c = compile_full(&loaded.policy, &dir, now)
             .map_err(|e| TestCaseError::fail(format!("generated policy does not compile:\n{e}\n{src}")))?;
         policies.set(policies.get() + 1);
+        // Resolution against the reference's own reading of the model: rule ids and names, the
+        // loopback rule, and who each rule names (`ANY_UID` included).
+        let order = eval::rule_order(&loaded.policy);
+        if order.len() != c.rules.rules.len() {
+            return Err(TestCaseError::fail(format!(
+                "resolved {} rules, the reference reads {}\n{src}",
+                c.rules.rules.len(),
+                order.len()
+            )));
+        }
+        for &(id, rule) in &order {
+            let resolved = c.rules.rule(id).filter(|r| r.id == id);
+            let name = rule.map_or("loopback", |r| r.name.as_str());
+            let Some(resolved) = resolved.filter(|r| r.name == name) else {
+                return Err(TestCaseError::fail(format!(
+                    "rule {id} should be `{name}`, resolved as {:?}\n{src}",
+                    c.rules.rule(id).map(|r| (r.id, &r.name))
+                )));
+            };
+            if rule.is_none() {
+                let kind = match (resolved.allow.is_empty(), resolved.deny.is_empty()) {
+                    (false, true) => Some(eval::Kind::Allow),
+                    (true, false) => Some(eval::Kind::Deny),
+                    _ => None,
+                };
+                if kind != eval::loopback_kind(&loaded.policy) {
+                    return Err(TestCaseError::fail(format!(
+                        "the loopback rule is {kind:?}, the reference reads {:?}\n{src}",
+                        eval::loopback_kind(&loaded.policy)
+                    )));
+                }
+            }
+            for &uid in UIDS.iter().chain(&[jump_common::ANY_UID]) {
+                if eval::names_uid(rule, &dir, uid) != resolved.applies_to(uid) {
+                    return Err(TestCaseError::fail(format!(
+                        "rule `{name}` resolved {} uid {uid}, the reference reads it the other way\n{src}",
+                        if resolved.applies_to(uid) { "names" } else { "does not name" }
+                    )));
+                }
+            }
+        }
         for _ in 0..60 {
             let uid = *rng.pick(UIDS);
             let addr: IpAddr = rng.pick(PROBES).parse().unwrap();
