@@ -95,7 +95,7 @@ pub fn lint_ebpf() -> anyhow::Result<()> {
 
 pub fn run() -> anyhow::Result<Bins> {
     let object = build_ebpf()?;
-    eprintln!("build: jumpd, jumpctl and the test programs");
+    eprintln!("build: jumpd, jumpctl, the test programs and the benchmark");
     sh(cargo()
         .current_dir(workspace_root())
         .env("JUMP_EBPF_OBJECT", &object)
@@ -107,18 +107,8 @@ pub fn run() -> anyhow::Result<Bins> {
             "jump-userspace",
             "-p",
             "jump-tests",
-        ]))?;
-    // The benchmark's timer of the policy pipeline, built like jumpd.
-    sh(cargo()
-        .current_dir(workspace_root())
-        .env("JUMP_EBPF_OBJECT", &object)
-        .args([
-            "build",
-            "--release",
             "-p",
-            "jump-userspace",
-            "--example",
-            "policy-compile-time",
+            "jump-bench",
         ]))?;
     let bin = target_dir().join("release");
     Ok(Bins {

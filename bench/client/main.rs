@@ -248,7 +248,7 @@ fn main() {
         ),
     };
     if let Err(e) = result {
-        // Read by the xtask like a result line, so a failure carries its reason.
+        // Read by the driver like a result line, so a failure carries its reason.
         println!("{}", json!({"ok": false, "error": e}));
         let _ = std::io::stdout().flush();
         std::process::exit(2);

@@ -7,13 +7,13 @@ use std::{
     fs,
     io::{BufRead, BufReader, Read, Seek, SeekFrom},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context};
-use jump_tests::Bins;
-use nix::{sys::signal::Signal, unistd::Pid};
+use jump_tests::{child::Guarded, Bins};
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 /// The bench's own client and server, built beside jump-probe.
@@ -50,7 +50,7 @@ pub fn reference(
         "the reference programs' loader",
     )?;
     let mut line = String::new();
-    BufReader::new(p.child.stdout.take().expect("piped")).read_line(&mut line)?;
+    BufReader::new(p.guard.child.stdout.take().expect("piped")).read_line(&mut line)?;
     anyhow::ensure!(
         line.trim() == "ready",
         "the reference programs were not attached: {line}"
@@ -58,16 +58,15 @@ pub fn reference(
     Ok(p)
 }
 
-/// The policy pipeline timer (a jump-userspace example), built in the same profile.
+/// The policy pipeline timer (this crate's `policy-compile-time`), built in the same profile.
 pub fn compile_time_bin(bins: &Bins) -> PathBuf {
-    bins.probe
-        .with_file_name("examples")
-        .join("policy-compile-time")
+    bins.probe.with_file_name("policy-compile-time")
 }
 
-/// A child process, ended by its pid on drop: SIGTERM, then SIGKILL after 5 s.
+/// A child process, ended by its pid on drop: the harness's guard (`jump_tests::child::Guarded`),
+/// SIGTERM, then SIGKILL after 5 s, with a name for messages.
 pub struct Proc {
-    pub child: Child,
+    pub guard: Guarded,
     what: String,
 }
 
@@ -77,51 +76,30 @@ impl Proc {
             .spawn()
             .with_context(|| format!("failed to start {what}"))?;
         Ok(Self {
-            child,
+            guard: Guarded::with_grace(child, Duration::from_secs(5)),
             what: what.into(),
         })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.guard.pid()
     }
 
     pub fn signal(&self, sig: Signal) {
-        let _ = nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), sig);
+        self.guard.signal(sig);
     }
 
     /// Fails if the process has already exited.
     pub fn alive(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
+        if let Some(status) = self.guard.exited() {
             bail!("{} exited early with {status}", self.what);
         }
         Ok(())
     }
-}
 
-impl Proc {
     /// SIGTERM and wait; SIGKILL after 5 s. Idempotent.
     pub fn stop(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return;
-        }
-        self.signal(Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        eprintln!("bench: {} ignored SIGTERM; killing it", self.what);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
+        self.guard.stop();
     }
 }
 
@@ -137,7 +115,7 @@ pub fn servers(bins: &Bins, netns: &Path, specs: &[String]) -> anyhow::Result<Pr
         "the bench servers",
     )?;
     let mut line = String::new();
-    BufReader::new(p.child.stdout.take().expect("piped")).read_line(&mut line)?;
+    BufReader::new(p.guard.child.stdout.take().expect("piped")).read_line(&mut line)?;
     anyhow::ensure!(
         line.trim() == "ready",
         "bench servers did not start: {line}"

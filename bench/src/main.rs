@@ -1,4 +1,6 @@
-//! `cargo xtask bench [--quick] [--json] [--out FILE]`: what jump costs per connection, measured
+//! `jump-bench-run [--quick] [--json] [--out FILE]`, which `cargo xtask bench` builds and runs
+//! (the binaries under test from `JUMPD_BIN`, `JUMPCTL_BIN`, `JUMP_PROBE_BIN`, else beside it):
+//! what jump costs per connection, measured
 //! side by side with what an admin would use instead (nftables sets, linear iptables owner
 //! rules) and with no filter at all, in one run, so the ratios hold on a noisy machine.
 //!
@@ -14,6 +16,9 @@
 //!
 //! Modules: `rules` (the rule set, in each system's language), `stats`, `report` (tables, JSON,
 //! targets), `env` (guards for processes, jumpd, bpf_stats). All but `env` and this file are pure.
+//! The programs it runs are this crate's other binaries: `jump-bench` (client/, the client,
+//! servers and reference-program loader) and `policy-compile-time`.
+#![forbid(unsafe_code)]
 
 pub mod env;
 pub mod journal;
@@ -25,7 +30,7 @@ use std::{
     collections::HashMap,
     fs,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Command, ExitCode, Stdio},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
@@ -39,10 +44,48 @@ use report::{Added, Events, Latency, Op, Policy, ProgTime, Report, System, Teams
 use rules::{CLIENT_UID, DENIED_PORT, IPERF_PORT, SERVER, SERVER6, TCP_PORT, UDP_PORT};
 use stats::{Batch, Spread};
 
-pub struct Options {
-    pub quick: bool,
-    pub json: bool,
-    pub out: Option<PathBuf>,
+/// The options `cargo xtask bench` passes on.
+#[derive(clap::Parser)]
+struct Options {
+    /// A short run (under two minutes): fewer sizes, repetitions and iterations.
+    #[arg(long)]
+    quick: bool,
+    /// Print the results as JSON instead of markdown tables.
+    #[arg(long)]
+    json: bool,
+    /// Also write the markdown report to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let opts = <Options as clap::Parser>::parse();
+    match run(&bins(), &opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The binaries under test: from `JUMPD_BIN`/`JUMPCTL_BIN`/`JUMP_PROBE_BIN`, else beside this
+/// program (cargo builds them all into one directory).
+fn bins() -> Bins {
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from))
+        .unwrap_or_default();
+    let pick = |var: &str, name: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| dir.join(name))
+    };
+    Bins {
+        jumpd: pick("JUMPD_BIN", "jumpd"),
+        jumpctl: pick("JUMPCTL_BIN", "jumpctl"),
+        probe: pick("JUMP_PROBE_BIN", "jump-probe"),
+    }
 }
 
 /// How much of everything to do.
@@ -690,7 +733,7 @@ fn machine() -> String {
     )
 }
 
-pub fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
+fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
     ensure!(
         nix::unistd::Uid::effective().is_root(),
         "the bench needs root (namespaces, cgroups, BPF, netfilter): run `sudo cargo xtask bench`"
