@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use jump_userspace::{compile, policy};
+use jump_userspace::{compile, policy, resolve};
 use serde_json::json;
 
 /// jumpd's allocator, so the times are jumpd's.
@@ -24,7 +24,7 @@ fn run(dir: &str, reps: usize) -> Result<(), String> {
         let t = Instant::now();
         let image = compile::compile(
             &loaded.policy,
-            &compile::SystemDirectory::default(),
+            &resolve::SystemDirectory::default(),
             jiff::Timestamp::now(),
         )
         .map_err(|e| e.to_string())?;

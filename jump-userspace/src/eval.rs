@@ -31,6 +31,10 @@
 //!
 //! Within one step the first rule in file order is reported (the synthetic `loopback` rule comes
 //! before every file rule).
+//!
+//! The steps read the resolved rule set (`crate::resolve`); who each rule names, the loopback
+//! rule and the rule ids also have a reading of their own here (`rule_order`, `names_uid`,
+//! `loopback_kind`), which the differential test holds the resolved set to.
 
 use std::net::IpAddr;
 
@@ -38,8 +42,9 @@ use jiff::Timestamp;
 use jump_common::action;
 
 use crate::{
-    compile::{time, EffRule, RuleSet},
-    policy::{Entry, Mode, Proto},
+    compile::time,
+    policy::{self, Entry, Loopback, Mode, Policy, Proto, UserRef},
+    resolve::{Directory, EffRule, RuleSet},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -276,6 +281,54 @@ pub fn on_interface(rules: &RuleSet, d: Decision, ifindex: u32) -> Decision {
             action: action::DENY,
             ..d
         }
+    }
+}
+
+/// The reference's own reading of resolution, from the policy model and the accounts alone,
+/// sharing no code with `crate::resolve`: the evaluation above works on the resolved rule set,
+/// and the differential test checks that set against these, so a mistake in resolving users,
+/// groups, the loopback rule or rule ids cannot pass because both sides made it.
+///
+/// Rule ids, in order: 0 is the default; with `defaults.loopback` other than `policy` the
+/// synthetic `loopback` rule is 1 (`None` here); the file rules follow in file order.
+pub fn rule_order(policy: &Policy) -> Vec<(u32, Option<&policy::Rule>)> {
+    let synthetic = (policy.defaults.loopback != Loopback::Policy).then_some(None);
+    synthetic
+        .into_iter()
+        .chain(policy.rules.iter().map(Some))
+        .zip(1..)
+        .map(|(r, id)| (id, r))
+        .collect()
+}
+
+/// Whether rule `r` (`None`: the loopback rule, which is everyone's) names `uid`: `users: ["*"]`,
+/// the uid by number, a user name whose uid it is, or a group with it as a member. `ANY_UID`
+/// (`(uid_t)-1`) is never named.
+pub fn names_uid(r: Option<&policy::Rule>, dir: &dyn Directory, uid: u32) -> bool {
+    let Some(r) = r else { return true };
+    if r.everyone {
+        return true;
+    }
+    if uid == jump_common::ANY_UID {
+        return false;
+    }
+    let by_user = r.users.iter().any(|(u, _)| match u {
+        UserRef::Uid(n) => *n == uid,
+        UserRef::Name(name) => dir.uid_of(name) == Some(uid),
+    });
+    by_user
+        || r.groups
+            .iter()
+            .any(|(g, _)| dir.group_members(g).is_some_and(|m| m.contains(&uid)))
+}
+
+/// What the loopback rule (`None` in `rule_order`) does: allow or deny 127.0.0.0/8 and ::1,
+/// every protocol and port, by `defaults.loopback`.
+pub fn loopback_kind(policy: &Policy) -> Option<Kind> {
+    match policy.defaults.loopback {
+        Loopback::Allow => Some(Kind::Allow),
+        Loopback::Deny => Some(Kind::Deny),
+        Loopback::Policy => None,
     }
 }
 

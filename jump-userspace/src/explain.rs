@@ -270,7 +270,7 @@ pub fn check_person(
             .image
             .listen_person(uid, login_uid, dest.proto, dest.port, time::ns(at));
         (
-            (k.verdict, k.by_login),
+            (k.ruling, k.by_login),
             eval::evaluate_listen_person(&c.rules, uid, login_uid, dest.proto, dest.port, at),
         )
     } else {
@@ -284,7 +284,7 @@ pub fn check_person(
             time::ns(at),
         );
         (
-            (k.verdict, k.by_login),
+            (k.ruling, k.by_login),
             eval::evaluate_person(
                 &c.rules, uid, login_uid, unset, dest.addr, dest.proto, dest.port, at,
             ),

@@ -2,8 +2,10 @@
 //! users spread over overlapping rules, so most users get a profile of their own — the
 //! compiler's worst case for profile sharing.
 
-use super::FakeDirectory;
-use crate::policy::{self, Policy};
+use crate::{
+    policy::{self, Policy},
+    resolve::FakeDirectory,
+};
 
 /// `users` users (uids 10000..) and `rules` rules over 16 overlapping zones. User `u` is named by
 /// three rules chosen from `u` (so rule sets vary widely), and every fourth rule is time-limited

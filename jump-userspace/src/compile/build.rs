@@ -8,9 +8,12 @@ use jump_common::{action, ANY_UID, MAX_WINDOWS, WINDOW_ALWAYS};
 
 use super::{
     image::{Intervals, MapImage, RuleInfo},
-    subuid, time, RuleSet,
+    subuid, time,
 };
-use crate::policy::{Diagnostic, Mode, PolicyErrors, Proto};
+use crate::{
+    policy::{Diagnostic, Mode, PolicyErrors, Proto},
+    resolve::RuleSet,
+};
 
 mod profile;
 

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use jump_common::{action, log_mode, ANY_UID};
 
 use super::image::MapImage;
+use crate::policy::Proto;
 
 pub(super) fn action_name(a: u8) -> &'static str {
     match a {
@@ -13,16 +14,6 @@ pub(super) fn action_name(a: u8) -> &'static str {
         action::ALLOW => "allow",
         action::AUDIT => "audit",
         _ => "?",
-    }
-}
-
-pub(super) fn proto_name(p: u8) -> String {
-    match p {
-        jump_common::proto::TCP => "tcp".into(),
-        jump_common::proto::UDP => "udp".into(),
-        jump_common::proto::ICMP => "icmp".into(),
-        jump_common::proto::IGMP => "join".into(),
-        n => n.to_string(),
     }
 }
 
@@ -112,7 +103,7 @@ pub fn dump(image: &MapImage) -> String {
             s,
             "  class {} {} {range} (/{}) -> {}",
             p.class,
-            proto_name(p.proto),
+            Proto::name_of(p.proto),
             p.bits,
             c.join(" ")
         );

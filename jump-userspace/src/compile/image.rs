@@ -57,7 +57,7 @@ pub struct ExactEntry {
     pub addr: std::net::Ipv6Addr,
     pub proto: u8,
     pub port: u16,
-    pub verdict: Verdict,
+    pub ruling: Ruling,
 }
 
 /// One `JUMP_SUBUIDS` entry: the uids `first ..= first | (u32::MAX >> bits)` are `owner`'s
@@ -99,17 +99,18 @@ pub struct MapImage {
     pub subuids: Vec<SubuidBlock>,
 }
 
-/// A verdict and whose it is (`defaults.identity: person`): `by_login` when the login uid's
+/// A ruling and whose it is (`defaults.identity: person`): `by_login` when the login uid's
 /// decision stood (`JUMP_DECIDED_BY=login`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decided {
-    pub verdict: Verdict,
+    pub ruling: Ruling,
     pub by_login: bool,
 }
 
-/// A verdict as the kernel would reach it.
+/// What the kernel's lookup answers: the action (`jump_common::action`) and the deciding rule.
+/// Not a `crate::verdict::Verdict`, which is how that action is named to people.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Verdict {
+pub struct Ruling {
     pub action: u8,
     pub rule_id: u32,
 }
@@ -151,7 +152,7 @@ impl MapImage {
 
     /// The kernel's decision, emulated over this image (see `jump-ebpf/src/lookup.rs` for the
     /// numbered precedence this follows), for a task outside any audit session.
-    pub fn lookup(&self, uid: u32, addr: IpAddr, proto: u8, port: u16, now_ns: u64) -> Verdict {
+    pub fn lookup(&self, uid: u32, addr: IpAddr, proto: u8, port: u16, now_ns: u64) -> Ruling {
         self.lookup_in(uid, jump_common::LOGIN_UNSET, addr, proto, port, now_ns)
     }
 
@@ -194,11 +195,11 @@ impl MapImage {
         &self,
         uid: u32,
         login: u32,
-        d: Verdict,
-        by_login: impl FnOnce(u32) -> Verdict,
+        d: Ruling,
+        by_login: impl FnOnce(u32) -> Ruling,
     ) -> Decided {
         let as_uid = Decided {
-            verdict: d,
+            ruling: d,
             by_login: false,
         };
         if self.identity != jump_common::identity::PERSON
@@ -216,7 +217,7 @@ impl MapImage {
         let l = by_login(login);
         if rank(l.action) < rank(d.action) {
             Decided {
-                verdict: l,
+                ruling: l,
                 by_login: true,
             }
         } else {
@@ -282,7 +283,7 @@ impl MapImage {
                         addr,
                         proto: p.proto,
                         port,
-                        verdict: Verdict {
+                        ruling: Ruling {
                             action: c.action,
                             rule_id: c.rule_id,
                         },
@@ -303,8 +304,8 @@ impl MapImage {
         port: u16,
         now_ns: u64,
         session: u32,
-    ) -> Verdict {
-        let default = Verdict {
+    ) -> Ruling {
+        let default = Ruling {
             action: self.default_action,
             rule_id: 0,
         };
@@ -339,8 +340,8 @@ impl MapImage {
         proto: u8,
         port: u16,
         now_ns: u64,
-    ) -> Verdict {
-        let default = Verdict {
+    ) -> Ruling {
+        let default = Ruling {
             action: self.default_action,
             rule_id: 0,
         };
@@ -356,15 +357,15 @@ impl MapImage {
     /// `jump-ebpf/src/lookup.rs`: the uid's profile (else `ANY_UID`'s), then the longest port
     /// prefix under class `LISTEN_CLASS | profile`, then the first open candidate; refused (rule
     /// 0) when nothing applies, whatever the default egress action.
-    pub fn listen(&self, uid: u32, proto: u8, port: u16, now_ns: u64) -> Verdict {
+    pub fn listen(&self, uid: u32, proto: u8, port: u16, now_ns: u64) -> Ruling {
         // As the bind hook: port 0 asks for an ephemeral port and passes before any lookup.
         if port == 0 {
-            return Verdict {
+            return Ruling {
                 action: action::ALLOW,
                 rule_id: 0,
             };
         }
-        let deny = Verdict {
+        let deny = Ruling {
             action: action::DENY,
             rule_id: 0,
         };
@@ -390,7 +391,7 @@ impl MapImage {
         port: u16,
         now_ns: u64,
         session: u32,
-    ) -> Option<Verdict> {
+    ) -> Option<Ruling> {
         let entry = self
             .ports
             .iter()
@@ -408,7 +409,7 @@ impl MapImage {
                         .windows
                         .get(c.window as usize)
                         .is_some_and(|iv| iv.iter().any(|&(s, e)| s <= now_ns && now_ns < e));
-            open.then_some(Verdict {
+            open.then_some(Ruling {
                 action: c.action,
                 rule_id: c.rule_id,
             })
@@ -418,9 +419,9 @@ impl MapImage {
     /// The egress backstop's interface check (`jump-ebpf/src/path.rs`, `via_holds`): a verdict
     /// by a rule with `via` holds only on its interfaces; elsewhere the packet is denied,
     /// attributed to that rule.
-    pub fn on_interface(&self, v: Verdict, ifindex: u32) -> Verdict {
+    pub fn on_interface(&self, v: Ruling, ifindex: u32) -> Ruling {
         match self.vias.get(&v.rule_id) {
-            Some(set) if !set.contains(&ifindex) => Verdict {
+            Some(set) if !set.contains(&ifindex) => Ruling {
                 action: action::DENY,
                 rule_id: v.rule_id,
             },
@@ -428,7 +429,7 @@ impl MapImage {
         }
     }
 
-    pub fn allows(v: Verdict) -> bool {
+    pub fn allows(v: Ruling) -> bool {
         v.action != action::DENY
     }
 }

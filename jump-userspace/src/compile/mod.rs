@@ -1,4 +1,5 @@
-//! Stage 2: validated policy model → map image, the exact entries the kernel maps will hold.
+//! Stage 3: resolved rule set (`crate::resolve`) → map image, the exact entries the kernel maps
+//! will hold. `compile_full` runs both steps for a policy.
 //! Pure (no kernel, no aya): everything here runs without root, which is what lets `jumpctl
 //! check` give the kernel's answer and the property test compare it with the reference.
 //!
@@ -16,28 +17,25 @@
 //! 5. Candidates are ordered enforce-deny, audit-deny, enforce-allow, audit-allow (rule id order
 //!    within a level), and cut after the first that is always open.
 
-pub mod accounts;
 mod build;
 // A test fixture (a large synthetic policy), not part of the library.
 #[cfg(test)]
 mod bench;
-pub mod directory;
 pub mod dump;
 pub mod image;
 pub mod prefix;
-pub mod resolve;
 pub mod show;
 pub mod subuid;
 pub mod time;
 
-pub use accounts::{AccountFiles, Accounts};
 pub use build::compile_rules;
-pub use directory::{Directory, FakeDirectory, SystemDirectory};
 use image::MapImage;
 pub use prefix::port_blocks;
-pub use resolve::{resolve, EffRule, RuleSet, Subordinate, Vanished};
 
-use crate::policy::{Diagnostic, Policy, PolicyErrors};
+use crate::{
+    policy::{Diagnostic, Policy, PolicyErrors},
+    resolve::{resolve_with, Directory, RuleSet, Vanished},
+};
 
 /// A compiled policy and what the compiler noticed on the way.
 #[derive(Clone, Debug)]
@@ -73,7 +71,7 @@ pub fn compile_with(
     now: jiff::Timestamp,
     vanished: Vanished,
 ) -> Result<Compiled, PolicyErrors> {
-    let (rules, mut warnings) = resolve::resolve_with(policy, dir, vanished)?;
+    let (rules, mut warnings) = resolve_with(policy, dir, vanished)?;
     let (image, more) = compile_rules(&rules, now)?;
     warnings.extend(more);
     Ok(Compiled {

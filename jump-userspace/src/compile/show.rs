@@ -8,9 +8,10 @@ use std::{collections::BTreeMap, fmt::Write};
 use jump_common::{Candidate, ANY_UID, LISTEN_CLASS, WINDOW_ALWAYS};
 
 use super::{
-    dump::{action_name, proto_name, time},
+    dump::{action_name, time},
     image::{MapImage, PortEntry},
 };
+use crate::policy::Proto;
 
 /// Windows listed per candidate; the rest are counted.
 const WINDOWS_SHOWN: usize = 3;
@@ -152,7 +153,7 @@ fn ports_text(image: &MapImage, class: u32, indent: &str) -> String {
         let _ = writeln!(
             s,
             "{indent}{} {ports}: {}",
-            proto_name(proto),
+            Proto::name_of(proto),
             candidates_text(image, candidates)
         );
     }
@@ -211,7 +212,7 @@ fn candidates_text(image: &MapImage, candidates: &[Candidate]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::{compile_full, FakeDirectory};
+    use crate::{compile::compile_full, resolve::FakeDirectory};
 
     fn image(policy: &str) -> MapImage {
         let loaded = crate::policy::load_str("p.yaml", policy).unwrap();

@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jump_common::ANY_UID;
 
-use super::{image::SubuidBlock, RuleSet};
+use super::image::SubuidBlock;
+use crate::resolve::RuleSet;
 
 /// The blocks of `rules.subordinates`, by first uid.
 pub fn blocks(rules: &RuleSet) -> Vec<SubuidBlock> {
@@ -100,7 +101,7 @@ fn push_blocks(out: &mut Vec<SubuidBlock>, lo: u64, hi: u64, owner: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::resolve::Subordinate;
+    use crate::resolve::Subordinate;
 
     fn rules(subs: &[(u32, u32, u32)], accounts: &[u32]) -> RuleSet {
         RuleSet {

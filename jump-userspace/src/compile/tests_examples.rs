@@ -5,7 +5,7 @@ use std::{net::IpAddr, path::PathBuf};
 use jump_common::action;
 
 use super::*;
-use crate::{eval, explain, policy};
+use crate::{eval, explain, policy, resolve::FakeDirectory};
 
 pub(crate) fn demo_directory() -> FakeDirectory {
     FakeDirectory::default()

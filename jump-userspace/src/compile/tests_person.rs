@@ -4,7 +4,10 @@
 use jump_common::{action, LOGIN_UNSET};
 
 use super::*;
-use crate::{eval, explain, policy};
+use crate::{
+    eval, explain, policy,
+    resolve::{self, FakeDirectory},
+};
 
 fn directory() -> FakeDirectory {
     FakeDirectory::default()

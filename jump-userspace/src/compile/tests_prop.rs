@@ -1,6 +1,7 @@
 //! Differential property test: for random policies and random probes, the kernel's lookup
 //! emulated over the compiled image (`MapImage::lookup`) gives the same action and rule id as
-//! the reference evaluator (`eval`).
+//! the reference evaluator (`eval`), and the resolved rule set (ids, names, the loopback rule,
+//! who each rule names) is what the reference's own reading of the model says it should be.
 //!
 //! Generator bounds, and why:
 //! - Addresses come from a small pool of nested and disjoint networks (v4 and v6, loopback, the
@@ -42,7 +43,7 @@ use jump_common::action;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::*;
-use crate::{eval, policy};
+use crate::{eval, policy, resolve::FakeDirectory};
 
 const NETS: &[&str] = &[
     "0.0.0.0/0",
@@ -308,7 +309,7 @@ fn compiled_lookup_agrees_with_the_reference() {
             let forms = std::iter::once(IpAddr::V6(e.addr)).chain(e.addr.to_ipv4_mapped().map(IpAddr::V4));
             for a in forms {
                 let tries = c.image.by_tries(e.profile, a, e.proto, e.port, t, jump_common::LOGIN_UNSET);
-                if tries != e.verdict {
+                if tries != e.ruling {
                     return Err(TestCaseError::fail(format!(
                         "exact entry {e:?}: the tries say {tries:?} for {a}\n{src}"
                     )));
@@ -323,13 +324,54 @@ fn compiled_lookup_agrees_with_the_reference() {
                 let forms = std::iter::once(IpAddr::V6(e.addr)).chain(e.addr.to_ipv4_mapped().map(IpAddr::V4));
                 for a in forms {
                     let r = eval::evaluate(&c.rules, uid, a, e.proto, e.port, t);
-                    if (r.action, r.rule_id) != (e.verdict.action, e.verdict.rule_id) {
+                    if (r.action, r.rule_id) != (e.ruling.action, e.ruling.rule_id) {
                         return Err(TestCaseError::fail(format!(
                             "exact entry {e:?} for uid {uid} at {t}: the reference says action {} rule {} for {a}\n{src}",
                             r.action, r.rule_id
                         )));
                     }
                     exact_probed.set(exact_probed.get() + 1);
+                }
+            }
+        }
+        // Resolution against the reference's own reading of the model: rule ids and names, the
+        // loopback rule, and who each rule names (`ANY_UID` included).
+        let order = eval::rule_order(&loaded.policy);
+        if order.len() != c.rules.rules.len() {
+            return Err(TestCaseError::fail(format!(
+                "resolved {} rules, the reference reads {}\n{src}",
+                c.rules.rules.len(),
+                order.len()
+            )));
+        }
+        for &(id, rule) in &order {
+            let resolved = c.rules.rule(id).filter(|r| r.id == id);
+            let name = rule.map_or("loopback", |r| r.name.as_str());
+            let Some(resolved) = resolved.filter(|r| r.name == name) else {
+                return Err(TestCaseError::fail(format!(
+                    "rule {id} should be `{name}`, resolved as {:?}\n{src}",
+                    c.rules.rule(id).map(|r| (r.id, &r.name))
+                )));
+            };
+            if rule.is_none() {
+                let kind = match (resolved.allow.is_empty(), resolved.deny.is_empty()) {
+                    (false, true) => Some(eval::Kind::Allow),
+                    (true, false) => Some(eval::Kind::Deny),
+                    _ => None,
+                };
+                if kind != eval::loopback_kind(&loaded.policy) {
+                    return Err(TestCaseError::fail(format!(
+                        "the loopback rule is {kind:?}, the reference reads {:?}\n{src}",
+                        eval::loopback_kind(&loaded.policy)
+                    )));
+                }
+            }
+            for &uid in UIDS.iter().chain(&[jump_common::ANY_UID]) {
+                if eval::names_uid(rule, &dir, uid) != resolved.applies_to(uid) {
+                    return Err(TestCaseError::fail(format!(
+                        "rule `{name}` resolved {} uid {uid}, the reference reads it the other way\n{src}",
+                        if resolved.applies_to(uid) { "names" } else { "does not name" }
+                    )));
                 }
             }
         }
@@ -378,7 +420,7 @@ fn compiled_lookup_agrees_with_the_reference() {
             let p4 = if proto == 58 { 1 } else { proto };
             let k = c.image.lookup_person(uid, login, jump_common::LOGIN_UNSET, addr, p4, port, time::ns(t));
             let (r, r_login) = eval::evaluate_person(&c.rules, uid, login, jump_common::LOGIN_UNSET, addr, proto, port, t);
-            if (k.verdict.action, k.verdict.rule_id, k.by_login) != (r.action, r.rule_id, r_login) {
+            if (k.ruling.action, k.ruling.rule_id, k.by_login) != (r.action, r.rule_id, r_login) {
                 return Err(TestCaseError::fail(format!(
                     "person probe uid {uid} login {login} {addr} proto {proto} port {port} at {t}: compiled says {k:?}, reference says action {} rule {} by login {r_login}\n{src}",
                     r.action, r.rule_id
@@ -386,7 +428,7 @@ fn compiled_lookup_agrees_with_the_reference() {
             }
             let kl = c.image.listen_person(uid, login, proto, port, time::ns(t));
             let (rl, rl_login) = eval::evaluate_listen_person(&c.rules, uid, login, proto, port, t);
-            if (kl.verdict.action, kl.verdict.rule_id, kl.by_login) != (rl.action, rl.rule_id, rl_login) {
+            if (kl.ruling.action, kl.ruling.rule_id, kl.by_login) != (rl.action, rl.rule_id, rl_login) {
                 return Err(TestCaseError::fail(format!(
                     "person listen probe uid {uid} login {login} proto {proto} port {port} at {t}: compiled says {kl:?}, reference says action {} rule {} by login {rl_login}\n{src}",
                     rl.action, rl.rule_id
@@ -405,7 +447,7 @@ fn compiled_lookup_agrees_with_the_reference() {
                     .iter()
                     .find(|e| e.profile == profile && e.addr == v6 && e.proto == p4 && e.port == port)
                 {
-                    if e.verdict != kernel {
+                    if e.ruling != kernel {
                         return Err(TestCaseError::fail(format!(
                             "probe uid {uid} {addr} proto {proto} port {port} at {t}: exact entry {e:?}, tries {kernel:?}\n{src}"
                         )));

@@ -128,7 +128,7 @@ pub fn rule_window(
 /// When the daemon must recompile at the latest for the kernel to keep following the schedules:
 /// a day before the compiled horizon ends, or before a window cut at `MAX_INTERVALS` runs out.
 /// `None` when no rule has a schedule (expiry needs no recompiling: the kernel closes it).
-pub fn recompile_by(rules: &super::RuleSet, now: Timestamp) -> Option<Timestamp> {
+pub fn recompile_by(rules: &crate::resolve::RuleSet, now: Timestamp) -> Option<Timestamp> {
     let mut by: Option<Timestamp> = None;
     for r in rules.rules.iter().filter(|r| r.schedule.is_some()) {
         let mut t = now

@@ -13,13 +13,10 @@ use std::{collections::HashMap, io::Write, path::Path};
 
 use super::{check, exit};
 use crate::{
-    compile::{self, Compiled, Directory},
+    compile::{self, Compiled},
     explain,
-    policy::{
-        self,
-        yaml::{self, Kind, Node},
-        Diagnostic, Span,
-    },
+    policy::{self, yaml::Kind, Diagnostic, Reader, Span},
+    resolve::Directory,
     verdict::Verdict,
 };
 
@@ -34,93 +31,65 @@ struct Case {
 
 const CASE_KEYS: &[&str] = &["user", "to", "expect", "at", "rule"];
 
+const EXPECT: &[(&str, &str)] = &[("allow", "allow"), ("deny", "deny"), ("audit", "audit")];
+
+/// The cases of a file, read like a policy file (`policy::Reader`): every error, by position.
 fn parse_cases(file: &str, text: &str) -> Result<Vec<Case>, Vec<Diagnostic>> {
-    let span = |n: &Node| Span::new(&file.into(), n.pos.line, n.pos.col);
-    let root = yaml::parse(text).map_err(|e| {
-        vec![Diagnostic::error(
-            Span::new(&file.into(), e.pos.line, e.pos.col),
-            format!("invalid YAML: {}", e.message),
-        )]
-    })?;
-    let Some(root) = root else { return Ok(vec![]) };
-    let Kind::Seq(items) = &root.kind else {
-        return Err(vec![Diagnostic::error(
-            span(&root),
-            format!("test cases must be a list, found {}", root.describe()),
-        )]);
+    let mut cx = Reader::new(file);
+    let root = match cx.parse(text) {
+        Ok(Some(root)) => root,
+        Ok(None) => return Ok(vec![]),
+        Err(()) => return Err(cx.into_errors()),
     };
-    let mut errors = Vec::new();
+    let Kind::Seq(items) = &root.kind else {
+        cx.err(
+            &root,
+            format!("test cases must be a list, found {}", root.describe()),
+        );
+        return Err(cx.into_errors());
+    };
     let mut cases = Vec::new();
     for item in items {
-        let Kind::Map(fields) = &item.kind else {
-            errors.push(Diagnostic::error(
-                span(item),
-                format!("a test case must be a mapping, found {}", item.describe()),
-            ));
+        let Some(fields) = cx.map(item, "test case", CASE_KEYS) else {
             continue;
         };
-        let mut get = HashMap::new();
-        for (k, v) in fields {
-            match k.as_str() {
-                Some(key) if CASE_KEYS.contains(&key) => match v.as_str() {
-                    Some(val) => {
-                        get.insert(key, (val.to_string(), span(v)));
-                    }
-                    None => errors.push(Diagnostic::error(
-                        span(v),
-                        format!("`{key}` must be a string, found {}", v.describe()),
-                    )),
-                },
-                other => errors.push(
-                    Diagnostic::error(
-                        span(k),
-                        format!("unknown key `{}` in test case", other.unwrap_or("?")),
-                    )
-                    .with_help("expected `user`, `to`, `expect`, `at` or `rule`"),
-                ),
-            }
-        }
-        let mut need = |key: &str| match get.remove(key) {
-            Some((v, _)) => Some(v),
-            None => {
-                errors.push(Diagnostic::error(
-                    span(item),
-                    format!("test case has no `{key}`"),
-                ));
-                None
-            }
+        let mut string = |key: &str| {
+            let (_, v) = fields.get(key)?;
+            cx.string(v, key)
         };
-        let (user, to, expect) = (need("user"), need("to"), need("expect"));
-        let at = match get.remove("at") {
-            Some((v, s)) => match explain::parse_time(&v) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    errors.push(Diagnostic::error(s, e));
-                    continue;
+        let (user, to, rule) = (string("user"), string("to"), string("rule"));
+        let expect = match fields.get("expect") {
+            Some((_, v)) => cx.one_of(v, "expect", EXPECT),
+            None => None,
+        };
+        let at = match fields.get("at") {
+            Some((_, v)) => match cx.string(v, "at").map(|t| explain::parse_time(&t)) {
+                Some(Ok(t)) => Some(t),
+                Some(Err(e)) => {
+                    cx.err(v, e);
+                    None
                 }
+                None => None,
             },
             None => None,
         };
-        if let Some((e, s)) = expect.as_ref().zip(Some(span(item))) {
-            if !["allow", "deny", "audit"].contains(&e.as_str()) {
-                errors.push(
-                    Diagnostic::error(s, format!("invalid `expect` value `{e}`"))
-                        .with_help("expected `allow`, `deny` or `audit`"),
-                );
-                continue;
+        for key in ["user", "to", "expect"] {
+            if !fields.contains_key(key) {
+                cx.err(item, format!("test case has no `{key}`"));
             }
         }
         if let (Some(user), Some(to), Some(expect)) = (user, to, expect) {
             cases.push(Case {
-                span: span(item),
+                span: cx.span(item),
                 user,
                 to,
-                expect,
+                expect: expect.to_string(),
                 at,
-                rule: get.remove("rule").map(|r| r.0),
+                rule,
             });
         }
     }
+    let errors = cx.into_errors();
     if errors.is_empty() {
         Ok(cases)
     } else {
@@ -292,5 +261,49 @@ pub fn run_cases_as(
         exit::OK
     } else {
         exit::FAIL
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> String {
+        match parse_cases("cases.yaml", text) {
+            Ok(_) => String::new(),
+            Err(errors) => errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    #[test]
+    fn case_files_read_like_policy_files() {
+        let got = errors(
+            "- {user: alice, to: \"198.51.100.7:22\", expect: maybe}\n\
+             - {usr: bob, to: \"198.51.100.7:22\", expect: deny}\n\
+             - {user: carol, user: dave, to: [a], expect: allow, at: soon}\n\
+             - 7\n",
+        );
+        let want = [
+            "cases.yaml:1:48: invalid `expect` value `maybe`",
+            "  help: expected one of `allow`, `deny`, `audit`",
+            "cases.yaml:2:3: test case has no `user`",
+            "cases.yaml:2:4: unknown key `usr` in `test case`",
+            "  help: did you mean `user`?",
+            "cases.yaml:3:17: duplicate key `user`: first given at cases.yaml:3:4",
+            "cases.yaml:3:33: `to` must be a string, found a list",
+            "cases.yaml:3:57: invalid time `soon`: write an RFC 3339 time with an offset, like \
+             `2026-12-31T18:00:00Z`",
+            "cases.yaml:4:3: `test case` must be a mapping, found a number",
+        ];
+        assert_eq!(got, want.join("\n"), "every mistake, by position");
+    }
+
+    #[test]
+    fn an_empty_case_file_has_no_cases() {
+        assert!(parse_cases("cases.yaml", "").is_ok_and(|c| c.is_empty()));
     }
 }

@@ -5,10 +5,11 @@ use std::{io::Write, path::Path};
 
 use super::exit;
 use crate::{
-    compile::{self, Directory},
+    compile,
     eval::Kind,
     explain::{self, CheckAnswer, RuleRef},
     policy,
+    resolve::Directory,
     verdict::Verdict,
 };
 

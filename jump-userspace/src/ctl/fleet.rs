@@ -8,9 +8,10 @@ use clap::Args;
 
 use super::exit;
 use crate::{
-    compile::{self, directory::SubuidRange, Directory, FakeDirectory},
+    compile,
     fleet::{self, client, Connection, NodeStatus, Tls},
     policy::{self, Diagnostic, Severity},
+    resolve::{directory::SubuidRange, Directory, FakeDirectory},
 };
 
 #[derive(Debug, Clone, Args)]

@@ -17,7 +17,7 @@ use std::{io::Write, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{compile::Directory, explain::parse_time, policy};
+use crate::{explain::parse_time, policy, resolve::Directory};
 pub use cases::{run_cases, run_cases_as, CaseOutput};
 
 /// Exit codes shared by the subcommands.

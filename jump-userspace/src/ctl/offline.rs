@@ -12,8 +12,9 @@ use serde::Serialize;
 
 use super::exit;
 use crate::{
-    compile::{self, AccountFiles, Accounts, Directory},
+    compile,
     policy::{self, Diagnostic, Severity},
+    resolve::{self, AccountFiles, Accounts, Directory},
 };
 
 /// The accounts the policy names, when they are not this host's.
@@ -127,7 +128,7 @@ pub fn validate_report(
                 .into_iter()
                 .partition(|d| d.severity == Severity::Warning);
             if let Some(partial) = policy::load_dir_partial(dir) {
-                if let Err(more) = compile::resolve::resolve(&partial, directory) {
+                if let Err(more) = resolve::resolve(&partial, directory) {
                     errors.extend(more.errors);
                 }
             }

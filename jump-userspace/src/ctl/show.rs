@@ -8,9 +8,9 @@ use clap::Args;
 
 use super::{client, exit, offline};
 use crate::{
-    compile::{self, Directory},
-    policy,
+    compile, policy,
     protocol::{Request, Shown},
+    resolve::{Accounts, Directory},
 };
 
 #[derive(Debug, Args)]
@@ -91,7 +91,7 @@ fn offline_show(
 
 /// uid → name for the uids the image names, as far as the accounts know them.
 fn accounts_names(
-    accounts: &compile::Accounts,
+    accounts: &Accounts,
     compiled: &compile::Compiled,
 ) -> std::collections::BTreeMap<u32, String> {
     compiled

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::compile::FakeDirectory;
+use crate::resolve::FakeDirectory;
 
 fn directory() -> FakeDirectory {
     FakeDirectory::default()

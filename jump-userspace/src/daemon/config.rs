@@ -1,6 +1,9 @@
 //! jumpd's settings: the YAML config file (`--config`), the command-line flags, and their merge.
 //! Every setting exists in both; a flag wins over the file, the file over the default. Pure
 //! except for `load`, which reads the file; unknown keys are errors with `file:line:col`.
+//!
+//! (Over 500 lines, 215 of them tests: each setting is declared once for the file and once as a
+//! flag, and merged in one place, so the precedence of every setting is read and tested here.)
 
 use std::path::{Path, PathBuf};
 
@@ -454,7 +457,7 @@ pub fn merge(
             .subuid_file
             .clone()
             .or_else(|| file.subuid_file.clone())
-            .unwrap_or_else(|| crate::compile::directory::SUBUID_FILE.into()),
+            .unwrap_or_else(|| crate::resolve::directory::SUBUID_FILE.into()),
         grant_max: match flags
             .grant_max_duration
             .clone()

@@ -10,8 +10,8 @@
 //! The state file (`<state-dir>/grants.json`) is replaced atomically (write, fsync, rename,
 //! fsync the directory): a crash leaves the old list or the new one, never a torn one.
 //!
-//! (Over 500 lines with its tests; the store, its state file and the grant-to-rule step are one
-//! life cycle.)
+//! (Over 500 lines, a quarter of them tests: the store, its state file, the grant-to-rule step
+//! and the three requests that change it are one life cycle.)
 
 use std::{
     collections::BTreeSet,
@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 pub use crate::protocol::{Grant, GrantRequest};
 use crate::protocol::{Granted, Revoked};
 use crate::{
-    compile::EffRule,
     policy::{Entry, Mode, Proto, Span},
+    resolve::{EffRule, RuleSet},
 };
 
 /// Grants in force at once: each is a rule of every generation, and the rule table, windows
@@ -375,10 +375,10 @@ impl Store {
 /// `rules` with the grants appended, compiled: the image the kernel gets. The policy's own
 /// rules keep their ids, so events of older generations still name them.
 pub fn compile_with_grants(
-    rules: &crate::compile::RuleSet,
+    rules: &RuleSet,
     store: &Store,
     now: Timestamp,
-) -> anyhow::Result<(crate::compile::RuleSet, crate::compile::image::MapImage)> {
+) -> anyhow::Result<(RuleSet, crate::compile::image::MapImage)> {
     let mut all = rules.clone();
     all.rules.extend(store.rules(rules.rules.len() as u32 + 1));
     let (image, _) = crate::compile::compile_rules(&all, now)
@@ -687,7 +687,7 @@ mod tests {
         )
         .unwrap()
         .policy;
-        let dir = crate::compile::FakeDirectory::default().user("alice", 1000, 1000);
+        let dir = crate::resolve::FakeDirectory::default().user("alice", 1000, 1000);
         let now = Timestamp::now();
         let c = crate::compile::compile_full(&p, &dir, now).unwrap();
         let mut s = Store::in_memory();

@@ -8,7 +8,7 @@ pub struct Plan {
     /// The policy as written; audit mode is applied at install time (`audit::audit_only`).
     pub image: MapImage,
     /// The resolved rules, for `jumpctl check` against the live policy.
-    pub rules: compile::RuleSet,
+    pub rules: crate::resolve::RuleSet,
     pub sha256: String,
     pub warnings: Vec<String>,
     /// Schedules are expanded a few days ahead: the policy must be compiled again before this.
@@ -45,12 +45,12 @@ pub fn plan_loaded(
     subuid: &std::path::Path,
 ) -> anyhow::Result<Plan> {
     let now = jiff::Timestamp::now();
-    let directory = compile::Accounts::host(subuid);
+    let directory = crate::resolve::Accounts::host(subuid);
     let compiled = compile::compile_with(
         &loaded.policy,
         &directory,
         now,
-        compile::Vanished::Warn(known),
+        crate::resolve::Vanished::Warn(known),
     )
     .map_err(|mut e| {
         policy::redact(&mut e.errors, &loaded.private);

@@ -12,6 +12,9 @@
 //! capabilities: entering another network namespace (`setns`) needs `CAP_SYS_ADMIN`, which
 //! this one thread keeps (with `CAP_NET_ADMIN` and `CAP_BPF`) while the daemon's main thread,
 //! which parses policies and serves the control socket, does not.
+//!
+//! (Over 500 lines, a quarter of them tests: the judgement, the namespace walk and the worker
+//! thread share the worker's capabilities, which nothing else in jumpd holds.)
 
 use std::{
     collections::BTreeMap,
@@ -29,7 +32,7 @@ use aya::maps::{Map, MapData, SkStorage};
 use jump_common::SockRecord;
 
 use super::sockdiag::{self, Diag, Sock};
-use crate::compile::image::MapImage;
+use crate::{compile::image::MapImage, policy::Proto};
 
 /// Why a pass runs; carried through to the revocation records.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,7 +78,7 @@ pub fn refuses(image: &MapImage, s: &Sock, rec: &SockRecord, now_ns: u64) -> boo
         s.peer.port(),
         now_ns,
     );
-    !MapImage::allows(v.verdict)
+    !MapImage::allows(v.ruling)
 }
 
 /// The next instant after `now_ns` at which some time window of `image` opens or closes.
@@ -231,7 +234,7 @@ fn pass_here(
                 Err(e) => {
                     out.failures.push(format!(
                         "netns {ino}: failed to list {} sockets of family {family}: {e}",
-                        proto_name(proto)
+                        Proto::name_of(proto)
                     ));
                     continue;
                 }
@@ -252,7 +255,7 @@ fn pass_here(
                     }),
                     Err(e) => out.failures.push(format!(
                         "failed to close {} {} -> {} of uid {}: {e}",
-                        proto_name(proto),
+                        Proto::name_of(proto),
                         s.local,
                         s.peer,
                         rec.uid
@@ -260,14 +263,6 @@ fn pass_here(
                 }
             }
         }
-    }
-}
-
-pub fn proto_name(proto: u8) -> &'static str {
-    if proto == sockdiag::IPPROTO_UDP {
-        "udp"
-    } else {
-        "tcp"
     }
 }
 

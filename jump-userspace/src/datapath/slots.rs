@@ -146,8 +146,8 @@ impl SlotImage {
                         port: e.port,
                     },
                     ExactValue {
-                        rule_id: e.verdict.rule_id,
-                        action: e.verdict.action,
+                        rule_id: e.ruling.rule_id,
+                        action: e.ruling.action,
                         _pad: [0; 3],
                     },
                 )

@@ -8,6 +8,9 @@
 //! Reading socket storage through inet_diag needs `CAP_BPF` (`bpf_sk_storage_diag_alloc`
 //! checks `bpf_capable()`, net/core/bpf_sk_storage.c since 5.7); destroying needs
 //! `CAP_NET_ADMIN` over the socket's namespace (`sock_diag_destroy`, since 4.5).
+//!
+//! (Over 500 lines, 140 of them tests: one hand-written netlink protocol, requests and replies
+//! together, checked against the kernel's layouts.)
 
 use std::{
     io,

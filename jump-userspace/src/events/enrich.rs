@@ -9,9 +9,9 @@ use super::{
     cache::BoundedCache,
     pids::{Decider, Pids},
     proc::{Proc, SshConn, UNSET},
-    record::{proto_name, split_location, unmap, Record},
+    record::{split_location, unmap, Record},
 };
-use crate::{compile::image::RuleInfo, verdict::Verdict};
+use crate::{compile::image::RuleInfo, policy::Proto, verdict::Verdict};
 
 /// How many user names and sessions the enricher remembers. A host has far fewer active users
 /// and sessions; a flood of distinct ones only costs lookups, never memory.
@@ -191,7 +191,7 @@ impl Enricher {
             ssh_client_port: ssh.map(|c| c.client.port()),
             ssh_server: ssh.map(|c| c.server.ip()),
             ssh_server_port: ssh.map(|c| c.server.port()),
-            proto: proto_name(e.proto),
+            proto: Proto::name_of(e.proto),
             dst_addr: unmap(e.dst_addr),
             dst_port: e.dst_port,
             src_addr: (e.src_addr != [0; 16]).then(|| unmap(e.src_addr)),

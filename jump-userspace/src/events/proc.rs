@@ -11,6 +11,8 @@
 //! it carries the session id. jumpd reads that process's `fd/` as the same uid (root) with
 //! CAP_SYS_PTRACE (the kernel's ptrace access check for a non-dumpable process), and its
 //! `net/tcp*` tables, which are world-readable and show the sshd's own network namespace.
+//!
+//! (Over 500 lines, half of them the fake `/proc` tree and the tests that use it.)
 
 use std::{
     collections::HashSet,

@@ -3,7 +3,6 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use jump_common::proto;
 use serde::Serialize;
 
 use crate::{
@@ -155,15 +154,6 @@ pub(super) fn unmap(addr: [u8; 16]) -> IpAddr {
     v6.to_ipv4_mapped()
         .map(IpAddr::V4)
         .unwrap_or(IpAddr::V6(v6))
-}
-
-pub fn proto_name(p: u8) -> &'static str {
-    match p {
-        proto::TCP => "tcp",
-        proto::UDP => "udp",
-        proto::ICMP | proto::ICMPV6 => "icmp",
-        _ => "other",
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! This module alone reads policy files. It keeps the position of everything it parses, so every
 //! error reads `file:line:col: message`, collects all errors (sorted by position) instead of
 //! stopping at the first, and never panics on input. Users and groups are only checked for form
-//! here; resolving them against the system is the compiler's job (`compile::Directory`).
+//! here; resolving them against the system is `resolve`'s job (`resolve::Directory`).
 
 mod diag;
 mod model;
@@ -22,6 +22,7 @@ pub use parse::Memo;
 use sha2::{Digest, Sha256};
 
 pub use named::{bad_file_name, load_named, read_named, Named};
+pub(crate) use parse::reader::Ctx as Reader;
 pub use read::check_config_file;
 pub use read::{
     is_policy_name, Ownership, ReadOptions, Source, MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES,

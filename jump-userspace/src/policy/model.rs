@@ -114,6 +114,18 @@ impl Proto {
             Proto::Icmp => "icmp",
         }
     }
+
+    /// The one name users see for a protocol number, in events, image dumps, `show` and
+    /// revocation logs: the policy's word (ICMPv6 is `icmp`, as in a policy), `join` for IGMP
+    /// (the entries a multicast join is decided by, `jump_common::proto::IGMP`), `other` for
+    /// what no policy names.
+    pub fn name_of(n: u8) -> &'static str {
+        match Proto::from_number(n) {
+            Some(p) => p.name(),
+            None if n == jump_common::proto::IGMP => "join",
+            None => "other",
+        }
+    }
 }
 
 /// One `allow` or `deny` entry.

@@ -3,6 +3,10 @@
 //! (never following a symlink, never blocking on a FIFO), who may write them (sshd's
 //! `StrictModes`), and which bytes a policy may hold. What it returns is exactly what is on
 //! disk, or an error naming the file (and `line:col` for bad bytes); it never quotes content.
+//!
+//! (Over 500 lines, 60 of them tests: every way of reaching a policy file's bytes — listing,
+//! opening, ownership and mode, decoding — is refused or allowed here, in one place, so that
+//! nothing else in jumpd opens a policy file.)
 
 use std::{
     ffi::{OsStr, OsString},

@@ -337,7 +337,7 @@ proptest::proptest! {
             "rules:\n  - name: a\n    users: [\"*\"]\n    allow: [{{to: \"{to}\", ports: [\"{port}\"]}}]\n    expires: \"{expires}\"\n    schedule: {{hours: \"{hours}\", tz: \"{tz}\"}}\n"
         );
         if let Ok(l) = load_str("p.yaml", &src) {
-            let _ = crate::compile::compile(&l.policy, &crate::compile::FakeDirectory::default(), jiff::Timestamp::UNIX_EPOCH);
+            let _ = crate::compile::compile(&l.policy, &crate::resolve::FakeDirectory::default(), jiff::Timestamp::UNIX_EPOCH);
         }
     }
 }
@@ -647,4 +647,26 @@ fn files_with_diagnostics_are_not_memoised_and_report_every_time() {
     assert_eq!(memo.len(), 0, "a file with an error is not kept");
     let again = memo_load(&mut memo, &[("a.yaml", bad)]).unwrap_err();
     assert_eq!(first, again, "its error is reported on every load");
+}
+
+#[test]
+fn protocol_numbers_have_one_name_for_users() {
+    use jump_common::proto;
+    let names: Vec<_> = [
+        proto::TCP,
+        proto::UDP,
+        proto::ICMP,
+        proto::ICMPV6,
+        proto::IGMP,
+        132,
+        255,
+    ]
+    .into_iter()
+    .map(Proto::name_of)
+    .collect();
+    assert_eq!(
+        names,
+        ["tcp", "udp", "icmp", "icmp", "join", "other", "other"],
+        "ICMPv6 should read as the policy's `icmp`, IGMP as the `join` entries, the rest `other`"
+    );
 }

@@ -3,7 +3,7 @@
 //! and zones with the cross-file resolution (`zones`) each have a file; this one holds the
 //! policy's top level.
 
-mod reader;
+pub(crate) mod reader;
 mod rule;
 mod scalar;
 mod zones;
@@ -138,15 +138,9 @@ struct FileParts {
 /// Parses one file's YAML and its rules; `None` when there is nothing to take from it (a
 /// syntax error, an empty file, a top level that is not a mapping).
 fn parse_file(cx: &mut Ctx, text: &str, errors: &mut Vec<Diagnostic>) -> Option<FileParts> {
-    let root = match yaml::parse(text) {
-        Ok(r) => r,
-        Err(e) => {
-            errors.push(Diagnostic::error(
-                Span::new(&cx.file, e.pos.line, e.pos.col),
-                format!("invalid YAML: {}", e.message),
-            ));
-            return None;
-        }
+    let Ok(root) = cx.parse(text) else {
+        errors.append(&mut cx.errors);
+        return None;
     };
     let root = root.filter(|r| !r.is_null())?;
     let Some(top) = cx.map(&root, "policy file", TOP_KEYS) else {
@@ -190,11 +184,7 @@ pub(crate) fn parse_files_with(
     let mut rule_index: HashMap<String, Span> = HashMap::new();
 
     for (name, text) in files {
-        let mut cx = Ctx {
-            file: name.as_str().into(),
-            errors: Vec::new(),
-            dropped: 0,
-        };
+        let mut cx = Ctx::new(name);
         let remembered = memo
             .as_deref_mut()
             .and_then(|m| m.files.remove(name))

@@ -1,9 +1,11 @@
 //! The reader every policy check reports through: spans for `file:line:col`, errors
-//! collected (at most `MAX_ERRORS` kept) and typed accessors over the YAML tree.
+//! collected (at most `MAX_ERRORS` kept) and typed accessors over the YAML tree. Policy files
+//! and `jumpctl test`'s case files (`ctl::cases`) both read through it, so their errors read
+//! alike.
 
 use super::*;
 
-pub(super) struct Ctx {
+pub(crate) struct Ctx {
     pub(super) file: Arc<str>,
     pub(super) errors: Vec<Diagnostic>,
     /// Errors beyond `MAX_ERRORS`, counted only.
@@ -11,11 +13,45 @@ pub(super) struct Ctx {
 }
 
 impl Ctx {
-    pub(super) fn span(&self, n: &Node) -> Span {
+    pub(crate) fn new(file: &str) -> Ctx {
+        Ctx {
+            file: file.into(),
+            errors: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    /// The file's YAML tree (`None` for an empty file), or `Err` with the syntax error kept.
+    pub(crate) fn parse(&mut self, text: &str) -> Result<Option<Node>, ()> {
+        yaml::parse(text).map_err(|e| {
+            let span = Span::new(&self.file, e.pos.line, e.pos.col);
+            self.push(Diagnostic::error(
+                span,
+                format!("invalid YAML: {}", e.message),
+            ));
+        })
+    }
+
+    /// Every error, sorted by position, and a last line counting those not kept.
+    pub(crate) fn into_errors(mut self) -> Vec<Diagnostic> {
+        self.errors.sort_by(|a, b| a.span.cmp(&b.span));
+        if self.dropped > 0 {
+            self.errors.push(Diagnostic::error(
+                Span::default(),
+                format!(
+                    "{} more errors not shown (at most {MAX_ERRORS} are)",
+                    self.dropped
+                ),
+            ));
+        }
+        self.errors
+    }
+
+    pub(crate) fn span(&self, n: &Node) -> Span {
         Span::new(&self.file, n.pos.line, n.pos.col)
     }
 
-    pub(super) fn push(&mut self, d: Diagnostic) {
+    pub(crate) fn push(&mut self, d: Diagnostic) {
         if self.errors.len() < MAX_ERRORS {
             self.errors.push(d);
         } else {
@@ -23,23 +59,23 @@ impl Ctx {
         }
     }
 
-    pub(super) fn err(&mut self, n: &Node, msg: impl Into<String>) {
+    pub(crate) fn err(&mut self, n: &Node, msg: impl Into<String>) {
         let span = self.span(n);
         self.push(Diagnostic::error(span, msg));
     }
 
-    pub(super) fn err_help(&mut self, n: &Node, msg: impl Into<String>, help: impl Into<String>) {
+    pub(crate) fn err_help(&mut self, n: &Node, msg: impl Into<String>, help: impl Into<String>) {
         let span = self.span(n);
         self.push(Diagnostic::error(span, msg).with_help(help));
     }
 
-    pub(super) fn wrong_type(&mut self, n: &Node, what: &str, expected: &str) {
+    pub(crate) fn wrong_type(&mut self, n: &Node, what: &str, expected: &str) {
         let found = n.describe();
         self.err(n, format!("`{what}` must be {expected}, found {found}"));
     }
 
     /// The entries of a mapping, reporting unknown keys (with a suggestion) and duplicate keys.
-    pub(super) fn map<'n>(
+    pub(crate) fn map<'n>(
         &mut self,
         n: &'n Node,
         what: &str,
@@ -88,7 +124,7 @@ impl Ctx {
     }
 
     /// A list, or a single item standing for a list of one.
-    pub(super) fn seq_or_one<'n>(
+    pub(crate) fn seq_or_one<'n>(
         &mut self,
         n: &'n Node,
         what: &str,
@@ -104,7 +140,7 @@ impl Ctx {
         }
     }
 
-    pub(super) fn string(&mut self, n: &Node, what: &str) -> Option<String> {
+    pub(crate) fn string(&mut self, n: &Node, what: &str) -> Option<String> {
         match &n.kind {
             Kind::Scalar { value, .. } if !n.is_null() => Some(value.clone()),
             _ => {
@@ -114,7 +150,7 @@ impl Ctx {
         }
     }
 
-    pub(super) fn one_of<T: Copy>(
+    pub(crate) fn one_of<T: Copy>(
         &mut self,
         n: &Node,
         what: &str,

@@ -1,13 +1,20 @@
-//! Model → rule set: users and groups resolved to uids, the synthetic loopback rule added, rule
-//! ids assigned. Both the compiler and the reference evaluator work from this one list, so they
-//! number rules alike.
+//! Stage 2: validated policy model → resolved rule set. Users and groups become uids (from the
+//! accounts a policy is checked against: `Directory`, `accounts`), `via` interfaces become
+//! indexes, the synthetic loopback rule is added and rule ids are assigned. Both the compiler
+//! and the reference evaluator work from this one list, so they number rules alike; this module
+//! alone asks the system (or the given account files) who a name is.
+
+pub mod accounts;
+pub mod directory;
 
 use std::collections::BTreeSet;
 
 use ipnet::IpNet;
 use jump_common::{action, log_mode};
 
-use super::Directory;
+pub use accounts::{AccountFiles, Accounts};
+pub use directory::{Directory, FakeDirectory, SystemDirectory};
+
 use crate::policy::{
     Diagnostic, Egress, Entry, Identity, Listen, LogMode, Loopback, Mode, Policy, PolicyErrors,
     Proto, Schedule, Span, UserRef,
@@ -294,7 +301,7 @@ pub fn resolve_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{compile::FakeDirectory, policy::Policy};
+    use crate::policy::Policy;
 
     fn policy(src: &str) -> Policy {
         crate::policy::load_str("p.yaml", src).unwrap().policy
