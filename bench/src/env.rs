@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use jump_tests::{child::Guarded, Bins};
+use jump_tests::{child::Guarded, poll_every, Bins};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -243,65 +243,79 @@ impl Jumpd {
             start_time: Duration::ZERO,
             hooks: String::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let ready = journal.jumpd_entries().into_iter().any(|e| {
-                e["MESSAGE"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("jumpd ready"))
-            });
-            if ready {
-                break;
-            }
-            d.proc.alive()?;
-            if Instant::now() > deadline {
-                bail!("jumpd logging to journald: not ready within 120 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        // A fixed pause, not the harness's backoff: the time to ready is reported.
+        poll_every(
+            Duration::from_secs(120),
+            Duration::from_millis(50),
+            "jumpd logging to journald to be ready",
+            || {
+                let ready = journal.jumpd_entries().into_iter().any(|e| {
+                    e["MESSAGE"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("jumpd ready"))
+                });
+                if ready {
+                    return Some(Ok(()));
+                }
+                d.proc.alive().err().map(Err)
+            },
+        )??;
         d.start_time = t.elapsed();
         Ok(d)
     }
 
-    /// Waits for a log line whose `message` satisfies `pred`, returning the message.
+    /// Waits for a log line whose `message` satisfies `pred`, returning the message. Polls
+    /// every 0.5 ms, not with the harness's backoff: the wait's end is the reload time reported.
     fn wait_line(
         &mut self,
         timeout: Duration,
         pred: impl Fn(&str) -> bool,
     ) -> anyhow::Result<String> {
-        let deadline = Instant::now() + timeout;
         let mut f = fs::File::open(&self.log)?;
         let mut buf = String::new();
-        loop {
-            f.seek(SeekFrom::Start(self.seen))?;
-            buf.clear();
-            f.read_to_string(&mut buf)?;
-            // Only whole lines; a partial last line is read again next time.
-            let whole = buf.rfind('\n').map_or(0, |i| i + 1);
-            let mut offset = 0;
-            for line in buf[..whole].split_inclusive('\n') {
-                offset += line.len();
-                let Ok(v) = serde_json::from_str::<Value>(line) else {
-                    continue;
-                };
-                let m = v["message"].as_str().unwrap_or_default();
-                if pred(m) {
-                    self.seen += offset as u64;
-                    return Ok(m.to_string());
-                }
-            }
-            self.seen += whole as u64;
-            if let Err(e) = self.proc.alive() {
-                return Err(e.context(self.tail()));
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "jumpd: no expected log line within {timeout:?}; {}",
-                    self.tail()
-                );
-            }
-            std::thread::sleep(Duration::from_micros(500));
+        let found = poll_every(
+            timeout,
+            Duration::from_micros(500),
+            "an expected log line",
+            || match self.next_line(&mut f, &mut buf, &pred) {
+                Ok(Some(m)) => Some(Ok(m)),
+                Err(e) => Some(Err(e)),
+                Ok(None) => self.proc.alive().err().map(|e| Err(e.context(self.tail()))),
+            },
+        );
+        match found {
+            Ok(line) => line,
+            Err(e) => bail!("jumpd: {e}; {}", self.tail()),
         }
+    }
+
+    /// The first line written since the last look whose `message` satisfies `pred`; lines
+    /// before it (and all whole lines, if none does) count as seen.
+    fn next_line(
+        &mut self,
+        f: &mut fs::File,
+        buf: &mut String,
+        pred: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<Option<String>> {
+        f.seek(SeekFrom::Start(self.seen))?;
+        buf.clear();
+        f.read_to_string(buf)?;
+        // Only whole lines; a partial last line is read again next time.
+        let whole = buf.rfind('\n').map_or(0, |i| i + 1);
+        let mut offset = 0;
+        for line in buf[..whole].split_inclusive('\n') {
+            offset += line.len();
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let m = v["message"].as_str().unwrap_or_default();
+            if pred(m) {
+                self.seen += offset as u64;
+                return Ok(Some(m.to_string()));
+            }
+        }
+        self.seen += whole as u64;
+        Ok(None)
     }
 
     fn tail(&self) -> String {

@@ -23,7 +23,7 @@ pub mod ssh;
 pub mod wait;
 pub mod world;
 
-pub use wait::poll_until;
+pub use wait::{poll_every, poll_until};
 
 use std::{
     path::PathBuf,

@@ -10,6 +10,32 @@ use std::time::{Duration, Instant};
 pub fn poll_until<T>(
     within: Duration,
     what: &str,
+    f: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    poll(
+        within,
+        what,
+        |waited| (waited / 10).clamp(Duration::from_millis(1), Duration::from_millis(200)),
+        f,
+    )
+}
+
+/// `poll_until` with a fixed pause `every` between polls: for a wait whose end is itself the
+/// measurement (the benchmark's reload and start times), where the backoff's lag of up to a
+/// tenth of the time waited would show in the number.
+pub fn poll_every<T>(
+    within: Duration,
+    every: Duration,
+    what: &str,
+    f: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    poll(within, what, |_| every, f)
+}
+
+fn poll<T>(
+    within: Duration,
+    what: &str,
+    pause: impl Fn(Duration) -> Duration,
     mut f: impl FnMut() -> Option<T>,
 ) -> anyhow::Result<T> {
     let start = Instant::now();
@@ -21,9 +47,7 @@ pub fn poll_until<T>(
         if waited >= within {
             anyhow::bail!("timed out after {within:?} waiting for {what}");
         }
-        std::thread::sleep(
-            (waited / 10).clamp(Duration::from_millis(1), Duration::from_millis(200)),
-        );
+        std::thread::sleep(pause(waited));
     }
 }
 
