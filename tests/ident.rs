@@ -12,7 +12,6 @@ use std::{
 };
 
 use jump_tests::{
-    cgroup::TestCgroup,
     netns::{Topology, INTERNAL_V4, INTERNAL_V6, INTERNET_V4},
     privileged,
     probe::{self, FarSide, Lingering, Outcome, Placement},
@@ -392,9 +391,12 @@ fn the_tampering_alarm_is_a_crit_journal_entry() {
     if let Some(why) = journal::unavailable() {
         panic!("the_tampering_alarm_is_a_crit_journal_entry cannot run: {why}");
     }
-    let bins = Bins::from_env();
+    let policy =
+        std::fs::read_to_string(policy_dir().join("policy.yaml")).expect("the enforcement policy");
+    // The harness's world for the cgroup and the policy directory; jumpd is this test's own,
+    // logging to the journal.
+    let w = jump_tests::world::World::bare(&[("policy.yaml", &policy)]);
     let journal = Journald::start().expect("journald");
-    let cg = TestCgroup::new().expect("cgroup");
     let scratch = Scratch::new();
     // The harness sweeps `jt<pid>x<n>` pin roots of dead test processes.
     let pin_root = PathBuf::from("/sys/fs/bpf").join(jump_tests::unique("jt"));
@@ -412,14 +414,14 @@ fn the_tampering_alarm_is_a_crit_journal_entry() {
             let _ = std::fs::remove_dir_all(self.0);
         }
     }
-    let _pins = Pins(&pin_root, &cg.path, &bins);
+    let _pins = Pins(&pin_root, &w.cg.path, &w.bins);
     let mut jumpd = Guarded::new(
         journal
-            .command(&bins.jumpd)
+            .command(&w.bins.jumpd)
             .arg("--policy-dir")
-            .arg(policy_dir())
+            .arg(w.policy.path())
             .arg("--cgroup")
-            .arg(&cg.path)
+            .arg(&w.cg.path)
             .arg("--pin-dir")
             .arg(&pin_root)
             .arg("--control-socket")
@@ -432,7 +434,7 @@ fn the_tampering_alarm_is_a_crit_journal_entry() {
     journal.wait_entry("jumpd ready", |e| {
         text(e, "MESSAGE").is_some_and(|m| m.starts_with("jumpd ready"))
     });
-    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cg.path).expect("cgroup"));
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&w.cg.path).expect("cgroup"));
     let maps = pin_root.join(format!("v3/cgroup-{ino}/maps"));
     let slot = map_value(&maps.join("JUMP_ACTIVE"), &[0, 0, 0, 0]);
     let mut config = map_value(&maps.join("JUMP_SLOTS"), &slot);

@@ -16,7 +16,7 @@ use std::{
 use jump_tests::{
     netns::{NetNs, INTERNAL_V4, INTERNAL_V6, INTERNET_V4, INTERNET_V6},
     privileged,
-    probe::{self, Outcome, Placement, Servers},
+    probe::{self, Outcome, Placement},
     sniff::{carries, mentions, Sniffer},
 };
 
@@ -253,7 +253,7 @@ fn a_grant_with_via_holds_only_on_its_interface() {
     if !privileged("a_grant_with_via_holds_only_on_its_interface") {
         return;
     }
-    let w = World::new();
+    let mut w = World::new();
     let inet = ifindex(&w.topo.host, "host-inet");
     let int = ifindex(&w.topo.host, "host-int");
     // An impostor on the internet segment claims the internal host's address.
@@ -261,12 +261,10 @@ fn a_grant_with_via_holds_only_on_its_interface() {
         .internet
         .ip(&["addr", "add", &format!("{INTERNAL_V4}/32"), "dev", "inet0"])
         .expect("impostor address");
-    let _impostor = Servers::start(
-        &w.bins,
-        &w.topo.internet.path(),
+    w.base.serve(
+        &w.base.topo.internet.path(),
         &[format!("udp:{INTERNAL_V4}:7001")],
-    )
-    .expect("impostor server");
+    );
     let target = format!("{INTERNAL_V4}:7001");
     let s = sniff(&w.topo.internet);
     w.fails(A, "pktinfo", &[&inet, &target]);
