@@ -502,7 +502,7 @@ fn a_forged_login_uid_is_reported_as_untrusted() {
         "A's grant still works: {}",
         granted.verdict
     );
-    let e = event(granted.child.id(), "allow");
+    let e = event(granted.pid(), "allow");
     assert_eq!(
         (&e["jump_login_uid"], &e["jump_login_trusted"]),
         (&B.into(), &0.into()),
@@ -518,7 +518,7 @@ fn a_forged_login_uid_is_reported_as_untrusted() {
     let refused = probe(&["tcp", &format!("{INTERNAL_V4}:7002")]);
     assert_eq!(refused.verdict["errno"], 1, "{}", refused.verdict);
     far.nothing_arrived("A's refused connect under a forged login uid");
-    let e = event(refused.child.id(), "deny");
+    let e = event(refused.pid(), "deny");
     assert_eq!(
         (&e["jump_login_uid"], &e["jump_login_trusted"]),
         (&B.into(), &0.into()),

@@ -119,9 +119,10 @@ impl Servers {
 
 /// A probe kept alive after its verdict until the guard goes (its session's opener must still
 /// be there when jumpd looks): the command's first stdout line is the verdict; dropping closes
-/// its stdin, which ends it.
+/// its stdin, which ends it, and the harness's child guard ends it by pid (SIGTERM, then
+/// SIGKILL) if it has not exited within the guard's grace period.
 pub struct Lingering {
-    pub child: Child,
+    pub child: Guarded,
     pub verdict: serde_json::Value,
 }
 
@@ -132,8 +133,10 @@ impl Lingering {
             .stdout(Stdio::piped())
             .spawn()
             .expect("start jump-probe");
+        let stdout = child.stdout.take().expect("piped");
+        let child = Guarded::new(child);
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped"))
+        BufReader::new(stdout)
             .read_line(&mut line)
             .expect("verdict line");
         let verdict = serde_json::from_str(line.trim())
@@ -142,7 +145,7 @@ impl Lingering {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     pub fn allowed(&self) -> bool {
@@ -156,11 +159,10 @@ impl Lingering {
 
 impl Drop for Lingering {
     fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        if !matches!(self.child.wait(), Ok(s) if s.success()) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        // Its exit status is not checked: a refused probe (or `sh -c '… && read _'`) exits
+        // non-zero by design. Whatever is still running goes with the guard.
+        drop(self.child.child.stdin.take());
+        let _ = self.child.wait_exit(std::time::Duration::from_secs(10));
     }
 }
 
