@@ -3,6 +3,10 @@
 //! `datapath` writes them, and the compiler produces them. Everything is `#[repr(C)]`, padding is
 //! spelled out as named fields, and every field's offset and every type's size is asserted at
 //! compile time (`layout!`), so a layout change on one side cannot go unnoticed on the other.
+//!
+//! Why one file of ~800 lines, most of them doc comments: it is the whole kernel/userspace
+//! contract, read and reviewed as one when either side changes, with the map names, the
+//! capacities and the `layout!` checks of every shared type in one place.
 #![no_std]
 
 /// Names of the maps in the eBPF object, so both sides agree on them.
