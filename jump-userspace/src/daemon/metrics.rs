@@ -485,7 +485,9 @@ pub fn serve(listener: std::net::TcpListener, m: &Metrics) -> anyhow::Result<()>
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
-                // EMFILE and the like: a moment for descriptors to come back.
+                // EMFILE and the like: a moment for descriptors to come back. Why the pause:
+                // such errors persist and `accept` fails again at once, so retrying straight
+                // away would spin a core; 100 ms is short next to a scraper's timeout.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };

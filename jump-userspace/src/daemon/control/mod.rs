@@ -116,6 +116,10 @@ pub fn serve(listener: UnixListener, group: String, calls: mpsc::Sender<Call>, b
                 Ok((s, _)) => s,
                 Err(e) => {
                     tracing::error!("control socket: accept failed: {e}");
+                    // Why the pause: the usual causes (EMFILE, ENFILE, ENOBUFS) persist, and
+                    // `accept` fails again at once; retrying straight away would spin a core
+                    // and write this error thousands of times a second. 100 ms is well within a
+                    // client's patience and gives open connections time to free descriptors.
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
