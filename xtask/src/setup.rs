@@ -34,8 +34,11 @@ pub const PACKAGES: &[&str] = &[
     "iperf3",
     // promtool: the metrics test checks /metrics with the real Prometheus parser.
     "prometheus",
-    // etcd-client's build script generates its gRPC code from etcd's .proto files.
+    // etcd-client's build script generates its gRPC code from etcd's .proto files, which import
+    // protobuf's own (`google/protobuf/*.proto`, in libprotobuf-dev: only recommended, and
+    // setup installs no recommends).
     "protobuf-compiler",
+    "libprotobuf-dev",
     // The fleet test runs its own etcd (3.4) and writes to it with etcdctl.
     "etcd-server",
     "etcd-client",
