@@ -179,7 +179,7 @@ impl Metrics {
         let events = Family::<OutcomeLabels, Counter>::default();
         r.register(
             "events",
-            "Decision events by outcome: sent to jumpd, suppressed as repeats, over a uid's budget, dropped (ring buffer full), untracked (lost beyond the per-uid table)",
+            "Decision events by outcome: sent to jumpd, suppressed as repeats, over a uid's budget, dropped (ring buffer full), untracked (lost beyond the per-uid table), unsent (received by jumpd, not taken by journald)",
             events.clone(),
         );
         let held = Family::<HeldLabels, Counter>::default();
@@ -315,6 +315,15 @@ impl Metrics {
                     uid: label.clone(),
                     reason,
                 })
+                .inc_by(n);
+        }
+    }
+
+    /// Counts events jumpd received but journald did not take (lost after the kernel).
+    pub fn unsent(&self, n: u64) {
+        if n > 0 {
+            self.events
+                .get_or_create(&OutcomeLabels { outcome: "unsent" })
                 .inc_by(n);
         }
     }

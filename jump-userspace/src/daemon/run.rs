@@ -391,38 +391,60 @@ pub(crate) fn status_line(st: &State, opts: &Options) -> String {
 /// kernel's table (`UID_HELD_ENTRIES` uids) that were lost cannot be attributed; they get an
 /// entry of their own.
 pub(super) fn report_held(kernel: &mut dyn Live, st: &mut State) {
-    match kernel.take_held() {
+    // Taken first: journald refusing entries is also what may make this report fail, and
+    // the count goes to the metrics either way.
+    let unsent = sink::take_unsent();
+    let summaries = match kernel.take_held() {
         Ok(snaps) => {
             let offset = kernel.tai_offset_ns();
-            for snap in &snaps {
-                let Some(s) = crate::events::held::summarize(snap, offset) else {
-                    continue;
-                };
-                let user = user_name(s.uid).unwrap_or_else(|| s.uid.to_string());
-                tracing::warn!(
-                    message_id = message_id::EVENTS_HELD,
-                    jump_uid = s.uid,
-                    jump_user = %user,
-                    jump_events_held = s.total(),
-                    jump_events_over_budget = s.over_budget,
-                    jump_events_suppressed = s.similar,
-                    jump_events_lost = s.lost,
-                    jump_held_allow = s.allow,
-                    jump_held_deny = s.deny,
-                    jump_held_would_deny = s.would_deny,
-                    jump_held_destinations = s.destinations,
-                    jump_held_first = s.first.map(tracing::field::display),
-                    jump_held_last = s.last.map(tracing::field::display),
-                    "{}",
-                    crate::events::held::message(&s, &user)
-                );
-                st.metrics.held(s.uid, s.over_budget, s.similar, s.lost);
-                if let Err(e) = kernel.mark_reported(s.uid, s.counts) {
-                    tracing::error!("uid {}: {e:#}", s.uid);
-                }
+            snaps
+                .iter()
+                .filter_map(|snap| crate::events::held::summarize(snap, offset))
+                .collect()
+        }
+        Err(e) => {
+            tracing::error!("failed to read the held-back event counts: {e:#}");
+            Vec::new()
+        }
+    };
+    for s in crate::events::held::with_unsent(summaries, unsent.by_uid) {
+        let user = user_name(s.uid).unwrap_or_else(|| s.uid.to_string());
+        tracing::warn!(
+            message_id = message_id::EVENTS_HELD,
+            jump_uid = s.uid,
+            jump_user = %user,
+            jump_events_held = s.total(),
+            jump_events_over_budget = s.over_budget,
+            jump_events_suppressed = s.similar,
+            jump_events_lost = s.lost,
+            jump_events_unsent = (s.unsent > 0).then_some(s.unsent),
+            jump_held_allow = s.allow,
+            jump_held_deny = s.deny,
+            jump_held_would_deny = s.would_deny,
+            jump_held_destinations = s.destinations,
+            jump_held_first = s.first.map(tracing::field::display),
+            jump_held_last = s.last.map(tracing::field::display),
+            "{}",
+            crate::events::held::message(&s, &user)
+        );
+        st.metrics.held(s.uid, s.over_budget, s.similar, s.lost);
+        st.metrics.unsent(s.unsent);
+        if let Some(counts) = s.counts {
+            if let Err(e) = kernel.mark_reported(s.uid, counts) {
+                tracing::error!("uid {}: {e:#}", s.uid);
             }
         }
-        Err(e) => tracing::error!("failed to read the held-back event counts: {e:#}"),
+    }
+    if unsent.beyond > 0 {
+        st.metrics.unsent(unsent.beyond);
+        tracing::error!(
+            message_id = message_id::EVENTS_LOST,
+            jump_events_lost = unsent.beyond,
+            jump_events_unsent = unsent.beyond,
+            "{} events not taken by journald, of users beyond the {} counted apart",
+            unsent.beyond,
+            sink::MAX_UNSENT_UIDS
+        );
     }
     let Ok(c) = kernel.counters() else { return };
     let untracked = c[jump_common::counter::EVENTS_UNTRACKED as usize];

@@ -1,10 +1,36 @@
 //! What the kernel held back instead of sending, per uid (`jump_common::UidHeld`), turned into
 //! one summary per uid and report: how many, why, their verdicts, roughly how many distinct
-//! destinations, and when. Pure: the daemon reads the maps and writes the entries.
+//! destinations, and when; with them, per uid, the events jumpd received but its sink did not
+//! take (journald refused the entry: `Unsent`), counted as lost. Pure: the daemon reads the maps
+//! and writes the entries.
+
+use std::collections::BTreeMap;
 
 use jump_common::{UidHeld, UidSketch, SKETCH_REGISTERS};
 
-use crate::datapath::HeldSnapshot;
+use crate::{datapath::HeldSnapshot, verdict::Verdict};
+
+/// One uid's events that reached jumpd but not the journal since the last report, by verdict.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unsent {
+    pub allow: u64,
+    pub deny: u64,
+    pub would_deny: u64,
+}
+
+impl Unsent {
+    pub fn add(&mut self, v: Verdict) {
+        match v {
+            Verdict::Allow => self.allow += 1,
+            Verdict::Deny => self.deny += 1,
+            Verdict::WouldDeny => self.would_deny += 1,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.allow + self.deny + self.would_deny
+    }
+}
 
 /// One uid's held-back events since the last report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,8 +40,10 @@ pub struct Summary {
     pub over_budget: u64,
     /// Repeats of an event just sent (per-destination rate limit).
     pub similar: u64,
-    /// Lost to a full ring buffer.
+    /// Lost: to a full ring buffer, or not taken by the sink (`unsent` of them).
     pub lost: u64,
+    /// Of `lost`, those jumpd received but journald did not take.
+    pub unsent: u64,
     pub allow: u64,
     pub deny: u64,
     pub would_deny: u64,
@@ -24,8 +52,9 @@ pub struct Summary {
     /// Wall-clock time of the first and last of them, where the sketch saw them.
     pub first: Option<jiff::Timestamp>,
     pub last: Option<jiff::Timestamp>,
-    /// The counts now reported, for the daemon to record.
-    pub counts: UidHeld,
+    /// The kernel's counts now reported, for the daemon to record; `None` for a uid of which
+    /// only `unsent` is reported (the kernel's table has nothing new to mark).
+    pub counts: Option<UidHeld>,
 }
 
 impl Summary {
@@ -53,14 +82,52 @@ pub fn summarize(s: &HeldSnapshot, tai_offset_ns: i64) -> Option<Summary> {
         over_budget: d(c.over_budget, r.over_budget),
         similar: d(c.similar, r.similar),
         lost: d(c.lost, r.lost),
+        unsent: 0,
         allow: d(c.allow, r.allow),
         deny: d(c.deny, r.deny),
         would_deny: d(c.audit, r.audit),
         destinations: estimate(&s.sketch),
         first: time(s.sketch.first_ns),
         last: time(s.sketch.last_ns),
-        counts: *c,
+        counts: Some(*c),
     })
+}
+
+/// Adds each uid's `unsent` to its summary (as lost, with its verdicts), and a summary of its own
+/// for a uid the kernel held nothing of; sorted by uid, so the report's order is stable.
+pub fn with_unsent(mut summaries: Vec<Summary>, unsent: BTreeMap<u32, Unsent>) -> Vec<Summary> {
+    for (uid, u) in unsent {
+        if u.total() == 0 {
+            continue;
+        }
+        let s = match summaries.iter_mut().position(|s| s.uid == uid) {
+            Some(i) => &mut summaries[i],
+            None => {
+                summaries.push(Summary {
+                    uid,
+                    over_budget: 0,
+                    similar: 0,
+                    lost: 0,
+                    unsent: 0,
+                    allow: 0,
+                    deny: 0,
+                    would_deny: 0,
+                    destinations: 0,
+                    first: None,
+                    last: None,
+                    counts: None,
+                });
+                summaries.last_mut().expect("just pushed")
+            }
+        };
+        s.lost += u.total();
+        s.unsent += u.total();
+        s.allow += u.allow;
+        s.deny += u.deny;
+        s.would_deny += u.would_deny;
+    }
+    summaries.sort_by_key(|s| s.uid);
+    summaries
 }
 
 /// The HyperLogLog estimate of the registers' cardinality, with the small-range correction
@@ -93,8 +160,13 @@ pub fn message(s: &Summary, user: &str) -> String {
         (Some(f), Some(l)) => format!(" from {f} to {l}"),
         _ => String::new(),
     };
+    let unsent = if s.unsent > 0 {
+        format!(" ({} not taken by journald)", s.unsent)
+    } else {
+        String::new()
+    };
     format!(
-        "held back {} events of {user}({}){when}: {} over its budget, {} similar, {} lost; {} deny, {} allow, {} would-deny; about {} destinations",
+        "held back {} events of {user}({}){when}: {} over its budget, {} similar, {} lost{unsent}; {} deny, {} allow, {} would-deny; about {} destinations",
         s.total(),
         s.uid,
         s.over_budget,
@@ -201,7 +273,7 @@ mod tests {
         assert_eq!(s.total(), s.allow + s.deny + s.would_deny);
         assert_eq!(s.destinations, 1);
         assert_eq!(s.first.unwrap().to_string(), "2023-11-14T22:13:20Z");
-        assert_eq!(s.counts, counts);
+        assert_eq!(s.counts, Some(counts));
         assert_eq!(
             message(&s, "alice"),
             "held back 622 events of alice(1001) from 2023-11-14T22:13:20Z to 2023-11-14T22:13:21Z: 600 over its budget, 20 similar, 2 lost; 610 deny, 12 allow, 0 would-deny; about 1 destinations"
@@ -211,5 +283,52 @@ mod tests {
             ..snap
         };
         assert_eq!(summarize(&done, 0), None, "nothing pending, nothing to say");
+    }
+
+    #[test]
+    fn what_journald_did_not_take_is_reported_as_lost_per_uid() {
+        let counts = UidHeld {
+            over_budget: 5,
+            lost: 1,
+            deny: 6,
+            ..UidHeld::default()
+        };
+        let snap = HeldSnapshot {
+            uid: 1001,
+            counts,
+            reported: UidHeld::default(),
+            sketch: UidSketch::default(),
+        };
+        let kernel = vec![summarize(&snap, 0).unwrap()];
+        let mut alice = Unsent::default();
+        alice.add(Verdict::Deny);
+        alice.add(Verdict::Allow);
+        let mut bob = Unsent::default();
+        bob.add(Verdict::WouldDeny);
+        let unsent = BTreeMap::from([(1002, bob), (1001, alice), (1003, Unsent::default())]);
+        let out = with_unsent(kernel, unsent);
+        assert_eq!(
+            out.iter().map(|s| s.uid).collect::<Vec<_>>(),
+            [1001, 1002],
+            "one summary per uid with something to report, by uid"
+        );
+        let (a, b) = (&out[0], &out[1]);
+        assert_eq!(
+            (a.over_budget, a.lost, a.unsent, a.deny, a.allow, a.total()),
+            (5, 3, 2, 7, 1, 8),
+            "alice's two unsent entries join the kernel's one lost"
+        );
+        assert_eq!(a.total(), a.allow + a.deny + a.would_deny);
+        assert_eq!(
+            a.counts,
+            Some(counts),
+            "the kernel's counts are marked as before"
+        );
+        assert_eq!(
+            message(a, "alice"),
+            "held back 8 events of alice(1001): 5 over its budget, 0 similar, 3 lost (2 not taken by journald); 7 deny, 1 allow, 0 would-deny; about 0 destinations"
+        );
+        assert_eq!((b.lost, b.unsent, b.would_deny, b.total()), (1, 1, 1, 1));
+        assert_eq!(b.counts, None, "nothing of bob's in the kernel to mark");
     }
 }

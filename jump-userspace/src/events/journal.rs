@@ -32,9 +32,11 @@ pub struct Writer {
     socket: UnixDatagram,
     path: PathBuf,
     identifier: String,
-    /// The entries of the drain in progress, back to back; `ends[i]` is where entry `i` ends.
+    /// The entries of the drain in progress, back to back; `ends[i]` is where entry `i` ends,
+    /// `whose[i]` its uid and verdict (what an entry journald does not take is counted under).
     buf: Vec<u8>,
     ends: Vec<usize>,
+    whose: Vec<(u32, Verdict)>,
 }
 
 impl Writer {
@@ -53,6 +55,7 @@ impl Writer {
             identifier: identifier.to_string(),
             buf: Vec::new(),
             ends: Vec::new(),
+            whose: Vec::new(),
         })
     }
 
@@ -117,6 +120,7 @@ impl Writer {
             return false;
         }
         self.ends.push(self.buf.len());
+        self.whose.push((r.uid, r.verdict));
         true
     }
 
@@ -126,24 +130,27 @@ impl Writer {
     }
 
     /// Sends the entries of the drain, one datagram each, and empties the buffer (keeping its
-    /// memory for the next drain). Returns how many journald did not take. The socket blocks:
-    /// journald's queue pushes back on jumpd, and the kernel's ring buffer holds (or counts
-    /// as lost) what comes meanwhile, as with `tracing-journald`.
-    pub fn flush(&mut self) -> usize {
+    /// memory for the next drain). Each entry journald did not take is passed to `not_taken`
+    /// (its uid and verdict), so it is counted as lost rather than dropped silently; returns
+    /// how many. The socket blocks: journald's queue pushes back on jumpd, and the kernel's
+    /// ring buffer holds (or counts as lost) what comes meanwhile, as with `tracing-journald`.
+    pub fn flush(&mut self, mut not_taken: impl FnMut(u32, Verdict)) -> usize {
         let mut failed = 0;
         let mut start = 0;
-        for &end in &self.ends {
+        for (&end, &(uid, verdict)) in self.ends.iter().zip(&self.whose) {
             if self
                 .socket
                 .send_to(&self.buf[start..end], &self.path)
                 .is_err()
             {
                 failed += 1;
+                not_taken(uid, verdict);
             }
             start = end;
         }
         self.buf.clear();
         self.ends.clear();
+        self.whose.clear();
         failed
     }
 }
@@ -248,7 +255,7 @@ mod tests {
         allow.suppressed = 2;
         assert!(w.push(&allow, "id2", ("f.rs", 11)));
         assert!(w.pending());
-        assert_eq!(w.flush(), 0);
+        assert_eq!(w.flush(|_, _| panic!("journald took every entry")), 0);
         assert!(!w.pending());
         let mut buf = vec![0; 1 << 16];
         let n = journald.recv(&mut buf).unwrap();
@@ -301,7 +308,18 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut w = Writer::new(d.path().join("nobody"), "jumpd").unwrap();
         assert!(w.push(&record(), "id", ("f.rs", 1)));
-        assert!(w.push(&record(), "id", ("f.rs", 1)));
-        assert_eq!(w.flush(), 2);
+        let mut bob = record();
+        bob.uid = 1002;
+        bob.verdict = Verdict::Allow;
+        assert!(w.push(&bob, "id", ("f.rs", 1)));
+        let mut lost = Vec::new();
+        assert_eq!(w.flush(|uid, v| lost.push((uid, v))), 2);
+        assert_eq!(
+            lost,
+            [(1001, Verdict::Deny), (1002, Verdict::Allow)],
+            "each entry not taken is named by its uid and verdict, in order"
+        );
+        assert!(!w.pending());
+        assert_eq!(w.flush(|_, _| panic!("nothing is left to send")), 0);
     }
 }

@@ -7,13 +7,14 @@
 
 use std::{
     cell::RefCell,
+    collections::BTreeMap,
     io::{IsTerminal, Write},
     path::Path,
 };
 
 use tracing_subscriber::{filter::EnvFilter, prelude::*};
 
-use super::{journal, Record};
+use super::{held::Unsent, journal, Record};
 use crate::verdict::Verdict;
 
 pub const EVENT_TARGET: &str = "jump::event";
@@ -144,6 +145,26 @@ thread_local! {
     /// (`journal`), not through `tracing`; set by `init` on the thread that drains the ring
     /// buffer (jumpd has one).
     static JOURNAL: RefCell<Option<journal::Writer>> = const { RefCell::new(None) };
+    /// Decision entries journald did not take since the last `take_unsent`, per uid.
+    static UNSENT: RefCell<Unsents> = const { RefCell::new(Unsents { by_uid: BTreeMap::new(), beyond: 0 }) };
+}
+
+/// What `take_unsent` returns: per uid, and how many of uids beyond `MAX_UNSENT_UIDS`.
+#[derive(Debug, Default)]
+pub struct Unsents {
+    pub by_uid: BTreeMap<u32, Unsent>,
+    pub beyond: u64,
+}
+
+/// The most uids whose unsent entries are kept apart between two reports: a user with many
+/// subordinate uids must not grow jumpd's memory while journald is away; the rest are counted
+/// together.
+pub const MAX_UNSENT_UIDS: usize = 4096;
+
+/// The entries journald did not take since the last call (with the journald sink), for the
+/// daemon to report as lost.
+pub fn take_unsent() -> Unsents {
+    UNSENT.with(|u| std::mem::take(&mut *u.borrow_mut()))
 }
 
 /// Standard output for the JSON and text sinks: inside `batch`, lines are collected and
@@ -197,12 +218,21 @@ pub fn batch<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// Sends the journal entries collected so far. As `tracing-journald`, an entry journald does
-/// not take is not reported anywhere else: the journal is where it would be reported.
+/// Sends the journal entries collected so far. An entry journald does not take is counted
+/// (`take_unsent`), so the daemon reports it with what the kernel lost.
 fn flush_journal() {
     JOURNAL.with(|j| {
         if let Some(w) = j.borrow_mut().as_mut().filter(|w| w.pending()) {
-            w.flush();
+            UNSENT.with(|u| {
+                let u = &mut *u.borrow_mut();
+                w.flush(|uid, verdict| {
+                    if u.by_uid.len() < MAX_UNSENT_UIDS || u.by_uid.contains_key(&uid) {
+                        u.by_uid.entry(uid).or_default().add(verdict);
+                    } else {
+                        u.beyond += 1;
+                    }
+                });
+            });
         }
     });
 }
