@@ -17,10 +17,12 @@
 //!   `reference.rs`), grants them UID's PORTs and ADDR, attaches them to CGROUP (one of the
 //!   bench's own), prints `ready` and keeps them attached until stdin closes or it is killed;
 //!   the kernel detaches them with its last file descriptor.
-//! - `journal N FILE`: N journal entries, each the fields of the JSON object in FILE (one of
-//!   jumpd's entries, as `journalctl -o json` prints it, without the journal's own `_`/`__`
-//!   fields), sent to journald's socket in its native protocol, one datagram each, the way
-//!   `tracing-journald` sends them: the anchor of the journald sink's rate.
+//! - `journal N FILE`: N journal entries shaped as the one in FILE (`{"entry": …, "varying":
+//!   […]}`: one of jumpd's entries, as `journalctl -o json` prints it, without the journal's
+//!   own `_`/`__` fields, and the fields whose values differed among jumpd's entries), each
+//!   with fresh values of those fields (`vary`), built before the clock starts and sent to
+//!   journald's socket in its native protocol, one datagram each, the way jumpd sends them:
+//!   the anchor of the journald sink's rate.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -160,10 +162,8 @@ fn serve(specs: &[String]) -> Result<(), String> {
 
 /// journald's native protocol: `KEY=value\n` per field, or for a value holding a newline
 /// `KEY\n`, its length as 64-bit little-endian, the bytes and `\n`.
-fn journal_datagram(entry: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
-    let mut d = Vec::new();
+fn journal_datagram<'a>(d: &mut Vec<u8>, entry: impl Iterator<Item = (&'a str, &'a str)>) {
     for (k, v) in entry {
-        let Some(v) = v.as_str() else { continue };
         if k.starts_with('_') {
             continue;
         }
@@ -178,25 +178,110 @@ fn journal_datagram(entry: &serde_json::Map<String, serde_json::Value>) -> Vec<u
         d.extend_from_slice(v.as_bytes());
         d.push(b'\n');
     }
-    d
+}
+
+/// Entry `i`'s value of a field that varies among jumpd's entries, in the form of `sample`:
+/// a time `i` µs later, a number or address `i` further on (a port stays a port), and text
+/// (the message) with the other varying values of the sample replaced by entry `i`'s, or else
+/// numbered. Distinct values matter: journald stores each distinct field value once, so
+/// copies of one entry cost it less than jumpd's entries do.
+fn vary(sample: &str, key: &str, i: u64, others: &[(String, String)]) -> String {
+    if let Ok(t) = sample.parse::<jiff::Timestamp>() {
+        return t
+            .checked_add(jiff::SignedDuration::from_micros(i as i64))
+            .unwrap_or(t)
+            .to_string();
+    }
+    if let Ok(n) = sample.parse::<u64>() {
+        return if key.ends_with("_PORT") {
+            ((n + i) % 65535 + 1).to_string()
+        } else {
+            (n + i).to_string()
+        };
+    }
+    match sample.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => {
+            return std::net::Ipv4Addr::from(u32::from(a).wrapping_add(i as u32)).to_string()
+        }
+        Ok(std::net::IpAddr::V6(a)) => {
+            return std::net::Ipv6Addr::from(u128::from(a).wrapping_add(i.into())).to_string()
+        }
+        Err(_) => {}
+    }
+    let mut out = sample.to_string();
+    let mut replaced = false;
+    for (from, to) in others {
+        if !from.is_empty() && out.contains(from.as_str()) {
+            out = out.replacen(from.as_str(), to, 1);
+            replaced = true;
+        }
+    }
+    if !replaced {
+        out.push_str(&format!(" #{i}"));
+    }
+    out
 }
 
 fn journal(n: usize, file: &str) -> Result<(), String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
-    let entry: serde_json::Map<String, serde_json::Value> =
+    let shape: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
-    let datagram = journal_datagram(&entry);
+    let entry: Vec<(String, String)> = shape["entry"]
+        .as_object()
+        .ok_or_else(|| format!("{file}: no `entry` object"))?
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect();
+    let varying: Vec<&str> = shape["varying"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k.as_str())
+        .collect();
+    // Every datagram built first, back to back, so the clock measures journald alone.
+    let mut buf = Vec::new();
+    let mut ends = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        // Scalar fields first, so the text ones can name their new values.
+        let mut fresh: Vec<(String, String)> = Vec::new();
+        for (k, v) in &entry {
+            if varying.contains(&k.as_str()) && k != "MESSAGE" {
+                fresh.push((v.clone(), vary(v, k, i, &[])));
+            }
+        }
+        let values: Vec<(&str, String)> = entry
+            .iter()
+            .map(|(k, v)| {
+                let v = if varying.contains(&k.as_str()) {
+                    match fresh.iter().find(|(from, _)| from == v) {
+                        Some((_, to)) if k != "MESSAGE" => to.clone(),
+                        _ => vary(v, k, i, &fresh),
+                    }
+                } else {
+                    v.clone()
+                };
+                (k.as_str(), v)
+            })
+            .collect();
+        journal_datagram(&mut buf, values.iter().map(|(k, v)| (*k, v.as_str())));
+        ends.push(buf.len());
+    }
     let s = std::os::unix::net::UnixDatagram::unbound().map_err(|e| e.to_string())?;
+    // The send buffer jumpd's writer asks for (`events::journal`), so the two queue alike.
+    let _ = setsockopt(&s, sockopt::SndBuf, &(8usize << 20));
     let socket = "/run/systemd/journal/socket";
     let start = Instant::now();
-    for _ in 0..n {
-        // Blocking, as tracing-journald's: journald's queue pushes back, nothing is dropped.
-        s.send_to(&datagram, socket)
+    let mut from = 0;
+    for &end in &ends {
+        // Blocking, as jumpd's: journald's queue pushes back, nothing is dropped.
+        s.send_to(&buf[from..end], socket)
             .map_err(|e| format!("{socket}: {e}"))?;
+        from = end;
     }
+    let elapsed = start.elapsed();
     println!(
         "{}",
-        json!({"ok": true, "n": n, "bytes": datagram.len(), "elapsed_ns": start.elapsed().as_nanos() as u64})
+        json!({"ok": true, "n": n, "bytes": buf.len(), "varying": varying, "elapsed_ns": elapsed.as_nanos() as u64})
     );
     Ok(())
 }
@@ -252,5 +337,40 @@ fn main() {
         println!("{}", json!({"ok": false, "error": e}));
         let _ = std::io::stdout().flush();
         std::process::exit(2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::vary;
+
+    #[test]
+    fn varied_values_keep_their_form_and_differ_per_entry() {
+        assert_eq!(
+            vary("2026-01-02T03:04:05.000000006Z", "JUMP_TIME", 2, &[]),
+            "2026-01-02T03:04:05.000002006Z"
+        );
+        assert_eq!(vary("4711", "JUMP_PID", 3, &[]), "4714");
+        assert_eq!(
+            vary("65535", "JUMP_DST_PORT", 1, &[]),
+            "2",
+            "a port stays a port"
+        );
+        assert_eq!(vary("203.0.113.7", "JUMP_DST_ADDR", 1, &[]), "203.0.113.8");
+        assert_eq!(
+            vary("2001:db8::ff", "JUMP_DST_ADDR", 1, &[]),
+            "2001:db8::100"
+        );
+        let fresh = [("4711".to_string(), "4714".to_string())];
+        assert_eq!(
+            vary(
+                "deny alice(1001) -> 203.0.113.7:9/udp pid=4711",
+                "MESSAGE",
+                3,
+                &fresh
+            ),
+            "deny alice(1001) -> 203.0.113.7:9/udp pid=4714"
+        );
+        assert_eq!(vary("text", "MESSAGE", 5, &[]), "text #5");
     }
 }

@@ -1,9 +1,15 @@
 //! The journald sink against journald itself (issue 19): in a private journald
 //! (`jump_tests::journal`, its own mount namespace, volatile storage, no rate limit), first
 //! jumpd logs a storm of denied sendtos with `--log-format journald`; then `jump-bench journal`
-//! sends the same number of copies of one of those entries (the same record shape: every field
-//! jumpd wrote, the journal's own `_` fields aside) in the same protocol. The ratio of the two
-//! rates says whether jumpd keeps up with what journald can take.
+//! sends the same number of entries of the same record shape (every field jumpd wrote, the
+//! journal's own `_` fields aside), each with fresh values of the fields that differed among
+//! jumpd's entries (its time, and whatever else the storm varied), in the same protocol. The
+//! ratio of the two rates says whether jumpd keeps up with what journald can take.
+//!
+//! "On one core": in both measurements the producer (jumpd, or the anchor's sender) and journald
+//! share one CPU (`SINK_CPU`), and during jumpd's the storm's sender runs on another
+//! (`STORM_CPU`), so the storm's own cost does not count against jumpd. On a machine with one
+//! CPU nothing is pinned.
 
 use std::{
     fs,
@@ -12,12 +18,56 @@ use std::{
 
 use anyhow::{ensure, Context};
 use jump_tests::{journal::Journald, Bins};
+use nix::{
+    sched::{sched_getaffinity, sched_setaffinity, CpuSet},
+    unistd::Pid,
+};
 use serde_json::Value;
 
 use super::{
     check, client, env, progress, report::JournalSink, rules, rules::DENIED_PORT, write_files,
     Places, Plan, System, WorkDir,
 };
+
+/// The CPU the producer and journald share in both measurements.
+const SINK_CPU: usize = 0;
+/// The CPU of the storm's sender while jumpd is measured.
+const STORM_CPU: usize = 1;
+
+fn one_cpu(cpu: usize) -> anyhow::Result<CpuSet> {
+    let mut set = CpuSet::new();
+    set.set(cpu)?;
+    Ok(set)
+}
+
+/// Pins every thread of `pid` to `cpu` (threads it starts later inherit it).
+fn pin(pid: u32, cpu: usize) -> anyhow::Result<()> {
+    let set = one_cpu(cpu)?;
+    for task in fs::read_dir(format!("/proc/{pid}/task"))? {
+        let tid: i32 = task?.file_name().to_string_lossy().parse()?;
+        sched_setaffinity(Pid::from_raw(tid), &set)
+            .with_context(|| format!("failed to pin thread {tid} of {pid} to CPU {cpu}"))?;
+    }
+    Ok(())
+}
+
+/// While it lives, this thread (and so every process it spawns) runs on one CPU only; its
+/// affinity before is restored when it goes.
+struct OnCpu(CpuSet);
+
+impl OnCpu {
+    fn new(cpu: usize) -> anyhow::Result<Self> {
+        let before = sched_getaffinity(Pid::from_raw(0))?;
+        sched_setaffinity(Pid::from_raw(0), &one_cpu(cpu)?)?;
+        Ok(Self(before))
+    }
+}
+
+impl Drop for OnCpu {
+    fn drop(&mut self) {
+        let _ = sched_setaffinity(Pid::from_raw(0), &self.0);
+    }
+}
 
 /// A journal entry's field as text (journalctl prints numbers as strings).
 fn field(e: &Value, k: &str) -> Option<u64> {
@@ -46,10 +96,18 @@ pub(super) fn journald_sink(
         &journal,
         &["--event-rate-window-ms", "0"],
     )?;
+    let pinned = std::thread::available_parallelism().map_or(1, |n| n.get()) > STORM_CPU;
+    if pinned {
+        pin(journal.pid(), SINK_CPU)?;
+        pin(d.pid(), SINK_CPU)?;
+    }
     let n = plan.storm;
     let cpu0 = d.cpu_time();
     let t0 = Instant::now();
-    let r = client(bins, place, "udp", n, 60_000, DENIED_PORT)?;
+    let r = {
+        let _storm_cpu = pinned.then(|| OnCpu::new(STORM_CPU)).transpose()?;
+        client(bins, place, "udp", n, 60_000, DENIED_PORT)?
+    };
     ensure!(
         r.errno == Some(1) && r.errors as usize == r.ns.len(),
         "the storm's sendtos should all be refused with EPERM, got {} errors of {} ({})",
@@ -99,20 +157,43 @@ pub(super) fn journald_sink(
         .filter(|(k, v)| !k.starts_with('_') && v.is_string())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    // The fields that take a new value in most of jumpd's entries (the time, and whatever else
+    // the storm varies that much): the anchor gives each of its entries fresh values of these.
+    // A field with a few values among many entries (the executable's path, once the sender
+    // has exited) costs journald about what a constant one does, and stays constant.
+    let varying: Vec<&String> = shape
+        .keys()
+        .filter(|k| {
+            let values: std::collections::HashSet<&Value> =
+                events.iter().filter_map(|e| e.get(k.as_str())).collect();
+            values.len() > events.len() / 2
+        })
+        .collect();
     let shape_file = work.0.join("journald-entry.json");
-    fs::write(&shape_file, serde_json::to_vec(&shape)?)?;
+    fs::write(
+        &shape_file,
+        serde_json::to_vec(&serde_json::json!({"entry": shape, "varying": varying}))?,
+    )?;
 
     check()?;
     progress(format!(
-        "journald sink: journald's own ingest of {n} such entries"
+        "journald sink: journald's own ingest of {n} such entries, varying {}",
+        varying
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
-    let out = journal
-        .command(env::bench_bin(bins))
-        .arg("journal")
-        .arg(n.to_string())
-        .arg(&shape_file)
-        .output()
-        .context("failed to run jump-bench journal")?;
+    let out = {
+        let _sink_cpu = pinned.then(|| OnCpu::new(SINK_CPU)).transpose()?;
+        journal
+            .command(env::bench_bin(bins))
+            .arg("journal")
+            .arg(n.to_string())
+            .arg(&shape_file)
+            .output()
+            .context("failed to run jump-bench journal")?
+    };
     let v: Value = serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
             "jump-bench journal printed no result: {}",
@@ -135,6 +216,8 @@ pub(super) fn journald_sink(
         anchor_entries: n as u64,
         anchor_per_second,
         ratio: per_second / anchor_per_second,
+        varying: varying.iter().map(|k| k.to_string()).collect(),
+        pinned,
     }))
 }
 

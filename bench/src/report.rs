@@ -186,6 +186,10 @@ pub struct JournalSink {
     pub anchor_per_second: f64,
     /// `per_second / anchor_per_second`.
     pub ratio: f64,
+    /// The fields the anchor gave fresh values per entry.
+    pub varying: Vec<String>,
+    /// Whether the producer and journald shared one CPU and the storm ran on another.
+    pub pinned: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -969,7 +973,20 @@ impl Report {
     fn journald_markdown(&self, s: &mut String) {
         let Some(j) = &self.journald else { return };
         s.push_str("### journald sink: jumpd vs journald's own ingest of the same entries\n\n");
-        s.push_str("A private journald (volatile, no rate limit). jumpd: a storm of denied sendtos, entries/s = decision entries in the journal ÷ time from the storm's start until jumpd is idle. Anchor: `jump-bench journal` sends the same number of copies of one of jumpd's entries (same fields, same native protocol, one datagram each); entries/s = count ÷ its sending time (journald's socket queue pushes back).\n\n");
+        s.push_str("A private journald (volatile, no rate limit). jumpd: a storm of denied sendtos, entries/s = decision entries in the journal ÷ time from the storm's start until jumpd is idle. Anchor: `jump-bench journal` sends the same number of entries shaped as jumpd's (same fields, fresh values of those that change in most of jumpd's entries, same native protocol, one datagram each); entries/s = count ÷ its sending time (journald's socket queue pushes back). \n\n");
+        s.push_str(&format!(
+            "Varied per anchor entry: {}. {}\n\n",
+            if j.varying.is_empty() {
+                "nothing".to_string()
+            } else {
+                j.varying.join(", ")
+            },
+            if j.pinned {
+                "In both measurements the producer (jumpd, the anchor's sender) and journald shared one CPU; jumpd's storm ran on another."
+            } else {
+                "One CPU: nothing was pinned, and the storm competed with jumpd and journald."
+            }
+        ));
         s.push_str(&table(
             &[
                 "attempts",
@@ -1180,6 +1197,8 @@ mod tests {
             anchor_entries: 100,
             anchor_per_second: 75.0,
             ratio: 0.8,
+            varying: vec!["JUMP_TIME".into()],
+            pinned: true,
         };
         r.journald = Some(sink.clone());
         let t = r.journald_target();
