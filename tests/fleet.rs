@@ -578,14 +578,10 @@ fn three_hosts_follow_one_policy_through_etcd_and_its_outages() {
 
 /// `GET /metrics` from jumpd's metrics endpoint.
 fn get_metrics(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body
+    let addr = addr.parse().expect("the metrics address");
+    jump_tests::metrics::get(addr, "/metrics")
+        .expect("an answer from the metrics endpoint")
+        .1
 }
 
 /// Makes a CA, a server certificate for 127.0.0.1 and a client certificate with openssl.

@@ -4,14 +4,18 @@
 //! neither stops jumpd nor keeps the endpoint closed.
 
 use std::{
-    io::{Read, Write},
+    io::Write,
     net::{SocketAddr, TcpStream},
     path::PathBuf,
     process::{Command, Stdio},
-    time::Duration,
 };
 
-use jump_tests::{poll_until, privileged, probe::Outcome, world::World};
+use jump_tests::{
+    metrics::{self, sample},
+    privileged,
+    probe::Outcome,
+    world::World,
+};
 
 /// Granted tcp/7000 on the internal host.
 const A: u32 = 64501;
@@ -69,25 +73,8 @@ impl Fixture {
         self.tcp(uid, 7000)
     }
 
-    /// GET `path`: (status line, body), or why there was no answer.
     fn try_get(&self, path: &str) -> Result<(String, String), String> {
-        let mut s = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .map_err(|e| format!("write: {e}"))?;
-        let mut text = String::new();
-        s.read_to_string(&mut text)
-            .map_err(|e| format!("read: {e}"))?;
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| format!("not an HTTP response: {text:?}"))?;
-        Ok((
-            head.lines().next().unwrap_or("").to_string(),
-            body.to_string(),
-        ))
+        metrics::get(self.addr, path)
     }
 
     fn get(&self, path: &str) -> (String, String) {
@@ -101,29 +88,9 @@ impl Fixture {
         body
     }
 
-    /// Scrapes until `what` holds of a sample's value (jumpd reads the kernel at most once a
-    /// second), returning the value.
     fn wait_sample(&self, series: &str, what: &str, ok: impl Fn(f64) -> bool) -> f64 {
-        let mut last = String::new();
-        poll_until(
-            Duration::from_secs(15),
-            &format!("{series} to become {what}"),
-            || {
-                last = match self.try_get("/metrics") {
-                    Ok((status, body)) if status == "HTTP/1.1 200 OK" => body,
-                    Ok((status, body)) => format!("{status}\n{body}"),
-                    Err(e) => e,
-                };
-                sample(&last, series).filter(|v| ok(*v))
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e} (last {:?}):\n{last}", sample(&last, series)))
+        metrics::wait_sample(self.addr, series, what, ok)
     }
-}
-
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// `promtool check metrics` on `text`: the real Prometheus parser and linter.

@@ -2,9 +2,9 @@
 //! (`cgroup`), `jumpd` as a child process whose events are collected (`daemon`), and client and
 //! server programs run as a chosen uid inside a chosen cgroup and namespace (`probe`), Unix
 //! accounts made for one test (`accounts`), real OpenSSH servers and clients (`ssh`), a
-//! standalone journald in a private mount namespace (`journal`), `poll_until`, the one way to
-//! wait on a condition (`wait`), and the common set-up of servers, cgroup, policy and jumpd
-//! (`world`).
+//! standalone journald in a private mount namespace (`journal`), jumpd's metrics endpoint as a
+//! scraper reads it (`metrics`), `poll_until`, the one way to wait on a condition (`wait`), and
+//! the common set-up of servers, cgroup, policy and jumpd (`world`).
 //!
 //! Every resource is an RAII guard, so it is removed on success, failure and panic; names carry
 //! the test process's pid, and each constructor first sweeps leftovers of dead test processes.
@@ -15,6 +15,7 @@ pub mod cgroup;
 pub mod child;
 pub mod daemon;
 pub mod journal;
+pub mod metrics;
 pub mod netns;
 pub mod place;
 pub mod probe;
