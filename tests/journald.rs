@@ -13,6 +13,7 @@ use jump_tests::{
     cgroup::TestCgroup,
     child::Guarded,
     journal::{self, Journald},
+    metrics,
     netns::{Topology, INTERNAL_V4, INTERNET_V4},
     poll_until, privileged,
     probe::Servers,
@@ -164,6 +165,17 @@ struct JournaldJumpd {
 impl JournaldJumpd {
     /// Starts jumpd and waits for its "ready" entry.
     fn start(bins: &Bins, journal: &Journald, policy: &Path, cgroup: &Path) -> Self {
+        Self::start_with(bins, journal, policy, cgroup, &[])
+    }
+
+    /// `start`, with more of jumpd's options.
+    fn start_with(
+        bins: &Bins,
+        journal: &Journald,
+        policy: &Path,
+        cgroup: &Path,
+        more: &[&str],
+    ) -> Self {
         // The `jt<pid>x<n>` name the harness sweeps when its test process is gone.
         let pin_root = PathBuf::from("/sys/fs/bpf").join(jump_tests::unique("jt"));
         let jumpd = Self {
@@ -177,6 +189,7 @@ impl JournaldJumpd {
                     .arg("--pin-dir")
                     .arg(&pin_root)
                     .args(["--log-format", "journald"])
+                    .args(more)
                     .spawn()
                     .expect("start jumpd"),
             ),
@@ -634,6 +647,85 @@ fn a_connect_storm_is_rate_limited_and_every_event_is_accounted_for() {
     );
     let status = jumpd.proc.stop().expect("jumpd exit status");
     assert!(status.success(), "jumpd survives the storm: {status}");
+}
+
+/// jumpd's decision entries that journald did not take are counted as lost, not dropped
+/// silently: with journald gone (killed; its socket file left behind, so every send is refused),
+/// each denied connect's event still reaches jumpd from the kernel and shows in
+/// `jump_events_total{outcome="unsent"}`. Before, with journald there, the same kind of event
+/// is in the journal and nothing is unsent.
+#[test]
+fn what_journald_does_not_take_is_counted_as_lost() {
+    if !can_run("what_journald_does_not_take_is_counted_as_lost") {
+        return;
+    }
+    const UNSENT: &str = "jump_events_total{outcome=\"unsent\"}";
+    const SENT: &str = "jump_events_total{outcome=\"sent\"}";
+    /// Denied connects while journald is gone, each to a port of its own (no repeats for the
+    /// per-destination rate limit to suppress; well within the uid's budget).
+    const WHILE_GONE: u16 = 12;
+    let bins = Bins::from_env();
+    let topo = Topology::new().expect("topology");
+    let cg = TestCgroup::new().expect("cgroup");
+    let policy = PolicyDir::new();
+    let mut journal = Journald::start().expect("journald");
+    let _jumpd = JournaldJumpd::start_with(
+        &bins,
+        &journal,
+        &policy.0,
+        &cg.path,
+        &["--metrics-listen", "127.0.0.1:0"],
+    );
+    let line = journal.wait_entry("the metrics address", |e| {
+        field(e, "MESSAGE").is_some_and(|m| m.starts_with("metrics at http://"))
+    });
+    let addr: std::net::SocketAddr = field(&line, "MESSAGE")
+        .unwrap()
+        .trim_start_matches("metrics at http://")
+        .trim_end_matches("/metrics")
+        .parse()
+        .expect("a socket address in the entry");
+    let host = topo.host.path();
+    let deny = |port: u16| {
+        let out = Command::new(&bins.probe)
+            .arg("--cgroup")
+            .arg(&cg.path)
+            .arg("--netns")
+            .arg(&host)
+            .args(["--uid", &A.to_string(), "--gid", &A.to_string()])
+            .args(["tcp", &format!("{INTERNET_V4}:{port}")])
+            .output()
+            .expect("run jump-probe");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("\"errno\":1"),
+            "A's connect to the internet host on port {port} is refused"
+        );
+    };
+
+    // The twin: journald takes the entry, nothing is unsent.
+    deny(7100);
+    journal.wait_entry("the denied connect while journald runs", |e| {
+        field(e, "JUMP_DST_PORT") == Some("7100") && field(e, "JUMP_VERDICT") == Some("deny")
+    });
+    let text = metrics::get(addr, "/metrics").expect("metrics").1;
+    assert_eq!(metrics::sample(&text, UNSENT).unwrap_or(0.0), 0.0, "{text}");
+    let sent_before = metrics::sample(&text, SENT).unwrap_or(0.0);
+
+    journal.kill();
+    for port in 7101..7101 + WHILE_GONE {
+        deny(port);
+    }
+    let wanted = f64::from(WHILE_GONE);
+    metrics::wait_sample(addr, SENT, "the kernel's events to reach jumpd", |v| {
+        v >= sent_before + wanted
+    });
+    let unsent = metrics::wait_sample(addr, UNSENT, "every entry journald did not take", |v| {
+        v >= wanted
+    });
+    assert_eq!(
+        unsent, wanted,
+        "each event received while journald was gone is counted once as unsent"
+    );
 }
 
 /// The flooding user of the fairness test: no rule, so every connect is refused.

@@ -93,6 +93,12 @@ impl Journald {
         self.child.pid()
     }
 
+    /// Ends journald as a crash would. Its socket file stays in the namespace's `/run` while a
+    /// process in the namespace (jumpd) lives, and sends to it fail: a journald that is gone.
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+
     /// The namespace's root as seen from outside it.
     pub fn root(&self) -> PathBuf {
         PathBuf::from(format!("/proc/{}/root", self.pid()))
