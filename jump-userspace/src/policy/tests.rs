@@ -650,6 +650,36 @@ fn files_with_diagnostics_are_not_memoised_and_report_every_time() {
 }
 
 #[test]
+fn files_parsed_side_by_side_report_in_file_order() {
+    // More files than threads, a syntax error, a rule error and a clean file among them: the
+    // per-file parse runs on several threads, the report is still in the files' order.
+    let files: Vec<(String, String)> = (0..9)
+        .map(|i| {
+            let text = match i % 3 {
+                0 => format!("rules:\n  - name: r{i}\n    users: [\"*\"]\n    allow: [{{to: 10.0.0.0/8, ports: [90-80]}}]\n"),
+                1 => "rules: [\n".to_string(),
+                _ => format!("rules:\n  - name: r{i}\n    users: [\"*\"]\n    allow: [{{to: 10.0.0.0/8}}]\n"),
+            };
+            (format!("{i}.yaml"), text)
+        })
+        .collect();
+    let e = load_files(&files).unwrap_err().to_string();
+    let files_in_report: Vec<&str> = e.lines().map(|l| l.split(':').next().unwrap()).collect();
+    assert_eq!(
+        files_in_report,
+        ["0.yaml", "1.yaml", "3.yaml", "4.yaml", "6.yaml", "7.yaml"],
+        "{e}"
+    );
+    let mut memo = Memo::default();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    assert_eq!(memo_load(&mut memo, &files).unwrap_err(), e);
+    assert_eq!(memo.len(), 3, "the clean files are kept");
+}
+
+#[test]
 fn protocol_numbers_have_one_name_for_users() {
     use jump_common::proto;
     let names: Vec<_> = [

@@ -1,7 +1,8 @@
 //! Position-carrying YAML tree → model. Every check reports into one list and carries on, so
 //! one run shows every mistake. The reader (`reader`), scalar values (`scalar`), rules (`rule`)
 //! and zones with the cross-file resolution (`zones`) each have a file; this one holds the
-//! policy's top level.
+//! policy's top level: each file parsed on its own (side by side on several threads, or taken
+//! from the memo), then what spans files checked in file order.
 
 pub(crate) mod reader;
 mod rule;
@@ -166,6 +167,48 @@ fn parse_file(cx: &mut Ctx, text: &str, errors: &mut Vec<Diagnostic>) -> Option<
     })
 }
 
+/// One file as the first, per-file stage left it: taken from the memo, or parsed now (with the
+/// file's reader, whose errors follow those of the parse itself).
+enum Stage1 {
+    Remembered(MemoFile),
+    Parsed(Ctx, Option<FileParts>, Vec<Diagnostic>),
+}
+
+/// Parses `files` (index, name, text), each on its own (`parse_file` reads nothing but the
+/// file's name and text), on up to as many threads as there are CPUs: YAML parsing is most of
+/// a large policy's load. Returned in the order given.
+fn parse_each(files: Vec<(usize, &str, &str)>) -> Vec<(usize, Stage1)> {
+    let one = |(i, name, text): (usize, &str, &str)| {
+        let mut cx = Ctx::new(name);
+        let mut errors = Vec::new();
+        let parts = parse_file(&mut cx, text, &mut errors);
+        (i, Stage1::Parsed(cx, parts, errors))
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len());
+    if workers <= 1 {
+        return files.into_iter().map(one).collect();
+    }
+    // Every `workers`-th file to each thread: the files of a large policy are of similar size.
+    let mut groups: Vec<Vec<(usize, &str, &str)>> = vec![Vec::new(); workers];
+    for (k, f) in files.into_iter().enumerate() {
+        groups[k % workers].push(f);
+    }
+    let mut out: Vec<(usize, Stage1)> = std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|g| s.spawn(move || g.into_iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    out.sort_by_key(|(i, _)| *i);
+    out
+}
+
 /// `parse_files_lenient`, taking the rules of files unchanged since the last call from `memo`
 /// and leaving there those of this call.
 pub(crate) fn parse_files_with(
@@ -183,14 +226,32 @@ pub(crate) fn parse_files_with(
     let mut rules: Vec<(Rule, Vec<RawEntry>, Vec<RawEntry>)> = Vec::new();
     let mut rule_index: HashMap<String, Span> = HashMap::new();
 
-    for (name, text) in files {
-        let mut cx = Ctx::new(name);
-        let remembered = memo
-            .as_deref_mut()
-            .and_then(|m| m.files.remove(name))
-            .filter(|f| f.text == *text);
-        let parts = match remembered {
-            Some(f) => {
+    // First each file on its own: from the memo where its text is unchanged, else parsed.
+    let memoising = memo.is_some();
+    let mut previous = memo
+        .as_deref_mut()
+        .map(|m| std::mem::take(&mut m.files))
+        .unwrap_or_default();
+    let mut stage1: Vec<Option<Stage1>> = Vec::with_capacity(files.len());
+    let mut to_parse = Vec::new();
+    for (i, (name, text)) in files.iter().enumerate() {
+        match previous.remove(name).filter(|f| f.text == *text) {
+            Some(f) => stage1.push(Some(Stage1::Remembered(f))),
+            None => {
+                stage1.push(None);
+                to_parse.push((i, name.as_str(), text.as_str()));
+            }
+        }
+    }
+    for (i, parsed) in parse_each(to_parse) {
+        stage1[i] = Some(parsed);
+    }
+
+    // Then, in file order, what spans files.
+    for ((name, text), first) in files.iter().zip(stage1) {
+        let Some(first) = first else { continue };
+        let (mut cx, parts) = match first {
+            Stage1::Remembered(f) => {
                 let parts = FileParts {
                     defaults: f.defaults.clone(),
                     zones: f.zones.clone(),
@@ -198,13 +259,14 @@ pub(crate) fn parse_files_with(
                     clean: true,
                 };
                 kept.insert(name.clone(), f);
-                parts
+                (Ctx::new(name), parts)
             }
-            None => {
-                let Some(parts) = parse_file(&mut cx, text, &mut errors) else {
+            Stage1::Parsed(cx, parts, mut early) => {
+                errors.append(&mut early);
+                let Some(parts) = parts else {
                     continue;
                 };
-                if parts.clean && memo.is_some() {
+                if parts.clean && memoising {
                     let f = MemoFile {
                         text: text.clone(),
                         defaults: parts.defaults.clone(),
@@ -213,7 +275,7 @@ pub(crate) fn parse_files_with(
                     };
                     kept.insert(name.clone(), f);
                 }
-                parts
+                (cx, parts)
             }
         };
         // What spans files, checked on every load, memoised file or not.
