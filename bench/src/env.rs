@@ -2,6 +2,9 @@
 //! error, panic, Ctrl-C): child processes ended by their own pid, jumpd logging to a file,
 //! netfilter rulesets loaded only inside the benchmark's namespaces, and the one global setting
 //! it touches, `kernel.bpf_stats_enabled`, restored to what it was.
+//!
+//! (Over 500 lines: every guard of the run is here, so that what the bench changes on the machine
+//! and how it is undone can be read in one place.)
 
 use std::{
     fs,

@@ -15,9 +15,13 @@
 //!   granted uid, and only then creates its sockets.
 //!
 //! Modules: `rules` (the rule set, in each system's language), `stats`, `report` (tables, JSON,
-//! targets), `env` (guards for processes, jumpd, bpf_stats). All but `env` and this file are pure.
+//! targets), `env` (guards for processes, jumpd, bpf_stats), `journal` (the journald sink against
+//! journald's own ingest). All but `env`, `journal` and this file are pure.
 //! The programs it runs are this crate's other binaries: `jump-bench` (client/, the client,
 //! servers and reference-program loader) and `policy-compile-time`.
+//!
+//! (Over 500 lines: the order of a run — sections, systems, repetitions — reads top to bottom
+//! here; each section's measuring is a function of a few dozen lines.)
 #![forbid(unsafe_code)]
 
 pub mod env;
