@@ -1,8 +1,8 @@
 //! Position-carrying YAML tree → model. Every check reports into one list and carries on, so
 //! one run shows every mistake. The reader (`reader`), scalar values (`scalar`), rules (`rule`)
 //! and zones with the cross-file resolution (`zones`) each have a file; this one holds the
-//! policy's top level: each file parsed on its own (side by side on several threads, or taken
-//! from the memo), then what spans files checked in file order.
+//! policy's top level: each file parsed on its own (a few side by side on threads of their own,
+//! or taken from the memo), then what spans files checked in file order.
 
 pub(crate) mod reader;
 mod rule;
@@ -174,39 +174,34 @@ enum Stage1 {
     Parsed(Ctx, Option<FileParts>, Vec<Diagnostic>),
 }
 
-/// Parses `files` (index, name, text), each on its own (`parse_file` reads nothing but the
-/// file's name and text), on up to as many threads as there are CPUs: YAML parsing is most of
-/// a large policy's load. Returned in the order given.
+/// At most this many files are parsed side by side: each holds its whole YAML tree until it is
+/// taken across files, so a policy of many hostile files costs at most this many trees.
+const PARSE_THREADS: usize = 4;
+
+fn parse_one((i, name, text): (usize, &str, &str)) -> (usize, Stage1) {
+    let mut cx = Ctx::new(name);
+    let mut errors = Vec::new();
+    let parts = parse_file(&mut cx, text, &mut errors);
+    (i, Stage1::Parsed(cx, parts, errors))
+}
+
+/// Parses `files` (index, name, text), each on its own thread (`parse_file` reads nothing but
+/// the file's name and text): YAML parsing is most of a large policy's load. Returned in the
+/// order given.
 fn parse_each(files: Vec<(usize, &str, &str)>) -> Vec<(usize, Stage1)> {
-    let one = |(i, name, text): (usize, &str, &str)| {
-        let mut cx = Ctx::new(name);
-        let mut errors = Vec::new();
-        let parts = parse_file(&mut cx, text, &mut errors);
-        (i, Stage1::Parsed(cx, parts, errors))
-    };
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(files.len());
-    if workers <= 1 {
-        return files.into_iter().map(one).collect();
+    if files.len() <= 1 {
+        return files.into_iter().map(parse_one).collect();
     }
-    // Every `workers`-th file to each thread: the files of a large policy are of similar size.
-    let mut groups: Vec<Vec<(usize, &str, &str)>> = vec![Vec::new(); workers];
-    for (k, f) in files.into_iter().enumerate() {
-        groups[k % workers].push(f);
-    }
-    let mut out: Vec<(usize, Stage1)> = std::thread::scope(|s| {
-        let handles: Vec<_> = groups
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files
             .into_iter()
-            .map(|g| s.spawn(move || g.into_iter().map(one).collect::<Vec<_>>()))
+            .map(|f| s.spawn(move || parse_one(f)))
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
-    });
-    out.sort_by_key(|(i, _)| *i);
-    out
+    })
 }
 
 /// `parse_files_lenient`, taking the rules of files unchanged since the last call from `memo`
@@ -226,85 +221,90 @@ pub(crate) fn parse_files_with(
     let mut rules: Vec<(Rule, Vec<RawEntry>, Vec<RawEntry>)> = Vec::new();
     let mut rule_index: HashMap<String, Span> = HashMap::new();
 
-    // First each file on its own: from the memo where its text is unchanged, else parsed.
     let memoising = memo.is_some();
     let mut previous = memo
         .as_deref_mut()
         .map(|m| std::mem::take(&mut m.files))
         .unwrap_or_default();
-    let mut stage1: Vec<Option<Stage1>> = Vec::with_capacity(files.len());
-    let mut to_parse = Vec::new();
-    for (i, (name, text)) in files.iter().enumerate() {
-        match previous.remove(name).filter(|f| f.text == *text) {
-            Some(f) => stage1.push(Some(Stage1::Remembered(f))),
-            None => {
-                stage1.push(None);
-                to_parse.push((i, name.as_str(), text.as_str()));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, PARSE_THREADS);
+    // In waves of `threads` files: first each file of the wave on its own (from the memo where
+    // its text is unchanged, else parsed, side by side), then, in file order, what spans files,
+    // before the next wave is parsed.
+    for wave in files.chunks(threads) {
+        let mut firsts: Vec<Option<Stage1>> = Vec::with_capacity(wave.len());
+        let mut to_parse = Vec::new();
+        for (j, (name, text)) in wave.iter().enumerate() {
+            match previous.remove(name).filter(|f| f.text == *text) {
+                Some(f) => firsts.push(Some(Stage1::Remembered(f))),
+                None => {
+                    firsts.push(None);
+                    to_parse.push((j, name.as_str(), text.as_str()));
+                }
             }
         }
-    }
-    for (i, parsed) in parse_each(to_parse) {
-        stage1[i] = Some(parsed);
-    }
-
-    // Then, in file order, what spans files.
-    for ((name, text), first) in files.iter().zip(stage1) {
-        let Some(first) = first else { continue };
-        let (mut cx, parts) = match first {
-            Stage1::Remembered(f) => {
-                let parts = FileParts {
-                    defaults: f.defaults.clone(),
-                    zones: f.zones.clone(),
-                    rules: f.rules.clone(),
-                    clean: true,
-                };
-                kept.insert(name.clone(), f);
-                (Ctx::new(name), parts)
-            }
-            Stage1::Parsed(cx, parts, mut early) => {
-                errors.append(&mut early);
-                let Some(parts) = parts else {
-                    continue;
-                };
-                if parts.clean && memoising {
-                    let f = MemoFile {
-                        text: text.clone(),
-                        defaults: parts.defaults.clone(),
-                        zones: parts.zones.clone(),
-                        rules: parts.rules.clone(),
+        for (j, parsed) in parse_each(to_parse) {
+            firsts[j] = Some(parsed);
+        }
+        for ((name, text), first) in wave.iter().zip(firsts) {
+            let Some(first) = first else { continue };
+            let (mut cx, parts) = match first {
+                Stage1::Remembered(f) => {
+                    let parts = FileParts {
+                        defaults: f.defaults.clone(),
+                        zones: f.zones.clone(),
+                        rules: f.rules.clone(),
+                        clean: true,
                     };
                     kept.insert(name.clone(), f);
+                    (Ctx::new(name), parts)
                 }
-                (cx, parts)
+                Stage1::Parsed(cx, parts, mut early) => {
+                    errors.append(&mut early);
+                    let Some(parts) = parts else {
+                        continue;
+                    };
+                    if parts.clean && memoising {
+                        let f = MemoFile {
+                            text: text.clone(),
+                            defaults: parts.defaults.clone(),
+                            zones: parts.zones.clone(),
+                            rules: parts.rules.clone(),
+                        };
+                        kept.insert(name.clone(), f);
+                    }
+                    (cx, parts)
+                }
+            };
+            // What spans files, checked on every load, memoised file or not.
+            if let Some(d) = &parts.defaults {
+                parse_defaults(&mut cx, d, &mut defaults, &mut defaults_seen);
             }
-        };
-        // What spans files, checked on every load, memoised file or not.
-        if let Some(d) = &parts.defaults {
-            parse_defaults(&mut cx, d, &mut defaults, &mut defaults_seen);
-        }
-        if let Some(z) = &parts.zones {
-            parse_zones(&mut cx, z, &mut zones, &mut zone_index);
-        }
-        for rule in parts.rules {
-            // A rule refused for its name (none, or one already taken) stays in the lenient
-            // policy, so that its users and groups are resolved and reported with that error;
-            // `parse_files` refuses the policy.
-            if rule.0.name.is_empty() {
-                rules.push(rule);
-            } else if let Some(first) = rule_index.get(&rule.0.name) {
-                let msg = format!("duplicate rule `{}`: first defined at {first}", rule.0.name);
-                cx.push(Diagnostic::error(rule.0.span.clone(), msg));
-                rules.push(rule);
-            } else {
-                rule_index.insert(rule.0.name.clone(), rule.0.span.clone());
-                rules.push(rule);
+            if let Some(z) = &parts.zones {
+                parse_zones(&mut cx, z, &mut zones, &mut zone_index);
             }
-        }
-        dropped += cx.dropped;
-        errors.append(&mut cx.errors);
-        if errors.len() > MAX_ERRORS {
-            dropped += errors.len() - MAX_ERRORS;
-            errors.truncate(MAX_ERRORS);
+            for rule in parts.rules {
+                // A rule refused for its name (none, or one already taken) stays in the lenient
+                // policy, so that its users and groups are resolved and reported with that error;
+                // `parse_files` refuses the policy.
+                if rule.0.name.is_empty() {
+                    rules.push(rule);
+                } else if let Some(first) = rule_index.get(&rule.0.name) {
+                    let msg = format!("duplicate rule `{}`: first defined at {first}", rule.0.name);
+                    cx.push(Diagnostic::error(rule.0.span.clone(), msg));
+                    rules.push(rule);
+                } else {
+                    rule_index.insert(rule.0.name.clone(), rule.0.span.clone());
+                    rules.push(rule);
+                }
+            }
+            dropped += cx.dropped;
+            errors.append(&mut cx.errors);
+            if errors.len() > MAX_ERRORS {
+                dropped += errors.len() - MAX_ERRORS;
+                errors.truncate(MAX_ERRORS);
+            }
         }
     }
 
