@@ -652,8 +652,9 @@ fn a_connect_storm_is_rate_limited_and_every_event_is_accounted_for() {
 /// jumpd's decision entries that journald did not take are counted as lost, not dropped
 /// silently: with journald gone (killed; its socket file left behind, so every send is refused),
 /// each denied connect's event still reaches jumpd from the kernel and shows in
-/// `jump_events_total{outcome="unsent"}`. Before, with journald there, the same kind of event
-/// is in the journal and nothing is unsent.
+/// `jump_events_total{outcome="unsent"}` at once, and once journald is back the user's summary
+/// entry says how many it missed. Before, with journald there, the same kind of event is in the
+/// journal and nothing is unsent.
 #[test]
 fn what_journald_does_not_take_is_counted_as_lost() {
     if !can_run("what_journald_does_not_take_is_counted_as_lost") {
@@ -669,7 +670,7 @@ fn what_journald_does_not_take_is_counted_as_lost() {
     let cg = TestCgroup::new().expect("cgroup");
     let policy = PolicyDir::new();
     let mut journal = Journald::start().expect("journald");
-    let _jumpd = JournaldJumpd::start_with(
+    let jumpd = JournaldJumpd::start_with(
         &bins,
         &journal,
         &policy.0,
@@ -725,6 +726,29 @@ fn what_journald_does_not_take_is_counted_as_lost() {
     assert_eq!(
         unsent, wanted,
         "each event received while journald was gone is counted once as unsent"
+    );
+
+    // journald back, as after a restart: the summary of A's events names what it missed.
+    journal
+        .restart_in(jumpd.pid())
+        .expect("journald started again");
+    let a = A.to_string();
+    let summary = journal.wait_entry("A's summary of what journald missed", |e| {
+        field(e, "MESSAGE_ID") == Some(message_id::EVENTS_HELD) && field(e, "JUMP_UID") == Some(&a)
+    });
+    let n = WHILE_GONE.to_string();
+    for (name, want) in [
+        ("JUMP_EVENTS_UNSENT", n.as_str()),
+        ("JUMP_EVENTS_LOST", &n),
+        ("JUMP_EVENTS_HELD", &n),
+        ("JUMP_HELD_DENY", &n),
+    ] {
+        assert_eq!(field(&summary, name), Some(want), "{name} in {summary:#}");
+    }
+    assert!(
+        field(&summary, "MESSAGE")
+            .is_some_and(|m| m.contains(&format!("({n} not taken by journald)"))),
+        "{summary:#}"
     );
 }
 

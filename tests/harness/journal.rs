@@ -99,6 +99,29 @@ impl Journald {
         self.child.kill();
     }
 
+    /// Starts journald again after `kill`, in the mount namespace of `pid` (a process that logs
+    /// to it and so kept the namespace), with the same configuration and journal: a restart.
+    pub fn restart_in(&mut self, pid: u32) -> anyhow::Result<()> {
+        let child = Command::new("nsenter")
+            .arg(format!("--mount=/proc/{pid}/ns/mnt"))
+            .arg("--")
+            .arg(JOURNALD)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()?;
+        self.child = Guarded::with_grace(child, Duration::from_secs(5));
+        let socket = self.root().join("run/systemd/journal/socket");
+        poll_until(
+            Duration::from_secs(10),
+            "journald's socket to answer",
+            || {
+                let s = std::os::unix::net::UnixDatagram::unbound().ok()?;
+                s.connect(&socket).ok()
+            },
+        )?;
+        Ok(())
+    }
+
     /// The namespace's root as seen from outside it.
     pub fn root(&self) -> PathBuf {
         PathBuf::from(format!("/proc/{}/root", self.pid()))

@@ -390,9 +390,15 @@ pub(crate) fn status_line(st: &State, opts: &Options) -> String {
 /// a pinned map, so a restarted jumpd continues exactly there). Only events of uids beyond the
 /// kernel's table (`UID_HELD_ENTRIES` uids) that were lost cannot be attributed; they get an
 /// entry of their own.
+///
+/// With journald gone (its socket refusing), a summary would be lost like the entries it sums
+/// up: the kernel's counts then stay unreported and jumpd's unsent ones kept, for the first
+/// report journald takes. The metrics count unsent entries as they happen.
 pub(super) fn report_held(kernel: &mut dyn Live, st: &mut State) {
-    // Taken first: journald refusing entries is also what may make this report fail, and
-    // the count goes to the metrics either way.
+    st.metrics.unsent(sink::take_unsent_count());
+    if !sink::journal_reachable() {
+        return;
+    }
     let unsent = sink::take_unsent();
     let summaries = match kernel.take_held() {
         Ok(snaps) => {
@@ -428,7 +434,6 @@ pub(super) fn report_held(kernel: &mut dyn Live, st: &mut State) {
             crate::events::held::message(&s, &user)
         );
         st.metrics.held(s.uid, s.over_budget, s.similar, s.lost);
-        st.metrics.unsent(s.unsent);
         if let Some(counts) = s.counts {
             if let Err(e) = kernel.mark_reported(s.uid, counts) {
                 tracing::error!("uid {}: {e:#}", s.uid);
@@ -436,7 +441,6 @@ pub(super) fn report_held(kernel: &mut dyn Live, st: &mut State) {
         }
     }
     if unsent.beyond > 0 {
-        st.metrics.unsent(unsent.beyond);
         tracing::error!(
             message_id = message_id::EVENTS_LOST,
             jump_events_lost = unsent.beyond,

@@ -12,7 +12,7 @@
 use std::{
     io::{self, Write},
     os::unix::net::UnixDatagram,
-    path::PathBuf,
+    path::{Path, PathBuf},
 };
 
 use super::Record;
@@ -27,6 +27,12 @@ pub const MAX_ENTRY_BYTES: usize = 64 << 10;
 /// journald's send buffer: what systemd's own `sd_journal_send` asks for (8 MiB), so a
 /// drain's entries queue in the kernel instead of each send waiting for journald.
 const SEND_BUFFER_BYTES: usize = 8 << 20;
+
+/// Whether something holds the journald socket at `path`: a datagram connect() to a socket file
+/// nobody holds (a journald that is gone leaves it behind) fails with ECONNREFUSED.
+pub fn listening(path: &Path) -> io::Result<()> {
+    UnixDatagram::unbound()?.connect(path)
+}
 
 pub struct Writer {
     socket: UnixDatagram,
@@ -122,6 +128,11 @@ impl Writer {
         self.ends.push(self.buf.len());
         self.whose.push((r.uid, r.verdict));
         true
+    }
+
+    /// Whether journald's socket takes datagrams now (`listening`).
+    pub fn reachable(&self) -> bool {
+        listening(&self.path).is_ok()
     }
 
     /// Whether entries wait for `flush`.
@@ -301,6 +312,22 @@ mod tests {
         assert!(!w.push(&r, "id", ("f.rs", 1)));
         assert!(!w.pending(), "nothing of it is left in the buffer");
         assert!(w.buf.is_empty());
+    }
+
+    #[test]
+    fn journald_is_reachable_only_while_its_socket_is_bound() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("socket");
+        let w = Writer::new(&path, "jumpd").unwrap();
+        assert!(!w.reachable(), "no socket file");
+        let journald = UnixDatagram::bind(&path).unwrap();
+        assert!(w.reachable());
+        drop(journald);
+        assert!(
+            path.exists(),
+            "the socket file of a journald that is gone stays"
+        );
+        assert!(!w.reachable(), "and refuses");
     }
 
     #[test]

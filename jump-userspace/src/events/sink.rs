@@ -46,8 +46,7 @@ impl LogFormat {
         if !socket.exists() {
             return (LogFormat::Json, None);
         }
-        // A datagram connect() to a socket nobody holds fails with ECONNREFUSED.
-        match std::os::unix::net::UnixDatagram::unbound().and_then(|s| s.connect(socket)) {
+        match journal::listening(socket) {
             Ok(()) => (LogFormat::Journald, None),
             Err(e) => (
                 LogFormat::Json,
@@ -147,6 +146,8 @@ thread_local! {
     static JOURNAL: RefCell<Option<journal::Writer>> = const { RefCell::new(None) };
     /// Decision entries journald did not take since the last `take_unsent`, per uid.
     static UNSENT: RefCell<Unsents> = const { RefCell::new(Unsents { by_uid: BTreeMap::new(), beyond: 0 }) };
+    /// How many since the last `take_unsent_count` (for the metrics, which count them at once).
+    static UNSENT_COUNT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// What `take_unsent` returns: per uid, and how many of uids beyond `MAX_UNSENT_UIDS`.
@@ -165,6 +166,17 @@ pub const MAX_UNSENT_UIDS: usize = 4096;
 /// daemon to report as lost.
 pub fn take_unsent() -> Unsents {
     UNSENT.with(|u| std::mem::take(&mut *u.borrow_mut()))
+}
+
+/// How many entries journald did not take since the last call.
+pub fn take_unsent_count() -> u64 {
+    UNSENT_COUNT.with(|c| c.replace(0))
+}
+
+/// Whether an entry written now would reach journald: true but for the journald sink whose
+/// socket refuses (journald gone, or restarting).
+pub fn journal_reachable() -> bool {
+    JOURNAL.with(|j| j.borrow().as_ref().is_none_or(journal::Writer::reachable))
 }
 
 /// Standard output for the JSON and text sinks: inside `batch`, lines are collected and
@@ -226,6 +238,7 @@ fn flush_journal() {
             UNSENT.with(|u| {
                 let u = &mut *u.borrow_mut();
                 w.flush(|uid, verdict| {
+                    UNSENT_COUNT.with(|c| c.set(c.get() + 1));
                     if u.by_uid.len() < MAX_UNSENT_UIDS || u.by_uid.contains_key(&uid) {
                         u.by_uid.entry(uid).or_default().add(verdict);
                     } else {
