@@ -33,7 +33,7 @@ impl Unsent {
 }
 
 /// One uid's held-back events since the last report.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
     pub uid: u32,
     /// Over the uid's own budget.
@@ -95,39 +95,24 @@ pub fn summarize(s: &HeldSnapshot, tai_offset_ns: i64) -> Option<Summary> {
 
 /// Adds each uid's `unsent` to its summary (as lost, with its verdicts), and a summary of its own
 /// for a uid the kernel held nothing of; sorted by uid, so the report's order is stable.
-pub fn with_unsent(mut summaries: Vec<Summary>, unsent: BTreeMap<u32, Unsent>) -> Vec<Summary> {
+pub fn with_unsent(summaries: Vec<Summary>, unsent: BTreeMap<u32, Unsent>) -> Vec<Summary> {
+    // By uid: up to 65,536 kernel summaries meet up to 4,096 uids of unsent entries.
+    let mut by_uid: BTreeMap<u32, Summary> = summaries.into_iter().map(|s| (s.uid, s)).collect();
     for (uid, u) in unsent {
         if u.total() == 0 {
             continue;
         }
-        let s = match summaries.iter_mut().position(|s| s.uid == uid) {
-            Some(i) => &mut summaries[i],
-            None => {
-                summaries.push(Summary {
-                    uid,
-                    over_budget: 0,
-                    similar: 0,
-                    lost: 0,
-                    unsent: 0,
-                    allow: 0,
-                    deny: 0,
-                    would_deny: 0,
-                    destinations: 0,
-                    first: None,
-                    last: None,
-                    counts: None,
-                });
-                summaries.last_mut().expect("just pushed")
-            }
-        };
+        let s = by_uid.entry(uid).or_insert_with(|| Summary {
+            uid,
+            ..Summary::default()
+        });
         s.lost += u.total();
         s.unsent += u.total();
         s.allow += u.allow;
         s.deny += u.deny;
         s.would_deny += u.would_deny;
     }
-    summaries.sort_by_key(|s| s.uid);
-    summaries
+    by_uid.into_values().collect()
 }
 
 /// The HyperLogLog estimate of the registers' cardinality, with the small-range correction
