@@ -652,13 +652,15 @@ fn files_with_diagnostics_are_not_memoised_and_report_every_time() {
 #[test]
 fn files_parsed_side_by_side_report_in_file_order() {
     // More files than threads, a syntax error, a rule error and a clean file among them: the
-    // per-file parse runs on several threads, the report is still in the files' order.
+    // per-file parse runs on several threads, the report is still in the files' order, and
+    // what spans files is judged in that order (the clean files share a rule name: the first
+    // of them, 2.yaml, defines it, whichever thread parsed which).
     let files: Vec<(String, String)> = (0..9)
         .map(|i| {
             let text = match i % 3 {
                 0 => format!("rules:\n  - name: r{i}\n    users: [\"*\"]\n    allow: [{{to: 10.0.0.0/8, ports: [90-80]}}]\n"),
                 1 => "rules: [\n".to_string(),
-                _ => format!("rules:\n  - name: r{i}\n    users: [\"*\"]\n    allow: [{{to: 10.0.0.0/8}}]\n"),
+                _ => "rules:\n  - name: shared\n    users: [\"*\"]\n    allow: [{to: 10.0.0.0/8}]\n".to_string(),
             };
             (format!("{i}.yaml"), text)
         })
@@ -667,9 +669,17 @@ fn files_parsed_side_by_side_report_in_file_order() {
     let files_in_report: Vec<&str> = e.lines().map(|l| l.split(':').next().unwrap()).collect();
     assert_eq!(
         files_in_report,
-        ["0.yaml", "1.yaml", "3.yaml", "4.yaml", "6.yaml", "7.yaml"],
+        ["0.yaml", "1.yaml", "3.yaml", "4.yaml", "5.yaml", "6.yaml", "7.yaml", "8.yaml"],
         "{e}"
     );
+    for later in ["5.yaml", "8.yaml"] {
+        assert!(
+            e.contains(&format!(
+                "{later}:2:5: duplicate rule `shared`: first defined at 2.yaml:2:5"
+            )),
+            "{e}"
+        );
+    }
     let mut memo = Memo::default();
     let files: Vec<(&str, &str)> = files
         .iter()
