@@ -175,6 +175,11 @@ fn ipv6_tcp_is_revoked_on_reload() {
         r["jump_comm"], "jump-probe",
         "the record names the connecting command: {r}"
     );
+    assert_eq!(
+        r["jump_pid"],
+        h.child.pid(),
+        "the record names the connecting process: {r}"
+    );
 }
 
 #[test]

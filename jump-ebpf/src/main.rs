@@ -35,7 +35,7 @@ mod socks;
 mod subuid;
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
+    helpers::bpf_get_current_uid_gid,
     macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, cgroup_sockopt},
     programs::{SkBuffContext, SockAddrContext, SockContext, SockoptContext},
 };
@@ -283,10 +283,10 @@ fn current() -> emit::Origin {
     emit::Origin {
         uid: uid_gid as u32,
         gid: (uid_gid >> 32) as u32,
-        pid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        pid: ctx::tgid(),
         login_uid,
         session_id,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        comm: ctx::comm(),
     }
 }
 

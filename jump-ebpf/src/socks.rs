@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     bindings::{bpf_sock, BPF_SK_STORAGE_GET_F_CREATE},
-    helpers::{bpf_get_current_pid_tgid, generated as gen, generated::bpf_sk_storage_get},
+    helpers::generated::bpf_sk_storage_get,
     programs::{SkBuffContext, SockAddrContext, SockContext},
 };
 use jump_common::{identity, proto, record_flags, SockRecord};
@@ -41,6 +41,11 @@ pub fn create(ctx: &SockContext) {
             BPF_SK_STORAGE_GET_F_CREATE.into(),
         )
     };
+    // Looked up once more, here: the kernel caches a socket's storage for a map only on a
+    // lookup that walks its list (creating does not), under the storage's lock. Done now, the
+    // connect finds it in the cache (~50 ns less per connect, as much more here).
+    // SAFETY: as above; flags 0 only looks up.
+    let _ = unsafe { bpf_sk_storage_get(map(), ctx.sock.cast(), core::ptr::null_mut(), 0) };
 }
 
 /// Records an allowed connect (or first unconnected send) of a TCP or UDP socket. Other kinds
@@ -95,7 +100,7 @@ pub fn write(
     }
     r.uid = uid_gid as u32;
     r.gid = (uid_gid >> 32) as u32;
-    r.pid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    r.pid = crate::ctx::tgid();
     // The person and session, two `probe_read`s, only where a later judgement of this socket
     // needs them: `identity: person` (egress and revocation narrow by the login uid) or a
     // timed grant (a session-scoped window is matched against the socket's session).
@@ -116,8 +121,7 @@ pub fn write(
     r.dst_addr = dest.addr;
     // A (re)connect changes the destination: the path is checked again at the next packet.
     r.path_ifindex = 0;
-    // SAFETY: the helper writes at most 16 bytes, the size of `comm`.
-    unsafe { gen::bpf_get_current_comm(r.comm.as_mut_ptr().cast(), r.comm.len() as u32) };
+    r.comm = crate::ctx::comm();
     // INVARIANT (blank record): the generation is written last, so a packet of this socket
     // sent meanwhile from another thread finds the record blank (no record), never a
     // generation with a uid still 0. The fence keeps the compiler from moving the stores above

@@ -1,6 +1,6 @@
 //! Byte offsets of `struct task_struct` members in the running kernel, read from its BTF
-//! (`/sys/kernel/btf/vmlinux`), so the kernel programs can read the audit login uid and session
-//! of the task that made a decision. aya keeps its BTF type accessors private, hence this small
+//! (`/sys/kernel/btf/vmlinux`), so the kernel programs can read the audit login uid and session,
+//! pid and command name of the task that made a decision. aya keeps its BTF type accessors private, hence this small
 //! reader of the documented format (linux/Documentation/bpf/btf.rst): a header, a type section
 //! of variable-length records, and a string section.
 
@@ -72,16 +72,43 @@ pub fn member_offsets(btf: &[u8], name: &str, members: &[&str]) -> Option<Vec<Op
     None
 }
 
-/// The offsets of `task_struct.loginuid` and `task_struct.sessionid` in the running kernel, or
-/// zero where they cannot be found (kernels without CONFIG_AUDIT): the programs then leave the
-/// fields unset and userspace falls back to /proc.
-pub fn audit_offsets() -> (u32, u32) {
+/// Byte offsets of the `task_struct` members the kernel programs read from the current task;
+/// 0 where one cannot be found. The programs then fall back: no audit ids without
+/// `loginuid`/`sessionid` (kernels without CONFIG_AUDIT; userspace falls back to /proc), and
+/// the slower helpers for `comm` and `tgid`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskOffsets {
+    pub loginuid: u32,
+    pub sessionid: u32,
+    pub comm: u32,
+    pub tgid: u32,
+}
+
+/// `TaskOffsets` of the running kernel.
+pub fn task_offsets() -> TaskOffsets {
     let Ok(btf) = std::fs::read("/sys/kernel/btf/vmlinux") else {
-        return (0, 0);
+        return TaskOffsets::default();
     };
-    match member_offsets(&btf, "task_struct", &["loginuid", "sessionid"]).as_deref() {
-        Some([Some(l), Some(s)]) => (*l, *s),
-        _ => (0, 0),
+    task_offsets_in(&btf)
+}
+
+fn task_offsets_in(btf: &[u8]) -> TaskOffsets {
+    let found = member_offsets(
+        btf,
+        "task_struct",
+        &["loginuid", "sessionid", "comm", "tgid"],
+    )
+    .unwrap_or_default();
+    let at = |i: usize| found.get(i).copied().flatten().unwrap_or(0);
+    let (loginuid, sessionid) = match (at(0), at(1)) {
+        (0, _) | (_, 0) => (0, 0),
+        both => both,
+    };
+    TaskOffsets {
+        loginuid,
+        sessionid,
+        comm: at(2),
+        tgid: at(3),
     }
 }
 
@@ -129,17 +156,20 @@ mod tests {
     }
 
     #[test]
-    fn the_running_kernel_has_audit_fields_in_task_struct() {
+    fn the_running_kernel_has_the_task_struct_members_the_programs_read() {
         // jump targets kernels with BTF and CONFIG_AUDIT (see the brief); a missing
         // /sys/kernel/btf/vmlinux is a broken test host, not a pass.
         assert!(
             std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
             "/sys/kernel/btf/vmlinux is missing: the kernel has no BTF"
         );
-        let (l, s) = audit_offsets();
+        let o = task_offsets();
         assert!(
-            l > 0 && s > 0 && l != s,
-            "loginuid at {l}, sessionid at {s}"
+            o.loginuid > 0 && o.sessionid > 0 && o.loginuid != o.sessionid,
+            "loginuid at {}, sessionid at {}",
+            o.loginuid,
+            o.sessionid
         );
+        assert!(o.comm > 0 && o.tgid > 0, "{o:?}");
     }
 }

@@ -115,7 +115,7 @@ impl Kernel {
         // aya-log-ebpf's level threshold (1 error .. 5 trace): debug only when asked, so the
         // hot path skips the formatting otherwise.
         let level: u8 = if opts.debug_log { 4 } else { 2 };
-        let (loginuid_off, sessionid_off) = super::btf::audit_offsets();
+        let task = super::btf::task_offsets();
         let maps_dir = super::pins::maps_dir(&opts.pin_dir);
         std::fs::create_dir_all(&maps_dir)
             .with_context(|| format!("failed to create pin directory `{}`", maps_dir.display()))?;
@@ -130,8 +130,10 @@ impl Kernel {
             .map_pin_path(maps::SOCKS, &socks_pin)
             .override_global("AYA_LOG_LEVEL", &level, true)
             // Not every kernel has these (CONFIG_AUDIT); 0 leaves the event fields unset.
-            .override_global("LOGINUID_OFFSET", &loginuid_off, false)
-            .override_global("SESSIONID_OFFSET", &sessionid_off, false)
+            .override_global("LOGINUID_OFFSET", &task.loginuid, false)
+            .override_global("SESSIONID_OFFSET", &task.sessionid, false)
+            .override_global("COMM_OFFSET", &task.comm, false)
+            .override_global("TGID_OFFSET", &task.tgid, false)
             .load(OBJECT)
             .context("failed to load jump's eBPF object")?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
