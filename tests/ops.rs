@@ -622,7 +622,44 @@ fn events_decided_while_jumpd_was_down_name_their_rule_and_policy() {
     if !privileged("events_decided_while_jumpd_was_down_name_their_rule_and_policy") {
         return;
     }
-    let mut f = Fixture::new(&[("10-a.yaml", POLICY)]);
+    events_while_down_are_named(&[]);
+}
+
+/// The same with 25,000 rules before the granting one: their names and places (~4 MB) are more
+/// than the 2 MiB the pinned rule table once held, when the restarted jumpd named such rules
+/// by number.
+#[test]
+fn events_decided_while_jumpd_was_down_name_their_rule_in_a_large_policy() {
+    if !privileged("events_decided_while_jumpd_was_down_name_their_rule_in_a_large_policy") {
+        return;
+    }
+    let files: Vec<(String, String)> = (0..4)
+        .map(|f| {
+            let rules: String = (0..6_250)
+                .map(|i| {
+                    format!(
+                        "  - {{name: filler-rule-with-a-long-name-that-fills-the-rule-table-{f}-{i:05}, \
+                         users: [64100], allow: [{{to: [192.0.2.1], ports: [{}], proto: [tcp]}}]}}\n",
+                        i + 1
+                    )
+                })
+                .collect();
+            (format!("05-filler-{f}.yaml"), format!("rules:\n{rules}"))
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    events_while_down_are_named(&files);
+}
+
+/// A crash of jumpd, a granted and a refused connect while it is down, and a restart: the
+/// events name the rule, file and policy hash of the generation that decided them.
+fn events_while_down_are_named(extra: &[(&str, &str)]) {
+    let mut files = extra.to_vec();
+    files.push(("10-a.yaml", POLICY));
+    let mut f = Fixture::new(&files);
     f.start(&[]);
     let loaded = f.wait_generation(1, "start");
     let sha = loaded["jump_policy_sha256"].as_str().unwrap().to_string();

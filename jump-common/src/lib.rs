@@ -782,13 +782,15 @@ layout!(UidHeld, size 56;
     tat_ns @ 0, over_budget @ 8, similar @ 16, lost @ 24, allow @ 32, deny @ 40, audit @ 48);
 layout!(UidSketch, size 16 + SKETCH_REGISTERS; first_ns @ 0, last_ns @ 8, registers @ 16);
 
-/// `JUMP_RULE_TABLES` (array, written and read by the daemon only): each slot's rule table
-/// (names and places, with the generation and policy hash) in `RULE_TABLE_CHUNKS` chunks at
-/// `slot * RULE_TABLE_CHUNKS`, so a restarted daemon names the rules of events decided while
-/// no daemon ran. bpffs holds no plain files; a pinned map is what survives beside the pins.
+/// `JUMP_RULE_TABLES` (hash by chunk index, written and read by the daemon only): each slot's
+/// rule table (names and places, with the generation and policy hash) in up to
+/// `RULE_TABLE_CHUNKS` chunks at keys `slot * RULE_TABLE_CHUNKS + i`, so a restarted daemon
+/// names the rules of events decided while no daemon ran. bpffs holds no plain files; a pinned
+/// map is what survives beside the pins.
 pub const RULE_TABLE_CHUNK: usize = 4096;
-/// 2 MiB per slot: 16,384 rules of about 128 bytes of name and place each.
-pub const RULE_TABLE_CHUNKS: u32 = 512;
+/// At most 32 MiB per slot, allocated only as written (the map is not preallocated): 100,000
+/// rules of about 100 bytes of name and place each take ~10 MB.
+pub const RULE_TABLE_CHUNKS: u32 = 8192;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

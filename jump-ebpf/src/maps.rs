@@ -110,10 +110,11 @@ pub static JUMP_UID_REPORTED: HashMap<u32, UidHeld> = HashMap::pinned(UID_HELD_E
 pub static JUMP_SUBUIDS: LpmTrie<SubuidKey, SubuidValue> =
     LpmTrie::pinned(MAX_SUBUID_BLOCKS * SLOT_COUNT, 0);
 
-// Written by the daemon only: each slot's rule table, for a restarted daemon.
+// Written by the daemon only: each slot's rule table, for a restarted daemon. A hash without
+// preallocation: sized for a million-rule policy, it holds only the chunks a policy needs.
 #[map]
-pub static JUMP_RULE_TABLES: Array<RuleTableChunk> =
-    Array::pinned(RULE_TABLE_CHUNKS * SLOT_COUNT, 0);
+pub static JUMP_RULE_TABLES: HashMap<u32, RuleTableChunk> =
+    HashMap::pinned(RULE_TABLE_CHUNKS * SLOT_COUNT, BPF_F_NO_PREALLOC);
 
 #[map]
 pub static JUMP_LOCAL_ADDRS: HashMap<[u8; 16], u32> = HashMap::pinned(MAX_LOCAL_ADDRS, 0);

@@ -374,7 +374,7 @@ impl Kernel {
     pub fn rule_tables(&self) -> Vec<Vec<u8>> {
         let Ok(map) = self
             .map(maps::RULE_TABLES)
-            .and_then(|m| Ok(Array::<_, RuleTableChunk>::try_from(m)?))
+            .and_then(|m| Ok(HashMap::<_, u32, RuleTableChunk>::try_from(m)?))
         else {
             return Vec::new();
         };
@@ -651,14 +651,23 @@ impl Datapath for Kernel {
             );
         }
         let base = self.active_slot()? * RULE_TABLE_CHUNKS;
-        let mut map: Array<_, RuleTableChunk> = Array::try_from(self.map_mut(maps::RULE_TABLES)?)?;
+        let mut map: HashMap<_, u32, RuleTableChunk> =
+            HashMap::try_from(self.map_mut(maps::RULE_TABLES)?)?;
+        let chunks = framed.len().div_ceil(RULE_TABLE_CHUNK) as u32;
         for (i, c) in framed.chunks(RULE_TABLE_CHUNK).enumerate() {
             let mut chunk = RuleTableChunk {
                 bytes: [0; RULE_TABLE_CHUNK],
             };
             chunk.bytes[..c.len()].copy_from_slice(c);
-            map.set(base + i as u32, chunk, 0)
+            map.insert(base + i as u32, chunk, 0)
                 .context("failed to keep the rule table")?;
+        }
+        // A longer table kept in this slot before leaves chunks past this one's end: freed,
+        // so the slot holds only what its table needs (they are written from 0 without gaps).
+        for i in chunks..RULE_TABLE_CHUNKS {
+            if map.remove(&(base + i)).is_err() {
+                break;
+            }
         }
         Ok(())
     }
