@@ -1,8 +1,9 @@
 //! Byte offsets of `struct task_struct` members in the running kernel, read from its BTF
-//! (`/sys/kernel/btf/vmlinux`), so the kernel programs can read the audit login uid and session,
-//! pid and command name of the task that made a decision. aya keeps its BTF type accessors private, hence this small
-//! reader of the documented format (linux/Documentation/bpf/btf.rst): a header, a type section
-//! of variable-length records, and a string section.
+//! (`/sys/kernel/btf/vmlinux`), so the kernel programs can read the audit login uid and
+//! session, pid and command name of the task that made a decision. aya keeps its BTF type
+//! accessors private, hence this small reader of the documented format
+//! (linux/Documentation/bpf/btf.rst): a header, a type section of variable-length records, and
+//! a string section.
 
 const MAGIC: u16 = 0xeb9f;
 
