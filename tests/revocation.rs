@@ -182,6 +182,28 @@ fn ipv6_tcp_is_revoked_on_reload() {
     );
 }
 
+/// The record names the process (its pid, not the connecting thread's id) and the thread that
+/// connected (its name, as the kernel's own helper would).
+#[test]
+fn a_connect_from_a_thread_is_recorded_as_its_process_and_thread_name() {
+    if !privileged("a_connect_from_a_thread_is_recorded_as_its_process_and_thread_name") {
+        return;
+    }
+    let mut w = World::new(&policy("7000", "", false));
+    let mut h = w.spawn(A, None, None, &["hold-thread", &v4(7000), "10"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(h.running(), "the session runs while its grant stands");
+    let t0 = w.reload(&policy("7001", "", false));
+    aborted_promptly(&mut h, t0, "a thread's TCP session after the reload");
+    let r = w.revoked(A, "tcp", 7000);
+    assert_eq!(r["jump_comm"], "probe-worker", "the connecting thread: {r}");
+    assert_eq!(
+        r["jump_pid"],
+        h.child.pid(),
+        "the process, not the thread: {r}"
+    );
+}
+
 #[test]
 fn a_failing_destroy_does_not_stop_the_pass() {
     if !privileged("a_failing_destroy_does_not_stop_the_pass") {

@@ -30,7 +30,8 @@
 //! - `hold ADDR SECS`: connect, print `{"connected":true}`, then echo every 100 ms for SECS and
 //!   report how the connection ended (for revocation). With `--creator U`, the socket is created
 //!   as uid U (effective uid only) before `--uid` takes effect: created by one user, connected by
-//!   another.
+//!   another. `hold-thread ADDR SECS`: the same from a second thread named `probe-worker`
+//!   (the process's pid is not that thread's id, and its name is not the process's).
 //! - `udp-twins ADDR SECS PORT`: two pairs of UDP sockets, each pair bound to one port (PORT
 //!   and PORT+1, so a listen grant is needed) with `SO_REUSEADDR` and connected to ADDR (the pairs in opposite orders); prints
 //!   `{"connected":true}` and keeps them SECS. The kernel's lookup by address finds only one
@@ -639,6 +640,16 @@ fn main() {
             };
             hold(arg(1), arg(2), presock)
         })()),
+        Some("hold-thread") => report({
+            let (to, secs) = (arg(1).to_string(), arg(2).to_string());
+            std::thread::Builder::new()
+                .name("probe-worker".into())
+                .spawn(move || hold(&to, &secs, None))
+                .and_then(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(std::io::Error::other("panicked")))
+                })
+        }),
         Some("udp-twins") => report(udp_twins(arg(1), arg(2), arg(3))),
         Some("fin-serve") => report(fin_serve(arg(1), arg(2))),
         Some("uring-connect") => report(uring(arg(1), false)),
