@@ -394,6 +394,49 @@ fn multicast_joins_need_a_grant_for_the_group() {
 }
 
 #[test]
+fn socket_options_stay_judged_while_jumpd_is_down() {
+    if !privileged("socket_options_stay_judged_while_jumpd_is_down") {
+        return;
+    }
+    let mut w = World::new();
+    let int = ifindex(&w.topo.host, "host-int");
+    // A crash: no cleanup runs. The pinned programs, `setsockopt` among them, keep judging.
+    w.base.jumpd_mut().kill();
+    let s = sniff(&w.topo.internal);
+    w.refused(B, "join", &["239.1.2.3", &int]);
+    w.refused(B, "join", &["ff0e::1:3", &int]);
+    w.refused(
+        A,
+        "opt",
+        &["lsrr=203.0.113.10", &format!("{INTERNAL_V4}:7000")],
+    );
+    w.refused(B, "opt", &["bindtodevice=host-inet", "127.0.0.1:7200"]);
+    let frames = s.stop(SETTLE);
+    for g in ["239.1.2.3", "ff0e::1:3"] {
+        assert!(
+            !frames.iter().any(|f| carries(f, ip(g))),
+            "no membership report for {g} should leave while jumpd is down ({} frames seen)",
+            frames.len()
+        );
+    }
+    // The granted twin, still while jumpd is down: A's udp grant names the group.
+    let s = sniff(&w.topo.internal);
+    w.ok(A, "join", &["239.1.2.3", &int]);
+    let frames = s.stop(SETTLE);
+    assert!(
+        frames.iter().any(|f| carries(f, ip("239.1.2.3"))),
+        "A's granted join should be reported on the wire ({} frames seen)",
+        frames.len()
+    );
+    // The restarted jumpd adopts the pinned link and logs what was refused meanwhile.
+    w.base.jumpd_mut().restart().expect("restart jumpd");
+    w.logged(B, "setsockopt-multicast", Some("IP_ADD_MEMBERSHIP"));
+    w.logged(B, "setsockopt-multicast", Some("IPV6_ADD_MEMBERSHIP"));
+    w.logged(A, "setsockopt-source-route", Some("IP_OPTIONS"));
+    w.logged(B, "setsockopt-interface", Some("SO_BINDTODEVICE"));
+}
+
+#[test]
 fn raw_packets_are_decided_on_what_they_show() {
     if !privileged("raw_packets_are_decided_on_what_they_show") {
         return;

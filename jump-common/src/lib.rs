@@ -9,6 +9,14 @@
 //! capacities and the `layout!` checks of every shared type in one place.
 #![no_std]
 
+#[cfg(feature = "user")]
+extern crate std;
+
+/// The `bpf(2)` calls aya does not expose (userspace only): with the `Pod` impls below, the
+/// only `unsafe` outside the kernel programs.
+#[cfg(feature = "user")]
+pub mod sys;
+
 /// Names of the maps in the eBPF object, so both sides agree on them.
 pub mod maps {
     pub const ACTIVE: &str = "JUMP_ACTIVE";

@@ -5,7 +5,12 @@
 //! the kernel I/O edge in one place.)
 
 use std::{
+    ffi::CString,
     fs::File,
+    os::{
+        fd::{AsFd, BorrowedFd},
+        unix::ffi::OsStrExt,
+    },
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -205,14 +210,13 @@ impl Kernel {
                     .and_then(|id| p.take_link(id))
                     .map(FdLink::try_from),
                 Program::CgroupSockopt(p) => {
-                    // aya 0.14 cannot turn a sockopt link into an `FdLink`, so it cannot be
-                    // pinned: it stays attached while this `Kernel` (its owner) lives, and a
-                    // stopped jumpd leaves `setsockopt` unjudged (docs/enforcement.md).
-                    p.attach(&fd, mode).with_context(|| {
+                    // aya 0.14 cannot turn a sockopt link into an `FdLink` to pin: this link
+                    // is made and pinned through `jump_common::sys`, so `setsockopt` stays
+                    // judged while jumpd is stopped, like every other hook.
+                    pin_sockopt_link(p.fd()?.as_fd(), fd.as_fd(), &pin).with_context(|| {
                         format!("failed to attach `{name}` to `{}`", cgroup.display())
                     })?;
-                    self.attached
-                        .push((format!("{name} (unpinned)"), cgroup.to_path_buf()));
+                    self.attached.push((name.to_string(), cgroup.to_path_buf()));
                     continue;
                 }
                 _ => bail!("program `{name}` has an unexpected type"),
@@ -303,7 +307,6 @@ impl Kernel {
 
     /// A descriptor of `JUMP_SOCKS` (the socket records), for revocation's socket dumps.
     pub fn socks_fd(&self) -> anyhow::Result<std::os::fd::OwnedFd> {
-        use std::os::fd::AsFd;
         match self.map(maps::SOCKS)? {
             aya::maps::Map::SkStorage(m) => Ok(m.fd().as_fd().try_clone_to_owned()?),
             _ => bail!("map `{}` is not socket storage", maps::SOCKS),
@@ -917,4 +920,19 @@ fn wait_for_readers() {
     if let Err(e) = rustix::thread::membarrier(rustix::thread::MembarrierCommand::Global) {
         tracing::debug!("membarrier(GLOBAL) failed, not waiting for the old slot's readers: {e}");
     }
+}
+
+/// Attaches the loaded `setsockopt` program to `cgroup` with a new link and pins the link at
+/// `pin`; the descriptor is closed on return, the pin keeps the program attached.
+fn pin_sockopt_link(
+    prog: BorrowedFd<'_>,
+    cgroup: BorrowedFd<'_>,
+    pin: &Path,
+) -> anyhow::Result<()> {
+    let link = jump_common::sys::cgroup_link(prog, cgroup, jump_common::sys::BPF_CGROUP_SETSOCKOPT)
+        .context("bpf_link_create")?;
+    let path = CString::new(pin.as_os_str().as_bytes())
+        .with_context(|| format!("pin path `{}` holds a NUL byte", pin.display()))?;
+    jump_common::sys::pin(link.as_fd(), &path)
+        .with_context(|| format!("failed to pin the link at `{}`", pin.display()))
 }
