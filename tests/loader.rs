@@ -6,7 +6,7 @@
 use std::{
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -112,6 +112,80 @@ fn a_second_jumpd_on_the_same_cgroup_fails_and_changes_nothing() {
     // `jumpd --detach` from outside would pull the pins from under the running jumpd.
     let e = a.detach(&bins).expect_err("detach while a jumpd runs");
     assert!(e.to_string().contains("another jumpd is enforcing"), "{e}");
+}
+
+#[test]
+fn a_jumpd_refuses_a_cgroup_that_jump_programs_of_other_pins_enforce() {
+    if !privileged("a_jumpd_refuses_a_cgroup_that_jump_programs_of_other_pins_enforce") {
+        return;
+    }
+    let bins = Bins::from_env();
+    let cg = TestCgroup::new().expect("cgroup");
+    let first = tempfile::tempdir().unwrap();
+    write(first.path(), "p.yaml", &policy(64101, 7000));
+    let mut a = Jumpd::start(&bins, first.path(), &cg.path, &[]).expect("first jumpd");
+    // Killed, as a crash or an upgrade that skipped `--detach` leaves it: its programs stay
+    // attached and hold no lock.
+    a.kill();
+    // Another pin directory (or pin layout) would attach a second set beside the first.
+    let other_root = PathBuf::from(format!("{}-other", a.pin_root.display()));
+    let second = tempfile::tempdir().unwrap();
+    write(second.path(), "p.yaml", &policy(64102, 7001));
+    let sock = tempfile::tempdir().unwrap();
+    let mut b = Command::new(&bins.jumpd)
+        .arg("--policy-dir")
+        .arg(second.path())
+        .arg("--cgroup")
+        .arg(&cg.path)
+        .arg("--pin-dir")
+        .arg(&other_root)
+        .arg("--control-socket")
+        .arg(sock.path().join("b.sock"))
+        .args(["--log-format", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run a second jumpd");
+    let exited = poll_until(Duration::from_secs(20), "the second jumpd to exit", || {
+        b.try_wait().ok().flatten()
+    });
+    if exited.is_err() {
+        // It started beside the first: stop it and take its set away again before failing.
+        let _ = b.kill();
+        let _ = b.wait();
+        let _ = Command::new(&bins.jumpd)
+            .arg("--cgroup")
+            .arg(&cg.path)
+            .arg("--pin-dir")
+            .arg(&other_root)
+            .args(["--log-format", "json", "--detach"])
+            .output();
+    }
+    let out = b.wait_with_output().expect("the second jumpd's output");
+    let exists = other_root.exists();
+    let _ = std::fs::remove_dir_all(&other_root);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the second jumpd must fail: {err}");
+    assert!(
+        err.contains("already runs jump programs") && err.contains("nothing was changed"),
+        "the second jumpd says why: {err}"
+    );
+    assert!(!exists, "the refused jumpd created no pins");
+    // Its own pins' jumpd is no stranger: the restart adopts them and its policy stands.
+    a.restart().expect("restart the first jumpd");
+    a.wait_line("the adopting start", |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("jumpd ready") && m.contains("(adopted)"))
+    });
+    assert!(
+        live_allows(&bins, &a, 64101, 7000),
+        "the first policy is in force"
+    );
+    assert!(
+        !live_allows(&bins, &a, 64102, 7001),
+        "the second policy was not installed"
+    );
 }
 
 #[test]

@@ -1,18 +1,25 @@
-//! The two `bpf(2)` commands jumpd needs that aya 0.14 does not expose for every program type:
-//! creating a cgroup `bpf_link` and pinning it. aya attaches `cgroup/setsockopt` with a link it
+//! The `bpf(2)` commands jumpd needs that aya 0.14 does not expose for every program type:
+//! creating a cgroup `bpf_link` and pinning it (aya attaches `cgroup/setsockopt` with a link it
 //! cannot hand out as a pinnable `FdLink`, so that one link is made and pinned here, and
-//! enforcement of socket options outlives jumpd like every other hook's.
+//! enforcement of socket options outlives jumpd like every other hook's), and listing the
+//! programs attached to a cgroup (aya queries only device cgroups).
 
 use std::{
     ffi::CStr,
     io,
     os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+    vec::Vec,
 };
 
 /// `enum bpf_cmd` and `enum bpf_attach_type` values (`linux/bpf.h`, stable UAPI).
 const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_PROG_QUERY: libc::c_long = 16;
 const BPF_LINK_CREATE: libc::c_long = 28;
+pub const BPF_CGROUP_INET_EGRESS: u32 = 1;
+pub const BPF_CGROUP_INET4_CONNECT: u32 = 10;
 pub const BPF_CGROUP_SETSOCKOPT: u32 = 22;
+/// The kernel's limit of programs per cgroup and attach type (`BPF_CGROUP_MAX_PROGS`).
+const CGROUP_MAX_PROGS: usize = 64;
 
 /// The `link_create` member of `union bpf_attr`; the tail stays zero, as the kernel requires of
 /// every field it knows and this call does not set.
@@ -35,14 +42,31 @@ struct ObjPin {
     _pad: u32,
 }
 
-fn bpf<T>(cmd: libc::c_long, attr: &T) -> io::Result<libc::c_long> {
+/// The `query` member of `union bpf_attr`.
+#[repr(C)]
+struct ProgQuery {
+    target_fd: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    _pad: u32,
+    prog_attach_flags: u64,
+    link_ids: u64,
+    link_attach_flags: u64,
+    revision: u64,
+}
+
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a live, fully initialised `#[repr(C)]` prefix of `union bpf_attr`, and
-    // the size passed is its own; the kernel only reads it.
+    // the size passed is its own; the kernel reads it and writes back only inside it (a
+    // query's count), and through pointers in it only into buffers of the sizes it names.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_bpf,
             cmd,
-            core::ptr::from_ref(attr),
+            core::ptr::from_mut(attr),
             core::mem::size_of::<T>(),
         )
     };
@@ -60,14 +84,14 @@ pub fn cgroup_link(
     cgroup: BorrowedFd<'_>,
     attach_type: u32,
 ) -> io::Result<OwnedFd> {
-    let attr = LinkCreate {
+    let mut attr = LinkCreate {
         prog_fd: fd_u32(prog),
         target_fd: fd_u32(cgroup),
         attach_type,
         flags: 0,
         tail: [0; 4],
     };
-    let fd = bpf(BPF_LINK_CREATE, &attr)?;
+    let fd = bpf(BPF_LINK_CREATE, &mut attr)?;
     let fd = i32::try_from(fd).map_err(|_| io::Error::other("link fd out of range"))?;
     // SAFETY: BPF_LINK_CREATE returned a new file descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -75,14 +99,35 @@ pub fn cgroup_link(
 
 /// Pins the bpf object `fd` (here: a link) at `path` on a bpffs.
 pub fn pin(fd: BorrowedFd<'_>, path: &CStr) -> io::Result<()> {
-    let attr = ObjPin {
+    let mut attr = ObjPin {
         pathname: path.as_ptr() as u64,
         bpf_fd: fd_u32(fd),
         file_flags: 0,
         path_fd: 0,
         _pad: 0,
     };
-    bpf(BPF_OBJ_PIN, &attr).map(drop)
+    bpf(BPF_OBJ_PIN, &mut attr).map(drop)
+}
+
+/// The ids of the programs attached to `cgroup` itself (not inherited) as `attach_type`.
+pub fn cgroup_program_ids(cgroup: BorrowedFd<'_>, attach_type: u32) -> io::Result<Vec<u32>> {
+    let mut ids = [0u32; CGROUP_MAX_PROGS];
+    let mut attr = ProgQuery {
+        target_fd: fd_u32(cgroup),
+        attach_type,
+        query_flags: 0,
+        attach_flags: 0,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: CGROUP_MAX_PROGS as u32,
+        _pad: 0,
+        prog_attach_flags: 0,
+        link_ids: 0,
+        link_attach_flags: 0,
+        revision: 0,
+    };
+    bpf(BPF_PROG_QUERY, &mut attr)?;
+    let n = (attr.prog_cnt as usize).min(CGROUP_MAX_PROGS);
+    Ok(ids[..n].to_vec())
 }
 
 fn fd_u32(fd: BorrowedFd<'_>) -> u32 {

@@ -66,6 +66,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     };
     pins::ensure_bpffs(&opts.pin_dir)?;
     let pin_dir = pins::dir_for(&opts.pin_dir, &opts.cgroup)?;
+    crate::datapath::refuse_other_jump(&opts.cgroup, &pin_dir)?;
     // INVARIANT (one daemon per cgroup): locked before any map is touched; held until exit.
     let _lock = pins::lock(&pin_dir, &opts.cgroup)?;
     let (mut kernel, logger) = Kernel::load(&KernelOptions {

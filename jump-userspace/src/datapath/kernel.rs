@@ -17,7 +17,10 @@ use std::{
 
 use anyhow::{anyhow, bail, Context};
 use aya::{
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues, RingBuf},
+    maps::{
+        lpm_trie::Key, Array, HashMap, LpmTrie, MapData, MapInfo, PerCpuArray, PerCpuValues,
+        RingBuf,
+    },
     programs::{
         links::{CgroupAttachMode, FdLink},
         CgroupSkbAttachType, Program, TestRun, TestRunOptions,
@@ -935,4 +938,59 @@ fn pin_sockopt_link(
         .with_context(|| format!("pin path `{}` holds a NUL byte", pin.display()))?;
     jump_common::sys::pin(link.as_fd(), &path)
         .with_context(|| format!("failed to pin the link at `{}`", pin.display()))
+}
+
+/// Refuses a cgroup where jump's programs already run on other maps than those pinned in
+/// `pin_dir`: attached by a jumpd with another `--pin-dir` or of another pin layout (an upgrade
+/// that skipped `--detach`). cgroup links are always multi-attach, so both sets would enforce,
+/// and the other set's refusals would reach no log. jump's programs are told by the map they
+/// read the active slot from (`JUMP_ACTIVE`); a restart's adopted ones read the pinned one.
+/// Called before anything is created, so a refusal changes nothing.
+pub fn refuse_other_jump(cgroup: &Path, pin_dir: &Path) -> anyhow::Result<()> {
+    let fd = File::open(cgroup)
+        .with_context(|| format!("failed to open cgroup `{}`", cgroup.display()))?;
+    let ours = MapInfo::from_pin(super::pins::maps_dir(pin_dir).join(maps::ACTIVE))
+        .ok()
+        .map(|m| m.id());
+    let mut attached = Vec::new();
+    for attach_type in [
+        jump_common::sys::BPF_CGROUP_INET_EGRESS,
+        jump_common::sys::BPF_CGROUP_INET4_CONNECT,
+    ] {
+        attached.extend(
+            jump_common::sys::cgroup_program_ids(fd.as_fd(), attach_type).with_context(|| {
+                format!("failed to list the programs of `{}`", cgroup.display())
+            })?,
+        );
+    }
+    let mut others = Vec::new();
+    for info in aya::programs::loaded_programs().flatten() {
+        if !attached.contains(&info.id()) {
+            continue;
+        }
+        let maps = info.map_ids().ok().flatten().unwrap_or_default();
+        let reads_another_active = maps.iter().any(|&id| {
+            Some(id) != ours
+                && MapInfo::from_id(id).is_ok_and(|m| m.name_as_str() == Some(maps::ACTIVE))
+        });
+        if reads_another_active {
+            others.push(format!(
+                "{} (id {})",
+                info.name_as_str().unwrap_or("?"),
+                info.id()
+            ));
+        }
+    }
+    others.dedup();
+    if others.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "`{}` already runs jump programs on other maps than those of `{}`: {}. A jumpd with \
+         another --pin-dir or pin layout attached them; detach them with that jumpd \
+         (`jumpd --detach --pin-dir DIR`) first; nothing was changed",
+        cgroup.display(),
+        pin_dir.display(),
+        others.join(", ")
+    )
 }

@@ -16,7 +16,7 @@ pub mod sockdiag;
 use crate::compile::image::MapImage;
 
 pub use fake::Fake;
-pub use kernel::{Kernel, KernelOptions, DEFAULT_LIMITS};
+pub use kernel::{refuse_other_jump, Kernel, KernelOptions, DEFAULT_LIMITS};
 pub use live::Live;
 pub use slots::SlotImage;
 
