@@ -48,6 +48,27 @@ fn live_allows(bins: &Bins, j: &Jumpd, uid: u32, port: u16) -> bool {
     code == 0
 }
 
+/// A jumpd on `cgroup` beside a test's first one, with its own policy and control socket.
+fn second_jumpd(
+    bins: &Bins,
+    policy_dir: &Path,
+    cgroup: &Path,
+    pin_dir: &Path,
+    socket_dir: &Path,
+) -> Command {
+    let mut c = Command::new(&bins.jumpd);
+    c.arg("--policy-dir")
+        .arg(policy_dir)
+        .arg("--cgroup")
+        .arg(cgroup)
+        .arg("--pin-dir")
+        .arg(pin_dir)
+        .arg("--control-socket")
+        .arg(socket_dir.join("b.sock"))
+        .args(["--log-format", "json"]);
+    c
+}
+
 fn loaded_lines(j: &Jumpd) -> Vec<Value> {
     j.lines()
         .into_iter()
@@ -72,16 +93,7 @@ fn a_second_jumpd_on_the_same_cgroup_fails_and_changes_nothing() {
     let second = tempfile::tempdir().unwrap();
     write(second.path(), "p.yaml", &policy(64102, 7001));
     let sock = tempfile::tempdir().unwrap();
-    let out = Command::new(&bins.jumpd)
-        .arg("--policy-dir")
-        .arg(second.path())
-        .arg("--cgroup")
-        .arg(&cg.path)
-        .arg("--pin-dir")
-        .arg(&a.pin_root)
-        .arg("--control-socket")
-        .arg(sock.path().join("b.sock"))
-        .args(["--log-format", "json"])
+    let out = second_jumpd(&bins, second.path(), &cg.path, &a.pin_root, sock.path())
         .output()
         .expect("run a second jumpd");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -132,16 +144,7 @@ fn a_jumpd_refuses_a_cgroup_that_jump_programs_of_other_pins_enforce() {
     let second = tempfile::tempdir().unwrap();
     write(second.path(), "p.yaml", &policy(64102, 7001));
     let sock = tempfile::tempdir().unwrap();
-    let mut b = Command::new(&bins.jumpd)
-        .arg("--policy-dir")
-        .arg(second.path())
-        .arg("--cgroup")
-        .arg(&cg.path)
-        .arg("--pin-dir")
-        .arg(&other_root)
-        .arg("--control-socket")
-        .arg(sock.path().join("b.sock"))
-        .args(["--log-format", "json"])
+    let mut b = second_jumpd(&bins, second.path(), &cg.path, &other_root, sock.path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
