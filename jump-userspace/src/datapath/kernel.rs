@@ -981,7 +981,6 @@ pub fn refuse_other_jump(cgroup: &Path, pin_dir: &Path) -> anyhow::Result<()> {
             ));
         }
     }
-    others.dedup();
     if others.is_empty() {
         return Ok(());
     }
