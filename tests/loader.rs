@@ -153,16 +153,21 @@ fn a_jumpd_refuses_a_cgroup_that_jump_programs_of_other_pins_enforce() {
         b.try_wait().ok().flatten()
     });
     if exited.is_err() {
-        // It started beside the first: stop it and take its set away again before failing.
+        // It started beside the first: stop it and take its set away again, then fail.
         let _ = b.kill();
         let _ = b.wait();
-        let _ = Command::new(&bins.jumpd)
+        let detach = Command::new(&bins.jumpd)
             .arg("--cgroup")
             .arg(&cg.path)
             .arg("--pin-dir")
             .arg(&other_root)
             .args(["--log-format", "json", "--detach"])
             .output();
+        let removed = std::fs::remove_dir_all(&other_root);
+        panic!(
+            "the second jumpd started beside the first instead of refusing \
+             (its set detached: {detach:?}; its pins removed: {removed:?})"
+        );
     }
     let out = b.wait_with_output().expect("the second jumpd's output");
     let exists = other_root.exists();

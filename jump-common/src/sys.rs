@@ -58,6 +58,11 @@ struct ProgQuery {
     revision: u64,
 }
 
+// The sizes the kernel reads (`union bpf_attr` members up to the last field set or zeroed here).
+const _: () = assert!(core::mem::size_of::<LinkCreate>() == 48);
+const _: () = assert!(core::mem::size_of::<ObjPin>() == 24);
+const _: () = assert!(core::mem::size_of::<ProgQuery>() == 64);
+
 fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a live, fully initialised `#[repr(C)]` prefix of `union bpf_attr`, and
     // the size passed is its own; the kernel reads it and writes back only inside it (a
