@@ -280,13 +280,14 @@ fn accepted(ctx: &SkBuffContext, p: &ctx::Packet, has_record: bool) -> bool {
 fn current() -> emit::Origin {
     let uid_gid = bpf_get_current_uid_gid();
     let (login_uid, session_id) = audit_ids();
+    let (pid, comm) = ctx::tgid_comm();
     emit::Origin {
         uid: uid_gid as u32,
         gid: (uid_gid >> 32) as u32,
-        pid: ctx::tgid(),
+        pid,
         login_uid,
         session_id,
-        comm: ctx::comm(),
+        comm,
     }
 }
 

@@ -100,7 +100,8 @@ pub fn write(
     }
     r.uid = uid_gid as u32;
     r.gid = (uid_gid >> 32) as u32;
-    r.pid = crate::ctx::tgid();
+    let (pid, comm) = crate::ctx::tgid_comm();
+    r.pid = pid;
     // The person and session, two `probe_read`s, only where a later judgement of this socket
     // needs them: `identity: person` (egress and revocation narrow by the login uid) or a
     // timed grant (a session-scoped window is matched against the socket's session).
@@ -121,7 +122,7 @@ pub fn write(
     r.dst_addr = dest.addr;
     // A (re)connect changes the destination: the path is checked again at the next packet.
     r.path_ifindex = 0;
-    r.comm = crate::ctx::comm();
+    r.comm = comm;
     // INVARIANT (blank record): the generation is written last, so a packet of this socket
     // sent meanwhile from another thread finds the record blank (no record), never a
     // generation with a uid still 0. The fence keeps the compiler from moving the stores above
