@@ -946,10 +946,6 @@ fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
     }
     check()?;
     if section("journald") {
-        progress(format!(
-            "journald sink: a storm of {} denied sendtos logged to a private journald",
-            plan.storm
-        ));
         report.journald = journal::journald_sink(bins, &plan, &work, &places)?;
     }
 
