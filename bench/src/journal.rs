@@ -6,9 +6,11 @@
 //! entries (its time, and whatever else the storm varied), in the same protocol. The ratio of
 //! the two rates says whether jumpd keeps up with what journald can take.
 //!
-//! journald's own rate varies by a third from one run to the next on a shared machine, so both
-//! are measured in every repetition, in alternating order, each into a fresh journald, and the
-//! ratio is judged by its median.
+//! Both rates are journald's own view: decision entries over the span of their receive times,
+//! so neither side is charged for what precedes its first entry (the storm's client starting,
+//! the sender building its datagrams). journald's rate varies by a third from one run to the
+//! next on a shared machine, so both are measured in every repetition, in alternating order,
+//! each into a fresh journald, and the ratio is judged by its median.
 //!
 //! "On one core": in both measurements the producer (jumpd, or the anchor's sender) and journald
 //! share one CPU (`SINK_CPU`), and during jumpd's the storm's sender runs on another
@@ -17,8 +19,8 @@
 
 use std::{
     fs,
-    io::Read,
-    process::Stdio,
+    io::{BufRead, Read},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -78,6 +80,48 @@ impl Drop for OnCpu {
     }
 }
 
+/// When journald took the first and the last decision entry of `journal` (its receive time,
+/// `__REALTIME_TIMESTAMP`, µs), and how many decision entries lie between: the rate journald
+/// ingested them at, measured the same way for jumpd and for the anchor (each measurement has
+/// a journald of its own). Read without loading every entry: the last through `-n 1`, the
+/// first as the first line of the whole listing, which is then closed.
+fn ingest_span(journal: &Journald) -> anyhow::Result<(u64, u64)> {
+    let dir = journal.root().join("run/log/journal");
+    let listing = |extra: &[&str]| {
+        let mut c = Command::new("journalctl");
+        c.arg("--directory")
+            .arg(&dir)
+            .args([
+                "-o",
+                "json",
+                "--no-pager",
+                "-q",
+                "--output-fields=JUMP_VERDICT",
+            ])
+            .args(extra)
+            .arg("JUMP_VERDICT=deny");
+        c
+    };
+    let stamp = |line: &str| -> anyhow::Result<u64> {
+        let v: Value = serde_json::from_str(line).context("journalctl printed no JSON")?;
+        field(&v, "__REALTIME_TIMESTAMP").context("an entry without __REALTIME_TIMESTAMP")
+    };
+    let out = listing(&["-n", "1"]).output()?;
+    let last = stamp(String::from_utf8_lossy(&out.stdout).trim())?;
+    let mut child = listing(&[]).stdout(Stdio::piped()).spawn()?;
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().context("journalctl's output")?)
+        .read_line(&mut first)?;
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok((stamp(first.trim())?, last))
+}
+
+/// Entries per second over a span of receive times (µs) holding `n` entries.
+fn per_second(n: u64, (first, last): (u64, u64)) -> f64 {
+    n.saturating_sub(1) as f64 / (last.saturating_sub(first) as f64 / 1e6).max(1e-9)
+}
+
 /// A journal entry's field as text (journalctl prints numbers as strings).
 fn field(e: &Value, k: &str) -> Option<u64> {
     e[k].as_str()?.parse().ok()
@@ -119,19 +163,18 @@ pub(super) fn journald_sink(
             None => anchor(bins, &fresh()?, plan.storm, &s, pinned)?,
         };
         shape = Some(s);
-        let per_second = storm.events as f64 / storm.seconds;
         reps.push(JournalRep {
             attempts: storm.attempts,
             events: storm.events,
             held: storm.held,
-            per_second,
+            per_second: storm.per_second,
             cpu_percent: storm.cpu.as_secs_f64() / storm.seconds * 100.0,
             journald_cpu_percent: storm.journald_cpu.as_secs_f64() / storm.seconds * 100.0,
             anchor_entries: plan.storm as u64,
             anchor_per_second: anchor.per_second,
             anchor_cpu_percent: anchor.sender_cpu_percent,
             anchor_journald_cpu_percent: anchor.journald_cpu_percent,
-            ratio: per_second / anchor.per_second,
+            ratio: storm.per_second / anchor.per_second,
             anchor_first: rep % 2 == 1,
         });
     }
@@ -150,6 +193,9 @@ struct Storm {
     /// Decision entries of this jumpd in the journal.
     events: u64,
     held: u64,
+    /// Decision entries per second, as journald took them (`ingest_span`).
+    per_second: f64,
+    /// From the storm's start until jumpd was idle: the span its CPU shares are of.
     seconds: f64,
     cpu: Duration,
     /// journald's CPU time over the same span.
@@ -244,9 +290,11 @@ fn storm(
         .into_iter()
         .filter(|e| e["JUMP_VERDICT"].is_string())
         .collect();
+    let events = entries.len() as u64;
     Ok(Storm {
         attempts: r.ns.len() as u64,
-        events: entries.len() as u64,
+        events,
+        per_second: per_second(events, ingest_span(journal)?),
         held,
         seconds,
         cpu,
@@ -303,6 +351,7 @@ impl Shape {
 
 /// journald's own ingest of `n` entries of `shape` from `jump-bench journal`.
 struct Anchor {
+    /// Entries per second, as journald took them (`ingest_span`).
     per_second: f64,
     /// CPU shares of the sender and of journald while it sent, in percent of its sending time.
     sender_cpu_percent: f64,
@@ -355,8 +404,10 @@ fn anchor(
     })?;
     ensure!(v["ok"] == true, "jump-bench journal: {}", v["error"]);
     let seconds = (v["elapsed_ns"].as_u64().unwrap_or(0) as f64 / 1e9).max(1e-9);
+    // The last few entries may still be in journald's queue when the sender is done.
+    std::thread::sleep(Duration::from_millis(200));
     Ok(Anchor {
-        per_second: n as f64 / seconds,
+        per_second: per_second(n as u64, ingest_span(journal)?),
         sender_cpu_percent: sender_cpu.as_secs_f64() / seconds * 100.0,
         journald_cpu_percent: journald_cpu.as_secs_f64() / seconds * 100.0,
     })
@@ -364,6 +415,12 @@ fn anchor(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rates_count_the_gaps_between_receive_times() {
+        assert_eq!(super::per_second(3, (1_000_000, 2_000_000)), 2.0);
+        assert!(super::per_second(1, (5, 5)) == 0.0, "one entry has no rate");
+    }
+
     #[test]
     fn journal_entries_numbers_are_read_from_text() {
         let e = serde_json::json!({"JUMP_EVENTS_LOST": "12", "JUMP_UID": 5});

@@ -1025,7 +1025,7 @@ impl Report {
     fn journald_markdown(&self, s: &mut String) {
         let Some(j) = &self.journald else { return };
         s.push_str("### journald sink: jumpd vs journald's own ingest of the same entries\n\n");
-        s.push_str("A private journald (volatile, no rate limit), started afresh for every measurement; jumpd and the anchor alternate in order from one repetition to the next, and the ratio is judged by its median over the repetitions. jumpd: a storm of denied sendtos, entries/s = decision entries in the journal ÷ time from the storm's start until jumpd is idle. Anchor: `jump-bench journal` sends the same number of entries shaped as jumpd's (same fields, fresh values of those that change in most of jumpd's entries, same native protocol, one datagram each); entries/s = count ÷ its sending time (journald's socket queue pushes back). \n\n");
+        s.push_str("A private journald (volatile, no rate limit), started afresh for every measurement; jumpd and the anchor alternate in order from one repetition to the next, and the ratio is judged by its median over the repetitions. jumpd: a storm of denied sendtos logged by jumpd. Anchor: `jump-bench journal` sends the same number of entries shaped as jumpd's (same fields, fresh values of those that change in most of jumpd's entries, same native protocol, one datagram each, unconnected as `sd_journal_send` sends). Both rates are journald's: decision entries ÷ the span between the first and the last one's receive time (`__REALTIME_TIMESTAMP`). CPU shares are of the storm's span (storm start until jumpd is idle) and of the anchor's sending time.\n\n");
         s.push_str(&format!(
             "Varied per anchor entry: {}. {}\n\n",
             if j.varying.is_empty() {
