@@ -145,8 +145,8 @@ pub(super) fn journald_sink(
     for rep in 0..plan.reps {
         check()?;
         // Each measurement gets a fresh journald: one that already holds the other side's
-        // entries ingests markedly slower (measured: ×0.57–0.78 with the anchor first, ×0.91–1.13
-        // with jumpd first, in one journald). The order still alternates, for drift.
+        // entries ingests markedly slower (measured in one journald: ×0.57–0.78 with the
+        // anchor first, ×0.91–1.13 with jumpd first). The order still alternates, for drift.
         let fresh = || Journald::start().context("failed to start a private journald");
         let early = match (&shape, rep % 2 == 1) {
             (Some(s), true) => Some(anchor(bins, &fresh()?, plan.storm, s, pinned)?),

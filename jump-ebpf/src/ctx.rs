@@ -213,8 +213,8 @@ pub fn tgid_comm() -> (u32, [u8; 16]) {
 
 /// The audit login uid and session of the current task: the person behind `sudo`/`su`. Two
 /// `probe_read`s: called only where an event is built, or where a decision needs the person.
-/// (Not loads through the task pointer as in `tgid_comm`: inlined into the time-window loop, those made
-/// egress too complex for the verifier.)
+/// (Not loads through the task pointer as in `tgid_comm`: inlined into the time-window loop,
+/// those made egress too complex for the verifier.)
 pub fn audit_ids() -> (u32, u32) {
     let (lo, so) = (LOGINUID_OFFSET.load(), SESSIONID_OFFSET.load());
     if lo == 0 || so == 0 {
