@@ -267,7 +267,8 @@ fn jumpctl_status(w: &World) -> serde_json::Value {
 }
 
 /// Item 6: root rewrites pinned map values while jumpd runs — the active slot's default action
-/// and log mode (open everything, log nothing), then a user's entry. jumpd notices within its
+/// and log mode (open everything, log nothing), then a user's entry (in the index array the
+/// programs read, then in `JUMP_USERS`). jumpd notices within its
 /// check period, says so at once as a crit alarm with its own MESSAGE_ID, shows it in
 /// `jumpctl status`, and writes its image back, after which the refusals hold again.
 #[test]
@@ -279,7 +280,7 @@ fn rewritten_maps_are_detected_reported_and_restored() {
     const TAMPERED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80a";
     let w = World::new(&[]);
     let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&w.cg.path).expect("cgroup"));
-    let maps = w.jumpd().pin_root.join(format!("v4/cgroup-{ino}/maps"));
+    let maps = w.jumpd().pin_root.join(format!("v5/cgroup-{ino}/maps"));
     w.refused(B, "tcp", &format!("{INTERNET_V4}:7000"));
     w.ok(A, "tcp", &format!("{INTERNAL_V4}:7000"));
 
@@ -330,17 +331,39 @@ fn rewritten_maps_are_detected_reported_and_restored() {
     });
     w.ok(A, "tcp", &format!("{INTERNAL_V4}:7000"));
 
-    // 2. A user's entry: B takes A's profile (A's grants).
+    // 2. A user's entry where the programs read it (uids below 65,536: the index array): B
+    // takes A's profile (A's grants).
+    let slot_no = u32::from_ne_bytes(slot[..4].try_into().expect("4 bytes"));
+    let index_of = |uid: u32| (slot_no * 65_536 + uid).to_ne_bytes();
+    let a_entry = map_value(&maps.join("JUMP_UID_INDEX"), &index_of(A));
+    assert_ne!(a_entry, [0; 8], "A is listed in the index");
+    map_update(&maps.join("JUMP_UID_INDEX"), &index_of(B), &a_entry);
+    w.jumpd().wait_line("the second alarm", |l| {
+        l["message_id"] == TAMPERED
+            && l["jump_tampered"]
+                .as_str()
+                .is_some_and(|t| t.contains("JUMP_UID_INDEX: 0 changed, 0 removed, 1 added"))
+    });
+    assert_eq!(jumpctl_status(&w)["counters"]["maps_tampered"], 2);
+    assert_eq!(
+        map_value(&maps.join("JUMP_UID_INDEX"), &index_of(B)),
+        [0; 8],
+        "B's entry is unlisted again"
+    );
+    w.refused(B, "tcp", &format!("{INTERNAL_V4}:7000"));
+    w.ok(A, "tcp", &format!("{INTERNAL_V4}:7000"));
+
+    // The same in `JUMP_USERS`, which keeps every listed uid: noticed and removed as well.
     let key_of = |uid: u32| [&slot[..], &uid.to_ne_bytes()[..]].concat();
     let a_profile = map_value(&maps.join("JUMP_USERS"), &key_of(A));
     map_update(&maps.join("JUMP_USERS"), &key_of(B), &a_profile);
-    w.jumpd().wait_line("the second alarm", |l| {
+    w.jumpd().wait_line("the users alarm", |l| {
         l["message_id"] == TAMPERED
             && l["jump_tampered"]
                 .as_str()
                 .is_some_and(|t| t.contains("JUMP_USERS: 0 changed, 0 removed, 1 added"))
     });
-    assert_eq!(jumpctl_status(&w)["counters"]["maps_tampered"], 2);
+    assert_eq!(jumpctl_status(&w)["counters"]["maps_tampered"], 3);
     w.refused(B, "tcp", &format!("{INTERNAL_V4}:7000"));
     w.ok(A, "tcp", &format!("{INTERNAL_V4}:7000"));
 
@@ -435,7 +458,7 @@ fn the_tampering_alarm_is_a_crit_journal_entry() {
         text(e, "MESSAGE").is_some_and(|m| m.starts_with("jumpd ready"))
     });
     let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&w.cg.path).expect("cgroup"));
-    let maps = pin_root.join(format!("v4/cgroup-{ino}/maps"));
+    let maps = pin_root.join(format!("v5/cgroup-{ino}/maps"));
     let slot = map_value(&maps.join("JUMP_ACTIVE"), &[0, 0, 0, 0]);
     let mut config = map_value(&maps.join("JUMP_SLOTS"), &slot);
     config[8] = 1;

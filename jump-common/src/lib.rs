@@ -22,6 +22,7 @@ pub mod maps {
     pub const ACTIVE: &str = "JUMP_ACTIVE";
     pub const SLOTS: &str = "JUMP_SLOTS";
     pub const USERS: &str = "JUMP_USERS";
+    pub const UID_INDEX: &str = "JUMP_UID_INDEX";
     pub const DESTS: &str = "JUMP_DESTS";
     pub const PORTS: &str = "JUMP_PORTS";
     pub const WINDOWS: &str = "JUMP_WINDOWS";
@@ -73,6 +74,25 @@ pub struct UserKey {
 }
 pub const ANY_UID: u32 = u32::MAX;
 
+/// Uids below this are looked up in `JUMP_UID_INDEX`, an array indexed by
+/// `slot * UID_DIRECT + uid` (`uid_index`), instead of hashing into `JUMP_USERS`: the
+/// decision's first lookup becomes an address computation the verifier inlines. Most hosts'
+/// users (local accounts) are below it; a directory's larger uids, subordinate uids and
+/// `ANY_UID` stay in the hash.
+///
+/// INVARIANT (uid index): for a uid below `UID_DIRECT`, `JUMP_UID_INDEX` alone decides which
+/// profile it has: its entry is the uid's `JUMP_USERS` value with `profile_flags::LISTED`
+/// added, and a zeroed entry (no `LISTED`) means not listed. `JUMP_USERS` keeps every listed
+/// uid all the same (what `jumpctl` and the tests read); jumpd writes both from one image and
+/// verifies both (`datapath::integrity`).
+pub const UID_DIRECT: u32 = 65_536;
+
+/// The entry of `uid` in `JUMP_UID_INDEX` for `slot`, if the uid is below `UID_DIRECT`.
+#[inline(always)]
+pub fn uid_index(slot: u32, uid: u32) -> Option<u32> {
+    (uid < UID_DIRECT).then_some(slot * UID_DIRECT + uid)
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct UserValue {
@@ -87,6 +107,9 @@ pub mod profile_flags {
     /// The profile has an `icmp` grant somewhere: ping sockets and raw sockets may be created
     /// (the egress backstop then decides each packet).
     pub const ICMP: u32 = 1;
+    /// Set on every entry of `JUMP_UID_INDEX` that holds a listed uid (INVARIANT uid index);
+    /// never in `JUMP_USERS`.
+    pub const LISTED: u32 = 1 << 31;
 }
 
 /// The class bit of listen grants in `JUMP_PORTS`: `LISTEN_CLASS | profile` holds the ports a

@@ -2,12 +2,15 @@
 //! creating a cgroup `bpf_link` and pinning it (aya attaches `cgroup/setsockopt` with a link it
 //! cannot hand out as a pinnable `FdLink`, so that one link is made and pinned here, and
 //! enforcement of socket options outlives jumpd like every other hook's), and listing the
-//! programs attached to a cgroup (aya queries only device cgroups).
+//! programs attached to a cgroup (aya queries only device cgroups); and the memory of an
+//! array map created with `BPF_F_MMAPABLE` (`MappedArray`: `JUMP_UID_INDEX`, whose 131,072
+//! entries jumpd reads back every few seconds, would otherwise take a syscall each).
 
 use std::{
     ffi::CStr,
     io,
     os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+    ptr::NonNull,
     vec::Vec,
 };
 
@@ -138,4 +141,87 @@ pub fn cgroup_program_ids(cgroup: BorrowedFd<'_>, attach_type: u32) -> io::Resul
 fn fd_u32(fd: BorrowedFd<'_>) -> u32 {
     // An open descriptor is never negative.
     fd.as_raw_fd().unsigned_abs()
+}
+
+/// The memory of a `BPF_F_MMAPABLE` array map of `len` entries of `T`, shared with the kernel:
+/// reads and writes go straight to the map's values, without a syscall.
+///
+/// INVARIANT (mapped array): `ptr` maps `len * size_of::<T>()` bytes of the map's values,
+/// readable and writable, for as long as this value lives (the mapping holds the map), and
+/// `size_of::<T>()` is a multiple of 8, the kernel's array entry stride.
+pub struct MappedArray<T> {
+    ptr: NonNull<T>,
+    len: usize,
+}
+
+impl<T: aya::Pod> MappedArray<T> {
+    /// Maps the values of the array map `fd`, which must have `len` entries of `T` and have
+    /// been created with `BPF_F_MMAPABLE` (the kernel refuses the mapping otherwise).
+    pub fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<Self> {
+        let size = core::mem::size_of::<T>();
+        if size == 0 || !size.is_multiple_of(8) {
+            return Err(io::Error::other(
+                "entries of a mapped array must be 8-byte multiples",
+            ));
+        }
+        let bytes = len
+            .checked_mul(size)
+            .ok_or_else(|| io::Error::other("mapped array too large"))?;
+        // SAFETY: a new shared mapping of the map's fd at offset 0, no larger than its values
+        // (the kernel checks the length against the map and fails otherwise); nothing aliases
+        // it in this process until it is wrapped below.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast::<T>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(Self { ptr, len })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Entry `i`; `None` past the end.
+    pub fn get(&self, i: usize) -> Option<T> {
+        // SAFETY: in bounds of the mapping (INVARIANT mapped array), aligned (page-aligned
+        // base, 8-byte stride), and any bit pattern is a `T` (`Pod`). Volatile: the kernel and
+        // other processes (a tamperer) may write it at any time.
+        (i < self.len).then(|| unsafe { self.ptr.as_ptr().add(i).read_volatile() })
+    }
+
+    /// Writes entry `i`; false past the end.
+    pub fn set(&mut self, i: usize, value: T) -> bool {
+        if i >= self.len {
+            return false;
+        }
+        // SAFETY: as in `get`; the mapping is writable.
+        unsafe { self.ptr.as_ptr().add(i).write_volatile(value) };
+        true
+    }
+}
+
+impl<T> Drop for MappedArray<T> {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, of this size, not used after this.
+        unsafe {
+            libc::munmap(
+                self.ptr.as_ptr().cast(),
+                self.len * core::mem::size_of::<T>(),
+            );
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! Precedence, in the order the code below tags it:
 //! 1. No policy image is active (generation 0): deny. The daemon fills a slot before it attaches,
 //!    so this only guards against a half-initialised pin directory.
-//! 2. The uid's own profile; else, for a subordinate uid (`/etc/subuid`, `subuid.rs`), its
+//! 2. The uid's own profile (below `UID_DIRECT` from `JUMP_UID_INDEX`, else `JUMP_USERS`); else, for a subordinate uid (`/etc/subuid`, `subuid.rs`), its
 //!    owner's profile, and the decision is made and logged as the owner; else the profile for
 //!    every uid (`ANY_UID`).
 //! 3. The longest destination prefix of that profile gives the destination class. Before it
@@ -29,14 +29,17 @@
 
 use aya_ebpf::{helpers::generated::bpf_ktime_get_tai_ns, maps::lpm_trie::Key};
 use jump_common::{
-    action, DestKey, ExactKey, PortKey, SlotConfig, UserKey, UserValue, Window, ANY_UID,
+    action, profile_flags, uid_index, DestKey, ExactKey, PortKey, SlotConfig, UserKey, UserValue, Window, ANY_UID,
     DEST_FIXED_BITS, LISTEN_CLASS, MAX_CANDIDATES, MAX_INTERVALS, MAX_WINDOWS, PORT_FIXED_BITS,
     WINDOW_ALWAYS,
 };
 
 use crate::{
     ctx::Dest,
-    maps::{self, JUMP_ACTIVE, JUMP_DESTS, JUMP_PORTS, JUMP_SLOTS, JUMP_USERS, JUMP_WINDOWS},
+    maps::{
+        self, JUMP_ACTIVE, JUMP_DESTS, JUMP_PORTS, JUMP_SLOTS, JUMP_UID_INDEX, JUMP_USERS,
+        JUMP_WINDOWS,
+    },
     person::{session_holds, SESSION_CURRENT},
     subuid,
 };
@@ -105,31 +108,19 @@ impl Active {
 
     // (2)
     fn user(&mut self) -> Option<UserValue> {
-        let p = match JUMP_USERS.get_ptr(UserKey {
-            slot: self.slot,
-            uid: self.uid,
-        }) {
-            Some(p) => p,
-            None => {
-                let owned = match subuid::owner(self.slot, self.uid) {
-                    Some(owner) => {
-                        self.uid = owner;
-                        JUMP_USERS.get_ptr(UserKey {
-                            slot: self.slot,
-                            uid: owner,
-                        })
-                    }
-                    None => None,
-                };
-                match owned {
-                    Some(p) => p,
-                    None => JUMP_USERS.get_ptr(UserKey {
-                        slot: self.slot,
-                        uid: ANY_UID,
-                    })?,
-                }
+        if let Some(v) = profile_of(self.slot, self.uid) {
+            return Some(v);
+        }
+        if let Some(owner) = subuid::owner(self.slot, self.uid) {
+            self.uid = owner;
+            if let Some(v) = profile_of(self.slot, owner) {
+                return Some(v);
             }
-        };
+        }
+        let p = JUMP_USERS.get_ptr(UserKey {
+            slot: self.slot,
+            uid: ANY_UID,
+        })?;
         // SAFETY: a non-null pointer into a map value, valid for the rest of this program run.
         Some(unsafe { *p })
     }
@@ -172,6 +163,26 @@ impl Active {
     }
 }
 
+/// The profile `uid` is listed with in `slot`: below `UID_DIRECT` from the index array (an
+/// inlined address computation), else from the hash.
+#[inline(always)]
+fn profile_of(slot: u32, uid: u32) -> Option<UserValue> {
+    match uid_index(slot, uid) {
+        // `LISTED` only marks the entry: the value returned is the uid's `JUMP_USERS` value.
+        Some(i) => JUMP_UID_INDEX
+            .get(i)
+            .filter(|v| v.flags & profile_flags::LISTED != 0)
+            .map(|v| UserValue {
+                profile: v.profile,
+                flags: v.flags & !profile_flags::LISTED,
+            }),
+        // SAFETY: a non-null pointer into a map value, read at once.
+        None => JUMP_USERS
+            .get_ptr(UserKey { slot, uid })
+            .map(|p| unsafe { *p }),
+    }
+}
+
 /// Fail closed when no policy is active.
 fn unloaded(uid: u32) -> Decision {
     Decision {
@@ -194,7 +205,26 @@ pub fn decide(uid: u32, dest: &Dest) -> Decision {
 }
 
 /// `decide`, with session-scoped windows matched against `session` (egress: the socket's).
+#[inline(always)]
 pub fn decide_in(uid: u32, session: u32, dest: &Dest) -> Decision {
+    let mut d = unloaded(uid);
+    // The result is used, so the compiler keeps it (and r0 set) rather than drop it.
+    let action = decide_into(uid, session, dest, &mut d);
+    Decision { action, ..d }
+}
+
+/// `decide_in` as one subprogram, which writes the decision to `out` and returns its action.
+/// Returning the decision itself left the caller's stack pointer (the hidden result pointer)
+/// in r0 at exit on some paths, and the verifier refuses a subprogram that returns a stack
+/// pointer; a scalar result sets r0 on every path.
+#[inline(never)]
+fn decide_into(uid: u32, session: u32, dest: &Dest, out: &mut Decision) -> u8 {
+    *out = decision(uid, session, dest);
+    out.action
+}
+
+#[inline(always)]
+fn decision(uid: u32, session: u32, dest: &Dest) -> Decision {
     let Some(mut a) = Active::get_in(uid, session) else {
         return unloaded(uid);
     };

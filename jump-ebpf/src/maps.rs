@@ -8,6 +8,9 @@ const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
 // Entries allocated as written rather than all up front: `JUMP_EXACT` is sized for the largest
 // policy, and most use a fraction of it. Lookups cost the same.
 const BPF_F_NO_PREALLOC: u32 = 1;
+// An array jumpd maps into its memory (`jump_common::sys::MappedArray`): it reads all of it
+// back every few seconds to find rewrites.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 use aya_ebpf::{
     btf_maps::SkStorage,
@@ -19,7 +22,7 @@ use jump_common::{
     RateState, RuleTableChunk, SlotConfig, SockRecord, SubuidKey, SubuidValue, UidHeld, UidSketch,
     UserKey, UserValue, ViaKey, ViaSet, Window, EVENTS_BYTES, HIT_COUNTED_RULES, MAX_DESTS,
     MAX_EXACT, MAX_LOCAL_ADDRS, MAX_PORTS, MAX_SUBUID_BLOCKS, MAX_USERS, MAX_VIA_RULES,
-    MAX_WINDOWS, OWNER_SOCKETS, RATE_KEYS, RULE_TABLE_CHUNKS, SLOT_COUNT, UID_HELD_ENTRIES,
+    MAX_WINDOWS, OWNER_SOCKETS, RATE_KEYS, RULE_TABLE_CHUNKS, SLOT_COUNT, UID_DIRECT, UID_HELD_ENTRIES,
 };
 
 // Every map is pinned by name (under the daemon's pin directory) so that enforcement, policy and
@@ -34,6 +37,11 @@ pub static JUMP_SLOTS: Array<SlotConfig> = Array::pinned(SLOT_COUNT, 0);
 
 #[map]
 pub static JUMP_USERS: HashMap<UserKey, UserValue> = HashMap::pinned(MAX_USERS * SLOT_COUNT, 0);
+
+/// The profiles of uids below `UID_DIRECT`, by `uid_index` (INVARIANT uid index).
+#[map]
+pub static JUMP_UID_INDEX: Array<UserValue> =
+    Array::pinned(UID_DIRECT * SLOT_COUNT, BPF_F_MMAPABLE);
 
 #[map]
 pub static JUMP_DESTS: LpmTrie<DestKey, DestValue> = LpmTrie::pinned(MAX_DESTS * SLOT_COUNT, 0);

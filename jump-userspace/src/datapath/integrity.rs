@@ -5,7 +5,7 @@
 //! writing.
 //!
 //! Owned (compared): `JUMP_ACTIVE`, the active slot's `JUMP_SLOTS` entry, `JUMP_LIMITS`, every
-//! entry of `JUMP_USERS`, `JUMP_DESTS`, `JUMP_PORTS`, `JUMP_EXACT` and `JUMP_SUBUIDS` (an entry
+//! entry of `JUMP_USERS`, `JUMP_UID_INDEX` (its non-zero entries), `JUMP_DESTS`, `JUMP_PORTS`, `JUMP_EXACT` and `JUMP_SUBUIDS` (an entry
 //! of the inactive slot is extra: a reload empties it), the time windows the image uses, and the
 //! host's addresses and namespace for the source check (`JUMP_LOCAL_ADDRS`, `JUMP_HOST_NETNS`,
 //! compared in `Kernel::verify`). Not
@@ -35,6 +35,8 @@ pub struct ReadBack {
     pub config: SlotConfig,
     pub limits: Limits,
     pub users: Vec<(UserKey, UserValue)>,
+    /// The non-zero entries of `JUMP_UID_INDEX`, both slots, by the uid each is at.
+    pub uid_index: Vec<(UserKey, UserValue)>,
     pub dests: Vec<(u32, DestKey, DestValue)>,
     pub ports: Vec<(u32, PortKey, PortValue)>,
     pub exact: Vec<(ExactKey, ExactValue)>,
@@ -145,6 +147,10 @@ pub fn compare(w: &Written, limits: &Limits, r: &ReadBack) -> Vec<String> {
         &diff_entries(w.image.users.clone(), r.users.clone()),
     ));
     out.extend(describe(
+        maps::UID_INDEX,
+        &diff_entries(w.image.uid_index(), r.uid_index.clone()),
+    ));
+    out.extend(describe(
         maps::DESTS,
         &diff_entries(split(w.image.dests.clone()), split(r.dests.clone())),
     ));
@@ -194,6 +200,7 @@ mod tests {
             config: w.image.config,
             limits,
             users: w.image.users.clone(),
+            uid_index: w.image.uid_index(),
             dests: w.image.dests.clone(),
             ports: w.image.ports.clone(),
             exact: w.image.exact.clone(),
@@ -224,6 +231,7 @@ mod tests {
         r.limits.burst = 0;
         r.users[0].1.profile = 9;
         r.users.push((UserKey { slot: 0, uid: 1 }, r.users[0].1));
+        r.uid_index[0].1.profile = 9;
         let got = compare(&w, &l, &r);
         assert_eq!(
             got,
@@ -232,6 +240,7 @@ mod tests {
                 "JUMP_SLOTS[1]: generation 7, default action 1, log mode 0; jumpd wrote generation 7, default action 0, log mode 0".into(),
                 "JUMP_LIMITS: window 1000000000 ns, burst 0, per-uid burst 50 per 20000000 ns; jumpd wrote window 1000000000 ns, burst 5, per-uid burst 50 per 20000000 ns".into(),
                 "JUMP_USERS: 1 changed, 0 removed, 1 added (e.g. changed UserKey { slot: 1, uid: 64001 })".into(),
+                "JUMP_UID_INDEX: 1 changed, 0 removed, 0 added (e.g. changed UserKey { slot: 1, uid: 64001 })".into(),
             ]
         );
     }

@@ -28,9 +28,10 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use jump_common::{
-    counter, maps, rule_hit_index, DestKey, DestValue, ExactKey, ExactValue, Limits, PortKey,
-    PortValue, RuleTableChunk, SlotConfig, SubuidKey, SubuidValue, UidHeld, UidSketch, UserKey,
-    UserValue, ViaKey, ViaSet, Window, HIT_COUNTED_RULES, RULE_TABLE_CHUNK, RULE_TABLE_CHUNKS,
+    counter, maps, rule_hit_index, sys::MappedArray, uid_index, DestKey, DestValue, ExactKey,
+    ExactValue, Limits, PortKey, PortValue, RuleTableChunk, SlotConfig, SubuidKey, SubuidValue,
+    UidHeld, UidSketch, UserKey, UserValue, ViaKey, ViaSet, Window, HIT_COUNTED_RULES,
+    RULE_TABLE_CHUNK, RULE_TABLE_CHUNKS, SLOT_COUNT, UID_DIRECT,
 };
 use nix::time::{clock_gettime, ClockId};
 
@@ -39,6 +40,12 @@ use super::{
     Datapath, HeldSnapshot, SlotImage,
 };
 use crate::compile::image::MapImage;
+
+/// An entry of `JUMP_UID_INDEX` for a uid not listed (INVARIANT uid index).
+const UNLISTED: UserValue = UserValue {
+    profile: 0,
+    flags: 0,
+};
 
 /// The object `cargo xtask build` produced, embedded by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/jump.bpf.o"));
@@ -79,6 +86,8 @@ pub struct KernelOptions {
 
 pub struct Kernel {
     ebpf: Ebpf,
+    /// `JUMP_UID_INDEX`'s values, mapped into memory: written and read back without syscalls.
+    uid_index: MappedArray<UserValue>,
     pin_dir: PathBuf,
     tai_offset_ns: i64,
     attached: Vec<(String, PathBuf)>,
@@ -151,8 +160,19 @@ impl Kernel {
                 None
             }
         };
+        let uid_index = match ebpf.map(maps::UID_INDEX) {
+            Some(aya::maps::Map::Array(m)) => {
+                MappedArray::new(m.fd().as_fd(), (UID_DIRECT * SLOT_COUNT) as usize)
+                    .with_context(|| format!("failed to map `{}`", maps::UID_INDEX))?
+            }
+            _ => bail!(
+                "array map `{}` missing from the eBPF object",
+                maps::UID_INDEX
+            ),
+        };
         let mut kernel = Self {
             ebpf,
+            uid_index,
             pin_dir: opts.pin_dir.clone(),
             tai_offset_ns: tai_offset_ns()?,
             attached: Vec::new(),
@@ -478,6 +498,28 @@ impl Kernel {
             .ok_or_else(|| anyhow!("map `{name}` missing from the eBPF object"))
     }
 
+    /// Writes the `JUMP_UID_INDEX` entry of `k` (a uid below `UID_DIRECT`).
+    fn set_uid_index(&mut self, k: UserKey, v: UserValue) {
+        if let Some(i) = uid_index(k.slot, k.uid) {
+            self.uid_index.set(i as usize, v);
+        }
+    }
+
+    /// The non-zero entries of `JUMP_UID_INDEX`, by the uid each is at.
+    fn uid_index_entries(&self) -> Vec<(UserKey, UserValue)> {
+        (0..self.uid_index.len())
+            .filter_map(|i| {
+                let v = self.uid_index.get(i).filter(|v| *v != UNLISTED)?;
+                let i = i as u32;
+                let k = UserKey {
+                    slot: i / UID_DIRECT,
+                    uid: i % UID_DIRECT,
+                };
+                Some((k, v))
+            })
+            .collect()
+    }
+
     fn active_slot(&self) -> anyhow::Result<u32> {
         let active: Array<_, u32> = Array::try_from(self.map(maps::ACTIVE)?)?;
         Ok(active.get(&0, 0)?)
@@ -493,6 +535,12 @@ impl Kernel {
     /// Removes every entry of `slot`. The keys are found by scanning, since a previous jumpd
     /// may have written them.
     fn clear(&mut self, slot: u32) -> anyhow::Result<()> {
+        let range = slot * UID_DIRECT..(slot + 1) * UID_DIRECT;
+        for i in range.map(|i| i as usize) {
+            if self.uid_index.get(i) != Some(UNLISTED) {
+                self.uid_index.set(i, UNLISTED);
+            }
+        }
         let mut users: HashMap<_, UserKey, UserValue> =
             HashMap::try_from(self.map_mut(maps::USERS)?)?;
         let stale: Vec<UserKey> = users
@@ -558,6 +606,9 @@ impl Kernel {
     /// Removes the entries of image `s` (in its slot), as `write` wrote them. An entry that is
     /// already gone is no error: the goal is that none is left.
     fn remove_written(&mut self, s: &SlotImage) -> anyhow::Result<()> {
+        for (k, _) in s.uid_index() {
+            self.set_uid_index(k, UNLISTED);
+        }
         let mut users: HashMap<_, UserKey, UserValue> =
             HashMap::try_from(self.map_mut(maps::USERS)?)?;
         for (k, _) in &s.users {
@@ -591,6 +642,9 @@ impl Kernel {
     }
 
     fn write(&mut self, slot: u32, s: &SlotImage) -> anyhow::Result<()> {
+        for (k, v) in s.uid_index() {
+            self.set_uid_index(k, v);
+        }
         let mut users: HashMap<_, UserKey, UserValue> =
             HashMap::try_from(self.map_mut(maps::USERS)?)?;
         for (k, v) in &s.users {
@@ -758,6 +812,7 @@ impl Kernel {
             config: slots.get(&w.slot, 0)?,
             limits: limits.get(&0, 0)?,
             users: users.iter().collect::<Result<_, _>>()?,
+            uid_index: self.uid_index_entries(),
             dests: self.lpm_entries::<DestKey, DestValue>(maps::DESTS)?,
             ports: self.lpm_entries::<PortKey, PortValue>(maps::PORTS)?,
             exact: exact.iter().collect::<Result<_, _>>()?,
@@ -830,6 +885,15 @@ impl Kernel {
         let rewrite: std::collections::BTreeSet<_> = d.changed.iter().chain(&d.missing).collect();
         for (k, v) in w.image.users.iter().filter(|(k, _)| rewrite.contains(k)) {
             users.insert(k, v, 0)?;
+        }
+        let want = w.image.uid_index();
+        let d = integrity::diff_entries(want.clone(), r.uid_index);
+        for k in d.extra {
+            self.set_uid_index(k, UNLISTED);
+        }
+        let rewrite: std::collections::BTreeSet<_> = d.changed.iter().chain(&d.missing).collect();
+        for (k, v) in want.into_iter().filter(|(k, _)| rewrite.contains(k)) {
+            self.set_uid_index(k, v);
         }
         let mut exact: HashMap<_, ExactKey, ExactValue> =
             HashMap::try_from(self.map_mut(maps::EXACT)?)?;

@@ -8,7 +8,7 @@ use jump_common::{
     action, profile_flags, proto, Candidate, DestKey, DestValue, ExactKey, ExactValue, PortKey,
     PortValue, SlotConfig, SubuidKey, SubuidValue, UserKey, UserValue, ViaKey, ViaSet, Window,
     DEST_FIXED_BITS, MAX_CANDIDATES, MAX_DESTS, MAX_INTERVALS, MAX_PORTS, MAX_SUBUID_BLOCKS,
-    MAX_USERS, MAX_VIA_INTERFACES, MAX_WINDOWS, PORT_FIXED_BITS, SUBUID_FIXED_BITS,
+    MAX_USERS, MAX_VIA_INTERFACES, MAX_WINDOWS, PORT_FIXED_BITS, SUBUID_FIXED_BITS, UID_DIRECT,
 };
 
 use crate::compile::image::MapImage;
@@ -213,6 +213,20 @@ impl SlotImage {
             subuids,
         })
     }
+
+    /// `JUMP_UID_INDEX`'s entries for this image: every listed uid below `UID_DIRECT`, with
+    /// its `JUMP_USERS` value marked `LISTED` (INVARIANT uid index), in key order; its array
+    /// index is `jump_common::uid_index(slot, uid)`. The rest of the slot's range is zero.
+    pub fn uid_index(&self) -> Vec<(UserKey, UserValue)> {
+        self.users
+            .iter()
+            .filter(|(k, _)| k.uid < UID_DIRECT)
+            .map(|(k, v)| {
+                let flags = v.flags | profile_flags::LISTED;
+                (*k, UserValue { flags, ..*v })
+            })
+            .collect()
+    }
 }
 
 /// Per profile, what `sock_create` lets it open: a profile that may send ICMP beyond loopback (an
@@ -250,6 +264,7 @@ fn shift(t: u64, offset: i64) -> u64 {
 mod tests {
     use super::*;
     use crate::compile::image::{DestEntry, PortEntry};
+    use jump_common::ANY_UID;
 
     #[test]
     fn ipv4_networks_are_written_ipv4_mapped() {
@@ -418,6 +433,42 @@ mod tests {
             flags,
             [(1000, profile_flags::ICMP), (1001, 0)],
             "a deny-only icmp entry grants nothing"
+        );
+    }
+
+    #[test]
+    fn uids_below_the_direct_range_are_indexed_by_slot_and_uid() {
+        let image = MapImage {
+            users: [
+                (0, 3),
+                (1000, 4),
+                (UID_DIRECT - 1, 5),
+                (UID_DIRECT, 6),
+                (ANY_UID, 7),
+            ]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        let s = SlotImage::build(&image, 1, 1, 0).unwrap();
+        assert_eq!(s.users.len(), 5, "JUMP_USERS keeps every uid");
+        let listed = |profile| UserValue {
+            profile,
+            flags: profile_flags::LISTED,
+        };
+        let index: Vec<_> = s
+            .uid_index()
+            .into_iter()
+            .map(|(k, v)| (jump_common::uid_index(k.slot, k.uid), v))
+            .collect();
+        assert_eq!(
+            index,
+            [
+                (Some(UID_DIRECT), listed(3)),
+                (Some(UID_DIRECT + 1000), listed(4)),
+                (Some(2 * UID_DIRECT - 1), listed(5)),
+            ],
+            "slot 1's range, uids below UID_DIRECT only, each marked listed"
         );
     }
 
