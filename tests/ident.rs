@@ -252,6 +252,19 @@ fn map_update(map: &Path, key: &[u8], value: &[u8]) {
     bpftool(&args.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
+/// The MESSAGE_ID of jumpd's alarm that its maps were rewritten.
+const TAMPERED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80a";
+
+/// Waits for jumpd's tampering alarm whose `JUMP_TAMPERED` names `what`, and returns it.
+fn tamper_alarm(w: &World, name: &str, what: &str) -> serde_json::Value {
+    w.jumpd().wait_line(name, |l| {
+        l["message_id"] == TAMPERED
+            && l["jump_tampered"]
+                .as_str()
+                .is_some_and(|t| t.contains(what))
+    })
+}
+
 fn jumpctl_status(w: &World) -> serde_json::Value {
     let out = Command::new(&w.bins.jumpctl)
         .args(["status", "--json"])
@@ -277,7 +290,6 @@ fn rewritten_maps_are_detected_reported_and_restored() {
         return;
     }
     const B: u32 = 64002;
-    const TAMPERED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80a";
     let w = World::new(&[]);
     let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&w.cg.path).expect("cgroup"));
     let maps = w.jumpd().pin_root.join(format!("v5/cgroup-{ino}/maps"));
@@ -296,12 +308,7 @@ fn rewritten_maps_are_detected_reported_and_restored() {
     config[8] = 1;
     config[9] = 0;
     map_update(&maps.join("JUMP_SLOTS"), &slot, &config);
-    let alarm = w.jumpd().wait_line("the tampering alarm", |l| {
-        l["message_id"] == TAMPERED
-            && l["jump_tampered"]
-                .as_str()
-                .is_some_and(|t| t.contains("JUMP_SLOTS"))
-    });
+    let alarm = tamper_alarm(&w, "the tampering alarm", "JUMP_SLOTS");
     assert_eq!(
         alarm["level"], "ERROR",
         "journald PRIORITY 2 under journald: {alarm}"
@@ -338,12 +345,11 @@ fn rewritten_maps_are_detected_reported_and_restored() {
     let a_entry = map_value(&maps.join("JUMP_UID_INDEX"), &index_of(A));
     assert_ne!(a_entry, [0; 8], "A is listed in the index");
     map_update(&maps.join("JUMP_UID_INDEX"), &index_of(B), &a_entry);
-    w.jumpd().wait_line("the second alarm", |l| {
-        l["message_id"] == TAMPERED
-            && l["jump_tampered"]
-                .as_str()
-                .is_some_and(|t| t.contains("JUMP_UID_INDEX: 0 changed, 0 removed, 1 added"))
-    });
+    tamper_alarm(
+        &w,
+        "the second alarm",
+        "JUMP_UID_INDEX: 0 changed, 0 removed, 1 added",
+    );
     assert_eq!(jumpctl_status(&w)["counters"]["maps_tampered"], 2);
     assert_eq!(
         map_value(&maps.join("JUMP_UID_INDEX"), &index_of(B)),
@@ -357,12 +363,11 @@ fn rewritten_maps_are_detected_reported_and_restored() {
     let key_of = |uid: u32| [&slot[..], &uid.to_ne_bytes()[..]].concat();
     let a_profile = map_value(&maps.join("JUMP_USERS"), &key_of(A));
     map_update(&maps.join("JUMP_USERS"), &key_of(B), &a_profile);
-    w.jumpd().wait_line("the users alarm", |l| {
-        l["message_id"] == TAMPERED
-            && l["jump_tampered"]
-                .as_str()
-                .is_some_and(|t| t.contains("JUMP_USERS: 0 changed, 0 removed, 1 added"))
-    });
+    tamper_alarm(
+        &w,
+        "the users alarm",
+        "JUMP_USERS: 0 changed, 0 removed, 1 added",
+    );
     assert_eq!(jumpctl_status(&w)["counters"]["maps_tampered"], 3);
     w.refused(B, "tcp", &format!("{INTERNAL_V4}:7000"));
     w.ok(A, "tcp", &format!("{INTERNAL_V4}:7000"));
@@ -375,12 +380,11 @@ fn rewritten_maps_are_detected_reported_and_restored() {
         .to_vec();
     let addrs = maps.join("JUMP_LOCAL_ADDRS");
     map_update(&addrs, &spoofed, &2u32.to_ne_bytes());
-    w.jumpd().wait_line("the third alarm", |l| {
-        l["message_id"] == TAMPERED
-            && l["jump_tampered"]
-                .as_str()
-                .is_some_and(|t| t.contains("JUMP_LOCAL_ADDRS: 0 changed, 0 removed, 1 added"))
-    });
+    tamper_alarm(
+        &w,
+        "the third alarm",
+        "JUMP_LOCAL_ADDRS: 0 changed, 0 removed, 1 added",
+    );
     let mut lookup = vec![
         "map",
         "lookup",
@@ -464,7 +468,7 @@ fn the_tampering_alarm_is_a_crit_journal_entry() {
     config[8] = 1;
     map_update(&maps.join("JUMP_SLOTS"), &slot, &config);
     let alarm = journal.wait_entry("the tampering alarm", |e| {
-        text(e, "MESSAGE_ID").as_deref() == Some("7c3f0a9e2d4b4f81a6e5c2d1b0a9f80a")
+        text(e, "MESSAGE_ID").as_deref() == Some(TAMPERED)
     });
     assert_eq!(
         text(&alarm, "PRIORITY").as_deref(),
