@@ -29,9 +29,9 @@
 
 use aya_ebpf::{helpers::generated::bpf_ktime_get_tai_ns, maps::lpm_trie::Key};
 use jump_common::{
-    action, profile_flags, uid_index, DestKey, ExactKey, PortKey, SlotConfig, UserKey, UserValue, Window, ANY_UID,
-    DEST_FIXED_BITS, LISTEN_CLASS, MAX_CANDIDATES, MAX_INTERVALS, MAX_WINDOWS, PORT_FIXED_BITS,
-    WINDOW_ALWAYS,
+    action, profile_flags, uid_index, DestKey, ExactKey, PortKey, SlotConfig, UserKey, UserValue,
+    Window, ANY_UID, DEST_FIXED_BITS, LISTEN_CLASS, MAX_CANDIDATES, MAX_INTERVALS, MAX_WINDOWS,
+    PORT_FIXED_BITS, WINDOW_ALWAYS,
 };
 
 use crate::{

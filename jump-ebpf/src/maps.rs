@@ -22,7 +22,8 @@ use jump_common::{
     RateState, RuleTableChunk, SlotConfig, SockRecord, SubuidKey, SubuidValue, UidHeld, UidSketch,
     UserKey, UserValue, ViaKey, ViaSet, Window, EVENTS_BYTES, HIT_COUNTED_RULES, MAX_DESTS,
     MAX_EXACT, MAX_LOCAL_ADDRS, MAX_PORTS, MAX_SUBUID_BLOCKS, MAX_USERS, MAX_VIA_RULES,
-    MAX_WINDOWS, OWNER_SOCKETS, RATE_KEYS, RULE_TABLE_CHUNKS, SLOT_COUNT, UID_DIRECT, UID_HELD_ENTRIES,
+    MAX_WINDOWS, OWNER_SOCKETS, RATE_KEYS, RULE_TABLE_CHUNKS, SLOT_COUNT, UID_DIRECT,
+    UID_HELD_ENTRIES,
 };
 
 // Every map is pinned by name (under the daemon's pin directory) so that enforcement, policy and
