@@ -278,9 +278,10 @@ fn accepted(ctx: &SkBuffContext, p: &ctx::Packet, has_record: bool) -> bool {
 }
 
 fn current() -> emit::Origin {
-    let uid_gid = bpf_get_current_uid_gid();
+    let task = ctx::Task::current();
+    let uid_gid = task.uid_gid();
     let (login_uid, session_id) = audit_ids();
-    let (pid, comm) = ctx::tgid_comm();
+    let (pid, comm) = task.tgid_comm();
     emit::Origin {
         uid: uid_gid as u32,
         gid: (uid_gid >> 32) as u32,
@@ -316,7 +317,9 @@ fn record_current(hook: u8, dest: &ctx::Dest, d: &Decision) {
 
 #[inline(always)]
 fn egress_call(ctx: &SockAddrContext, hook: u8, dest: &ctx::Dest) -> i32 {
-    let uid_gid = bpf_get_current_uid_gid();
+    // One task pointer for the uid now and, if allowed, the record's pid and command name.
+    let task = ctx::Task::current();
+    let uid_gid = task.uid_gid();
     let uid = uid_gid as u32;
     let d = person::narrow(
         lookup::decide(uid, dest),
@@ -328,7 +331,7 @@ fn egress_call(ctx: &SockAddrContext, hook: u8, dest: &ctx::Dest) -> i32 {
         // A connect (re)writes the record; an unconnected send only creates one, so a
         // socket's sends do not replace who connected it.
         let connect = hook == hook::CONNECT4 || hook == hook::CONNECT6;
-        socks::write(ctx, hook, uid_gid, dest, &d, !connect);
+        socks::write(ctx, hook, task, uid_gid, dest, &d, !connect);
     }
     verdict(ctx, &d, dest)
 }

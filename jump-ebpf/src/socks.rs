@@ -10,7 +10,7 @@ use aya_ebpf::{
 use jump_common::{identity, proto, record_flags, SockRecord};
 
 use crate::{
-    ctx::{Dest, IPPROTO_TCP, IPPROTO_UDP},
+    ctx::{Dest, Task, IPPROTO_TCP, IPPROTO_UDP},
     emit::Origin,
     lookup::Decision,
     maps::JUMP_SOCKS,
@@ -59,6 +59,7 @@ pub fn create(ctx: &SockContext) {
 pub fn write(
     ctx: &SockAddrContext,
     hook: u8,
+    task: Task,
     uid_gid: u64,
     dest: &Dest,
     d: &Decision,
@@ -100,7 +101,7 @@ pub fn write(
     }
     r.uid = uid_gid as u32;
     r.gid = (uid_gid >> 32) as u32;
-    let (pid, comm) = crate::ctx::tgid_comm();
+    let (pid, comm) = task.tgid_comm();
     r.pid = pid;
     // The person and session, two `probe_read`s, only where a later judgement of this socket
     // needs them: `identity: person` (egress and revocation narrow by the login uid) or a

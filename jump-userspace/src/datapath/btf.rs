@@ -76,13 +76,18 @@ pub fn member_offsets(btf: &[u8], name: &str, members: &[&str]) -> Option<Vec<Op
 /// Byte offsets of the `task_struct` members the kernel programs read from the current task;
 /// 0 where one cannot be found. The programs then fall back: no audit ids without
 /// `loginuid`/`sessionid` (kernels without CONFIG_AUDIT; userspace falls back to /proc), and
-/// the slower helpers for `comm` and `tgid`.
+/// the slower helpers for `comm` and `tgid` and for the uid and gid (`cred`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TaskOffsets {
     pub loginuid: u32,
     pub sessionid: u32,
     pub comm: u32,
     pub tgid: u32,
+    /// `task_struct.cred`, then `cred.uid` and `cred.gid` (the real ids, which
+    /// `bpf_get_current_uid_gid` reads): all three or none.
+    pub cred: u32,
+    pub cred_uid: u32,
+    pub cred_gid: u32,
 }
 
 /// `TaskOffsets` of the running kernel.
@@ -97,10 +102,17 @@ fn task_offsets_in(btf: &[u8]) -> TaskOffsets {
     let found = member_offsets(
         btf,
         "task_struct",
-        &["loginuid", "sessionid", "comm", "tgid"],
+        &["loginuid", "sessionid", "comm", "tgid", "cred"],
     )
     .unwrap_or_default();
     let at = |i: usize| found.get(i).copied().flatten().unwrap_or(0);
+    let ids = member_offsets(btf, "cred", &["uid", "gid"]).unwrap_or_default();
+    let id_at = |i: usize| ids.get(i).copied().flatten().unwrap_or(0);
+    // Offset 0 means unknown; `cred.uid` follows the usage count, so it is never at 0.
+    let (cred, cred_uid, cred_gid) = match (at(4), id_at(0), id_at(1)) {
+        (0, _, _) | (_, 0, _) | (_, _, 0) => (0, 0, 0),
+        all => all,
+    };
     let (loginuid, sessionid) = match (at(0), at(1)) {
         (0, _) | (_, 0) => (0, 0),
         both => both,
@@ -110,6 +122,9 @@ fn task_offsets_in(btf: &[u8]) -> TaskOffsets {
         sessionid,
         comm: at(2),
         tgid: at(3),
+        cred,
+        cred_uid,
+        cred_gid,
     }
 }
 
@@ -172,5 +187,9 @@ mod tests {
             o.sessionid
         );
         assert!(o.comm > 0 && o.tgid > 0, "{o:?}");
+        assert!(
+            o.cred > 0 && o.cred_uid > 0 && o.cred_gid == o.cred_uid + 4,
+            "{o:?}"
+        );
     }
 }

@@ -151,6 +151,9 @@ impl Kernel {
             .override_global("SESSIONID_OFFSET", &task.sessionid, false)
             .override_global("COMM_OFFSET", &task.comm, false)
             .override_global("TGID_OFFSET", &task.tgid, false)
+            .override_global("CRED_OFFSET", &task.cred, false)
+            .override_global("CRED_UID_OFFSET", &task.cred_uid, false)
+            .override_global("CRED_GID_OFFSET", &task.cred_gid, false)
             .load(OBJECT)
             .context("failed to load jump's eBPF object")?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
