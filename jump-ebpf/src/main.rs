@@ -280,7 +280,7 @@ fn accepted(ctx: &SkBuffContext, p: &ctx::Packet, has_record: bool) -> bool {
 fn current() -> emit::Origin {
     let task = ctx::Task::current();
     let uid_gid = task.uid_gid();
-    let (login_uid, session_id) = audit_ids();
+    let (login_uid, session_id) = task.audit_ids();
     let (pid, comm) = task.tgid_comm();
     emit::Origin {
         uid: uid_gid as u32,
