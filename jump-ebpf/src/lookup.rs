@@ -3,9 +3,9 @@
 //! Precedence, in the order the code below tags it:
 //! 1. No policy image is active (generation 0): deny. The daemon fills a slot before it attaches,
 //!    so this only guards against a half-initialised pin directory.
-//! 2. The uid's own profile (below `UID_DIRECT` from `JUMP_UID_INDEX`, else `JUMP_USERS`); else, for a subordinate uid (`/etc/subuid`, `subuid.rs`), its
-//!    owner's profile, and the decision is made and logged as the owner; else the profile for
-//!    every uid (`ANY_UID`).
+//! 2. The uid's own profile (below `UID_DIRECT` from `JUMP_UID_INDEX`, else `JUMP_USERS`);
+//!    else, for a subordinate uid (`/etc/subuid`, `subuid.rs`), its owner's profile, and the
+//!    decision is made and logged as the owner; else the profile for every uid (`ANY_UID`).
 //! 3. The longest destination prefix of that profile gives the destination class. Before it
 //!    (3a), the exact entry for (profile, address, protocol, port), if the compiled image has
 //!    one: the answer of steps 3–5 for a host destination and a port of a small block, written

@@ -5,12 +5,12 @@
 //! writing.
 //!
 //! Owned (compared): `JUMP_ACTIVE`, the active slot's `JUMP_SLOTS` entry, `JUMP_LIMITS`, every
-//! entry of `JUMP_USERS`, `JUMP_UID_INDEX` (its non-zero entries), `JUMP_DESTS`, `JUMP_PORTS`, `JUMP_EXACT` and `JUMP_SUBUIDS` (an entry
-//! of the inactive slot is extra: a reload empties it), the time windows the image uses, and the
-//! host's addresses and namespace for the source check (`JUMP_LOCAL_ADDRS`, `JUMP_HOST_NETNS`,
-//! compared in `Kernel::verify`). Not
-//! owned: what the kernel programs write (counters, rule hits, rate-limit state, socket
-//! owners, the ring buffer).
+//! entry of `JUMP_USERS`, `JUMP_UID_INDEX` (its non-zero entries), `JUMP_DESTS`, `JUMP_PORTS`,
+//! `JUMP_EXACT` and `JUMP_SUBUIDS` (an entry of the inactive slot is extra: a reload empties
+//! it), the time windows the image uses, and the host's addresses and namespace for the source
+//! check (`JUMP_LOCAL_ADDRS`, `JUMP_HOST_NETNS`, compared in `Kernel::verify`). Not owned: what
+//! the kernel programs write (counters, rule hits, rate-limit state, socket owners, the ring
+//! buffer).
 
 use std::{collections::BTreeMap, fmt::Debug};
 
