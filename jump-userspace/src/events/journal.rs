@@ -6,13 +6,19 @@
 //! priorities), so nothing that reads the journal can tell.
 //!
 //! journald's protocol (systemd.io/JOURNAL_NATIVE_PROTOCOL) takes one entry per datagram, so a
-//! drain is still one datagram per entry; each field is written length-prefixed (`NAME\n`,
-//! 64-bit little-endian length, value, `\n`), which holds any value, newlines included.
+//! drain is still one datagram per entry. A field is `NAME=value\n`, as `sd_journal_send`
+//! writes it; a value holding a newline is written length-prefixed instead (`NAME\n`, 64-bit
+//! little-endian length, value, `\n`), so no value can end early and add fields.
 
 use std::{
-    io::{self, Write},
-    os::unix::net::UnixDatagram,
+    io::{self, IoSlice, Write},
+    os::{fd::AsRawFd, unix::net::UnixDatagram},
     path::{Path, PathBuf},
+};
+
+use nix::{
+    errno::Errno,
+    sys::socket::{sendmmsg, MsgFlags, MultiHeaders, UnixAddr},
 };
 
 use super::Record;
@@ -151,20 +157,26 @@ impl Writer {
     /// ring buffer holds (or counts as lost) what comes meanwhile, as with `tracing-journald`.
     pub fn flush(&mut self, mut not_taken: impl FnMut(u32, Verdict)) -> usize {
         let mut failed = 0;
-        let mut start = 0;
-        for (&end, &(uid, verdict)) in self.ends.iter().zip(&self.whose) {
-            if send(
+        let mut next = 0;
+        while next < self.ends.len() {
+            let start = next.checked_sub(1).map_or(0, |i| self.ends[i]);
+            let batch = &self.ends[next..self.ends.len().min(next + BATCH)];
+            match send(
                 &self.socket,
                 &mut self.connected,
                 &self.path,
-                &self.buf[start..end],
-            )
-            .is_err()
-            {
-                failed += 1;
-                not_taken(uid, verdict);
+                &self.buf,
+                start,
+                batch,
+            ) {
+                Ok(sent) => next += sent,
+                Err(_) => {
+                    let (uid, verdict) = self.whose[next];
+                    failed += 1;
+                    not_taken(uid, verdict);
+                    next += 1;
+                }
             }
-            start = end;
         }
         self.buf.clear();
         self.ends.clear();
@@ -173,49 +185,66 @@ impl Writer {
     }
 }
 
-/// Sends one datagram to journald through `socket`, connected to `path` on first use. A
-/// journald that restarted has a new socket at the same path, and the old connection refuses:
-/// the socket is then connected anew, once per datagram, before the datagram counts as not
-/// taken.
+/// Datagrams passed to one `sendmmsg` at most (the kernel's `UIO_MAXIOV`).
+const BATCH: usize = 1024;
+
+/// Sends datagrams to journald through `socket`, connected to `path` on first use: those of
+/// `buf` from `start` to each of `ends` in turn, in one `sendmmsg`. Under a storm, one send per
+/// datagram switched between jumpd and journald (sharing a CPU) at every entry; a batch goes
+/// out until journald's queue is full. Returns how many were sent, at least one; an error says
+/// the first was not. A journald that restarted has a new socket at the same path, and the old
+/// connection refuses: the socket is then connected anew, once per call, before the first
+/// datagram counts as not taken.
 fn send(
     socket: &UnixDatagram,
     connected: &mut bool,
     path: &Path,
-    datagram: &[u8],
-) -> io::Result<()> {
+    buf: &[u8],
+    start: usize,
+    ends: &[usize],
+) -> io::Result<usize> {
+    let datagrams: Vec<[IoSlice; 1]> = std::iter::once(start)
+        .chain(ends.iter().copied())
+        .zip(ends)
+        .map(|(from, &to)| [IoSlice::new(&buf[from..to])])
+        .collect();
+    let to = vec![None::<UnixAddr>; datagrams.len()];
+    let mut headers = MultiHeaders::preallocate(datagrams.len(), None);
     for _ in 0..2 {
         if !*connected {
             socket.connect(path)?;
             *connected = true;
         }
-        match socket.send(datagram) {
-            Ok(_) => return Ok(()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionRefused
-                        | io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::NotConnected
-                ) =>
-            {
-                *connected = false;
-            }
-            Err(e) => return Err(e),
+        match sendmmsg(
+            socket.as_raw_fd(),
+            &mut headers,
+            &datagrams,
+            &to,
+            [],
+            MsgFlags::empty(),
+        ) {
+            Ok(sent) => return Ok(sent.count()),
+            Err(Errno::ECONNREFUSED | Errno::ECONNRESET | Errno::ENOTCONN) => *connected = false,
+            Err(e) => return Err(e.into()),
         }
     }
     Err(io::ErrorKind::ConnectionRefused.into())
 }
 
-/// One length-prefixed field.
+/// One field: `NAME=value\n`, which journald takes in place, or, for a value holding a
+/// newline, the length-prefixed form (which journald copies into an allocation of its own).
 fn field(b: &mut Vec<u8>, name: &str, value: impl std::fmt::Display) {
     b.extend_from_slice(name.as_bytes());
-    b.push(b'\n');
-    let at = b.len();
-    b.extend_from_slice(&[0; 8]);
+    let eq = b.len();
+    b.push(b'=');
     // Writing into a Vec cannot fail.
     let _ = write!(b, "{value}");
-    let len = (b.len() - at - 8) as u64;
-    b[at..at + 8].copy_from_slice(&len.to_le_bytes());
+    if b[eq + 1..].contains(&b'\n') {
+        // A newline would end the value early and let the rest read as fields of its own.
+        let len = (b.len() - eq - 1) as u64;
+        b[eq] = b'\n';
+        b.splice(eq + 1..eq + 1, len.to_le_bytes());
+    }
     b.push(b'\n');
 }
 
@@ -341,6 +370,72 @@ mod tests {
         let second = parse(&buf[..n]);
         assert!(second.contains(&("PRIORITY".into(), "6".into())));
         assert!(second.contains(&("JUMP_SUPPRESSED".into(), "2".into())));
+    }
+
+    #[test]
+    fn values_are_written_in_place_unless_a_newline_could_add_fields() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("socket");
+        let journald = UnixDatagram::bind(&path).unwrap();
+        let mut w = Writer::new(&path, "jumpd").unwrap();
+        let mut r = record();
+        r.comm = "x\nJUMP_VERDICT=allow\n".into();
+        r.rule_name = "ssh=prod".into();
+        assert!(w.push(&r, "id", ("f.rs", 1)));
+        w.flush(|_, _| panic!("taken"));
+        let mut buf = vec![0; 1 << 16];
+        let n = journald.recv(&mut buf).unwrap();
+        let d = &buf[..n];
+        let has = |s: &[u8]| d.windows(s.len()).any(|w| w == s);
+        assert!(
+            has(b"\nJUMP_UID=1001\n"),
+            "plain values in journald's own form"
+        );
+        assert!(
+            has(b"\nJUMP_RULE_NAME=ssh=prod\n"),
+            "only the first `=` separates"
+        );
+        assert!(
+            has(b"\nJUMP_COMM\n"),
+            "a value with a newline is length-prefixed"
+        );
+        let fields = parse(d);
+        let all = |k: &str| {
+            fields
+                .iter()
+                .filter(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(all("JUMP_COMM"), ["x\nJUMP_VERDICT=allow\n"]);
+        assert_eq!(all("JUMP_VERDICT"), ["deny"], "the newline added no field");
+        assert_eq!(all("JUMP_RULE_NAME"), ["ssh=prod"]);
+    }
+
+    #[test]
+    fn a_drain_larger_than_a_batch_arrives_whole_and_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("socket");
+        let journald = UnixDatagram::bind(&path).unwrap();
+        let mut w = Writer::new(&path, "jumpd").unwrap();
+        let n = BATCH as u32 * 2 + 3;
+        for line in 0..n {
+            assert!(w.push(&record(), "id", ("f.rs", line)));
+        }
+        // journald's queue holds a few datagrams: the sends wait for this reader.
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0; 1 << 16];
+            (0..n)
+                .map(|_| {
+                    let len = journald.recv(&mut buf).unwrap();
+                    let fields = parse(&buf[..len]);
+                    let line = fields.iter().find(|(k, _)| k == "CODE_LINE").unwrap();
+                    line.1.parse::<u32>().unwrap()
+                })
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(w.flush(|_, _| panic!("taken")), 0);
+        assert_eq!(reader.join().unwrap(), (0..n).collect::<Vec<_>>());
     }
 
     #[test]
