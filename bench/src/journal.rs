@@ -122,6 +122,11 @@ fn per_second(n: u64, (first, last): (u64, u64)) -> f64 {
     n.saturating_sub(1) as f64 / (last.saturating_sub(first) as f64 / 1e6).max(1e-9)
 }
 
+/// CPU time per entry, µs.
+fn per_entry(cpu: Duration, entries: u64) -> f64 {
+    cpu.as_secs_f64() * 1e6 / entries.max(1) as f64
+}
+
 /// A journal entry's field as text (journalctl prints numbers as strings).
 fn field(e: &Value, k: &str) -> Option<u64> {
     e[k].as_str()?.parse().ok()
@@ -140,7 +145,11 @@ pub(super) fn journald_sink(
     let dir = work.dir("journald")?;
     write_files(&dir, &rules::jump_policy(&rules::grants(10), "all"))?;
     let pinned = std::thread::available_parallelism().map_or(1, |n| n.get()) > STORM_CPU;
-    let mut shape: Option<Shape> = None;
+    // The record shape, and how many entries the anchor sends: both from jumpd's entries (the
+    // first storm's shape, the latest storm's count). journald's cost per entry is not the same
+    // at every length of its journal file, so the anchor fills a fresh one as far as jumpd's
+    // storm did (~50,000 entries), not with the storm's 300,000 attempts.
+    let mut shape: Option<(Shape, usize)> = None;
     let mut reps = Vec::new();
     for rep in 0..plan.reps {
         check()?;
@@ -149,20 +158,20 @@ pub(super) fn journald_sink(
         // anchor first, ×0.91–1.13 with jumpd first). The order still alternates, for drift.
         let fresh = || Journald::start().context("failed to start a private journald");
         let early = match (&shape, rep % 2 == 1) {
-            (Some(s), true) => Some(anchor(bins, &fresh()?, plan.storm, s, pinned)?),
+            (Some((s, n)), true) => Some(anchor(bins, &fresh()?, *n, s, pinned)?),
             _ => None,
         };
         let storm = storm(bins, plan, work, places, &dir, &fresh()?, pinned, rep)?;
-        // The shape is taken from the first storm's entries, and kept.
+        let n = storm.events as usize;
         let s = match shape.take() {
-            Some(s) => s,
+            Some((s, _)) => s,
             None => Shape::of(&storm.entries, work)?,
         };
         let anchor = match early {
             Some(a) => a,
-            None => anchor(bins, &fresh()?, plan.storm, &s, pinned)?,
+            None => anchor(bins, &fresh()?, n, &s, pinned)?,
         };
-        shape = Some(s);
+        shape = Some((s, n));
         reps.push(JournalRep {
             attempts: storm.attempts,
             events: storm.events,
@@ -170,15 +179,21 @@ pub(super) fn journald_sink(
             per_second: storm.per_second,
             cpu_percent: storm.cpu.as_secs_f64() / storm.seconds * 100.0,
             journald_cpu_percent: storm.journald_cpu.as_secs_f64() / storm.seconds * 100.0,
-            anchor_entries: plan.storm as u64,
+            anchor_entries: anchor.entries,
             anchor_per_second: anchor.per_second,
             anchor_cpu_percent: anchor.sender_cpu_percent,
             anchor_journald_cpu_percent: anchor.journald_cpu_percent,
+            cpu_per_entry: per_entry(storm.cpu, storm.events),
+            journald_cpu_per_entry: per_entry(storm.journald_cpu, storm.events),
+            anchor_cpu_per_entry: per_entry(anchor.sender_cpu, anchor.entries),
+            anchor_journald_cpu_per_entry: per_entry(anchor.journald_cpu, anchor.entries),
             ratio: storm.per_second / anchor.per_second,
             anchor_first: rep % 2 == 1,
         });
     }
-    let Some(shape) = shape else { return Ok(None) };
+    let Some((shape, _)) = shape else {
+        return Ok(None);
+    };
     Ok(Some(JournalSink {
         reps,
         fields: shape.fields,
@@ -351,11 +366,15 @@ impl Shape {
 
 /// journald's own ingest of `n` entries of `shape` from `jump-bench journal`.
 struct Anchor {
+    entries: u64,
     /// Entries per second, as journald took them (`ingest_span`).
     per_second: f64,
     /// CPU shares of the sender and of journald while it sent, in percent of its sending time.
     sender_cpu_percent: f64,
     journald_cpu_percent: f64,
+    /// Their CPU times over the same span.
+    sender_cpu: Duration,
+    journald_cpu: Duration,
 }
 
 fn anchor(
@@ -407,9 +426,12 @@ fn anchor(
     // The last few entries may still be in journald's queue when the sender is done.
     std::thread::sleep(Duration::from_millis(200));
     Ok(Anchor {
+        entries: n as u64,
         per_second: per_second(n as u64, ingest_span(journal)?),
         sender_cpu_percent: sender_cpu.as_secs_f64() / seconds * 100.0,
         journald_cpu_percent: journald_cpu.as_secs_f64() / seconds * 100.0,
+        sender_cpu,
+        journald_cpu,
     })
 }
 

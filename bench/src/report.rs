@@ -202,6 +202,12 @@ pub struct JournalRep {
     /// CPU shares over the anchor's sending time: its sender's and journald's.
     pub anchor_cpu_percent: f64,
     pub anchor_journald_cpu_percent: f64,
+    /// CPU time per entry in the journal, µs: jumpd's and its journald's, the anchor's sender's
+    /// and its journald's. The producer and journald share one CPU, so their sum sets the rate.
+    pub cpu_per_entry: f64,
+    pub journald_cpu_per_entry: f64,
+    pub anchor_cpu_per_entry: f64,
+    pub anchor_journald_cpu_per_entry: f64,
     /// `per_second / anchor_per_second`.
     pub ratio: f64,
     /// Whether the anchor was measured first in this repetition.
@@ -907,6 +913,10 @@ impl Report {
                     "anchor_entries": r.anchor_entries, "anchor_per_second": r.anchor_per_second,
                     "anchor_cpu_percent": r.anchor_cpu_percent,
                     "anchor_journald_cpu_percent": r.anchor_journald_cpu_percent,
+                    "jumpd_cpu_us_per_entry": r.cpu_per_entry,
+                    "journald_cpu_us_per_entry": r.journald_cpu_per_entry,
+                    "anchor_cpu_us_per_entry": r.anchor_cpu_per_entry,
+                    "anchor_journald_cpu_us_per_entry": r.anchor_journald_cpu_per_entry,
                     "ratio": r.ratio, "anchor_first": r.anchor_first,
                 })).collect::<Vec<_>>(),
             })),
@@ -1025,7 +1035,7 @@ impl Report {
     fn journald_markdown(&self, s: &mut String) {
         let Some(j) = &self.journald else { return };
         s.push_str("### journald sink: jumpd vs journald's own ingest of the same entries\n\n");
-        s.push_str("A private journald (volatile, no rate limit), started afresh for every measurement; jumpd and the anchor alternate in order from one repetition to the next, and the ratio is judged by its median over the repetitions. jumpd: a storm of denied sendtos logged by jumpd. Anchor: `jump-bench journal` sends the same number of entries shaped as jumpd's (same fields, fresh values of those that change in most of jumpd's entries, same native protocol, one datagram each, unconnected as `sd_journal_send` sends). Both rates are journald's: decision entries ÷ the span between the first and the last one's receive time (`__REALTIME_TIMESTAMP`). CPU shares are of the storm's span (storm start until jumpd is idle) and of the anchor's sending time.\n\n");
+        s.push_str("A private journald (volatile, no rate limit), started afresh for every measurement; jumpd and the anchor alternate in order from one repetition to the next, and the ratio is judged by its median over the repetitions. jumpd: a storm of denied sendtos logged by jumpd. Anchor: `jump-bench journal` sends the same number of entries shaped as jumpd's (same fields, fresh values of those that change in most of jumpd's entries, same native protocol, one datagram each, unconnected as `sd_journal_send` sends). Both rates are journald's: decision entries ÷ the span between the first and the last one's receive time (`__REALTIME_TIMESTAMP`). CPU shares are of the storm's span (storm start until jumpd is idle) and of the anchor's sending time; in parentheses, the same CPU times per entry in the journal (the producer's and journald's, which share one CPU: their sum sets the rate).\n\n");
         s.push_str(&format!(
             "Varied per anchor entry: {}. {}\n\n",
             if j.varying.is_empty() {
@@ -1059,11 +1069,20 @@ impl Report {
                     r.held.to_string(),
                     j.fields.to_string(),
                     format!("{:.0}", r.per_second),
-                    format!("{:.0} % + {:.0} %", r.cpu_percent, r.journald_cpu_percent),
+                    format!(
+                        "{:.0} % + {:.0} % ({:.1} + {:.1} µs)",
+                        r.cpu_percent,
+                        r.journald_cpu_percent,
+                        r.cpu_per_entry,
+                        r.journald_cpu_per_entry
+                    ),
                     format!("{:.0}", r.anchor_per_second),
                     format!(
-                        "{:.0} % + {:.0} %",
-                        r.anchor_cpu_percent, r.anchor_journald_cpu_percent
+                        "{:.0} % + {:.0} % ({:.1} + {:.1} µs)",
+                        r.anchor_cpu_percent,
+                        r.anchor_journald_cpu_percent,
+                        r.anchor_cpu_per_entry,
+                        r.anchor_journald_cpu_per_entry
                     ),
                     format!("{:.2}", r.ratio),
                 ]
@@ -1290,6 +1309,10 @@ mod tests {
             anchor_per_second: anchor,
             anchor_cpu_percent: 5.0,
             anchor_journald_cpu_percent: 90.0,
+            cpu_per_entry: 5.0,
+            journald_cpu_per_entry: 20.0,
+            anchor_cpu_per_entry: 7.0,
+            anchor_journald_cpu_per_entry: 18.0,
             ratio: jumpd / anchor,
             anchor_first: false,
         };
