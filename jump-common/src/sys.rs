@@ -4,7 +4,8 @@
 //! enforcement of socket options outlives jumpd like every other hook's), and listing the
 //! programs attached to a cgroup (aya queries only device cgroups); and the memory of an
 //! array map created with `BPF_F_MMAPABLE` (`MappedArray`: `JUMP_UID_INDEX`, whose 131,072
-//! entries jumpd reads back every few seconds, would otherwise take a syscall each).
+//! entries jumpd reads back every few seconds, would otherwise take a syscall each). Also the
+//! one scheduler call neither std nor nix offers (`batch_scheduling`).
 
 use std::{
     ffi::CStr,
@@ -223,5 +224,18 @@ impl<T> Drop for MappedArray<T> {
                 self.len * core::mem::size_of::<T>(),
             );
         }
+    }
+}
+
+/// Puts the calling thread (not its process) under `SCHED_BATCH`: waking it no longer preempts
+/// the task running on its CPU, which keeps its slice; the thread's share of CPU time is
+/// unchanged. Allowed without privileges.
+pub fn batch_scheduling() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` outlives the call, which only reads it; pid 0 is the calling thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
