@@ -36,9 +36,6 @@ const BPF_RB_AVAIL_DATA: u64 = 0;
 /// Unread bytes at which an event wakes jumpd: an eighth of the ring (~4,000 events), so a
 /// storm wakes it long before the ring fills, and a trickle waits for its periodic drain.
 const WAKE_BYTES: u64 = EVENTS_BYTES as u64 / 8;
-/// While events pile up, every how many events sent on one CPU wake jumpd: a few a second per
-/// CPU under a storm, far inside the time the ring's other seven eighths take to fill.
-const WAKE_EVERY: u64 = 128;
 
 // Fresh entries are inserted from read-only data rather than built on the stack: the hooks'
 // stack is nearly full ("combined stack size of 2 calls is 544. Too large" with them there).
@@ -296,30 +293,12 @@ pub fn emit(hook: u8, who: &Origin, dest: &Dest, src_port: u16, d: &Decision) {
     });
     // Waking jumpd per event cost ~6 µs of the hook's run time here (the wake-up is a
     // self-IPI, an exit on a VM), most of an emitting connect. jumpd drains the ring every
-    // `EVENTS_TICK` anyway (daemon), so an event wakes it only when events pile up, and then
-    // only every `WAKE_EVERY`th event sent on this CPU: once the pile passed the mark, every
-    // event woke it (thousands of IPIs a second under a storm) though one wake-up drains all.
-    let flags = if sent_here().is_multiple_of(WAKE_EVERY)
-        && JUMP_EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKE_BYTES
-    {
+    // `EVENTS_TICK` anyway (daemon), so an event wakes it only when events pile up.
+    let flags = if JUMP_EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKE_BYTES {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
     };
     entry.submit(flags);
-}
-
-/// Counts an event sent; returns how many this CPU has sent (its slot of the per-CPU counter).
-#[inline(always)]
-fn sent_here() -> u64 {
-    match JUMP_COUNTERS.get_ptr_mut(counter::EVENTS_SENT) {
-        Some(p) => {
-            // SAFETY: as in `count`.
-            unsafe {
-                *p += 1;
-                *p
-            }
-        }
-        None => 0,
-    }
+    count(counter::EVENTS_SENT);
 }
