@@ -322,12 +322,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn entries_carry_every_known_field_and_leave_out_the_unknown() {
+    /// A socket standing for journald's, in a directory kept while the test runs, and a writer
+    /// to it.
+    fn journald() -> (tempfile::TempDir, UnixDatagram, Writer) {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("socket");
         let journald = UnixDatagram::bind(&path).unwrap();
-        let mut w = Writer::new(&path, "jumpd").unwrap();
+        let w = Writer::new(&path, "jumpd").unwrap();
+        (d, journald, w)
+    }
+
+    #[test]
+    fn entries_carry_every_known_field_and_leave_out_the_unknown() {
+        let (_d, journald, mut w) = journald();
         let r = record();
         assert!(w.push(&r, "id1", ("f.rs", 10)));
         let mut allow = record();
@@ -374,10 +381,7 @@ mod tests {
 
     #[test]
     fn values_are_written_in_place_unless_a_newline_could_add_fields() {
-        let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("socket");
-        let journald = UnixDatagram::bind(&path).unwrap();
-        let mut w = Writer::new(&path, "jumpd").unwrap();
+        let (_d, journald, mut w) = journald();
         let mut r = record();
         r.comm = "x\nJUMP_VERDICT=allow\n".into();
         r.rule_name = "ssh=prod".into();
@@ -414,10 +418,7 @@ mod tests {
 
     #[test]
     fn a_drain_larger_than_a_batch_arrives_whole_and_in_order() {
-        let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("socket");
-        let journald = UnixDatagram::bind(&path).unwrap();
-        let mut w = Writer::new(&path, "jumpd").unwrap();
+        let (_d, journald, mut w) = journald();
         let n = BATCH as u32 * 2 + 3;
         for line in 0..n {
             assert!(w.push(&record(), "id", ("f.rs", line)));
