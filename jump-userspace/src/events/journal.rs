@@ -189,9 +189,9 @@ impl Writer {
 const BATCH: usize = 1024;
 
 /// Sends datagrams to journald through `socket`, connected to `path` on first use: those of
-/// `buf` from `start` to each of `ends` in turn, in one `sendmmsg`. Under a storm, one send per
-/// datagram switched between jumpd and journald (sharing a CPU) at every entry; a batch goes
-/// out until journald's queue is full. Returns how many were sent, at least one; an error says
+/// `buf` from `start` to each of `ends` in turn, in one `sendmmsg`: one system call per drain
+/// rather than per entry (it blocks while journald's queue is full, as `send` did). Returns
+/// how many were sent, at least one; an error says
 /// the first was not. A journald that restarted has a new socket at the same path, and the old
 /// connection refuses: the socket is then connected anew, once per call, before the first
 /// datagram counts as not taken.
