@@ -520,6 +520,28 @@ fn decisions_and_the_daemons_life_are_journal_entries_with_every_field() {
     });
 }
 
+/// `sched(7)` policies, as `/proc/<pid>/task/<tid>/stat` gives them.
+const SCHED_OTHER: u32 = 0;
+const SCHED_BATCH: u32 = 3;
+
+/// Each thread of `pid`, main thread first: its name and scheduling policy (field 41 of its
+/// `stat`, counted after the parenthesised name, which may hold spaces).
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("jumpd's threads")
+        .filter_map(|t| t.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_by_key(|&t| (t != pid, t));
+    tids.into_iter()
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{t}/stat")).ok()?;
+            let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+            let policy = rest.split_whitespace().nth(41 - 3)?.parse().ok()?;
+            Some((name.to_string(), policy))
+        })
+        .collect()
+}
+
 fn number(e: &Value, name: &str) -> u64 {
     field(e, name).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
@@ -538,6 +560,26 @@ fn a_connect_storm_is_rate_limited_and_every_event_is_accounted_for() {
     let policy = PolicyDir::new();
     let journal = Journald::start().expect("journald");
     let mut jumpd = JournaldJumpd::start(&bins, &journal, &policy.0, &cg.path);
+    // The thread draining the ring (jumpd's main thread) runs under SCHED_BATCH, so under a
+    // storm it fills journald's queue instead of switching with journald per entry; the
+    // revocation thread keeps the default policy. Set just after "ready": polled briefly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut policies = thread_policies(jumpd.pid());
+    while policies.first().map(|p| p.1) != Some(SCHED_BATCH) && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        policies = thread_policies(jumpd.pid());
+    }
+    assert_eq!(
+        policies.first().map(|p| p.1),
+        Some(SCHED_BATCH),
+        "{policies:?}"
+    );
+    let revoke: Vec<_> = policies.iter().filter(|p| p.0 == "jumpd-revoke").collect();
+    assert!(
+        !revoke.is_empty() && revoke.iter().all(|p| p.1 == SCHED_OTHER),
+        "{policies:?}"
+    );
     let host = topo.host.path();
     let internet = format!("{INTERNET_V4}:7000");
     let internal = format!("{INTERNAL_V4}:7001");
