@@ -1,7 +1,10 @@
 //! A decision as every sink writes it (`Record`) and its one-line message: user and rule
 //! names, addresses in their family's notation. `enrich` builds records from kernel events.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::{
+    fmt::Write,
+    net::{IpAddr, Ipv6Addr},
+};
 
 use serde::Serialize;
 
@@ -93,13 +96,31 @@ impl Record {
     /// User-controlled text (names, the command, the rule) is escaped (`crate::escape`): this
     /// line is what people read, in the journal, the text sink and `jumpctl events`.
     pub fn message(&self) -> String {
-        let ns = self.ns_uid.map(|u| format!(" as {u}")).unwrap_or_default();
-        let mut m = format!(
-            "{} {}({}){ns} -> {}/{} rule={} hook={} pid={} comm={}",
+        let mut m = String::new();
+        self.write_message(&mut m);
+        m
+    }
+
+    /// `message`, appended to `m` (the sinks keep one buffer for every record).
+    pub fn write_message(&self, m: &mut String) {
+        // Writing into a String cannot fail.
+        let _ = write!(
+            m,
+            "{} {}({})",
             self.verdict,
             escape_word(&self.user),
-            self.uid,
-            socket_addr(self.dst_addr, self.dst_port),
+            self.uid
+        );
+        if let Some(ns) = self.ns_uid {
+            let _ = write!(m, " as {ns}");
+        }
+        let _ = match self.dst_addr {
+            IpAddr::V4(a) => write!(m, " -> {a}:{}", self.dst_port),
+            IpAddr::V6(a) => write!(m, " -> [{a}]:{}", self.dst_port),
+        };
+        let _ = write!(
+            m,
+            "/{} rule={} hook={} pid={} comm={}",
             self.proto,
             escape(&self.rule),
             self.hook,
@@ -107,26 +128,25 @@ impl Record {
             escape_word(&self.comm)
         );
         if let Some(option) = self.option {
-            m.push_str(&format!(" option={option}"));
+            let _ = write!(m, " option={option}");
         }
         if let Some(login) = self.login_uid.filter(|l| *l != self.uid) {
             let name = escape_word(self.login_user.as_deref().unwrap_or("?"));
-            if self.login_trusted == Some(false) {
-                m.push_str(&format!(" login=?{name}({login}) (untrusted)"));
+            let _ = if self.login_trusted == Some(false) {
+                write!(m, " login=?{name}({login}) (untrusted)")
             } else {
-                m.push_str(&format!(" login={name}({login})"));
-            }
+                write!(m, " login={name}({login})")
+            };
         }
         if let Some(reason) = &self.grant_reason {
-            m.push_str(&format!(" reason={}", escape_word(reason)));
+            let _ = write!(m, " reason={}", escape_word(reason));
         }
         if self.decided_by == "login" {
             m.push_str(" decided-by=login");
         }
         if self.suppressed > 0 {
-            m.push_str(&format!(" suppressed={}", self.suppressed));
+            let _ = write!(m, " suppressed={}", self.suppressed);
         }
-        m
     }
 }
 
@@ -141,13 +161,6 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-fn socket_addr(a: IpAddr, port: u16) -> String {
-    match a {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-    }
-}
-
 /// An IPv4-mapped IPv6 address (how events carry IPv4) as IPv4, others as they are.
 pub(super) fn unmap(addr: [u8; 16]) -> IpAddr {
     let v6 = Ipv6Addr::from(addr);
@@ -156,51 +169,53 @@ pub(super) fn unmap(addr: [u8; 16]) -> IpAddr {
         .unwrap_or(IpAddr::V6(v6))
 }
 
+/// A decision as the tests of every sink start from: alice denied 203.0.113.7:443 by the default.
+#[cfg(test)]
+pub(crate) fn sample() -> Record {
+    Record {
+        time: "2026-01-05T09:00:00Z".into(),
+        verdict: Verdict::Deny,
+        uid: 1001,
+        user: "alice".into(),
+        ns_uid: None,
+        gid: 1001,
+        pid: 4711,
+        comm: "curl".into(),
+        exe: None,
+        login_uid: Some(1001),
+        login_user: Some("alice".into()),
+        login_trusted: Some(true),
+        session_id: Some(3),
+        ssh_client: None,
+        ssh_client_port: None,
+        ssh_server: None,
+        ssh_server_port: None,
+        proto: "tcp",
+        dst_addr: "203.0.113.7".parse().unwrap(),
+        dst_port: 443,
+        src_addr: None,
+        src_port: None,
+        rule: "default".into(),
+        rule_name: "default".into(),
+        rule_file: None,
+        rule_line: None,
+        hook: "connect4",
+        decided_by: "uid",
+        grant_reason: None,
+        option: None,
+        policy_generation: 1,
+        policy_sha256: String::new(),
+        suppressed: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn record() -> Record {
-        Record {
-            time: "2026-01-05T09:00:00Z".into(),
-            verdict: Verdict::Deny,
-            uid: 1001,
-            user: "alice".into(),
-            ns_uid: None,
-            gid: 1001,
-            pid: 4711,
-            comm: "curl".into(),
-            exe: None,
-            login_uid: Some(1001),
-            login_user: Some("alice".into()),
-            login_trusted: Some(true),
-            session_id: Some(3),
-            ssh_client: None,
-            ssh_client_port: None,
-            ssh_server: None,
-            ssh_server_port: None,
-            proto: "tcp",
-            dst_addr: "203.0.113.7".parse().unwrap(),
-            dst_port: 443,
-            src_addr: None,
-            src_port: None,
-            rule: "default".into(),
-            rule_name: "default".into(),
-            rule_file: None,
-            rule_line: None,
-            hook: "connect4",
-            decided_by: "uid",
-            grant_reason: None,
-            option: None,
-            policy_generation: 1,
-            policy_sha256: String::new(),
-            suppressed: 0,
-        }
-    }
-
     #[test]
     fn message_names_user_destination_rule_and_hook() {
-        let r = record();
+        let r = sample();
         assert_eq!(
             r.message(),
             "deny alice(1001) -> 203.0.113.7:443/tcp rule=default hook=connect4 pid=4711 comm=curl"
@@ -218,7 +233,7 @@ mod tests {
             login_uid: Some(1000),
             login_user: Some("bob".into()),
             suppressed: 41,
-            ..record()
+            ..sample()
         };
         assert_eq!(
             r.message(),
@@ -228,7 +243,7 @@ mod tests {
             login_uid: Some(1000),
             login_user: Some("bob".into()),
             login_trusted: Some(false),
-            ..record()
+            ..sample()
         };
         assert_eq!(
             forged.message(),
@@ -236,11 +251,11 @@ mod tests {
         );
         let no_login = Record {
             login_uid: None,
-            ..record()
+            ..sample()
         };
         assert_eq!(
             no_login.message(),
-            record().message(),
+            sample().message(),
             "an unknown login uid adds nothing"
         );
     }
@@ -252,7 +267,7 @@ mod tests {
             comm: comm.into(),
             user: "ev il".into(),
             rule: "r\x1b[1A".into(),
-            ..record()
+            ..sample()
         };
         let m = r.message();
         assert_eq!(

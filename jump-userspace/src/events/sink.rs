@@ -1,9 +1,9 @@
 //! Where records go: journald (the default where its socket exists), JSON lines or text on
 //! stdout. Every sink is a `tracing` layer, so decision events and the daemon's own messages
 //! share one path; decision events use the target `jump::event` and levels chosen so journald's
-//! PRIORITY reads 4 for deny, 5 for would-deny and 6 for allow. The one exception is decision
-//! events to journald, which `journal` writes itself (the same entries, without `tracing`'s
-//! cost per entry) and sends at the end of each drain.
+//! PRIORITY reads 4 for deny, 5 for would-deny and 6 for allow. The exceptions are decision
+//! events to journald and to JSON lines, which `journal` and `json` write themselves
+//! (the same entries and lines, without `tracing`'s cost per entry).
 
 use std::{
     cell::RefCell,
@@ -14,7 +14,7 @@ use std::{
 
 use tracing_subscriber::{filter::EnvFilter, prelude::*};
 
-use super::{held::Unsent, journal, Record};
+use super::{held::Unsent, journal, json, Record};
 use crate::verdict::Verdict;
 
 pub const EVENT_TARGET: &str = "jump::event";
@@ -108,6 +108,7 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
                 .try_init()?;
         }
         LogFormat::Json => {
+            JSON.with(|j| *j.borrow_mut() = Some(json::Lines::default()));
             let layer = tracing_subscriber::fmt::layer()
                 .json()
                 .flatten_event(true)
@@ -144,6 +145,9 @@ thread_local! {
     /// (`journal`), not through `tracing`; set by `init` on the thread that drains the ring
     /// buffer (jumpd has one).
     static JOURNAL: RefCell<Option<journal::Writer>> = const { RefCell::new(None) };
+    /// With the JSON sink, decision events are written by `json` (the same lines `tracing`'s
+    /// JSON layer writes for the daemon's own messages), set as `JOURNAL` is.
+    static JSON: RefCell<Option<json::Lines>> = const { RefCell::new(None) };
     /// Decision entries journald did not take since the last `take_unsent`, per uid.
     static UNSENT: RefCell<Unsents> = const { RefCell::new(Unsents { by_uid: BTreeMap::new(), beyond: 0 }) };
     /// How many since the last `take_unsent_count` (for the metrics, which count them at once).
@@ -308,11 +312,7 @@ macro_rules! emit_at {
 /// than written empty, so `journalctl JUMP_EXE=…` never matches a blank. (`display` in the
 /// fields is the one `tracing::event!` brings into scope.)
 pub fn emit(r: &Record) {
-    let id = match r.verdict {
-        Verdict::Allow => message_id::ALLOW,
-        Verdict::WouldDeny => message_id::WOULD_DENY,
-        Verdict::Deny => message_id::DENY,
-    };
+    let id = message_id_of(r.verdict);
     let code = (file!(), line!());
     let written = JOURNAL.with(|j| j.borrow_mut().as_mut().map(|w| w.push(r, id, code)));
     if written == Some(true) {
@@ -321,8 +321,36 @@ pub fn emit(r: &Record) {
         }
         return;
     }
-    // Other sinks, and an entry too large for one datagram (`tracing-journald` sends it in a
-    // memfd).
+    let written = JSON.with(|j| {
+        j.borrow_mut().as_mut().map(|lines| {
+            BATCH.with(|b| {
+                let (batching, buf) = &mut *b.borrow_mut();
+                lines.write(buf, r, id);
+                if !*batching {
+                    let _ = std::io::stdout().lock().write_all(buf);
+                    buf.clear();
+                }
+            })
+        })
+    });
+    if written.is_none() {
+        // The text sink, and an entry too large for one journald datagram
+        // (`tracing-journald` sends it in a memfd).
+        emit_through_tracing(r);
+    }
+}
+
+/// The MESSAGE_ID of a decision with verdict `v`.
+pub fn message_id_of(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Allow => message_id::ALLOW,
+        Verdict::WouldDeny => message_id::WOULD_DENY,
+        Verdict::Deny => message_id::DENY,
+    }
+}
+
+/// Writes one decision through `tracing`, to whichever layers are installed.
+pub(super) fn emit_through_tracing(r: &Record) {
     match r.verdict {
         Verdict::Allow => emit_at!(tracing::Level::DEBUG, message_id::ALLOW, r),
         Verdict::WouldDeny => emit_at!(tracing::Level::INFO, message_id::WOULD_DENY, r),
