@@ -47,6 +47,8 @@ pub struct Writer {
     connected: bool,
     path: PathBuf,
     identifier: String,
+    /// The message of the entry being written, kept from entry to entry.
+    message: String,
     /// The entries of the drain in progress, back to back; `ends[i]` is where entry `i` ends,
     /// `whose[i]` its uid and verdict (what an entry journald does not take is counted under).
     buf: Vec<u8>,
@@ -69,6 +71,7 @@ impl Writer {
             connected: false,
             path: path.into(),
             identifier: identifier.to_string(),
+            message: String::new(),
             buf: Vec::new(),
             ends: Vec::new(),
             whose: Vec::new(),
@@ -130,7 +133,9 @@ impl Writer {
             "JUMP_SUPPRESSED",
             (r.suppressed > 0).then_some(r.suppressed),
         );
-        field(b, "MESSAGE", r.message());
+        self.message.clear();
+        r.write_message(&mut self.message);
+        field(b, "MESSAGE", &self.message);
         if self.buf.len() - start > MAX_ENTRY_BYTES {
             self.buf.truncate(start);
             return false;
