@@ -3,6 +3,8 @@
 //! them) is looked up here, in `/proc` (see `proc`) and through caches with a fixed capacity
 //! (`cache`), so a flood of distinct uids, pids or sessions cannot grow the daemon's memory.
 
+use std::sync::Arc;
+
 use jump_common::{hook, Event};
 
 use super::{
@@ -32,13 +34,13 @@ pub struct Enricher {
     pids: Pids,
     logins: super::login::LoginTrust,
     user_name: fn(u32) -> Option<String>,
-    users: BoundedCache<u32, String>,
+    users: BoundedCache<u32, Arc<str>>,
     /// SSH connection by audit session id. Only final answers are kept (see
     /// `SshSearch::complete`); session ids are never reused, so a final answer stays true.
     ssh: BoundedCache<u32, Option<SshConn>>,
     /// Rule table and hash of each generation still in use; the kernel may report the previous
     /// generation for a decision made just before a switch.
-    generations: Vec<(u64, Vec<RuleInfo>, String)>,
+    generations: Vec<(u64, Vec<Named>, Arc<str>)>,
     /// CLOCK_TAI − CLOCK_REALTIME in ns: events carry CLOCK_TAI.
     tai_offset_ns: i64,
     /// Now in (CLOCK_TAI, CLOCK_BOOTTIME) ns.
@@ -94,16 +96,17 @@ impl Enricher {
 
     /// Remembers a generation's rule table; keeps the last two.
     pub fn set_generation(&mut self, generation: u64, rules: Vec<RuleInfo>, sha256: String) {
-        self.generations.push((generation, rules, sha256));
+        let rules = rules.into_iter().map(Named::new).collect();
+        self.generations.push((generation, rules, sha256.into()));
         if self.generations.len() > 2 {
             self.generations.remove(0);
         }
     }
 
-    fn user(&mut self, uid: u32) -> String {
+    fn user(&mut self, uid: u32) -> Arc<str> {
         let name = self.user_name;
         self.users
-            .get_or(uid, || name(uid).unwrap_or_else(|| uid.to_string()))
+            .get_or(uid, || name(uid).unwrap_or_else(|| uid.to_string()).into())
     }
 
     fn ssh_conn(&mut self, session: u32) -> Option<SshConn> {
@@ -120,29 +123,15 @@ impl Enricher {
     pub fn record(&mut self, e: &Event) -> Record {
         let uid = e.uid;
         let user = self.user(uid);
-        let unknown = || (format!("#{}", e.rule_id), None);
-        let mut grant_reason = None;
-        let ((rule_name, at), sha) =
-            match self.generations.iter().find(|(g, ..)| *g == e.generation) {
-                Some((_, rules, sha)) => {
-                    let rule = rules.get(e.rule_id as usize);
-                    grant_reason = rule.and_then(|r| r.reason.clone());
-                    let named = match rule {
-                        Some(r) if r.location.is_empty() => (r.name.clone(), None),
-                        Some(r) => (r.name.clone(), Some(r.location.clone())),
-                        None => unknown(),
-                    };
-                    (named, sha.clone())
-                }
-                None => (unknown(), String::new()),
-            };
-        let rule = match &at {
-            Some(loc) => format!("{rule_name} ({loc})"),
-            None => rule_name.clone(),
-        };
-        let (rule_file, rule_line) = match at.as_deref().and_then(split_location) {
-            Some((f, l)) => (Some(f), Some(l)),
-            None => (at, None),
+        let found = self
+            .generations
+            .iter()
+            .find(|(g, ..)| *g == e.generation)
+            .map(|(_, rules, sha)| (rules.get(e.rule_id as usize), sha.clone()));
+        let (rule, sha) = match found {
+            Some((Some(rule), sha)) => (rule.clone(), sha),
+            Some((None, sha)) => (Named::unknown(e.rule_id), sha),
+            None => (Named::unknown(e.rule_id), "".into()),
         };
         let comm_len = e.comm.iter().position(|&c| c == 0).unwrap_or(e.comm.len());
         let comm = String::from_utf8_lossy(&e.comm[..comm_len]).into_owned();
@@ -196,12 +185,12 @@ impl Enricher {
             dst_port: e.dst_port,
             src_addr: (e.src_addr != [0; 16]).then(|| unmap(e.src_addr)),
             src_port: (e.src_port != 0).then_some(e.src_port),
-            rule,
-            rule_name,
-            rule_file,
-            rule_line,
+            rule: rule.rule,
+            rule_name: rule.name,
+            rule_file: rule.file,
+            rule_line: rule.line,
             hook: hook::name(e.hook),
-            grant_reason,
+            grant_reason: rule.reason,
             decided_by: if e.decided_by == jump_common::decided_by::LOGIN {
                 "login"
             } else {
@@ -213,6 +202,51 @@ impl Enricher {
             policy_generation: e.generation,
             policy_sha256: sha,
             suppressed: e.suppressed,
+        }
+    }
+}
+
+/// A rule as its events name it, worked out once per policy generation rather than per event.
+#[derive(Clone)]
+struct Named {
+    name: Arc<str>,
+    /// `name (file:line:col)`, or the name alone for a rule written nowhere (the default).
+    rule: Arc<str>,
+    file: Option<Arc<str>>,
+    line: Option<u32>,
+    reason: Option<Arc<str>>,
+}
+
+impl Named {
+    fn new(r: RuleInfo) -> Self {
+        let name: Arc<str> = r.name.into();
+        let (rule, file, line) = if r.location.is_empty() {
+            (name.clone(), None, None)
+        } else {
+            let rule = format!("{name} ({})", r.location).into();
+            match split_location(&r.location) {
+                Some((f, l)) => (rule, Some(f.into()), Some(l)),
+                None => (rule, Some(r.location.into()), None),
+            }
+        };
+        Self {
+            name,
+            rule,
+            file,
+            line,
+            reason: r.reason.map(Into::into),
+        }
+    }
+
+    /// A rule id the generation's table does not have (or a generation jumpd no longer knows).
+    fn unknown(id: u32) -> Self {
+        let name: Arc<str> = format!("#{id}").into();
+        Self {
+            rule: name.clone(),
+            name,
+            file: None,
+            line: None,
+            reason: None,
         }
     }
 }
@@ -311,11 +345,11 @@ mod tests {
         let fake = FakeProc::new("mapped");
         let r = enricher(&fake).record(&event());
         assert_eq!(r.dst_addr, "198.51.100.10".parse::<IpAddr>().unwrap());
-        assert_eq!(r.rule, "default");
-        assert_eq!(r.policy_sha256, "ab");
+        assert_eq!(&*r.rule, "default");
+        assert_eq!(&*r.policy_sha256, "ab");
         assert_eq!(r.hook, "connect6");
         assert_eq!(r.comm, "curl");
-        assert_eq!(r.user, "alice");
+        assert_eq!(&*r.user, "alice");
         assert_eq!(r.time, "1970-01-01T00:00:00Z", "the event's own time");
     }
 
@@ -327,22 +361,22 @@ mod tests {
             rule_id: 1,
             ..event()
         });
-        assert_eq!(r.rule, "ops-ssh (policies/20-access.yaml:7:5)");
+        assert_eq!(&*r.rule, "ops-ssh (policies/20-access.yaml:7:5)");
         assert_eq!(
-            (r.rule_name.as_str(), r.rule_file.as_deref(), r.rule_line),
+            (r.rule_name.as_ref(), r.rule_file.as_deref(), r.rule_line),
             ("ops-ssh", Some("policies/20-access.yaml"), Some(7))
         );
         let r = en.record(&Event {
             rule_id: 9,
             ..event()
         });
-        assert_eq!(r.rule, "#9", "a rule id outside the table");
+        assert_eq!(&*r.rule, "#9", "a rule id outside the table");
         let r = en.record(&Event {
             generation: 7,
             ..event()
         });
         assert_eq!(
-            (r.rule.as_str(), r.policy_sha256.as_str()),
+            (r.rule.as_ref(), r.policy_sha256.as_ref()),
             ("#0", ""),
             "a generation no longer known"
         );

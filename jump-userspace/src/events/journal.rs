@@ -322,7 +322,7 @@ mod tests {
             grant_reason: None,
             option: None,
             policy_generation: 3,
-            policy_sha256: "ab".repeat(32),
+            policy_sha256: "ab".repeat(32).into(),
             suppressed: 0,
         }
     }
@@ -449,7 +449,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut w = Writer::new(d.path().join("socket"), "jumpd").unwrap();
         let mut r = record();
-        r.grant_reason = Some("x".repeat(MAX_ENTRY_BYTES));
+        r.grant_reason = Some("x".repeat(MAX_ENTRY_BYTES).into());
         assert!(!w.push(&r, "id", ("f.rs", 1)));
         assert!(!w.pending(), "nothing of it is left in the buffer");
         assert!(w.buf.is_empty());

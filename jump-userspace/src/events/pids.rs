@@ -19,7 +19,7 @@
 //! Bounded: at most `PID_CACHE` processes (each holds one descriptor); a fork storm of
 //! distinct pids only costs lookups, never memory or descriptors beyond that.
 
-use std::{collections::HashMap, os::fd::OwnedFd};
+use std::{collections::HashMap, os::fd::OwnedFd, sync::Arc};
 
 use jump_common::COMM_LEN;
 use rustix::{
@@ -39,7 +39,7 @@ struct Entry {
     pidfd: OwnedFd,
     /// Start, CLOCK_BOOTTIME ns, truncated to its 10 ms tick (`Proc::exe_and_start`).
     start_boot: u64,
-    exe: String,
+    exe: Arc<str>,
     /// Command names seen on a thread of this process while it ran `exe`.
     names: Vec<[u8; COMM_LEN]>,
     /// `(login uid, session id)` read from `/proc`, when an event needed them.
@@ -117,7 +117,7 @@ impl Pids {
         }
         if d.decided_tai > e.valid_until_tai {
             let now = (self.now_tai)();
-            let same = proc.exe(d.pid).is_some_and(|x| x == e.exe) && alive(&e.pidfd);
+            let same = proc.exe(d.pid).is_some_and(|x| *x == *e.exe) && alive(&e.pidfd);
             if !same {
                 self.map.remove(&d.pid);
                 return None;
@@ -136,7 +136,7 @@ impl Pids {
     }
 
     /// `Proc::exe_of` for decision `d`, from the cache where it shows the same process.
-    pub fn exe(&mut self, proc: &Proc, d: &Decider) -> Option<String> {
+    pub fn exe(&mut self, proc: &Proc, d: &Decider) -> Option<Arc<str>> {
         if let Some(e) = self.current(proc, d) {
             if e.names.contains(d.comm_raw) {
                 return Some(e.exe.clone());
@@ -163,13 +163,14 @@ impl Pids {
             Err(_) => None,
         };
         let (exe, start_boot) = proc.exe_and_start(d.pid, d.comm, d.decided_boot)?;
+        let exe: Arc<str> = exe.into();
         if let Some(pidfd) = pidfd.filter(alive) {
             self.remember(d, pidfd, exe.clone(), start_boot, before);
         }
         Some(exe)
     }
 
-    fn remember(&mut self, d: &Decider, pidfd: OwnedFd, exe: String, start_boot: u64, at: u64) {
+    fn remember(&mut self, d: &Decider, pidfd: OwnedFd, exe: Arc<str>, start_boot: u64, at: u64) {
         if let Some(e) = self
             .map
             .get_mut(&d.pid)

@@ -4,6 +4,7 @@
 use std::{
     fmt::Write,
     net::{IpAddr, Ipv6Addr},
+    sync::Arc,
 };
 
 use serde::Serialize;
@@ -15,7 +16,8 @@ use crate::{
 
 /// One decision, as every sink writes it. Field names are the journald fields without the
 /// `JUMP_` prefix, lower-case. `None` means "not known" and the field is left out (here and
-/// in every sink).
+/// in every sink). Text that jumpd keeps between records (names, rules, the policy's hash, the
+/// executable) is shared, not copied: making a record allocates only for what is new in it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Record {
     /// When the kernel decided (RFC 3339, UTC): the journal's own timestamp is when jumpd
@@ -23,7 +25,7 @@ pub struct Record {
     pub time: String,
     pub verdict: Verdict,
     pub uid: u32,
-    pub user: String,
+    pub user: Arc<str>,
     /// The task's own uid where `uid` is the owner of that subordinate uid (a user namespace).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ns_uid: Option<u32>,
@@ -31,12 +33,12 @@ pub struct Record {
     pub pid: u32,
     pub comm: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub exe: Option<String>,
+    pub exe: Option<Arc<str>>,
     /// The audit login uid (who logged in, whatever `su`/`sudo` did since) and its name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub login_uid: Option<u32>,
     #[serde(skip)]
-    pub login_user: Option<String>,
+    pub login_user: Option<Arc<str>>,
     /// Whether the login uid's session was opened by a privileged process (`login`): only
     /// then does it name the person. `None` without a login uid.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,12 +63,12 @@ pub struct Record {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub src_port: Option<u16>,
     /// The deciding rule as people read it: `ops-ssh (policies/20-access.yaml:7:5)`.
-    pub rule: String,
+    pub rule: Arc<str>,
     /// The same, field by field: the rule's name, and where it is written (left out for the
     /// policy default and the compiler's own rules).
-    pub rule_name: String,
+    pub rule_name: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule_file: Option<String>,
+    pub rule_file: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule_line: Option<u32>,
     pub hook: &'static str,
@@ -75,12 +77,12 @@ pub struct Record {
     pub decided_by: &'static str,
     /// The reason of the just-in-time grant that decided (`jumpctl grant --reason`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub grant_reason: Option<String>,
+    pub grant_reason: Option<Arc<str>>,
     /// The socket option a `setsockopt-*` decision judged, e.g. `IP_FREEBIND`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub option: Option<&'static str>,
     pub policy_generation: u64,
-    pub policy_sha256: String,
+    pub policy_sha256: Arc<str>,
     /// Similar events the kernel suppressed before this one (0: none).
     #[serde(skip_serializing_if = "is_zero")]
     pub suppressed: u32,
@@ -204,7 +206,7 @@ pub(crate) fn sample() -> Record {
         grant_reason: None,
         option: None,
         policy_generation: 1,
-        policy_sha256: String::new(),
+        policy_sha256: "".into(),
         suppressed: 0,
     }
 }

@@ -19,7 +19,7 @@ pub const RECENT_EVENTS: usize = 256;
 /// Whether a record passes `jumpctl events` filters: `user` is a name or uid, `verdict` one of
 /// `allow`, `deny`, `would-deny` (or `audit`).
 pub fn matches(r: &Record, user: Option<&str>, verdict: Option<&str>) -> bool {
-    let user_ok = user.is_none_or(|u| u == r.user || u == r.uid.to_string());
+    let user_ok = user.is_none_or(|u| u == &*r.user || u == r.uid.to_string());
     let verdict_ok = verdict.is_none_or(|v| v.parse() == Ok(r.verdict));
     user_ok && verdict_ok
 }
@@ -101,7 +101,7 @@ mod tests {
     fn record(user: &str, uid: u32, verdict: &str) -> Record {
         Record {
             time: String::new(),
-            rule_name: String::new(),
+            rule_name: "".into(),
             rule_file: None,
             rule_line: None,
             verdict: verdict.parse().unwrap(),
@@ -131,7 +131,7 @@ mod tests {
             grant_reason: None,
             option: None,
             policy_generation: 1,
-            policy_sha256: String::new(),
+            policy_sha256: "".into(),
             suppressed: 0,
         }
     }
