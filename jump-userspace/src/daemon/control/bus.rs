@@ -100,39 +100,11 @@ mod tests {
 
     fn record(user: &str, uid: u32, verdict: &str) -> Record {
         Record {
-            time: String::new(),
-            rule_name: "".into(),
-            rule_file: None,
-            rule_line: None,
             verdict: verdict.parse().unwrap(),
             uid,
             user: user.into(),
-            ns_uid: None,
             gid: uid,
-            pid: 1,
-            comm: String::new(),
-            exe: None,
-            login_uid: None,
-            login_user: None,
-            login_trusted: None,
-            session_id: None,
-            ssh_client: None,
-            ssh_client_port: None,
-            ssh_server: None,
-            ssh_server_port: None,
-            proto: "tcp",
-            dst_addr: "198.51.100.7".parse().unwrap(),
-            dst_port: 22,
-            src_addr: None,
-            src_port: None,
-            rule: "default".into(),
-            hook: "connect4",
-            decided_by: "uid",
-            grant_reason: None,
-            option: None,
-            policy_generation: 1,
-            policy_sha256: "".into(),
-            suppressed: 0,
+            ..crate::events::record::sample()
         }
     }
 
