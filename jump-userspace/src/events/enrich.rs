@@ -11,7 +11,7 @@ use super::{
     cache::BoundedCache,
     pids::{Decider, Pids},
     proc::{Proc, SshConn, UNSET},
-    record::{split_location, unmap, Record},
+    record::{split_location, unmap, Comm, Record},
 };
 use crate::{compile::image::RuleInfo, policy::Proto, verdict::Verdict};
 
@@ -133,8 +133,7 @@ impl Enricher {
             Some((None, sha)) => (Named::unknown(e.rule_id), sha),
             None => (Named::unknown(e.rule_id), "".into()),
         };
-        let comm_len = e.comm.iter().position(|&c| c == 0).unwrap_or(e.comm.len());
-        let comm = String::from_utf8_lossy(&e.comm[..comm_len]).into_owned();
+        let comm = Comm::from_kernel(&e.comm);
         let decided_boot = self.decided_boot(e);
         let decider = decided_boot.map(|decided_boot| Decider {
             pid: e.pid,
@@ -159,8 +158,8 @@ impl Enricher {
         let login_user = login_uid.map(|l| self.user(l));
         let login_trusted = login_uid.map(|_| self.logins.trusted(session_id));
         let ssh = self.ssh_conn(session_id);
+        // In range: a u64 of nanoseconds and any offset stay within jiff's years ±9999.
         let time = jiff::Timestamp::from_nanosecond(e.ts_ns as i128 - self.tai_offset_ns as i128)
-            .map(|t| t.to_string())
             .unwrap_or_default();
         Record {
             time,
@@ -350,7 +349,11 @@ mod tests {
         assert_eq!(r.hook, "connect6");
         assert_eq!(r.comm, "curl");
         assert_eq!(&*r.user, "alice");
-        assert_eq!(r.time, "1970-01-01T00:00:00Z", "the event's own time");
+        assert_eq!(
+            r.time.to_string(),
+            "1970-01-01T00:00:00Z",
+            "the event's own time"
+        );
     }
 
     #[test]

@@ -97,14 +97,14 @@ impl Writer {
         field(b, "CODE_LINE", code.1);
         field(b, "SYSLOG_IDENTIFIER", &self.identifier);
         field(b, "MESSAGE_ID", message_id);
-        field(b, "JUMP_TIME", &r.time);
+        field(b, "JUMP_TIME", r.time);
         field(b, "JUMP_VERDICT", r.verdict.as_str());
         field(b, "JUMP_UID", r.uid);
         field(b, "JUMP_USER", &r.user);
         opt(b, "JUMP_NS_UID", r.ns_uid);
         field(b, "JUMP_GID", r.gid);
         field(b, "JUMP_PID", r.pid);
-        field(b, "JUMP_COMM", &r.comm);
+        field(b, "JUMP_COMM", r.comm);
         opt(b, "JUMP_EXE", r.exe.as_deref());
         opt(b, "JUMP_LOGIN_UID", r.login_uid);
         opt(b, "JUMP_LOGIN_TRUSTED", r.login_trusted.map(u8::from));
@@ -291,7 +291,7 @@ mod tests {
 
     fn record() -> Record {
         Record {
-            time: "2026-01-02T03:04:05.000000006Z".into(),
+            time: "2026-01-02T03:04:05.000000006Z".parse().unwrap(),
             comm: "cu\nrl".into(),
             exe: Some("/usr/bin/curl".into()),
             login_uid: None,

@@ -54,7 +54,7 @@ impl Lines {
         o.str("level", level(r.verdict));
         o.str("message", &self.message);
         o.str("message_id", id);
-        o.str("jump_time", &r.time);
+        o.display("jump_time", r.time);
         o.str("jump_verdict", r.verdict.as_str());
         o.num("jump_uid", r.uid);
         o.str("jump_user", &r.user);
@@ -71,7 +71,7 @@ impl Lines {
         o.opt_addr("jump_ssh_server", r.ssh_server);
         o.opt_num("jump_ssh_server_port", r.ssh_server_port);
         o.str("jump_proto", r.proto);
-        o.opt_addr("jump_dst_addr", Some(r.dst_addr));
+        o.display("jump_dst_addr", r.dst_addr);
         o.num("jump_dst_port", r.dst_port);
         o.opt_addr("jump_src_addr", r.src_addr);
         o.opt_num("jump_src_port", r.src_port);
@@ -141,11 +141,15 @@ impl Obj<'_> {
         }
     }
 
-    /// An address in its family's notation, which needs no escaping.
+    /// A value whose text needs no escaping (an address, a time stamp), as a string.
+    fn display(&mut self, k: &str, v: impl std::fmt::Display) {
+        self.key(k);
+        let _ = write!(self.0, "\"{v}\"");
+    }
+
     fn opt_addr(&mut self, k: &str, v: Option<IpAddr>) {
         if let Some(v) = v {
-            self.key(k);
-            let _ = write!(self.0, "\"{v}\"");
+            self.display(k, v);
         }
     }
 }

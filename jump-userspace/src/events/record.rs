@@ -16,13 +16,14 @@ use crate::{
 
 /// One decision, as every sink writes it. Field names are the journald fields without the
 /// `JUMP_` prefix, lower-case. `None` means "not known" and the field is left out (here and
-/// in every sink). Text that jumpd keeps between records (names, rules, the policy's hash, the
-/// executable) is shared, not copied: making a record allocates only for what is new in it.
+/// in every sink). Making a record allocates nothing: text that jumpd keeps between records
+/// (names, rules, the policy's hash, the executable) is shared, the command name is held inline
+/// and the time is formatted by each sink as it writes.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Record {
     /// When the kernel decided (RFC 3339, UTC): the journal's own timestamp is when jumpd
     /// logged it, which is later for events decided while jumpd was not reading.
-    pub time: String,
+    pub time: jiff::Timestamp,
     pub verdict: Verdict,
     pub uid: u32,
     pub user: Arc<str>,
@@ -31,7 +32,7 @@ pub struct Record {
     pub ns_uid: Option<u32>,
     pub gid: u32,
     pub pid: u32,
-    pub comm: String,
+    pub comm: Comm,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exe: Option<Arc<str>>,
     /// The audit login uid (who logged in, whatever `su`/`sudo` did since) and its name.
@@ -152,6 +153,95 @@ impl Record {
     }
 }
 
+/// A command name (the kernel's `comm`, at most 16 bytes) as UTF-8, each invalid sequence
+/// replaced by U+FFFD as `String::from_utf8_lossy` does, held inline so that a record carries
+/// it without an allocation of its own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Comm {
+    len: u8,
+    bytes: [u8; Comm::CAPACITY],
+}
+
+impl Comm {
+    /// 16 bytes, each an invalid sequence of its own, read as 16 three-byte U+FFFD.
+    const CAPACITY: usize = 3 * jump_common::COMM_LEN;
+
+    /// The name in a kernel's `comm` buffer: up to its first NUL.
+    pub fn from_kernel(raw: &[u8]) -> Self {
+        let raw = &raw[..raw.iter().position(|&c| c == 0).unwrap_or(raw.len())];
+        let mut c = Comm {
+            len: 0,
+            bytes: [0; Self::CAPACITY],
+        };
+        for chunk in raw.utf8_chunks() {
+            c.push(chunk.valid());
+            if !chunk.invalid().is_empty() {
+                c.push("\u{fffd}");
+            }
+        }
+        c
+    }
+
+    /// Appends `s`, or as many of its characters as fit (only a longer name than the kernel's
+    /// could need more).
+    fn push(&mut self, s: &str) {
+        let mut end = s.len().min(Self::CAPACITY - usize::from(self.len));
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        let at = usize::from(self.len);
+        self.bytes[at..at + end].copy_from_slice(&s.as_bytes()[..end]);
+        self.len += end as u8;
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Always UTF-8: `push` copies whole characters of a `str`.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for Comm {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for Comm {
+    fn from(s: &str) -> Self {
+        let mut c = Comm {
+            len: 0,
+            bytes: [0; Self::CAPACITY],
+        };
+        c.push(s);
+        c
+    }
+}
+
+impl PartialEq<&str> for Comm {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+impl Serialize for Comm {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// `policies/20-access.yaml:7:5` → (`policies/20-access.yaml`, 7).
 pub(super) fn split_location(loc: &str) -> Option<(String, u32)> {
     let (rest, _col) = loc.rsplit_once(':')?;
@@ -175,7 +265,7 @@ pub(super) fn unmap(addr: [u8; 16]) -> IpAddr {
 #[cfg(test)]
 pub(crate) fn sample() -> Record {
     Record {
-        time: "2026-01-05T09:00:00Z".into(),
+        time: "2026-01-05T09:00:00Z".parse().unwrap(),
         verdict: Verdict::Deny,
         uid: 1001,
         user: "alice".into(),
@@ -280,5 +370,26 @@ mod tests {
             !m.contains(['\n', '\x1b']),
             "one line, no escape sequence: {m:?}"
         );
+    }
+
+    #[test]
+    fn a_command_name_reads_as_the_kernel_wrote_it() {
+        assert_eq!(Comm::from_kernel(b"curl\0\0\0\0\0\0\0\0\0\0\0\0"), "curl");
+        assert_eq!(Comm::from_kernel(b"0123456789abcdef"), "0123456789abcdef");
+        assert_eq!(
+            Comm::from_kernel(&[0xff; 16]).as_str(),
+            "\u{fffd}".repeat(16),
+            "the most a name can grow to"
+        );
+        assert_eq!(Comm::from(&*"é".repeat(40)).as_str(), "é".repeat(24));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_command_name_is_what_lossy_utf8_makes_of_it(raw in proptest::array::uniform16(proptest::num::u8::ANY)) {
+            let name = &raw[..raw.iter().position(|&c| c == 0).unwrap_or(raw.len())];
+            let comm = Comm::from_kernel(&raw);
+            proptest::prop_assert_eq!(comm.as_str(), String::from_utf8_lossy(name));
+        }
     }
 }
