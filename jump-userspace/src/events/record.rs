@@ -16,9 +16,9 @@ use crate::{
 
 /// One decision, as every sink writes it. Field names are the journald fields without the
 /// `JUMP_` prefix, lower-case. `None` means "not known" and the field is left out (here and
-/// in every sink). Making a record allocates nothing: text that jumpd keeps between records
-/// (names, rules, the policy's hash, the executable) is shared, the command name is held inline
-/// and the time is formatted by each sink as it writes.
+/// in every sink). A record of a user, rule and process jumpd has seen allocates nothing: text
+/// that jumpd keeps between records (names, rules, the policy's hash, the executable) is shared,
+/// the command name is held inline and the time is formatted by each sink as it writes.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Record {
     /// When the kernel decided (RFC 3339, UTC): the journal's own timestamp is when jumpd
@@ -165,14 +165,15 @@ pub struct Comm {
 impl Comm {
     /// 16 bytes, each an invalid sequence of its own, read as 16 three-byte U+FFFD.
     const CAPACITY: usize = 3 * jump_common::COMM_LEN;
+    const EMPTY: Comm = Comm {
+        len: 0,
+        bytes: [0; Self::CAPACITY],
+    };
 
     /// The name in a kernel's `comm` buffer: up to its first NUL.
     pub fn from_kernel(raw: &[u8]) -> Self {
         let raw = &raw[..raw.iter().position(|&c| c == 0).unwrap_or(raw.len())];
-        let mut c = Comm {
-            len: 0,
-            bytes: [0; Self::CAPACITY],
-        };
+        let mut c = Self::EMPTY;
         for chunk in raw.utf8_chunks() {
             c.push(chunk.valid());
             if !chunk.invalid().is_empty() {
@@ -209,10 +210,7 @@ impl std::ops::Deref for Comm {
 
 impl From<&str> for Comm {
     fn from(s: &str) -> Self {
-        let mut c = Comm {
-            len: 0,
-            bytes: [0; Self::CAPACITY],
-        };
+        let mut c = Self::EMPTY;
         c.push(s);
         c
     }
