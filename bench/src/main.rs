@@ -158,7 +158,7 @@ impl Plan {
                 compile_reps: 3,
                 storm: 300_000,
                 iperf_secs: 5,
-                iperf_reps: 3,
+                iperf_reps: 5,
             }
         }
     }
@@ -374,8 +374,10 @@ fn prog_batches() -> [(&'static str, &'static str, String); 5] {
 
 /// Per-call run time of the programs on each system's cgroup, and all of them per operation:
 /// one client batch of each kind per system and repetition with `kernel.bpf_stats_enabled` on,
-/// the kernel's totals differenced around each batch. The systems alternate within every
-/// repetition (in a rotating order), so jump and the reference programs share the noise.
+/// the kernel's totals differenced around each batch. Each kind's batches of the systems run
+/// back to back (in an order rotating with the repetition), so a program and the reference it
+/// is divided by are measured seconds apart, under the same load; ratios are then taken within
+/// each repetition (`ProgTime::per_rep`).
 fn prog_times(
     bins: &Bins,
     plan: &Plan,
@@ -385,12 +387,14 @@ fn prog_times(
 ) -> anyhow::Result<(Vec<ProgTime>, Vec<Added>)> {
     let _stats = env::BpfStats::enable()?;
     type Key = (System, &'static str, String);
-    let mut per: Vec<(Key, Vec<f64>, u64)> = Vec::new();
+    // (repetition, ns per call) of each repetition a program ran in, and its calls in all.
+    type PerRep = Vec<(usize, f64)>;
+    let mut per: Vec<(Key, PerRep, u64)> = Vec::new();
     let mut added: Vec<((System, &'static str), Vec<f64>)> = Vec::new();
     for rep in 0..plan.reps {
-        for system in stats::rotation(systems, rep) {
-            let place = places.of(system);
-            for (batch, op, to) in prog_batches() {
+        for (batch, op, to) in prog_batches() {
+            for system in stats::rotation(systems, rep) {
+                let place = places.of(system);
                 check()?;
                 let iters = if op == "tcp" {
                     plan.tcp_iters
@@ -426,10 +430,10 @@ fn prog_times(
                     let key = (system, batch, a.name.clone());
                     match per.iter_mut().find(|(k, ..)| *k == key) {
                         Some((_, v, c)) => {
-                            v.push(ns);
+                            v.push((rep, ns));
                             *c += calls;
                         }
-                        None => per.push((key, vec![ns], calls)),
+                        None => per.push((key, vec![(rep, ns)], calls)),
                     }
                 }
                 let Some(ops) = ops else { continue };
@@ -443,13 +447,15 @@ fn prog_times(
     }
     let progs = per
         .into_iter()
-        .filter_map(|((system, op, prog), v, calls)| {
+        .filter_map(|((system, op, prog), per_rep, calls)| {
+            let v: Vec<f64> = per_rep.iter().map(|&(_, ns)| ns).collect();
             Some(ProgTime {
                 rules,
                 system,
                 op,
                 prog,
                 ns_per_call: Spread::of(&v)?,
+                per_rep,
                 calls,
             })
         })
@@ -593,21 +599,15 @@ fn throughput(
     ];
     let mut tcp: HashMap<&str, Vec<f64>> = HashMap::new();
     let mut udp: HashMap<&str, Vec<f64>> = HashMap::new();
+    // The systems' TCP runs back to back, then their UDP runs: a system's throughput is divided
+    // by the baseline's of the same repetition, measured seconds away under the same load.
     for rep in 0..plan.iperf_reps {
-        for sys in stats::rotation(&systems, rep) {
-            check()?;
-            tcp.entry(sys.key()).or_default().push(iperf(
-                bins,
-                places.of(sys),
-                plan.iperf_secs,
-                false,
-            )?);
-            udp.entry(sys.key()).or_default().push(iperf(
-                bins,
-                places.of(sys),
-                plan.iperf_secs,
-                true,
-            )?);
+        for (udp_run, into) in [(false, &mut tcp), (true, &mut udp)] {
+            for sys in stats::rotation(&systems, rep) {
+                check()?;
+                let x = iperf(bins, places.of(sys), plan.iperf_secs, udp_run)?;
+                into.entry(sys.key()).or_default().push(x);
+            }
         }
     }
     let base = tcp[System::Baseline.key()].clone();
