@@ -17,6 +17,9 @@
 //!   `reference.rs`), grants them UID's PORTs and ADDR, attaches them to CGROUP (one of the
 //!   bench's own), prints `ready` and keeps them attached until stdin closes or it is killed;
 //!   the kernel detaches them with its last file descriptor.
+//! - `beside OBJECT CGROUP UID ADDR PORT…`: the same, with only the one-lookup programs (no
+//!   socket storage), for a child of jump's cgroup: they and jump's programs run on the same
+//!   calls.
 //! - `journal N FILE`: N journal entries shaped as the one in FILE (`{"entry": …, "varying":
 //!   […]}`: one of jumpd's entries, as `journalctl -o json` prints it, without the journal's
 //!   own `_`/`__` fields, and the fields whose values differed among jumpd's entries), each
@@ -312,13 +315,18 @@ fn main() {
             Ok(())
         })(),
         ["serve", ..] => serve(&args[1..]),
-        ["reference", object, cgroup, uid, to, ..] => (|| {
+        [cmd @ ("reference" | "beside"), object, cgroup, uid, to, ..] => (|| {
             let ports = args[6..]
                 .iter()
                 .map(|p| num::<u16>(p, "port"))
                 .collect::<Result<Vec<_>, _>>()?;
             let to: std::net::Ipv4Addr = num(to, "IPv4 address")?;
-            reference::serve(object, cgroup, num(uid, "uid")?, to, &ports)
+            let set = if cmd == "beside" {
+                reference::Set::Lookups
+            } else {
+                reference::Set::All
+            };
+            reference::serve(object, cgroup, num(uid, "uid")?, to, &ports, set)
         })(),
         ["journal", n, file] => num(n, "count").and_then(|n| journal(n, file)),
         ["exec", prog, ..] => Err(format!(
@@ -328,7 +336,7 @@ fn main() {
         _ => Err(
             "usage: jump-bench [--cgroup DIR] [--netns FILE] [--uid U] [--gid G] \
                   (tcp N MAX_MS ADDR | udp N MAX_MS ADDR | serve SPEC… | exec PROG ARGS… | \
-                  journal N FILE)"
+                  reference|beside OBJECT CGROUP UID ADDR PORT… | journal N FILE)"
                 .into(),
         ),
     };

@@ -19,12 +19,24 @@ const SOCK_ADDR: [&str; 5] = [
     "ref_sendmsg6",
 ];
 
+/// Which reference programs to attach.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Set {
+    /// All of them, on a cgroup of their own: the floor, records included.
+    All,
+    /// The one-lookup programs only, on a child of jump's cgroup: they run on the same calls as
+    /// jump's programs (before them: a cgroup's own programs run before its parent's), and
+    /// jump's `sock_create` still creates the socket's first storage, as it does alone.
+    Lookups,
+}
+
 fn attach(
     object: &str,
     cgroup: &str,
     uid: u32,
     to: Ipv4Addr,
     ports: &[u16],
+    set: Set,
 ) -> Result<Ebpf, String> {
     let mut bpf = Ebpf::load_file(object).map_err(|e| format!("failed to load `{object}`: {e}"))?;
     {
@@ -45,6 +57,9 @@ fn attach(
     let fd = File::open(cgroup).map_err(|e| format!("failed to open `{cgroup}`: {e}"))?;
     let mode = CgroupAttachMode::Single;
     for name in SOCK_ADDR {
+        if set == Set::Lookups && name == "ref_connect4_record" {
+            continue;
+        }
         let p: &mut CgroupSockAddr = bpf
             .program_mut(name)
             .ok_or(format!("no program `{name}`"))?
@@ -55,16 +70,18 @@ fn attach(
         p.attach(&fd, mode)
             .map_err(|e| format!("failed to attach `{name}` to `{cgroup}`: {e}"))?;
     }
-    let name = "ref_sock_create_record";
-    let p: &mut CgroupSock = bpf
-        .program_mut(name)
-        .ok_or(format!("no program `{name}`"))?
-        .try_into()
-        .map_err(|e| format!("{name}: {e}"))?;
-    p.load()
-        .map_err(|e| format!("failed to load `{name}`: {e}"))?;
-    p.attach(&fd, mode)
-        .map_err(|e| format!("failed to attach `{name}` to `{cgroup}`: {e}"))?;
+    if set == Set::All {
+        let name = "ref_sock_create_record";
+        let p: &mut CgroupSock = bpf
+            .program_mut(name)
+            .ok_or(format!("no program `{name}`"))?
+            .try_into()
+            .map_err(|e| format!("{name}: {e}"))?;
+        p.load()
+            .map_err(|e| format!("failed to load `{name}`: {e}"))?;
+        p.attach(&fd, mode)
+            .map_err(|e| format!("failed to attach `{name}` to `{cgroup}`: {e}"))?;
+    }
     let p: &mut CgroupSkb = bpf
         .program_mut("ref_egress")
         .ok_or("no program `ref_egress`")?
@@ -84,8 +101,9 @@ pub fn serve(
     uid: u32,
     to: Ipv4Addr,
     ports: &[u16],
+    set: Set,
 ) -> Result<(), String> {
-    let bpf = attach(object, cgroup, uid, to, ports)?;
+    let bpf = attach(object, cgroup, uid, to, ports, set)?;
     println!("ready");
     std::io::Write::flush(&mut std::io::stdout()).map_err(|e| e.to_string())?;
     let mut rest = Vec::new();

@@ -30,11 +30,12 @@ pub fn reference_object(bins: &Bins) -> PathBuf {
     release.join("../ebpf/bpfel-unknown-none/release/reference")
 }
 
-/// `jump-bench reference`: the reference programs attached to `cgroup` (one of the bench's
-/// own) with the client's grants, until the returned guard ends the loader (the kernel then
-/// detaches them).
+/// `jump-bench reference` (or `beside`: the one-lookup programs only): the reference programs
+/// attached to `cgroup` (one of the bench's own) with the client's grants, until the returned
+/// guard ends the loader (the kernel then detaches them).
 pub fn reference(
     bins: &Bins,
+    set: &str,
     cgroup: &Path,
     uid: u32,
     server: std::net::Ipv4Addr,
@@ -42,7 +43,7 @@ pub fn reference(
 ) -> anyhow::Result<Proc> {
     let mut p = Proc::spawn(
         Command::new(bench_bin(bins))
-            .arg("reference")
+            .arg(set)
             .arg(reference_object(bins))
             .arg(cgroup)
             .arg(uid.to_string())
@@ -537,7 +538,16 @@ fn bpftool(args: &[&str]) -> anyhow::Result<Value> {
 
 /// The programs attached directly to `cgroup` and their run counters.
 pub fn cgroup_progs(cgroup: &Path) -> anyhow::Result<Vec<ProgStat>> {
-    let list = bpftool(&["cgroup", "show", &cgroup.display().to_string()])?;
+    progs_of(&["cgroup", "show", &cgroup.display().to_string()])
+}
+
+/// The programs that run on `cgroup`'s sockets: its own and its ancestors' (`beside`).
+pub fn effective_progs(cgroup: &Path) -> anyhow::Result<Vec<ProgStat>> {
+    progs_of(&["cgroup", "show", &cgroup.display().to_string(), "effective"])
+}
+
+fn progs_of(show: &[&str]) -> anyhow::Result<Vec<ProgStat>> {
+    let list = bpftool(show)?;
     let mut out = Vec::new();
     for p in list.as_array().into_iter().flatten() {
         let id = p["id"].as_u64().context("bpftool cgroup show: no id")?;

@@ -9,8 +9,12 @@
 //!   namespace carries the nftables ruleset, one with the iptables rules. Netfilter rules are
 //!   only ever loaded inside those namespaces, and every system stays installed for a whole rule
 //!   count, so alternating systems is just running the client elsewhere;
-//! - three child cgroups: unfiltered, jump with `log: deny` (filtering only, like the netfilter
-//!   systems), jump with `log: all` (every decision an event, jump's audit use);
+//! - five child cgroups of the cgroup2 root: unfiltered, jump with `log: deny` (filtering
+//!   only, like the netfilter systems), jump with `log: all` (every decision an event, jump's
+//!   audit use), the reference programs (the floor), and the one-lookup reference programs
+//!   with a third jumpd on a child of it; and a child of jump's `log: deny` cgroup with the
+//!   one-lookup reference programs. The two children run jump's programs and the reference's
+//!   on the same calls, one in each order;
 //! - the client (`jump-bench tcp|udp`) joins a cgroup, then the namespace, then becomes the
 //!   granted uid, and only then creates its sockets.
 //!
@@ -401,7 +405,15 @@ fn prog_times(
                 } else {
                     plan.udp_iters
                 };
-                let before = env::cgroup_progs(&place.0)?;
+                // On the same calls, one of the two is attached to the parent cgroup.
+                let progs = |cg: &Path| {
+                    if system.same_calls() {
+                        env::effective_progs(cg)
+                    } else {
+                        env::cgroup_progs(cg)
+                    }
+                };
+                let before = progs(&place.0)?;
                 let ops = if op == "iperf" {
                     iperf(bins, place, plan.iperf_secs, false)?;
                     None
@@ -416,7 +428,7 @@ fn prog_times(
                     Some(r.ns.len())
                 };
                 let mut total = 0u64;
-                for a in env::cgroup_progs(&place.0)? {
+                for a in progs(&place.0)? {
                     let Some(b) = before.iter().find(|b| b.id == a.id) else {
                         continue;
                     };
@@ -436,7 +448,10 @@ fn prog_times(
                         None => per.push((key, vec![(rep, ns)], calls)),
                     }
                 }
-                let Some(ops) = ops else { continue };
+                // On the same calls, the sum holds two systems' programs: not what either adds.
+                let Some(ops) = ops.filter(|_| !system.same_calls()) else {
+                    continue;
+                };
                 let per_op = total as f64 / ops.max(1) as f64;
                 match added.iter_mut().find(|(k, _)| *k == (system, batch)) {
                     Some((_, v)) => v.push(per_op),
@@ -800,13 +815,22 @@ fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
     let cg_jump = TestCgroup::new()?;
     let cg_audit = TestCgroup::new()?;
     let cg_ref = TestCgroup::new()?;
-    let _reference = env::reference(
+    let grants = [TCP_PORT, UDP_PORT, IPERF_PORT];
+    let _reference = env::reference(bins, "reference", &cg_ref.path, CLIENT_UID, SERVER, &grants)?;
+    // jump and the reference on the same calls, in both orders (`System::RefThenJump`,
+    // `System::JumpThenRef`). The children are declared after their parents, so removed first.
+    let cg_ref_jump = cg_jump.child("reference")?;
+    let _ref_jump = env::reference(
         bins,
-        &cg_ref.path,
+        "beside",
+        &cg_ref_jump.path,
         CLIENT_UID,
         SERVER,
-        &[TCP_PORT, UDP_PORT, IPERF_PORT],
+        &grants,
     )?;
+    let cg_after = TestCgroup::new()?;
+    let _after = env::reference(bins, "beside", &cg_after.path, CLIENT_UID, SERVER, &grants)?;
+    let cg_jump_ref = cg_after.child("jump")?;
     let places = Places {
         at: HashMap::from([
             (
@@ -824,6 +848,14 @@ fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
             (
                 System::Reference.key(),
                 (cg_ref.path.clone(), topo_a.host.path()),
+            ),
+            (
+                System::RefThenJump.key(),
+                (cg_ref_jump.path.clone(), topo_a.host.path()),
+            ),
+            (
+                System::JumpThenRef.key(),
+                (cg_jump_ref.path.clone(), topo_a.host.path()),
             ),
             (
                 System::Nft.key(),
@@ -895,6 +927,15 @@ fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
             work.0.join(format!("{n}/audit.log")),
             &["--event-rate-window-ms", "0", "--event-user-rate", "0"],
         )?;
+        // The same policy once more, on the child of the reference's cgroup: jump's programs
+        // run first there (`System::JumpThenRef`).
+        let jump_first = Jumpd::start(
+            bins,
+            &dir_j,
+            &cg_jump_ref.path,
+            work.0.join(format!("{n}/jump-first.log")),
+            &[],
+        )?;
         report.jump_hooks = jump.hooks.clone();
         report.policy.push(p);
 
@@ -913,7 +954,13 @@ fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
             bins,
             &plan,
             &places,
-            &[System::Reference, System::Jump, System::JumpAudit],
+            &[
+                System::Reference,
+                System::Jump,
+                System::JumpAudit,
+                System::RefThenJump,
+                System::JumpThenRef,
+            ],
             n,
         )?;
         report.progs.extend(progs);
@@ -922,7 +969,7 @@ fn run(bins: &Bins, opts: &Options) -> anyhow::Result<()> {
             progress(format!("{n} rules: throughput"));
             report.throughput = throughput(bins, &plan, &places, n)?;
         }
-        drop((jump, audit));
+        drop((jump, audit, jump_first));
     }
 
     check()?;

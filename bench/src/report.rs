@@ -19,9 +19,20 @@ pub enum System {
     Iptables,
     /// The reference programs (`jump-ebpf/src/reference.rs`): one hash lookup per call.
     Reference,
+    /// jump (`log: deny`) and the one-lookup reference programs on the same calls: the
+    /// reference in a child of jump's cgroup, so it runs first (a cgroup's own programs run
+    /// before its parent's).
+    RefThenJump,
+    /// The same, the other way round: a third jumpd on a child of the reference's cgroup.
+    JumpThenRef,
 }
 
 impl System {
+    /// jump's programs and the reference's run on the same calls in this system's batches.
+    pub fn same_calls(self) -> bool {
+        matches!(self, System::RefThenJump | System::JumpThenRef)
+    }
+
     pub fn key(self) -> &'static str {
         match self {
             System::Baseline => "baseline",
@@ -30,6 +41,8 @@ impl System {
             System::Nft => "nftables",
             System::Iptables => "iptables",
             System::Reference => "reference",
+            System::RefThenJump => "reference-then-jump",
+            System::JumpThenRef => "jump-then-reference",
         }
     }
 
@@ -41,6 +54,8 @@ impl System {
             System::Nft => "nftables set",
             System::Iptables => "iptables linear",
             System::Reference => "reference (one lookup)",
+            System::RefThenJump => "reference, then jump (same calls)",
+            System::JumpThenRef => "jump, then reference (same calls)",
         }
     }
 }
@@ -116,15 +131,19 @@ pub struct ProgTime {
 impl ProgTime {
     /// This program's run time ÷ `other`'s, per repetition both ran in: median and min–max.
     pub fn over(&self, other: &ProgTime) -> Option<Spread> {
-        let ratios: Vec<f64> = self
-            .per_rep
+        let ratios: Vec<f64> = self.ratios(other).into_iter().map(|(_, r)| r).collect();
+        Spread::of(&ratios)
+    }
+
+    /// (repetition, this ÷ `other`) for each repetition both ran in.
+    fn ratios(&self, other: &ProgTime) -> Vec<(usize, f64)> {
+        self.per_rep
             .iter()
             .filter_map(|&(rep, ns)| {
                 let (_, d) = other.per_rep.iter().find(|&&(r, _)| r == rep)?;
-                Some(ns / d)
+                Some((rep, ns / d))
             })
-            .collect();
-        Spread::of(&ratios)
+            .collect()
     }
 }
 
@@ -136,6 +155,12 @@ pub struct Paired {
     pub ns: f64,
     pub floor_ns: f64,
     pub ratio: Spread,
+    /// Measured on the same calls: the ratio with the reference running first and with jump
+    /// running first (`ratio` is their geometric mean per repetition, which cancels what the
+    /// program running second gains from the first's warmed caches).
+    pub orders: Option<(Spread, Spread)>,
+    /// With `orders`: the same ratio from the batches in separate cgroups, for comparison.
+    pub apart: Option<Spread>,
 }
 
 impl Paired {
@@ -145,7 +170,67 @@ impl Paired {
             ns: a.ns_per_call.median,
             floor_ns: b.ns_per_call.median,
             ratio: a.over(b)?,
+            orders: None,
+            apart: None,
         })
+    }
+
+    /// Jump's program and the reference on the same calls, in both orders: `first` holds
+    /// (jump's, reference's) programs with the reference first, `second` with jump first.
+    fn same_calls(
+        rules: usize,
+        first: (&ProgTime, &ProgTime),
+        second: (&ProgTime, &ProgTime),
+    ) -> Option<Self> {
+        let a = first.0.ratios(first.1);
+        let b = second.0.ratios(second.1);
+        let both: Vec<f64> = a
+            .iter()
+            .filter_map(|&(rep, x)| {
+                let (_, y) = b.iter().find(|&&(r, _)| r == rep)?;
+                Some((x * y).sqrt())
+            })
+            .collect();
+        let mean = |x: f64, y: f64| (x * y).sqrt();
+        Some(Self {
+            rules,
+            ns: mean(first.0.ns_per_call.median, second.0.ns_per_call.median),
+            floor_ns: mean(first.1.ns_per_call.median, second.1.ns_per_call.median),
+            ratio: Spread::of(&both)?,
+            orders: Some((first.0.over(first.1)?, second.0.over(second.1)?)),
+            apart: None,
+        })
+    }
+
+    fn describe(&self) -> String {
+        let ratio = |r: Spread| spread(r, |x| format!("{x:.2}"));
+        let mut s = format!(
+            "{} rules: {:.0} ÷ {:.0} ns{}, per repetition {}×",
+            self.rules,
+            self.ns,
+            self.floor_ns,
+            if self.orders.is_some() {
+                " on the same calls"
+            } else {
+                ""
+            },
+            ratio(self.ratio)
+        );
+        let mut notes = Vec::new();
+        if let Some((a, b)) = self.orders {
+            notes.push(format!(
+                "reference first {}×, jump first {}×",
+                ratio(a),
+                ratio(b)
+            ));
+        }
+        if let Some(a) = self.apart {
+            notes.push(format!("in separate cgroups {}×", ratio(a)));
+        }
+        if !notes.is_empty() {
+            s += &format!(" ({})", notes.join("; "));
+        }
+        s
     }
 }
 
@@ -351,15 +436,37 @@ impl Report {
         v
     }
 
-    /// `jump`'s program `name` against the reference program `ref_name` in the same batches,
-    /// at every rule count.
+    /// `jump`'s program `name` against the one-lookup reference program of its hook, at every
+    /// rule count: as measured on the same calls in both orders where the run has that, else
+    /// from jump's and the reference's batches in separate cgroups.
     fn versus_reference(&self, op: &str, name: &str) -> Vec<Paired> {
+        let floor = format!("ref_{name}");
         self.prog_sizes()
             .into_iter()
             .filter_map(|n| {
-                let j = self.prog(n, System::Jump, op, name)?;
-                let r = self.prog(n, System::Reference, op, &format!("ref_{name}"))?;
-                Paired::of(n, j, r)
+                let pair = |system| {
+                    Some((
+                        self.prog(n, system, op, name)?,
+                        self.prog(n, system, op, &floor)?,
+                    ))
+                };
+                let apart = (|| {
+                    Paired::of(
+                        n,
+                        self.prog(n, System::Jump, op, name)?,
+                        self.prog(n, System::Reference, op, &floor)?,
+                    )
+                })();
+                let same = (|| {
+                    Paired::same_calls(n, pair(System::RefThenJump)?, pair(System::JumpThenRef)?)
+                })();
+                match same {
+                    Some(s) => Some(Paired {
+                        apart: apart.map(|a| a.ratio),
+                        ..s
+                    }),
+                    None => apart,
+                }
             })
             .collect()
     }
@@ -380,15 +487,7 @@ impl Report {
             status: if ok { Status::Met } else { Status::Missed },
             detail: pairs
                 .iter()
-                .map(|p| {
-                    format!(
-                        "{} rules: {:.0} ÷ {:.0} ns, per repetition {}×",
-                        p.rules,
-                        p.ns,
-                        p.floor_ns,
-                        spread(p.ratio, |x| format!("{x:.2}"))
-                    )
-                })
+                .map(Paired::describe)
                 .collect::<Vec<_>>()
                 .join("; "),
         }
@@ -727,10 +826,14 @@ impl Report {
                 .progs
                 .iter()
                 .map(|p| {
-                    let floor = (p.system != System::Reference)
-                        .then(|| {
-                            self.prog(p.rules, System::Reference, p.op, &format!("ref_{}", p.prog))
-                        })
+                    // Beside, the reference programs are in the same rows' system.
+                    let floor_system = if p.system.same_calls() {
+                        p.system
+                    } else {
+                        System::Reference
+                    };
+                    let floor = (p.system != System::Reference && !p.prog.starts_with("ref_"))
+                        .then(|| self.prog(p.rules, floor_system, p.op, &format!("ref_{}", p.prog)))
                         .flatten();
                     vec![
                         p.rules.to_string(),
@@ -1356,6 +1459,46 @@ mod tests {
             r.hot_path_targets()[0].status,
             Status::Missed,
             "2.38×, 2.12×, 2.67×"
+        );
+    }
+
+    #[test]
+    fn the_hooks_are_judged_on_the_same_calls_in_both_orders_when_measured_so() {
+        let mut r = report();
+        r.progs = vec![
+            // Apart: 2.5× in every repetition; on the same calls 1.6× with the reference
+            // first and 2.5× with jump first: 2.0× between them.
+            prog(System::Jump, "connect4", &[(0, 500.0), (1, 500.0)]),
+            prog(System::Reference, "ref_connect4", &[(0, 200.0), (1, 200.0)]),
+            prog(System::RefThenJump, "connect4", &[(0, 400.0), (1, 400.0)]),
+            prog(
+                System::RefThenJump,
+                "ref_connect4",
+                &[(0, 250.0), (1, 250.0)],
+            ),
+            prog(System::JumpThenRef, "connect4", &[(0, 500.0), (1, 500.0)]),
+            prog(
+                System::JumpThenRef,
+                "ref_connect4",
+                &[(0, 200.0), (1, 200.0)],
+            ),
+        ];
+        let t = &r.hot_path_targets()[0];
+        assert_eq!(t.status, Status::Met, "{}", t.detail);
+        assert!(
+            t.detail.starts_with(
+                "10 rules: 447 ÷ 224 ns on the same calls, per repetition 2.00 (2.00–2.00)× \
+                 (reference first 1.60 (1.60–1.60)×, jump first 2.50 (2.50–2.50)×; \
+                 in separate cgroups 2.50 (2.50–2.50)×)"
+            ),
+            "{}",
+            t.detail
+        );
+        r.progs.truncate(4);
+        assert_eq!(
+            r.hot_path_targets()[0].status,
+            Status::Missed,
+            "without both orders, judged apart"
         );
     }
 

@@ -43,6 +43,15 @@ impl TestCgroup {
         Ok(Self { path })
     }
 
+    /// A child of this cgroup, `name`, removed on drop (before this one, if declared after
+    /// it). Programs attached to it run with this cgroup's on its processes' sockets.
+    pub fn child(&self, name: &str) -> anyhow::Result<Self> {
+        let path = self.path.join(name);
+        fs::create_dir(&path)
+            .map_err(|e| anyhow::anyhow!("failed to create cgroup `{}`: {e}", path.display()))?;
+        Ok(Self { path })
+    }
+
     pub fn procs(&self) -> Vec<u32> {
         read_procs(&self.path)
     }
@@ -59,6 +68,12 @@ fn read_procs(path: &Path) -> Vec<u32> {
 /// Removes a test cgroup: its processes are this test's own children, which have been ended by
 /// their guards; wait briefly for the kernel to reap them, then rmdir.
 fn remove(path: &Path) -> anyhow::Result<()> {
+    // A child cgroup (`child`) left behind by a test that died keeps the parent from going.
+    for entry in fs::read_dir(path).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove(&entry.path())?;
+        }
+    }
     poll_until(Duration::from_secs(1), "the cgroup to empty", || {
         (read_procs(path).is_empty() && fs::remove_dir(path).is_ok()).then_some(())
     })
