@@ -18,8 +18,8 @@
 //!   bench's own), prints `ready` and keeps them attached until stdin closes or it is killed;
 //!   the kernel detaches them with its last file descriptor.
 //! - `beside OBJECT CGROUP UID ADDR PORT…`: the same, with only the one-lookup programs (no
-//!   socket storage), for a child of jump's cgroup: they and jump's programs run on the same
-//!   calls.
+//!   socket storage), for a child of jump's cgroup or the parent of one: they and jump's
+//!   programs run on the same calls.
 //! - `journal N FILE`: N journal entries shaped as the one in FILE (`{"entry": …, "varying":
 //!   […]}`: one of jumpd's entries, as `journalctl -o json` prints it, without the journal's
 //!   own `_`/`__` fields, and the fields whose values differed among jumpd's entries), each

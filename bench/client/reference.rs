@@ -24,9 +24,9 @@ const SOCK_ADDR: [&str; 5] = [
 pub enum Set {
     /// All of them, on a cgroup of their own: the floor, records included.
     All,
-    /// The one-lookup programs only, on a child of jump's cgroup: they run on the same calls as
-    /// jump's programs (before them: a cgroup's own programs run before its parent's), and
-    /// jump's `sock_create` still creates the socket's first storage, as it does alone.
+    /// The one-lookup programs only, on a child of jump's cgroup or the parent of one: they run
+    /// on the same calls as jump's programs (a cgroup's own programs run before its parent's),
+    /// and jump's `sock_create` still creates the socket's first storage, as it does alone.
     Lookups,
 }
 

@@ -541,7 +541,8 @@ pub fn cgroup_progs(cgroup: &Path) -> anyhow::Result<Vec<ProgStat>> {
     progs_of(&["cgroup", "show", &cgroup.display().to_string()])
 }
 
-/// The programs that run on `cgroup`'s sockets: its own and its ancestors' (`beside`).
+/// The programs that run on `cgroup`'s sockets: its own and its ancestors' (for the systems
+/// that run jump's and the reference's programs on the same calls).
 pub fn effective_progs(cgroup: &Path) -> anyhow::Result<Vec<ProgStat>> {
     progs_of(&["cgroup", "show", &cgroup.display().to_string(), "effective"])
 }
