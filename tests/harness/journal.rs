@@ -10,6 +10,16 @@
 //! `/proc/<pid>/root`. Nothing is created on the host: when journald (ended by its pid) and
 //! every process in the namespace are gone, the namespace, its mounts and their contents go
 //! with it.
+//!
+//! journald also gets a network namespace of its own, for one setting: the length of its
+//! socket's datagram queue, which the kernel takes from `net.unix.max_dgram_qlen` of the
+//! namespace the socket is made in. systemd, as PID 1, raises it from the kernel's 10 to 512
+//! at boot, before journald makes its socket, so on a host booted by systemd (where jumpd's unit
+//! runs) journald's queue holds 512 entries. A machine without systemd as PID 1 (this one)
+//! keeps 10, and a producer of many entries then waits on journald every tenth entry: the
+//! private namespace's setting makes the test's journald the one a booted host has, without
+//! touching the machine's. Clients stay in their own network namespace: a socket bound to a
+//! path is reached from any.
 
 use std::{
     ffi::OsStr,
@@ -30,6 +40,18 @@ const JOURNALD: &str = "/lib/systemd/systemd-journald";
 const CONFIG: &str = "[Journal]\nStorage=volatile\nReadKMsg=no\nRateLimitIntervalSec=0\n\
 RateLimitBurst=0\nForwardToSyslog=no\nForwardToKMsg=no\nForwardToConsole=no\nForwardToWall=no\n";
 
+/// `net.unix.max_dgram_qlen` as systemd sets it at boot (`DEFAULT_UNIX_MAX_DGRAM_QLEN`).
+const BOOTED_DGRAM_QLEN: u32 = 512;
+
+/// Sets the (private) network namespace's datagram queue length, then execs journald.
+fn exec_journald() -> String {
+    format!(
+        "set -e
+echo {BOOTED_DGRAM_QLEN} > /proc/sys/net/unix/max_dgram_qlen
+exec {JOURNALD}"
+    )
+}
+
 fn script() -> String {
     format!(
         "set -e
@@ -40,8 +62,9 @@ if [ -e /etc/systemd/journald.conf ]; then
   mount --bind /run/jump-test/journald.conf /etc/systemd/journald.conf
 fi
 if [ -d /var/log/journal ]; then mount -t tmpfs jump-test-journal /var/log/journal; fi
-exec {JOURNALD}
-"
+{}
+",
+        exec_journald()
     )
 }
 
@@ -64,10 +87,18 @@ pub struct Journald {
 }
 
 impl Journald {
-    /// Starts journald in a new mount namespace and waits for its socket.
+    /// Starts journald in a new mount and network namespace and waits for its socket.
     pub fn start() -> anyhow::Result<Self> {
         let child = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .args([
+                "--mount",
+                "--net",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+            ])
             .arg(script())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -100,12 +131,13 @@ impl Journald {
     }
 
     /// Starts journald again after `kill`, in the mount namespace of `pid` (a process that logs
-    /// to it and so kept the namespace), with the same configuration and journal: a restart.
+    /// to it and so kept the namespace), with the same configuration and journal (and a new
+    /// network namespace, as `start` makes): a restart.
     pub fn restart_in(&mut self, pid: u32) -> anyhow::Result<()> {
         let child = Command::new("nsenter")
             .arg(format!("--mount=/proc/{pid}/ns/mnt"))
-            .arg("--")
-            .arg(JOURNALD)
+            .args(["--", "unshare", "--net", "--", "sh", "-c"])
+            .arg(exec_journald())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()?;

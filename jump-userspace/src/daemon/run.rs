@@ -191,10 +191,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     );
     systemd::ready(&status_line(&st, &opts));
     // This thread drains the ring buffer into the sinks. Under an event storm, every entry it
-    // sent woke journald and was preempted by it (journald's queue holds a few datagrams,
-    // `net.unix.max_dgram_qlen`; on a shared CPU, a switch each way per entry: `cargo xtask
-    // bench`, journald sink). Batch scheduling lets it fill the queue before journald runs,
-    // at no cost to its CPU share.
+    // sent woke journald and was preempted by it (on a shared CPU, a switch each way per entry:
+    // `cargo xtask bench`, journald sink). Batch scheduling keeps its own wake-ups from
+    // preempting journald, at no cost to its CPU share. What bounds the switches is journald's
+    // queue (`net.unix.max_dgram_qlen`, 512 where systemd booted the host): with the kernel's
+    // default of 10, the bench still saw a switch per entry in some storms.
     // Threads started above (revocation, etcd, watches) keep the default policy.
     if let Err(e) = jump_common::sys::batch_scheduling() {
         tracing::warn!("could not use batch scheduling for the event thread: {e}");
