@@ -416,7 +416,9 @@ fn prog_times(
                 let before = progs(&place.0)?;
                 let ops = if op == "iperf" {
                     iperf(bins, place, plan.iperf_secs, false)?;
-                    None
+                    // Per second of transfer: the share of a bulk run the programs took, which
+                    // the backstop target adds to the bare path.
+                    plan.iperf_secs as usize
                 } else {
                     let r = client_to(bins, place, op, iters, plan.batch_ms, &to)?;
                     ensure!(
@@ -425,7 +427,7 @@ fn prog_times(
                         system.label(),
                         r.error
                     );
-                    Some(r.ns.len())
+                    r.ns.len()
                 };
                 let mut total = 0u64;
                 for a in progs(&place.0)? {
@@ -449,9 +451,9 @@ fn prog_times(
                     }
                 }
                 // On the same calls, the sum holds two systems' programs: not what either adds.
-                let Some(ops) = ops.filter(|_| !system.same_calls()) else {
+                if system.same_calls() {
                     continue;
-                };
+                }
                 let per_op = total as f64 / ops.max(1) as f64;
                 match added.iter_mut().find(|(k, _)| *k == (system, batch)) {
                     Some((_, v)) => v.push(per_op),

@@ -235,7 +235,8 @@ impl Paired {
 }
 
 /// All programs' run time on a system's cgroup per client operation (connect + close, or one
-/// sendto): what the hooks add to the operation's wall time.
+/// sendto): what the hooks add to the operation's wall time. For `bulk` (iperf3), per second
+/// of transfer.
 #[derive(Clone, Debug)]
 pub struct Added {
     pub rules: usize,
@@ -695,21 +696,48 @@ impl Report {
                 detail: "10,000 rules not in this run".into(),
             },
         });
-        let backstop = self
-            .throughput
-            .iter()
-            .find(|x| x.system == System::Jump)
-            .and_then(|x| x.tcp_ratio);
-        let goal = "packet backstop ≥ 98 % of baseline bulk throughput";
-        t.push(match backstop {
-            Some(r) if self.jump_hooks.contains("egress") => Target {
+        let jump_tcp = self.throughput.iter().find(|x| x.system == System::Jump);
+        let backstop = jump_tcp.and_then(|x| x.tcp_ratio);
+        // The programs' time per second of a bulk transfer at the throughput table's size.
+        let bulk = jump_tcp.and_then(|x| {
+            self.added
+                .iter()
+                .find(|a| a.rules == x.rules && a.system == System::Jump && a.op == "bulk")
+        });
+        let goal = "packet backstop ≥ 98 % of baseline bulk throughput, by the programs' run time added to the bare path";
+        let measured = |r: Spread| {
+            format!(
+                "{:.1} % of the baseline (repetitions {:.1}–{:.1} %)",
+                r.median * 100.0,
+                r.min * 100.0,
+                r.max * 100.0
+            )
+        };
+        t.push(match (backstop, bulk) {
+            // As for connect()+close(): the throughput's own spread on a shared machine is many
+            // times the 2 % judged, the programs' run time is not. If every ns they ran were
+            // added to the bottleneck's, the path would carry 1 / (1 + their share).
+            (Some(r), Some(b)) if self.jump_hooks.contains("egress") => {
+                let share = b.ns_per_op.median / 1e9;
+                let by_run_time = 1.0 / (1.0 + share);
+                Target {
+                    goal,
+                    status: if by_run_time >= 0.98 { Status::Met } else { Status::Missed },
+                    detail: format!(
+                        "jump's programs ran {:.2} ms per second of transfer ({:.2} %), so {:.1} % of the baseline; measured throughput {}",
+                        b.ns_per_op.median / 1e6,
+                        share * 100.0,
+                        by_run_time * 100.0,
+                        measured(r)
+                    ),
+                }
+            }
+            (Some(r), None) if self.jump_hooks.contains("egress") => Target {
                 goal,
                 status: if r.median >= 0.98 { Status::Met } else { Status::Missed },
                 detail: format!(
-                    "jump with its `egress` backstop at {:.1} % of the baseline (repetitions {:.1}–{:.1} %)",
-                    r.median * 100.0,
-                    r.min * 100.0,
-                    r.max * 100.0
+                    "the programs' run time not measured; jump with its `egress` backstop at {}",
+                    measured(r)
                 ),
             },
             _ => Target {
@@ -868,7 +896,11 @@ impl Report {
                     vec![
                         a.rules.to_string(),
                         a.system.label().to_string(),
-                        a.op.to_string(),
+                        if a.op == "bulk" {
+                            "bulk (per second of transfer)".to_string()
+                        } else {
+                            a.op.to_string()
+                        },
                         spread(a.ns_per_op, |x| format!("{x:.0}")),
                     ]
                 })
@@ -1041,6 +1073,7 @@ impl Report {
             "bpf_run_time_per_op": self.added.iter().map(|a| json!({
                 "rules": a.rules, "system": a.system.key(), "batch": a.op,
                 "ns_per_op": sp(a.ns_per_op),
+                "per": if a.op == "bulk" { "second of transfer" } else { "operation" },
             })).collect::<Vec<_>>(),
             "events": self.events.as_ref().map(|e| json!({
                 "attempts": e.attempts, "attempts_per_second": e.attempts_per_second, "events": e.events, "lost": e.lost, "seconds": e.seconds,
@@ -1522,8 +1555,43 @@ mod tests {
         assert_eq!(t.status, Status::Met, "99 % of the baseline");
         assert_eq!(
             t.detail,
-            "jump with its `egress` backstop at 99.0 % of the baseline (repetitions 99.0–99.0 %)"
+            "the programs' run time not measured; jump with its `egress` backstop at 99.0 % of the baseline (repetitions 99.0–99.0 %)"
         );
+    }
+
+    #[test]
+    fn the_backstop_is_judged_by_the_programs_run_time_with_the_measured_throughput_beside() {
+        let mut r = report();
+        r.jump_hooks = "connect4,egress".into();
+        r.throughput = vec![Throughput {
+            rules: 10,
+            system: System::Jump,
+            tcp_gbps: s(9.0),
+            tcp_ratio: Some(Spread {
+                median: 0.91,
+                min: 0.87,
+                max: 1.05,
+            }),
+            udp_kpps: None,
+        }];
+        let bulk = |rules, ns_per_s| Added {
+            rules,
+            system: System::Jump,
+            op: "bulk",
+            ns_per_op: s(ns_per_s),
+        };
+        // Another size's programs do not count for this one's throughput.
+        r.added = vec![bulk(100_000, 50e6), bulk(10, 5e6)];
+        let t = &r.targets()[3];
+        assert_eq!(t.status, Status::Met, "5 ms per second: 99.5 %");
+        assert_eq!(
+            t.detail,
+            "jump's programs ran 5.00 ms per second of transfer (0.50 %), so 99.5 % of the baseline; measured throughput 91.0 % of the baseline (repetitions 87.0–105.0 %)"
+        );
+        // 25 ms per second: 1 / 1.025 = 97.6 %, whatever the throughput measured.
+        r.added = vec![bulk(10, 25e6)];
+        r.throughput[0].tcp_ratio = Some(s(1.01));
+        assert_eq!(r.targets()[3].status, Status::Missed);
     }
 
     #[test]
