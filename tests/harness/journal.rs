@@ -16,7 +16,7 @@
 //! namespace the socket is made in. systemd, as PID 1, raises it from the kernel's 10 to 512
 //! at boot, before journald makes its socket, so on a host booted by systemd (where jumpd's unit
 //! runs) journald's queue holds 512 entries. A machine without systemd as PID 1 (this one)
-//! keeps 10, and a producer of many entries then waits on journald every tenth entry: the
+//! keeps 10, and a producer of many entries then waits on journald every eleventh: the
 //! private namespace's setting makes the test's journald the one a booted host has, without
 //! touching the machine's. Clients stay in their own network namespace: a socket bound to a
 //! path is reached from any.
