@@ -30,6 +30,24 @@ pub enum Set {
     Lookups,
 }
 
+/// Loads program `$name` of `$bpf` as a `$ty` and attaches it with `$arg`s (`$cgroup` names
+/// the cgroup in the error). A macro: aya's program types share no trait for `load` and
+/// `attach`, whose arguments differ by type.
+macro_rules! load_attach {
+    ($bpf:expr, $ty:ty, $name:expr, $cgroup:expr, $($arg:expr),+) => {{
+        let name = $name;
+        let p: &mut $ty = $bpf
+            .program_mut(name)
+            .ok_or(format!("no program `{name}`"))?
+            .try_into()
+            .map_err(|e| format!("{name}: {e}"))?;
+        p.load()
+            .map_err(|e| format!("failed to load `{name}`: {e}"))?;
+        p.attach($($arg),+)
+            .map_err(|e| format!("failed to attach `{name}` to `{}`: {e}", $cgroup))?;
+    }};
+}
+
 fn attach(
     object: &str,
     cgroup: &str,
@@ -60,37 +78,20 @@ fn attach(
         if set == Set::Lookups && name == "ref_connect4_record" {
             continue;
         }
-        let p: &mut CgroupSockAddr = bpf
-            .program_mut(name)
-            .ok_or(format!("no program `{name}`"))?
-            .try_into()
-            .map_err(|e| format!("{name}: {e}"))?;
-        p.load()
-            .map_err(|e| format!("failed to load `{name}`: {e}"))?;
-        p.attach(&fd, mode)
-            .map_err(|e| format!("failed to attach `{name}` to `{cgroup}`: {e}"))?;
+        load_attach!(bpf, CgroupSockAddr, name, cgroup, &fd, mode);
     }
     if set == Set::All {
-        let name = "ref_sock_create_record";
-        let p: &mut CgroupSock = bpf
-            .program_mut(name)
-            .ok_or(format!("no program `{name}`"))?
-            .try_into()
-            .map_err(|e| format!("{name}: {e}"))?;
-        p.load()
-            .map_err(|e| format!("failed to load `{name}`: {e}"))?;
-        p.attach(&fd, mode)
-            .map_err(|e| format!("failed to attach `{name}` to `{cgroup}`: {e}"))?;
+        load_attach!(bpf, CgroupSock, "ref_sock_create_record", cgroup, &fd, mode);
     }
-    let p: &mut CgroupSkb = bpf
-        .program_mut("ref_egress")
-        .ok_or("no program `ref_egress`")?
-        .try_into()
-        .map_err(|e| format!("ref_egress: {e}"))?;
-    p.load()
-        .map_err(|e| format!("failed to load `ref_egress`: {e}"))?;
-    p.attach(&fd, CgroupSkbAttachType::Egress, mode)
-        .map_err(|e| format!("failed to attach `ref_egress` to `{cgroup}`: {e}"))?;
+    load_attach!(
+        bpf,
+        CgroupSkb,
+        "ref_egress",
+        cgroup,
+        &fd,
+        CgroupSkbAttachType::Egress,
+        mode
+    );
     Ok(bpf)
 }
 
