@@ -292,7 +292,7 @@ fn rewritten_maps_are_detected_reported_and_restored() {
     const B: u32 = 64002;
     let w = World::new(&[]);
     let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&w.cg.path).expect("cgroup"));
-    let maps = w.jumpd().pin_root.join(format!("v5/cgroup-{ino}/maps"));
+    let maps = w.jumpd().pin_root.join(format!("v6/cgroup-{ino}/maps"));
     w.refused(B, "tcp", &format!("{INTERNET_V4}:7000"));
     w.ok(A, "tcp", &format!("{INTERNAL_V4}:7000"));
 
@@ -462,7 +462,7 @@ fn the_tampering_alarm_is_a_crit_journal_entry() {
         text(e, "MESSAGE").is_some_and(|m| m.starts_with("jumpd ready"))
     });
     let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&w.cg.path).expect("cgroup"));
-    let maps = pin_root.join(format!("v5/cgroup-{ino}/maps"));
+    let maps = pin_root.join(format!("v6/cgroup-{ino}/maps"));
     let slot = map_value(&maps.join("JUMP_ACTIVE"), &[0, 0, 0, 0]);
     let mut config = map_value(&maps.join("JUMP_SLOTS"), &slot);
     config[8] = 1;

@@ -8,15 +8,17 @@
 //! - root: icmp and udp 7000 to the internal host; may listen on 8000
 
 use std::{
+    io::{BufRead, BufReader, Write},
     net::{IpAddr, Ipv4Addr},
     path::PathBuf,
+    process::{ChildStdin, Command, Stdio},
     time::Duration,
 };
 
 use jump_tests::{
     netns::{NetNs, INTERNAL_V4, INTERNAL_V6, INTERNET_V4, INTERNET_V6},
     privileged,
-    probe::{self, Outcome, Placement},
+    probe::{self, Held, Outcome, Placement},
     sniff::{carries, mentions, Sniffer},
 };
 
@@ -77,6 +79,34 @@ impl World {
             panic!("no arguments")
         };
         probe::run_args(&self.bins, &at, op, a, rest)
+    }
+
+    /// `jump-probe --cpu 0 FLAGS… OP…` as `uid` (or root) in the cgroup and the jump host,
+    /// stdin and stdout piped; returns once it printed its first line, which must hold `first`.
+    fn spawn(&self, uid: u32, flags: &[&str], op: &[&str], first: &str) -> (Held, ChildStdin) {
+        let mut cmd = Command::new(&self.bins.probe);
+        cmd.arg("--cgroup")
+            .arg(&self.cg.path)
+            .arg("--netns")
+            .arg(self.topo.host.path())
+            // One CPU for every probe of a test: per-CPU kernel state is then shared.
+            .args(["--cpu", "0"]);
+        if uid != ROOT {
+            cmd.args(["--uid", &uid.to_string(), "--gid", &uid.to_string()]);
+        }
+        let mut child = cmd
+            .args(flags)
+            .args(op)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("jump-probe");
+        let stdin = child.stdin.take().expect("piped");
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("a first line");
+        assert!(line.contains(first), "`{}` printed `{line}`", op.join(" "));
+        (Held::new(child, out), stdin)
     }
 
     fn ok(&self, uid: u32, op: &str, args: &[&str]) {
@@ -519,4 +549,63 @@ fn raw_packets_are_decided_on_what_they_show() {
         ipv4_seen(&frames, HOST_INT_V4, INTERNAL_V4, 1),
         "the plain echo should arrive"
     );
+}
+
+/// The creator of a raw socket holds however many sockets the host makes: it is kept in the
+/// socket's own storage. It used to be kept in a 65,536-entry LRU by socket cookie, split per
+/// CPU, where A's 39,800 ping sockets on root's CPU evicted it: the socket root handed to A
+/// then went out as A's, whose grants reach the internet host.
+#[test]
+fn a_flood_of_sockets_does_not_make_a_raw_socket_forget_its_creator() {
+    if !privileged("a_flood_of_sockets_does_not_make_a_raw_socket_forget_its_creator") {
+        return;
+    }
+    let w = World::new();
+    w.topo
+        .host
+        .sysctl("net.ipv4.ping_group_range", "0 2147483647")
+        .expect("sysctl");
+    let a = A.to_string();
+    let (internal, internet) = (format!("{INTERNAL_V4}:0"), format!("{INTERNET_V4}:0"));
+    let handed = |to: &str| {
+        w.spawn(
+            ROOT,
+            &[],
+            &["raw-ping-chown-later", &a, to],
+            "\"created\":true",
+        )
+    };
+    let (mut to_inet, mut go_inet) = handed(&internet);
+    let (mut to_int, mut go_int) = handed(&internal);
+    // A's flood, on the same CPU, held while root's sockets send: two processes, each within
+    // the descriptor limit (a hard 20,000 on the CI machines, whose root lacks the
+    // CAP_SYS_RESOURCE to raise it).
+    let floods: Vec<_> = (0..2)
+        .map(|_| w.spawn(A, &["--linger"], &["ping-flood", "19900"], "\"ok\":true"))
+        .collect();
+    let (s_int, s_inet) = (sniff(&w.topo.internal), sniff(&w.topo.internet));
+    for go in [&mut go_inet, &mut go_int] {
+        go.write_all(b"send\n").expect("tell the probe to send");
+    }
+    let (inet, int) = (to_inet.verdict(), to_int.verdict());
+    // Each flood ends when its stdin closes (before its guard reaps it).
+    for (held, stdin) in floods {
+        drop(stdin);
+        drop(held);
+    }
+    assert_ne!(
+        inet["ok"], true,
+        "root's raw socket handed to A must not reach the internet host: {inet}"
+    );
+    assert!(
+        !ipv4_seen(&s_inet.stop(SETTLE), "203.0.113.1", INTERNET_V4, 1),
+        "no echo request should reach the internet host"
+    );
+    // The granted twin: the same hand-over to what root itself may ping.
+    assert_eq!(int["ok"], true, "root's socket to the internal host: {int}");
+    assert!(
+        ipv4_seen(&s_int.stop(Duration::ZERO), HOST_INT_V4, INTERNAL_V4, 1),
+        "the echo request to the internal host should arrive"
+    );
+    w.logged(ROOT, "egress", None);
 }

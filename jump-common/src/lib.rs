@@ -32,7 +32,7 @@ pub mod maps {
     pub const LIMITS: &str = "JUMP_LIMITS";
     pub const RATE: &str = "JUMP_RATE";
     pub const SOCKS: &str = "JUMP_SOCKS";
-    pub const OWNERS: &str = "JUMP_OWNERS";
+    pub const CREATORS: &str = "JUMP_CREATORS";
     pub const UID_HELD: &str = "JUMP_UID_HELD";
     pub const UID_SKETCH: &str = "JUMP_UID_SKETCH";
     pub const UID_REPORTED: &str = "JUMP_UID_REPORTED";
@@ -331,11 +331,6 @@ pub struct RateState {
 }
 
 pub const RATE_KEYS: u32 = 16_384;
-
-/// Capacity of `JUMP_OWNERS` (LRU hash, socket cookie → uid): the creators of raw and ping
-/// sockets, whose packets the egress backstop judges as their creator. Connected TCP and UDP
-/// sockets are in `JUMP_SOCKS` (socket storage) instead.
-pub const OWNER_SOCKETS: u32 = 65_536;
 
 /// Which hook made a decision.
 pub mod hook {

@@ -5,7 +5,7 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_probe_read_kernel,
-        generated::{bpf_get_current_task, bpf_get_current_task_btf, bpf_get_socket_cookie},
+        generated::{bpf_get_current_task, bpf_get_current_task_btf},
     },
     programs::{SkBuffContext, SockAddrContext, SockContext},
     Global,
@@ -158,20 +158,6 @@ pub fn bind4(ctx: &SockAddrContext) -> Dest {
 
 pub fn bind6(ctx: &SockAddrContext) -> Dest {
     dest6(ctx)
-}
-
-/// The cookie of the socket of a `sock_create` or `sock_release` context.
-#[inline(always)]
-pub fn sock_cookie(ctx: &SockContext) -> u64 {
-    // SAFETY: the helper reads the socket of this program's context.
-    unsafe { bpf_get_socket_cookie(ctx.sock.cast()) }
-}
-
-/// The cookie of the socket that sent an egress packet.
-#[inline(always)]
-pub fn skb_cookie(ctx: &SkBuffContext) -> u64 {
-    // SAFETY: the helper reads the skb this program was given.
-    unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) }
 }
 
 /// Byte offsets of `task_struct` members in the running kernel, set by the daemon from the

@@ -13,7 +13,6 @@
 //! |                          | when current, else the backstop for what no hook above saw     |
 //! | setsockopt               | options choosing interface, source, source route or multicast  |
 //! |                          | groups (`sockopt`)                                             |
-//! | sock_release             | bookkeeping only: forgets a raw or ping socket's creator       |
 //! | netns_probe              | never attached: run once by jumpd to learn its namespace       |
 #![no_std]
 #![no_main]
@@ -122,9 +121,7 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     if needs_icmp && flags & profile_flags::ICMP != 0 {
         // Raw and ping sockets are judged as their creator, not as whoever the socket is later
         // `fchown`ed to (which moves `sk_uid`); a connect records its connector instead.
-        let cookie = ctx::sock_cookie(&ctx);
-        #[expect(clippy::needless_borrows_for_generic_args, reason = "see `emit.rs`")]
-        let _ = maps::JUMP_OWNERS.insert(&cookie, &uid, 0);
+        socks::set_creator(&ctx, uid);
         return PASS;
     }
     let dest = ctx::Dest {
@@ -135,24 +132,6 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     };
     record_current(hook::SOCK_CREATE, &dest, &deny);
     REFUSE
-}
-
-/// Forgets a closing socket's owner, so `JUMP_OWNERS` holds live sockets only and its inserts
-/// never have to evict. Only raw and ping sockets have one (`sock_create`): TCP and UDP sockets
-/// close without touching the shared map.
-#[cgroup_sock(sock_release)]
-pub fn sock_release(ctx: SockContext) -> i32 {
-    let s = ctx::new_socket(&ctx);
-    if !matches!(
-        (s.kind, s.protocol),
-        (SOCK_DGRAM, IPPROTO_ICMP | IPPROTO_ICMPV6) | (SOCK_RAW, _)
-    ) {
-        return PASS;
-    }
-    let cookie = ctx::sock_cookie(&ctx);
-    #[expect(clippy::needless_borrows_for_generic_args, reason = "see `emit.rs`")]
-    let _ = maps::JUMP_OWNERS.remove(&cookie);
-    PASS
 }
 
 #[cgroup_sockopt(setsockopt)]
@@ -184,7 +163,7 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
     let p = ctx::packet(&ctx);
     let uid = match rec.map(socks::Record::get) {
         Some(r) => r.uid,
-        None => match maps::owner(ctx::skb_cookie(&ctx)) {
+        None => match socks::creator_of_packet(&ctx) {
             Some(owner) => owner,
             None => ctx.get_socket_uid(),
         },

@@ -22,8 +22,7 @@ use jump_common::{
     RateState, RuleTableChunk, SlotConfig, SockRecord, SubuidKey, SubuidValue, UidHeld, UidSketch,
     UserKey, UserValue, ViaKey, ViaSet, Window, EVENTS_BYTES, HIT_COUNTED_RULES, MAX_DESTS,
     MAX_EXACT, MAX_LOCAL_ADDRS, MAX_PORTS, MAX_SUBUID_BLOCKS, MAX_USERS, MAX_VIA_RULES,
-    MAX_WINDOWS, OWNER_SOCKETS, RATE_KEYS, RULE_TABLE_CHUNKS, SLOT_COUNT, UID_DIRECT,
-    UID_HELD_ENTRIES,
+    MAX_WINDOWS, RATE_KEYS, RULE_TABLE_CHUNKS, SLOT_COUNT, UID_DIRECT, UID_HELD_ENTRIES,
 };
 
 // Every map is pinned by name (under the daemon's pin directory) so that enforcement, policy and
@@ -83,25 +82,18 @@ pub static JUMP_LIMITS: Array<Limits> = Array::pinned(1, 0);
 pub static JUMP_RATE: LruHashMap<RateKey, RateState> =
     LruHashMap::pinned(RATE_KEYS, BPF_F_NO_COMMON_LRU);
 
-/// The creators of raw and ping sockets (by socket cookie), so their packets are judged as their
-/// creator, not as whoever the socket is `fchown`ed to. Connected TCP and UDP sockets have their
-/// record in `JUMP_SOCKS` instead.
-#[map]
-pub static JUMP_OWNERS: LruHashMap<u64, u32> =
-    LruHashMap::pinned(OWNER_SOCKETS, BPF_F_NO_COMMON_LRU);
-
-/// The creator of the raw or ping socket with this cookie, if `sock_create` recorded one.
-#[inline(always)]
-pub fn owner(cookie: u64) -> Option<u32> {
-    // SAFETY: a pointer into this map's value, read at once.
-    JUMP_OWNERS.get_ptr(cookie).map(|p| unsafe { *p })
-}
-
 // Socket-local storage needs BTF for its key and value, which only a BTF map definition
 // (`.maps` section) carries. Such a definition has no pinning field here: the daemon pins it
 // by name itself (`EbpfLoader::map_pin_path`), so it is shared and adopted like the others.
 #[btf_map]
 pub static JUMP_SOCKS: SkStorage<SockRecord> = SkStorage::new();
+
+/// The uid that created a raw or ping socket, so its packets are judged as their creator, not
+/// as whoever the socket is `fchown`ed to. In the socket's own storage, which the kernel frees
+/// with the socket: no program runs at close, and no shared map can fill up and forget one.
+/// Pinned by name like `JUMP_SOCKS`.
+#[btf_map]
+pub static JUMP_CREATORS: SkStorage<u32> = SkStorage::new();
 
 // Plain hash maps, not LRU: an evicted entry would lose a uid's counts.
 #[map]

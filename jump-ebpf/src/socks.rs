@@ -1,6 +1,7 @@
-//! The per-socket record (`JUMP_SOCKS`, socket-local storage): written where a connect or a
-//! socket's first unconnected send is allowed, read by the egress backstop. Raw reads and the
-//! storage helper live here; what the record means is in `jump_common::SockRecord`.
+//! What jump keeps per socket, in socket-local storage: the record (`JUMP_SOCKS`), written
+//! where a connect or a socket's first unconnected send is allowed, and a raw or ping socket's
+//! creator (`JUMP_CREATORS`); both read by the egress backstop. Raw reads and the storage
+//! helper live here; what the record means is in `jump_common::SockRecord`.
 
 use aya_ebpf::{
     bindings::{bpf_sock, BPF_SK_STORAGE_GET_F_CREATE},
@@ -13,12 +14,54 @@ use crate::{
     ctx::{Dest, Task, IPPROTO_TCP, IPPROTO_UDP},
     emit::Origin,
     lookup::Decision,
-    maps::JUMP_SOCKS,
+    maps::{JUMP_CREATORS, JUMP_SOCKS},
 };
 
 fn map() -> *mut core::ffi::c_void {
     // The helper takes the map definition's address; the loader relocates it to the map.
     core::ptr::from_ref(&JUMP_SOCKS).cast_mut().cast()
+}
+
+fn creators() -> *mut core::ffi::c_void {
+    core::ptr::from_ref(&JUMP_CREATORS).cast_mut().cast()
+}
+
+/// Records `uid` as the creator of a new raw or ping socket. Failure (no memory) leaves the
+/// socket judged by its own uid, which is its creator's until a `fchown`.
+#[inline(always)]
+pub fn set_creator(ctx: &SockContext, mut uid: u32) {
+    // SAFETY: the context's own socket; F_CREATE allocates the storage with `uid` as its value
+    // (a new socket has none yet), so no reader ever sees it unset.
+    let _ = unsafe {
+        bpf_sk_storage_get(
+            creators(),
+            ctx.sock.cast(),
+            core::ptr::from_mut(&mut uid).cast(),
+            BPF_SK_STORAGE_GET_F_CREATE.into(),
+        )
+    };
+}
+
+/// The creator of the raw or ping socket that sent this packet, if `sock_create` recorded one.
+#[inline(always)]
+pub fn creator_of_packet(ctx: &SkBuffContext) -> Option<u32> {
+    let p = storage_of_packet(ctx, creators()) as *const u32;
+    // SAFETY: non-null: this socket's storage, valid during this program run, read at once.
+    (!p.is_null()).then(|| unsafe { *p })
+}
+
+/// The storage in `map` of the socket that sent this packet; null if it has none (or the
+/// packet no full socket).
+#[inline(always)]
+fn storage_of_packet(ctx: &SkBuffContext, map: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
+    // SAFETY: the context pointer of this program; the verifier checks the field access.
+    let sk: *mut bpf_sock = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: a non-null socket of this packet; flags 0 only looks up (the helper returns null
+    // for sockets that are not full sockets).
+    unsafe { bpf_sk_storage_get(map, sk.cast(), core::ptr::null_mut(), 0) }
 }
 
 /// Allocates a new TCP or UDP socket's record, blank (generation 0), at `sock_create`, so
@@ -158,15 +201,7 @@ impl Record {
 /// The record of the socket that sent this packet, if it has one.
 #[inline(always)]
 pub fn of_packet(ctx: &SkBuffContext) -> Option<Record> {
-    // SAFETY: the context pointer of this program; the verifier checks the field access.
-    let sk: *mut bpf_sock = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
-    if sk.is_null() {
-        return None;
-    }
-    // SAFETY: a non-null socket of this packet; flags 0 only looks up (the helper returns null
-    // for sockets that are not full sockets).
-    let p = unsafe { bpf_sk_storage_get(map(), sk.cast(), core::ptr::null_mut(), 0) }
-        as *mut SockRecord;
+    let p = storage_of_packet(ctx, map()) as *mut SockRecord;
     if p.is_null() {
         return None;
     }

@@ -48,6 +48,12 @@
 //! - `raw-send HEX ADDR`: sends the bytes HEX (a whole IPv4 packet, header included) from an
 //!   `IPPROTO_RAW` socket towards ADDR.
 //! - `raw-ping-chown UID ADDR`: `raw-ping` from a raw socket first `fchown`ed to UID.
+//!   `raw-ping-chown-later UID ADDR`: the same, but after creating and handing over the socket
+//!   it prints `{"created":true}` and sends only once a line arrives on stdin.
+//! - `ping-flood N`: opens N IPv4 ping sockets and holds them (with `--linger`, until stdin
+//!   closes).
+//!
+//! `--cpu N` pins the probe to CPU N (before `--uid` takes effect).
 #![forbid(unsafe_code)]
 
 use std::{
@@ -86,7 +92,15 @@ fn place(args: &mut Vec<String>) -> Result<Who, String> {
     let loginuid = take_flag(args, "--loginuid");
     let forge_loginuid = take_flag(args, "--forge-loginuid");
     let comm = take_flag(args, "--comm");
+    let cpu = take_flag(args, "--cpu");
     join(cgroup.as_deref(), netns.as_deref())?;
+    if let Some(c) = cpu {
+        let c: usize = c.parse().map_err(|_| format!("bad cpu `{c}`"))?;
+        let mut set = nix::sched::CpuSet::new();
+        set.set(c).map_err(|e| format!("cpu {c}: {e}"))?;
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+            .map_err(|e| format!("pin to cpu {c}: {e}"))?;
+    }
     if let Some(c) = comm {
         std::fs::write("/proc/self/comm", &c).map_err(|e| format!("set comm {c:?}: {e}"))?;
     }
@@ -521,17 +535,31 @@ fn raw_send(hex: &str, target: &str) -> std::io::Result<()> {
         .map(drop)
 }
 
-fn raw_ping_chown(uid: &str, target: &str) -> std::io::Result<()> {
+/// `raw-ping-chown`, and with `later` split at the hand-over: the socket is made and
+/// `fchown`ed first, the echo sent once stdin has a line.
+fn raw_ping_chown(uid: &str, target: &str, later: bool) -> std::io::Result<()> {
     let uid: u32 = uid.parse().map_err(|_| bad("uid"))?;
     let to = addr(target)?;
     let s = Socket::new(domain(&to), Type::RAW, Some(Protocol::ICMPV4))?;
     nix::unistd::fchown(&s, Some(nix::unistd::Uid::from_raw(uid)), None)?;
+    if later {
+        println!("{}", serde_json::json!({"created": true}));
+        std::io::stdout().flush()?;
+        std::io::stdin().read_line(&mut String::new())?;
+    }
     s.set_read_timeout(Some(TIMEOUT))?;
     let mut req = echo_request(true);
     let sum = !(u16::from_be_bytes([req[0], req[1]]).wrapping_add(1));
     req[2..4].copy_from_slice(&sum.to_be_bytes());
     s.send_to(&req, &SockAddr::from(SocketAddr::new(to.ip(), 0)))?;
     recv_some(&s)
+}
+
+fn ping_flood(n: &str) -> std::io::Result<Vec<Socket>> {
+    let n: usize = n.parse().map_err(|_| bad("count"))?;
+    (0..n)
+        .map(|_| Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4)))
+        .collect()
 }
 
 fn serve(specs: &[String]) -> std::io::Result<()> {
@@ -658,7 +686,13 @@ fn main() {
         Some("pktinfo") => report(pktinfo(arg(1), arg(2))),
         Some("join") => report(join_group(arg(1), arg(2))),
         Some("raw-send") => report(raw_send(arg(1), arg(2))),
-        Some("raw-ping-chown") => report(raw_ping_chown(arg(1), arg(2))),
+        Some("raw-ping-chown") => report(raw_ping_chown(arg(1), arg(2), false)),
+        Some("raw-ping-chown-later") => report(raw_ping_chown(arg(1), arg(2), true)),
+        Some("ping-flood") => match ping_flood(arg(1)) {
+            // Held until the process ends: `report` does not return.
+            Ok(_held) => report(Ok(())),
+            Err(e) => report(Err(e)),
+        },
         Some("storm") => {
             // `storm COUNT ADDR…`: COUNT rounds of a TCP connect to each ADDR; prints the
             // outcomes per address as {"ADDR": {"ok": n, "eperm": n, "other": n}}.

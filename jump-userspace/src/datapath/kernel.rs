@@ -60,7 +60,6 @@ pub const PROGRAMS: &[&str] = &[
     "sendmsg6",
     "bind4",
     "bind6",
-    "sock_release",
     "setsockopt",
     "egress",
 ];
@@ -139,12 +138,14 @@ impl Kernel {
         std::fs::create_dir_all(opts.pin_dir.join("links"))?;
         // Maps already pinned there (a previous jumpd) are reused: policy, counters and pending
         // events carry over.
-        // `JUMP_SOCKS` is a BTF map definition, which carries no pinning flag: pinned by name
-        // here, so a restarted jumpd reads the records the adopted programs write.
+        // `JUMP_SOCKS` and `JUMP_CREATORS` are BTF map definitions, which carry no pinning
+        // flag: pinned by name here, so a restarted jumpd reads what the adopted programs write.
         let socks_pin = maps_dir.join(maps::SOCKS);
+        let creators_pin = maps_dir.join(maps::CREATORS);
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&maps_dir)
             .map_pin_path(maps::SOCKS, &socks_pin)
+            .map_pin_path(maps::CREATORS, &creators_pin)
             .override_global("AYA_LOG_LEVEL", &level, true)
             // Not every kernel has these (CONFIG_AUDIT); 0 leaves the event fields unset.
             .override_global("LOGINUID_OFFSET", &task.loginuid, false)

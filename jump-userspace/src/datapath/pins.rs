@@ -14,7 +14,7 @@ use aya::programs::links::PinnedLink;
 
 /// Bumped whenever a map layout in jump-common changes: maps pinned by an older layout are
 /// never reused by a newer jumpd (detach the old one first).
-pub const LAYOUT_VERSION: &str = "v5";
+pub const LAYOUT_VERSION: &str = "v6";
 
 /// The pin directory of `cgroup` under `root`.
 pub fn dir_for(root: &Path, cgroup: &Path) -> anyhow::Result<PathBuf> {
