@@ -1,7 +1,8 @@
 //! jumpd under hostile and careless operation, against the real kernel: a second jumpd on the
 //! same cgroup, a policy directory replaced under it, a file rewritten in place during reloads,
-//! an account deleted while the policy names it, a flood of control connections, and a stream
-//! of changes that must not postpone a reload forever.
+//! an account deleted while the policy names it, a flood of control connections, a stream
+//! of changes that must not postpone a reload forever, and a memory limit on jumpd's cgroup that
+//! users' sockets can fill.
 
 use std::{
     os::unix::net::UnixStream,
@@ -11,7 +12,12 @@ use std::{
 };
 
 use jump_tests::{
-    accounts::TestUser, cgroup::TestCgroup, daemon::Jumpd, poll_until, privileged, Bins,
+    accounts::TestUser,
+    cgroup::{MemoryCgroup, TestCgroup},
+    daemon::Jumpd,
+    poll_until, privileged,
+    probe::Lingering,
+    Bins,
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -468,5 +474,68 @@ fn a_stream_of_changes_does_not_postpone_a_reload_beyond_the_maximum_delay() {
     assert!(
         took < Duration::from_secs(5),
         "reloaded {took:?} after the change, while changes kept coming (maximum delay 2 s)"
+    );
+}
+
+/// Every TCP and UDP socket's record is charged to jumpd's memory cgroup (the map's creator),
+/// not to the user holding the socket: under a limit there, a user's sockets can push jumpd
+/// over it and get it killed at its next allocation. jumpd says so at start, naming the limit;
+/// without one it says nothing.
+#[test]
+fn a_memory_limit_that_users_sockets_can_fill_is_warned_about() {
+    if !privileged("a_memory_limit_that_users_sockets_can_fill_is_warned_about") {
+        return;
+    }
+    let bins = Bins::from_env();
+    let mem = MemoryCgroup::new()
+        .expect("memory cgroup")
+        .expect("a memory controller (cgroup v1 `memory`, or cgroup2 handing it to children)");
+    let cg = TestCgroup::new().expect("cgroup");
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.yaml", &policy(64161, 7000));
+    let prefix = mem.enter_prefix();
+    let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    let warned = |j: &Jumpd| {
+        j.lines().into_iter().find(|l| {
+            l["level"] == "WARN"
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("limits jumpd's memory cgroup"))
+        })
+    };
+
+    let j = Jumpd::start_prefixed(&bins, &prefix, dir.path(), &cg.path, &[]).expect("jumpd");
+    assert_eq!(warned(&j), None, "no limit, no warning");
+    let before = mem.usage();
+    let flood = Lingering::start({
+        let mut c = Command::new(&bins.probe);
+        c.arg("--cgroup")
+            .arg(&cg.path)
+            .args(["--uid", "64161", "--gid", "64161", "--linger"])
+            .args(["tcp-flood", "15000"]);
+        c
+    });
+    assert!(
+        flood.allowed(),
+        "the user holds 15,000 sockets: {}",
+        flood.verdict
+    );
+    let charged = mem.usage().saturating_sub(before);
+    drop(flood);
+    // A record with the kernel's own bookkeeping is a few hundred bytes; 128 leaves room for
+    // jumpd's own memory moving meanwhile.
+    assert!(
+        charged >= 15_000 * 128,
+        "the user's sockets should be charged to jumpd's memory cgroup: {charged} bytes"
+    );
+    drop(j);
+
+    mem.set_limit(1 << 30).expect("limit");
+    let j = Jumpd::start_prefixed(&bins, &prefix, dir.path(), &cg.path, &[]).expect("jumpd");
+    let w = warned(&j).expect("jumpd warns of the limit");
+    let m = w["message"].as_str().unwrap();
+    assert!(
+        m.contains(&mem.limit_file().display().to_string()) && m.contains("1073741824"),
+        "the warning names the file and the limit: {m}"
     );
 }

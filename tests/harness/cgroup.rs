@@ -106,3 +106,92 @@ impl Drop for TestCgroup {
         }
     }
 }
+
+/// A memory cgroup created by and for one test, to run jumpd in: a child of the cgroup v1
+/// memory hierarchy's root where one is mounted, else of the cgroup2 root when that hands the
+/// memory controller to its children. Removed on drop, once its processes are gone.
+pub struct MemoryCgroup {
+    pub path: PathBuf,
+    /// cgroup v2: `memory.max` and `memory.current`; v1: `memory.limit_in_bytes` and
+    /// `memory.usage_in_bytes`.
+    v2: bool,
+}
+
+impl MemoryCgroup {
+    /// `None` when this machine has no memory controller a test may use.
+    pub fn new() -> anyhow::Result<Option<Self>> {
+        let mounts = fs::read_to_string("/proc/mounts")?;
+        let v1 = mounts.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup") && f.get(3)?.split(',').any(|o| o == "memory"))
+                .then(|| PathBuf::from(f[1]))
+        });
+        let (root, v2) = match v1 {
+            Some(root) => (root, false),
+            None => match cgroup2_root() {
+                Some(root)
+                    if fs::read_to_string(root.join("cgroup.subtree_control"))
+                        .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory")) =>
+                {
+                    (root, true)
+                }
+                _ => return Ok(None),
+            },
+        };
+        sweep(&root);
+        let path = root.join(unique(PREFIX));
+        fs::create_dir(&path)
+            .map_err(|e| anyhow::anyhow!("failed to create cgroup `{}`: {e}", path.display()))?;
+        Ok(Some(Self { path, v2 }))
+    }
+
+    /// The file that limits this cgroup's memory.
+    pub fn limit_file(&self) -> PathBuf {
+        self.path.join(if self.v2 {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        })
+    }
+
+    pub fn set_limit(&self, bytes: u64) -> anyhow::Result<()> {
+        let f = self.limit_file();
+        fs::write(&f, bytes.to_string())
+            .map_err(|e| anyhow::anyhow!("failed to write `{}`: {e}", f.display()))
+    }
+
+    /// Bytes charged to this cgroup now.
+    pub fn usage(&self) -> u64 {
+        let name = if self.v2 {
+            "memory.current"
+        } else {
+            "memory.usage_in_bytes"
+        };
+        fs::read_to_string(self.path.join(name))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// `sh -c …` that moves itself into this cgroup, then execs the rest of its command line:
+    /// a prefix for `Jumpd::start_prefixed`.
+    pub fn enter_prefix(&self) -> Vec<String> {
+        vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "echo $$ > '{}' && exec \"$@\"",
+                self.path.join("cgroup.procs").display()
+            ),
+            "sh".into(),
+        ]
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        if let Err(e) = remove(&self.path) {
+            crate::cleanup_failed(e);
+        }
+    }
+}

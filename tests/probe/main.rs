@@ -50,8 +50,8 @@
 //! - `raw-ping-chown UID ADDR`: `raw-ping` from a raw socket first `fchown`ed to UID.
 //!   `raw-ping-chown-later UID ADDR`: the same, but after creating and handing over the socket
 //!   it prints `{"created":true}` and sends only once a line arrives on stdin.
-//! - `ping-flood N`: opens N IPv4 ping sockets and holds them (with `--linger`, until stdin
-//!   closes).
+//! - `ping-flood N`, `tcp-flood N`: opens N IPv4 ping (or TCP) sockets and holds them (with
+//!   `--linger`, until stdin closes).
 //!
 //! `--cpu N` pins the probe to CPU N (before `--uid` takes effect).
 #![forbid(unsafe_code)]
@@ -555,10 +555,11 @@ fn raw_ping_chown(uid: &str, target: &str, later: bool) -> std::io::Result<()> {
     recv_some(&s)
 }
 
-fn ping_flood(n: &str) -> std::io::Result<Vec<Socket>> {
+/// `N` new IPv4 sockets of one kind, held by the caller.
+fn flood(n: &str, kind: Type, protocol: Protocol) -> std::io::Result<Vec<Socket>> {
     let n: usize = n.parse().map_err(|_| bad("count"))?;
     (0..n)
-        .map(|_| Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4)))
+        .map(|_| Socket::new(Domain::IPV4, kind, Some(protocol)))
         .collect()
 }
 
@@ -688,11 +689,18 @@ fn main() {
         Some("raw-send") => report(raw_send(arg(1), arg(2))),
         Some("raw-ping-chown") => report(raw_ping_chown(arg(1), arg(2), false)),
         Some("raw-ping-chown-later") => report(raw_ping_chown(arg(1), arg(2), true)),
-        Some("ping-flood") => match ping_flood(arg(1)) {
-            // Held until the process ends: `report` does not return.
-            Ok(_held) => report(Ok(())),
-            Err(e) => report(Err(e)),
-        },
+        Some(op @ ("ping-flood" | "tcp-flood")) => {
+            let (kind, protocol) = if op == "tcp-flood" {
+                (Type::STREAM, Protocol::TCP)
+            } else {
+                (Type::DGRAM, Protocol::ICMPV4)
+            };
+            match flood(arg(1), kind, protocol) {
+                // Held until the process ends: `report` does not return.
+                Ok(_held) => report(Ok(())),
+                Err(e) => report(Err(e)),
+            }
+        }
         Some("storm") => {
             // `storm COUNT ADDR…`: COUNT rounds of a TCP connect to each ADDR; prints the
             // outcomes per address as {"ADDR": {"ok": n, "eperm": n, "other": n}}.

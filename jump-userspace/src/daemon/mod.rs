@@ -11,6 +11,7 @@ pub mod diff;
 pub mod etcd;
 pub mod grants;
 mod handlers;
+pub mod memlimit;
 pub mod message_id;
 pub mod metrics;
 pub mod plan;

@@ -135,6 +135,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let addr_watch = async_fd(addrs::watch()?)?;
     kernel.set_local_addrs(&addrs::local()?)?;
     kernel.attach(&opts.cgroup)?;
+    // Every socket's record is charged to this process's memory cgroup from now on.
+    memlimit::warn();
     // Before the capability drop: the revocation thread keeps what entering namespaces needs.
     let (revoked_tx, mut revoked_rx) = mpsc::unbounded_channel();
     st.revoker = Some(
