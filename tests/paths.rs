@@ -225,6 +225,14 @@ fn ipv4_seen(frames: &[Vec<u8>], src: &str, dst: &str, proto: u8) -> bool {
     })
 }
 
+/// An IPv6 packet on the wire to `dst` whose first next header is `next`.
+fn ipv6_seen(frames: &[Vec<u8>], dst: &str, next: u8) -> bool {
+    let d: std::net::Ipv6Addr = dst.parse().unwrap();
+    frames.iter().any(|f| {
+        f.len() >= 54 && f[12..14] == [0x86, 0xdd] && f[14 + 6] == next && f[38..54] == d.octets()
+    })
+}
+
 #[test]
 fn interface_choice_cannot_take_loopback_or_grants_elsewhere() {
     if !privileged("interface_choice_cannot_take_loopback_or_grants_elsewhere") {
@@ -608,4 +616,84 @@ fn a_flood_of_sockets_does_not_make_a_raw_socket_forget_its_creator() {
         "the echo request to the internal host should arrive"
     );
     w.logged(ROOT, "egress", None);
+}
+
+/// A 64-bit process may make the 32-bit `setsockopt` (`int 0x80`, on kernels with ia32
+/// emulation), for which the kernel runs no cgroup `setsockopt` program: the options jump
+/// refuses are set all the same. A source route then sends a connected socket's packets to its
+/// next hop, the internet host, while the connect was decided on the granted internal host;
+/// for IPv6 a segment routing header does it (unprivileged, unlike IPv6 options headers).
+/// Egress refuses routed packets whatever set the route.
+#[test]
+fn source_routes_set_by_32_bit_setsockopt_are_refused_in_egress() {
+    if !privileged("source_routes_set_by_32_bit_setsockopt_are_refused_in_egress") {
+        return;
+    }
+    let w = World::new();
+    let (int4, int6) = (
+        format!("{INTERNAL_V4}:7000"),
+        format!("[{INTERNAL_V6}]:7000"),
+    );
+    let (lsrr, srh) = (format!("lsrr={INTERNET_V4}"), format!("srh={INTERNET_V6}"));
+    // The 64-bit calls are judged.
+    w.refused(A, "opt", &[&srh, &int6]);
+    w.refused(A, "opt", &[&lsrr, &int4]);
+    let s = sniff(&w.topo.internet);
+    for (option, to) in [(&srh, &int6), (&lsrr, &int4)] {
+        match w.run(A, "opt32", &[option, to]) {
+            Outcome::Err(libc::ENOSYS, e) => {
+                eprintln!("no ia32 emulation here: the 32-bit call does not exist ({e})");
+                return;
+            }
+            got => assert_ne!(got, Outcome::Ok, "`opt32 {option}` to {to} got through"),
+        }
+    }
+    let frames = s.stop(SETTLE);
+    assert!(
+        !ipv6_seen(&frames, INTERNET_V6, 43),
+        "no segment-routed packet should reach the internet host ({} frames)",
+        frames.len()
+    );
+    let inet: Ipv4Addr = INTERNET_V4.parse().unwrap();
+    assert!(
+        !frames.iter().any(|f| f.len() >= 34
+            && f[12..14] == [0x08, 0x00]
+            && f[14 + 9] == 17
+            && f[30..34] == inet.octets()),
+        "no source-routed packet should reach the internet host ({} frames)",
+        frames.len()
+    );
+    w.logged(A, "egress-source-route", None);
+    // The granted twin: the same sends without a route.
+    w.ok(A, "udp", &[&int6]);
+    w.ok(A, "udp", &[&int4]);
+}
+
+/// An option value longer than a page reaches the `setsockopt` program cut to its first page,
+/// and the kernel then reads the caller's value again: another thread can change it between
+/// the check and the join. Such values of the options jump judges are refused, whatever their
+/// first page holds: here A's own granted group.
+#[test]
+fn a_judged_socket_option_longer_than_a_page_is_refused() {
+    if !privileged("a_judged_socket_option_longer_than_a_page_is_refused") {
+        return;
+    }
+    let w = World::new();
+    let int = ifindex(&w.topo.host, "host-int");
+    let s = sniff(&w.topo.internal);
+    w.refused(A, "join-long", &["239.1.2.3", &int]);
+    let frames = s.stop(SETTLE);
+    assert!(
+        !frames.iter().any(|f| carries(f, ip("239.1.2.3"))),
+        "no membership report should leave for the long join ({} frames)",
+        frames.len()
+    );
+    w.logged(A, "setsockopt-multicast", Some("IP_ADD_MEMBERSHIP"));
+    // The granted twin: the same join with a value of its own size.
+    let s = sniff(&w.topo.internal);
+    w.ok(A, "join", &["239.1.2.3", &int]);
+    assert!(
+        s.stop(SETTLE).iter().any(|f| carries(f, ip("239.1.2.3"))),
+        "A's granted join should be reported on the wire"
+    );
 }

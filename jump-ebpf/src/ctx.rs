@@ -320,7 +320,8 @@ pub struct Packet {
     /// 0 with `dst.port` when unknown: a non-first IPv4 fragment or a TCP/UDP header cut
     /// short is decided on port 0, which only an all-ports grant covers.
     pub src_port: u16,
-    /// The IPv4 header carries a loose or strict source route option.
+    /// The IPv4 header carries a loose or strict source route option, or an IPv6 routing
+    /// header follows the IPv6 header (after hop-by-hop or destination options, if any).
     pub source_route: bool,
     /// The device the packet leaves on (`skb->dev`).
     pub ifindex: u32,
@@ -361,6 +362,36 @@ fn source_routed(skb: &SkBuffContext, ihl: usize) -> bool {
         }
     }
     off < ihl
+}
+
+/// IPv6 next-header values (RFC 8200) of the headers that may come before a routing header.
+const IPV6_HOPOPTS: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_DSTOPTS: u8 = 60;
+
+/// Whether an IPv6 packet whose first next header is `next` carries a routing header before
+/// its first header that is neither hop-by-hop nor destination options. Its destination is
+/// then only the next segment: the connect or send was decided on the final one. A chain the
+/// walk cannot finish counts as routed.
+#[inline(never)]
+fn ipv6_routed(skb: &SkBuffContext, next: u8) -> bool {
+    let mut next = next;
+    let mut off = 40usize;
+    // Options headers are privileged and the kernel puts at most two before a routing header.
+    for _ in 0..3 {
+        match next {
+            IPV6_ROUTING => return true,
+            IPV6_HOPOPTS | IPV6_DSTOPTS => {
+                let (Ok(n), Ok(len)) = (skb.load::<u8>(off), skb.load::<u8>(off + 1)) else {
+                    return true;
+                };
+                next = n;
+                off += (usize::from(len) + 1) * 8;
+            }
+            _ => return false,
+        }
+    }
+    matches!(next, IPV6_ROUTING | IPV6_HOPOPTS | IPV6_DSTOPTS)
 }
 
 /// The packet as far as its headers can be read. Data that is not an IPv4 or IPv6 header at
@@ -414,9 +445,9 @@ fn headers(skb: &SkBuffContext, p: &mut Packet) {
             (proto, ihl, u16::from_be(frag) & 0x1fff != 0)
         }
         6 => {
-            // Extension headers are not walked: a packet whose next header is not TCP, UDP or
-            // ICMPv6 is decided under that protocol number, which no grant names, so it fails
-            // closed.
+            // Extension headers are not walked for the decision: a packet whose next header is
+            // not TCP, UDP or ICMPv6 is decided under that protocol number, which no grant
+            // names, so it fails closed. A routing header among them is a source route.
             let Ok(proto) = skb.load::<u8>(6) else { return };
             let Ok(s) = skb.load::<[u8; 16]>(8) else {
                 return;
@@ -427,6 +458,8 @@ fn headers(skb: &SkBuffContext, p: &mut Packet) {
             };
             p.dst.addr = d;
             p.dst.family = AF_INET6;
+            p.source_route = matches!(proto, IPV6_ROUTING | IPV6_HOPOPTS | IPV6_DSTOPTS)
+                && ipv6_routed(skb, proto);
             (proto, 40, false)
         }
         _ => return,
@@ -479,6 +512,10 @@ fn headers_in_place(skb: &SkBuffContext, p: &mut Packet) -> bool {
         }
         // SAFETY: bytes 0..44 are within [data, data_end), checked just above.
         let at = |i: usize| unsafe { *((start + i) as *const u8) };
+        // Extension headers that may precede a routing header: read by `headers`.
+        if matches!(at(6), IPV6_ROUTING | IPV6_HOPOPTS | IPV6_DSTOPTS) {
+            return false;
+        }
         for i in 0..16 {
             p.src[i] = at(8 + i);
             p.dst.addr[i] = at(24 + i);

@@ -6,7 +6,10 @@
 //! 1. A loopback destination (127/8, ::1, IPv4-mapped 127/8) leaves only on the loopback
 //!    device. `SO_BINDTODEVICE`, `IP_UNICAST_IF` or an `IP_PKTINFO` ifindex otherwise send it
 //!    out of an uplink, where whoever answers ARP/ND for 127.0.0.1 gets it.
-//! 2. No IPv4 source route (LSRR/SSRR): the header's destination is only the first hop.
+//! 2. No source route (IPv4 LSRR/SSRR, an IPv6 routing header): the header's destination is
+//!    only the next hop. `setsockopt` refuses setting one, but 32-bit callers' `setsockopt`
+//!    runs no cgroup program, and a routed packet of a connected socket would otherwise pass on
+//!    its record.
 //! 3. A loopback source leaves only on the loopback device.
 //! 4. In jumpd's network namespace, the source is one of the host's addresses
 //!    (`JUMP_LOCAL_ADDRS`, kept by jumpd from rtnetlink): freebind, transparent and raw

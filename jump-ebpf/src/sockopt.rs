@@ -15,8 +15,16 @@
 //!    a udp grant whose `to:` holds the group allows. An option whose group cannot be read is
 //!    refused.
 //!
+//! A judged option whose value is longer than what the program was given (a page) is refused
+//! whatever it holds: the kernel would then read the value from the caller again, after the
+//! check, and another thread can change it in between.
+//!
 //! Refusals are `EPERM` with an event naming the option (level in `src_port`, name in
 //! `dst_port`). Root is judged like everyone: there is no uid exception.
+//!
+//! 32-bit system calls (`int 0x80`, on kernels with ia32 emulation) run no cgroup `setsockopt`
+//! program at all: egress still refuses the interfaces, sources and source routes they set
+//! (`path`), but a multicast join is not seen (docs/enforcement.md, "32-bit callers").
 
 use aya_ebpf::programs::SockoptContext;
 use jump_common::{hook, proto, sockopt::*};
@@ -147,23 +155,25 @@ pub fn judge(ctx: &SockoptContext) -> i32 {
         )
     };
     let v = Optval { start, end, len };
+    // The value as the kernel will apply it: all of it was given to this program.
+    let whole = len <= 0 || len as usize <= end - start;
     let class = match (level, name) {
         // (1)
-        (SOL_SOCKET, SO_BINDTODEVICE) if v.device_is_loopback_or_none() => return PASS,
+        (SOL_SOCKET, SO_BINDTODEVICE) if whole && v.device_is_loopback_or_none() => return PASS,
         (SOL_SOCKET, SO_BINDTOIFINDEX) | (SOL_IPV6, IPV6_UNICAST_IF | IPV6_MULTICAST_IF)
-            if v.index_is_loopback_or_none(false) =>
+            if whole && v.index_is_loopback_or_none(false) =>
         {
             return PASS
         }
         // The kernel reads IP_UNICAST_IF's index in network byte order.
-        (SOL_IP, IP_UNICAST_IF) if v.index_is_loopback_or_none(true) => return PASS,
-        (SOL_IP, IP_MULTICAST_IF) if v.multicast_if_is_none() => return PASS,
+        (SOL_IP, IP_UNICAST_IF) if whole && v.index_is_loopback_or_none(true) => return PASS,
+        (SOL_IP, IP_MULTICAST_IF) if whole && v.multicast_if_is_none() => return PASS,
         (SOL_SOCKET, SO_BINDTODEVICE | SO_BINDTOIFINDEX)
         | (SOL_IP, IP_UNICAST_IF | IP_MULTICAST_IF)
         | (SOL_IPV6, IPV6_UNICAST_IF | IPV6_MULTICAST_IF) => Class::Interface,
         // (2)
         (SOL_IP, IP_FREEBIND | IP_TRANSPARENT) | (SOL_IPV6, IPV6_FREEBIND | IPV6_TRANSPARENT) => {
-            if v.is_off() {
+            if whole && v.is_off() {
                 return PASS;
             }
             Class::Source
@@ -194,6 +204,11 @@ pub fn judge(ctx: &SockoptContext) -> i32 {
             | MCAST_MSFILTER,
         ) => Class::Join(v.group_sockaddr()),
         _ => return PASS,
+    };
+    // A group the program saw only part of is no group: refused (see the module doc).
+    let class = match class {
+        Class::Join(_) if !whole => Class::Join(None),
+        c => c,
     };
     let who = crate::current();
     let g = match class {

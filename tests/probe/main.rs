@@ -41,10 +41,15 @@
 //! - `serve tcp:ADDR|udp:ADDR…`: echo servers until killed; prints `ready` once listening.
 //! - `opt OPTION ADDR`: a UDP socket sets OPTION, then connects to ADDR, sends and waits for the
 //!   echo. OPTION is `bindtodevice=IF`, `bindtoifindex=N`, `multicast-if=ADDR`, `freebind`,
-//!   `transparent` or `lsrr=HOP` (an `IP_OPTIONS` loose source route through HOP).
+//!   `transparent`, `lsrr=HOP` (an `IP_OPTIONS` loose source route through HOP) or `srh=HOP6`
+//!   (an `IPV6_RTHDR` segment routing header whose next segment is HOP6).
+//!   `opt32 OPTION ADDR`: the same with OPTION (`bindtodevice`, `lsrr` or `srh`) set through the
+//!   32-bit system call, for which the kernel runs no cgroup `setsockopt` program.
 //! - `pktinfo IFINDEX ADDR`: an unconnected UDP send whose `IP_PKTINFO`/`IPV6_PKTINFO` control
 //!   message names the outgoing interface, then waits for the echo.
 //! - `join GROUP IFINDEX`: joins a multicast group on an interface and stays a member 300 ms.
+//!   `join-long GROUP IFINDEX`: the same for an IPv4 group, with an option value longer than a
+//!   page (`ip_mreqn` and padding).
 //! - `raw-send HEX ADDR`: sends the bytes HEX (a whole IPv4 packet, header included) from an
 //!   `IPPROTO_RAW` socket towards ADDR.
 //! - `raw-ping-chown UID ADDR`: `raw-ping` from a raw socket first `fchown`ed to UID.
@@ -54,7 +59,10 @@
 //!   `--linger`, until stdin closes).
 //!
 //! `--cpu N` pins the probe to CPU N (before `--uid` takes effect).
-#![forbid(unsafe_code)]
+// Denied, not forbidden: `compat` makes the 32-bit system call, which needs inline assembly.
+#![deny(unsafe_code)]
+
+mod compat;
 
 use std::{
     io::{Read, Write},
@@ -436,6 +444,36 @@ nix::setsockopt_impl!(
     nix::sys::socket::sockopt::SetStruct<[u8; 8]>
 );
 
+// `IPV6_RTHDR` with a segment routing header of two segments, likewise.
+#[derive(Clone, Copy, Debug)]
+struct Ipv6Rthdr;
+nix::setsockopt_impl!(
+    Ipv6Rthdr,
+    libc::IPPROTO_IPV6,
+    libc::IPV6_RTHDR,
+    [u8; 40],
+    nix::sys::socket::sockopt::SetStruct<[u8; 40]>
+);
+
+/// An `IP_OPTIONS` value: NOP, then LSRR (131) of length 7 with pointer 4 and one hop.
+fn lsrr(hop: &str) -> std::io::Result<[u8; 8]> {
+    let hop: std::net::Ipv4Addr = hop.parse().map_err(|_| bad("hop"))?;
+    let h = hop.octets();
+    Ok([1, 131, 7, 4, h[0], h[1], h[2], h[3]])
+}
+
+/// An `IPV6_RTHDR` value: a segment routing header (type 4, RFC 8754) of two segments, one
+/// left, whose next segment is `hop`: the packet goes to `hop` first. The kernel fills in the
+/// final segment (the destination the socket sends to) and the next header.
+fn srh(hop: &str) -> std::io::Result<[u8; 40]> {
+    let hop: std::net::Ipv6Addr = hop.parse().map_err(|_| bad("hop"))?;
+    let mut h = [0u8; 40];
+    // next header, length in 8-byte units after the first 8, type, segments left, last entry.
+    h[..5].copy_from_slice(&[0, 4, 4, 1, 1]);
+    h[24..].copy_from_slice(&hop.octets());
+    Ok(h)
+}
+
 fn bad(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad {what}"))
 }
@@ -461,20 +499,39 @@ fn set_option(s: &Socket, option: &str) -> std::io::Result<()> {
         "freebind" => s.set_freebind_v6(true),
         "transparent" => s.set_ip_transparent_v4(true),
         "lsrr" => {
-            let hop: std::net::Ipv4Addr = value.parse().map_err(|_| bad("hop"))?;
-            let h = hop.octets();
-            // NOP, then LSRR (131) of length 7 with pointer 4 and one hop.
-            let opts = [1, 131, 7, 4, h[0], h[1], h[2], h[3]];
-            nix::sys::socket::setsockopt(s, IpOptions, &opts).map_err(std::io::Error::from)
+            nix::sys::socket::setsockopt(s, IpOptions, &lsrr(value)?).map_err(std::io::Error::from)
+        }
+        "srh" => {
+            nix::sys::socket::setsockopt(s, Ipv6Rthdr, &srh(value)?).map_err(std::io::Error::from)
         }
         _ => Err(bad("option")),
     }
 }
 
-fn with_option(option: &str, target: &str) -> std::io::Result<()> {
+/// Sets `bindtodevice`, `lsrr` or `srh` on `s` through the 32-bit system call.
+fn set_option32(s: &Socket, option: &str) -> std::io::Result<()> {
+    let (name, value) = option.split_once('=').unwrap_or((option, ""));
+    let (level, optname, bytes) = match name {
+        "bindtodevice" => (
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            value.as_bytes().to_vec(),
+        ),
+        "lsrr" => (libc::IPPROTO_IP, libc::IP_OPTIONS, lsrr(value)?.to_vec()),
+        "srh" => (libc::IPPROTO_IPV6, libc::IPV6_RTHDR, srh(value)?.to_vec()),
+        _ => return Err(bad("option")),
+    };
+    compat::setsockopt(s.as_raw_fd(), level, optname, &bytes)
+}
+
+fn with_option(option: &str, target: &str, compat: bool) -> std::io::Result<()> {
     let to = addr(target)?;
     let s = udp_socket(&to)?;
-    set_option(&s, option)?;
+    if compat {
+        set_option32(&s, option)?;
+    } else {
+        set_option(&s, option)?;
+    }
     s.connect(&SockAddr::from(to))?;
     s.send(b"ping")?;
     recv_some(&s)
@@ -520,6 +577,35 @@ fn join_group(group: &str, ifindex: &str) -> std::io::Result<()> {
             std::thread::sleep(Duration::from_millis(300));
         }
     }
+    Ok(())
+}
+
+/// More than a page: the cgroup program sees only the first page, and the kernel then reads the
+/// caller's whole value again.
+const LONG: usize = 4608;
+
+// `IP_ADD_MEMBERSHIP` with an `ip_mreqn` padded to `LONG` bytes (the kernel reads the first
+// 12 and accepts any longer length).
+#[derive(Clone, Copy, Debug)]
+struct LongMembership;
+nix::setsockopt_impl!(
+    LongMembership,
+    libc::IPPROTO_IP,
+    libc::IP_ADD_MEMBERSHIP,
+    [u8; LONG],
+    nix::sys::socket::sockopt::SetStruct<[u8; LONG]>
+);
+
+/// `join-long GROUP IFINDEX`: an IPv4 join whose option value is longer than a page.
+fn join_long(group: &str, ifindex: &str) -> std::io::Result<()> {
+    let group: std::net::Ipv4Addr = group.parse().map_err(|_| bad("group"))?;
+    let ifindex: u32 = ifindex.parse().map_err(|_| bad("index"))?;
+    let mut v = [0u8; LONG];
+    v[..4].copy_from_slice(&group.octets());
+    v[8..12].copy_from_slice(&ifindex.to_ne_bytes());
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    nix::sys::socket::setsockopt(&s, LongMembership, &v)?;
+    std::thread::sleep(Duration::from_millis(300));
     Ok(())
 }
 
@@ -683,9 +769,11 @@ fn main() {
         Some("fin-serve") => report(fin_serve(arg(1), arg(2))),
         Some("uring-connect") => report(uring(arg(1), false)),
         Some("uring-sendto") => report(uring(arg(1), true)),
-        Some("opt") => report(with_option(arg(1), arg(2))),
+        Some("opt") => report(with_option(arg(1), arg(2), false)),
+        Some("opt32") => report(with_option(arg(1), arg(2), true)),
         Some("pktinfo") => report(pktinfo(arg(1), arg(2))),
         Some("join") => report(join_group(arg(1), arg(2))),
+        Some("join-long") => report(join_long(arg(1), arg(2))),
         Some("raw-send") => report(raw_send(arg(1), arg(2))),
         Some("raw-ping-chown") => report(raw_ping_chown(arg(1), arg(2), false)),
         Some("raw-ping-chown-later") => report(raw_ping_chown(arg(1), arg(2), true)),
