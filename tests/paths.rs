@@ -697,3 +697,40 @@ fn a_judged_socket_option_longer_than_a_page_is_refused() {
         "A's granted join should be reported on the wire"
     );
 }
+
+/// An egress event names the person who connected the socket as the kernel saw them at the
+/// connect, not whoever `/proc` shows under the connector's pid when jumpd reads the event: by
+/// then the connector may have exited and its pid belong to another user's process, with
+/// another login, session and SSH client. Here root changing its own login uid between the
+/// connect and the send stands in for that new owner: the event keeps the connect's login.
+#[test]
+fn an_egress_event_names_the_login_of_the_connect_not_of_the_pid_now() {
+    if !privileged("an_egress_event_names_the_login_of_the_connect_not_of_the_pid_now") {
+        return;
+    }
+    let w = World::new();
+    let inet = ifindex(&w.topo.host, "host-inet");
+    let out = Command::new(&w.bins.probe)
+        .arg("--cgroup")
+        .arg(&w.cg.path)
+        .arg("--netns")
+        .arg(w.topo.host.path())
+        .args(["--loginuid", "64050", "pktinfo-relogin", "64051", &inet])
+        .arg("127.0.0.1:7200")
+        .output()
+        .expect("jump-probe");
+    let verdict = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        verdict.contains("\"ok\":false"),
+        "loopback out of the uplink must not get through: {verdict}"
+    );
+    let e = w
+        .jumpd()
+        .wait_event("root's egress-loopback-off-lo drop", |e| {
+            e["jump_uid"] == ROOT && e["jump_hook"] == "egress-loopback-off-lo"
+        });
+    assert_eq!(
+        e["jump_login_uid"], 64050,
+        "the login of the connect, not the one /proc shows now: {e}"
+    );
+}

@@ -8,7 +8,7 @@ use aya_ebpf::{
     helpers::generated::bpf_sk_storage_get,
     programs::{SkBuffContext, SockAddrContext, SockContext},
 };
-use jump_common::{identity, proto, record_flags, SockRecord};
+use jump_common::{proto, record_flags, SockRecord};
 
 use crate::{
     ctx::{Dest, Task, IPPROTO_TCP, IPPROTO_UDP},
@@ -94,10 +94,11 @@ pub fn create(ctx: &SockContext) {
 /// Records an allowed connect (or first unconnected send) of a TCP or UDP socket. Other kinds
 /// (ping sockets) get no record: their packets stay decided one by one.
 ///
-/// Only what the record's readers need at connect time is read here (uid, gid, pid, comm:
-/// revocation judges by the uid and names the task; egress events name it). The audit login
-/// uid and session are read only when a judgement needs them (below); otherwise events and
-/// revocations of the socket take them from `/proc` by the pid.
+/// Who connected is read here, as the kernel knows it at the connect: uid, gid, pid, command
+/// name, audit login uid and session (loads through the task pointer). Revocation judges by the
+/// uid (and the login uid under `identity: person`); egress events name them all. jumpd must
+/// not look them up in `/proc` by the pid later: by then the connector may have exited and its
+/// pid belong to someone else's process.
 #[inline(always)]
 pub fn write(
     ctx: &SockAddrContext,
@@ -146,14 +147,7 @@ pub fn write(
     r.gid = (uid_gid >> 32) as u32;
     let (pid, comm) = task.tgid_comm();
     r.pid = pid;
-    // The person and session, two `probe_read`s, only where a later judgement of this socket
-    // needs them: `identity: person` (egress and revocation narrow by the login uid) or a
-    // timed grant (a session-scoped window is matched against the socket's session).
-    let (login_uid, session_id) = if d.timed || d.identity == identity::PERSON {
-        crate::ctx::audit_ids()
-    } else {
-        (u32::MAX, u32::MAX)
-    };
+    let (login_uid, session_id) = task.audit_ids();
     r.login_uid = login_uid;
     r.session_id = session_id;
     r.rule_id = d.rule_id;

@@ -46,7 +46,9 @@
 //!   `opt32 OPTION ADDR`: the same with OPTION (`bindtodevice`, `lsrr` or `srh`) set through the
 //!   32-bit system call, for which the kernel runs no cgroup `setsockopt` program.
 //! - `pktinfo IFINDEX ADDR`: an unconnected UDP send whose `IP_PKTINFO`/`IPV6_PKTINFO` control
-//!   message names the outgoing interface, then waits for the echo.
+//!   message names the outgoing interface, then waits for the echo. `pktinfo-relogin LOGIN
+//!   IFINDEX ADDR`: the same from a socket connected to ADDR first, after which the process
+//!   (root) sets its login uid to LOGIN.
 //! - `join GROUP IFINDEX`: joins a multicast group on an interface and stays a member 300 ms.
 //!   `join-long GROUP IFINDEX`: the same for an IPv4 group, with an option value longer than a
 //!   page (`ip_mreqn` and padding).
@@ -537,11 +539,17 @@ fn with_option(option: &str, target: &str, compat: bool) -> std::io::Result<()> 
     recv_some(&s)
 }
 
-fn pktinfo(ifindex: &str, target: &str) -> std::io::Result<()> {
+/// `pktinfo`; with `relogin`, the socket is connected first and the process's login uid then
+/// changed to `relogin` (root may), before the send.
+fn pktinfo(ifindex: &str, target: &str, relogin: Option<&str>) -> std::io::Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrStorage};
     let to = addr(target)?;
     let ifindex: u32 = ifindex.parse().map_err(|_| bad("index"))?;
     let s = udp_socket(&to)?;
+    if let Some(login) = relogin {
+        s.connect(&SockAddr::from(to))?;
+        std::fs::write("/proc/self/loginuid", login)?;
+    }
     let iov = [IoSlice::new(b"ping")];
     let dst = SockaddrStorage::from(to);
     let v4 = libc::in_pktinfo {
@@ -771,7 +779,8 @@ fn main() {
         Some("uring-sendto") => report(uring(arg(1), true)),
         Some("opt") => report(with_option(arg(1), arg(2), false)),
         Some("opt32") => report(with_option(arg(1), arg(2), true)),
-        Some("pktinfo") => report(pktinfo(arg(1), arg(2))),
+        Some("pktinfo") => report(pktinfo(arg(1), arg(2), None)),
+        Some("pktinfo-relogin") => report(pktinfo(arg(2), arg(3), Some(arg(1)))),
         Some("join") => report(join_group(arg(1), arg(2))),
         Some("join-long") => report(join_long(arg(1), arg(2))),
         Some("raw-send") => report(raw_send(arg(1), arg(2))),

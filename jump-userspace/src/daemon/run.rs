@@ -89,6 +89,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut st = State::new();
     st.memo = memo;
     st.enricher.set_tai_offset(kernel.tai_offset_ns());
+    st.enricher.set_kernel_audit(kernel.reads_audit_ids());
     // Adopting pinned state: continue its generation numbering, and name the rules of the
     // events its generations decided (pending in the ring buffer) with their kept tables.
     st.generation = kernel.generation()?;

@@ -89,6 +89,9 @@ pub struct Kernel {
     uid_index: MappedArray<UserValue>,
     pin_dir: PathBuf,
     tai_offset_ns: i64,
+    /// The programs read the audit login uid and session themselves (the kernel's BTF gave
+    /// their offsets): what events carry is then final, unset included.
+    reads_audit_ids: bool,
     attached: Vec<(String, PathBuf)>,
     /// The active slot's image and the rate limit as last written: what `verify` compares.
     written: Option<Written>,
@@ -179,6 +182,7 @@ impl Kernel {
             uid_index,
             pin_dir: opts.pin_dir.clone(),
             tai_offset_ns: tai_offset_ns()?,
+            reads_audit_ids: task.loginuid != 0 && task.sessionid != 0,
             attached: Vec::new(),
             slot_rules: [0; 2],
             slot_empty: [false; 2],
@@ -435,6 +439,11 @@ impl Kernel {
     /// CLOCK_TAI − CLOCK_REALTIME in ns, to turn the kernel's timestamps into wall time.
     pub fn tai_offset_ns(&self) -> i64 {
         self.tai_offset_ns
+    }
+
+    /// Whether events carry the login uid and session as the kernel read them (see the field).
+    pub fn reads_audit_ids(&self) -> bool {
+        self.reads_audit_ids
     }
 
     /// Hits per (rule id, action) of the active policy, summed over CPUs; only non-zero ones.

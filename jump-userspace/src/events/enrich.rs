@@ -43,6 +43,12 @@ pub struct Enricher {
     generations: Vec<(u64, Vec<Named>, Arc<str>)>,
     /// CLOCK_TAI − CLOCK_REALTIME in ns: events carry CLOCK_TAI.
     tai_offset_ns: i64,
+    /// The kernel reads every event's login uid and session (`Kernel::reads_audit_ids`): unset
+    /// there means unset, never "look in /proc". An egress event's come from the socket's
+    /// record, written at its connect; by the time jumpd reads the event the connector may have
+    /// exited and its pid belong to another user's process, whose /proc would name the wrong
+    /// person.
+    kernel_audit: bool,
     /// Now in (CLOCK_TAI, CLOCK_BOOTTIME) ns.
     clocks: fn() -> (u64, u64),
 }
@@ -79,6 +85,7 @@ impl Enricher {
             ssh: BoundedCache::new(SESSION_CACHE),
             generations: Vec::new(),
             tai_offset_ns: 0,
+            kernel_audit: false,
             clocks: system_clocks,
         }
     }
@@ -92,6 +99,10 @@ impl Enricher {
 
     pub fn set_tai_offset(&mut self, ns: i64) {
         self.tai_offset_ns = ns;
+    }
+
+    pub fn set_kernel_audit(&mut self, reads: bool) {
+        self.kernel_audit = reads;
     }
 
     /// Remembers a generation's rule table; keeps the last two.
@@ -144,16 +155,17 @@ impl Enricher {
         });
         // `JUMP_EXE`, only where it is the decider's (`Proc::exe_of`).
         let exe = decider.as_ref().and_then(|d| self.pids.exe(&self.proc, d));
-        // The kernel's values when it captured them (they are right even if the process has
-        // exited since), else what /proc says now.
-        let (login_uid, session_id) = if e.login_uid != UNSET || e.session_id != UNSET {
-            (e.login_uid, e.session_id)
-        } else {
-            match &decider {
-                Some(d) => self.pids.audit(&self.proc, d),
-                None => self.proc.audit(e.pid),
-            }
-        };
+        // The kernel's values when it reads them or captured these (they are right even if the
+        // process has exited since), else what /proc says now.
+        let (login_uid, session_id) =
+            if self.kernel_audit || e.login_uid != UNSET || e.session_id != UNSET {
+                (e.login_uid, e.session_id)
+            } else {
+                match &decider {
+                    Some(d) => self.pids.audit(&self.proc, d),
+                    None => self.proc.audit(e.pid),
+                }
+            };
         let login_uid = (login_uid != UNSET).then_some(login_uid);
         let login_user = login_uid.map(|l| self.user(l));
         let login_trusted = login_uid.map(|_| self.logins.trusted(session_id));
@@ -418,6 +430,19 @@ mod tests {
             (r.ssh_server, r.ssh_server_port),
             (Some("192.0.2.1".parse().unwrap()), Some(22))
         );
+    }
+
+    /// The process behind the event's pid now (here with login 1000, session 7) may not be
+    /// the one that connected the socket: where the kernel reads the ids, its "unset" stands.
+    #[test]
+    fn where_the_kernel_reads_the_ids_proc_is_never_asked() {
+        let fake = FakeProc::new("kernel-reads");
+        fake.add(4711, 1, 1000, 7);
+        let mut e = enricher(&fake);
+        e.set_kernel_audit(true);
+        let r = e.record(&event());
+        assert_eq!((r.login_uid, r.session_id), (None, None));
+        assert_eq!(r.ssh_client, None);
     }
 
     #[test]
