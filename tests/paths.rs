@@ -18,7 +18,7 @@ use std::{
 use jump_tests::{
     netns::{NetNs, INTERNAL_V4, INTERNAL_V6, INTERNET_V4, INTERNET_V6},
     privileged,
-    probe::{self, Held, Outcome, Placement},
+    probe::{self, Held, Lingering, Outcome, Placement},
     sniff::{carries, mentions, Sniffer},
 };
 
@@ -710,27 +710,44 @@ fn an_egress_event_names_the_login_of_the_connect_not_of_the_pid_now() {
     }
     let w = World::new();
     let inet = ifindex(&w.topo.host, "host-inet");
-    let out = Command::new(&w.bins.probe)
-        .arg("--cgroup")
-        .arg(&w.cg.path)
-        .arg("--netns")
-        .arg(w.topo.host.path())
-        .args(["--loginuid", "64050", "pktinfo-relogin", "64051", &inet])
-        .arg("127.0.0.1:7200")
-        .output()
-        .expect("jump-probe");
-    let verdict = String::from_utf8_lossy(&out.stdout);
+    // Kept alive until the event is read: its executable is then named, its start time being
+    // the one the kernel recorded at the connect.
+    let probe = Lingering::start({
+        let mut c = Command::new(&w.bins.probe);
+        c.arg("--cgroup")
+            .arg(&w.cg.path)
+            .arg("--netns")
+            .arg(w.topo.host.path())
+            .args([
+                "--loginuid",
+                "64050",
+                "--linger",
+                "pktinfo-relogin",
+                "64051",
+                &inet,
+            ])
+            .arg("127.0.0.1:7200");
+        c
+    });
     assert!(
-        verdict.contains("\"ok\":false"),
-        "loopback out of the uplink must not get through: {verdict}"
+        !probe.allowed(),
+        "loopback out of the uplink must not get through: {}",
+        probe.verdict
     );
     let e = w
         .jumpd()
         .wait_event("root's egress-loopback-off-lo drop", |e| {
             e["jump_uid"] == ROOT && e["jump_hook"] == "egress-loopback-off-lo"
         });
+    drop(probe);
     assert_eq!(
         e["jump_login_uid"], 64050,
         "the login of the connect, not the one /proc shows now: {e}"
+    );
+    assert!(
+        e["jump_exe"]
+            .as_str()
+            .is_some_and(|x| x.ends_with("/jump-probe")),
+        "the connector still holds its pid: its executable is named: {e}"
     );
 }

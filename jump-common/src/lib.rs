@@ -421,7 +421,11 @@ pub struct Event {
     pub action: u8,
     /// `decided_by::UID` or `decided_by::LOGIN`.
     pub decided_by: u8,
-    pub _pad1: [u8; 6],
+    pub _pad1: [u8; 2],
+    /// When the deciding process started, as `/proc/PID/stat` gives it (clock ticks of 10 ms
+    /// since boot, modulo 2^32); 0 where unknown. For an egress drop, the connector's: tells
+    /// jumpd whether the pid still belongs to that process.
+    pub start_ticks: u32,
     pub comm: [u8; COMM_LEN],
 }
 
@@ -587,7 +591,8 @@ pub struct SockRecord {
     /// and `generation` is active, the backstop passes it on the record alone, without reading
     /// the packet beyond its first header bytes (docs/enforcement.md, "The egress fast path").
     pub path_ifindex: u32,
-    pub _pad: u32,
+    /// When the connecting process started (`Event::start_ticks`); 0 where unknown.
+    pub start_ticks: u32,
 }
 
 impl SockRecord {
@@ -675,13 +680,13 @@ layout!(Event, size 120;
     ts_ns @ 0, generation @ 8, cookie @ 16, uid @ 24, gid @ 28, pid @ 32, rule_id @ 36,
     login_uid @ 40, session_id @ 44, suppressed @ 48, ns_uid @ 52, dst_addr @ 56,
     src_addr @ 72, dst_port @ 88, src_port @ 90, family @ 92, proto @ 94, hook @ 95,
-    action @ 96, decided_by @ 97, _pad1 @ 98, comm @ 104);
+    action @ 96, decided_by @ 97, _pad1 @ 98, start_ticks @ 100, comm @ 104);
 layout!(ViaKey, size 8; slot @ 0, rule_id @ 4);
 layout!(ViaSet, size 32; len @ 0, ifindex @ 4);
 layout!(SockRecord, size 80;
     generation @ 0, uid @ 8, gid @ 12, pid @ 16, login_uid @ 20, session_id @ 24,
     rule_id @ 28, action @ 32, hook @ 33, flags @ 34, proto @ 35, dst_port @ 36,
-    family @ 38, dst_addr @ 40, comm @ 56, path_ifindex @ 72, _pad @ 76);
+    family @ 38, dst_addr @ 40, comm @ 56, path_ifindex @ 72, start_ticks @ 76);
 layout!(SubuidKey, size 8; slot_be @ 0, uid_be @ 4);
 layout!(SubuidValue, size 4; owner @ 0);
 

@@ -173,6 +173,12 @@ static SESSIONID_OFFSET: Global<u32> = Global::new(0);
 static COMM_OFFSET: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static TGID_OFFSET: Global<u32> = Global::new(0);
+/// `task_struct.group_leader` and `task_struct.start_boottime` (u64 ns since boot, suspend
+/// included: what `/proc/PID/stat` reports in clock ticks): both or none.
+#[unsafe(no_mangle)]
+static GROUP_LEADER_OFFSET: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static START_BOOTTIME_OFFSET: Global<u32> = Global::new(0);
 /// `task_struct.cred`, and `cred.uid` and `cred.gid` in it: all three or none.
 #[unsafe(no_mangle)]
 static CRED_OFFSET: Global<u32> = Global::new(0);
@@ -242,6 +248,25 @@ impl Task {
                 core::ptr::read_volatile(self.0.wrapping_add(so as usize).cast::<u32>()),
             )
         }
+    }
+
+    /// When the task's process (its thread-group leader) started, in `/proc/PID/stat`'s clock
+    /// ticks (10 ms: `USER_HZ` is 100), modulo 2^32 (16 months); 0 if unknown.
+    #[inline(always)]
+    pub fn start_ticks(self) -> u32 {
+        let (leader, start) = (GROUP_LEADER_OFFSET.load(), START_BOOTTIME_OFFSET.load());
+        if leader == 0 || start == 0 {
+            return 0;
+        }
+        // SAFETY: members' offsets from the kernel's BTF (`struct task_struct *group_leader`,
+        // `u64 start_boottime`); the verifier types the first load as a task pointer and checks
+        // the second against that BTF, as for `cred` above. A task's leader is never null.
+        let ns = unsafe {
+            let l =
+                core::ptr::read_volatile(self.0.wrapping_add(leader as usize).cast::<*const u8>());
+            core::ptr::read_volatile(l.wrapping_add(start as usize).cast::<u64>())
+        };
+        (ns / 10_000_000) as u32
     }
 
     /// The task's thread-group id (what userspace calls its pid) and command name, NUL-padded

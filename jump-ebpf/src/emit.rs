@@ -89,6 +89,8 @@ pub struct Origin {
     pub login_uid: u32,
     pub session_id: u32,
     pub comm: [u8; 16],
+    /// `jump_common::Event::start_ticks`.
+    pub start_ticks: u32,
 }
 
 /// The rate limit: `Some(n)` to send, carrying `n` similar events suppressed before it.
@@ -288,7 +290,8 @@ pub fn emit(hook: u8, who: &Origin, dest: &Dest, src_port: u16, d: &Decision) {
         hook,
         action: d.action,
         decided_by: d.decided_by,
-        _pad1: [0; 6],
+        _pad1: [0; 2],
+        start_ticks: who.start_ticks,
         comm: who.comm,
     });
     // Waking jumpd per event cost ~6 µs of the hook's run time here (the wake-up is a

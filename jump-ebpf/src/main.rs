@@ -240,6 +240,7 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
             login_uid: u32::MAX,
             session_id: u32::MAX,
             comm: [0; 16],
+            start_ticks: 0,
         },
     };
     record(why, &who, &p.dst, p.src_port, &d);
@@ -268,6 +269,7 @@ fn current() -> emit::Origin {
         login_uid,
         session_id,
         comm,
+        start_ticks: task.start_ticks(),
     }
 }
 

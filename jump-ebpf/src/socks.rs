@@ -95,10 +95,11 @@ pub fn create(ctx: &SockContext) {
 /// (ping sockets) get no record: their packets stay decided one by one.
 ///
 /// Who connected is read here, as the kernel knows it at the connect: uid, gid, pid, command
-/// name, audit login uid and session (loads through the task pointer). Revocation judges by the
-/// uid (and the login uid under `identity: person`); egress events name them all. jumpd must
-/// not look them up in `/proc` by the pid later: by then the connector may have exited and its
-/// pid belong to someone else's process.
+/// name, audit login uid and session, and when its process started (loads through the task
+/// pointer). Revocation judges by the uid (and the login uid under `identity: person`); egress
+/// events name them all, and jumpd names the executable only while the pid's process is the
+/// one that started then. It must not look the rest up in `/proc` by the pid later: by then
+/// the connector may have exited and its pid belong to someone else's process.
 #[inline(always)]
 pub fn write(
     ctx: &SockAddrContext,
@@ -150,6 +151,7 @@ pub fn write(
     let (login_uid, session_id) = task.audit_ids();
     r.login_uid = login_uid;
     r.session_id = session_id;
+    r.start_ticks = task.start_ticks();
     r.rule_id = d.rule_id;
     r.action = d.action;
     r.hook = hook;
@@ -244,5 +246,6 @@ pub fn origin(r: &SockRecord) -> Origin {
         login_uid: r.login_uid,
         session_id: r.session_id,
         comm: r.comm,
+        start_ticks: r.start_ticks,
     }
 }

@@ -81,6 +81,11 @@ pub fn member_offsets(btf: &[u8], name: &str, members: &[&str]) -> Option<Vec<Op
 pub struct TaskOffsets {
     pub loginuid: u32,
     pub sessionid: u32,
+    /// `task_struct.group_leader` and `task_struct.start_boottime`: when the process started,
+    /// which tells jumpd whether a pid still belongs to it (events' `start_ticks`). Both or
+    /// none.
+    pub group_leader: u32,
+    pub start_boottime: u32,
     pub comm: u32,
     pub tgid: u32,
     /// `task_struct.cred`, then `cred.uid` and `cred.gid` (the real ids, which
@@ -102,7 +107,15 @@ fn task_offsets_in(btf: &[u8]) -> TaskOffsets {
     let found = member_offsets(
         btf,
         "task_struct",
-        &["loginuid", "sessionid", "comm", "tgid", "cred"],
+        &[
+            "loginuid",
+            "sessionid",
+            "comm",
+            "tgid",
+            "cred",
+            "group_leader",
+            "start_boottime",
+        ],
     )
     .unwrap_or_default();
     let at = |i: usize| found.get(i).copied().flatten().unwrap_or(0);
@@ -117,9 +130,15 @@ fn task_offsets_in(btf: &[u8]) -> TaskOffsets {
         (0, _) | (_, 0) => (0, 0),
         both => both,
     };
+    let (group_leader, start_boottime) = match (at(5), at(6)) {
+        (0, _) | (_, 0) => (0, 0),
+        both => both,
+    };
     TaskOffsets {
         loginuid,
         sessionid,
+        group_leader,
+        start_boottime,
         comm: at(2),
         tgid: at(3),
         cred,
@@ -187,6 +206,7 @@ mod tests {
             o.sessionid
         );
         assert!(o.comm > 0 && o.tgid > 0, "{o:?}");
+        assert!(o.group_leader > 0 && o.start_boottime > 0, "{o:?}");
         assert!(
             o.cred > 0 && o.cred_uid > 0 && o.cred_gid == o.cred_uid + 4,
             "{o:?}"

@@ -155,6 +155,8 @@ impl Kernel {
             .override_global("SESSIONID_OFFSET", &task.sessionid, false)
             .override_global("COMM_OFFSET", &task.comm, false)
             .override_global("TGID_OFFSET", &task.tgid, false)
+            .override_global("GROUP_LEADER_OFFSET", &task.group_leader, false)
+            .override_global("START_BOOTTIME_OFFSET", &task.start_boottime, false)
             .override_global("CRED_OFFSET", &task.cred, false)
             .override_global("CRED_UID_OFFSET", &task.cred_uid, false)
             .override_global("CRED_GID_OFFSET", &task.cred_gid, false)

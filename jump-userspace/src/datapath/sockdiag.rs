@@ -194,7 +194,7 @@ pub fn decode_record(v: &[u8]) -> Option<SockRecord> {
         dst_addr: v[40..56].try_into().ok()?,
         comm: v[56..56 + COMM_LEN].try_into().ok()?,
         path_ifindex: u32_at(v, 72)?,
-        _pad: 0,
+        start_ticks: 0,
     };
     (!r.is_blank()).then_some(r)
 }

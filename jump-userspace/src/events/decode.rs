@@ -36,6 +36,7 @@ pub fn decode(b: &[u8]) -> Option<Event> {
         action: take::<1>(b, at)[0],
         decided_by: take::<1>(b, at)[0],
         _pad1: take(b, at),
+        start_ticks: u32::from_ne_bytes(take(b, at)),
         comm: take::<COMM_LEN>(b, at),
     })
 }
@@ -67,7 +68,8 @@ mod tests {
             hook: 2,
             action: 1,
             decided_by: 3,
-            _pad1: [0; 6],
+            _pad1: [0; 2],
+            start_ticks: 15,
             comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
         };
         // The bytes the kernel writes, placed at the compiler's offsets rather than in the
@@ -95,6 +97,7 @@ mod tests {
         put(offset_of!(Event, hook), &[e.hook]);
         put(offset_of!(Event, action), &[e.action]);
         put(offset_of!(Event, decided_by), &[e.decided_by]);
+        put(offset_of!(Event, start_ticks), &e.start_ticks.to_ne_bytes());
         put(offset_of!(Event, comm), &e.comm);
         assert_eq!(b.len(), core::mem::size_of::<Event>());
         assert_eq!(decode(&b), Some(e));

@@ -152,6 +152,7 @@ impl Enricher {
             comm_raw: &e.comm,
             decided_tai: e.ts_ns,
             decided_boot,
+            start_ticks: e.start_ticks,
         });
         // `JUMP_EXE`, only where it is the decider's (`Proc::exe_of`).
         let exe = decider.as_ref().and_then(|d| self.pids.exe(&self.proc, d));
@@ -293,7 +294,8 @@ mod tests {
             hook: hook::CONNECT6,
             action: action::DENY,
             decided_by: 0,
-            _pad1: [0; 6],
+            _pad1: [0; 2],
+            start_ticks: 0,
             comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
         }
     }

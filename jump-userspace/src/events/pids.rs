@@ -71,6 +71,8 @@ pub struct Decider<'a> {
     /// When it decided, CLOCK_TAI and CLOCK_BOOTTIME ns.
     pub decided_tai: u64,
     pub decided_boot: u64,
+    /// When its process started, as the kernel recorded it (`Event::start_ticks`); 0 if not.
+    pub start_ticks: u32,
 }
 
 pub struct Pids {
@@ -114,6 +116,9 @@ impl Pids {
         let e = self.map.get(&d.pid)?;
         if d.decided_boot < e.start_boot {
             return None; // a previous holder of the pid
+        }
+        if d.start_ticks != 0 && super::proc::ticks(e.start_boot) != d.start_ticks {
+            return None; // another holder of the pid than the one the kernel recorded
         }
         if d.decided_tai > e.valid_until_tai {
             let now = (self.now_tai)();
@@ -162,7 +167,7 @@ impl Pids {
             }
             Err(_) => None,
         };
-        let (exe, start_boot) = proc.exe_and_start(d.pid, d.comm, d.decided_boot)?;
+        let (exe, start_boot) = proc.exe_and_start(d.pid, d.comm, d.decided_boot, d.start_ticks)?;
         let exe: Arc<str> = exe.into();
         if let Some(pidfd) = pidfd.filter(alive) {
             self.remember(d, pidfd, exe.clone(), start_boot, before);
@@ -251,6 +256,7 @@ mod tests {
             comm_raw: &CURL,
             decided_tai: tai,
             decided_boot: 2_000_000_000,
+            start_ticks: 0,
         }
     }
 
@@ -311,6 +317,17 @@ mod tests {
             ),
             None,
             "decided before the process started: the pid's previous holder"
+        );
+        assert_eq!(
+            pids.exe(
+                &p,
+                &Decider {
+                    start_ticks: 1,
+                    ..decided(pid, now() - 1)
+                }
+            ),
+            None,
+            "the kernel recorded another start: the pid's previous holder"
         );
         // It exits: its pid may be reused, so a later event is not answered from the cache.
         child.kill().unwrap();

@@ -89,9 +89,18 @@ impl Proc {
     /// to a process started after the decision (reused), or no thread of it has that command
     /// name any more (it exec'd, which renames it). Identity is read before and after the link,
     /// so an exec between the reads is seen too. A program that execs another of the same name
-    /// is the one case this cannot tell.
-    pub fn exe_of(&self, pid: u32, comm: &str, decided_boot_ns: u64) -> Option<String> {
-        self.exe_and_start(pid, comm, decided_boot_ns)
+    /// is the one case this cannot tell. With `start_ticks` (the kernel's record of when the
+    /// deciding process started, `Event::start_ticks`; 0 if unknown), the process must have
+    /// started then exactly: a pid reused before the decision (an egress drop of a socket whose
+    /// connector has exited) is seen too.
+    pub fn exe_of(
+        &self,
+        pid: u32,
+        comm: &str,
+        decided_boot_ns: u64,
+        start_ticks: u32,
+    ) -> Option<String> {
+        self.exe_and_start(pid, comm, decided_boot_ns, start_ticks)
             .map(|(exe, _)| exe)
     }
 
@@ -101,10 +110,14 @@ impl Proc {
         pid: u32,
         comm: &str,
         decided_boot_ns: u64,
+        start_ticks: u32,
     ) -> Option<(String, u64)> {
         let same = || -> Option<u64> {
             let started = self.start_ns(pid)?;
-            (started <= decided_boot_ns && self.has_thread_named(pid, comm)).then_some(started)
+            (started <= decided_boot_ns
+                && (start_ticks == 0 || ticks(started) == start_ticks)
+                && self.has_thread_named(pid, comm))
+            .then_some(started)
         };
         let started = same()?;
         let exe = self.exe(pid)?;
@@ -288,6 +301,12 @@ fn tcp_addr(s: &str) -> Option<SocketAddr> {
 
 /// A fake `/proc` for tests: `add(pid, ppid, loginuid, sessionid)` for any process,
 /// `sshd(…)` for one holding sockets.
+/// A start time as `start_ns` gives it, in the kernel's `Event::start_ticks` form (clock ticks
+/// of 10 ms, modulo 2^32).
+pub fn ticks(start_ns: u64) -> u32 {
+    (start_ns / 10_000_000) as u32
+}
+
 #[cfg(test)]
 pub(crate) struct FakeProc {
     pub dir: PathBuf,
@@ -506,26 +525,36 @@ mod tests {
         let p = fake.proc();
         assert_eq!(p.start_ns(4711), Some(1_000_000_000));
         assert_eq!(
-            p.exe_of(4711, "curl", 2_000_000_000).as_deref(),
+            p.exe_of(4711, "curl", 2_000_000_000, 0).as_deref(),
             Some("/usr/bin/curl")
         );
         assert_eq!(
-            p.exe_of(4711, "sh", 2_000_000_000),
+            p.exe_of(4711, "curl", 2_000_000_000, 100).as_deref(),
+            Some("/usr/bin/curl"),
+            "started when the kernel recorded (1 s = 100 ticks)"
+        );
+        assert_eq!(
+            p.exe_of(4711, "curl", 2_000_000_000, 99),
+            None,
+            "another process than the recorded one, though started before the decision"
+        );
+        assert_eq!(
+            p.exe_of(4711, "sh", 2_000_000_000, 0),
             None,
             "it exec'd since: another name"
         );
         assert_eq!(
-            p.exe_of(4711, "curl", 500_000_000),
+            p.exe_of(4711, "curl", 500_000_000, 0),
             None,
             "the pid was reused: started after the decision"
         );
         std::fs::create_dir_all(fake.dir.join("4711/task/4712")).unwrap();
         std::fs::write(fake.dir.join("4711/task/4712/comm"), "worker\n").unwrap();
         assert_eq!(
-            p.exe_of(4711, "worker", 2_000_000_000).as_deref(),
+            p.exe_of(4711, "worker", 2_000_000_000, 0).as_deref(),
             Some("/usr/bin/curl"),
             "another thread's name"
         );
-        assert_eq!(p.exe_of(4799, "curl", 2_000_000_000), None, "gone");
+        assert_eq!(p.exe_of(4799, "curl", 2_000_000_000, 0), None, "gone");
     }
 }
