@@ -185,6 +185,42 @@ fn the_targets_files_replace_this_hosts_users_rather_than_add_to_them() {
     assert!(err.contains("unknown user `root`"), "{err}");
 }
 
+/// A subordinate range over another account lets its owner become that account in a user
+/// namespace (`newuidmap` reads only `/etc/subuid`), and so connect with its grants: jump cannot
+/// close that, the subuid file must, so validate names the line.
+#[test]
+fn a_subordinate_range_over_another_account_is_warned_about_at_its_line() {
+    let r = Repo::new();
+    let acc = r.accounts();
+    let acc: Vec<&str> = acc.iter().map(String::as_str).collect();
+    let dir = s(&r.path("policies"));
+    let (code, _, err) = jumpctl(&[&["validate", &dir][..], &acc].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !err.contains("warning"),
+        "the target's range covers nobody: {err}"
+    );
+
+    // jt-zed's second range reaches jt-yan's uid (64511).
+    std::fs::write(
+        r.path("subuid"),
+        format!("{SUBUID}# one more\njt-zed:64500:100\n"),
+    )
+    .unwrap();
+    let (code, out, err) = jumpctl(&[&["validate", &dir][..], &acc].concat());
+    assert_eq!(code, 0, "a warning, not an error: {err}");
+    assert!(out.contains("(1 warning)"), "{out}");
+    let subuid = s(&r.path("subuid"));
+    assert!(
+        err.contains(&format!(
+            "{subuid}:3:1: warning: the subordinate uids of `jt-zed` (64500-64599) include uid \
+             64511 (an account): `jt-zed` can become it in a user namespace and connect with its \
+             grants"
+        )),
+        "{err}"
+    );
+}
+
 #[test]
 fn what_cannot_be_answered_exits_2() {
     let r = Repo::new();

@@ -54,12 +54,12 @@ impl Accounts {
             Some(p) => read(p, "group")?,
             None => host("/etc/group"),
         };
-        let subuid = match &f.subuid {
-            Some(p) => read(p, "subuid")?,
-            None => host(SUBUID_FILE),
+        let (subuid, subuid_file) = match &f.subuid {
+            Some(p) => (read(p, "subuid")?, p.to_string_lossy().into_owned()),
+            None => (host(SUBUID_FILE), SUBUID_FILE.to_string()),
         };
         let mut files = FakeDirectory::from_files(&passwd, &group);
-        files.subuids = parse_subuid(&subuid);
+        files.subuids = parse_subuid(&subuid, &subuid_file);
         Ok(Self {
             files,
             nss_users: f.passwd.is_none(),
@@ -75,7 +75,7 @@ impl Accounts {
             &host(Path::new("/etc/passwd")),
             &host(Path::new("/etc/group")),
         );
-        files.subuids = parse_subuid(&host(subuid));
+        files.subuids = parse_subuid(&host(subuid), &subuid.to_string_lossy());
         Self {
             files,
             nss_users: true,

@@ -3,7 +3,10 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::PathBuf,
+    sync::Arc,
 };
+
+use crate::policy::Span;
 
 /// One line of `/etc/subuid`: `owner:first:count`, the owner a user name or a numeric uid.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -11,20 +14,25 @@ pub struct SubuidRange {
     pub owner: String,
     pub first: u32,
     pub count: u32,
+    /// The line, for warnings about the range.
+    pub span: Span,
 }
 
-/// Parses `/etc/subuid` contents (see subuid(5)); malformed lines and comments are skipped, as
-/// shadow-utils skips them.
-pub fn parse_subuid(text: &str) -> Vec<SubuidRange> {
+/// Parses `/etc/subuid` contents (see subuid(5)), read from `file`; malformed lines and
+/// comments are skipped, as shadow-utils skips them.
+pub fn parse_subuid(text: &str, file: &str) -> Vec<SubuidRange> {
+    let file: Arc<str> = file.into();
     text.lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| {
+        .enumerate()
+        .filter(|(_, l)| !l.trim_start().starts_with('#'))
+        .filter_map(|(i, l)| {
             let f: Vec<&str> = l.trim().split(':').collect();
             match f.as_slice() {
                 [owner, first, count] if !owner.is_empty() => Some(SubuidRange {
                     owner: owner.to_string(),
                     first: first.parse().ok()?,
                     count: count.parse().ok()?,
+                    span: Span::new(&file, u32::try_from(i + 1).unwrap_or(u32::MAX), 1),
                 }),
                 _ => None,
             }
@@ -85,7 +93,7 @@ impl SystemDirectory {
         // A missing file is no subordinate uids (Debian creates it empty).
         let subuid = std::fs::read_to_string(&self.subuid).unwrap_or_default();
         let mut d = FakeDirectory::from_files(&passwd, &group);
-        d.subuids = parse_subuid(&subuid);
+        d.subuids = parse_subuid(&subuid, &self.subuid.to_string_lossy());
         d.interfaces = nix::net::if_::if_nameindex()
             .map(|list| {
                 list.iter()
@@ -159,11 +167,14 @@ impl FakeDirectory {
         self
     }
 
+    /// A range on the next line of a file called `subuid`.
     pub fn subuid(mut self, owner: &str, first: u32, count: u32) -> Self {
+        let line = u32::try_from(self.subuids.len() + 1).unwrap_or(u32::MAX);
         self.subuids.push(SubuidRange {
             owner: owner.into(),
             first,
             count,
+            span: Span::new(&"subuid".into(), line, 1),
         });
         self
     }
@@ -246,19 +257,25 @@ mod tests {
 
     #[test]
     fn subuid_lines_are_owner_first_count() {
-        let r = parse_subuid("alice:100000:65536\n# x:1:2\n1001:165536:65536\nbad\nbob:1:\n:5:6\n");
+        let r = parse_subuid(
+            "alice:100000:65536\n# x:1:2\n1001:165536:65536\nbad\nbob:1:\n:5:6\n",
+            "/etc/subuid",
+        );
+        let file: Arc<str> = "/etc/subuid".into();
         assert_eq!(
             r,
             vec![
                 SubuidRange {
                     owner: "alice".into(),
                     first: 100_000,
-                    count: 65_536
+                    count: 65_536,
+                    span: Span::new(&file, 1, 1),
                 },
                 SubuidRange {
                     owner: "1001".into(),
                     first: 165_536,
-                    count: 65_536
+                    count: 65_536,
+                    span: Span::new(&file, 3, 1),
                 },
             ],
             "comments, short and ownerless lines are skipped"

@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use jump_common::{action, log_mode};
 
 pub use accounts::{AccountFiles, Accounts};
-pub use directory::{Directory, FakeDirectory, SystemDirectory};
+pub use directory::{Directory, FakeDirectory, SubuidRange, SystemDirectory};
 
 use crate::policy::{
     Diagnostic, Egress, Entry, Identity, Listen, LogMode, Loopback, Mode, Policy, PolicyErrors,
@@ -262,23 +262,24 @@ pub fn resolve_with(
     if !errors.is_empty() {
         return Err(PolicyErrors::new(errors));
     }
-    let subordinates = dir
-        .subuid_ranges()
-        .into_iter()
-        .filter(|r| r.count > 0)
-        .filter_map(|r| {
-            let owner = r.owner.parse().ok().or_else(|| dir.uid_of(&r.owner))?;
-            let last = u64::from(r.first) + u64::from(r.count) - 1;
-            Some(Subordinate {
-                owner,
-                first: r.first,
-                last: u32::try_from(last).unwrap_or(u32::MAX),
-            })
-        })
-        .collect();
+    let accounts = dir.account_uids();
+    let named: BTreeSet<u32> = rules.iter().flat_map(|r| r.uids.iter().copied()).collect();
+    let mut subordinates = Vec::new();
+    for r in dir.subuid_ranges().into_iter().filter(|r| r.count > 0) {
+        let Some(owner) = r.owner.parse().ok().or_else(|| dir.uid_of(&r.owner)) else {
+            continue;
+        };
+        let last = u32::try_from(u64::from(r.first) + u64::from(r.count) - 1).unwrap_or(u32::MAX);
+        warnings.extend(covered_uids(&r, owner, last, &accounts, &named));
+        subordinates.push(Subordinate {
+            owner,
+            first: r.first,
+            last,
+        });
+    }
     let set = RuleSet {
         subordinates,
-        accounts: dir.account_uids(),
+        accounts,
         default_action: match policy.defaults.egress {
             Egress::Deny => action::DENY,
             Egress::Allow => action::ALLOW,
@@ -296,6 +297,64 @@ pub fn resolve_with(
         principals,
     };
     Ok((set, warnings))
+}
+
+/// A warning when a subordinate uid range holds uids of their own (an account's, or one a rule
+/// names by number). The range's owner may map them into a user namespace (newuidmap checks
+/// only `/etc/subuid`) and act as them there, connections included: jump decides those uids as
+/// themselves, so the owner gets their grants. Only the host's files can close that.
+fn covered_uids(
+    r: &SubuidRange,
+    owner: u32,
+    last: u32,
+    accounts: &BTreeSet<u32>,
+    named: &BTreeSet<u32>,
+) -> Option<Diagnostic> {
+    const SHOWN: usize = 3;
+    let mut covered: Vec<String> = Vec::new();
+    let mut more = 0;
+    let mut uids: BTreeSet<u32> = accounts.range(r.first..=last).copied().collect();
+    uids.extend(named.range(r.first..=last));
+    for uid in uids.into_iter().filter(|&u| u != owner) {
+        if covered.len() == SHOWN {
+            more += 1;
+            continue;
+        }
+        let what = if accounts.contains(&uid) {
+            "an account"
+        } else {
+            "named by a rule"
+        };
+        covered.push(format!("uid {uid} ({what})"));
+    }
+    if covered.is_empty() {
+        return None;
+    }
+    let n = covered.len() + more;
+    let mut list = covered.join(", ");
+    if more > 0 {
+        list.push_str(&format!(" and {more} more"));
+    }
+    let (them, their) = if n == 1 {
+        ("it", "its")
+    } else {
+        ("them", "their")
+    };
+    Some(
+        Diagnostic::warning(
+            r.span.clone(),
+            format!(
+                "the subordinate uids of `{}` ({}-{last}) include {list}: `{}` can become \
+                 {them} in a user namespace and connect with {their} grants",
+                r.owner, r.first, r.owner
+            ),
+        )
+        .with_help(format!(
+            "give `{}` a range that no account or rule uses (usermod --del-subuids, \
+             --add-subuids); jump decides these uids as themselves, not as `{}`",
+            r.owner, r.owner
+        )),
+    )
 }
 
 #[cfg(test)]
@@ -317,6 +376,53 @@ mod tests {
             resolve(&p, &d).unwrap_err().to_string(),
             "p.yaml:3:13: user `nobody2` has uid 4294967295, which no rule may name\n  help: 4294967295 is `(uid_t)-1`, which stands for no uid\n\
              p.yaml:4:14: group `g` has a member with uid 4294967295, which no rule may name\n  help: 4294967295 is `(uid_t)-1`, which stands for no uid"
+        );
+    }
+
+    #[test]
+    fn a_subordinate_range_over_uids_of_their_own_is_warned_about() {
+        let p = policy(
+            "rules:\n  - name: r\n    users: [alice, 100005]\n    allow: [{to: 10.0.0.0/8}]\n",
+        );
+        let d = FakeDirectory::default()
+            .user("alice", 1001, 1001)
+            .user("bob", 1002, 1002)
+            .user("carol", 1003, 1003)
+            .subuid("alice", 100_000, 65_536)
+            .subuid("carol", 1000, 10)
+            .subuid("bob", 200_000, 65_536);
+        let (_, warnings) = resolve_with(&p, &d, Vanished::Error).unwrap();
+        let w: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            w,
+            [
+                "subuid:1:1: warning: the subordinate uids of `alice` (100000-165535) include uid \
+                 100005 (named by a rule): `alice` can become it in a user namespace and connect \
+                 with its grants\n  help: give `alice` a range that no account or rule uses \
+                 (usermod --del-subuids, --add-subuids); jump decides these uids as themselves, \
+                 not as `alice`",
+                "subuid:2:1: warning: the subordinate uids of `carol` (1000-1009) include uid 1001 \
+                 (an account), uid 1002 (an account): `carol` can become them in a user \
+                 namespace and connect with their grants\n  help: give `carol` a range that no \
+                 account or rule uses (usermod --del-subuids, --add-subuids); jump decides these \
+                 uids as themselves, not as `carol`",
+            ],
+            "carol's own uid is no warning; bob's range covers nobody"
+        );
+        let many = FakeDirectory::default()
+            .user("a", 10, 10)
+            .user("b", 11, 11)
+            .user("c", 12, 12)
+            .user("d", 13, 13)
+            .user("e", 14, 14)
+            .subuid("0", 10, 5);
+        let (_, warnings) = resolve_with(&policy("{}"), &many, Vanished::Error).unwrap();
+        assert!(
+            warnings[0]
+                .message
+                .contains("include uid 10 (an account), uid 11 (an account), uid 12 (an account) and 2 more: `0` can become them"),
+            "{}",
+            warnings[0]
         );
     }
 
