@@ -328,6 +328,14 @@ impl Store {
         Ok(Some(g))
     }
 
+    /// Puts back a grant `revoke` took out, when its revocation could not be applied.
+    fn restore(&mut self, g: Grant) -> Result<(), String> {
+        self.grants.push(g);
+        self.grants.sort_by_key(|g| g.id);
+        self.save()
+            .map_err(|e| format!("the grant was not kept again: {e:#}"))
+    }
+
     /// Removes (and returns) the grants that ended by `now`. The kernel ended them already.
     pub fn prune(&mut self, now: Timestamp) -> anyhow::Result<Vec<Grant>> {
         let (ended, kept): (Vec<Grant>, Vec<Grant>) =
@@ -451,8 +459,56 @@ fn log(id: &'static str, what: &str, g: &Grant, extra: &str) {
     );
 }
 
-/// `jumpctl grant`: keeps the grant, then applies it with the next generation. A grant the
-/// policy cannot take (the reload is rejected) is withdrawn again.
+/// Applies the grants in force to the policy in force: its own rules with the store's grants
+/// appended, as the next generation. The policy's source is not read again, so a grant or a
+/// revocation never depends on it: a policy directory (or etcd revision) that is being edited
+/// or does not validate cannot keep a revoked grant in the kernel. Before any policy is in
+/// force, a full reload. `Err` when the kernel did not take the image.
+///
+/// A rejection of the policy's source stays what `jumpctl status` shows as the last reload:
+/// applying a grant says nothing about the directory.
+fn apply(
+    dp: &mut dyn crate::datapath::Datapath,
+    st: &mut super::State,
+    opts: &super::Options,
+    trigger: &str,
+) -> Result<(), String> {
+    let Some(a) = &st.active else {
+        super::reload(dp, st, opts, trigger);
+        return outcome(st);
+    };
+    let now = Timestamp::now();
+    let mut policy = a.compiled.rules.clone();
+    policy.rules.truncate(a.policy_rules);
+    let planned = compile_with_grants(&policy, &st.grants, now).map(|(rules, image)| super::Plan {
+        image,
+        recompile_by: crate::compile::time::recompile_by(&policy, now),
+        rules,
+        sha256: a.sha256.clone(),
+        warnings: Vec::new(),
+        policy_rules: a.policy_rules,
+    });
+    let rejected_source = st.last_reload.clone().filter(|r| !r.ok);
+    super::systemd::reloading();
+    super::reload_with(dp, st, opts, trigger, planned);
+    let result = outcome(st);
+    if result.is_ok() && rejected_source.is_some() {
+        st.last_reload = rejected_source;
+    }
+    super::systemd::ready(&super::status_line(st, opts));
+    result
+}
+
+/// Whether the last reload put its image in force.
+fn outcome(st: &super::State) -> Result<(), String> {
+    match &st.last_reload {
+        Some(r) if !r.ok => Err(r.error.clone().unwrap_or_default()),
+        _ => Ok(()),
+    }
+}
+
+/// `jumpctl grant`: keeps the grant, then applies it to the policy in force as the next
+/// generation. A grant the policy cannot take is withdrawn again.
 pub fn grant(
     dp: &mut dyn crate::datapath::Datapath,
     st: &mut super::State,
@@ -473,16 +529,12 @@ pub fn grant(
         Ok(g) => g,
         Err(e) => return Reply::err(ErrorKind::Invalid, e),
     };
-    super::reload(dp, st, opts, "grant");
-    if let Some(r) = st.last_reload.clone().filter(|r| !r.ok) {
+    if let Err(e) = apply(dp, st, opts, "grant") {
         let _ = st.grants.revoke(g.id);
-        super::reload(dp, st, opts, "grant withdrawn");
+        let _ = apply(dp, st, opts, "grant withdrawn");
         return Reply::err(
             ErrorKind::Rejected,
-            format!(
-                "the grant cannot be applied: {}",
-                r.error.unwrap_or_default()
-            ),
+            format!("the grant cannot be applied: {e}"),
         );
     }
     log(message_id::GRANTED, "given", &g, "");
@@ -492,8 +544,9 @@ pub fn grant(
     })
 }
 
-/// `jumpctl revoke ID`: ends the grant at once; the reload's revocation pass closes its
-/// connections.
+/// `jumpctl revoke ID`: ends the grant at once, by a generation of the policy in force without
+/// it, whose revocation pass closes its connections. Where that generation cannot be applied,
+/// the grant is kept and the answer is an error, never "revoked".
 pub fn revoke(
     dp: &mut dyn crate::datapath::Datapath,
     st: &mut super::State,
@@ -507,7 +560,13 @@ pub fn revoke(
         Ok(None) => return Reply::err(ErrorKind::Invalid, format!("no grant {id} is in force")),
         Err(e) => return Reply::err(ErrorKind::Failed, e),
     };
-    super::reload(dp, st, opts, "grant revoked");
+    if let Err(e) = apply(dp, st, opts, "grant revoked") {
+        let kept = st.grants.restore(g).err().unwrap_or_default();
+        return Reply::err(
+            ErrorKind::Failed,
+            format!("grant {id} is still in force: the generation without it was not applied: {e}{kept}"),
+        );
+    }
     let by = Granter::of_peer(peer.uid, peer.pid.unwrap_or(0).max(0) as u32);
     let login = by
         .login_uid
@@ -543,7 +602,9 @@ pub fn expire(
         log(message_id::EXPIRED, "expired", g, "");
     }
     if !ended.is_empty() {
-        super::reload(dp, st, opts, "grant expired");
+        if let Err(e) = apply(dp, st, opts, "grant expired") {
+            tracing::error!("the generation without the ended grants was not applied: {e}");
+        }
     }
 }
 

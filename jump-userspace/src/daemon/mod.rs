@@ -71,6 +71,8 @@ struct Active {
     /// As written (before audit mode), with its rules: what `check` explains.
     compiled: Compiled,
     sha256: String,
+    /// How many of `compiled.rules.rules` are the policy's own (`Plan::policy_rules`).
+    policy_rules: usize,
 }
 
 pub struct State {

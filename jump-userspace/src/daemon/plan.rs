@@ -13,6 +13,8 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// Schedules are expanded a few days ahead: the policy must be compiled again before this.
     pub recompile_by: Option<jiff::Timestamp>,
+    /// How many of `rules.rules` are the policy's own; just-in-time grants follow them.
+    pub policy_rules: usize,
 }
 
 /// How jumpd reads its policy: only root may write it, a file being written is not applied,
@@ -63,6 +65,7 @@ pub fn plan_loaded(
     warnings.extend(compiled.warnings.iter().map(|w| w.to_string()));
     Ok(Plan {
         image: compiled.image,
+        policy_rules: compiled.rules.rules.len(),
         rules: compiled.rules,
         sha256: loaded.sha256,
         warnings,

@@ -183,6 +183,7 @@ pub(super) fn install(
     st.enricher
         .set_generation(generation, plan.image.rules.clone(), plan.sha256.clone());
     st.active = Some(Active {
+        policy_rules: plan.policy_rules,
         compiled: Compiled {
             image: plan.image,
             rules: plan.rules,

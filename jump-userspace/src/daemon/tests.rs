@@ -289,3 +289,77 @@ fn rewritten_maps_are_reported_in_status_and_restored() {
         "a restored image is not counted again"
     );
 }
+
+/// A grant and its revocation apply to the policy in force, not to whatever the policy
+/// directory holds at that moment: a broken (or hostile) edit there must not keep a revoked
+/// grant in the kernel while `jumpctl revoke` says it is gone.
+#[test]
+fn a_revocation_holds_while_the_policy_directory_does_not_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(dir.path(), Mode::Enforce);
+    let (mut dp, mut st) = (Fake::default(), State::new());
+    let admin = control::Peer {
+        uid: 0,
+        gid: 0,
+        pid: None,
+    };
+    let allows = |dp: &Fake| {
+        let (_, image) = dp.active.clone().unwrap();
+        image
+            .lookup(64002, "198.51.100.20".parse().unwrap(), 6, 22, 0)
+            .action
+            == action::ALLOW
+    };
+    write(dir.path(), GOOD);
+    reload(&mut dp, &mut st, &o, "start");
+    write(dir.path(), BROKEN);
+    reload(&mut dp, &mut st, &o, "watch: p.yaml");
+    assert!(!st.last_reload().unwrap().ok);
+    let req = protocol::GrantRequest {
+        user: "64002".into(),
+        dests: vec!["198.51.100.20:22/tcp".into()],
+        duration: Some("1h".into()),
+        until: None,
+        reason: "INC-1".into(),
+        session: None,
+    };
+    let reply = grants::grant(&mut dp, &mut st, &o, &admin, &req);
+    assert!(reply.ok, "granted onto the policy in force: {reply:?}");
+    assert!(allows(&dp));
+    assert_eq!(st.generation(), 2);
+    let last = st.last_reload().unwrap();
+    assert!(
+        !last.ok && last.error.as_deref().unwrap().contains("p.yaml:7:"),
+        "status still shows that the directory is rejected: {last:?}"
+    );
+
+    let reply = grants::revoke(&mut dp, &mut st, &o, &admin, 1);
+    assert!(reply.ok, "{reply:?}");
+    assert!(!allows(&dp), "the kernel no longer holds the grant");
+    assert_eq!(st.generation(), 3);
+    assert!(st.grants.list().is_empty());
+    let s = status(&dp, &st, &o);
+    assert_eq!(s.rules, 2, "the policy in force, without the grant");
+
+    // The directory is read again by a reload proper, which still refuses it.
+    reload(&mut dp, &mut st, &o, "sighup");
+    assert!(!st.last_reload().unwrap().ok);
+    assert_eq!(st.generation(), 3);
+
+    // A revocation that cannot be applied keeps the grant, and says so.
+    let reply = grants::grant(&mut dp, &mut st, &o, &admin, &req);
+    assert!(reply.ok, "{reply:?}");
+    dp.fail_next = true;
+    let reply = grants::revoke(&mut dp, &mut st, &o, &admin, 2);
+    assert!(!reply.ok);
+    assert!(
+        reply
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("grant 2 is still in force"),
+        "{reply:?}"
+    );
+    assert!(allows(&dp));
+    assert_eq!(st.grants.list().len(), 1, "still listed");
+}
