@@ -13,19 +13,21 @@ pub fn escape(s: &str) -> Cow<'_, str> {
     escape_with(s, false)
 }
 
-/// `escape`, and spaces as `\x20` too: for a value inside a `key=value` line (`comm=…`), so a
-/// command name such as `x login=root(0)` cannot pass for another field.
+/// `escape`, and every space too (`\x20`, and any other white space such as a no-break space
+/// as `\u{a0}`): for a value inside a `key=value` line (`comm=…`), so a command name such as
+/// `x login=root(0)` cannot pass for another field.
 pub fn escape_word(s: &str) -> Cow<'_, str> {
     escape_with(s, true)
 }
 
 fn needs(c: char, spaces: bool) -> bool {
-    c == '\\' || c.is_control() || invisible(c) || (spaces && c == ' ')
+    c == '\\' || c.is_control() || invisible(c) || (spaces && c.is_whitespace())
 }
 
-/// Format characters that change how a line reads without showing themselves.
+/// Format characters that change how a line reads without showing themselves, and the line and
+/// paragraph separators, which log viewers and terminals may break a line at.
 fn invisible(c: char) -> bool {
-    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    matches!(c, '\u{ad}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 fn escape_with(s: &str, spaces: bool) -> Cow<'_, str> {
@@ -82,5 +84,22 @@ mod tests {
     fn a_word_cannot_pass_for_another_field() {
         assert_eq!(escape_word("x login=root(0)"), "x\\x20login=root(0)");
         assert_eq!(escape_word("a\nb c"), "a\\nb\\x20c");
+        // 15 bytes, which prctl(PR_SET_NAME) takes: a no-break space before the fake field.
+        assert_eq!(escape_word("\u{a0}login=root(0)"), "\\u{a0}login=root(0)");
+        assert_eq!(
+            escape_word("a\u{2003}b\u{3000}c\u{202f}d"),
+            "a\\u{2003}b\\u{3000}c\\u{202f}d",
+            "every white space"
+        );
+        assert_eq!(
+            escape("a\u{a0}b"),
+            "a\u{a0}b",
+            "outside a word, a space is a space"
+        );
+        assert_eq!(
+            escape("a\u{2028}b\u{2029}c"),
+            "a\\u{2028}b\\u{2029}c",
+            "line and paragraph separators break no line"
+        );
     }
 }
