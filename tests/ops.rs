@@ -325,6 +325,14 @@ fn the_control_socket_refuses_users_outside_the_admin_group() {
         "the refusal names the caller's pid: {l}"
     );
 
+    // Nor does the group as the process's own gid, as `newgrp` or `sg` leaves it in a session
+    // that outlives the membership.
+    let regid = format!("--regid={}", admins.gid);
+    let newgrp = [uid.as_str(), regid.as_str(), "--clear-groups"];
+    let r = jumpctl(&f.bins, &f.socket, &newgrp, &["status"]);
+    assert_eq!(r.code, 4, "jumpd refuses: {} {}", r.out, r.err);
+    assert!(r.err.contains("is neither root nor in group"), "{}", r.err);
+
     admins.add(&user).expect("gpasswd -a");
     let r = jumpctl(&f.bins, &f.socket, &stale, &["status", "--json"]);
     assert_eq!(r.code, 0, "a member may ask: {} {}", r.out, r.err);

@@ -31,17 +31,18 @@ pub struct AdminGroup {
     pub members: Vec<String>,
 }
 
-/// Root, the admin group as primary group of the caller's process or of its account, or a
-/// member listed in /etc/group. Pure; `user` is the caller's account (name, primary gid).
+/// Root, or an account whose primary group is the admin group or which /etc/group lists in
+/// it now. Pure; `user` is the caller's account (name, primary gid). The gid of the caller's
+/// process does not count: `newgrp` or `sg` keeps it after the account has left the group, and
+/// a user namespace may hold it through a subordinate gid range.
 pub fn authorized(peer: &Peer, user: Option<(&str, u32)>, admin: Option<&AdminGroup>) -> bool {
     if peer.uid == 0 {
         return true;
     }
     let Some(admin) = admin else { return false };
-    peer.gid == admin.gid
-        || user.is_some_and(|(name, primary)| {
-            primary == admin.gid || admin.members.iter().any(|m| m == name)
-        })
+    user.is_some_and(|(name, primary)| {
+        primary == admin.gid || admin.members.iter().any(|m| m == name)
+    })
 }
 
 pub(super) fn admin_group(name: &str) -> Option<AdminGroup> {
@@ -78,8 +79,12 @@ mod tests {
             "a listed member"
         );
         assert!(
-            authorized(&peer(1003, 990), None, Some(&admin)),
-            "the group as the process's gid"
+            !authorized(&peer(1003, 990), Some(("mallory", 1003)), Some(&admin)),
+            "the group as the process's gid only (newgrp before leaving the group)"
+        );
+        assert!(
+            !authorized(&peer(165_536, 990), None, Some(&admin)),
+            "nor for a uid without an account"
         );
         assert!(
             authorized(&peer(1004, 1004), Some(("dave", 990)), Some(&admin)),
