@@ -82,9 +82,12 @@ impl LoginTrust {
             }
             let uids = field("Uid:");
             let root = !uids.is_empty() && uids.split_whitespace().all(|u| u == "0");
-            let plain_exe = std::fs::metadata(self.root.join(&pid).join("exe"))
-                .is_ok_and(|m| m.permissions().mode() & SET_ID_BITS == 0);
-            if root && plain_exe {
+            // Root first: a user's executable is never looked at, as its file system (a FUSE
+            // mount of theirs) could stall the stat and with it the main loop.
+            if root
+                && std::fs::metadata(self.root.join(&pid).join("exe"))
+                    .is_ok_and(|m| m.permissions().mode() & SET_ID_BITS == 0)
+            {
                 return true;
             }
         }
