@@ -267,20 +267,27 @@ fn pass_here(
 }
 
 /// One pass over every namespace of `cgroup`. Each foreign namespace is entered by a
-/// short-lived thread (`setns` moves only the calling thread), so this thread stays where it is.
+/// short-lived thread (`setns` moves only the calling thread), so this thread stays where it is;
+/// without `CAP_SYS_ADMIN` (`can_enter` false) they are counted in one failure instead.
 pub fn pass(
     map_fd: &OwnedFd,
     by_fd: &mut ByDescriptor,
     image: &MapImage,
     cgroup: &Path,
     now_ns: u64,
+    can_enter: bool,
 ) -> Outcome {
     let mut out = Outcome::default();
     by_fd.reset();
     let own = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
+    let mut not_entered = 0;
     for (ino, path) in namespaces(cgroup, &mut out.failures) {
         if Some(ino) == own {
             pass_here(ino, map_fd.as_raw_fd(), by_fd, image, now_ns, &mut out);
+            continue;
+        }
+        if !can_enter {
+            not_entered += 1;
             continue;
         }
         let file = match File::open(&path) {
@@ -315,6 +322,13 @@ pub fn pass(
                 .failures
                 .push(format!("the pass in netns {ino} panicked")),
         }
+    }
+    if not_entered > 0 {
+        out.failures.push(format!(
+            "{not_entered} other network namespace(s) not entered: jumpd lacks CAP_SYS_ADMIN \
+             (as under the shipped unit), so their revoked connections are not closed; egress \
+             drops their packets"
+        ));
     }
     out
 }
@@ -376,6 +390,12 @@ impl Worker {
             .name("jumpd-revoke".into())
             .spawn(move || {
                 let _ = ready_tx.send(restrict_thread().map_err(|e| e.to_string()));
+                let can_enter = caps::has_cap(
+                    None,
+                    caps::CapSet::Effective,
+                    caps::Capability::CAP_SYS_ADMIN,
+                )
+                .unwrap_or(false);
                 while let Ok(mut job) = rx.recv() {
                     // Reloads can come faster than passes: only the newest image matters, but
                     // every trigger is answered.
@@ -384,7 +404,9 @@ impl Worker {
                         triggers.push(next.trigger.clone());
                         job = next;
                     }
-                    let outcome = pass(&map_fd, &mut by_fd, &job.image, &cgroup, job.now_ns);
+                    let outcome = pass(
+                        &map_fd, &mut by_fd, &job.image, &cgroup, job.now_ns, can_enter,
+                    );
                     let last = triggers.pop().unwrap_or(job.trigger);
                     for t in triggers {
                         let _ = done.send((t, Outcome::default()));
