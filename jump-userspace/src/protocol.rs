@@ -283,6 +283,10 @@ pub struct Grant {
     /// The audit session the grant is scoped to (`--session`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<u32>,
+    /// For a session-scoped grant, when the boot it was made in started (Unix seconds):
+    /// session ids count from 1 again at every boot (`daemon::grants::boot_second`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_boot: Option<i64>,
     /// Who granted it: the control socket peer's uid and pid, and the login uid of that
     /// process (`/proc/PID/loginuid`), the person behind a `sudo`.
     pub granted_by_uid: u32,

@@ -46,6 +46,21 @@ pub const DEFAULT_MAX_DURATION: SignedDuration = SignedDuration::from_hours(24);
 
 const STATE_FILE: &str = "grants.json";
 
+/// When this boot started, in Unix seconds (CLOCK_REALTIME − CLOCK_BOOTTIME). Audit session
+/// ids count from 1 again at every boot, so a session-scoped grant holds only in the boot it
+/// was made in; the boot id itself is in /proc/sys, which the unit hides (`ProcSubset=pid`).
+pub fn boot_second() -> Option<i64> {
+    use nix::time::{clock_gettime, ClockId};
+    let real = clock_gettime(ClockId::CLOCK_REALTIME).ok()?;
+    let boot = clock_gettime(ClockId::CLOCK_BOOTTIME).ok()?;
+    Some(real.tv_sec() - boot.tv_sec())
+}
+
+/// How far two readings of `boot_second` in one boot may differ (slewing, rounding). A boot
+/// ends long after its start; a wall clock stepped by more ends session grants at the next
+/// start of jumpd, which fails closed.
+const BOOT_SLACK: i64 = 30;
+
 /// MESSAGE_IDs of grant life (the daemon's others are in `daemon::message_id`).
 pub mod message_id {
     pub const GRANTED: &str = "7c3f0a9e2d4b4f81a6e5c2d1b0a9f80b";
@@ -302,6 +317,7 @@ impl Store {
             until,
             reason: req.reason.clone(),
             session: req.session,
+            session_boot: req.session.and(boot_second()),
             granted_by_uid: by.uid,
             granted_by_pid: by.pid,
             granted_by_login_uid: by.login_uid,
@@ -334,6 +350,24 @@ impl Store {
         self.grants.sort_by_key(|g| g.id);
         self.save()
             .map_err(|e| format!("the grant was not kept again: {e:#}"))
+    }
+
+    /// Removes (and returns) the session-scoped grants not made in the boot that started at
+    /// `boot` (`boot_second`): their session id may now be anyone's login of that user.
+    pub fn prune_other_boots(&mut self, boot: Option<i64>) -> anyhow::Result<Vec<Grant>> {
+        let this_boot = |g: &Grant| match (g.session_boot, boot) {
+            (Some(made), Some(now)) => (made - now).abs() <= BOOT_SLACK,
+            _ => false,
+        };
+        let (ended, kept): (Vec<Grant>, Vec<Grant>) = self
+            .grants
+            .drain(..)
+            .partition(|g| g.session.is_some() && !this_boot(g));
+        self.grants = kept;
+        if !ended.is_empty() {
+            self.save()?;
+        }
+        Ok(ended)
     }
 
     /// Removes (and returns) the grants that ended by `now`. The kernel ended them already.
@@ -640,6 +674,46 @@ mod tests {
             Err("invalid duration `soon`: write it like `90m`, `2h` or `1h30m`".into())
         );
         assert!(parse_duration("-5m").is_err());
+    }
+
+    #[test]
+    fn a_session_grant_holds_only_in_the_boot_it_was_made_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let (now, max) = (Timestamp::now(), DEFAULT_MAX_DURATION);
+        let mut scoped = req("alice", &["198.51.100.7:22"], "2h", "this login");
+        scoped.session = Some(42);
+        let g = s.add(&scoped, 1000, BY, max, now).unwrap();
+        let boot = boot_second().unwrap();
+        assert_eq!(g.session_boot, Some(boot));
+        s.add(
+            &req("bob", &["198.51.100.7:22"], "2h", "x"),
+            1001,
+            BY,
+            max,
+            now,
+        )
+        .unwrap();
+
+        assert!(
+            s.prune_other_boots(Some(boot + 3)).unwrap().is_empty(),
+            "this boot"
+        );
+        let mut again = Store::open(dir.path()).unwrap();
+        let ended = again.prune_other_boots(Some(boot + 3600)).unwrap();
+        assert_eq!(
+            ended.len(),
+            1,
+            "a later boot: session 42 may be anyone's now"
+        );
+        assert_eq!(ended[0].session, Some(42));
+        let kept = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            kept.list().len(),
+            1,
+            "kept on disk: bob's, which has no session"
+        );
+        assert_eq!(kept.list()[0].user, "bob");
     }
 
     #[test]

@@ -119,6 +119,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             g.until
         );
     }
+    for g in st.grants.prune_other_boots(grants::boot_second())? {
+        tracing::info!(
+            message_id = grants::message_id::EXPIRED,
+            jump_grant_id = g.id,
+            jump_grant_session = g.session,
+            "grant {} ended: it was for audit session {} of an earlier boot, and session ids \
+             start again at every boot",
+            g.id,
+            g.session.unwrap_or_default(),
+        );
+    }
     // INVARIANT (fail closed): the maps hold a policy before any program is attached.
     let first = grants::with_grants(Ok(first), &st.grants);
     reload_with(&mut kernel, &mut st, &opts, "start", first);
