@@ -179,32 +179,57 @@ impl FakeDirectory {
         self
     }
 
-    /// Parses `/etc/passwd` and `/etc/group` contents; malformed lines are skipped.
+    /// Parses `/etc/passwd` and `/etc/group` contents as glibc's `files` source reads them, so
+    /// jump sees the same members the kernel is given at login (a group that lists
+    /// `ops:x:2000: mallory` has mallory in it for `initgroups`); malformed lines are skipped.
     pub fn from_files(passwd: &str, group: &str) -> Self {
         let mut d = FakeDirectory::default();
-        for line in passwd.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() >= 4 && !line.starts_with('#') {
-                if let (Ok(uid), Ok(gid)) = (f[2].parse(), f[3].parse()) {
-                    d.users.entry(f[0].to_string()).or_insert((uid, gid));
-                }
+        for f in entries(passwd) {
+            if let (Some(uid), Some(gid)) = (
+                f.get(2).and_then(|v| number(v)),
+                f.get(3).and_then(|v| number(v)),
+            ) {
+                d.users.entry(f[0].to_string()).or_insert((uid, gid));
             }
         }
-        for line in group.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() >= 4 && !line.starts_with('#') {
-                if let Ok(gid) = f[2].parse() {
-                    let members = f[3]
-                        .split(',')
-                        .filter(|m| !m.is_empty())
-                        .map(String::from)
-                        .collect();
-                    d.groups.entry(f[0].to_string()).or_insert((gid, members));
-                }
+        for f in entries(group) {
+            if let (Some(gid), Some(members)) = (f.get(2).and_then(|v| number(v)), f.get(3)) {
+                let members = members
+                    .split(',')
+                    .map(|m| m.trim_start_matches(c_space))
+                    .filter(|m| !m.is_empty())
+                    .map(String::from)
+                    .collect();
+                d.groups.entry(f[0].to_string()).or_insert((gid, members));
             }
         }
         d
     }
+}
+
+/// C's `isspace` in the C locale.
+fn c_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+}
+
+/// The `:`-separated fields of each entry: like glibc, leading white space of a line is
+/// skipped, and blank lines and comments are no entries.
+fn entries(text: &str) -> impl Iterator<Item = Vec<&str>> {
+    text.lines()
+        .map(|l| l.trim_start_matches(c_space))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.split(':').collect())
+}
+
+/// A uid or gid field as glibc reads it: leading white space and a `+` are taken; a `-`,
+/// anything after the digits, or a number over 32 bits makes the line malformed.
+fn number(field: &str) -> Option<u32> {
+    let t = field.trim_start_matches(c_space);
+    let digits = t.strip_prefix('+').unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 impl Directory for FakeDirectory {
@@ -253,6 +278,43 @@ mod tests {
             "ops: alice as member, bob by primary gid"
         );
         assert_eq!(d.group_members("nope"), None);
+    }
+
+    /// What glibc's `fgetgrent`/`fgetpwent` (Debian's 2.36) make of odd spacing and signs.
+    #[test]
+    fn the_files_read_as_glibc_reads_them() {
+        let d = FakeDirectory::from_files(
+            "mallory:x:1005: 3000::/:/bin/sh\n  eve:x:+1006:1006::/:/bin/sh\nbad:x:10x:1::/:/bin/sh\nneg:x:-2:1::/:/bin/sh\nbig:x:4294967296:1::/:/bin/sh\n",
+            "contractors:x:3000: mallory\nops:x:2000:alice, eve ,bob\n\tlab:x: 4000:\n",
+        );
+        assert_eq!(d.users.get("mallory"), Some(&(1005, 3000)));
+        assert_eq!(
+            d.users.get("eve"),
+            Some(&(1006, 1006)),
+            "leading blanks and `+`"
+        );
+        assert_eq!(d.users.get("bad"), None, "trailing garbage: malformed");
+        assert_eq!(
+            (d.users.get("neg"), d.users.get("big")),
+            (None, None),
+            "a sign other than `+`, or over 32 bits: malformed"
+        );
+        assert_eq!(
+            d.groups.get("contractors").map(|g| g.1.clone()),
+            Some(vec!["mallory".to_string()]),
+            "a member after a blank is a member"
+        );
+        assert_eq!(
+            d.group_members("contractors"),
+            Some(vec![1005]),
+            "by name and as primary group"
+        );
+        assert_eq!(
+            d.groups.get("ops").map(|g| g.1.clone()),
+            Some(vec!["alice".into(), "eve ".into(), "bob".into()]),
+            "leading blanks go, trailing ones stay (glibc's parse_list)"
+        );
+        assert_eq!(d.groups.get("lab").map(|g| g.0), Some(4000));
     }
 
     #[test]
