@@ -109,7 +109,7 @@ mod tests {
             log_mode: 0,
             identity: 0,
             rules: Vec::new(),
-            principals: BTreeSet::new(),
+            principals: Default::default(),
             subordinates: subs
                 .iter()
                 .map(|&(owner, first, last)| Subordinate { owner, first, last })

@@ -97,7 +97,7 @@ fn accounts_names(
     compiled
         .rules
         .principals
-        .iter()
+        .keys()
         .filter_map(|p| p.strip_prefix("user "))
         .filter_map(|n| Some((accounts.uid_of(n)?, n.to_string())))
         .collect()

@@ -127,7 +127,7 @@ pub fn cache_file(state_dir: &Path) -> PathBuf {
 fn plan_named(
     files: Vec<Named>,
     origin: &str,
-    known: &std::collections::BTreeSet<String>,
+    known: &crate::resolve::Principals,
     opts: &Options,
 ) -> anyhow::Result<Plan> {
     let loaded = policy::load_named(files, origin).map_err(|e| anyhow::anyhow!("{e}"))?;

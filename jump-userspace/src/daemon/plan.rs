@@ -31,7 +31,7 @@ pub const READ: policy::ReadOptions = policy::ReadOptions {
 /// last call, so only changed files are parsed again (`policy::Memo`).
 pub fn plan(
     dir: &std::path::Path,
-    known: &std::collections::BTreeSet<String>,
+    known: &crate::resolve::Principals,
     subuid: &std::path::Path,
     memo: &mut policy::Memo,
 ) -> anyhow::Result<Plan> {
@@ -43,7 +43,7 @@ pub fn plan(
 /// `plan` of a policy already read (a directory, or etcd's keys).
 pub fn plan_loaded(
     loaded: policy::Loaded,
-    known: &std::collections::BTreeSet<String>,
+    known: &crate::resolve::Principals,
     subuid: &std::path::Path,
 ) -> anyhow::Result<Plan> {
     let now = jiff::Timestamp::now();

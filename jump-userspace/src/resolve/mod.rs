@@ -7,7 +7,7 @@
 pub mod accounts;
 pub mod directory;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 use jump_common::{action, log_mode};
@@ -58,6 +58,9 @@ impl EffRule {
     }
 }
 
+/// Names a policy resolved (`user alice`, `group ops`) and the uids each resolved to.
+pub type Principals = BTreeMap<String, BTreeSet<u32>>;
+
 /// A subordinate uid range with its owner resolved: `first..=last` belong to `owner`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subordinate {
@@ -73,9 +76,10 @@ pub struct RuleSet {
     /// `jump_common::identity` (`defaults.identity`).
     pub identity: u8,
     pub rules: Vec<EffRule>,
-    /// The names that resolved (`user alice`, `group ops`): a later compile may let exactly
-    /// these vanish (`Vanished::Warn`).
-    pub principals: BTreeSet<String>,
+    /// The names that resolved (`user alice`, `group ops`), with the uids they resolved to: a
+    /// later compile may let exactly these vanish (`Vanished::Warn`), and a rule that denies
+    /// keeps denying their uids.
+    pub principals: Principals,
     /// `/etc/subuid`, owners resolved (lines naming an unknown user are left out).
     pub subordinates: Vec<Subordinate>,
     /// Every uid with an account: never taken for a subordinate uid.
@@ -87,10 +91,12 @@ pub struct RuleSet {
 pub enum Vanished<'a> {
     /// An error (`jumpctl validate`, and jumpd for names it never resolved).
     Error,
-    /// jumpd at runtime: a name in this set (the active policy's `principals`) was deleted;
-    /// its grants go in the next generation with a warning, so a recycled uid inherits nothing
-    /// and reloads do not freeze on a deleted account.
-    Warn(&'a BTreeSet<String>),
+    /// jumpd at runtime: a name in this set (the active policy's `principals`) was deleted, or
+    /// its directory service fails; its grants go in the next generation with a warning, so a
+    /// recycled uid inherits nothing and reloads do not freeze on a deleted account. A rule
+    /// that denies keeps denying the uids the name had, with a warning: a deny never shrinks
+    /// because a name cannot be resolved.
+    Warn(&'a Principals),
 }
 
 impl RuleSet {
@@ -138,9 +144,10 @@ pub fn resolve_with(
     };
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
-    let mut principals = BTreeSet::new();
-    // (principal, its error, what a warning says instead).
-    let mut missing: Vec<(String, Diagnostic, String)> = Vec::new();
+    let mut principals = BTreeMap::new();
+    // (principal, its error, what a warning says instead, whether its rule denies, the rule's
+    // index in `rules`).
+    let mut missing: Vec<(String, Diagnostic, String, bool, usize)> = Vec::new();
     let mut rules = Vec::new();
     let mut next_id = 1;
     if policy.defaults.loopback != Loopback::Policy {
@@ -168,6 +175,7 @@ pub fn resolve_with(
         next_id += 1;
     }
     for r in &policy.rules {
+        let denies = !r.deny.is_empty();
         let mut uids = BTreeSet::new();
         for (u, span) in &r.users {
             match u {
@@ -185,7 +193,7 @@ pub fn resolve_with(
                         .with_help("4294967295 is `(uid_t)-1`, which stands for no uid"),
                     ),
                     Some(uid) => {
-                        principals.insert(format!("user {name}"));
+                        principals.insert(format!("user {name}"), BTreeSet::from([uid]));
                         uids.insert(uid);
                     }
                     None => missing.push((
@@ -193,6 +201,8 @@ pub fn resolve_with(
                         Diagnostic::error(span.clone(), format!("unknown user `{name}`"))
                             .with_help("users come from /etc/passwd and NSS (LDAP, SSSD), or the file given with `--passwd`"),
                         format!("user `{name}` no longer exists"),
+                        denies,
+                        rules.len(),
                     )),
                 },
             }
@@ -200,7 +210,14 @@ pub fn resolve_with(
         for (g, span) in &r.groups {
             match dir.group_members(g) {
                 Some(members) => {
-                    principals.insert(format!("group {g}"));
+                    principals.insert(
+                        format!("group {g}"),
+                        members
+                            .iter()
+                            .copied()
+                            .filter(|&u| !reserved_uid(u))
+                            .collect(),
+                    );
                     if members.iter().any(|&u| reserved_uid(u)) {
                         errors.push(
                             Diagnostic::error(
@@ -221,6 +238,8 @@ pub fn resolve_with(
                         "groups come from /etc/group and NSS, or the file given with `--group`",
                     ),
                     format!("group `{g}` no longer exists"),
+                    denies,
+                    rules.len(),
                 )),
             }
         }
@@ -246,15 +265,31 @@ pub fn resolve_with(
         });
         next_id += 1;
     }
-    for (key, error, what) in missing {
+    for (key, error, what, denies, at) in missing {
         match vanished {
-            Vanished::Warn(known) if known.contains(&key) => {
+            // A rule that denies must not lose whom it denies because a name cannot be resolved
+            // now (deleted, or its directory service failing): it keeps the uids the name had.
+            Vanished::Warn(known) if denies && known.contains_key(&key) => {
+                let before = known[&key].clone();
+                let list: Vec<String> = before.iter().map(u32::to_string).collect();
+                warnings.push(Diagnostic::warning(
+                    error.span,
+                    format!(
+                        "{what}: rule `{}` keeps denying the uids it had ({})",
+                        rules[at].name,
+                        list.join(", ")
+                    ),
+                ));
+                rules[at].uids.extend(&before);
+                principals.insert(key, before);
+            }
+            Vanished::Warn(known) if known.contains_key(&key) => {
                 warnings.push(Diagnostic::warning(
                     error.span,
                     format!("{what}: its grants are dropped from this generation"),
                 ));
                 // Still known as vanished: the next reload warns again rather than freezing.
-                principals.insert(key);
+                principals.insert(key, BTreeSet::new());
             }
             _ => errors.push(error),
         }
@@ -467,6 +502,49 @@ mod tests {
         assert!(
             resolve_with(&never, &after, Vanished::Warn(&first.principals)).is_err(),
             "a name that never resolved is still an error"
+        );
+    }
+
+    /// A group whose members cannot be listed right now (deleted, or LDAP down during a
+    /// reload) must not turn a deny into nothing under an allow for everyone; nor may it stop
+    /// the reload, which other changes of the policy or the accounts need.
+    #[test]
+    fn a_deny_keeps_whom_it_named_when_a_name_stops_resolving() {
+        let p = policy(
+            "rules:\n  - name: dmz\n    users: [\"*\"]\n    allow: [{to: 198.51.100.0/24}]\n  - name: no-contractors\n    groups: [contractors]\n    deny: [{to: 198.51.100.0/24}]\n  - name: web\n    users: [gone]\n    allow: [{to: 203.0.113.0/24}]\n",
+        );
+        let before = FakeDirectory::default()
+            .user("mallory", 1005, 1005)
+            .user("gone", 1006, 1006)
+            .group("contractors", 3000, &["mallory"]);
+        let (first, _) = resolve_with(&p, &before, Vanished::Error).unwrap();
+        let after = FakeDirectory::default().user("mallory", 1005, 1005);
+        let (next, warnings) = resolve_with(&p, &after, Vanished::Warn(&first.principals)).unwrap();
+        let rule = |name: &str| next.rules.iter().find(|r| r.name == name).unwrap();
+        assert_eq!(
+            rule("no-contractors").uids,
+            BTreeSet::from([1005]),
+            "still denied"
+        );
+        assert!(rule("web").uids.is_empty(), "an allow loses its grant");
+        let w: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            w,
+            [
+                "p.yaml:6:14: warning: group `contractors` no longer exists: rule `no-contractors` keeps denying the uids it had (1005)",
+                "p.yaml:9:13: warning: user `gone` no longer exists: its grants are dropped from this generation",
+            ]
+        );
+        let (again, _) = resolve_with(&p, &after, Vanished::Warn(&next.principals)).unwrap();
+        assert_eq!(
+            again
+                .rules
+                .iter()
+                .find(|r| r.name == "no-contractors")
+                .unwrap()
+                .uids,
+            BTreeSet::from([1005]),
+            "and at every reload after"
         );
     }
 }
