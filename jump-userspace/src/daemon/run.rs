@@ -17,6 +17,7 @@ pub(super) fn async_fd<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<Asy
 /// Up to `EVENT_BATCH` events from the ring buffer to the sinks and the bus; how many.
 pub(super) fn drain(rb: &mut aya::maps::RingBuf<aya::maps::MapData>, st: &mut State) -> usize {
     let mut handled = 0;
+    st.enricher.new_batch();
     while handled < EVENT_BATCH {
         let Some(item) = rb.next() else { break };
         handled += 1;

@@ -10,7 +10,7 @@ use jump_common::{hook, Event};
 use super::{
     cache::BoundedCache,
     pids::{Decider, Pids},
-    proc::{Proc, SshConn, UNSET},
+    proc::{Proc, Sessions, SshConn, UNSET},
     record::{split_location, unmap, Comm, Record},
 };
 use crate::{compile::image::RuleInfo, policy::Proto, verdict::Verdict};
@@ -33,6 +33,9 @@ pub struct Enricher {
     /// What `proc` said per live process (`pids`).
     pids: Pids,
     logins: super::login::LoginTrust,
+    /// Who is in which audit session, read once per batch of events (`new_batch`) when an
+    /// event's session is not in the caches.
+    sessions: Option<Sessions>,
     user_name: fn(u32) -> Option<String>,
     users: BoundedCache<u32, Arc<str>>,
     /// SSH connection by audit session id. Only final answers are kept (see
@@ -79,6 +82,7 @@ impl Enricher {
         Self {
             logins: super::login::LoginTrust::new(proc.root()),
             proc,
+            sessions: None,
             pids: Pids::default(),
             user_name,
             users: BoundedCache::new(USER_CACHE),
@@ -120,12 +124,36 @@ impl Enricher {
             .get_or(uid, || name(uid).unwrap_or_else(|| uid.to_string()).into())
     }
 
+    /// The next events are of a new batch: the processes' sessions are read again when needed.
+    pub fn new_batch(&mut self) {
+        self.sessions = None;
+    }
+
+    fn trusted(&mut self, session: u32) -> bool {
+        if session == UNSET {
+            return false;
+        }
+        if let Some(t) = self.logins.known(session) {
+            return t;
+        }
+        let proc = &self.proc;
+        let index = self.sessions.get_or_insert_with(|| proc.sessions());
+        self.logins.trusted_in(session, index)
+    }
+
     fn ssh_conn(&mut self, session: u32) -> Option<SshConn> {
         if let Some(c) = self.ssh.get(&session) {
             return c;
         }
-        let found = self.proc.ssh_conn(session);
-        if found.complete {
+        if session == UNSET {
+            return None;
+        }
+        let proc = &self.proc;
+        let index = self.sessions.get_or_insert_with(|| proc.sessions());
+        let found = proc.ssh_conn_in(session, index);
+        // No process of the session in the batch's index is no final answer: the session may
+        // have begun after the index was read (a new login whose first event is in this batch).
+        if found.complete && !index.pids(session).is_empty() {
             self.ssh.insert(session, found.conn);
         }
         found.conn
@@ -169,7 +197,7 @@ impl Enricher {
             };
         let login_uid = (login_uid != UNSET).then_some(login_uid);
         let login_user = login_uid.map(|l| self.user(l));
-        let login_trusted = login_uid.map(|_| self.logins.trusted(session_id));
+        let login_trusted = login_uid.map(|_| self.trusted(session_id));
         let ssh = self.ssh_conn(session_id);
         // In range: a u64 of nanoseconds and any offset stay within jiff's years ±9999.
         let time = jiff::Timestamp::from_nanosecond(e.ts_ns as i128 - self.tai_offset_ns as i128)
@@ -496,9 +524,49 @@ mod tests {
         // Cached: the session's sshd has gone, its answer stays.
         std::fs::remove_dir_all(fake.dir.join("4700")).unwrap();
         assert_eq!(client(en.ssh_conn(7)).as_deref(), Some("192.0.2.5:50022"));
-        // A session no sshd holds is a final answer too.
+        // A session no sshd holds is a final answer too, once a process of it is seen; one
+        // with no process may have begun after this batch's look at /proc.
+        assert_eq!(en.ssh_conn(8), None);
+        assert_eq!(en.ssh.len(), 1);
+        fake.add(4800, 1, 1000, 8);
+        en.new_batch();
         assert_eq!(en.ssh_conn(8), None);
         assert_eq!(en.ssh.len(), 2);
+    }
+
+    /// Events of many sessions in one batch read /proc's sessions once: a process added after
+    /// that read is seen in the next batch only.
+    #[test]
+    fn one_look_at_procs_sessions_per_batch() {
+        let fake = FakeProc::new("batch");
+        let mut en = enricher(&fake);
+        fake.add(4711, 1, 1000, 20);
+        for session in 20..30 {
+            en.record(&Event {
+                login_uid: 1000,
+                session_id: session,
+                ..event()
+            });
+        }
+        let index = en.sessions.clone().expect("read once");
+        assert_eq!(index.pids(20), [4711]);
+        fake.add(4712, 1, 1000, 21);
+        en.record(&Event {
+            login_uid: 1000,
+            session_id: 21,
+            ..event()
+        });
+        assert!(
+            en.sessions.as_ref().unwrap().pids(21).is_empty(),
+            "same batch"
+        );
+        en.new_batch();
+        en.record(&Event {
+            login_uid: 1000,
+            session_id: 21,
+            ..event()
+        });
+        assert_eq!(en.sessions.as_ref().unwrap().pids(21), [4712]);
     }
 
     #[test]

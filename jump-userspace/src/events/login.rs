@@ -15,7 +15,10 @@
 
 use std::{os::unix::fs::PermissionsExt, path::PathBuf};
 
-use super::{cache::BoundedCache, proc::UNSET};
+use super::{
+    cache::BoundedCache,
+    proc::{Proc, Sessions, UNSET},
+};
 
 /// How many sessions' answers are kept.
 pub const TRUST_CACHE: usize = 4096;
@@ -40,11 +43,33 @@ impl LoginTrust {
         if session == UNSET {
             return false;
         }
-        if let Some(t) = self.sessions.get(&session) {
+        if let Some(t) = self.known(session) {
             return t;
         }
-        let t = self.opened_privileged(session);
-        self.sessions.insert(session, t);
+        let index = Proc::new(self.root.clone()).sessions();
+        self.trusted_in(session, &index)
+    }
+
+    /// The answer kept for `session`, if any.
+    pub fn known(&self, session: u32) -> Option<bool> {
+        self.sessions.get(&session)
+    }
+
+    /// `trusted`, among the processes `index` lists for the session.
+    pub fn trusted_in(&mut self, session: u32, index: &Sessions) -> bool {
+        if session == UNSET {
+            return false;
+        }
+        if let Some(t) = self.known(session) {
+            return t;
+        }
+        let pids = index.pids(session);
+        let t = self.opened_privileged(session, pids);
+        // No process of the session in the index is no answer to keep: the session may have
+        // started after the index was read.
+        if t || !pids.is_empty() {
+            self.sessions.insert(session, t);
+        }
         t
     }
 
@@ -56,13 +81,11 @@ impl LoginTrust {
         self.read(pid, "sessionid")?.trim().parse().ok()
     }
 
-    fn opened_privileged(&self, session: u32) -> bool {
-        let Ok(dir) = std::fs::read_dir(&self.root) else {
-            return false;
-        };
-        for entry in dir.flatten() {
-            let pid = entry.file_name().to_string_lossy().into_owned();
-            if !pid.bytes().all(|b| b.is_ascii_digit()) || self.session_of(&pid) != Some(session) {
+    fn opened_privileged(&self, session: u32, pids: &[u32]) -> bool {
+        for pid in pids {
+            let pid = pid.to_string();
+            // Read again: the index is from the start of the batch.
+            if self.session_of(&pid) != Some(session) {
                 continue;
             }
             let Some(status) = self.read(&pid, "status") else {

@@ -15,7 +15,7 @@
 //! (Over 500 lines, half of them the fake `/proc` tree and the tests that use it.)
 
 use std::{
-    collections::HashSet,
+    collections::{BTreeMap, HashSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::PathBuf,
 };
@@ -56,7 +56,47 @@ pub struct SshSearch {
     pub complete: bool,
 }
 
+/// Which processes are in which audit session, from one read of every `/proc/PID/sessionid`.
+/// A batch of events shares one: an unknown session would otherwise cost a scan of all of
+/// `/proc` per event (twice: trust, then the SSH connection), and a user may open sessions at
+/// will (an unset login uid may be set once, which starts a new one), enough to stall jumpd.
+#[derive(Clone, Debug, Default)]
+pub struct Sessions {
+    /// Session → its pids, ascending.
+    pids: BTreeMap<u32, Vec<u32>>,
+    /// Whether `/proc` could be listed at all.
+    pub complete: bool,
+}
+
+impl Sessions {
+    pub fn pids(&self, session: u32) -> &[u32] {
+        self.pids.get(&session).map_or(&[], Vec::as_slice)
+    }
+}
+
 impl Proc {
+    /// Every process's audit session (a process gone mid-scan is left out).
+    pub fn sessions(&self) -> Sessions {
+        let Ok(dir) = std::fs::read_dir(&self.root) else {
+            return Sessions::default();
+        };
+        let mut pids: Vec<u32> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        pids.sort_unstable();
+        let mut out = Sessions {
+            pids: BTreeMap::new(),
+            complete: true,
+        };
+        for pid in pids {
+            if let Some(s) = self.read_u32(pid, "sessionid").filter(|&s| s != UNSET) {
+                out.pids.entry(s).or_default().push(pid);
+            }
+        }
+        out
+    }
+
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
     }
@@ -168,6 +208,17 @@ impl Proc {
     /// ascending pid and the first with an established TCP socket wins: sshd's `[priv]`
     /// monitor, where `pam_loginuid` opened the session, is older than anything it started.
     pub fn ssh_conn(&self, session: u32) -> SshSearch {
+        if session == UNSET {
+            return SshSearch {
+                conn: None,
+                complete: true,
+            };
+        }
+        self.ssh_conn_in(session, &self.sessions())
+    }
+
+    /// `ssh_conn` among the processes `sessions` lists for the session.
+    pub fn ssh_conn_in(&self, session: u32, sessions: &Sessions) -> SshSearch {
         let none = |complete| SshSearch {
             conn: None,
             complete,
@@ -175,16 +226,11 @@ impl Proc {
         if session == UNSET {
             return none(true);
         }
-        let Ok(dir) = std::fs::read_dir(&self.root) else {
+        if !sessions.complete {
             return none(false);
-        };
-        let mut pids: Vec<u32> = dir
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect();
-        pids.sort_unstable();
+        }
         let mut complete = true;
-        for pid in pids {
+        for &pid in sessions.pids(session) {
             if self.read_u32(pid, "sessionid") != Some(session) || !self.is_root_sshd(pid) {
                 continue;
             }
