@@ -117,8 +117,18 @@ impl Proc {
             .ok()
     }
 
-    /// The executable's path, where readable.
+    /// The executable's path, where readable and the process sees the host's files: a path is
+    /// as the process's mount namespace has it, and a user may make one of their own (with a
+    /// user namespace) and bind-mount any program of theirs over `/usr/bin/ssh`. So the path is
+    /// named only for a process in init's mount namespace (where init's can be read: some
+    /// sandboxes' init hides its namespaces even from root).
     pub fn exe(&self, pid: u32) -> Option<String> {
+        let mnt = |pid: &str| std::fs::read_link(self.root.join(pid).join("ns/mnt")).ok();
+        if let Some(init) = mnt("1") {
+            if mnt(&pid.to_string()) != Some(init) {
+                return None;
+            }
+        }
         std::fs::read_link(self.path(pid, "exe"))
             .ok()
             .map(|p| p.display().to_string())
@@ -602,5 +612,35 @@ mod tests {
             "another thread's name"
         );
         assert_eq!(p.exe_of(4799, "curl", 2_000_000_000, 0), None, "gone");
+    }
+
+    /// A path is as the process's mount namespace has it, where its user may have bind-mounted
+    /// their own program over `/usr/bin/ssh`: named only in init's.
+    #[test]
+    fn the_executable_is_named_only_in_inits_mount_namespace() {
+        let fake = FakeProc::new("mntns");
+        fake.add(1, 0, UNSET, UNSET);
+        fake.add(4711, 1, 1000, 7);
+        std::os::unix::fs::symlink("/usr/bin/ssh", fake.dir.join("4711/exe")).unwrap();
+        for pid in ["1", "4711"] {
+            std::fs::create_dir_all(fake.dir.join(pid).join("ns")).unwrap();
+        }
+        let ns = |pid: &str, ino: &str| {
+            let link = fake.dir.join(pid).join("ns/mnt");
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(format!("mnt:[{ino}]"), link).unwrap();
+        };
+        ns("1", "4026531841");
+        ns("4711", "4026531841");
+        let p = fake.proc();
+        assert_eq!(p.exe(4711).as_deref(), Some("/usr/bin/ssh"), "the host's");
+        ns("4711", "4026532999");
+        assert_eq!(p.exe(4711), None, "a mount namespace of its own");
+        std::fs::remove_file(fake.dir.join("1/ns/mnt")).unwrap();
+        assert_eq!(
+            p.exe(4711).as_deref(),
+            Some("/usr/bin/ssh"),
+            "init's cannot be read: no comparison"
+        );
     }
 }
