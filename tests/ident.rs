@@ -653,3 +653,60 @@ fn a_user_namespace_of_a_real_account_is_decided_as_that_account() {
         e["jump_uid"] == alice.uid && e["jump_ns_uid"] == first && e["jump_verdict"] == "deny"
     });
 }
+
+/// A user's own user and network namespace chooses how the kernel's socket-uid helper names
+/// the owner of the user's sockets (`unshare -Urn` maps the user to 0): a listener that never
+/// bound answers a connect with a SYN-ACK that has no record, which egress refuses. The event
+/// (and the rate limit's budget it spends) must name the user, never root or anyone the
+/// mapping picks.
+#[test]
+fn a_users_own_namespace_cannot_make_an_egress_event_name_root() {
+    use jump_tests::accounts::TestUser;
+    if !privileged("a_users_own_namespace_cannot_make_an_egress_event_name_root") {
+        return;
+    }
+    let user = TestUser::new(64432).expect("user");
+    let policy = "defaults: {egress: deny, log: all, loopback: allow}\nrules:\n  - name: root-internal\n    users: [0]\n    allow:\n      - {to: [198.51.100.0/24]}\n";
+    let mut w = jump_tests::world::World::new(&[7000], &[("policy.yaml", policy)]);
+    w.start_in_host(&[]);
+    let (bins, cg, jumpd) = (&w.bins, &w.cg, w.jumpd());
+    let src = "198.51.100.99";
+    // Joins the cgroup as root, becomes the user, who makes a user and network namespace of
+    // their own (mapped to its root) with SRC on its loopback device.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "echo $$ > \"$1/cgroup.procs\" && exec setpriv --reuid \"$2\" --regid \"$2\" \
+             --clear-groups -- unshare -Urn -- sh -c 'ip link set lo up && \
+             ip addr add \"$1/32\" dev lo && exec \"$0\" self-connect \"$1\"' \"$0\" \"$3\"",
+        )
+        .arg(&bins.probe)
+        .arg(&cg.path)
+        .arg(user.uid.to_string())
+        .arg(src)
+        .output()
+        .expect("sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let verdict: serde_json::Value = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no verdict from the namespaced probe: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert_eq!(
+        verdict["ok"], false,
+        "the SYN-ACK to {src} is refused, so the connect times out: {verdict}"
+    );
+    let e = jumpd.wait_event("the refused SYN-ACK", |e| {
+        e["jump_hook"] == "egress" && e["jump_dst_addr"] == src
+    });
+    assert_eq!(
+        (&e["jump_uid"], &e["jump_verdict"]),
+        (&serde_json::json!(user.uid), &serde_json::json!("deny")),
+        "named as the user, who has no grant to {src} (root has one): {e}"
+    );
+}

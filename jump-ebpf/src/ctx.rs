@@ -186,6 +186,9 @@ static CRED_OFFSET: Global<u32> = Global::new(0);
 static CRED_UID_OFFSET: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static CRED_GID_OFFSET: Global<u32> = Global::new(0);
+/// `struct sock.sk_uid`: who owns a socket, as the initial user namespace sees it (0 = unknown).
+#[unsafe(no_mangle)]
+static SOCK_UID_OFFSET: Global<u32> = Global::new(0);
 
 /// The current task, as the BTF-typed pointer the verifier checks loads through; null when
 /// jumpd found none of the offsets read through it (the readers then use helpers, and the
@@ -625,4 +628,41 @@ pub fn tcp_socket_port(skb: &SkBuffContext) -> u32 {
     } else {
         0
     }
+}
+
+/// The uid owning the packet's TCP socket (a SYN-ACK's: its listener's), as the initial user
+/// namespace sees it: `sk_uid`, read through the BTF-typed socket. `bpf_get_socket_uid` maps it
+/// into the user namespace owning the socket's network namespace, and a user who made both
+/// chooses that mapping: any uid, root's or another user's, for their own listener. Other
+/// sockets (and kernels without the offset) get the helper's answer. Not inlined: the compiler
+/// would merge its load through the socket with the caller's load of a map value, and the
+/// verifier refuses one instruction that reads through two kinds of pointer.
+#[inline(never)]
+pub fn socket_uid(skb: &SkBuffContext) -> u32 {
+    let off = SOCK_UID_OFFSET.load();
+    // SAFETY: the context pointer of this program; `sk` is checked for null before use.
+    let sk = unsafe { (*skb.skb.skb).__bindgen_anon_2.sk };
+    if off == 0 || sk.is_null() {
+        return skb.get_socket_uid();
+    }
+    // SAFETY: `state` is a `sock_common` field, readable on every socket kind; the helpers take
+    // the non-null socket pointer the verifier tracks (a request socket's listener, which needs
+    // no release, or the full socket itself).
+    let tcp = unsafe {
+        let full = if (*sk).state == TCP_NEW_SYN_RECV {
+            aya_ebpf::helpers::generated::bpf_get_listener_sock(sk)
+        } else {
+            sk
+        };
+        if full.is_null() {
+            return skb.get_socket_uid();
+        }
+        aya_ebpf::helpers::generated::bpf_skc_to_tcp_sock(full.cast()) as *const u8
+    };
+    if tcp.is_null() {
+        return skb.get_socket_uid();
+    }
+    // SAFETY: the member's offset from the kernel's BTF (`kuid_t sk_uid` of the `struct sock`
+    // that starts every `tcp_sock`); the verifier checks the load against that BTF.
+    unsafe { core::ptr::read_volatile(tcp.wrapping_add(off as usize).cast::<u32>()) }
 }

@@ -165,7 +165,7 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
         Some(r) => r.uid,
         None => match socks::creator_of_packet(&ctx) {
             Some(owner) => owner,
-            None => ctx.get_socket_uid(),
+            None => ctx::socket_uid(&ctx),
         },
     };
     // One `record` call site: each inlined copy costs its event's stack.

@@ -24,6 +24,8 @@
 //! - `listen PORT`: bind a TCP listener on every address. `accept PORT SECS`: bind and listen on
 //!   PORT, print `{"port":N}`, then wait SECS for one connection; `autolisten SECS`: the same
 //!   without bind (the kernel picks the port). `connect ADDR`: a TCP connect alone.
+//!   `self-connect SRC`: a listener without bind, then a connect to it on 127.0.0.1 from a
+//!   socket bound to SRC (an address on the loopback device); prints `{"port":N}` first.
 //! - `tfo ADDR` (`sendto` with `MSG_FASTOPEN`), `tfo-connect ADDR` (`TCP_FASTOPEN_CONNECT`).
 //! - `uring-connect ADDR`, `uring-sendto ADDR`: a TCP connect and an unconnected UDP send
 //!   submitted through io_uring (`IORING_OP_CONNECT`, `IORING_OP_SENDMSG`).
@@ -320,6 +322,26 @@ fn accept(port: Option<&str>, secs: &str) -> std::io::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
+}
+
+/// A listener that never binds (the kernel picks its port), and a connect to it on 127.0.0.1
+/// from a socket bound to SRC: its SYN-ACK goes from the listener, which no connect decided, to
+/// SRC. Prints `{"port":N}` first.
+fn self_connect(src: &str) -> std::io::Result<()> {
+    let l = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    l.listen(1)?;
+    let port = l.local_addr()?.as_socket().map_or(0, |a| a.port());
+    println!("{}", serde_json::json!({ "port": port }));
+    std::io::stdout().flush()?;
+    let src: std::net::Ipv4Addr = src
+        .parse()
+        .map_err(|_| std::io::Error::other("bad address"))?;
+    let c = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    c.bind(&SockAddr::from(SocketAddr::from((src, 0))))?;
+    c.connect_timeout(
+        &SockAddr::from(SocketAddr::from(([127, 0, 0, 1], port))),
+        Duration::from_secs(2),
+    )
 }
 
 fn tfo(target: &str, sockopt: bool) -> std::io::Result<()> {
@@ -746,6 +768,7 @@ fn main() {
         Some("socket") => report(socket_only(arg(1))),
         Some("listen") => report(listen(arg(1))),
         Some("autolisten") => report(accept(None, arg(1))),
+        Some("self-connect") => report(self_connect(arg(1))),
         Some("accept") => report(accept(Some(arg(1)), arg(2))),
         Some("connect") => report(
             TcpStream::connect_timeout(

@@ -1,6 +1,7 @@
-//! Byte offsets of `struct task_struct` members in the running kernel, read from its BTF
-//! (`/sys/kernel/btf/vmlinux`), so the kernel programs can read the audit login uid and
-//! session, pid and command name of the task that made a decision. aya keeps its BTF type
+//! Byte offsets of `struct task_struct` (and one `struct sock`) members in the running kernel,
+//! read from its BTF (`/sys/kernel/btf/vmlinux`), so the kernel programs can read the audit
+//! login uid and session, pid and command name of the task that made a decision, and the owner
+//! of a socket. aya keeps its BTF type
 //! accessors private, hence this small reader of the documented format
 //! (linux/Documentation/bpf/btf.rst): a header, a type section of variable-length records, and
 //! a string section.
@@ -73,12 +74,12 @@ pub fn member_offsets(btf: &[u8], name: &str, members: &[&str]) -> Option<Vec<Op
     None
 }
 
-/// Byte offsets of the `task_struct` members the kernel programs read from the current task;
-/// 0 where one cannot be found. The programs then fall back: no audit ids without
+/// Byte offsets of the `task_struct` members the kernel programs read from the current task,
+/// and of `sock.sk_uid`; 0 where one cannot be found. The programs then fall back: no audit ids without
 /// `loginuid`/`sessionid` (kernels without CONFIG_AUDIT; userspace falls back to /proc), and
 /// the slower helpers for `comm` and `tgid` and for the uid and gid (`cred`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TaskOffsets {
+pub struct Offsets {
     pub loginuid: u32,
     pub sessionid: u32,
     /// `task_struct.group_leader` and `task_struct.start_boottime`: when the process started,
@@ -93,17 +94,20 @@ pub struct TaskOffsets {
     pub cred: u32,
     pub cred_uid: u32,
     pub cred_gid: u32,
+    /// `sock.sk_uid`: a socket's owner as the initial user namespace sees it (egress, for
+    /// sockets without a record; without it, `bpf_get_socket_uid`).
+    pub sock_uid: u32,
 }
 
-/// `TaskOffsets` of the running kernel.
-pub fn task_offsets() -> TaskOffsets {
+/// `Offsets` of the running kernel.
+pub fn offsets() -> Offsets {
     let Ok(btf) = std::fs::read("/sys/kernel/btf/vmlinux") else {
-        return TaskOffsets::default();
+        return Offsets::default();
     };
-    task_offsets_in(&btf)
+    offsets_in(&btf)
 }
 
-fn task_offsets_in(btf: &[u8]) -> TaskOffsets {
+fn offsets_in(btf: &[u8]) -> Offsets {
     let found = member_offsets(
         btf,
         "task_struct",
@@ -134,7 +138,7 @@ fn task_offsets_in(btf: &[u8]) -> TaskOffsets {
         (0, _) | (_, 0) => (0, 0),
         both => both,
     };
-    TaskOffsets {
+    Offsets {
         loginuid,
         sessionid,
         group_leader,
@@ -144,6 +148,9 @@ fn task_offsets_in(btf: &[u8]) -> TaskOffsets {
         cred,
         cred_uid,
         cred_gid,
+        sock_uid: member_offsets(btf, "sock", &["sk_uid"])
+            .and_then(|f| f.first().copied().flatten())
+            .unwrap_or(0),
     }
 }
 
@@ -198,7 +205,7 @@ mod tests {
             std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
             "/sys/kernel/btf/vmlinux is missing: the kernel has no BTF"
         );
-        let o = task_offsets();
+        let o = offsets();
         assert!(
             o.loginuid > 0 && o.sessionid > 0 && o.loginuid != o.sessionid,
             "loginuid at {}, sessionid at {}",
@@ -207,6 +214,7 @@ mod tests {
         );
         assert!(o.comm > 0 && o.tgid > 0, "{o:?}");
         assert!(o.group_leader > 0 && o.start_boottime > 0, "{o:?}");
+        assert!(o.sock_uid > 0, "{o:?}");
         assert!(
             o.cred > 0 && o.cred_uid > 0 && o.cred_gid == o.cred_uid + 4,
             "{o:?}"

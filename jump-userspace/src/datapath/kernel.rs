@@ -134,7 +134,7 @@ impl Kernel {
         // aya-log-ebpf's level threshold (1 error .. 5 trace): debug only when asked, so the
         // hot path skips the formatting otherwise.
         let level: u8 = if opts.debug_log { 4 } else { 2 };
-        let task = super::btf::task_offsets();
+        let task = super::btf::offsets();
         let maps_dir = super::pins::maps_dir(&opts.pin_dir);
         std::fs::create_dir_all(&maps_dir)
             .with_context(|| format!("failed to create pin directory `{}`", maps_dir.display()))?;
@@ -160,6 +160,7 @@ impl Kernel {
             .override_global("CRED_OFFSET", &task.cred, false)
             .override_global("CRED_UID_OFFSET", &task.cred_uid, false)
             .override_global("CRED_GID_OFFSET", &task.cred_gid, false)
+            .override_global("SOCK_UID_OFFSET", &task.sock_uid, false)
             .load(OBJECT)
             .context("failed to load jump's eBPF object")?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
