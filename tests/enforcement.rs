@@ -203,6 +203,17 @@ fn icmp_echo_needs_an_icmp_grant() {
         ok(&w, Some(A), op, &v6(INTERNAL_V6, 0));
         refused(&w, Some(A), op, &format!("{INTERNET_V4}:0"));
     }
+    // An unconnected echo is decided by egress alone (no sendmsg hook runs for ping sockets):
+    // under `log: all` its allow is logged like any hook's.
+    for addr in [INTERNAL_V4, INTERNAL_V6] {
+        w.jumpd()
+            .wait_event(&format!("the allowed echo to {addr}"), |e| {
+                e["jump_uid"] == A
+                    && e["jump_hook"] == "egress"
+                    && e["jump_verdict"] == "allow"
+                    && e["jump_dst_addr"] == addr
+            });
+    }
     // A connected IPv6 ping socket is refused at connect; an unconnected one is seen only by the
     // egress backstop, which drops the packet: on this kernel IPv6 ping sockets do not report
     // that drop to the caller (docs/enforcement.md), so the echo never comes back.

@@ -161,12 +161,15 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
         }
     }
     let p = ctx::packet(&ctx);
-    let uid = match rec.map(socks::Record::get) {
-        Some(r) => r.uid,
-        None => match socks::creator_of_packet(&ctx) {
-            Some(owner) => owner,
-            None => ctx::socket_uid(&ctx),
-        },
+    // Only without a record: a creator lookup per packet of a UDP socket would be wasted.
+    let creator = match rec {
+        Some(_) => None,
+        None => socks::creator_of_packet(&ctx),
+    };
+    let uid = match (rec.map(socks::Record::get), creator) {
+        (Some(r), _) => r.uid,
+        (None, Some(owner)) => owner,
+        (None, None) => ctx::socket_uid(&ctx),
     };
     // One `record` call site: each inlined copy costs its event's stack.
     let (why, d) = match path::refusal(&ctx, &p) {
@@ -219,7 +222,12 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
                     socks::refresh(r, &d);
                     socks::settle(r, p.ifindex);
                 }
-                return PASS;
+                // A raw or ping socket's unconnected send is decided here alone (no sendmsg
+                // hook runs for it): logged like a hook's decision, under `log: all`.
+                if creator.is_none() || !emit::wanted(&d) {
+                    return PASS;
+                }
+                (hook::EGRESS, d)
             } else {
                 // The deciding rule's `via` does not name the interface the packet leaves on.
                 let deny = Decision {
@@ -244,7 +252,11 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
         },
     };
     record(why, &who, &p.dst, p.src_port, &d);
-    REFUSE
+    if d.action == action::DENY || why != hook::EGRESS {
+        REFUSE
+    } else {
+        PASS
+    }
 }
 
 /// The packet belongs to an accepted TCP connection on its source port: a listener's SYN-ACK,
