@@ -427,3 +427,49 @@ fn only_admins_may_grant_and_a_refusal_is_logged() {
     assert_eq!(out.trim(), "[]", "nothing was granted");
     assert!(w.reach(7001).is_refused());
 }
+
+/// A grant names its granter's login only where a privileged process opened the granter's
+/// session: an admin whose login uid was unset may claim anyone's once, and the grant must not
+/// then name that person as having granted it.
+#[test]
+fn a_claimed_login_is_not_named_as_the_granter() {
+    if !privileged("a_claimed_login_is_not_named_as_the_granter") {
+        return;
+    }
+    let admins = TestGroup::new().expect("group");
+    let admin = TestUser::new(64413).expect("user");
+    admins.add(&admin).expect("gpasswd -a");
+    let w = World::new(&["--control-group", &admins.name]);
+    let target = format!("{INTERNAL_V4}:7001");
+    // Sets the login uid (unset in this process tree) to 4242, then runs jumpctl grant.
+    let grant_claiming = |setpriv: &[&str]| -> Value {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(setpriv).args(["--", "sh", "-c"]).arg(
+            "echo 4242 > /proc/self/loginuid && exec \"$0\" grant --json \"$1\" \"$2\" --for 1h --reason test",
+        );
+        let out = cmd
+            .arg(&w.bins.jumpctl)
+            .arg(A.to_string())
+            .arg(&target)
+            .env("JUMP_SOCKET", w.jumpd().socket())
+            .output()
+            .expect("jumpctl");
+        assert!(
+            out.status.success(),
+            "{} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).expect("grant JSON")["grant"].clone()
+    };
+    let uid = format!("--reuid={}", admin.uid);
+    let claimed = grant_claiming(&[uid.as_str(), "--regid=100", "--init-groups"]);
+    assert_eq!(claimed["granted_by_uid"], admin.uid);
+    assert!(
+        claimed.get("granted_by_login_uid").is_none(),
+        "the admin opened that session: their claim is not the granter's login: {claimed}"
+    );
+    // The twin: root opening a session is how login does it, and is believed.
+    let opened = grant_claiming(&["--reuid=0"]);
+    assert_eq!(opened["granted_by_login_uid"], 4242, "{opened}");
+}

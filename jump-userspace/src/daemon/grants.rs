@@ -77,12 +77,18 @@ pub struct Granter {
 }
 
 impl Granter {
-    /// The peer's login uid from `/proc/PID/loginuid` (unset or unreadable: `None`).
-    pub fn of_peer(uid: u32, pid: u32) -> Self {
-        let login_uid = std::fs::read_to_string(format!("/proc/{pid}/loginuid"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-            .filter(|&l| l != jump_common::LOGIN_UNSET);
+    /// The peer's login uid from `/proc/PID/loginuid`, only where a privileged process opened
+    /// its audit session (`trusted`, jumpd's answers for events): a process whose login uid
+    /// was unset may set it to anyone's once, and a grant must not name that person as its
+    /// granter. Unset, unreadable or untrusted: `None`.
+    pub fn of_peer(uid: u32, pid: u32, trusted: impl FnOnce(u32) -> bool) -> Self {
+        let read = |file: &str| {
+            std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+                .filter(|&v| v != jump_common::LOGIN_UNSET)
+        };
+        let login_uid = read("loginuid").filter(|_| read("sessionid").is_some_and(trusted));
         Self {
             uid,
             pid,
@@ -551,7 +557,11 @@ pub fn grant(
     req: &GrantRequest,
 ) -> super::Reply {
     use super::{ErrorKind, Reply};
-    let by = Granter::of_peer(peer.uid, peer.pid.unwrap_or(0).max(0) as u32);
+    let by = Granter::of_peer(peer.uid, peer.pid.unwrap_or(0).max(0) as u32, |s| {
+        // A fresh look at /proc: the last batch's may predate the caller's session.
+        st.enricher.new_batch();
+        st.enricher.trusted(s)
+    });
     let uid = match resolve_user(&req.user) {
         Ok(u) => u,
         Err(e) => return Reply::err(ErrorKind::Invalid, e),
@@ -601,7 +611,11 @@ pub fn revoke(
             format!("grant {id} is still in force: the generation without it was not applied: {e}{kept}"),
         );
     }
-    let by = Granter::of_peer(peer.uid, peer.pid.unwrap_or(0).max(0) as u32);
+    let by = Granter::of_peer(peer.uid, peer.pid.unwrap_or(0).max(0) as u32, |s| {
+        // A fresh look at /proc: the last batch's may predate the caller's session.
+        st.enricher.new_batch();
+        st.enricher.trusted(s)
+    });
     let login = by
         .login_uid
         .map(|l| format!(" login {l}"))

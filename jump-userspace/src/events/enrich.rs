@@ -129,7 +129,10 @@ impl Enricher {
         self.sessions = None;
     }
 
-    fn trusted(&mut self, session: u32) -> bool {
+    /// Whether audit session `session` was opened by a privileged process
+    /// (`login::LoginTrust`), with the answers kept for events: a session proven while its
+    /// opener ran stays proven.
+    pub fn trusted(&mut self, session: u32) -> bool {
         if session == UNSET {
             return false;
         }
