@@ -175,6 +175,21 @@ fn schedule_and_expiry_errors() {
 }
 
 #[test]
+fn hours_are_written_plainly() {
+    // Blanks around a time are taken (as before); within a number, nothing but digits.
+    for bad in ["+8:00-18:00", "08:00-18:+0", "08:00-1_8:00", "0 8:00-18:00"] {
+        let src = format!(
+            "rules:\n  - name: a\n    users: [\"*\"]\n    allow: [{{to: 10.0.0.0/8}}]\n    schedule: {{hours: \"{bad}\"}}\n"
+        );
+        assert!(
+            errors(&src).contains(&format!("invalid `hours` `{bad}`")),
+            "{bad}: {}",
+            errors(&src)
+        );
+    }
+}
+
+#[test]
 fn reserved_names_and_icmp_ports() {
     let src = "rules:\n  - name: default\n    users: [\"*\"]\n    allow: [{to: 10.0.0.0/8, proto: icmp, ports: [1]}]\n";
     assert_eq!(

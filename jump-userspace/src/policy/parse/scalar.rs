@@ -219,7 +219,9 @@ pub(super) fn parse_hours(s: &str) -> Option<(u16, u16)> {
     let (a, b) = s.split_once('-')?;
     let hm = |t: &str, allow_24: bool| -> Option<u16> {
         let (h, m) = t.trim().split_once(':')?;
-        if h.is_empty() || h.len() > 2 || m.len() != 2 {
+        // Digits only, like every number in a policy: `u16::from_str` would also take `+8`.
+        let digits = |x: &str| x.bytes().all(|c| c.is_ascii_digit());
+        if h.is_empty() || h.len() > 2 || m.len() != 2 || !digits(h) || !digits(m) {
             return None;
         }
         let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
