@@ -184,6 +184,9 @@ impl ByDescriptor {
 
     /// The record of the socket with `inode`, if a process of the cgroup holds it.
     pub fn record(&mut self, inode: u32) -> Option<SockRecord> {
+        if !taking() {
+            return None;
+        }
         let cgroup = &self.cgroup;
         let &(pid, fd) = self
             .owners
@@ -194,9 +197,10 @@ impl ByDescriptor {
             rustix::process::PidfdFlags::empty(),
         )
         .ok()?;
-        let sock =
+        let taken =
             rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
                 .ok()?;
+        let sock = the_socket(taken, inode)?;
         // A blank record (`SockRecord::is_blank`) is no record.
         self.map.get(&sock, 0).ok().filter(|r| !r.is_blank())
     }
@@ -205,6 +209,48 @@ impl ByDescriptor {
     fn reset(&mut self) {
         self.owners = None;
     }
+}
+
+/// Closes of taken descriptors that were not the socket looked for, still running.
+static DISPOSING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// While this many such closes run, no more descriptors are taken (`ByDescriptor::record`).
+const MAX_DISPOSING: usize = 16;
+
+/// `taken` if it is the socket with `inode`. Between reading `/proc/PID/fd` and taking the
+/// descriptor, its owner may have put another file at that number: a file on a FUSE mount of
+/// their own (a user namespace may mount one), whose close waits, without end and beyond any
+/// signal, for their FUSE daemon to answer a flush; or another socket, whose close lingers if
+/// the owner has closed theirs meanwhile. Told apart without touching a file system (`SO_TYPE`
+/// fails on anything but a socket; the inode of a socket is sockfs's), anything but the socket
+/// looked for (a UDP socket, whose close never waits) is closed on a thread of its own, so the
+/// revocation pass goes on whatever the close does.
+fn the_socket(taken: OwnedFd, inode: u32) -> Option<OwnedFd> {
+    use std::sync::atomic::Ordering;
+    let is_socket =
+        nix::sys::socket::getsockopt(&taken, nix::sys::socket::sockopt::SockType).is_ok();
+    if is_socket && nix::sys::stat::fstat(&taken).is_ok_and(|s| s.st_ino == u64::from(inode)) {
+        return Some(taken);
+    }
+    tracing::warn!(
+        "a process put another file at the descriptor of socket {inode} while the revocation \
+         pass took it; its record is not read"
+    );
+    DISPOSING.fetch_add(1, Ordering::Relaxed);
+    let spawned = std::thread::Builder::new()
+        .name("jumpd-dispose".into())
+        .spawn(move || {
+            drop(taken);
+            DISPOSING.fetch_sub(1, Ordering::Relaxed);
+        });
+    if spawned.is_err() {
+        DISPOSING.fetch_sub(1, Ordering::Relaxed);
+    }
+    None
+}
+
+/// Whether descriptors may be taken: not while `MAX_DISPOSING` closes of swapped ones hang.
+fn taking() -> bool {
+    DISPOSING.load(std::sync::atomic::Ordering::Relaxed) < MAX_DISPOSING
 }
 
 /// The pass in the calling thread's namespace `ino`: list, judge, destroy.
@@ -553,5 +599,22 @@ mod tests {
         assert_eq!(next_edge(&i, 70), Some(100));
         assert_eq!(next_edge(&i, 100), Some(200));
         assert_eq!(next_edge(&i, 200), None, "an open end is no edge");
+    }
+
+    /// A descriptor taken from a process is used only if it is still the socket found in its
+    /// `/proc/PID/fd`: anything else at that number is closed off this thread.
+    #[test]
+    fn a_taken_descriptor_is_used_only_if_it_is_the_socket_found() {
+        use std::os::unix::fs::MetadataExt;
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fd: OwnedFd = sock.into();
+        let ino = nix::sys::stat::fstat(&fd).unwrap().st_ino as u32;
+        let dup = fd.try_clone().unwrap();
+        assert!(the_socket(dup, ino).is_some(), "the socket found");
+        let dup = fd.try_clone().unwrap();
+        assert!(the_socket(dup, ino + 1).is_none(), "another socket");
+        let file: OwnedFd = std::fs::File::open("/proc/self/stat").unwrap().into();
+        let file_ino = std::fs::metadata("/proc/self/stat").unwrap().ino() as u32;
+        assert!(the_socket(file, file_ino).is_none(), "not a socket");
     }
 }
