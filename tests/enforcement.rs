@@ -76,6 +76,12 @@ impl World {
         self
     }
 
+    /// `start` in audit mode.
+    fn start_audit(mut self) -> Self {
+        self.base.start_in_host(&["--mode", "audit"]);
+        self
+    }
+
     /// Replaces `from` with `to` in the world's copy of the policy (in place).
     fn edit(&self, from: &str, to: &str) {
         let p = self.policy_file("policy.yaml");
@@ -353,6 +359,23 @@ fn listening_needs_a_listen_grant() {
     );
     let _ = child.wait();
     w.logged(A, "egress", "deny");
+}
+
+/// Audit mode refuses nothing, not even what no rule grants at all: a port to listen on, a raw
+/// or ping socket without an `icmp` grant. Each is logged as `would-deny` (their enforce-mode
+/// twins are refused in the tests above).
+#[test]
+fn audit_mode_refuses_nothing_that_no_rule_grants() {
+    if !privileged("audit_mode_refuses_nothing_that_no_rule_grants") {
+        return;
+    }
+    let w = World::new().start_audit();
+    ok(&w, Some(B), "listen", "8000");
+    w.logged(B, "bind6", "would-deny");
+    ok(&w, Some(B), "socket", "ping4");
+    w.logged(B, "sock_create", "would-deny");
+    ok(&w, Some(B), "tcp", &format!("{INTERNAL_V4}:7000"));
+    w.logged(B, "connect4", "would-deny");
 }
 
 #[test]

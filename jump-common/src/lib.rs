@@ -275,7 +275,11 @@ pub struct SlotConfig {
     pub log_mode: u8,
     /// `identity::UID` or `identity::PERSON` (`defaults.identity`).
     pub identity: u8,
-    pub _pad: [u8; 5],
+    /// 1 in audit mode: what no rule grants (a port to listen on, an `icmp` grant for a raw
+    /// socket, a judged socket option, a packet's path) is an audit, not a refusal, as every
+    /// deny of the image is. In the padding of older layouts, where it reads as 0: enforce.
+    pub audit: u8,
+    pub _pad: [u8; 4],
 }
 
 /// `SlotConfig::identity`: whom a decision is for.
@@ -671,7 +675,7 @@ layout!(Candidate, size 12; rule_id @ 0, window @ 4, action @ 8, _pad @ 9);
 layout!(PortValue, size 4 + 12 * MAX_CANDIDATES; len @ 0, candidates @ 4);
 layout!(Window, size 8 + 16 * MAX_INTERVALS; len @ 0, session @ 4, intervals @ 8);
 layout!(SlotConfig, size 16;
-    generation @ 0, default_action @ 8, log_mode @ 9, identity @ 10, _pad @ 11);
+    generation @ 0, default_action @ 8, log_mode @ 9, identity @ 10, audit @ 11, _pad @ 12);
 layout!(Limits, size 24; window_ns @ 0, burst @ 8, uid_burst @ 12, uid_interval_ns @ 16);
 layout!(RateKey, size 28;
     uid @ 0, dst_port @ 4, hook @ 6, action @ 7, proto @ 8, _pad @ 9, dst_addr @ 12);

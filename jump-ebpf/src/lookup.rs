@@ -106,6 +106,11 @@ impl Active {
         self.decision(self.cfg.default_action, 0)
     }
 
+    /// What no rule grants: refused, or in audit mode an audit (`SlotConfig::audit`).
+    fn refusal(&self) -> Decision {
+        self.decision(refusal_action(&self.cfg), 0)
+    }
+
     // (2)
     fn user(&mut self) -> Option<UserValue> {
         if let Some(v) = profile_of(self.slot, self.uid) {
@@ -271,7 +276,7 @@ pub fn listen(uid: u32, proto: u8, port: u16) -> Decision {
         return unloaded(uid);
     };
     let user = a.user();
-    let deny = a.decision(action::DENY, 0);
+    let deny = a.refusal();
     let Some(user) = user else { return deny };
     match a.ports(LISTEN_CLASS | user.profile, proto, port) {
         Some((action, rule, timed)) => Decision {
@@ -289,7 +294,25 @@ pub fn flags(uid: u32) -> (u32, Decision) {
         return (0, unloaded(uid));
     };
     let flags = a.user().map_or(0, |u| u.flags);
-    (flags, a.decision(action::DENY, 0))
+    (flags, a.refusal())
+}
+
+fn refusal_action(cfg: &SlotConfig) -> u8 {
+    if cfg.audit != 0 {
+        action::AUDIT
+    } else {
+        action::DENY
+    }
+}
+
+/// `d` refused, or an audit where its slot is in audit mode: a check after the decision (a
+/// rule's `via`) that it fails.
+pub fn refused(d: &Decision) -> Decision {
+    let audit = JUMP_SLOTS.get(d.slot).is_some_and(|c| c.audit != 0);
+    Decision {
+        action: if audit { action::AUDIT } else { action::DENY },
+        ..*d
+    }
 }
 
 /// The active slot and its generation (0: none), for checking a socket's record.

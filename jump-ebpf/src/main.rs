@@ -131,6 +131,13 @@ pub fn sock_create(ctx: SockContext) -> i32 {
         family: s.family as u16,
     };
     record_current(hook::SOCK_CREATE, &dest, &deny);
+    if deny.action != action::DENY {
+        // Audit mode: logged as refused, created all the same (and judged as its creator).
+        if needs_icmp {
+            socks::set_creator(&ctx, uid);
+        }
+        return PASS;
+    }
     REFUSE
 }
 
@@ -230,11 +237,7 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
                 (hook::EGRESS, d)
             } else {
                 // The deciding rule's `via` does not name the interface the packet leaves on.
-                let deny = Decision {
-                    action: action::DENY,
-                    ..d
-                };
-                (hook::EGRESS_INTERFACE, deny)
+                (hook::EGRESS_INTERFACE, lookup::refused(&d))
             }
         }
     };
@@ -252,7 +255,8 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
         },
     };
     record(why, &who, &p.dst, p.src_port, &d);
-    if d.action == action::DENY || why != hook::EGRESS {
+    // An allow logged above, or in audit mode an audit: let through.
+    if d.action == action::DENY {
         REFUSE
     } else {
         PASS

@@ -82,6 +82,9 @@ pub struct MapImage {
     pub log_mode: u8,
     /// `jump_common::identity` (`defaults.identity`).
     pub identity: u8,
+    /// Audit mode (`daemon::audit::audit_only`): the kernel refuses nothing, not even what no
+    /// rule grants (`SlotConfig::audit`).
+    pub audit: bool,
     /// uid → profile; `ANY_UID` holds the profile of every uid not listed.
     pub users: BTreeMap<u32, u32>,
     pub dests: Vec<DestEntry>,

@@ -12,6 +12,7 @@ use crate::compile::image::MapImage;
 /// Candidate order is kept: a deny that turned into an audit still comes before every allow,
 /// so the rule it names is the one that would have refused the connection.
 pub fn audit_only(image: &mut MapImage) {
+    image.audit = true;
     if image.default_action == action::DENY {
         image.default_action = action::AUDIT;
     }
@@ -68,7 +69,9 @@ mod tests {
             [(action::AUDIT, 3), (action::AUDIT, 4), (action::ALLOW, 5)],
             "the deny turns into an audit in place, ahead of the allow"
         );
+        assert!(image.audit, "what no rule grants is audited too");
         let mut rest = image.clone();
+        rest.audit = before.audit;
         rest.default_action = before.default_action;
         rest.ports = before.ports.clone();
         assert_eq!(rest, before, "only actions change");
