@@ -378,6 +378,47 @@ fn audit_mode_refuses_nothing_that_no_rule_grants() {
     w.logged(B, "connect4", "would-deny");
 }
 
+/// A listener answers by its listen grant, never by where its peer is: an autobound one (no
+/// bind, so no grant) must not answer a peer whose address and source port A's egress grants
+/// hold either, which egress would otherwise have let its SYN-ACK out to, unlogged.
+#[test]
+fn an_autobound_listener_answers_no_peer_even_a_granted_one() {
+    if !privileged("an_autobound_listener_answers_no_peer_even_a_granted_one") {
+        return;
+    }
+    let w = World::new();
+    // A port A may reach on the internal host that no echo server there holds, so the peer
+    // can send from it.
+    w.edit(
+        "ports: [7000], proto: [tcp, udp]",
+        "ports: [7000, 7005], proto: [tcp, udp]",
+    );
+    let w = w.start();
+    let from_internal = Placement {
+        netns: Some(w.topo.internal.path()),
+        ..Default::default()
+    };
+    let (port, mut child, _out) = listener(&w, A, &["autolisten", "3"]);
+    let got = probe::run_args(
+        &w.bins,
+        &from_internal,
+        "connect-from",
+        "7005",
+        &[&format!("198.51.100.1:{port}")],
+    );
+    assert!(
+        matches!(got, Outcome::Err(..)),
+        "the SYN-ACK is dropped, so the peer's connect times out, got {got:?}"
+    );
+    let _ = child.wait();
+    w.jumpd().wait_event("the dropped SYN-ACK", |e| {
+        e["jump_uid"] == A
+            && e["jump_hook"] == "egress"
+            && e["jump_verdict"] == "deny"
+            && e["jump_dst_port"] == 7005
+    });
+}
+
 #[test]
 fn a_socket_is_decided_by_the_uid_that_connects_it() {
     if !privileged("a_socket_is_decided_by_the_uid_that_connects_it") {

@@ -601,6 +601,19 @@ pub fn plain_tcp_header(skb: &SkBuffContext) -> bool {
 pub const ANY_PORT: u32 = u32::MAX;
 
 const TCP_NEW_SYN_RECV: u32 = 12;
+const TCP_LISTEN: u32 = 10;
+
+/// Whether the egress packet's socket is a listener: the kernel runs egress programs on a
+/// full socket, so a SYN-ACK shows its listener rather than the request socket.
+#[inline(always)]
+pub fn from_listener(skb: &SkBuffContext) -> bool {
+    // SAFETY: the context pointer of this program; `sk` is checked for null before use, and
+    // `state` is a `sock_common` field, readable on every socket kind.
+    unsafe {
+        let sk = (*skb.skb.skb).__bindgen_anon_2.sk;
+        !sk.is_null() && (*sk).state == TCP_LISTEN
+    }
+}
 
 // A plain integer result: returning a struct from a non-inlined function left r0 unset on one
 // path ("R0 !read_ok").

@@ -202,42 +202,52 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
             // TCP socket the kernel made for an accepted connection (or a listener's SYN-ACK)
             // qualifies: a raw socket or a sender choosing its source port is decided by
             // destination.
-            if p.dst.proto == proto::TCP
-                && p.src_port != 0
-                && accepted(&ctx, &p, rec.is_some())
-                && lookup::listen(uid, p.dst.proto, p.src_port).action != action::DENY
-            {
-                return PASS;
-            }
-            // Fragments and short headers have port 0 here: only an all-ports grant lets them
-            // out. The person and session are the socket's, as recorded at connect; without a
-            // record, unknown (the uid alone decides, session-scoped grants do not apply).
-            let (login, session) = match rec.map(socks::Record::get) {
-                Some(r) => (r.login_uid, r.session_id),
-                None => (jump_common::LOGIN_UNSET, jump_common::LOGIN_UNSET),
-            };
-            let d = person::narrow(
-                lookup::decide_in(uid, session, &p.dst),
-                || login,
-                |l| lookup::decide_in(l, session, &p.dst),
-            );
-            if d.action == action::DENY {
-                (hook::EGRESS, d)
-            } else if path::via_holds(d.slot, d.rule_id, p.ifindex) {
-                if let Some(r) = rec.map(socks::Record::get_mut) {
-                    // Still allowed under this generation: the record vouches for it again.
-                    socks::refresh(r, &d);
-                    socks::settle(r, p.ifindex);
-                }
-                // A raw or ping socket's unconnected send is decided here alone (no sendmsg
-                // hook runs for it): logged like a hook's decision, under `log: all`.
-                if creator.is_none() || !emit::wanted(&d) {
+            let mut unanswered = None;
+            if p.dst.proto == proto::TCP && p.src_port != 0 && accepted(&ctx, &p, rec.is_some()) {
+                let l = lookup::listen(uid, p.dst.proto, p.src_port);
+                if l.action != action::DENY {
                     return PASS;
                 }
-                (hook::EGRESS, d)
+                // A SYN-ACK answers for a listener: one without a listen grant for its port (it
+                // never bound one, the kernel picked it at `listen()`) accepts no connection,
+                // whoever the peer and whatever its source port.
+                if ctx::from_listener(&ctx) {
+                    unanswered = Some(l);
+                }
+            }
+            if let Some(l) = unanswered {
+                (hook::EGRESS, l)
             } else {
-                // The deciding rule's `via` does not name the interface the packet leaves on.
-                (hook::EGRESS_INTERFACE, lookup::refused(&d))
+                // Fragments and short headers have port 0 here: only an all-ports grant lets them
+                // out. The person and session are the socket's, as recorded at connect; without a
+                // record, unknown (the uid alone decides, session-scoped grants do not apply).
+                let (login, session) = match rec.map(socks::Record::get) {
+                    Some(r) => (r.login_uid, r.session_id),
+                    None => (jump_common::LOGIN_UNSET, jump_common::LOGIN_UNSET),
+                };
+                let d = person::narrow(
+                    lookup::decide_in(uid, session, &p.dst),
+                    || login,
+                    |l| lookup::decide_in(l, session, &p.dst),
+                );
+                if d.action == action::DENY {
+                    (hook::EGRESS, d)
+                } else if path::via_holds(d.slot, d.rule_id, p.ifindex) {
+                    if let Some(r) = rec.map(socks::Record::get_mut) {
+                        // Still allowed under this generation: the record vouches for it again.
+                        socks::refresh(r, &d);
+                        socks::settle(r, p.ifindex);
+                    }
+                    // A raw or ping socket's unconnected send is decided here alone (no sendmsg
+                    // hook runs for it): logged like a hook's decision, under `log: all`.
+                    if creator.is_none() || !emit::wanted(&d) {
+                        return PASS;
+                    }
+                    (hook::EGRESS, d)
+                } else {
+                    // The deciding rule's `via` does not name the interface the packet leaves on.
+                    (hook::EGRESS_INTERFACE, lookup::refused(&d))
+                }
             }
         }
     };

@@ -23,7 +23,8 @@
 //! - `socket KIND`: only create a socket (`raw`, `mptcp`, `sctp`, `ping4`, `ping6`).
 //! - `listen PORT`: bind a TCP listener on every address. `accept PORT SECS`: bind and listen on
 //!   PORT, print `{"port":N}`, then wait SECS for one connection; `autolisten SECS`: the same
-//!   without bind (the kernel picks the port). `connect ADDR`: a TCP connect alone.
+//!   without bind (the kernel picks the port). `connect ADDR`: a TCP connect alone;
+//!   `connect-from PORT ADDR`: the same from local port PORT.
 //!   `self-connect SRC`: a listener without bind, then a connect to it on 127.0.0.1 from a
 //!   socket bound to SRC (an address on the loopback device); prints `{"port":N}` first.
 //! - `tfo ADDR` (`sendto` with `MSG_FASTOPEN`), `tfo-connect ADDR` (`TCP_FASTOPEN_CONNECT`).
@@ -322,6 +323,23 @@ fn accept(port: Option<&str>, secs: &str) -> std::io::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
+}
+
+/// A TCP connect to ADDR from local port PORT (any address).
+fn connect_from(port: &str, target: &str) -> std::io::Result<()> {
+    let to = addr(target)?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| std::io::Error::other("bad port"))?;
+    let s = Socket::new(domain(&to), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    let any: SocketAddr = if to.is_ipv4() {
+        ([0, 0, 0, 0], port).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, port).into()
+    };
+    s.bind(&SockAddr::from(any))?;
+    s.connect_timeout(&SockAddr::from(to), TIMEOUT)
 }
 
 /// A listener that never binds (the kernel picks its port), and a connect to it on 127.0.0.1
@@ -777,6 +795,7 @@ fn main() {
             )
             .map(drop),
         ),
+        Some("connect-from") => report(connect_from(arg(1), arg(2))),
         Some("tfo") => report(tfo(arg(1), false)),
         Some("tfo-connect") => report(tfo(arg(1), true)),
         Some("hold") => report((|| {
